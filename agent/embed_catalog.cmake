@@ -1,0 +1,15 @@
+# Writes a C++ source that holds every catalogue file as a string, so that the agent needs
+# no file at run time. Invoked at build time with -DOUT=... -DFILES=a;b;c
+set(content "// Generated from agent/catalog by embed_catalog.cmake. Do not edit.\n")
+string(APPEND content "#include <string_view>\n#include <utility>\n#include <vector>\n\n")
+string(APPEND content "namespace kspm::agent::checks {\n\n")
+string(APPEND content "const std::vector<std::pair<std::string_view, std::string_view>>& BuiltinCatalogFiles() {\n")
+string(APPEND content "  static const std::vector<std::pair<std::string_view, std::string_view>> kFiles = {\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} text)
+  string(APPEND content "    {\"${name}\", R\"kspm_catalog(${text})kspm_catalog\"},\n")
+endforeach()
+string(APPEND content "  };\n  return kFiles;\n}\n\n}  // namespace kspm::agent::checks\n")
+file(WRITE ${OUT}.tmp "${content}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,457 @@
+#include "kspm/agent/checks/catalog.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "kspm/common/names.h"
+#include "kspm/common/strings.h"
+#include "yaml-cpp/yaml.h"
+
+namespace kspm::agent::checks {
+
+// Defined in the generated builtin_catalog.cc: every file of agent/catalog/.
+extern const std::vector<std::pair<std::string_view, std::string_view>>& BuiltinCatalogFiles();
+
+namespace {
+
+// Errors while reading a catalogue entry carry the position of the node.
+class CatalogError : public std::runtime_error {
+ public:
+  CatalogError(const YAML::Node& node, const std::string& what)
+      : std::runtime_error(what), mark_(node.Mark()) {}
+  const YAML::Mark& mark() const { return mark_; }
+
+ private:
+  YAML::Mark mark_;
+};
+
+std::string Scalar(const YAML::Node& node, const char* field, bool required = false) {
+  const YAML::Node v = node[field];
+  if (!v) {
+    if (required) throw CatalogError(node, std::string("missing field '") + field + "'");
+    return "";
+  }
+  if (!v.IsScalar()) throw CatalogError(v, std::string("field '") + field + "' must be a scalar");
+  return v.Scalar();
+}
+
+std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
+  std::vector<std::string> out;
+  const YAML::Node v = node[field];
+  if (!v) return out;
+  if (v.IsScalar()) {
+    out.push_back(v.Scalar());
+    return out;
+  }
+  if (!v.IsSequence()) throw CatalogError(v, std::string("field '") + field + "' must be a list");
+  for (const auto& item : v) {
+    if (!item.IsScalar())
+      throw CatalogError(item, std::string("'") + field + "' holds a non-scalar");
+    out.push_back(item.Scalar());
+  }
+  return out;
+}
+
+ValueType ParseType(const YAML::Node& node, const std::string& text) {
+  if (text.empty() || text == "string") return ValueType::kString;
+  if (text == "bool") return ValueType::kBool;
+  if (text == "int") return ValueType::kInt;
+  if (text == "duration") return ValueType::kDuration;
+  if (text == "list") return ValueType::kList;
+  if (text == "map") return ValueType::kMap;
+  throw CatalogError(node, "unknown type '" + text + "' (string, bool, int, duration, list, map)");
+}
+
+SettingSpec ParseSetting(const YAML::Node& node) {
+  if (!node.IsMap()) throw CatalogError(node, "a setting must be a map");
+  SettingSpec s;
+  s.flag = Scalar(node, "flag");
+  s.key = Scalar(node, "key");
+  s.env = Scalar(node, "env");
+  s.map_key = Scalar(node, "map_key");
+  s.type = ParseType(node, Scalar(node, "type"));
+  if (node["default"]) s.default_value = Scalar(node, "default");
+  if (node["config_default"]) s.config_default = Scalar(node, "config_default");
+  if (s.flag.empty() && s.key.empty() && s.env.empty()) {
+    throw CatalogError(node, "a setting needs at least one of flag, key, env");
+  }
+  return s;
+}
+
+Expectation ParseExpect(const YAML::Node& node) {
+  if (!node.IsMap() || node.size() != 1) {
+    throw CatalogError(node, "'expect' must hold exactly one operator");
+  }
+  static const std::map<std::string, Expectation::Op, std::less<>> kOps = {
+      {"equals", Expectation::Op::kEquals},
+      {"not_equals", Expectation::Op::kNotEquals},
+      {"at_least", Expectation::Op::kAtLeast},
+      {"at_most", Expectation::Op::kAtMost},
+      {"contains", Expectation::Op::kContains},
+      {"not_contains", Expectation::Op::kNotContains},
+      {"subset_of", Expectation::Op::kSubsetOf},
+      {"present", Expectation::Op::kPresent},
+      {"absent", Expectation::Op::kAbsent},
+      {"non_zero", Expectation::Op::kNonZero},
+      {"mode_at_most", Expectation::Op::kModeAtMost},
+      {"owner", Expectation::Op::kOwner},
+      {"is_socket", Expectation::Op::kIsSocket},
+      {"loopback", Expectation::Op::kLoopback},
+  };
+  const auto entry = *node.begin();
+  const std::string name = entry.first.Scalar();
+  const auto it = kOps.find(name);
+  if (it == kOps.end()) throw CatalogError(entry.first, "unknown operator '" + name + "'");
+  Expectation e;
+  e.op = it->second;
+  if (entry.second.IsSequence()) {
+    for (const auto& v : entry.second) e.values.push_back(v.Scalar());
+  } else if (entry.second.IsScalar()) {
+    e.value = entry.second.Scalar();
+    if (e.op == Expectation::Op::kOwner || e.op == Expectation::Op::kSubsetOf) {
+      for (auto v : common::Split(e.value, '|')) e.values.emplace_back(v);
+    }
+  } else {
+    throw CatalogError(entry.second, "operator '" + name + "' needs a value or a list");
+  }
+  if (e.op == Expectation::Op::kModeAtMost) {
+    if (e.value.empty() || e.value.find_first_not_of("01234567") != std::string::npos) {
+      throw CatalogError(entry.second, "mode_at_most needs an octal mode such as 600");
+    }
+  }
+  return e;
+}
+
+Check ParseCheck(const YAML::Node& node, std::string_view origin) {
+  if (!node.IsMap()) throw CatalogError(node, "a check must be a map");
+  Check c;
+  c.id = Scalar(node, "id", true);
+  c.origin = std::string(origin);
+  c.title = Scalar(node, "title", true);
+  c.component = Scalar(node, "component", true);
+  c.remediation = Scalar(node, "remediation");
+  c.manual = Scalar(node, "manual");
+  if (node["scored"]) c.scored = node["scored"].as<bool>();
+  const std::string severity = Scalar(node, "severity");
+  if (!severity.empty()) {
+    auto parsed = common::ParseSeverity(severity);
+    if (!parsed) throw CatalogError(node["severity"], "unknown severity '" + severity + "'");
+    c.severity = *parsed;
+  }
+  const YAML::Node benchmarks = node["benchmarks"];
+  if (!benchmarks || !benchmarks.IsMap() || benchmarks.size() == 0) {
+    throw CatalogError(node, "check '" + c.id + "' needs 'benchmarks' (benchmark: item id)");
+  }
+  for (const auto& b : benchmarks) c.benchmarks[b.first.Scalar()] = b.second.Scalar();
+  if (const YAML::Node s = node["setting"]) c.settings.push_back(ParseSetting(s));
+  if (const YAML::Node s = node["settings"]) {
+    if (!s.IsSequence()) throw CatalogError(s, "'settings' must be a list");
+    for (const auto& item : s) c.settings.push_back(ParseSetting(item));
+  }
+  if (const YAML::Node f = node["file"]) {
+    FileSpec spec;
+    spec.role = Scalar(f, "role");
+    spec.paths = StringList(f, "paths");
+    spec.walk = Scalar(f, "walk");
+    spec.match = StringList(f, "match");
+    if (f["include_dir"]) spec.include_dir = f["include_dir"].as<bool>();
+    if (spec.role.empty() && spec.paths.empty() && spec.walk.empty()) {
+      throw CatalogError(f, "'file' needs one of role, paths, walk");
+    }
+    c.file = std::move(spec);
+  }
+  const bool has_target = !c.settings.empty() || c.file.has_value();
+  if (c.manual.empty()) {
+    if (!has_target)
+      throw CatalogError(node,
+                         "check '" + c.id + "' reads nothing: add setting(s), file or manual");
+    if (!node["expect"]) throw CatalogError(node, "check '" + c.id + "' has no 'expect'");
+    c.expect = ParseExpect(node["expect"]);
+  }
+  return c;
+}
+
+ComponentSpec ParseComponent(const YAML::Node& node) {
+  ComponentSpec c;
+  c.name = Scalar(node, "name", true);
+  const std::string role = Scalar(node, "role");
+  if (role == "control-plane") {
+    c.role = v1::NODE_ROLE_CONTROL_PLANE;
+  } else if (role == "worker") {
+    c.role = v1::NODE_ROLE_WORKER;
+  } else if (role == "etcd") {
+    c.role = v1::NODE_ROLE_ETCD;
+  } else if (role == "docker-host") {
+    c.role = v1::NODE_ROLE_DOCKER_HOST;
+  } else if (!role.empty()) {
+    throw CatalogError(node["role"], "unknown role '" + role + "'");
+  }
+  for (const auto& p : StringList(node, "processes")) {
+    std::vector<std::string> words;
+    for (auto w : common::Split(p, ' ', true)) words.emplace_back(w);
+    c.processes.push_back(std::move(words));
+  }
+  for (const auto& f : StringList(node, "bool_flags")) c.bool_flags.insert(f);
+  c.manifests = StringList(node, "manifests");
+  if (const YAML::Node cfg = node["config"]) {
+    ConfigSpec spec;
+    spec.flag = Scalar(cfg, "flag");
+    spec.env = Scalar(cfg, "env");
+    spec.dropin_flag = Scalar(cfg, "dropin_flag");
+    spec.candidates = StringList(cfg, "candidates");
+    if (cfg["exclusive"]) spec.exclusive = cfg["exclusive"].as<bool>();
+    c.config = std::move(spec);
+  }
+  if (const YAML::Node files = node["files"]) {
+    for (const auto& f : files) {
+      FileRoleSpec spec;
+      spec.flag = Scalar(f.second, "flag");
+      spec.key = Scalar(f.second, "key");
+      spec.candidates = StringList(f.second, "candidates");
+      c.files[f.first.Scalar()] = std::move(spec);
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+std::string SettingSpec::Describe() const {
+  if (!flag.empty()) return "--" + flag + (map_key.empty() ? "" : " " + map_key);
+  if (!env.empty()) return env;
+  return key;
+}
+
+std::string Expectation::Describe() const {
+  switch (op) {
+    case Op::kEquals:
+      return value;
+    case Op::kNotEquals:
+      return "not " + value;
+    case Op::kAtLeast:
+      return ">= " + value;
+    case Op::kAtMost:
+      return "<= " + value;
+    case Op::kContains:
+      return "includes " + value;
+    case Op::kNotContains:
+      return "excludes " + value;
+    case Op::kSubsetOf:
+      return "only " + common::Join(values, ",");
+    case Op::kPresent:
+      return "set";
+    case Op::kAbsent:
+      return "not set";
+    case Op::kNonZero:
+      return "not 0";
+    case Op::kModeAtMost:
+      return "mode " + std::string(value.size() < 4 ? "0" : "") + value + " or stricter";
+    case Op::kOwner:
+      return common::Join(values, " or ");
+    case Op::kIsSocket:
+      return "a socket";
+    case Op::kLoopback:
+      return "a loopback address (127.0.0.0/8, ::1, localhost)";
+  }
+  return value;
+}
+
+absl::Status Catalog::AddYaml(std::string_view text, std::string_view origin) {
+  try {
+    const YAML::Node root = YAML::Load(std::string(text));
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(
+          std::string(origin) + ": a catalogue file is a map with 'components' and/or 'checks'");
+    }
+    std::vector<ComponentSpec> components;
+    std::vector<Check> checks;
+    if (root["version"]) version_ = root["version"].Scalar();
+    if (const YAML::Node cs = root["components"]) {
+      for (const auto& c : cs) components.push_back(ParseComponent(c));
+    }
+    if (const YAML::Node cs = root["checks"]) {
+      for (const auto& c : cs) checks.push_back(ParseCheck(c, origin));
+    }
+    for (auto& c : components) {
+      if (FindComponent(c.name)) {
+        return absl::AlreadyExistsError(std::string(origin) + ": component '" + c.name +
+                                        "' is defined twice");
+      }
+      components_.push_back(std::move(c));
+    }
+    for (auto& c : checks) {
+      if (const Check* other = FindCheck(c.id)) {
+        return absl::AlreadyExistsError(std::string(origin) + ": check id '" + c.id +
+                                        "' already defined in " + other->origin);
+      }
+      checks_.push_back(std::move(c));
+    }
+  } catch (const CatalogError& e) {
+    return absl::InvalidArgumentError(std::string(origin) + ":" +
+                                      std::to_string(e.mark().line + 1) + ":" +
+                                      std::to_string(e.mark().column + 1) + ": " + e.what());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(std::string(origin) + ":" + std::to_string(e.mark.line + 1) +
+                                      ":" + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Catalog> Catalog::Builtin() {
+  Catalog catalog;
+  for (const auto& [name, text] : BuiltinCatalogFiles()) {
+    if (auto s = catalog.AddYaml(text, "builtin:" + std::string(name)); !s.ok()) return s;
+  }
+  return catalog;
+}
+
+absl::Status Catalog::AddDirectory(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::InvalidArgumentError("cannot open rules directory " + dir + ": " +
+                                      std::strerror(errno));
+  }
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.ends_with(".yaml") || name.ends_with(".yml")) names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    const std::string path = dir + "/" + name;
+    std::ifstream in(path);
+    if (!in) return absl::InvalidArgumentError("cannot read rules file " + path);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    if (auto s = AddYaml(buf.str(), path); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+const ComponentSpec* Catalog::FindComponent(std::string_view name) const {
+  for (const auto& c : components_) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+const Check* Catalog::FindCheck(std::string_view id) const {
+  for (const auto& c : checks_) {
+    if (c.id == id) return &c;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> Catalog::Benchmarks() const {
+  std::set<std::string> names;
+  for (const auto& c : checks_) {
+    for (const auto& [b, id] : c.benchmarks) names.insert(b);
+  }
+  return {names.begin(), names.end()};
+}
+
+std::optional<bool> ParseBool(std::string_view text) {
+  if (text == "1" || text == "t" || text == "T" || text == "true" || text == "TRUE" ||
+      text == "True") {
+    return true;
+  }
+  if (text == "0" || text == "f" || text == "F" || text == "false" || text == "FALSE" ||
+      text == "False") {
+    return false;
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> ParseInt(std::string_view text) {
+  text = common::Trim(text);
+  if (text.empty()) return std::nullopt;
+  size_t i = 0;
+  bool negative = false;
+  if (text[0] == '-' || text[0] == '+') {
+    negative = text[0] == '-';
+    i = 1;
+  }
+  if (i == text.size()) return std::nullopt;
+  int64_t value = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    if (value > (INT64_MAX - 9) / 10) return std::nullopt;
+    value = value * 10 + (text[i] - '0');
+  }
+  return negative ? -value : value;
+}
+
+std::optional<int64_t> ParseDurationNanos(std::string_view text) {
+  text = common::Trim(text);
+  if (text.empty()) return std::nullopt;
+  bool negative = false;
+  if (text[0] == '-' || text[0] == '+') {
+    negative = text[0] == '-';
+    text.remove_prefix(1);
+  }
+  if (text == "0") return 0;  // Go accepts a bare 0
+  if (text.empty()) return std::nullopt;
+  static const std::pair<std::string_view, double> kUnits[] = {
+      {"ns", 1.0}, {"us", 1e3}, {"µs", 1e3}, {"μs", 1e3},
+      {"ms", 1e6}, {"s", 1e9},  {"m", 60e9}, {"h", 3600e9}};
+  double total = 0;
+  while (!text.empty()) {
+    size_t n = 0;
+    while (n < text.size() && ((text[n] >= '0' && text[n] <= '9') || text[n] == '.')) ++n;
+    if (n == 0) return std::nullopt;
+    double number = 0;
+    try {
+      number = std::stod(std::string(text.substr(0, n)));
+    } catch (...) {
+      return std::nullopt;
+    }
+    text.remove_prefix(n);
+    size_t u = 0;
+    while (u < text.size() && !((text[u] >= '0' && text[u] <= '9') || text[u] == '.')) ++u;
+    const std::string_view unit = text.substr(0, u);
+    text.remove_prefix(u);
+    bool found = false;
+    for (const auto& [name, factor] : kUnits) {
+      if (name == unit) {
+        total += number * factor;
+        found = true;
+        break;
+      }
+    }
+    if (!found) return std::nullopt;
+  }
+  const auto nanos = static_cast<int64_t>(std::llround(total));
+  return negative ? -nanos : nanos;
+}
+
+std::vector<std::string> SplitList(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::string_view part : common::Split(text, ',')) {
+    part = common::Trim(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> SplitMap(std::string_view text) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : SplitList(text)) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      out[item] = "";
+    } else {
+      out[std::string(common::Trim(item.substr(0, eq)))] =
+          std::string(common::Trim(item.substr(eq + 1)));
+    }
+  }
+  return out;
+}
+
+}  // namespace kspm::agent::checks

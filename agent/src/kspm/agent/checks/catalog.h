@@ -1,0 +1,153 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kspm/v1/results.pb.h"
+
+namespace kspm::agent::checks {
+
+// How a setting's text is interpreted when compared.
+enum class ValueType { kString, kBool, kInt, kDuration, kList, kMap };
+
+// Where a component setting can be read, in precedence order: flag (or env), then the config
+// file's drop-ins and the config file itself (`key`), then the default.
+struct SettingSpec {
+  std::string flag;  // without dashes; empty when the component has no such flag
+  std::string key;   // dotted path in the component's config file; empty when none
+  std::string env;   // environment variable (etcd's ETCD_*); empty when none
+  ValueType type = ValueType::kString;
+  // For kMap settings (feature gates): the entry of the map this check reads.
+  std::string map_key;
+  // The component's default when nothing sets the value; absent when there is none.
+  std::optional<std::string> default_value;
+  // The default that applies instead when the component runs from a config file (the kubelet's
+  // KubeletConfiguration v1beta1 defaults differ from its legacy flag defaults).
+  std::optional<std::string> config_default;
+
+  // `--anonymous-auth` or `authentication.anonymous.enabled`, for messages.
+  std::string Describe() const;
+};
+
+// Which files a file check reads.
+struct FileSpec {
+  std::string role;                // a file role of the check's component (`config`, ...)
+  std::vector<std::string> paths;  // literal host paths
+  std::string walk;                // a directory whose files (recursively) are all checked
+  std::vector<std::string> match;  // name suffixes kept by `walk`; empty keeps all files
+  bool include_dir = false;        // `walk` also checks the directory itself
+};
+
+// The expected value. One operator per expectation.
+struct Expectation {
+  enum class Op {
+    kEquals,       // typed equality
+    kNotEquals,    // typed inequality
+    kAtLeast,      // numeric or duration >=
+    kAtMost,       // numeric or duration <=
+    kContains,     // list (or comma-separated text) has the item
+    kNotContains,  // list does not have the item
+    kSubsetOf,     // every element is one of `values`
+    kPresent,      // set to a non-empty value by anything but a default
+    kAbsent,       // not set
+    kNonZero,      // duration or integer not 0
+    kModeAtMost,   // file permission bits within the octal mask (more restrictive passes)
+    kOwner,        // file `user:group` is one of `values`
+    kIsSocket,     // the file is a Unix socket (combined with nothing else)
+    kLoopback,     // an address (`host`, `host:port`) bound to loopback only
+  };
+  Op op = Op::kPresent;
+  std::string value;                // operand for single-value operators
+  std::vector<std::string> values;  // operands for subset_of / owner
+
+  // "false", "mode 0600 or stricter", "root:root", ...
+  std::string Describe() const;
+};
+
+// One check of the catalogue.
+struct Check {
+  std::string id;                                 // stable internal id
+  std::map<std::string, std::string> benchmarks;  // benchmark name -> item id
+  std::string title;
+  v1::Severity severity = v1::SEVERITY_MEDIUM;
+  bool scored = true;
+  std::string component;              // the component the check is about
+  std::vector<SettingSpec> settings;  // every setting must meet `expect`
+  std::optional<FileSpec> file;
+  Expectation expect;
+  std::string manual;  // non-empty: no program can judge this; what a person must look at
+  std::string remediation;
+  // Where the check came from (`builtin:kubernetes.yaml` or a --rules file), for errors.
+  std::string origin;
+};
+
+// How a component's configuration file is read.
+struct ConfigSpec {
+  std::string flag;                     // flag naming the file (kubelet --config)
+  std::string env;                      // environment variable naming it (ETCD_CONFIG_FILE)
+  std::string dropin_flag;              // flag naming a drop-in directory (kubelet --config-dir)
+  std::vector<std::string> candidates;  // used only when no process says where it is
+  // When true, a config file replaces flags and environment entirely (etcd --config-file).
+  bool exclusive = false;
+};
+
+// A file a component uses: named by a flag or config key of the running component, or found
+// among known candidate paths.
+struct FileRoleSpec {
+  std::string flag;
+  std::string key;
+  std::vector<std::string> candidates;
+};
+
+// A component kspm knows how to find.
+struct ComponentSpec {
+  std::string name;
+  v1::NodeRole role = v1::NODE_ROLE_UNSPECIFIED;
+  // Command lines that identify the process: each entry is argv[0]'s basename optionally
+  // followed by sub-commands (`hyperkube kubelet`).
+  std::vector<std::vector<std::string>> processes;
+  std::set<std::string, std::less<>> bool_flags;
+  std::optional<ConfigSpec> config;
+  // Static pod manifests that hold the component's command when its process is not visible.
+  std::vector<std::string> manifests;
+  std::map<std::string, FileRoleSpec> files;
+};
+
+class Catalog {
+ public:
+  // Parses catalogue YAML (one document with `components:` and/or `checks:`). `origin` names the
+  // source in errors, which also carry the line and column.
+  [[nodiscard]] absl::Status AddYaml(std::string_view text, std::string_view origin);
+  // The catalogue built into the binary.
+  [[nodiscard]] static absl::StatusOr<Catalog> Builtin();
+  // Adds every *.yaml file of a directory (custom rules).
+  [[nodiscard]] absl::Status AddDirectory(const std::string& dir);
+
+  const std::vector<Check>& checks() const { return checks_; }
+  const std::vector<ComponentSpec>& components() const { return components_; }
+  const ComponentSpec* FindComponent(std::string_view name) const;
+  const Check* FindCheck(std::string_view id) const;
+  // Benchmarks named by any check, sorted.
+  std::vector<std::string> Benchmarks() const;
+  const std::string& version() const { return version_; }
+
+ private:
+  std::vector<Check> checks_;
+  std::vector<ComponentSpec> components_;
+  std::string version_ = "0";
+};
+
+// Typed value helpers shared by the evaluator and its tests.
+std::optional<bool> ParseBool(std::string_view text);              // Go's strconv.ParseBool
+std::optional<int64_t> ParseInt(std::string_view text);            // base 10, optional sign
+std::optional<int64_t> ParseDurationNanos(std::string_view text);  // Go's time.ParseDuration
+std::vector<std::string> SplitList(std::string_view text);         // comma-separated, trimmed
+// Feature-gate style `A=true,B=false` into a map.
+std::map<std::string, std::string> SplitMap(std::string_view text);
+
+}  // namespace kspm::agent::checks

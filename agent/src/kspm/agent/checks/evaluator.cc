@@ -1,0 +1,525 @@
+#include "kspm/agent/checks/evaluator.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "kspm/common/strings.h"
+
+namespace kspm::agent::checks {
+namespace {
+
+using discovery::Component;
+using Op = Expectation::Op;
+
+constexpr size_t kMaxFileEvidence = 20;
+
+v1::Evidence MakeEvidence(std::string key, std::string value, bool present, v1::SourceKind kind,
+                          std::string source, std::string path = "", int pid = 0) {
+  v1::Evidence e;
+  e.set_key(std::move(key));
+  e.set_value(std::move(value));
+  e.set_present(present);
+  e.set_source_kind(kind);
+  e.set_source(std::move(source));
+  e.set_path(std::move(path));
+  e.set_pid(pid);
+  return e;
+}
+
+std::string OctalMode(uint32_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", mode);
+  return buf;
+}
+
+// Compares two typed values: <0, 0, >0; nullopt when either does not parse as `type`.
+std::optional<int> CompareTyped(ValueType type, const std::string& a, const std::string& b) {
+  switch (type) {
+    case ValueType::kBool: {
+      auto x = ParseBool(a), y = ParseBool(b);
+      if (!x || !y) return std::nullopt;
+      return static_cast<int>(*x) - static_cast<int>(*y);
+    }
+    case ValueType::kInt: {
+      auto x = ParseInt(a), y = ParseInt(b);
+      if (!x || !y) return std::nullopt;
+      return *x < *y ? -1 : (*x > *y ? 1 : 0);
+    }
+    case ValueType::kDuration: {
+      auto x = ParseDurationNanos(a), y = ParseDurationNanos(b);
+      if (!x || !y) return std::nullopt;
+      return *x < *y ? -1 : (*x > *y ? 1 : 0);
+    }
+    case ValueType::kList: {
+      auto x = SplitList(a), y = SplitList(b);
+      return x == y ? 0 : 1;
+    }
+    default:
+      return a == b ? 0 : (a < b ? -1 : 1);
+  }
+}
+
+const char* TypeName(ValueType type) {
+  switch (type) {
+    case ValueType::kBool:
+      return "a boolean";
+    case ValueType::kInt:
+      return "an integer";
+    case ValueType::kDuration:
+      return "a duration";
+    default:
+      return "a value";
+  }
+}
+
+bool Matches(const Check& check, const std::string& benchmark_id,
+             const std::set<std::string>& ids) {
+  if (ids.contains(check.id)) return true;
+  for (const auto& id : ids) {
+    if (benchmark_id == id || (benchmark_id.starts_with(id + "."))) return true;
+  }
+  return false;
+}
+
+struct Verdict {
+  v1::Status status = v1::STATUS_PASS;
+  std::string reason;
+};
+
+v1::Status FailStatus(const Check& check) {
+  return check.scored ? v1::STATUS_FAIL : v1::STATUS_WARN;
+}
+
+void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& out) {
+  std::vector<std::string> failures;
+  std::vector<std::string> passes;
+  for (const auto& spec : check.settings) {
+    ResolvedSetting r = ResolveSetting(c, spec);
+    for (auto& e : r.evidence) *out.add_evidence() = std::move(e);
+    const std::string name = spec.Describe();
+    if (r.error) {
+      out.set_status(v1::STATUS_ERROR);
+      out.set_reason(*r.error);
+      return;
+    }
+    const bool wants_absence = check.expect.op == Op::kAbsent;
+    if (!r.found) {
+      // What was read is the absence itself: say where kspm looked.
+      *out.add_evidence() =
+          MakeEvidence(name, "", false, c.flags_kind,
+                       "not set by " + c.flags_source +
+                           (c.layers.empty() ? "" : " or its config files") + ", no default");
+      if (wants_absence) {
+        passes.push_back(name + " is not set");
+      } else {
+        failures.push_back(name + " is not set");
+      }
+      continue;
+    }
+    if (check.expect.op == Op::kPresent) {
+      if (r.from_default || r.value.empty()) {
+        failures.push_back(name + " is not set (only the default " + r.value + " applies)");
+      } else {
+        passes.push_back(name + " is set");
+      }
+      continue;
+    }
+    if (wants_absence) {
+      if (r.from_default) {
+        passes.push_back(name + " is not set");
+      } else {
+        failures.push_back(name + " is set to " + r.value);
+      }
+      continue;
+    }
+    std::string why;
+    if (Meets(check.expect, spec.type, r.value, &why)) {
+      passes.push_back(name + " is " + r.value);
+    } else {
+      failures.push_back(name + " is " + (r.value.empty() ? "empty" : r.value) +
+                         (why.empty() ? "" : " (" + why + ")"));
+    }
+  }
+  if (!failures.empty()) {
+    out.set_status(FailStatus(check));
+    out.set_reason(common::Join(failures, "; ") + "; expected " + out.expected());
+  } else {
+    out.set_status(v1::STATUS_PASS);
+    out.set_reason(common::Join(passes, "; "));
+  }
+}
+
+// Collects the files a file check reads, with how each was found.
+struct Target {
+  std::string path;
+  std::string how;
+  bool named = false;
+};
+
+void EvaluateFiles(const Check& check, const Component& c, const host::HostView& host,
+                   v1::CheckResult& out) {
+  const FileSpec& spec = *check.file;
+  std::vector<Target> targets;
+  std::vector<std::string> looked_at;
+  if (!spec.role.empty()) {
+    const auto it = c.files.find(spec.role);
+    if (it == c.files.end()) {
+      std::string where;
+      if (const auto* role = c.spec ? &c.spec->files : nullptr; role && role->contains(spec.role)) {
+        const auto& r = role->at(spec.role);
+        std::vector<std::string> sources;
+        if (!r.flag.empty()) sources.push_back("--" + r.flag);
+        if (!r.key.empty()) sources.push_back(r.key);
+        if (!r.candidates.empty()) sources.push_back(common::Join(r.candidates, ", "));
+        where = common::Join(sources, ", ");
+      } else if (spec.role == "config" && c.spec && c.spec->config) {
+        where = "--" + c.spec->config->flag;
+      }
+      out.set_status(v1::STATUS_NOT_APPLICABLE);
+      out.set_reason(c.name + " uses no " + spec.role + " file on this node" +
+                     (where.empty() ? "" : " (looked at " + where + ")"));
+      return;
+    }
+    targets.push_back({it->second.path, it->second.how, it->second.named});
+  }
+  for (const auto& p : spec.paths) targets.push_back({p, "known path", false});
+  if (!spec.walk.empty()) {
+    auto root = host.Stat(spec.walk);
+    if (!root.ok()) {
+      if (root.status().code() == absl::StatusCode::kNotFound) {
+        out.set_status(v1::STATUS_NOT_APPLICABLE);
+        out.set_reason(spec.walk + " does not exist on this node");
+      } else {
+        out.set_status(v1::STATUS_ERROR);
+        out.set_reason(std::string(root.status().message()));
+      }
+      return;
+    }
+    if (spec.include_dir) targets.push_back({spec.walk, "directory walked", false});
+    std::vector<std::string> stack{spec.walk};
+    size_t visited = 0;
+    while (!stack.empty() && visited < 10000) {
+      const std::string dir = stack.back();
+      stack.pop_back();
+      auto names = host.ListDir(dir);
+      if (!names.ok()) {
+        out.set_status(v1::STATUS_ERROR);
+        out.set_reason(std::string(names.status().message()));
+        return;
+      }
+      for (const auto& name : *names) {
+        ++visited;
+        const std::string path = dir + "/" + name;
+        auto info = host.Stat(path);
+        if (!info.ok()) continue;  // vanished or dangling: not a file the component can use
+        if (info->IsDirectory()) {
+          stack.push_back(path);
+          continue;
+        }
+        const bool keep = spec.match.empty() ||
+                          std::any_of(spec.match.begin(), spec.match.end(),
+                                      [&](const std::string& m) { return name.ends_with(m); });
+        if (keep) targets.push_back({path, "under " + spec.walk, false});
+      }
+    }
+    if (targets.empty()) {
+      out.set_status(v1::STATUS_NOT_APPLICABLE);
+      out.set_reason("no matching files under " + spec.walk);
+      return;
+    }
+  }
+
+  std::vector<std::string> failures;
+  std::vector<std::string> missing_named;
+  size_t present = 0;
+  size_t shown = 0;
+  for (const auto& t : targets) {
+    auto info = host.Stat(t.path);
+    if (!info.ok()) {
+      if (info.status().code() == absl::StatusCode::kNotFound) {
+        if (t.named) {
+          missing_named.push_back(t.path + " (" + t.how + ")");
+          *out.add_evidence() = MakeEvidence("exists", "false", true, v1::SOURCE_KIND_FILE_METADATA,
+                                             t.path + ", " + t.how, t.path);
+        }
+        continue;
+      }
+      out.set_status(v1::STATUS_ERROR);
+      out.set_reason(std::string(info.status().message()));
+      return;
+    }
+    ++present;
+    std::string actual;
+    std::string key;
+    bool ok = true;
+    std::string why;
+    switch (check.expect.op) {
+      case Op::kModeAtMost: {
+        key = "mode";
+        actual = OctalMode(info->mode);
+        const uint32_t allowed = static_cast<uint32_t>(std::stoul(check.expect.value, nullptr, 8));
+        ok = (info->mode & ~allowed) == 0;
+        if (!ok)
+          why = "grants " + OctalMode(info->mode & ~allowed) + " beyond " + OctalMode(allowed);
+        break;
+      }
+      case Op::kOwner: {
+        key = "owner";
+        actual = info->Owner();
+        ok = std::find(check.expect.values.begin(), check.expect.values.end(), actual) !=
+             check.expect.values.end();
+        break;
+      }
+      case Op::kIsSocket: {
+        key = "type";
+        actual = info->IsSocket() ? "socket" : (info->IsDirectory() ? "directory" : "file");
+        ok = info->IsSocket();
+        break;
+      }
+      default:
+        out.set_status(v1::STATUS_ERROR);
+        out.set_reason("check " + check.id +
+                       " compares a file with an operator that needs a value");
+        return;
+    }
+    if (!ok || shown < kMaxFileEvidence) {
+      std::string source = t.path;
+      if (info->is_symlink) source += " -> " + info->resolved_path;
+      source += ", " + t.how;
+      *out.add_evidence() =
+          MakeEvidence(key, actual, true, v1::SOURCE_KIND_FILE_METADATA, std::move(source), t.path);
+      ++shown;
+    }
+    if (!ok) failures.push_back(t.path + " is " + actual + (why.empty() ? "" : " (" + why + ")"));
+  }
+  if (!missing_named.empty()) {
+    out.set_status(FailStatus(check));
+    out.set_reason(common::Join(missing_named, "; ") + ": named but missing");
+    return;
+  }
+  if (present == 0) {
+    out.set_status(v1::STATUS_NOT_APPLICABLE);
+    std::vector<std::string> paths;
+    for (const auto& t : targets) paths.push_back(t.path);
+    out.set_reason(common::Join(paths, ", ") + (paths.size() == 1 ? " does" : " do") +
+                   " not exist on this node");
+    return;
+  }
+  if (!failures.empty()) {
+    out.set_status(FailStatus(check));
+    std::string reason = failures.size() > 3
+                             ? std::to_string(failures.size()) + " of " + std::to_string(present) +
+                                   " files fail, e.g. " + failures[0]
+                             : common::Join(failures, "; ");
+    out.set_reason(reason + "; expected " + out.expected());
+  } else {
+    out.set_status(v1::STATUS_PASS);
+    out.set_reason(present == 1 ? targets[0].path + " meets " + out.expected()
+                                : std::to_string(present) + " files meet " + out.expected());
+  }
+}
+
+}  // namespace
+
+bool Meets(const Expectation& expect, ValueType type, const std::string& actual, std::string* why) {
+  auto not_typed = [&](const std::string& v) {
+    if (why) *why = "'" + v + "' is not " + TypeName(type);
+    return false;
+  };
+  switch (expect.op) {
+    case Op::kEquals:
+    case Op::kNotEquals: {
+      auto cmp = CompareTyped(type, actual, expect.value);
+      if (!cmp) return not_typed(actual);
+      return (*cmp == 0) == (expect.op == Op::kEquals);
+    }
+    case Op::kAtLeast:
+    case Op::kAtMost: {
+      auto cmp = CompareTyped(type, actual, expect.value);
+      if (!cmp) return not_typed(actual);
+      return expect.op == Op::kAtLeast ? *cmp >= 0 : *cmp <= 0;
+    }
+    case Op::kContains:
+    case Op::kNotContains: {
+      const auto items = SplitList(actual);
+      const bool has = std::find(items.begin(), items.end(), expect.value) != items.end();
+      return has == (expect.op == Op::kContains);
+    }
+    case Op::kSubsetOf: {
+      const auto items = SplitList(actual);
+      if (items.empty()) {
+        if (why) *why = "empty";
+        return false;
+      }
+      std::vector<std::string> outside;
+      for (const auto& item : items) {
+        if (std::find(expect.values.begin(), expect.values.end(), item) == expect.values.end()) {
+          outside.push_back(item);
+        }
+      }
+      if (!outside.empty() && why) *why = "not allowed: " + common::Join(outside, ",");
+      return outside.empty();
+    }
+    case Op::kNonZero: {
+      if (type == ValueType::kDuration) {
+        auto d = ParseDurationNanos(actual);
+        if (!d) return not_typed(actual);
+        return *d != 0;
+      }
+      auto n = ParseInt(actual);
+      if (!n) return not_typed(actual);
+      return *n != 0;
+    }
+    case Op::kLoopback: {
+      std::string host = actual;
+      if (host.starts_with("[")) {
+        host = host.substr(
+            1, host.find(']') == std::string::npos ? std::string::npos : host.find(']') - 1);
+      } else if (std::count(host.begin(), host.end(), ':') == 1) {
+        host = host.substr(0, host.find(':'));
+      }
+      const bool loopback = host.starts_with("127.") || host == "::1" || host == "localhost";
+      if (!loopback && why)
+        *why = host.empty() || host == "0.0.0.0" || host == "::" ? "listens on every interface"
+                                                                 : "not a loopback address";
+      return loopback;
+    }
+    case Op::kPresent:
+      return !actual.empty();
+    case Op::kAbsent:
+      return actual.empty();
+    default:
+      if (why) *why = "operator applies to files, not settings";
+      return false;
+  }
+}
+
+ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
+  ResolvedSetting r;
+  auto record = [&](std::string key, std::string value, v1::SourceKind kind, std::string source,
+                    std::string path, int pid) {
+    if (!r.found) {
+      r.found = true;
+      r.value = value;
+    }
+    r.evidence.push_back(MakeEvidence(std::move(key), std::move(value), true, kind,
+                                      std::move(source), std::move(path), pid));
+  };
+  const int pid = c.flags_kind == v1::SOURCE_KIND_FLAG ? c.pid : 0;
+  const std::string flag_source =
+      c.flags_kind == v1::SOURCE_KIND_FLAG ? "flag of " + c.flags_source : c.flags_source;
+  if (!c.config_exclusive) {
+    if (!spec.flag.empty()) {
+      if (auto value = c.flags.Value(spec.flag)) {
+        if (spec.map_key.empty()) {
+          record("--" + spec.flag, *value, c.flags_kind, flag_source, c.manifest_path, pid);
+        } else if (auto m = SplitMap(*value); m.contains(spec.map_key)) {
+          record("--" + spec.flag + " " + spec.map_key, m.at(spec.map_key), c.flags_kind,
+                 flag_source, c.manifest_path, pid);
+        }
+      } else if (c.cmdline_truncated) {
+        r.error = "the command line of " + c.flags_source + " is truncated; --" + spec.flag +
+                  " may be cut off";
+        return r;
+      }
+    }
+    if (!spec.env.empty() && c.env.contains(spec.env)) {
+      record(spec.env, c.env.at(spec.env), v1::SOURCE_KIND_ENVIRONMENT,
+             "environment of " + c.flags_source, "", c.pid);
+    }
+  }
+  if (!spec.key.empty()) {
+    if (c.config_error && c.uses_config_file) {
+      if (!r.found) {
+        r.error = std::string(c.config_error->message());
+        return r;
+      }
+    }
+    const std::string key = spec.map_key.empty() ? spec.key : spec.key + "." + spec.map_key;
+    for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
+      if (auto node = discovery::LookupKey(it->root, key)) {
+        record(key, discovery::RenderYaml(*node), it->kind, it->path, it->path, 0);
+      }
+    }
+  }
+  if (!r.found) {
+    const bool config_mode = c.uses_config_file && spec.config_default.has_value();
+    const auto& def = config_mode ? spec.config_default : spec.default_value;
+    if (def) {
+      r.found = true;
+      r.from_default = true;
+      r.value = *def;
+      std::string source = "default";
+      if (config_mode) {
+        source = "default when running from a config file";
+      } else if (c.uses_config_file) {
+        source = "default";
+      } else if (spec.config_default) {
+        source = "default without a config file";
+      }
+      r.evidence.push_back(MakeEvidence(spec.Describe(), *def, true, v1::SOURCE_KIND_DEFAULT,
+                                        source + " of " + c.name));
+    }
+  }
+  return r;
+}
+
+v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
+                         const host::HostView& host, const discovery::HostState& state) {
+  v1::CheckResult out;
+  out.set_check_id(check.id);
+  out.set_benchmark(benchmark);
+  if (auto it = check.benchmarks.find(benchmark); it != check.benchmarks.end()) {
+    out.set_benchmark_id(it->second);
+  }
+  out.set_title(check.title);
+  out.set_scored(check.scored);
+  out.set_severity(check.severity);
+  out.set_remediation(check.remediation);
+  out.set_component(check.component);
+  if (check.manual.empty()) out.set_expected(check.expect.Describe());
+
+  const auto it = state.components.find(check.component);
+  if (it == state.components.end()) {
+    out.set_status(v1::STATUS_ERROR);
+    out.set_reason("check " + check.id + " names unknown component '" + check.component + "'");
+    return out;
+  }
+  const Component& c = it->second;
+  if (!c.present) {
+    out.set_status(v1::STATUS_NOT_APPLICABLE);
+    out.set_reason(c.absent_reason);
+    return out;
+  }
+  if (!check.manual.empty()) {
+    out.set_status(v1::STATUS_MANUAL);
+    out.set_reason(check.manual);
+    return out;
+  }
+  if (check.file) {
+    EvaluateFiles(check, c, host, out);
+  } else {
+    EvaluateSettings(check, c, out);
+  }
+  return out;
+}
+
+std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,
+                                         const host::HostView& host,
+                                         const discovery::HostState& state) {
+  std::vector<v1::CheckResult> out;
+  out.reserve(catalog.checks().size());
+  for (const auto& check : catalog.checks()) {
+    for (const auto& [benchmark, item] : check.benchmarks) {
+      if (!selection.benchmarks.empty() && !selection.benchmarks.contains(benchmark)) continue;
+      if (!selection.only.empty() && !Matches(check, item, selection.only)) continue;
+      if (Matches(check, item, selection.skip)) continue;
+      out.push_back(Evaluate(check, benchmark, host, state));
+    }
+  }
+  return out;
+}
+
+}  // namespace kspm::agent::checks

@@ -1,0 +1,277 @@
+#include "kspm/agent/discovery/discovery.h"
+
+#include <algorithm>
+
+#include "kspm/common/strings.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::agent::discovery {
+namespace {
+
+std::string Basename(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string Dirname(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return "/";
+  return std::string(path.substr(0, slash));
+}
+
+// The index of the first flag when `argv` runs `pattern` (`kubelet`, `hyperkube kubelet`).
+std::optional<size_t> MatchProcess(const std::vector<std::string>& argv,
+                                   const std::vector<std::string>& pattern) {
+  if (argv.empty() || pattern.empty() || argv.size() < pattern.size()) return std::nullopt;
+  if (Basename(argv[0]) != pattern[0]) return std::nullopt;
+  for (size_t i = 1; i < pattern.size(); ++i) {
+    if (argv[i] != pattern[i]) return std::nullopt;
+  }
+  return pattern.size();
+}
+
+void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
+  ResolvedFile file;
+  const bool live_flags = c.present && !c.config_exclusive;
+  if (!spec.flag.empty() && live_flags && c.flags.Has(spec.flag)) {
+    file = {*c.flags.Value(spec.flag), "--" + spec.flag + " of " + c.flags_source, true};
+  } else if (!spec.env.empty() && c.env.contains(spec.env)) {
+    file = {c.env.at(spec.env), spec.env + " in the environment of " + c.flags_source, true};
+  } else if (c.pid == 0 || c.cmdline_truncated) {
+    // The process is not visible (or its command line is cut): known paths are the best guess.
+    for (const auto& candidate : spec.candidates) {
+      if (host.Stat(candidate).ok()) {
+        file = {candidate, "known path (no running process names a config file)", false};
+        break;
+      }
+    }
+  }
+  if (file.path.empty()) return;  // runs without a config file
+  c.files["config"] = file;
+  c.uses_config_file = true;
+  auto text = host.ReadFile(file.path);
+  if (!text.ok()) {
+    c.config_error =
+        text.status().code() == absl::StatusCode::kNotFound
+            ? absl::NotFoundError("config file " + file.path + " (" + file.how + ") does not exist")
+            : text.status();
+    return;
+  }
+  auto root = ParseYaml(*text, file.path);
+  if (!root.ok()) {
+    c.config_error = root.status();
+    return;
+  }
+  c.layers.push_back({file.path, v1::SOURCE_KIND_CONFIG_FILE, *root});
+  if (spec.exclusive) c.config_exclusive = true;
+
+  if (!spec.dropin_flag.empty() && c.flags.Has(spec.dropin_flag)) {
+    const std::string dir = *c.flags.Value(spec.dropin_flag);
+    auto names = host.ListDir(dir);
+    if (!names.ok()) {
+      c.config_error =
+          absl::Status(names.status().code(), "drop-in directory " + dir + " (--" +
+                                                  spec.dropin_flag + " of " + c.flags_source +
+                                                  "): " + std::string(names.status().message()));
+      return;
+    }
+    // The kubelet reads drop-ins with the .conf suffix in lexical order; later ones win.
+    for (const auto& name : *names) {
+      if (!name.ends_with(".conf")) continue;
+      const std::string path = dir + "/" + name;
+      auto dropin_text = host.ReadFile(path);
+      if (!dropin_text.ok()) {
+        c.config_error = dropin_text.status();
+        return;
+      }
+      auto dropin = ParseYaml(*dropin_text, path);
+      if (!dropin.ok()) {
+        c.config_error = dropin.status();
+        return;
+      }
+      c.layers.push_back({path, v1::SOURCE_KIND_DROP_IN, *dropin});
+    }
+  }
+}
+
+void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec, Component& c) {
+  for (const auto& [role, file_spec] : spec.files) {
+    if (role == "config") continue;
+    ResolvedFile file;
+    if (!file_spec.flag.empty() && !c.config_exclusive && c.flags.Has(file_spec.flag)) {
+      file = {*c.flags.Value(file_spec.flag), "--" + file_spec.flag + " of " + c.flags_source,
+              true};
+    }
+    if (file.path.empty() && !file_spec.key.empty()) {
+      for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
+        if (auto v = LookupKey(it->root, file_spec.key);
+            v && v->IsScalar() && !v->Scalar().empty()) {
+          std::string path = v->Scalar();
+          // Relative paths in a kubelet or kube-proxy config are relative to the file's folder.
+          if (path[0] != '/') path = Dirname(it->path) + "/" + path;
+          file = {path, file_spec.key + " in " + it->path, true};
+          break;
+        }
+      }
+    }
+    if (file.path.empty()) {
+      for (const auto& candidate : file_spec.candidates) {
+        if (host.Stat(candidate).ok()) {
+          file = {candidate, "known path (nothing in the component's flags or config names one)",
+                  false};
+          break;
+        }
+      }
+    }
+    if (!file.path.empty()) c.files[role] = std::move(file);
+  }
+}
+
+std::string ReadOsName(const host::HostView& host) {
+  auto text = host.ReadFile("/etc/os-release");
+  if (!text.ok()) return "";
+  for (std::string_view line : common::Split(*text, '\n')) {
+    if (line.starts_with("PRETTY_NAME=")) {
+      std::string value(line.substr(12));
+      value.erase(std::remove(value.begin(), value.end(), '"'), value.end());
+      return value;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<YAML::Node> ParseYaml(const std::string& text, const std::string& path) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                      std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+}
+
+std::optional<YAML::Node> LookupKey(const YAML::Node& root, std::string_view dotted) {
+  YAML::Node node = YAML::Clone(root);
+  for (std::string_view part : common::Split(dotted, '.')) {
+    if (!node.IsMap()) return std::nullopt;
+    YAML::Node next = node[std::string(part)];
+    if (!next) return std::nullopt;
+    node = next;
+  }
+  if (node.IsNull()) return std::nullopt;
+  return node;
+}
+
+std::string RenderYaml(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  if (node.IsSequence()) {
+    std::vector<std::string> items;
+    for (const auto& item : node) items.push_back(RenderYaml(item));
+    return common::Join(items, ",");
+  }
+  if (node.IsMap()) {
+    std::vector<std::string> items;
+    for (const auto& kv : node) items.push_back(kv.first.Scalar() + "=" + RenderYaml(kv.second));
+    return common::Join(items, ",");
+  }
+  return "";
+}
+
+HostState Discover(const host::HostView& host, const checks::Catalog& catalog) {
+  HostState state;
+  auto processes = host.ListProcesses();
+  if (!processes.ok()) {
+    spdlog::warn("cannot list processes: {}; components are found from manifests only",
+                 processes.status().ToString());
+  }
+  for (const auto& spec : catalog.components()) {
+    Component c;
+    c.name = spec.name;
+    c.spec = &spec;
+    if (processes.ok()) {
+      // The newest matching process is the live one when an old one lingers.
+      for (auto it = processes->rbegin(); it != processes->rend() && !c.present; ++it) {
+        for (const auto& pattern : spec.processes) {
+          if (auto first = MatchProcess(it->argv, pattern)) {
+            c.present = true;
+            c.pid = it->pid;
+            c.argv = it->argv;
+            c.cmdline_truncated = it->cmdline_truncated;
+            c.flags_kind = v1::SOURCE_KIND_FLAG;
+            c.flags_source = "pid " + std::to_string(it->pid) + " (" + spec.name + ")";
+            c.flags = FlagSet::Parse(it->argv, *first, spec.bool_flags);
+            break;
+          }
+        }
+      }
+    }
+    if (c.present) {
+      if (auto env = host.ProcessEnviron(c.pid); env.ok()) {
+        for (const auto& kv : *env) {
+          const size_t eq = kv.find('=');
+          if (eq != std::string::npos) c.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+      }
+    }
+    std::string manifest_error;
+    for (const auto& manifest : spec.manifests) {
+      auto text = host.ReadFile(manifest);
+      if (!text.ok()) continue;
+      c.manifest_path = manifest;
+      if (c.present) break;  // the live process wins; the manifest is kept for file checks
+      auto root = ParseYaml(*text, manifest);
+      if (!root.ok()) {
+        manifest_error = std::string(root.status().message());
+        break;
+      }
+      std::vector<std::string> argv;
+      if (auto containers = LookupKey(*root, "spec.containers");
+          containers && containers->IsSequence() && containers->size() > 0) {
+        const YAML::Node first = (*containers)[0];
+        for (const char* field : {"command", "args"}) {
+          if (first[field] && first[field].IsSequence()) {
+            for (const auto& a : first[field]) argv.push_back(a.Scalar());
+          }
+        }
+      }
+      if (argv.empty()) {
+        manifest_error = manifest + ": no spec.containers[0].command";
+        break;
+      }
+      c.present = true;
+      c.argv = argv;
+      c.flags_kind = v1::SOURCE_KIND_MANIFEST;
+      c.flags_source = "static pod manifest " + manifest;
+      c.flags = FlagSet::Parse(argv, 1, spec.bool_flags);
+      break;
+    }
+    if (!c.present) {
+      c.absent_reason = "no " + spec.name + " process runs on this node";
+      if (!spec.manifests.empty()) {
+        c.absent_reason += manifest_error.empty()
+                               ? " and no static pod manifest defines it"
+                               : " and its static pod manifest is unreadable: " + manifest_error;
+      }
+    } else {
+      if (spec.config) LoadConfig(host, *spec.config, c);
+      ResolveFiles(host, spec, c);
+      if (spec.role != v1::NODE_ROLE_UNSPECIFIED &&
+          std::find(state.roles.begin(), state.roles.end(), spec.role) == state.roles.end()) {
+        state.roles.push_back(spec.role);
+      }
+      if (spec.name == "containerd" || spec.name == "dockerd" || spec.name == "crio") {
+        if (state.container_runtime.empty()) state.container_runtime = spec.name;
+      }
+    }
+    state.components.emplace(spec.name, std::move(c));
+  }
+  std::sort(state.roles.begin(), state.roles.end());
+  state.os = ReadOsName(host);
+  if (auto kernel = host.ReadFile("/proc/sys/kernel/osrelease"); kernel.ok()) {
+    state.kernel = std::string(common::Trim(*kernel));
+  }
+  return state;
+}
+
+}  // namespace kspm::agent::discovery

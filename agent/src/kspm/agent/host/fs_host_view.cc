@@ -1,0 +1,280 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "kspm/agent/host/host_view.h"
+#include "kspm/common/strings.h"
+
+namespace kspm::agent::host {
+
+bool FileInfo::IsDirectory() const { return type == S_IFDIR; }
+bool FileInfo::IsRegular() const { return type == S_IFREG; }
+bool FileInfo::IsSocket() const { return type == S_IFSOCK; }
+
+namespace {
+
+absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
+  std::string msg = std::string(what) + " " + std::string(path) + ": " + std::strerror(err);
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// Reads a whole file by its real (agent-side) path.
+absl::StatusOr<std::string> Slurp(const std::string& real, std::string_view shown) {
+  const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "cannot open", shown);
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "cannot read", shown);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// Parses /etc/passwd or /etc/group: name:x:id:...
+std::unordered_map<uint32_t, std::string> ParseIdFile(const std::string& text) {
+  std::unordered_map<uint32_t, std::string> out;
+  for (std::string_view line : common::Split(text, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string_view> parts = common::Split(line, ':');
+    if (parts.size() < 3) continue;
+    uint32_t id = 0;
+    bool ok = !parts[2].empty();
+    for (char c : parts[2]) {
+      if (c < '0' || c > '9') {
+        ok = false;
+        break;
+      }
+      id = id * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (ok) out.emplace(id, std::string(parts[0]));  // first entry wins, as getpwuid does
+  }
+  return out;
+}
+
+class FsHostView final : public HostView {
+ public:
+  FsHostView(std::string root, std::string proc_root)
+      : root_(std::move(root)), proc_root_(std::move(proc_root)) {}
+
+  absl::StatusOr<std::string> ReadFile(std::string_view path) const override {
+    auto resolved = Resolve(path);
+    if (!resolved.ok()) return resolved.status();
+    return Slurp(JoinUnderRoot(root_, resolved->first), path);
+  }
+
+  absl::StatusOr<FileInfo> Stat(std::string_view path) const override {
+    auto resolved = Resolve(path);
+    if (!resolved.ok()) return resolved.status();
+    struct stat st {};
+    if (::stat(JoinUnderRoot(root_, resolved->first).c_str(), &st) != 0) {
+      return ErrnoStatus(errno, "cannot stat", path);
+    }
+    FileInfo info;
+    info.path = std::string(path);
+    info.resolved_path = resolved->first;
+    info.is_symlink = resolved->second;
+    info.type = st.st_mode & S_IFMT;
+    info.mode = st.st_mode & 07777;
+    info.uid = st.st_uid;
+    info.gid = st.st_gid;
+    info.size = st.st_size;
+    info.user = NameOf(st.st_uid, /*group=*/false);
+    info.group = NameOf(st.st_gid, /*group=*/true);
+    return info;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListDir(std::string_view path) const override {
+    auto resolved = Resolve(path);
+    if (!resolved.ok()) return resolved.status();
+    return ListReal(JoinUnderRoot(root_, resolved->first), path);
+  }
+
+  absl::StatusOr<std::vector<ProcessInfo>> ListProcesses() const override {
+    auto entries = ListReal(proc_root_, proc_root_);
+    if (!entries.ok()) return entries.status();
+    std::vector<ProcessInfo> out;
+    for (const auto& name : *entries) {
+      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+      ProcessInfo p;
+      p.pid = std::stoi(name);
+      const std::string dir = proc_root_ + "/" + name;
+      auto cmdline = Slurp(dir + "/cmdline", dir + "/cmdline");
+      if (!cmdline.ok()) continue;     // exited while we looked, or a kernel thread we cannot read
+      if (cmdline->empty()) continue;  // kernel threads have no command line
+      p.cmdline_truncated = cmdline->back() != '\0';
+      for (std::string_view arg : common::Split(*cmdline, '\0')) p.argv.emplace_back(arg);
+      if (!p.cmdline_truncated && !p.argv.empty()) p.argv.pop_back();  // after the final NUL
+      auto comm = Slurp(dir + "/comm", dir + "/comm");
+      if (comm.ok()) {
+        p.comm = *comm;
+        while (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
+      }
+      out.push_back(std::move(p));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const ProcessInfo& a, const ProcessInfo& b) { return a.pid < b.pid; });
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ProcessEnviron(int pid) const override {
+    const std::string path = proc_root_ + "/" + std::to_string(pid) + "/environ";
+    auto text = Slurp(path, path);
+    if (!text.ok()) return text.status();
+    std::vector<std::string> out;
+    for (std::string_view kv : common::Split(*text, '\0', true)) {
+      out.emplace_back(kv);
+    }
+    return out;
+  }
+
+  const std::string& root() const override { return root_; }
+
+ private:
+  // Resolves every symlink on the way to `path`, treating absolute targets as relative to the
+  // host root. Returns the resolved host path and whether any symlink was followed.
+  absl::StatusOr<std::pair<std::string, bool>> Resolve(std::string_view path) const {
+    std::vector<std::string> pending;
+    for (std::string_view part : common::Split(path, '/', true)) {
+      pending.emplace_back(part);
+    }
+    std::reverse(pending.begin(), pending.end());
+    std::vector<std::string> done;
+    bool followed = false;
+    int links = 0;
+    while (!pending.empty()) {
+      std::string part = std::move(pending.back());
+      pending.pop_back();
+      if (part == ".") continue;
+      if (part == "..") {
+        if (!done.empty()) done.pop_back();
+        continue;
+      }
+      done.push_back(part);
+      std::string host_path;
+      for (const auto& d : done) host_path += "/" + d;
+      const std::string real = JoinUnderRoot(root_, host_path);
+      struct stat st {};
+      if (::lstat(real.c_str(), &st) != 0) {
+        if (errno == ENOENT && !pending.empty()) return ErrnoStatus(errno, "cannot stat", path);
+        if (errno == ENOENT) break;  // the caller reports the missing leaf itself
+        return ErrnoStatus(errno, "cannot stat", path);
+      }
+      if (!S_ISLNK(st.st_mode)) continue;
+      if (++links > 40)
+        return absl::FailedPreconditionError("too many symlinks: " + std::string(path));
+      char buf[4096];
+      const ssize_t n = ::readlink(real.c_str(), buf, sizeof buf - 1);
+      if (n < 0) return ErrnoStatus(errno, "cannot read link", path);
+      const std::string target(buf, static_cast<size_t>(n));
+      followed = true;
+      done.pop_back();
+      if (!target.empty() && target[0] == '/') done.clear();
+      std::vector<std::string> target_parts;
+      for (std::string_view p : common::Split(target, '/', true)) {
+        target_parts.emplace_back(p);
+      }
+      for (auto it = target_parts.rbegin(); it != target_parts.rend(); ++it) {
+        pending.push_back(*it);
+      }
+    }
+    std::string out;
+    for (const auto& d : done) out += "/" + d;
+    if (out.empty()) out = "/";
+    return std::make_pair(out, followed);
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListReal(const std::string& real,
+                                                    std::string_view shown) const {
+    DIR* dir = ::opendir(real.c_str());
+    if (dir == nullptr) return ErrnoStatus(errno, "cannot list", shown);
+    std::vector<std::string> out;
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      out.emplace_back(name);
+    }
+    ::closedir(dir);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::string NameOf(uint32_t id, bool group) const {
+    std::call_once(ids_once_, [this] {
+      auto passwd = Slurp(JoinUnderRoot(root_, "/etc/passwd"), "/etc/passwd");
+      if (passwd.ok()) users_ = ParseIdFile(*passwd);
+      auto groups = Slurp(JoinUnderRoot(root_, "/etc/group"), "/etc/group");
+      if (groups.ok()) groups_ = ParseIdFile(*groups);
+    });
+    const auto& table = group ? groups_ : users_;
+    const auto it = table.find(id);
+    return it == table.end() ? std::to_string(id) : it->second;
+  }
+
+  std::string root_;
+  std::string proc_root_;
+  mutable std::once_flag ids_once_;
+  mutable std::unordered_map<uint32_t, std::string> users_;
+  mutable std::unordered_map<uint32_t, std::string> groups_;
+};
+
+}  // namespace
+
+std::string JoinUnderRoot(std::string_view root, std::string_view host_path) {
+  std::string out(root);
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (out == "/") out.clear();
+  std::vector<std::string_view> kept;
+  for (std::string_view part : common::Split(host_path, '/', true)) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!kept.empty()) kept.pop_back();
+      continue;
+    }
+    kept.push_back(part);
+  }
+  for (auto part : kept) {
+    out += '/';
+    out += part;
+  }
+  return out.empty() ? "/" : out;
+}
+
+absl::StatusOr<std::unique_ptr<HostView>> MakeFsHostView(std::string host_root,
+                                                         std::optional<std::string> proc_root) {
+  struct stat st {};
+  if (::stat(host_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError("host root '" + host_root + "' is not a directory");
+  }
+  std::string proc = proc_root ? *proc_root : JoinUnderRoot(host_root, "/proc");
+  return std::unique_ptr<HostView>(new FsHostView(std::move(host_root), std::move(proc)));
+}
+
+}  // namespace kspm::agent::host

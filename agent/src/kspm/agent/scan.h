@@ -1,0 +1,35 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kspm/agent/checks/catalog.h"
+#include "kspm/agent/checks/evaluator.h"
+#include "kspm/agent/discovery/discovery.h"
+#include "kspm/agent/host/host_view.h"
+#include "kspm/v1/results.pb.h"
+
+namespace kspm::agent {
+
+// Who the agent says it is; the collector checks the node name against the client certificate.
+struct NodeSettings {
+  std::string node_name;  // empty: NODE_NAME, then the host name
+  std::string cluster = "default";
+  std::string drift_mode = "none";
+};
+
+// The node name the agent reports: the setting, else NODE_NAME (the downward API), else the
+// host's own name.
+std::string ResolveNodeName(const NodeSettings& settings, const host::HostView& host);
+
+// Runs discovery and every selected check once, and packs the results as a full report with a
+// fresh scan id. Never fails: what cannot be read is in the results as ERROR.
+v1::NodeReport RunScan(const host::HostView& host, const checks::Catalog& catalog,
+                       const checks::Selection& selection, const NodeSettings& settings);
+
+// The identity part of a report, from what discovery found.
+v1::NodeIdentity MakeIdentity(const discovery::HostState& state, const NodeSettings& settings,
+                              const host::HostView& host);
+
+}  // namespace kspm::agent

@@ -1,0 +1,323 @@
+// kspmctl: queries a kspm collector.
+//   kspmctl summary | findings | nodes | export --format json|csv|junit|sarif
+// Exit codes: 0 success; 1 the collector could not be reached or refused the query; 2 usage;
+// 3 --fail-on matched a failing finding.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "CLI/CLI.hpp"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "kspm/common/export.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+#include "kspm/common/time.h"
+#include "kspm/common/tls.h"
+#include "kspm/v1/query.grpc.pb.h"
+
+namespace {
+
+constexpr int kExitUnavailable = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitFailOn = 3;
+
+struct Options {
+  std::string collector = "127.0.0.1:7443";
+  kspm::common::TlsFiles tls;
+  std::string format = "table";
+  std::string cluster;
+  std::string node;
+  std::vector<std::string> statuses;
+  std::string severity;
+  std::string benchmark;
+  std::string id;
+  std::string fail_on;
+  int timeout_seconds = 10;
+};
+
+[[noreturn]] void Die(int code, const std::string& message) {
+  std::cerr << "kspmctl: " << message << "\n";
+  std::exit(code);
+}
+
+std::unique_ptr<kspm::v1::QueryService::Stub> Connect(const Options& o) {
+  auto creds = kspm::common::MakeClientCredentials(o.tls);
+  if (!creds.ok()) Die(kExitUsage, std::string(creds.status().message()));
+  return kspm::v1::QueryService::NewStub(grpc::CreateChannel(o.collector, *creds));
+}
+
+void Check(const grpc::Status& s, const Options& o) {
+  if (s.ok()) return;
+  Die(kExitUnavailable, "collector " + o.collector + ": " + s.error_message() + " (" +
+                            std::to_string(s.error_code()) + ")");
+}
+
+std::unique_ptr<grpc::ClientContext> Context(const Options& o) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o.timeout_seconds));
+  return ctx;
+}
+
+bool Colour() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
+
+std::string Pct(double v) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << v;
+  return s.str();
+}
+
+nlohmann::json CountsJson(const kspm::v1::StatusCounts& c) {
+  return {{"PASS", c.pass()},
+          {"FAIL", c.fail()},
+          {"WARN", c.warn()},
+          {"MANUAL", c.manual()},
+          {"NOT_APPLICABLE", c.not_applicable()},
+          {"ERROR", c.error()}};
+}
+
+std::vector<std::string> CountsRow(const kspm::v1::Score& s) {
+  const auto& c = s.counts();
+  return {s.scope(),
+          Pct(s.score()),
+          std::to_string(c.pass()),
+          std::to_string(c.fail()),
+          std::to_string(c.warn()),
+          std::to_string(c.manual()),
+          std::to_string(c.not_applicable()),
+          std::to_string(c.error())};
+}
+
+int Summary(const Options& o) {
+  auto stub = Connect(o);
+  kspm::v1::SummaryRequest req;
+  req.set_cluster(o.cluster);
+  kspm::v1::SummaryResponse resp;
+  Check(stub->Summary(Context(o).get(), req, &resp), o);
+  if (o.format == "json") {
+    auto score = [](const kspm::v1::Score& s) {
+      return nlohmann::json{
+          {"scope", s.scope()}, {"score", s.score()}, {"counts", CountsJson(s.counts())}};
+    };
+    nlohmann::json nodes = nlohmann::json::array(), benchmarks = nlohmann::json::array();
+    for (const auto& s : resp.nodes()) nodes.push_back(score(s));
+    for (const auto& s : resp.benchmarks()) benchmarks.push_back(score(s));
+    nlohmann::json failed = nlohmann::json::object();
+    for (const auto& [k, v] : resp.failed_by_severity()) failed[k] = v;
+    std::cout << nlohmann::json{{"overall", score(resp.overall())},
+                                {"nodes", nodes},
+                                {"benchmarks", benchmarks},
+                                {"failed_by_severity", failed}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100\n\n";
+  kspm::common::Table table({"SCOPE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
+  table.AddRow(CountsRow(resp.overall()));
+  for (const auto& s : resp.benchmarks()) table.AddRow(CountsRow(s));
+  for (const auto& s : resp.nodes()) {
+    auto row = CountsRow(s);
+    row[0] = "node/" + row[0];
+    table.AddRow(row);
+  }
+  table.Print(std::cout, false);
+  if (!resp.failed_by_severity().empty()) {
+    std::cout << "\nFailed by severity:";
+    for (const char* sev : {"critical", "high", "medium", "low", "info"}) {
+      auto it = resp.failed_by_severity().find(sev);
+      if (it != resp.failed_by_severity().end()) std::cout << " " << sev << "=" << it->second;
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
+  auto stub = Connect(o);
+  kspm::v1::FindingsRequest req;
+  req.set_cluster(o.cluster);
+  req.set_node(o.node);
+  req.set_benchmark(o.benchmark);
+  req.set_id(o.id);
+  for (const auto& s : o.statuses) {
+    auto parsed = kspm::common::ParseStatus(s);
+    if (!parsed) Die(kExitUsage, "unknown status '" + s + "'");
+    req.add_statuses(*parsed);
+  }
+  if (all_statuses && o.statuses.empty()) {
+    for (int s = kspm::v1::STATUS_PASS; s <= kspm::v1::STATUS_ERROR; ++s)
+      req.add_statuses(static_cast<kspm::v1::Status>(s));
+  }
+  if (!o.severity.empty()) {
+    auto parsed = kspm::common::ParseSeverity(o.severity);
+    if (!parsed) Die(kExitUsage, "unknown severity '" + o.severity + "'");
+    req.set_min_severity(*parsed);
+  }
+  kspm::v1::FindingsResponse resp;
+  Check(stub->ListFindings(Context(o).get(), req, &resp), o);
+  return resp;
+}
+
+// --fail-on SEVERITY: exit 3 when a FAIL at or above it is among the findings.
+int FailOn(const Options& o, const kspm::v1::FindingsResponse& resp) {
+  if (o.fail_on.empty()) return 0;
+  auto threshold = kspm::common::ParseSeverity(o.fail_on);
+  if (!threshold) Die(kExitUsage, "unknown severity '" + o.fail_on + "'");
+  for (const auto& f : resp.findings()) {
+    if (f.result().status() == kspm::v1::STATUS_FAIL && f.result().severity() >= *threshold) {
+      return kExitFailOn;
+    }
+  }
+  return 0;
+}
+
+int Findings(const Options& o) {
+  const auto resp = QueryFindings(o, false);
+  if (o.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& f : resp.findings()) {
+      auto j = kspm::common::ResultToJson(f.result());
+      j["cluster"] = f.cluster();
+      j["node"] = f.node();
+      j["reported_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()));
+      list.push_back(std::move(j));
+    }
+    std::cout << nlohmann::json{{"findings", list}}.dump(2) << "\n";
+  } else {
+    std::vector<kspm::common::ResultRow> rows;
+    for (const auto& f : resp.findings()) rows.push_back({f.cluster(), f.node(), &f.result()});
+    if (rows.empty()) {
+      std::cout << "no findings match\n";
+    } else {
+      kspm::common::WriteText(rows, std::cout, Colour(), false);
+    }
+  }
+  return FailOn(o, resp);
+}
+
+int Nodes(const Options& o) {
+  auto stub = Connect(o);
+  kspm::v1::NodesRequest req;
+  req.set_cluster(o.cluster);
+  kspm::v1::NodesResponse resp;
+  Check(stub->ListNodes(Context(o).get(), req, &resp), o);
+  if (o.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& n : resp.nodes()) {
+      auto j = kspm::common::NodeToJson(n.identity());
+      j["last_seen"] = kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen()));
+      j["last_scan_id"] = n.last_scan_id();
+      j["counts"] = CountsJson(n.counts());
+      list.push_back(std::move(j));
+    }
+    std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
+    return 0;
+  }
+  kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "LAST SEEN", "FAIL", "WARN", "AGENT"});
+  for (const auto& n : resp.nodes()) {
+    std::string roles;
+    for (int r : n.identity().roles()) {
+      roles += (roles.empty() ? "" : ",") +
+               std::string(kspm::common::RoleName(static_cast<kspm::v1::NodeRole>(r)));
+    }
+    table.AddRow({n.identity().node_name(), n.identity().cluster(), roles.empty() ? "-" : roles,
+                  kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen())),
+                  std::to_string(n.counts().fail()), std::to_string(n.counts().warn()),
+                  n.identity().agent_version()});
+  }
+  table.Print(std::cout, false);
+  return 0;
+}
+
+int Export(const Options& o) {
+  kspm::common::Format format;
+  if (auto s = kspm::common::ParseFormat(o.format == "table" ? "json" : o.format, &format);
+      !s.ok()) {
+    Die(kExitUsage, std::string(s.message()));
+  }
+  const auto resp = QueryFindings(o, true);
+  std::vector<kspm::common::ResultRow> rows;
+  for (const auto& f : resp.findings()) rows.push_back({f.cluster(), f.node(), &f.result()});
+  switch (format) {
+    case kspm::common::Format::kCsv:
+      kspm::common::WriteCsv(rows, std::cout);
+      break;
+    case kspm::common::Format::kJunit:
+      kspm::common::WriteJunit(rows, std::cout);
+      break;
+    case kspm::common::Format::kSarif:
+      kspm::common::WriteSarif(rows, std::cout);
+      break;
+    case kspm::common::Format::kText:
+      kspm::common::WriteText(rows, std::cout, false, true);
+      break;
+    case kspm::common::Format::kJson: {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& row : rows) {
+        auto j = kspm::common::ResultToJson(*row.result);
+        j["cluster"] = row.cluster;
+        j["node"] = row.node;
+        list.push_back(std::move(j));
+      }
+      std::cout << nlohmann::json{{"results", list}}.dump(2) << "\n";
+      break;
+    }
+  }
+  return FailOn(o, resp);
+}
+
+void AddFilters(CLI::App* cmd, Options& o) {
+  cmd->add_option("--node", o.node, "Only this node");
+  cmd->add_option(
+         "--status", o.statuses,
+         "Statuses (PASS, FAIL, WARN, MANUAL, NOT_APPLICABLE, ERROR); default all but PASS")
+      ->delimiter(',');
+  cmd->add_option("--severity", o.severity, "Minimum severity (info, low, medium, high, critical)");
+  cmd->add_option("--benchmark", o.benchmark, "Only this benchmark");
+  cmd->add_option("--id", o.id, "Check id or benchmark item id (4.2.1, or a prefix such as 4.2)");
+  cmd->add_option("--fail-on", o.fail_on, "Exit 3 when a FAIL of this severity or higher exists");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (const char* env = std::getenv("KSPM_COLLECTOR")) o.collector = env;
+  CLI::App app{"kspmctl: query a kspm collector"};
+  app.set_version_flag("--version", std::string("kspmctl ") + KSPM_VERSION);
+  app.require_subcommand(1);
+  app.add_option("--collector", o.collector, "Collector HOST:PORT (env KSPM_COLLECTOR)")
+      ->capture_default_str();
+  app.add_option("--tls-ca", o.tls.ca, "CA that signed the collector's certificate");
+  app.add_option("--tls-cert", o.tls.cert, "Client certificate");
+  app.add_option("--tls-key", o.tls.key, "Client key");
+  app.add_flag("--insecure", o.tls.insecure, "Plaintext (loopback development only)");
+  app.add_option("--cluster", o.cluster, "Only this cluster");
+  app.add_option("--timeout", o.timeout_seconds, "Seconds to wait for the collector")
+      ->capture_default_str();
+
+  CLI::App* summary = app.add_subcommand("summary", "Posture score and counts");
+  CLI::App* findings = app.add_subcommand("findings", "Current results that do not pass");
+  CLI::App* nodes = app.add_subcommand("nodes", "Known nodes and their health");
+  CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
+  for (CLI::App* cmd : {summary, findings, nodes}) {
+    cmd->add_option("--format", o.format, "table or json")->capture_default_str();
+  }
+  exp->add_option("--format", o.format, "json, csv, junit, sarif")->capture_default_str();
+  AddFilters(findings, o);
+  AddFilters(exp, o);
+
+  CLI11_PARSE(app, argc, argv);
+  if (o.format != "table" && o.format != "json" && !exp->parsed()) {
+    Die(kExitUsage, "unknown format '" + o.format + "' (table, json)");
+  }
+  if (summary->parsed()) return Summary(o);
+  if (findings->parsed()) return Findings(o);
+  if (nodes->parsed()) return Nodes(o);
+  if (exp->parsed()) return Export(o);
+  return kExitUsage;
+}

@@ -1,0 +1,70 @@
+#include "kspm/collector/server/ingest.h"
+
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::server {
+
+void Ingest::Start() {
+  std::lock_guard lock(mu_);
+  if (running_) return;
+  running_ = true;
+  stopping_ = false;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Ingest::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::lock_guard lock(mu_);
+  running_ = false;
+}
+
+void Ingest::Submit(std::shared_ptr<const v1::NodeReport> report, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (running_ && !stopping_) {
+      queue_.push_back({std::move(report), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(absl::UnavailableError("collector is shutting down"));
+}
+
+size_t Ingest::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+void Ingest::Run() {
+  for (;;) {
+    std::vector<Item> batch;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) return;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<const v1::NodeReport*> reports;
+    reports.reserve(batch.size());
+    for (const auto& item : batch) reports.push_back(item.report.get());
+    auto outcomes = store_.CommitBatch(reports, common::Clock::now());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!outcomes[i].ok()) {
+        spdlog::error("commit of scan {} from node {} failed: {}", batch[i].report->scan_id(),
+                      batch[i].report->node().node_name(), outcomes[i].status().ToString());
+      }
+      batch[i].done(outcomes[i]);
+    }
+  }
+}
+
+}  // namespace kspm::collector::server

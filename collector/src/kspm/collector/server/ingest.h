@@ -1,0 +1,48 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "kspm/collector/store/store.h"
+
+namespace kspm::collector::server {
+
+// The single writer: reports from every stream queue here and one thread commits them in
+// batched transactions. `done` runs on the writer thread after the commit (or its failure);
+// it must not block.
+class Ingest {
+ public:
+  using Done = std::function<void(const absl::StatusOr<store::CommitStats>&)>;
+
+  Ingest(store::Store& store, size_t max_batch = 256) : store_(store), max_batch_(max_batch) {}
+  ~Ingest() { Stop(); }
+
+  void Start();
+  // Commits everything queued, then stops the thread. Idempotent.
+  void Stop();
+  // Queues a report. After Stop, `done` runs at once with Unavailable.
+  void Submit(std::shared_ptr<const v1::NodeReport> report, Done done);
+  size_t queued() const;
+
+ private:
+  struct Item {
+    std::shared_ptr<const v1::NodeReport> report;
+    Done done;
+  };
+  void Run();
+
+  store::Store& store_;
+  const size_t max_batch_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  bool running_ = false;
+  std::thread thread_;
+};
+
+}  // namespace kspm::collector::server

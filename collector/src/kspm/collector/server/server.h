@@ -1,0 +1,49 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "kspm/collector/server/ingest.h"
+#include "kspm/collector/server/services.h"
+#include "kspm/collector/store/store.h"
+#include "kspm/common/tls.h"
+
+namespace kspm::collector::server {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:7443";  // HOST:PORT; port 0 picks a free port
+  std::string db_path = "var/kspm.db";
+  common::TlsFiles tls;
+  size_t max_message_bytes = 16 << 20;
+};
+
+// The running collector: store, single writer, gRPC services. Start-up steps in order: open the
+// store (migrations), start the writer, bind the port. Shutdown in reverse: stop accepting and
+// let streams finish (until the deadline), drain the writer, close the store.
+class CollectorServer {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CollectorServer>> Start(
+      const ServerOptions& options);
+  ~CollectorServer();
+
+  int port() const { return port_; }
+  store::Store& store() { return *store_; }
+  const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  void Wait() { server_->Wait(); }
+
+ private:
+  CollectorServer() = default;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<QueryServiceImpl> query_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace kspm::collector::server

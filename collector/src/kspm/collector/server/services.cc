@@ -1,0 +1,258 @@
+#include "kspm/collector/server/services.h"
+
+#include <deque>
+#include <mutex>
+
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::server {
+namespace {
+
+// The common name of an authenticated peer's certificate, or empty.
+std::string PeerCommonName(const grpc::CallbackServerContext& context) {
+  const auto auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return "";
+  const auto values = auth->FindPropertyValues("x509_common_name");
+  if (values.empty()) return "";
+  return std::string(values.front().data(), values.front().size());
+}
+
+class ConnectReactor final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage> {
+ public:
+  ConnectReactor(grpc::CallbackServerContext* context, Ingest& ingest,
+                 const AgentServiceLimits& limits, AgentServiceStats& stats)
+      : ingest_(ingest),
+        limits_(limits),
+        stats_(stats),
+        peer_(context->peer()),
+        cert_name_(PeerCommonName(*context)) {
+    stats_.streams++;
+    if (cert_name_.empty() && !limits_.allow_unauthenticated) {
+      Fail(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "client certificate required"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lock(mu_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (!Handle()) return;  // failed: no more reads
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    outbox_.pop_front();
+    if (!ok) outbox_.clear();  // the client is gone; acks cannot be delivered
+    if (!outbox_.empty()) {
+      StartWrite(&outbox_.front());
+    } else {
+      writing_ = false;
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Returns false when the stream was failed and must not read further.
+  bool Handle() {
+    switch (in_.body_case()) {
+      case v1::AgentMessage::kHello: {
+        const std::string& name = in_.hello().node().node_name();
+        if (name.empty()) {
+          Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello without a node name"));
+          return false;
+        }
+        if (!cert_name_.empty() && cert_name_ != name) {
+          Fail(grpc::Status(
+              grpc::StatusCode::PERMISSION_DENIED,
+              "certificate of node '" + cert_name_ + "' cannot report as '" + name + "'"));
+          return false;
+        }
+        node_ = name;
+        spdlog::info("agent stream from node {} ({}), agent {}", node_, peer_,
+                     in_.hello().node().agent_version());
+        return true;
+      }
+      case v1::AgentMessage::kReport: {
+        if (node_.empty()) {
+          Fail(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "report before hello"));
+          return false;
+        }
+        auto report = std::make_shared<v1::NodeReport>(std::move(*in_.mutable_report()));
+        if (auto s = Validate(*report); !s.ok()) {
+          stats_.reports_rejected++;
+          spdlog::warn("rejected report {} from node {} ({}): {}", report->scan_id(), node_, peer_,
+                       s.error_message());
+          Fail(s);
+          return false;
+        }
+        {
+          std::lock_guard lock(mu_);
+          ++pending_;
+        }
+        const std::string scan_id = report->scan_id();
+        ingest_.Submit(std::move(report), [this, scan_id](const auto& outcome) {
+          v1::CollectorMessage msg;
+          msg.mutable_ack()->set_scan_id(scan_id);
+          if (outcome.ok()) {
+            msg.mutable_ack()->set_accepted(true);
+            if (outcome->duplicate) {
+              stats_.duplicates++;
+            } else {
+              stats_.reports_accepted++;
+            }
+          } else {
+            // Not acked as accepted: the agent keeps the report and retries.
+            msg.mutable_ack()->set_accepted(false);
+            msg.mutable_ack()->set_error(std::string(outcome.status().message()));
+          }
+          std::lock_guard lock(mu_);
+          --pending_;
+          if (outcome.ok() || outcome.status().code() != absl::StatusCode::kUnavailable) {
+            EnqueueLocked(std::move(msg));
+          }
+          MaybeFinishLocked();
+        });
+        return true;
+      }
+      case v1::AgentMessage::kDrift:
+        // Drift events are stored by the drift pipeline; accepted and ignored here.
+        return true;
+      default:
+        Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty agent message"));
+        return false;
+    }
+  }
+
+  grpc::Status Validate(const v1::NodeReport& report) const {
+    if (report.scan_id().empty()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "report without a scan id"};
+    }
+    if (report.node().node_name() != node_) {
+      return {grpc::StatusCode::PERMISSION_DENIED, "stream of node '" + node_ +
+                                                       "' carries a report of node '" +
+                                                       report.node().node_name() + "'"};
+    }
+    if (static_cast<size_t>(report.results_size()) > limits_.max_results_per_report) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "report holds " + std::to_string(report.results_size()) + " results, limit " +
+                  std::to_string(limits_.max_results_per_report)};
+    }
+    for (const auto& r : report.results()) {
+      if (r.check_id().empty() || r.benchmark().empty()) {
+        return {grpc::StatusCode::INVALID_ARGUMENT, "a result has no check id or benchmark"};
+      }
+      if (r.status() == v1::STATUS_UNSPECIFIED || !v1::Status_IsValid(r.status())) {
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                "result " + r.check_id() + " has no valid status"};
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  void Fail(grpc::Status status) {
+    std::lock_guard lock(mu_);
+    if (status_.ok()) status_ = std::move(status);
+    reads_done_ = true;
+    MaybeFinishLocked();
+  }
+
+  void EnqueueLocked(v1::CollectorMessage msg) {
+    if (finished_) return;
+    outbox_.push_back(std::move(msg));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&outbox_.front());
+    }
+  }
+
+  // Finishes once reading stopped, every commit answered and every ack written.
+  void MaybeFinishLocked() {
+    if (finished_ || !reads_done_ || pending_ > 0 || writing_) return;
+    finished_ = true;
+    if (!status_.ok()) {
+      spdlog::warn("closing stream of node {} ({}): {}", node_.empty() ? "?" : node_, peer_,
+                   status_.error_message());
+    }
+    Finish(status_);
+  }
+
+  Ingest& ingest_;
+  const AgentServiceLimits& limits_;
+  AgentServiceStats& stats_;
+  const std::string peer_;
+  const std::string cert_name_;
+  v1::AgentMessage in_;
+  std::string node_;
+
+  std::mutex mu_;
+  std::deque<v1::CollectorMessage> outbox_;
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool finished_ = false;
+  int pending_ = 0;
+  grpc::Status status_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
+  return new ConnectReactor(context, ingest_, limits_, stats_);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext* context,
+                                                    const v1::SummaryRequest* request,
+                                                    v1::SummaryResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  auto summary = store_.Summary(request->cluster());
+  if (summary.ok()) *response = *std::move(summary);
+  reactor->Finish(ToGrpc(summary.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerContext* context,
+                                                         const v1::FindingsRequest* request,
+                                                         v1::FindingsResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  store::FindingFilter filter;
+  filter.cluster = request->cluster();
+  filter.node = request->node();
+  for (int s : request->statuses()) filter.statuses.push_back(static_cast<v1::Status>(s));
+  filter.min_severity = request->min_severity();
+  filter.benchmark = request->benchmark();
+  filter.id = request->id();
+  auto findings = store_.Findings(filter);
+  if (findings.ok()) {
+    for (auto& f : *findings) *response->add_findings() = std::move(f);
+  }
+  reactor->Finish(ToGrpc(findings.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContext* context,
+                                                      const v1::NodesRequest* request,
+                                                      v1::NodesResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  auto nodes = store_.Nodes(request->cluster());
+  if (nodes.ok()) {
+    for (auto& n : *nodes) *response->add_nodes() = std::move(n);
+  }
+  reactor->Finish(ToGrpc(nodes.status()));
+  return reactor;
+}
+
+}  // namespace kspm::collector::server

@@ -1,0 +1,593 @@
+#include <sqlite3.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "kspm/collector/store/store.h"
+#include "kspm/common/names.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::store {
+namespace {
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// Schema versions, applied in order. Never edit a released step: append a new one.
+const char* const kMigrations[] = {
+    // 1: clusters, nodes, scans, current results, transitions.
+    R"sql(
+CREATE TABLE clusters (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY,
+  cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+  name TEXT NOT NULL,
+  identity BLOB NOT NULL,          -- kspm.v1.NodeIdentity
+  first_seen_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  last_scan_id TEXT NOT NULL,
+  UNIQUE (cluster_id, name)
+);
+CREATE TABLE scans (
+  scan_id TEXT PRIMARY KEY,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  full INTEGER NOT NULL,
+  results INTEGER NOT NULL
+);
+CREATE TABLE results (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  benchmark_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  result BLOB NOT NULL,            -- kspm.v1.CheckResult
+  scan_id TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,     -- last report that carried this result
+  changed_ms INTEGER NOT NULL,     -- last time the status changed
+  PRIMARY KEY (node_id, check_id, benchmark)
+) WITHOUT ROWID;
+CREATE TABLE transitions (
+  id INTEGER PRIMARY KEY,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  old_status INTEGER NOT NULL,     -- 0 when the result is new
+  new_status INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  scan_id TEXT NOT NULL
+);
+CREATE INDEX transitions_by_node ON transitions (node_id, at_ms);
+CREATE INDEX transitions_by_check ON transitions (check_id, at_ms);
+)sql",
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, Db writer, Db reader)
+      : path_(std::move(path)), writer_(std::move(writer)), reader_(std::move(reader)) {}
+
+  absl::Status Prepare() {
+    struct Spec {
+      Stmt* out;
+      const char* sql;
+    };
+    const Spec specs[] = {
+        {&find_scan_, "SELECT 1 FROM scans WHERE scan_id = ?"},
+        {&upsert_cluster_,
+         "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = name "
+         "RETURNING id"},
+        {&upsert_node_,
+         "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id) "
+         "VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(cluster_id, name) DO UPDATE SET "
+         "identity = excluded.identity, last_seen_ms = excluded.last_seen_ms, "
+         "last_scan_id = excluded.last_scan_id RETURNING id"},
+        {&insert_scan_,
+         "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?)"},
+        {&current_status_,
+         "SELECT status FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ?"},
+        {&upsert_result_,
+         "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
+         "scored, "
+         "result, scan_id, updated_ms, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+         "?10, ?10) ON CONFLICT(node_id, check_id, benchmark) DO UPDATE SET "
+         "benchmark_id = excluded.benchmark_id, status = excluded.status, "
+         "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
+         "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, "
+         "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
+         "ELSE excluded.changed_ms END"},
+        {&insert_transition_,
+         "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
+         "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+        {&delete_stale_results_, "DELETE FROM results WHERE node_id = ? AND scan_id <> ?"},
+    };
+    for (const auto& spec : specs) {
+      sqlite3_stmt* stmt = nullptr;
+      if (sqlite3_prepare_v3(writer_.get(), spec.sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                             nullptr) != SQLITE_OK) {
+        return Error(writer_.get(), "preparing statement");
+      }
+      spec.out->reset(stmt);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<CommitStats> CommitReport(const v1::NodeReport& report,
+                                           common::Clock::time_point now) override {
+    auto out = CommitBatch({&report}, now);
+    return out[0];
+  }
+
+  std::vector<absl::StatusOr<CommitStats>> CommitBatch(
+      const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) override {
+    std::lock_guard lock(write_mu_);
+    std::vector<absl::StatusOr<CommitStats>> out;
+    out.reserve(reports.size());
+    if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) {
+      for (size_t i = 0; i < reports.size(); ++i) out.emplace_back(s);
+      return out;
+    }
+    for (const auto* report : reports) {
+      (void)Exec(writer_.get(), "SAVEPOINT report");
+      auto stats = CommitOne(*report, now);
+      if (stats.ok()) {
+        (void)Exec(writer_.get(), "RELEASE report");
+      } else {
+        (void)Exec(writer_.get(), "ROLLBACK TO report");
+        (void)Exec(writer_.get(), "RELEASE report");
+      }
+      out.push_back(std::move(stats));
+    }
+    if (auto s = Exec(writer_.get(), "COMMIT"); !s.ok()) {
+      (void)Exec(writer_.get(), "ROLLBACK");
+      for (auto& o : out) {
+        if (o.ok()) o = s;
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override {
+    std::lock_guard lock(read_mu_);
+    std::string sql =
+        "SELECT c.name, n.name, r.result, r.updated_ms FROM results r "
+        "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id WHERE 1=1";
+    std::vector<std::string> args;
+    if (!filter.cluster.empty()) {
+      sql += " AND c.name = ?";
+      args.push_back(filter.cluster);
+    }
+    if (!filter.node.empty()) {
+      sql += " AND n.name = ?";
+      args.push_back(filter.node);
+    }
+    if (!filter.benchmark.empty()) {
+      sql += " AND r.benchmark = ?";
+      args.push_back(filter.benchmark);
+    }
+    if (!filter.id.empty()) {
+      sql += " AND (r.check_id = ? OR r.benchmark_id = ? OR r.benchmark_id LIKE ? || '.%')";
+      args.push_back(filter.id);
+      args.push_back(filter.id);
+      args.push_back(filter.id);
+    }
+    if (filter.statuses.empty()) {
+      sql += " AND r.status <> " + std::to_string(v1::STATUS_PASS);
+    } else {
+      sql += " AND r.status IN (";
+      for (size_t i = 0; i < filter.statuses.size(); ++i) {
+        sql += (i ? "," : "") + std::to_string(static_cast<int>(filter.statuses[i]));
+      }
+      sql += ")";
+    }
+    if (filter.min_severity != v1::SEVERITY_UNSPECIFIED) {
+      sql += " AND r.severity >= " + std::to_string(static_cast<int>(filter.min_severity));
+    }
+    sql += " ORDER BY c.name, n.name, r.severity DESC, r.benchmark, r.benchmark_id";
+    if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
+    auto stmt = PrepareRead(sql);
+    if (!stmt.ok()) return stmt.status();
+    for (size_t i = 0; i < args.size(); ++i) {
+      sqlite3_bind_text(stmt->get(), static_cast<int>(i + 1), args[i].c_str(), -1,
+                        SQLITE_TRANSIENT);
+    }
+    std::vector<v1::Finding> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      v1::Finding f;
+      f.set_cluster(Text(stmt->get(), 0));
+      f.set_node(Text(stmt->get(), 1));
+      if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 2),
+                                              sqlite3_column_bytes(stmt->get(), 2))) {
+        return absl::DataLossError(path_ + ": a stored result does not parse");
+      }
+      *f.mutable_reported_at() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 3)));
+      out.push_back(std::move(f));
+    }
+    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading findings");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(const std::string& cluster) override {
+    std::lock_guard lock(read_mu_);
+    auto stmt = PrepareRead(
+        "SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id FROM nodes n "
+        "JOIN clusters c ON c.id = n.cluster_id WHERE (?1 = '' OR c.name = ?1) "
+        "ORDER BY c.name, n.name");
+    if (!stmt.ok()) return stmt.status();
+    sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<v1::NodeInfo> out;
+    std::map<int64_t, size_t> index;
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      v1::NodeInfo info;
+      if (!info.mutable_identity()->ParseFromArray(sqlite3_column_blob(stmt->get(), 1),
+                                                   sqlite3_column_bytes(stmt->get(), 1))) {
+        return absl::DataLossError(path_ + ": a stored node identity does not parse");
+      }
+      *info.mutable_last_seen() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 2)));
+      info.set_last_scan_id(Text(stmt->get(), 3));
+      index[sqlite3_column_int64(stmt->get(), 0)] = out.size();
+      out.push_back(std::move(info));
+    }
+    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading nodes");
+    auto counts = PrepareRead("SELECT node_id, status, COUNT(*) FROM results GROUP BY 1, 2");
+    if (!counts.ok()) return counts.status();
+    while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
+      const auto it = index.find(sqlite3_column_int64(counts->get(), 0));
+      if (it == index.end()) continue;
+      AddCount(*out[it->second].mutable_counts(),
+               static_cast<v1::Status>(sqlite3_column_int(counts->get(), 1)),
+               static_cast<uint32_t>(sqlite3_column_int64(counts->get(), 2)));
+    }
+    return out;
+  }
+
+  absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster) override {
+    std::lock_guard lock(read_mu_);
+    // One pass over current results, grouped by what a score needs.
+    auto stmt = PrepareRead(
+        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, COUNT(*) FROM results r "
+        "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
+        "WHERE (?1 = '' OR c.name = ?1) GROUP BY 1, 2, 3, 4, 5");
+    if (!stmt.ok()) return stmt.status();
+    sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+    ScoreAccumulator overall;
+    std::map<std::string, ScoreAccumulator> nodes, benchmarks;
+    std::map<std::string, uint32_t> failed;
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      const std::string node = Text(stmt->get(), 0);
+      const std::string benchmark = Text(stmt->get(), 1);
+      const auto status = static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 2));
+      const auto severity = static_cast<v1::Severity>(sqlite3_column_int(stmt->get(), 3));
+      const bool scored = sqlite3_column_int(stmt->get(), 4) != 0;
+      const auto count = static_cast<uint32_t>(sqlite3_column_int64(stmt->get(), 5));
+      for (auto* acc : {&overall, &nodes[node], &benchmarks[benchmark]}) {
+        acc->Add(status, severity, scored, count);
+      }
+      if (status == v1::STATUS_FAIL) failed[std::string(common::SeverityName(severity))] += count;
+    }
+    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading summary");
+    v1::SummaryResponse out;
+    *out.mutable_overall() = overall.ToScore("overall");
+    for (const auto& [name, acc] : nodes) *out.add_nodes() = acc.ToScore(name);
+    for (const auto& [name, acc] : benchmarks) *out.add_benchmarks() = acc.ToScore(name);
+    for (const auto& [severity, count] : failed)
+      (*out.mutable_failed_by_severity())[severity] = count;
+    return out;
+  }
+
+ private:
+  // Score = 100 * weight of passing scored results / weight of scored results that were
+  // evaluated (PASS, FAIL, ERROR). Unscored, manual and not-applicable results do not count.
+  struct ScoreAccumulator {
+    v1::StatusCounts counts;
+    double pass_weight = 0;
+    double total_weight = 0;
+    void Add(v1::Status status, v1::Severity severity, bool scored, uint32_t n) {
+      AddCount(counts, status, n);
+      if (!scored) return;
+      const double w = SeverityWeight(severity) * static_cast<double>(n);
+      if (status == v1::STATUS_PASS) {
+        pass_weight += w;
+        total_weight += w;
+      } else if (status == v1::STATUS_FAIL || status == v1::STATUS_ERROR) {
+        total_weight += w;
+      }
+    }
+    v1::Score ToScore(const std::string& scope) const {
+      v1::Score s;
+      s.set_scope(scope);
+      s.set_score(total_weight == 0 ? 100.0 : 100.0 * pass_weight / total_weight);
+      *s.mutable_counts() = counts;
+      return s;
+    }
+  };
+
+  static void AddCount(v1::StatusCounts& c, v1::Status status, uint32_t n) {
+    switch (status) {
+      case v1::STATUS_PASS:
+        c.set_pass(c.pass() + n);
+        break;
+      case v1::STATUS_FAIL:
+        c.set_fail(c.fail() + n);
+        break;
+      case v1::STATUS_WARN:
+        c.set_warn(c.warn() + n);
+        break;
+      case v1::STATUS_MANUAL:
+        c.set_manual(c.manual() + n);
+        break;
+      case v1::STATUS_NOT_APPLICABLE:
+        c.set_not_applicable(c.not_applicable() + n);
+        break;
+      case v1::STATUS_ERROR:
+        c.set_error(c.error() + n);
+        break;
+      default:
+        break;
+    }
+  }
+
+  static std::string Text(sqlite3_stmt* s, int col) {
+    const auto* p = sqlite3_column_text(s, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+
+  absl::Status Error(sqlite3* db, const std::string& what) const {
+    const int code = sqlite3_extended_errcode(db);
+    std::string msg = path_ + ": " + what + ": " + sqlite3_errmsg(db);
+    if ((code & 0xff) == SQLITE_FULL) return absl::ResourceExhaustedError(msg + " (disk full)");
+    if ((code & 0xff) == SQLITE_BUSY) return absl::UnavailableError(msg);
+    return absl::InternalError(msg);
+  }
+
+  absl::Status Exec(sqlite3* db, const char* sql) const {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      const int code = sqlite3_extended_errcode(db) & 0xff;
+      std::string text = path_ + ": " + sql + ": " + msg;
+      if (code == SQLITE_FULL) return absl::ResourceExhaustedError(text + " (disk full)");
+      return absl::InternalError(text);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Stmt> PrepareRead(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(reader_.get(), sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      return Error(reader_.get(), "preparing query");
+    }
+    return Stmt(stmt);
+  }
+
+  // Runs a prepared statement to completion; resets it for reuse.
+  absl::Status Step(const Stmt& stmt, const char* what) {
+    const int rc = sqlite3_step(stmt.get());
+    sqlite3_reset(stmt.get());
+    sqlite3_clear_bindings(stmt.get());
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Error(writer_.get(), what);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int64_t> StepId(const Stmt& stmt, const char* what) {
+    const int rc = sqlite3_step(stmt.get());
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(stmt.get(), 0) : -1;
+    if (rc == SQLITE_ROW) (void)sqlite3_step(stmt.get());
+    sqlite3_reset(stmt.get());
+    sqlite3_clear_bindings(stmt.get());
+    if (rc != SQLITE_ROW) return Error(writer_.get(), what);
+    return id;
+  }
+
+  static void BindText(const Stmt& s, int i, const std::string& v) {
+    sqlite3_bind_text(s.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+
+  absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
+                                        common::Clock::time_point now) {
+    CommitStats stats;
+    if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
+    const std::string& node_name = report.node().node_name();
+    if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
+
+    BindText(find_scan_, 1, report.scan_id());
+    const int found = sqlite3_step(find_scan_.get());
+    sqlite3_reset(find_scan_.get());
+    sqlite3_clear_bindings(find_scan_.get());
+    if (found == SQLITE_ROW) {
+      stats.duplicate = true;
+      return stats;
+    }
+    const std::string cluster =
+        report.node().cluster().empty() ? "default" : report.node().cluster();
+    BindText(upsert_cluster_, 1, cluster);
+    auto cluster_id = StepId(upsert_cluster_, "storing cluster");
+    if (!cluster_id.ok()) return cluster_id.status();
+
+    const int64_t now_ms = common::ToUnixMillis(now);
+    const std::string identity = report.node().SerializeAsString();
+    sqlite3_bind_int64(upsert_node_.get(), 1, *cluster_id);
+    BindText(upsert_node_, 2, node_name);
+    sqlite3_bind_blob(upsert_node_.get(), 3, identity.data(), static_cast<int>(identity.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(upsert_node_.get(), 4, now_ms);
+    BindText(upsert_node_, 5, report.scan_id());
+    auto node_id = StepId(upsert_node_, "storing node");
+    if (!node_id.ok()) return node_id.status();
+
+    BindText(insert_scan_, 1, report.scan_id());
+    sqlite3_bind_int64(insert_scan_.get(), 2, *node_id);
+    sqlite3_bind_int64(insert_scan_.get(), 3,
+                       common::ToUnixMillis(common::FromProto(report.started_at())));
+    sqlite3_bind_int64(insert_scan_.get(), 4,
+                       common::ToUnixMillis(common::FromProto(report.finished_at())));
+    sqlite3_bind_int64(insert_scan_.get(), 5, now_ms);
+    sqlite3_bind_int(insert_scan_.get(), 6, report.full() ? 1 : 0);
+    sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
+    if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
+
+    std::string blob;
+    for (const auto& r : report.results()) {
+      sqlite3_bind_int64(current_status_.get(), 1, *node_id);
+      BindText(current_status_, 2, r.check_id());
+      BindText(current_status_, 3, r.benchmark());
+      int old_status = 0;
+      if (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
+        old_status = sqlite3_column_int(current_status_.get(), 0);
+      }
+      sqlite3_reset(current_status_.get());
+      sqlite3_clear_bindings(current_status_.get());
+
+      blob.clear();
+      r.SerializeToString(&blob);
+      sqlite3_bind_int64(upsert_result_.get(), 1, *node_id);
+      BindText(upsert_result_, 2, r.check_id());
+      BindText(upsert_result_, 3, r.benchmark());
+      BindText(upsert_result_, 4, r.benchmark_id());
+      sqlite3_bind_int(upsert_result_.get(), 5, r.status());
+      sqlite3_bind_int(upsert_result_.get(), 6, r.severity());
+      sqlite3_bind_int(upsert_result_.get(), 7, r.scored() ? 1 : 0);
+      sqlite3_bind_blob(upsert_result_.get(), 8, blob.data(), static_cast<int>(blob.size()),
+                        SQLITE_TRANSIENT);
+      BindText(upsert_result_, 9, report.scan_id());
+      sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
+      if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
+      ++stats.results;
+
+      if (old_status != r.status()) {
+        sqlite3_bind_int64(insert_transition_.get(), 1, *node_id);
+        BindText(insert_transition_, 2, r.check_id());
+        BindText(insert_transition_, 3, r.benchmark());
+        sqlite3_bind_int(insert_transition_.get(), 4, old_status);
+        sqlite3_bind_int(insert_transition_.get(), 5, r.status());
+        sqlite3_bind_int64(insert_transition_.get(), 6, now_ms);
+        BindText(insert_transition_, 7, report.scan_id());
+        if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
+        ++stats.transitions;
+      }
+    }
+    if (report.full()) {
+      // A full report is the whole truth: results it no longer carries are gone.
+      sqlite3_bind_int64(delete_stale_results_.get(), 1, *node_id);
+      BindText(delete_stale_results_, 2, report.scan_id());
+      if (auto s = Step(delete_stale_results_, "removing stale results"); !s.ok()) return s;
+    }
+    return stats;
+  }
+
+  std::string path_;
+  std::mutex write_mu_;
+  Db writer_;
+  std::mutex read_mu_;
+  Db reader_;
+  Stmt find_scan_, upsert_cluster_, upsert_node_, insert_scan_, current_status_, upsert_result_,
+      insert_transition_, delete_stale_results_;
+};
+
+absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {
+  sqlite3* raw = nullptr;
+  const int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  Db db(raw);
+  if (rc != SQLITE_OK) {
+    return absl::InvalidArgumentError("cannot open database " + path + ": " +
+                                      (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_busy_timeout(db.get(), 5000);
+  sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return absl::InternalError(path + ": " + msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Migrate(sqlite3* db, const std::string& path) {
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
+  Stmt stmt(raw);
+  int version = 0;
+  if (stmt && sqlite3_step(stmt.get()) == SQLITE_ROW) version = sqlite3_column_int(stmt.get(), 0);
+  const int latest = static_cast<int>(std::size(kMigrations));
+  if (version > latest) {
+    return absl::FailedPreconditionError(path + " has schema version " + std::to_string(version) +
+                                         ", newer than this collector's " + std::to_string(latest) +
+                                         "; upgrade kspm-collector");
+  }
+  for (int v = version; v < latest; ++v) {
+    const std::string sql = std::string("BEGIN;") + kMigrations[v] +
+                            "PRAGMA user_version = " + std::to_string(v + 1) + ";COMMIT;";
+    if (auto s = ExecOn(db, path, sql); !s.ok()) {
+      (void)ExecOn(db, path, "ROLLBACK");
+      return absl::InternalError("migrating " + path + " to schema " + std::to_string(v + 1) +
+                                 ": " + std::string(s.message()));
+    }
+    spdlog::info("store {}: migrated to schema version {}", path, v + 1);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int SeverityWeight(v1::Severity severity) {
+  switch (severity) {
+    case v1::SEVERITY_CRITICAL:
+      return 10;
+    case v1::SEVERITY_HIGH:
+      return 7;
+    case v1::SEVERITY_MEDIUM:
+      return 4;
+    case v1::SEVERITY_LOW:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  auto writer = OpenDb(path, false);
+  if (!writer.ok()) return writer.status();
+  for (const char* pragma :
+       {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"}) {
+    if (auto s = ExecOn(writer->get(), path, pragma); !s.ok()) {
+      return absl::InvalidArgumentError("cannot use database " + path + ": " +
+                                        std::string(s.message()));
+    }
+  }
+  if (auto s = Migrate(writer->get(), path); !s.ok()) return s;
+  auto reader = OpenDb(path, true);
+  if (!reader.ok()) return reader.status();
+  auto store = std::make_unique<SqliteStore>(path, *std::move(writer), *std::move(reader));
+  if (auto s = store->Prepare(); !s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace kspm::collector::store

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kspm/common/time.h"
+#include "kspm/v1/query.pb.h"
+#include "kspm/v1/results.pb.h"
+
+namespace kspm::collector::store {
+
+// Filters for current results. Empty fields match everything.
+struct FindingFilter {
+  std::string cluster;
+  std::string node;
+  std::vector<v1::Status> statuses;  // empty: every status but PASS
+  v1::Severity min_severity = v1::SEVERITY_UNSPECIFIED;
+  std::string benchmark;
+  std::string id;    // check id or benchmark item id
+  size_t limit = 0;  // 0: no limit
+};
+
+// What a commit did, for logs and acks.
+struct CommitStats {
+  bool duplicate = false;  // the scan id was committed before; nothing changed
+  size_t results = 0;
+  size_t transitions = 0;
+};
+
+// Persistence of posture: nodes, current results per (node, check, benchmark), scans and the
+// history of verdict changes. Implementations are thread-safe.
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Commits one report atomically. Idempotent by scan id.
+  [[nodiscard]] virtual absl::StatusOr<CommitStats> CommitReport(const v1::NodeReport& report,
+                                                                 common::Clock::time_point now) = 0;
+  // Commits several reports in one transaction; `out[i]` is the outcome of `reports[i]`. A report
+  // that fails is rolled back alone; the others still commit.
+  virtual std::vector<absl::StatusOr<CommitStats>> CommitBatch(
+      const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Finding>> Findings(
+      const FindingFilter& filter) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(
+      const std::string& cluster) = 0;
+  [[nodiscard]] virtual absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster) = 0;
+};
+
+// The embedded default: one sqlite file in WAL mode. Schema migrations run on open, keyed by
+// PRAGMA user_version. Errors name the file.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
+int SeverityWeight(v1::Severity severity);
+
+}  // namespace kspm::collector::store

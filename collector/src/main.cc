@@ -1,0 +1,96 @@
+// kspm-collector: receives agent reports over gRPC (mutual TLS) and keeps posture in sqlite.
+//   kspm-collector serve --listen ADDR --db PATH --tls-ca CA --tls-cert CERT --tls-key KEY
+#include <signal.h>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "kspm/collector/server/server.h"
+#include "kspm/common/logging.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+int Serve(const kspm::collector::server::ServerOptions& options, const std::string& port_file,
+          int grace_seconds) {
+  // SIGTERM and SIGINT are taken synchronously by this thread; gRPC threads never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (options.tls.insecure) {
+    spdlog::warn(
+        "--insecure: agents and kspmctl connect in plaintext without certificates; "
+        "use this only on loopback for development");
+  }
+  auto server = kspm::collector::server::CollectorServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "kspm-collector: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    std::ofstream out(port_file + ".tmp");
+    out << (*server)->port() << "\n";
+    out.close();
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(std::chrono::seconds(grace_seconds));
+  const auto& stats = (*server)->agent_stats();
+  spdlog::info("served {} streams, {} reports accepted, {} duplicates, {} rejected",
+               stats.streams.load(), stats.reports_accepted.load(), stats.duplicates.load(),
+               stats.reports_rejected.load());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kspm::collector::server::ServerOptions options;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string port_file;
+  int grace_seconds = 10;
+
+  CLI::App app{"kspm-collector: central posture store for kspm agents"};
+  app.set_version_flag("--version", std::string("kspm-collector ") + KSPM_VERSION);
+  app.require_subcommand(1);
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json")->capture_default_str();
+
+  CLI::App* serve = app.add_subcommand("serve", "Accept agent streams and kspmctl queries");
+  serve->add_option("--listen", options.listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  serve->add_option("--db", options.db_path, "sqlite database file")->capture_default_str();
+  serve->add_option("--tls-ca", options.tls.ca, "CA that signs agent and kspmctl certificates");
+  serve->add_option("--tls-cert", options.tls.cert, "Collector certificate");
+  serve->add_option("--tls-key", options.tls.key, "Collector private key");
+  serve->add_flag("--insecure", options.tls.insecure,
+                  "Plaintext without client certificates (loopback development only)");
+  serve->add_option("--port-file", port_file, "Write the bound port here once listening");
+  serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
+    std::cerr << "kspm-collector: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (!options.tls.insecure &&
+      (options.tls.ca.empty() || options.tls.cert.empty() || options.tls.key.empty())) {
+    std::cerr << "kspm-collector: mutual TLS needs --tls-ca, --tls-cert and --tls-key "
+                 "(or --insecure for loopback development)\n";
+    return kExitUsage;
+  }
+  if (serve->parsed()) return Serve(options, port_file, grace_seconds);
+  return kExitUsage;
+}

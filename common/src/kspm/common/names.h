@@ -1,0 +1,26 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kspm/v1/results.pb.h"
+
+namespace kspm::common {
+
+// Upper-case short names as shown to users: PASS, FAIL, WARN, MANUAL, NOT_APPLICABLE, ERROR.
+std::string_view StatusName(v1::Status status);
+// Accepts the short names in any case, and `na` for NOT_APPLICABLE.
+std::optional<v1::Status> ParseStatus(std::string_view name);
+
+// Lower-case names: info, low, medium, high, critical.
+std::string_view SeverityName(v1::Severity severity);
+std::optional<v1::Severity> ParseSeverity(std::string_view name);
+
+// Lower-case role names: control-plane, worker, etcd, docker-host.
+std::string_view RoleName(v1::NodeRole role);
+
+// Short source names for text output: flag, config, drop-in, env, default, stat, manifest, api.
+std::string_view SourceKindName(v1::SourceKind kind);
+
+}  // namespace kspm::common

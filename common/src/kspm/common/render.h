@@ -1,0 +1,40 @@
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kspm/v1/results.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace kspm::common {
+
+// The JSON shape of one result, shared by `kspm-agent scan --format json` and kspmctl:
+// benchmark, id, check_id, status, scored, severity, title, component, evidence[], expected,
+// reason, remediation and, for cluster findings, resource.
+nlohmann::json ResultToJson(const v1::CheckResult& result);
+nlohmann::json NodeToJson(const v1::NodeIdentity& node);
+
+// One line of evidence for people: `--anonymous-auth=true (flag, pid 812)`.
+std::string EvidenceText(const v1::Evidence& evidence);
+// All evidence of a result joined by "; ".
+std::string EvidenceSummary(const v1::CheckResult& result);
+
+// A column-aligned table for terminals. Colour (ANSI) only when asked, for the status column.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
+  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  // Columns wider than `max_width` are cut with an ellipsis; the last column is never cut.
+  void Print(std::ostream& out, bool colour, size_t max_width = 60) const;
+  size_t size() const { return rows_.size(); }
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// ANSI colour for a status name (PASS green, FAIL red, WARN yellow, ERROR magenta).
+std::string Colourise(const std::string& status_name);
+
+}  // namespace kspm::common

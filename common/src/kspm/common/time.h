@@ -1,0 +1,21 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "google/protobuf/timestamp.pb.h"
+
+namespace kspm::common {
+
+using Clock = std::chrono::system_clock;
+
+google::protobuf::Timestamp ToProto(Clock::time_point t);
+Clock::time_point FromProto(const google::protobuf::Timestamp& t);
+int64_t ToUnixMillis(Clock::time_point t);
+Clock::time_point FromUnixMillis(int64_t ms);
+// RFC 3339 in UTC with seconds, e.g. 2026-11-26T23:30:53Z.
+std::string FormatRfc3339(Clock::time_point t);
+// A random RFC 4122 version-4 UUID.
+std::string NewUuid();
+
+}  // namespace kspm::common

@@ -1,0 +1,61 @@
+#include "kspm/common/tls.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace kspm::common {
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* what) {
+  if (path.empty()) return absl::InvalidArgumentError(std::string(what) + " file is not set");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(std::string("cannot read ") + what + " " + path + ": " +
+                                      std::strerror(errno));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string text = buf.str();
+  if (text.find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(std::string(what) + " " + path + " is not a PEM file");
+  }
+  return text;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
+    const TlsFiles& files) {
+  if (files.insecure) return grpc::InsecureChannelCredentials();
+  auto ca = ReadTextFile(files.ca, "CA certificate");
+  if (!ca.ok()) return ca.status();
+  auto cert = ReadTextFile(files.cert, "client certificate");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadTextFile(files.key, "client key");
+  if (!key.ok()) return key.status();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = *ca;
+  options.pem_cert_chain = *cert;
+  options.pem_private_key = *key;
+  return grpc::SslCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsFiles& files) {
+  if (files.insecure) return grpc::InsecureServerCredentials();
+  auto ca = ReadTextFile(files.ca, "CA certificate");
+  if (!ca.ok()) return ca.status();
+  auto cert = ReadTextFile(files.cert, "server certificate");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadTextFile(files.key, "server key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = *ca;
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace kspm::common

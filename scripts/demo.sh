@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make run`: the main job on the embedded default (sqlite).
+#  1. starts kspm-collector on loopback with its database under ./var/
+#  2. runs kspm-agent once against this machine and once against the bundled demo node
+#     (a misconfigured kubeadm host root, built with real modes and owners from
+#     tests/fixtures/hosts/demo-kubeadm-node.yaml)
+#  3. prints the posture summary and the failing findings with their evidence
+#  4. stops the collector with SIGTERM and exits 0
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=build/bin
+var=var
+mkdir -p "$var"
+rm -f "$var/kspm.db" "$var/kspm.db-wal" "$var/kspm.db-shm" "$var/collector.port"
+
+# Loopback only, so plaintext is acceptable for the demo; production uses mutual TLS.
+"$bin/kspm-collector" --log-level warn serve --insecure --listen 127.0.0.1:0 \
+  --db "$var/kspm.db" --port-file "$var/collector.port" 2>"$var/collector.log" &
+collector=$!
+trap 'kill -TERM $collector 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [[ -s "$var/collector.port" ]] && break; sleep 0.05; done
+if [[ ! -s "$var/collector.port" ]]; then
+  echo "collector did not start; see $var/collector.log" >&2
+  cat "$var/collector.log" >&2
+  exit 1
+fi
+addr="127.0.0.1:$(cat "$var/collector.port")"
+
+echo "== kspm-collector listening on $addr (sqlite: $var/kspm.db)"
+demo_root="$var/demo-node"
+rm -rf "$demo_root"
+"$bin/kspm-fixture" build tests/fixtures/hosts/demo-kubeadm-node.yaml "$demo_root"
+
+echo "== kspm-agent: this machine"
+"$bin/kspm-agent" --log-level error send --insecure --collector "$addr" --cluster demo
+echo "== kspm-agent: bundled demo node (host root $demo_root)"
+"$bin/kspm-agent" --log-level error send --insecure --collector "$addr" --cluster demo \
+  --host-root "$demo_root"
+
+echo
+echo "== kspmctl summary"
+"$bin/kspmctl" --insecure --collector "$addr" summary
+echo
+echo "== kspmctl nodes"
+"$bin/kspmctl" --insecure --collector "$addr" nodes
+echo
+echo "== kspmctl findings --status FAIL"
+"$bin/kspmctl" --insecure --collector "$addr" findings --status FAIL
+
+kill -TERM "$collector"
+wait "$collector"
+trap - EXIT
+echo
+echo "== collector stopped cleanly; posture kept in $var/kspm.db"

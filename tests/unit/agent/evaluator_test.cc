@@ -1,0 +1,311 @@
+// Table-driven cases per behaviour: each builds a host root (real files, modes, owners and fake
+// /proc entries) and evaluates one catalogue check on it. Several cases are kube-bench's known
+// blind spots (../shared/reference/cis-benchmarks.md, "Where existing tools go wrong").
+#include "kspm/agent/checks/evaluator.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "fixtures/host_builder.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+
+namespace kspm::agent::checks {
+namespace {
+
+struct Case {
+  const char* name;
+  const char* host;      // fixture description
+  const char* check_id;  // catalogue id
+  v1::Status want;
+  const char* reason_has = "";                          // substring of the reason
+  v1::SourceKind source = v1::SOURCE_KIND_UNSPECIFIED;  // kind of the first evidence
+  bool needs_root = false;
+};
+
+// A kubelet that runs from a config file; cases add their own config.
+constexpr const char* kKubeletWithConfig = R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [/usr/bin/kubelet, --config=/var/lib/kubelet/config.yaml]}
+)";
+
+const Case kCases[] = {
+    {"FailsWhenFlagOverridesSecureConfigFile", R"(
+entries:
+  - path: /var/lib/kubelet/config.yaml
+    content: "authentication: {anonymous: {enabled: false}}"
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, --anonymous-auth=true]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_FAIL, "is true", v1::SOURCE_KIND_FLAG},
+
+    // kube-bench blind spot 5: the v1beta1 default (anonymous off) applies when a config file
+    // is used and does not mention the setting.
+    {"PassesOnConfigFileDefaultWhenNothingSetsIt", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "kind: KubeletConfiguration"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_PASS, "", v1::SOURCE_KIND_DEFAULT},
+
+    {"FailsOnLegacyDefaultWithoutConfigFile", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --kubeconfig=/etc/kubernetes/kubelet.conf]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_FAIL, "", v1::SOURCE_KIND_DEFAULT},
+
+    {"LegacyAuthorizationDefaultIsAlwaysAllow", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet]}
+)",
+     "kubelet.authorization-mode", v1::STATUS_FAIL, "AlwaysAllow", v1::SOURCE_KIND_DEFAULT},
+
+    // Blind spot 6: `--read-only-port 10255` is the value 10255, not "true".
+    {"SpaceSeparatedFlagValueIsRead", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --read-only-port, "10255"]}
+)",
+     "kubelet.read-only-port", v1::STATUS_WARN, "10255", v1::SOURCE_KIND_FLAG},
+
+    {"DropInOverridesConfigFile", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "readOnlyPort: 10255"}
+  - {path: /etc/kubernetes/kubelet.conf.d/10-secure.conf, content: "readOnlyPort: 0"}
+  - {path: /etc/kubernetes/kubelet.conf.d/ignored.yaml, content: "readOnlyPort: 9999"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, --config-dir=/etc/kubernetes/kubelet.conf.d]}
+)",
+     "kubelet.read-only-port", v1::STATUS_PASS, "", v1::SOURCE_KIND_DROP_IN},
+
+    // Blind spot 7: `0s` is a zero duration although it is not the string "0".
+    {"ZeroDurationWithUnitFails", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "streamingConnectionIdleTimeout: 0s"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.streaming-idle-timeout", v1::STATUS_WARN, "0s", v1::SOURCE_KIND_CONFIG_FILE},
+
+    // Blind spot 7: a pid limit of -1 is no limit, although the key is present.
+    {"UnlimitedPodPidsFails", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "podPidsLimit: -1"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.pod-pids-limit", v1::STATUS_WARN, "-1", v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"MalformedConfigIsErrorNamingFileAndLine", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "authentication:\n  anonymous: [enabled\n"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_ERROR, "/var/lib/kubelet/config.yaml:"},
+
+    {"ConfigFileNamedButMissingFailsTheFileCheck", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.config-file.mode", v1::STATUS_FAIL, "named but missing"},
+
+    {"ConfigFileNamedButMissingIsErrorForSettings", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_ERROR, "does not exist"},
+
+    {"AbsentComponentIsNotApplicable", "entries: []", "kubelet.anonymous-auth",
+     v1::STATUS_NOT_APPLICABLE, "no kubelet process"},
+
+    // Blind spot 1: an optional file that does not exist is not a failure.
+    {"MissingOptionalFileIsNotApplicable", R"(
+processes:
+  - {pid: 1201, comm: kube-apiserver, argv: [kube-apiserver]}
+)",
+     "admin-kubeconfig.mode", v1::STATUS_NOT_APPLICABLE, "not exist"},
+
+    // Blind spot 3: a more restrictive mode passes; setuid is a bit outside the mask.
+    {"MoreRestrictiveModePasses", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, mode: "0400", content: "{}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.config-file.mode", v1::STATUS_PASS, "", v1::SOURCE_KIND_FILE_METADATA},
+
+    {"SetuidBitFailsTheMask", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, mode: "4600", content: "{}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.config-file.mode", v1::STATUS_FAIL, "4000"},
+
+    // Blind spot 4: the file the kubelet names wins over a candidate path that also exists.
+    {"ChecksTheConfigFileTheKubeletNamesNotACandidate", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, mode: "0600", content: "{}"}
+  - {path: /etc/custom/kubelet.yaml, mode: "0666", content: "{}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/etc/custom/kubelet.yaml]}
+)",
+     "kubelet.config-file.mode", v1::STATUS_FAIL, "/etc/custom/kubelet.yaml"},
+
+    // Blind spot 9: the client CA named in the config file, not only by the flag.
+    {"ClientCaFromConfigFileKey", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "authentication: {x509: {clientCAFile: /srv/pki/ca.crt}}"}
+  - {path: /srv/pki/ca.crt, mode: "0666", content: "-----BEGIN CERTIFICATE-----"}
+  - {path: /etc/kubernetes/pki/ca.crt, mode: "0644", content: "-----BEGIN CERTIFICATE-----"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.client-ca.mode", v1::STATUS_WARN, "/srv/pki/ca.crt"},
+
+    // Blind spot 8: kube-proxy's metricsBindAddress comes from its --config file.
+    {"KubeProxyMetricsAddressFromConfigFile", R"(
+entries:
+  - {path: /var/lib/kube-proxy/config.conf, content: "metricsBindAddress: 0.0.0.0:10249"}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [/usr/local/bin/kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_FAIL, "every interface",
+     v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"KubeProxyDefaultMetricsAddressIsLoopback", R"(
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [kube-proxy]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_PASS, "", v1::SOURCE_KIND_DEFAULT},
+
+    // kube-bench passes 1.3.7 when --bind-address is absent; the real default is 0.0.0.0.
+    {"ControllerManagerDefaultBindAddressFails", R"(
+processes:
+  - {pid: 1190, comm: kube-controller, argv: [kube-controller-manager]}
+)",
+     "controller-manager.bind-address", v1::STATUS_FAIL, "every interface",
+     v1::SOURCE_KIND_DEFAULT},
+
+    {"EtcdSettingFromEnvironment", R"(
+processes:
+  - {pid: 1188, comm: etcd, argv: [etcd], env: [ETCD_CLIENT_CERT_AUTH=true]}
+)",
+     "etcd.client-cert-auth", v1::STATUS_PASS, "", v1::SOURCE_KIND_ENVIRONMENT},
+
+    // etcd ignores flags and ETCD_* variables when --config-file is given.
+    {"EtcdConfigFileReplacesFlags", R"(
+entries:
+  - path: /etc/etcd/etcd.yaml
+    content: |
+      client-transport-security:
+        client-cert-auth: false
+processes:
+  - {pid: 1188, comm: etcd, argv: [etcd, --config-file=/etc/etcd/etcd.yaml, --client-cert-auth=true]}
+)",
+     "etcd.client-cert-auth", v1::STATUS_FAIL, "", v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"ApiServerFlagsFromStaticPodManifestWhenNoProcessIsVisible", R"(
+entries:
+  - path: /etc/kubernetes/manifests/kube-apiserver.yaml
+    content: |
+      spec:
+        containers:
+          - name: kube-apiserver
+            command: [kube-apiserver, --profiling=false]
+)",
+     "apiserver.profiling", v1::STATUS_PASS, "", v1::SOURCE_KIND_MANIFEST},
+
+    {"TruncatedCommandLineIsError", R"(
+processes:
+  - {pid: 1201, comm: kube-apiserver, argv: [kube-apiserver, --authorization-mode=Node], truncated: true}
+)",
+     "apiserver.profiling", v1::STATUS_ERROR, "truncated"},
+
+    {"FeatureGateFromFlagOverridesConfig", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "featureGates: {RotateKubeletServerCertificate: true}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, "--feature-gates=Foo=true,RotateKubeletServerCertificate=false"]}
+)",
+     "kubelet.rotate-server-certificates", v1::STATUS_WARN, "false", v1::SOURCE_KIND_FLAG},
+
+    {"OwnerFailsWhenNotRoot", R"(
+users: [{name: kube, uid: 1500}]
+groups: [{name: kube, gid: 1500}]
+entries:
+  - {path: /var/lib/kubelet/config.yaml, mode: "0600", owner: kube:kube, content: "{}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.config-file.owner", v1::STATUS_FAIL, "kube:kube", v1::SOURCE_KIND_FILE_METADATA,
+     /*needs_root=*/true},
+
+    {"DockerSocketMustBeOwnedByDockerGroup", R"(
+groups: [{name: docker, gid: 998}]
+entries:
+  - {path: /run/docker.sock, type: socket, mode: "0660", owner: root:docker}
+  - {path: /var/run, type: symlink, target: /run}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, -H, "fd://"]}
+)",
+     "docker.sock.owner", v1::STATUS_PASS, "", v1::SOURCE_KIND_FILE_METADATA, true},
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class EvaluatorCase : public ::testing::TestWithParam<Case> {};
+
+TEST_P(EvaluatorCase, Verdict) {
+  const Case& c = GetParam();
+  if (c.needs_root && ::geteuid() != 0) GTEST_SKIP() << "needs root to chown fixture files";
+  kspm::testing::TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildHostRoot(c.host, dir.path(), &owners).ok());
+  auto catalog = Catalog::Builtin();
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  const Check* check = catalog->FindCheck(c.check_id);
+  ASSERT_NE(check, nullptr) << "no check " << c.check_id;
+  auto host = host::MakeFsHostView(dir.path());
+  ASSERT_TRUE(host.ok());
+  const auto state = discovery::Discover(**host, *catalog);
+  const auto result = Evaluate(*check, check->benchmarks.begin()->first, **host, state);
+  EXPECT_EQ(common::StatusName(result.status()), common::StatusName(c.want))
+      << "reason: " << result.reason() << "\nevidence: " << common::EvidenceSummary(result);
+  EXPECT_NE(result.reason().find(c.reason_has), std::string::npos) << "reason: " << result.reason();
+  if (c.source != v1::SOURCE_KIND_UNSPECIFIED) {
+    ASSERT_GT(result.evidence_size(), 0);
+    EXPECT_EQ(common::SourceKindName(result.evidence(0).source_kind()),
+              common::SourceKindName(c.source))
+        << common::EvidenceSummary(result);
+  }
+  // Every verdict says why.
+  EXPECT_FALSE(result.reason().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Checks, EvaluatorCase, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Meets, TypedComparisons) {
+  std::string why;
+  Expectation eq{Expectation::Op::kEquals, "false", {}};
+  EXPECT_TRUE(Meets(eq, ValueType::kBool, "False", &why));  // Go accepts False
+  EXPECT_FALSE(Meets(eq, ValueType::kBool, "no", &why));
+  EXPECT_NE(why.find("not a boolean"), std::string::npos);
+  Expectation ge{Expectation::Op::kAtLeast, "30", {}};
+  EXPECT_TRUE(Meets(ge, ValueType::kInt, "30", &why));
+  EXPECT_FALSE(Meets(ge, ValueType::kInt, "7", &why));
+  Expectation sub{Expectation::Op::kSubsetOf, "", {"A", "B"}};
+  EXPECT_TRUE(Meets(sub, ValueType::kList, "A,B", &why));
+  EXPECT_FALSE(Meets(sub, ValueType::kList, "A,C", &why));
+  EXPECT_NE(why.find("C"), std::string::npos);
+  Expectation lo{Expectation::Op::kLoopback, "", {}};
+  EXPECT_TRUE(Meets(lo, ValueType::kString, "127.0.0.1:10249", &why));
+  EXPECT_TRUE(Meets(lo, ValueType::kString, "[::1]:10249", &why));
+  EXPECT_FALSE(Meets(lo, ValueType::kString, ":10249", &why));
+  EXPECT_FALSE(Meets(lo, ValueType::kString, "10.0.0.1", &why));
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks

@@ -1,0 +1,111 @@
+// A full scan of the demo kubeadm node (tests/fixtures/hosts/demo-kubeadm-node.yaml).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "fixtures/host_builder.h"
+#include "kspm/agent/scan.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+
+namespace kspm::agent {
+namespace {
+
+class DemoNodeScan : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string text;
+    ASSERT_TRUE(
+        kspm::testing::ReadFileText(
+            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
+            .ok());
+    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, dir_.path(), &owners_).ok());
+    auto catalog = checks::Catalog::Builtin();
+    ASSERT_TRUE(catalog.ok());
+    auto host = host::MakeFsHostView(dir_.path());
+    ASSERT_TRUE(host.ok());
+    NodeSettings settings;
+    settings.cluster = "demo";
+    report_ = RunScan(**host, *catalog, {}, settings);
+    for (const auto& r : report_.results()) by_item_[r.benchmark() + "/" + r.benchmark_id()] = r;
+  }
+  const v1::CheckResult& Item(const std::string& id) {
+    return by_item_["cis-kubernetes-1.12/" + id];
+  }
+
+  kspm::testing::TempDir dir_;
+  bool owners_ = false;
+  v1::NodeReport report_;
+  std::map<std::string, v1::CheckResult> by_item_;
+};
+
+TEST_F(DemoNodeScan, IdentifiesTheNode) {
+  EXPECT_EQ(report_.node().node_name(), "demo-cp-1");
+  EXPECT_EQ(report_.node().cluster(), "demo");
+  EXPECT_EQ(report_.node().kernel(), "6.1.0-demo-amd64");
+  EXPECT_EQ(report_.node().os(), "Debian GNU/Linux 12 (bookworm)");
+  std::set<int> roles(report_.node().roles().begin(), report_.node().roles().end());
+  EXPECT_TRUE(roles.contains(v1::NODE_ROLE_CONTROL_PLANE));
+  EXPECT_TRUE(roles.contains(v1::NODE_ROLE_WORKER));
+  EXPECT_TRUE(roles.contains(v1::NODE_ROLE_ETCD));
+  EXPECT_FALSE(roles.contains(v1::NODE_ROLE_DOCKER_HOST));
+  EXPECT_FALSE(report_.scan_id().empty());
+  EXPECT_TRUE(report_.full());
+}
+
+TEST_F(DemoNodeScan, FindsTheDemoMistakesWithEvidence) {
+  const auto& anon = Item("4.2.1");
+  EXPECT_EQ(anon.status(), v1::STATUS_FAIL) << anon.reason();
+  ASSERT_GE(anon.evidence_size(), 2);
+  // The flag wins, and the overridden config value is shown too.
+  EXPECT_EQ(anon.evidence(0).source_kind(), v1::SOURCE_KIND_FLAG);
+  EXPECT_EQ(anon.evidence(0).pid(), 812);
+  EXPECT_EQ(anon.evidence(1).source_kind(), v1::SOURCE_KIND_CONFIG_FILE);
+  EXPECT_EQ(anon.evidence(1).value(), "false");
+  EXPECT_EQ(anon.evidence(1).path(), "/var/lib/kubelet/config.yaml");
+
+  EXPECT_EQ(Item("4.1.9").status(), v1::STATUS_FAIL);   // config.yaml is 0644
+  EXPECT_EQ(Item("1.1.1").status(), v1::STATUS_FAIL);   // apiserver manifest 0644
+  EXPECT_EQ(Item("1.1.3").status(), v1::STATUS_PASS);   // controller-manager manifest 0600
+  EXPECT_EQ(Item("1.1.13").status(), v1::STATUS_FAIL);  // admin.conf 0644
+  EXPECT_EQ(Item("4.2.4").status(), v1::STATUS_WARN);   // readOnlyPort 10255 (unscored)
+  EXPECT_EQ(Item("4.2.5").status(), v1::STATUS_WARN);   // 0s
+  EXPECT_EQ(Item("1.2.8").status(), v1::STATUS_PASS);   // Node,RBAC
+  EXPECT_EQ(Item("1.2.6").status(), v1::STATUS_PASS);
+  EXPECT_EQ(Item("1.2.15").status(), v1::STATUS_FAIL);  // profiling defaults to true
+  EXPECT_EQ(Item("1.3.2").status(), v1::STATUS_PASS);   // --profiling=false
+  EXPECT_EQ(Item("2.2").status(), v1::STATUS_PASS);
+  EXPECT_EQ(Item("2.3").status(), v1::STATUS_PASS);              // ETCD_AUTO_TLS=false
+  EXPECT_EQ(Item("4.3.1").status(), v1::STATUS_NOT_APPLICABLE);  // no kube-proxy process
+  if (owners_) {
+    EXPECT_EQ(Item("1.1.12").status(), v1::STATUS_FAIL);  // /var/lib/etcd is root:root
+    EXPECT_EQ(Item("1.1.2").status(), v1::STATUS_PASS);
+  }
+}
+
+TEST_F(DemoNodeScan, EveryResultExplainsItself) {
+  ASSERT_GT(report_.results_size(), 100);
+  for (const auto& r : report_.results()) {
+    EXPECT_NE(r.status(), v1::STATUS_UNSPECIFIED) << r.check_id();
+    EXPECT_FALSE(r.reason().empty()) << r.check_id();
+    EXPECT_FALSE(r.title().empty()) << r.check_id();
+    EXPECT_FALSE(r.benchmark_id().empty()) << r.check_id();
+    if (r.status() == v1::STATUS_FAIL || r.status() == v1::STATUS_PASS) {
+      EXPECT_GT(r.evidence_size(), 0) << r.check_id() << " " << r.reason();
+      EXPECT_FALSE(r.expected().empty()) << r.check_id();
+    }
+    EXPECT_NE(r.status(), v1::STATUS_ERROR) << r.check_id() << ": " << r.reason();
+  }
+}
+
+TEST_F(DemoNodeScan, DockerItemsDoNotApplyWithoutDocker) {
+  for (const auto& r : report_.results()) {
+    if (r.benchmark() != "cis-docker-1.6" || r.component() != "dockerd") continue;
+    EXPECT_EQ(r.status(), v1::STATUS_NOT_APPLICABLE) << r.benchmark_id();
+    EXPECT_NE(r.reason().find("no dockerd process"), std::string::npos) << r.reason();
+  }
+}
+
+}  // namespace
+}  // namespace kspm::agent

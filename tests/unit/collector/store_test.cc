@@ -1,0 +1,223 @@
+#include "kspm/collector/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixtures/host_builder.h"
+
+namespace kspm::collector::store {
+namespace {
+
+v1::CheckResult Result(const std::string& id, const std::string& item, v1::Status status,
+                       v1::Severity severity = v1::SEVERITY_HIGH, bool scored = true) {
+  v1::CheckResult r;
+  r.set_check_id(id);
+  r.set_benchmark("cis-kubernetes-1.12");
+  r.set_benchmark_id(item);
+  r.set_title("title of " + id);
+  r.set_status(status);
+  r.set_severity(severity);
+  r.set_scored(scored);
+  r.set_reason("because");
+  return r;
+}
+
+v1::NodeReport Report(const std::string& scan_id, const std::string& node,
+                      std::vector<v1::CheckResult> results, bool full = true) {
+  v1::NodeReport rep;
+  rep.set_scan_id(scan_id);
+  rep.mutable_node()->set_node_name(node);
+  rep.mutable_node()->set_cluster("prod");
+  rep.set_full(full);
+  for (auto& r : results) *rep.add_results() = std::move(r);
+  return rep;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = OpenSqliteStore(path_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  int Count(const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
+    int n = -1;
+    if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+  }
+  kspm::testing::TempDir dir_;
+  std::string path_ = dir_.path() + "/kspm.db";
+  std::unique_ptr<Store> store_;
+  common::Clock::time_point now_ = common::Clock::now();
+};
+
+TEST_F(StoreTest, CommitsAndRedeliveryIsIdempotent) {
+  const auto rep =
+      Report("scan-1", "node-a",
+             {Result("a", "4.2.1", v1::STATUS_FAIL), Result("b", "4.2.2", v1::STATUS_PASS)});
+  auto first = store_->CommitReport(rep, now_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_EQ(first->results, 2u);
+  EXPECT_EQ(first->transitions, 2u);
+  auto again = store_->CommitReport(rep, now_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);
+}
+
+TEST_F(StoreTest, RecordsTransitionsOnlyWhenTheVerdictChanges) {
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s1", "n", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "n", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
+  auto third =
+      store_->CommitReport(Report("s3", "n", {Result("a", "4.2.1", v1::STATUS_PASS)}), now_);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->transitions, 1u);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 2);
+  EXPECT_EQ(Count("SELECT old_status FROM transitions ORDER BY id DESC LIMIT 1"), v1::STATUS_FAIL);
+}
+
+TEST_F(StoreTest, FullReportDropsResultsItNoLongerCarries) {
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s1", "n",
+                                        {Result("a", "1", v1::STATUS_FAIL),
+                                         Result("b", "2", v1::STATUS_FAIL)}),
+                                 now_)
+                  .ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "n", {Result("a", "1", v1::STATUS_FAIL)}, false), now_)
+          .ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);  // partial: b stays
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s3", "n", {Result("a", "1", v1::STATUS_FAIL)}), now_).ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 1);
+}
+
+TEST_F(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {
+  ASSERT_TRUE(
+      store_
+          ->CommitReport(Report("s1", "a",
+                                {Result("x", "4.2.1", v1::STATUS_FAIL, v1::SEVERITY_CRITICAL),
+                                 Result("y", "4.2.10", v1::STATUS_WARN, v1::SEVERITY_LOW),
+                                 Result("z", "1.1.1", v1::STATUS_PASS)}),
+                         now_)
+          .ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "b", {Result("x", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
+  auto all = store_->Findings({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 3u);  // PASS hidden by default
+  FindingFilter f;
+  f.node = "a";
+  f.id = "4.2";
+  auto by_prefix = store_->Findings(f);
+  ASSERT_TRUE(by_prefix.ok());
+  EXPECT_EQ(by_prefix->size(), 2u);
+  f.min_severity = v1::SEVERITY_HIGH;
+  auto severe = store_->Findings(f);
+  ASSERT_TRUE(severe.ok());
+  ASSERT_EQ(severe->size(), 1u);
+  EXPECT_EQ((*severe)[0].result().check_id(), "x");
+  EXPECT_EQ((*severe)[0].cluster(), "prod");
+  FindingFilter passes;
+  passes.statuses = {v1::STATUS_PASS};
+  EXPECT_EQ(store_->Findings(passes)->size(), 1u);
+}
+
+TEST_F(StoreTest, SummaryScoreIsSeverityWeightedOverScoredResults) {
+  ASSERT_TRUE(
+      store_
+          ->CommitReport(
+              Report("s1", "a",
+                     {Result("p", "1", v1::STATUS_PASS, v1::SEVERITY_CRITICAL),     // 10
+                      Result("f", "2", v1::STATUS_FAIL, v1::SEVERITY_MEDIUM),       // 4
+                      Result("w", "3", v1::STATUS_WARN, v1::SEVERITY_HIGH, false),  // ignored
+                      Result("n", "4", v1::STATUS_NOT_APPLICABLE)}),
+              now_)
+          .ok());
+  auto s = store_->Summary("");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NEAR(s->overall().score(), 100.0 * 10 / 14, 1e-9);
+  EXPECT_EQ(s->overall().counts().fail(), 1u);
+  EXPECT_EQ(s->overall().counts().warn(), 1u);
+  EXPECT_EQ(s->overall().counts().not_applicable(), 1u);
+  ASSERT_EQ(s->nodes_size(), 1);
+  EXPECT_EQ(s->nodes(0).scope(), "a");
+  EXPECT_EQ(s->failed_by_severity().at("medium"), 1u);
+}
+
+TEST_F(StoreTest, NodesCarryIdentityAndCounts) {
+  auto rep = Report("s1", "a", {Result("f", "2", v1::STATUS_FAIL)});
+  rep.mutable_node()->set_agent_version("9.9");
+  ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
+  auto nodes = store_->Nodes("prod");
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].identity().agent_version(), "9.9");
+  EXPECT_EQ((*nodes)[0].counts().fail(), 1u);
+  EXPECT_EQ((*nodes)[0].last_scan_id(), "s1");
+  EXPECT_TRUE(store_->Nodes("other")->empty());
+}
+
+TEST_F(StoreTest, BatchRollsBackOnlyTheBadReport) {
+  const auto good = Report("g", "a", {Result("x", "1", v1::STATUS_FAIL)});
+  const auto bad = Report("", "b", {Result("x", "1", v1::STATUS_FAIL)});  // no scan id
+  auto out = store_->CommitBatch({&good, &bad}, now_);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(out[0].ok());
+  EXPECT_FALSE(out[1].ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM nodes"), 1);
+}
+
+TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
+  store_.reset();
+  EXPECT_EQ(Count("PRAGMA user_version"), 1);
+  auto reopened = OpenSqliteStore(path_);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
+}
+
+TEST_F(StoreTest, RefusesADatabaseFromANewerCollector) {
+  store_.reset();
+  sqlite3* db = nullptr;
+  sqlite3_open(path_.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto s = OpenSqliteStore(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find("newer"), std::string::npos);
+}
+
+TEST(SqliteStore, UnusablePathNamesTheFile) {
+  auto s = OpenSqliteStore("/nonexistent-dir/kspm.db");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find("/nonexistent-dir/kspm.db"), std::string::npos);
+}
+
+TEST(SqliteStore, GarbageFileIsRejectedWithItsName) {
+  kspm::testing::TempDir dir;
+  const std::string path = dir.path() + "/garbage.db";
+  FILE* f = fopen(path.c_str(), "w");
+  fputs("this is not a database, just text that is long enough to be read as a header....", f);
+  fclose(f);
+  auto s = OpenSqliteStore(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find(path), std::string::npos) << s.status();
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
