@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark of a Release build and prints its figures.
+set -euo pipefail
+build=${1:-build-release}
+bin="$build/bin"
+echo "== agent: full scan vs one shell per audit (kube-bench's way)"
+"$bin/kspm-bench-scan" 200
