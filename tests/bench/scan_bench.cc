@@ -72,8 +72,8 @@ std::vector<std::string> BaselineCommands(const kspm::v1::NodeReport& report,
     }
     // Every setting audit starts from the process table.
     if (cmd.empty() || r.evidence(0).source_kind() != kspm::v1::SOURCE_KIND_FILE_METADATA) {
-      cmd = "cat " + root + "/proc/*/cmdline | tr '\\0' ' ' | grep -c " + r.component() + " ; " +
-            cmd;
+      cmd =
+          "cat " + root + "/proc/*/cmdline | tr '\\0' ' ' | grep -c " + r.component() + " ; " + cmd;
     }
     out.push_back(cmd);
   }
@@ -91,9 +91,8 @@ int main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 200;
   kspm::testing::TempDir dir;
   std::string text;
-  if (!kspm::testing::ReadFileText(std::string(KSPM_SOURCE_DIR) +
-                                       "/tests/fixtures/hosts/demo-kubeadm-node.yaml",
-                                   &text)
+  if (!kspm::testing::ReadFileText(
+           std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
            .ok()) {
     std::cerr << "cannot read the demo node description\n";
     return 1;
@@ -146,12 +145,14 @@ int main(int argc, char** argv) {
               report.results_size(), iterations);
   std::printf("  kspm in-process scan     wall median %.3f ms, p99 %.3f ms, cpu %.3f ms/scan\n",
               median, Percentile(wall, 0.99), cpu_ms);
-  std::printf("  kspm-agent scan process  wall median %.1f ms (start-up included), peak RSS %.1f MB\n",
-              Percentile(process_ms, 0.5), max_rss_kb / 1024.0);
+  std::printf(
+      "  kspm-agent scan process  wall median %.1f ms (start-up included), peak RSS %.1f MB\n",
+      Percentile(process_ms, 0.5), max_rss_kb / 1024.0);
   std::printf("  baseline (shell per audit, %zu shells)  wall median %.1f ms\n", commands.size(),
               baseline_ms);
-  std::printf("  speed-up: %.0fx in-process scan vs baseline; %.1fx whole kspm-agent process vs "
-              "baseline\n",
-              baseline_ms / median, baseline_ms / Percentile(process_ms, 0.5));
+  std::printf(
+      "  speed-up: %.0fx in-process scan vs baseline; %.1fx whole kspm-agent process vs "
+      "baseline\n",
+      baseline_ms / median, baseline_ms / Percentile(process_ms, 0.5));
   return 0;
 }

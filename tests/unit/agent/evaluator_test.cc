@@ -251,6 +251,58 @@ processes:
   - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, -H, "fd://"]}
 )",
      "docker.sock.owner", v1::STATUS_PASS, "", v1::SOURCE_KIND_FILE_METADATA, true},
+    // Docker host: daemon.json is read as the config file of dockerd.
+    {"DockerEmptyInsecureRegistryListIsNone", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"insecure-registries": [], "icc": false}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.insecure-registries", v1::STATUS_PASS, "not set"},
+
+    {"DockerRepeatedInsecureRegistryFlagsAccumulate", R"(
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, --insecure-registry, a.local:5000, --insecure-registry=b.local]}
+)",
+     "docker.insecure-registries", v1::STATUS_FAIL, "a.local:5000,b.local", v1::SOURCE_KIND_FLAG},
+
+    {"DockerBaseSizeInDaemonJsonList", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"storage-opts": ["dm.thinpooldev=/dev/x", "dm.basesize=20G"]}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.base-device-size", v1::STATUS_FAIL, "20G", v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"DockerTlsVerifyDoesNotApplyToUnixSocketOnly", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"hosts": ["unix:///var/run/docker.sock"]}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.tls-verify", v1::STATUS_NOT_APPLICABLE, "applies only when"},
+
+    {"DockerTcpListenerWithoutTlsVerifyFails", R"(
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, -H, "tcp://0.0.0.0:2375", -H, "unix:///var/run/docker.sock"]}
+)",
+     "docker.tls-verify", v1::STATUS_FAIL, "", v1::SOURCE_KIND_DEFAULT},
+
+    {"DockerIccFromDaemonJson", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"icc": false}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.icc", v1::STATUS_PASS, "", v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"DockerMalformedDaemonJsonIsError", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"icc": false,, }'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.icc", v1::STATUS_ERROR, "/etc/docker/daemon.json:1:"},
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }

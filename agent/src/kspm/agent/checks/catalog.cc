@@ -72,6 +72,7 @@ SettingSpec ParseSetting(const YAML::Node& node) {
   if (!node.IsMap()) throw CatalogError(node, "a setting must be a map");
   SettingSpec s;
   s.flag = Scalar(node, "flag");
+  s.alias = Scalar(node, "alias");
   s.key = Scalar(node, "key");
   s.env = Scalar(node, "env");
   s.map_key = Scalar(node, "map_key");
@@ -103,6 +104,7 @@ Expectation ParseExpect(const YAML::Node& node) {
       {"owner", Expectation::Op::kOwner},
       {"is_socket", Expectation::Op::kIsSocket},
       {"loopback", Expectation::Op::kLoopback},
+      {"any_starts_with", Expectation::Op::kAnyStartsWith},
   };
   const auto entry = *node.begin();
   const std::string name = entry.first.Scalar();
@@ -166,6 +168,12 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
     }
     c.file = std::move(spec);
   }
+  if (const YAML::Node o = node["only_if"]) {
+    if (!o["setting"] || !o["expect"]) {
+      throw CatalogError(o, "'only_if' needs 'setting' and 'expect'");
+    }
+    c.only_if = Precondition{ParseSetting(o["setting"]), ParseExpect(o["expect"])};
+  }
   const bool has_target = !c.settings.empty() || c.file.has_value();
   if (c.manual.empty()) {
     if (!has_target)
@@ -205,6 +213,7 @@ ComponentSpec ParseComponent(const YAML::Node& node) {
     spec.env = Scalar(cfg, "env");
     spec.dropin_flag = Scalar(cfg, "dropin_flag");
     spec.candidates = StringList(cfg, "candidates");
+    spec.default_path = Scalar(cfg, "default");
     if (cfg["exclusive"]) spec.exclusive = cfg["exclusive"].as<bool>();
     c.config = std::move(spec);
   }
@@ -258,6 +267,8 @@ std::string Expectation::Describe() const {
       return "a socket";
     case Op::kLoopback:
       return "a loopback address (127.0.0.0/8, ::1, localhost)";
+    case Op::kAnyStartsWith:
+      return "has an item starting with " + value;
   }
   return value;
 }

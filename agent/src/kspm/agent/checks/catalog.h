@@ -18,9 +18,10 @@ enum class ValueType { kString, kBool, kInt, kDuration, kList, kMap };
 // Where a component setting can be read, in precedence order: flag (or env), then the config
 // file's drop-ins and the config file itself (`key`), then the default.
 struct SettingSpec {
-  std::string flag;  // without dashes; empty when the component has no such flag
-  std::string key;   // dotted path in the component's config file; empty when none
-  std::string env;   // environment variable (etcd's ETCD_*); empty when none
+  std::string flag;   // without dashes; empty when the component has no such flag
+  std::string alias;  // a short form of the flag (dockerd -H for --host)
+  std::string key;    // dotted path in the component's config file; empty when none
+  std::string env;    // environment variable (etcd's ETCD_*); empty when none
   ValueType type = ValueType::kString;
   // For kMap settings (feature gates): the entry of the map this check reads.
   std::string map_key;
@@ -46,20 +47,21 @@ struct FileSpec {
 // The expected value. One operator per expectation.
 struct Expectation {
   enum class Op {
-    kEquals,       // typed equality
-    kNotEquals,    // typed inequality
-    kAtLeast,      // numeric or duration >=
-    kAtMost,       // numeric or duration <=
-    kContains,     // list (or comma-separated text) has the item
-    kNotContains,  // list does not have the item
-    kSubsetOf,     // every element is one of `values`
-    kPresent,      // set to a non-empty value by anything but a default
-    kAbsent,       // not set
-    kNonZero,      // duration or integer not 0
-    kModeAtMost,   // file permission bits within the octal mask (more restrictive passes)
-    kOwner,        // file `user:group` is one of `values`
-    kIsSocket,     // the file is a Unix socket (combined with nothing else)
-    kLoopback,     // an address (`host`, `host:port`) bound to loopback only
+    kEquals,         // typed equality
+    kNotEquals,      // typed inequality
+    kAtLeast,        // numeric or duration >=
+    kAtMost,         // numeric or duration <=
+    kContains,       // list (or comma-separated text) has the item
+    kNotContains,    // list does not have the item
+    kSubsetOf,       // every element is one of `values`
+    kPresent,        // set to a non-empty value by anything but a default
+    kAbsent,         // not set
+    kNonZero,        // duration or integer not 0
+    kModeAtMost,     // file permission bits within the octal mask (more restrictive passes)
+    kOwner,          // file `user:group` is one of `values`
+    kIsSocket,       // the file is a Unix socket (combined with nothing else)
+    kLoopback,       // an address (`host`, `host:port`) bound to loopback only
+    kAnyStartsWith,  // some item of a list starts with the value (`tcp://`)
   };
   Op op = Op::kPresent;
   std::string value;                // operand for single-value operators
@@ -67,6 +69,12 @@ struct Expectation {
 
   // "false", "mode 0600 or stricter", "root:root", ...
   std::string Describe() const;
+};
+
+// A condition that must hold for a check to apply at all; otherwise NOT_APPLICABLE.
+struct Precondition {
+  SettingSpec setting;
+  Expectation expect;
 };
 
 // One check of the catalogue.
@@ -79,6 +87,7 @@ struct Check {
   std::string component;              // the component the check is about
   std::vector<SettingSpec> settings;  // every setting must meet `expect`
   std::optional<FileSpec> file;
+  std::optional<Precondition> only_if;
   Expectation expect;
   std::string manual;  // non-empty: no program can judge this; what a person must look at
   std::string remediation;
@@ -92,6 +101,8 @@ struct ConfigSpec {
   std::string env;                      // environment variable naming it (ETCD_CONFIG_FILE)
   std::string dropin_flag;              // flag naming a drop-in directory (kubelet --config-dir)
   std::vector<std::string> candidates;  // used only when no process says where it is
+  // The file the component reads when no flag names one (dockerd: /etc/docker/daemon.json).
+  std::string default_path;
   // When true, a config file replaces flags and environment entirely (etcd --config-file).
   bool exclusive = false;
 };

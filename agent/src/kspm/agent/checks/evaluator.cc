@@ -29,8 +29,8 @@ v1::Evidence MakeEvidence(std::string key, std::string value, bool present, v1::
 }
 
 std::string OctalMode(uint32_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", mode);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", mode & 07777u);
   return buf;
 }
 
@@ -127,7 +127,8 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
       continue;
     }
     if (wants_absence) {
-      if (r.from_default) {
+      // An explicitly empty list (`"insecure-registries": []`) sets nothing.
+      if (r.from_default || (spec.type == ValueType::kList && SplitList(r.value).empty())) {
         passes.push_back(name + " is not set");
       } else {
         failures.push_back(name + " is set to " + r.value);
@@ -386,6 +387,13 @@ bool Meets(const Expectation& expect, ValueType type, const std::string& actual,
                                                                  : "not a loopback address";
       return loopback;
     }
+    case Op::kAnyStartsWith: {
+      for (const auto& item : SplitList(actual)) {
+        if (item.starts_with(expect.value)) return true;
+      }
+      if (why) *why = "no item starts with " + expect.value;
+      return false;
+    }
     case Op::kPresent:
       return !actual.empty();
     case Op::kAbsent:
@@ -412,12 +420,28 @@ ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
       c.flags_kind == v1::SOURCE_KIND_FLAG ? "flag of " + c.flags_source : c.flags_source;
   if (!c.config_exclusive) {
     if (!spec.flag.empty()) {
-      if (auto value = c.flags.Value(spec.flag)) {
+      std::optional<std::string> value;
+      std::string shown = "--" + spec.flag;
+      const bool multi = spec.type == ValueType::kList || spec.type == ValueType::kMap;
+      for (const std::string& name : {spec.flag, spec.alias}) {
+        if (name.empty()) continue;
+        if (multi) {
+          // pflag string slices and maps accumulate over repeated flags (dockerd
+          // --insecure-registry a --insecure-registry b).
+          for (const auto& occ : c.flags.All(name)) {
+            value = value ? *value + "," + occ.value : occ.value;
+          }
+        } else if (!value) {
+          value = c.flags.Value(name);
+          if (value && name == spec.alias) shown = "-" + spec.alias;
+        }
+      }
+      if (value) {
         if (spec.map_key.empty()) {
-          record("--" + spec.flag, *value, c.flags_kind, flag_source, c.manifest_path, pid);
+          record(shown, *value, c.flags_kind, flag_source, c.manifest_path, pid);
         } else if (auto m = SplitMap(*value); m.contains(spec.map_key)) {
-          record("--" + spec.flag + " " + spec.map_key, m.at(spec.map_key), c.flags_kind,
-                 flag_source, c.manifest_path, pid);
+          record(shown + " " + spec.map_key, m.at(spec.map_key), c.flags_kind, flag_source,
+                 c.manifest_path, pid);
         }
       } else if (c.cmdline_truncated) {
         r.error = "the command line of " + c.flags_source + " is truncated; --" + spec.flag +
@@ -441,6 +465,13 @@ ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
     for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
       if (auto node = discovery::LookupKey(it->root, key)) {
         record(key, discovery::RenderYaml(*node), it->kind, it->path, it->path, 0);
+      } else if (!spec.map_key.empty()) {
+        // A map may also be written as a list of "k=v" strings (daemon.json storage-opts).
+        if (auto list = discovery::LookupKey(it->root, spec.key); list && list->IsSequence()) {
+          if (auto m = SplitMap(discovery::RenderYaml(*list)); m.contains(spec.map_key)) {
+            record(key, m.at(spec.map_key), it->kind, it->path, it->path, 0);
+          }
+        }
       }
     }
   }
@@ -497,6 +528,20 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
     out.set_status(v1::STATUS_MANUAL);
     out.set_reason(check.manual);
     return out;
+  }
+  if (check.only_if) {
+    // The item applies only in some configurations (Docker 2.7: a TCP listener).
+    const ResolvedSetting pre = ResolveSetting(c, check.only_if->setting);
+    std::string why;
+    if (!pre.error && (!pre.found || !Meets(check.only_if->expect, check.only_if->setting.type,
+                                            pre.value, &why))) {
+      out.set_status(v1::STATUS_NOT_APPLICABLE);
+      out.set_reason("applies only when " + check.only_if->setting.Describe() + " " +
+                     check.only_if->expect.Describe() + "; it is " +
+                     (pre.found && !pre.value.empty() ? pre.value : "not set"));
+      for (const auto& e : pre.evidence) *out.add_evidence() = e;
+      return out;
+    }
   }
   if (check.file) {
     EvaluateFiles(check, c, host, out);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kspm/common/strings.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
 namespace kspm::agent::discovery {
@@ -37,6 +38,8 @@ void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Comp
     file = {*c.flags.Value(spec.flag), "--" + spec.flag + " of " + c.flags_source, true};
   } else if (!spec.env.empty() && c.env.contains(spec.env)) {
     file = {c.env.at(spec.env), spec.env + " in the environment of " + c.flags_source, true};
+  } else if (!spec.default_path.empty() && host.Stat(spec.default_path).ok()) {
+    file = {spec.default_path, "default config file of " + c.name, false};
   } else if (c.pid == 0 || c.cmdline_truncated) {
     // The process is not visible (or its command line is cut): known paths are the best guess.
     for (const auto& candidate : spec.candidates) {
@@ -143,6 +146,31 @@ std::string ReadOsName(const host::HostView& host) {
 }  // namespace
 
 absl::StatusOr<YAML::Node> ParseYaml(const std::string& text, const std::string& path) {
+  // JSON documents (daemon.json, kubelet-config.json) are held to JSON's grammar: yaml-cpp
+  // accepts things such as `{"a": 1,, }` that the component itself would reject.
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '{') {
+    try {
+      const auto parsed = nlohmann::json::parse(text);
+      (void)parsed;
+    } catch (const nlohmann::json::parse_error& e) {
+      size_t line = 1, column = 1;
+      for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+        if (text[i] == '\n') {
+          ++line;
+          column = 1;
+        } else {
+          ++column;
+        }
+      }
+      std::string what = e.what();
+      if (const size_t colon = what.rfind(": "); colon != std::string::npos) {
+        what = what.substr(colon + 2);
+      }
+      return absl::InvalidArgumentError(path + ":" + std::to_string(line) + ":" +
+                                        std::to_string(column) + ": invalid JSON: " + what);
+    }
+  }
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
