@@ -109,3 +109,94 @@ TEST_F(DemoNodeScan, DockerItemsDoNotApplyWithoutDocker) {
 
 }  // namespace
 }  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// Scans a fixture host and returns results keyed by "benchmark/item".
+std::map<std::string, v1::CheckResult> ScanFixture(const std::string& name, bool* owners,
+                                                   v1::NodeIdentity* node = nullptr) {
+  kspm::testing::TempDir dir;
+  std::string text;
+  EXPECT_TRUE(kspm::testing::ReadFileText(
+                  std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/" + name + ".yaml", &text)
+                  .ok());
+  EXPECT_TRUE(kspm::testing::BuildHostRoot(text, dir.path(), owners).ok());
+  auto catalog = checks::Catalog::Builtin();
+  auto host = host::MakeFsHostView(dir.path());
+  const auto report = RunScan(**host, *catalog, {}, {});
+  if (node) *node = report.node();
+  std::map<std::string, v1::CheckResult> out;
+  for (const auto& r : report.results()) {
+    EXPECT_NE(r.status(), v1::STATUS_ERROR) << name << " " << r.check_id() << ": " << r.reason();
+    out[r.benchmark() + "/" + r.benchmark_id()] = r;
+  }
+  return out;
+}
+
+std::string Status(const std::map<std::string, v1::CheckResult>& results, const std::string& id) {
+  const auto it = results.find(id);
+  return it == results.end() ? "missing" : std::string(common::StatusName(it->second.status()));
+}
+
+TEST(FixtureScan, HardenedKubeadmWorkerPassesEveryScoredNodeItem) {
+  bool owners = false;
+  v1::NodeIdentity node;
+  const auto r = ScanFixture("kubeadm-worker", &owners, &node);
+  EXPECT_EQ(node.node_name(), "worker-1");
+  ASSERT_EQ(node.roles_size(), 1);
+  EXPECT_EQ(node.roles(0), v1::NODE_ROLE_WORKER);
+  for (const auto& [id, result] : r) {
+    if (!id.starts_with("cis-kubernetes-1.12/4.") || !result.scored()) continue;
+    if (!owners && result.check_id().ends_with(".owner")) continue;
+    EXPECT_EQ(result.status(), v1::STATUS_PASS) << id << ": " << result.reason();
+  }
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.4"), "PASS");  // the drop-in wins
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.7"), "PASS");  // only kube-proxy overrides it
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.1.3"), "PASS");  // kubeconfig named in the config
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/1.1.1"), "NOT_APPLICABLE");
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/2.1"), "NOT_APPLICABLE");
+}
+
+TEST(FixtureScan, K3sServerReadsEmbeddedComponentArguments) {
+  bool owners = false;
+  v1::NodeIdentity node;
+  const auto r = ScanFixture("k3s-server", &owners, &node);
+  std::set<int> roles(node.roles().begin(), node.roles().end());
+  EXPECT_TRUE(roles.contains(v1::NODE_ROLE_CONTROL_PLANE));
+  EXPECT_TRUE(roles.contains(v1::NODE_ROLE_WORKER));
+  // --kubelet-arg on the command line overrides k3s's built-in anonymous-auth=false.
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.1"), "FAIL");
+  EXPECT_EQ(r.at("cis-kubernetes-1.12/4.2.1").evidence(0).pid(), 501);
+  // config.yaml's kubelet-arg list applies.
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.4"), "WARN");
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.5"), "PASS");
+  // The command line's audit-log-maxage=7 comes after config.yaml's 30 and wins.
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/1.2.17"), "FAIL");
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/1.2.16"), "PASS");
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/1.2.15"), "PASS");  // k3s: profiling=false
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/1.3.7"), "PASS");
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.1.5"), "PASS");  // k3s kubelet kubeconfig 0600
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.1.3"), "WARN");  // kube-proxy kubeconfig 0644
+}
+
+TEST(FixtureScan, DockerHostChecksDaemonAndFiles) {
+  bool owners = false;
+  v1::NodeIdentity node;
+  const auto r = ScanFixture("docker-host", &owners, &node);
+  ASSERT_EQ(node.roles_size(), 1);
+  EXPECT_EQ(node.roles(0), v1::NODE_ROLE_DOCKER_HOST);
+  EXPECT_EQ(Status(r, "cis-docker-1.6/2.2"), "PASS");   // icc false in daemon.json
+  EXPECT_EQ(Status(r, "cis-docker-1.6/2.5"), "FAIL");   // an insecure registry
+  EXPECT_EQ(Status(r, "cis-docker-1.6/2.7"), "PASS");   // tcp listener with tlsverify
+  EXPECT_EQ(Status(r, "cis-docker-1.6/3.14"), "FAIL");  // server key 0644
+  EXPECT_EQ(Status(r, "cis-docker-1.6/3.12"), "PASS");  // server cert 0444
+  EXPECT_EQ(Status(r, "cis-docker-1.6/3.16"), "PASS");  // socket 0660 through /var/run -> /run
+  if (owners) {
+    EXPECT_EQ(Status(r, "cis-docker-1.6/3.15"), "PASS");  // root:docker
+  }
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.1"), "NOT_APPLICABLE");
+}
+
+}  // namespace
+}  // namespace kspm::agent

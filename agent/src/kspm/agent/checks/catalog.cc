@@ -217,6 +217,19 @@ ComponentSpec ParseComponent(const YAML::Node& node) {
     if (cfg["exclusive"]) spec.exclusive = cfg["exclusive"].as<bool>();
     c.config = std::move(spec);
   }
+  if (const YAML::Node embedded = node["embedded"]) {
+    for (const auto& e : embedded) {
+      EmbeddedSpec spec;
+      for (auto w : common::Split(Scalar(e, "process", true), ' ', true)) {
+        spec.process.emplace_back(w);
+      }
+      spec.arg_flag = Scalar(e, "arg_flag", true);
+      spec.config = Scalar(e, "config");
+      spec.config_flag = Scalar(e, "config_flag");
+      spec.base_args = StringList(e, "base_args");
+      c.embedded.push_back(std::move(spec));
+    }
+  }
   if (const YAML::Node files = node["files"]) {
     for (const auto& f : files) {
       FileRoleSpec spec;

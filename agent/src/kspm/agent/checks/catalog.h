@@ -115,6 +115,17 @@ struct FileRoleSpec {
   std::vector<std::string> candidates;
 };
 
+// A component that runs inside another process (k3s runs the kubelet, the API server and the
+// rest in one `k3s server` process). Its effective command line is built from the host
+// process's built-in arguments, its config file's list, then its own flags, in that order.
+struct EmbeddedSpec {
+  std::vector<std::string> process;    // argv[0] basename and sub-command: [k3s, server]
+  std::string arg_flag;                // host flag carrying one argument each (kubelet-arg)
+  std::string config;                  // host config file (/etc/rancher/k3s/config.yaml)
+  std::string config_flag;             // host flag naming another config file (config)
+  std::vector<std::string> base_args;  // arguments the host process always passes
+};
+
 // A component kspm knows how to find.
 struct ComponentSpec {
   std::string name;
@@ -127,6 +138,7 @@ struct ComponentSpec {
   // Static pod manifests that hold the component's command when its process is not visible.
   std::vector<std::string> manifests;
   std::map<std::string, FileRoleSpec> files;
+  std::vector<EmbeddedSpec> embedded;
 };
 
 class Catalog {

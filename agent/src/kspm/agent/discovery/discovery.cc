@@ -130,6 +130,57 @@ void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec,
   }
 }
 
+// Builds the command line of a component embedded in another process (k3s): the host's
+// built-in arguments, then its config file's list (`kubelet-arg:`), then its own flags.
+void FindEmbedded(const host::HostView& host, const checks::ComponentSpec& spec,
+                  const std::vector<host::ProcessInfo>& processes, Component& c) {
+  for (const auto& embedded : spec.embedded) {
+    for (auto it = processes.rbegin(); it != processes.rend(); ++it) {
+      const auto first = MatchProcess(it->argv, embedded.process);
+      if (!first) continue;
+      const FlagSet host_flags = FlagSet::Parse(it->argv, *first, {});
+      std::vector<std::string> argv{spec.name};
+      // k3s takes `key=value` (and tolerates `--key=value`) for each embedded argument.
+      auto add = [&argv](const std::string& a) {
+        argv.push_back(a.starts_with("-") ? a : "--" + a);
+      };
+      for (const auto& a : embedded.base_args) add(a);
+      std::string config = embedded.config;
+      if (!embedded.config_flag.empty() && host_flags.Has(embedded.config_flag)) {
+        config = *host_flags.Value(embedded.config_flag);
+      }
+      std::string sources = "built-in arguments";
+      if (!config.empty()) {
+        if (auto text = host.ReadFile(config); text.ok()) {
+          auto root = ParseYaml(*text, config);
+          if (!root.ok()) {
+            c.config_error = root.status();
+          } else if (auto list = LookupKey(*root, embedded.arg_flag);
+                     list && (list->IsSequence() || list->IsScalar())) {
+            if (list->IsScalar()) {
+              add(list->Scalar());
+            } else {
+              for (const auto& a : *list) add(a.Scalar());
+            }
+            sources += ", " + embedded.arg_flag + " in " + config;
+          }
+        }
+      }
+      for (const auto& occ : host_flags.All(embedded.arg_flag)) add(occ.value);
+      c.present = true;
+      c.pid = it->pid;
+      c.argv = argv;
+      c.cmdline_truncated = it->cmdline_truncated;
+      c.flags_kind = v1::SOURCE_KIND_FLAG;
+      c.flags_source = "pid " + std::to_string(it->pid) + " (" + spec.name + " embedded in " +
+                       common::Join(embedded.process, " ") + "; " + sources + ", --" +
+                       embedded.arg_flag + ")";
+      c.flags = FlagSet::Parse(argv, 1, spec.bool_flags);
+      return;
+    }
+  }
+}
+
 std::string ReadOsName(const host::HostView& host) {
   auto text = host.ReadFile("/etc/os-release");
   if (!text.ok()) return "";
@@ -234,6 +285,7 @@ HostState Discover(const host::HostView& host, const checks::Catalog& catalog) {
         }
       }
     }
+    if (!c.present && processes.ok()) FindEmbedded(host, spec, *processes, c);
     if (c.present) {
       if (auto env = host.ProcessEnviron(c.pid); env.ok()) {
         for (const auto& kv : *env) {
