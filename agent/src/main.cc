@@ -72,20 +72,19 @@ Catalog LoadCatalog(const Options& o) {
 
 Selection MakeSelection(const Options& o, const Catalog& catalog) {
   Selection sel;
-  sel.benchmarks = SplitIds(o.benchmarks);
   const auto known = catalog.Benchmarks();
-  for (const auto& b : sel.benchmarks) {
+  auto is_known = [&known](const std::string& b) {
+    return std::find(known.begin(), known.end(), b) != known.end();
+  };
+  for (const auto& b : SplitIds(o.benchmarks)) {
     // `cis-1.12` is accepted for `cis-kubernetes-1.12`, as kube-bench users type it.
-    if (std::find(known.begin(), known.end(), b) == known.end()) {
-      const std::string alias = b.starts_with("cis-") ? "cis-kubernetes-" + b.substr(4) : "";
-      if (std::find(known.begin(), known.end(), alias) != known.end()) {
-        sel.benchmarks.erase(b);
-        sel.benchmarks.insert(alias);
-        break;
-      }
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      Die("unknown benchmark '" + b + "' (known: " + list + ")");
+    const std::string alias = b.starts_with("cis-") ? "cis-kubernetes-" + b.substr(4) : "";
+    if (is_known(b)) {
+      sel.benchmarks.insert(b);
+    } else if (!alias.empty() && is_known(alias)) {
+      sel.benchmarks.insert(alias);
+    } else {
+      Die("unknown benchmark '" + b + "' (known: " + kspm::common::Join(known, ", ") + ")");
     }
   }
   sel.only = SplitIds(o.only);

@@ -1,0 +1,143 @@
+// `kspm-agent scan` as users and CI call it: output shapes, exit codes, selection, custom rules.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "fixtures/host_builder.h"
+#include "nlohmann/json.hpp"
+
+namespace kspm {
+namespace {
+
+struct Output {
+  int exit_code = -1;
+  std::string out;
+};
+
+Output Shell(const std::string& command) {
+  Output o;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return o;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
+
+class ScanCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string text;
+    ASSERT_TRUE(kspm::testing::ReadFileText(
+                    std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml",
+                    &text)
+                    .ok());
+    bool owners = false;
+    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
+  }
+  Output Scan(const std::string& args) {
+    return Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent scan --host-root " + root_ + " " + args);
+  }
+  kspm::testing::TempDir dir_;
+  std::string root_ = dir_.path() + "/root";
+};
+
+TEST_F(ScanCli, JsonHasNodeAndResultsWithTheDocumentedFields) {
+  const auto o = Scan("--format json --benchmark cis-kubernetes-1.12");
+  ASSERT_EQ(o.exit_code, 0) << o.out;
+  const auto doc = nlohmann::json::parse(o.out);
+  EXPECT_EQ(doc["node"]["name"], "demo-cp-1");
+  EXPECT_EQ(doc["node"]["roles"].size(), 3u);
+  ASSERT_EQ(doc["results"].size(), 97u);
+  for (const auto& r : doc["results"]) {
+    for (const char* field : {"benchmark", "id", "status", "scored", "severity", "title",
+                              "evidence", "remediation", "reason", "check_id"}) {
+      EXPECT_TRUE(r.contains(field)) << field << " missing in " << r.dump();
+    }
+    EXPECT_EQ(r["benchmark"], "cis-kubernetes-1.12");
+  }
+  EXPECT_EQ(doc["totals"]["ERROR"], 0);
+}
+
+TEST_F(ScanCli, ExitCodeOnlyWhenSomethingFails) {
+  EXPECT_EQ(Scan("--exit-code 4 --format json").exit_code, 4);
+  EXPECT_EQ(Scan("--exit-code 4 --only 1.1.3,1.1.5").exit_code, 0);  // both pass
+  EXPECT_EQ(Scan("").exit_code, 0);  // without --exit-code failures are data, not an error
+}
+
+TEST_F(ScanCli, OnlyAndSkipTakeItemIdsPrefixesAndCheckIds) {
+  auto ids = [&](const std::string& args) {
+    const auto o = Scan("--format json " + args);
+    EXPECT_EQ(o.exit_code, 0) << o.out;
+    std::set<std::string> out;
+    const auto doc = nlohmann::json::parse(o.out);
+    for (const auto& r : doc["results"]) out.insert(r["id"].template get<std::string>());
+    return out;
+  };
+  const auto node = ids("--only 4.2 --benchmark cis-1.12");  // kube-bench's benchmark name
+  EXPECT_EQ(node.size(), 14u);
+  EXPECT_TRUE(node.contains("4.2.14"));
+  EXPECT_FALSE(node.contains("4.1.1"));
+  const auto skipped = ids("--only 4.2 --skip 4.2.1,kubelet.read-only-port");
+  EXPECT_FALSE(skipped.contains("4.2.1"));
+  EXPECT_FALSE(skipped.contains("4.2.4"));
+  EXPECT_TRUE(skipped.contains("4.2.10"));  // a prefix of 4.2.1 textually, not an item under it
+}
+
+TEST_F(ScanCli, JunitSarifAndCsvAreProduced) {
+  EXPECT_NE(Scan("--format junit").out.find("<testsuites"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(Scan("--format sarif").out)["version"], "2.1.0");
+  EXPECT_EQ(Scan("--format csv").out.rfind("cluster,node,benchmark,id", 0), 0u);
+}
+
+TEST_F(ScanCli, CustomRulesAreAddedAndBadRulesAreNamed) {
+  const std::string rules = dir_.path() + "/rules";
+  ASSERT_EQ(Shell("mkdir -p " + rules).exit_code, 0);
+  std::ofstream(rules + "/site.yaml") << R"(checks:
+  - id: site.kubelet-max-pods
+    benchmarks: {site-policy: "S.1"}
+    title: Kubelet caps pods per node at 110
+    severity: low
+    component: kubelet
+    setting: {flag: max-pods, key: maxPods, type: int, default: "110"}
+    expect: {at_most: 110}
+    remediation: Keep maxPods at 110 or below.
+)";
+  const auto o = Scan("--rules " + rules + " --benchmark site-policy --format json");
+  ASSERT_EQ(o.exit_code, 0) << o.out;
+  const auto doc = nlohmann::json::parse(o.out);
+  ASSERT_EQ(doc["results"].size(), 1u);
+  EXPECT_EQ(doc["results"][0]["status"], "PASS");
+  EXPECT_EQ(doc["results"][0]["evidence"][0]["source_kind"], "default");
+
+  std::ofstream(rules + "/broken.yaml") << "checks:\n  - id: x\n    expect: {present: true\n";
+  const auto bad = Scan("--rules " + rules);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.out.find("broken.yaml:"), std::string::npos) << bad.out;
+}
+
+TEST_F(ScanCli, UsageErrorsExitTwoWithAMessage) {
+  auto o = Scan("--benchmark cis-9.9");
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.out.find("unknown benchmark 'cis-9.9'"), std::string::npos) << o.out;
+  o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent scan --host-root /nonexistent/root");
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.out.find("/nonexistent/root"), std::string::npos) << o.out;
+  o = Scan("--format yaml");
+  EXPECT_EQ(o.exit_code, 2);
+}
+
+TEST_F(ScanCli, ChecksListsTheCatalogue) {
+  const auto o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent checks --format json");
+  ASSERT_EQ(o.exit_code, 0);
+  const auto list = nlohmann::json::parse(o.out);
+  EXPECT_GE(list.size(), 141u);
+}
+
+}  // namespace
+}  // namespace kspm
