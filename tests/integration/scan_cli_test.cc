@@ -33,10 +33,10 @@ class ScanCli : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string text;
-    ASSERT_TRUE(kspm::testing::ReadFileText(
-                    std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml",
-                    &text)
-                    .ok());
+    ASSERT_TRUE(
+        kspm::testing::ReadFileText(
+            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
+            .ok());
     bool owners = false;
     ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
   }

@@ -451,6 +451,7 @@ std::optional<int64_t> ParseDurationNanos(std::string_view text) {
     }
     if (!found) return std::nullopt;
   }
+  if (!(total < 9.2e18)) return std::nullopt;  // overflows int64 nanoseconds, as in Go
   const auto nanos = static_cast<int64_t>(std::llround(total));
   return negative ? -nanos : nanos;
 }
