@@ -27,7 +27,9 @@ if [[ "${1:-}" == "--debian-sandbox" ]]; then
   bad() { echo "FAIL debian sandbox: $*"; fail=1; }
   mount --make-rprivate / || exit 3
   mount -t tmpfs -o mode=0700 kspm-sandbox "$sb" || exit 3
-  for d in etc usr var; do
+  dirs=(etc usr var)
+  [[ -L /lib ]] || dirs+=(lib)  # not merged-/usr: /lib/systemd/system is a directory of its own
+  for d in "${dirs[@]}"; do
     mkdir -p "$sb/$d/upper" "$sb/$d/work"
     mount -t overlay overlay -o "lowerdir=/$d,upperdir=$sb/$d/upper,workdir=$sb/$d/work" "/$d" \
       || exit 3

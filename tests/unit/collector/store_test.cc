@@ -147,7 +147,7 @@ TEST_F(StoreTest, SummaryScoreIsSeverityWeightedOverScoredResults) {
                       Result("n", "4", v1::STATUS_NOT_APPLICABLE)}),
               now_)
           .ok());
-  auto s = store_->Summary("");
+  auto s = store_->Summary("", now_);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_NEAR(s->overall().score(), 100.0 * 10 / 14, 1e-9);
   EXPECT_EQ(s->overall().counts().fail(), 1u);
@@ -162,13 +162,13 @@ TEST_F(StoreTest, NodesCarryIdentityAndCounts) {
   auto rep = Report("s1", "a", {Result("f", "2", v1::STATUS_FAIL)});
   rep.mutable_node()->set_agent_version("9.9");
   ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
-  auto nodes = store_->Nodes("prod");
+  auto nodes = store_->Nodes("prod", now_);
   ASSERT_TRUE(nodes.ok());
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_EQ((*nodes)[0].identity().agent_version(), "9.9");
   EXPECT_EQ((*nodes)[0].counts().fail(), 1u);
   EXPECT_EQ((*nodes)[0].last_scan_id(), "s1");
-  EXPECT_TRUE(store_->Nodes("other")->empty());
+  EXPECT_TRUE(store_->Nodes("other", now_)->empty());
 }
 
 TEST_F(StoreTest, BatchRollsBackOnlyTheBadReport) {
@@ -185,9 +185,31 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 1);
+  EXPECT_EQ(Count("PRAGMA user_version"), 2);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
+}
+
+TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
+  store_.reset();
+  // Turn the file back into what schema 1 looked like.
+  sqlite3* db = nullptr;
+  sqlite3_open(path_.c_str(), &db);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX results_by_changed; ALTER TABLE nodes DROP COLUMN "
+                         "scan_interval_s; PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto reopened = OpenSqliteStore(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(Count("PRAGMA user_version"), 2);
+  auto nodes = (*reopened)->Nodes("", now_);
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
 }
 
@@ -217,6 +239,72 @@ TEST(SqliteStore, GarbageFileIsRejectedWithItsName) {
   auto s = OpenSqliteStore(path);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(std::string(s.status().message()).find(path), std::string::npos) << s.status();
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+class StoreHistoryTest : public StoreTest {};
+
+TEST_F(StoreHistoryTest, NodeIsStaleAfterThreeMissedIntervals) {
+  auto rep = Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)});
+  rep.set_scan_interval_seconds(60);
+  ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
+  auto fresh = store_->Nodes("", now_ + std::chrono::seconds(179));
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_FALSE((*fresh)[0].stale());
+  EXPECT_EQ((*fresh)[0].scan_interval_seconds(), 60u);
+  const auto later = now_ + std::chrono::seconds(181);
+  EXPECT_TRUE((*store_->Nodes("", later))[0].stale());
+  // Its results are flagged, not deleted.
+  FindingFilter f;
+  f.now = later;
+  auto findings = store_->Findings(f);
+  ASSERT_EQ(findings->size(), 1u);
+  EXPECT_TRUE((*findings)[0].stale());
+  auto summary = store_->Summary("", later);
+  EXPECT_EQ(summary->node_count(), 1u);
+  EXPECT_EQ(summary->stale_node_count(), 1u);
+}
+
+TEST_F(StoreHistoryTest, HistoryListsChangesNewestFirstAndPrunes) {
+  const auto t0 = now_;
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s1", "a", {Result("x", "4.2.1", v1::STATUS_FAIL)}), t0).ok());
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s2", "a", {Result("x", "4.2.1", v1::STATUS_PASS)}),
+                                 t0 + std::chrono::hours(1))
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s3", "b", {Result("x", "4.2.1", v1::STATUS_FAIL)}),
+                                 t0 + std::chrono::hours(2))
+                  .ok());
+  HistoryFilter f;
+  f.node = "a";
+  f.id = "4.2.1";
+  auto h = store_->History(f);
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_EQ(h->size(), 2u);
+  EXPECT_EQ((*h)[0].new_status(), v1::STATUS_PASS);
+  EXPECT_EQ((*h)[0].old_status(), v1::STATUS_FAIL);
+  EXPECT_EQ((*h)[1].old_status(), v1::STATUS_UNSPECIFIED);
+  EXPECT_EQ((*h)[0].scan_id(), "s2");
+  f.node.clear();
+  f.since = t0 + std::chrono::minutes(30);
+  EXPECT_EQ(store_->History(f)->size(), 2u);  // a's change to PASS and b's first FAIL
+
+  FindingFilter changed;
+  changed.since = t0 + std::chrono::minutes(90);
+  EXPECT_EQ(store_->Findings(changed)->size(), 1u);  // only b's FAIL changed that late
+
+  auto pruned = store_->PruneHistory(t0 + std::chrono::minutes(30));
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_GE(*pruned, 1u);
+  EXPECT_EQ(store_->History({})->size(), 2u);
+  EXPECT_EQ(store_->Findings({})->size(), 1u);  // current results are never pruned
 }
 
 }  // namespace

@@ -218,7 +218,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext*
                                                     const v1::SummaryRequest* request,
                                                     v1::SummaryResponse* response) {
   auto* reactor = context->DefaultReactor();
-  auto summary = store_.Summary(request->cluster());
+  auto summary = store_.Summary(request->cluster(), common::Clock::now());
   if (summary.ok()) *response = *std::move(summary);
   reactor->Finish(ToGrpc(summary.status()));
   return reactor;
@@ -235,6 +235,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
   filter.min_severity = request->min_severity();
   filter.benchmark = request->benchmark();
   filter.id = request->id();
+  if (request->has_since()) filter.since = common::FromProto(request->since());
   auto findings = store_.Findings(filter);
   if (findings.ok()) {
     for (auto& f : *findings) *response->add_findings() = std::move(f);
@@ -247,11 +248,33 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContex
                                                       const v1::NodesRequest* request,
                                                       v1::NodesResponse* response) {
   auto* reactor = context->DefaultReactor();
-  auto nodes = store_.Nodes(request->cluster());
+  auto nodes = store_.Nodes(request->cluster(), common::Clock::now());
   if (nodes.ok()) {
     for (auto& n : *nodes) *response->add_nodes() = std::move(n);
   }
   reactor->Finish(ToGrpc(nodes.status()));
+  return reactor;
+}
+
+}  // namespace kspm::collector::server
+
+namespace kspm::collector::server {
+
+grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext* context,
+                                                    const v1::HistoryRequest* request,
+                                                    v1::HistoryResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  store::HistoryFilter filter;
+  filter.cluster = request->cluster();
+  filter.node = request->node();
+  filter.id = request->id();
+  if (request->has_since()) filter.since = common::FromProto(request->since());
+  if (request->limit() > 0) filter.limit = request->limit();
+  auto history = store_.History(filter);
+  if (history.ok()) {
+    for (auto& t : *history) *response->add_transitions() = std::move(t);
+  }
+  reactor->Finish(ToGrpc(history.status()));
   return reactor;
 }
 

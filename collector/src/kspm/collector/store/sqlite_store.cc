@@ -74,7 +74,21 @@ CREATE TABLE transitions (
 CREATE INDEX transitions_by_node ON transitions (node_id, at_ms);
 CREATE INDEX transitions_by_check ON transitions (check_id, at_ms);
 )sql",
+    // 2: each node's scan interval, for staleness.
+    R"sql(
+ALTER TABLE nodes ADD COLUMN scan_interval_s INTEGER NOT NULL DEFAULT 300;
+CREATE INDEX results_by_changed ON results (changed_ms);
+)sql",
 };
+
+// Interval assumed for one-shot reports (kspm-agent send), for staleness.
+constexpr int kDefaultIntervalSeconds = 300;
+
+// SQL expression: the node row `n` has missed kStaleIntervals scans at ?now (milliseconds).
+std::string StaleExpr(const std::string& now_param) {
+  return "((" + now_param + " - n.last_seen_ms) > " + std::to_string(kStaleIntervals) +
+         " * 1000 * n.scan_interval_s)";
+}
 
 class SqliteStore final : public Store {
  public:
@@ -92,10 +106,11 @@ class SqliteStore final : public Store {
          "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = name "
          "RETURNING id"},
         {&upsert_node_,
-         "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id) "
-         "VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(cluster_id, name) DO UPDATE SET "
-         "identity = excluded.identity, last_seen_ms = excluded.last_seen_ms, "
-         "last_scan_id = excluded.last_scan_id RETURNING id"},
+         "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id, "
+         "scan_interval_s) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(cluster_id, name) DO "
+         "UPDATE SET identity = excluded.identity, last_seen_ms = excluded.last_seen_ms, "
+         "last_scan_id = excluded.last_scan_id, scan_interval_s = excluded.scan_interval_s "
+         "RETURNING id"},
         {&insert_scan_,
          "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
          "VALUES (?, ?, ?, ?, ?, ?, ?)"},
@@ -164,10 +179,15 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override {
     std::lock_guard lock(read_mu_);
-    std::string sql =
-        "SELECT c.name, n.name, r.result, r.updated_ms FROM results r "
-        "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id WHERE 1=1";
+    const std::string now = std::to_string(common::ToUnixMillis(filter.now));
+    std::string sql = "SELECT c.name, n.name, r.result, r.updated_ms, r.changed_ms, " +
+                      StaleExpr(now) +
+                      " FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = "
+                      "n.cluster_id WHERE 1=1";
     std::vector<std::string> args;
+    if (filter.since) {
+      sql += " AND r.changed_ms >= " + std::to_string(common::ToUnixMillis(*filter.since));
+    }
     if (!filter.cluster.empty()) {
       sql += " AND c.name = ?";
       args.push_back(filter.cluster);
@@ -218,18 +238,23 @@ class SqliteStore final : public Store {
       }
       *f.mutable_reported_at() =
           common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 3)));
+      *f.mutable_changed_at() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 4)));
+      f.set_stale(sqlite3_column_int(stmt->get(), 5) != 0);
       out.push_back(std::move(f));
     }
     if (rc != SQLITE_DONE) return Error(reader_.get(), "reading findings");
     return out;
   }
 
-  absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(const std::string& cluster) override {
+  absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(const std::string& cluster,
+                                                  common::Clock::time_point now) override {
     std::lock_guard lock(read_mu_);
-    auto stmt = PrepareRead(
-        "SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id FROM nodes n "
-        "JOIN clusters c ON c.id = n.cluster_id WHERE (?1 = '' OR c.name = ?1) "
-        "ORDER BY c.name, n.name");
+    auto stmt =
+        PrepareRead("SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id, " +
+                    StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                    ", n.scan_interval_s FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                    "WHERE (?1 = '' OR c.name = ?1) ORDER BY c.name, n.name");
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     std::vector<v1::NodeInfo> out;
@@ -244,6 +269,8 @@ class SqliteStore final : public Store {
       *info.mutable_last_seen() =
           common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 2)));
       info.set_last_scan_id(Text(stmt->get(), 3));
+      info.set_stale(sqlite3_column_int(stmt->get(), 4) != 0);
+      info.set_scan_interval_seconds(static_cast<uint32_t>(sqlite3_column_int(stmt->get(), 5)));
       index[sqlite3_column_int64(stmt->get(), 0)] = out.size();
       out.push_back(std::move(info));
     }
@@ -260,8 +287,20 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster) override {
+  absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster,
+                                              common::Clock::time_point now) override {
     std::lock_guard lock(read_mu_);
+    auto node_stmt = PrepareRead("SELECT COUNT(*), COALESCE(SUM(" +
+                                 StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                                 "), 0) FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                                 "WHERE (?1 = '' OR c.name = ?1)");
+    if (!node_stmt.ok()) return node_stmt.status();
+    sqlite3_bind_text(node_stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+    uint32_t node_count = 0, stale_count = 0;
+    if (sqlite3_step(node_stmt->get()) == SQLITE_ROW) {
+      node_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 0));
+      stale_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 1));
+    }
     // One pass over current results, grouped by what a score needs.
     auto stmt = PrepareRead(
         "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, COUNT(*) FROM results r "
@@ -287,12 +326,64 @@ class SqliteStore final : public Store {
     }
     if (rc != SQLITE_DONE) return Error(reader_.get(), "reading summary");
     v1::SummaryResponse out;
+    out.set_node_count(node_count);
+    out.set_stale_node_count(stale_count);
     *out.mutable_overall() = overall.ToScore("overall");
     for (const auto& [name, acc] : nodes) *out.add_nodes() = acc.ToScore(name);
     for (const auto& [name, acc] : benchmarks) *out.add_benchmarks() = acc.ToScore(name);
     for (const auto& [severity, count] : failed)
       (*out.mutable_failed_by_severity())[severity] = count;
     return out;
+  }
+
+  absl::StatusOr<std::vector<v1::Transition>> History(const HistoryFilter& filter) override {
+    std::lock_guard lock(read_mu_);
+    std::string sql =
+        "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
+        "t.old_status, t.new_status, t.at_ms, t.scan_id FROM transitions t "
+        "JOIN nodes n ON n.id = t.node_id JOIN clusters c ON c.id = n.cluster_id "
+        "LEFT JOIN results r ON r.node_id = t.node_id AND r.check_id = t.check_id AND "
+        "r.benchmark = t.benchmark WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
+        "AND (?3 = '' OR t.check_id = ?3 OR r.benchmark_id = ?3) AND t.at_ms >= ?4 "
+        "ORDER BY t.at_ms DESC, t.id DESC LIMIT ?5";
+    auto stmt = PrepareRead(sql);
+    if (!stmt.ok()) return stmt.status();
+    sqlite3_bind_text(stmt->get(), 1, filter.cluster.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt->get(), 2, filter.node.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt->get(), 3, filter.id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt->get(), 4, filter.since ? common::ToUnixMillis(*filter.since) : 0);
+    sqlite3_bind_int64(stmt->get(), 5,
+                       filter.limit == 0 ? 1000 : static_cast<int64_t>(filter.limit));
+    std::vector<v1::Transition> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      v1::Transition t;
+      t.set_cluster(Text(stmt->get(), 0));
+      t.set_node(Text(stmt->get(), 1));
+      t.set_check_id(Text(stmt->get(), 2));
+      t.set_benchmark(Text(stmt->get(), 3));
+      t.set_benchmark_id(Text(stmt->get(), 4));
+      t.set_old_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 5)));
+      t.set_new_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 6)));
+      *t.mutable_at() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 7)));
+      t.set_scan_id(Text(stmt->get(), 8));
+      out.push_back(std::move(t));
+    }
+    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading history");
+    return out;
+  }
+
+  absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) override {
+    std::lock_guard lock(write_mu_);
+    const std::string ms = std::to_string(common::ToUnixMillis(cutoff));
+    // Scans still named as a node's last scan stay, so the node keeps its reference.
+    const std::string sql = "DELETE FROM transitions WHERE at_ms < " + ms +
+                            "; DELETE FROM scans WHERE received_ms < " + ms +
+                            " AND scan_id NOT IN (SELECT last_scan_id FROM nodes);";
+    const int before = sqlite3_total_changes(writer_.get());
+    if (auto s = Exec(writer_.get(), sql.c_str()); !s.ok()) return s;
+    return static_cast<size_t>(sqlite3_total_changes(writer_.get()) - before);
   }
 
  private:
@@ -433,6 +524,10 @@ class SqliteStore final : public Store {
                       SQLITE_TRANSIENT);
     sqlite3_bind_int64(upsert_node_.get(), 4, now_ms);
     BindText(upsert_node_, 5, report.scan_id());
+    sqlite3_bind_int(upsert_node_.get(), 6,
+                     report.scan_interval_seconds() > 0
+                         ? static_cast<int>(report.scan_interval_seconds())
+                         : kDefaultIntervalSeconds);
     auto node_id = StepId(upsert_node_, "storing node");
     if (!node_id.ok()) return node_id.status();
 

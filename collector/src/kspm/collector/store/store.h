@@ -20,8 +20,19 @@ struct FindingFilter {
   std::vector<v1::Status> statuses;  // empty: every status but PASS
   v1::Severity min_severity = v1::SEVERITY_UNSPECIFIED;
   std::string benchmark;
-  std::string id;    // check id or benchmark item id
-  size_t limit = 0;  // 0: no limit
+  std::string id;                                        // check id or benchmark item id
+  size_t limit = 0;                                      // 0: no limit
+  std::optional<common::Clock::time_point> since;        // verdict changed at or after
+  common::Clock::time_point now = common::Clock::now();  // for staleness
+};
+
+// Filters for the history of verdict changes.
+struct HistoryFilter {
+  std::string cluster;
+  std::string node;
+  std::string id;  // check id or benchmark item id
+  std::optional<common::Clock::time_point> since;
+  size_t limit = 1000;
 };
 
 // What a commit did, for logs and acks.
@@ -46,9 +57,18 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Finding>> Findings(
       const FindingFilter& filter) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(
-      const std::string& cluster) = 0;
-  [[nodiscard]] virtual absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster) = 0;
+      const std::string& cluster, common::Clock::time_point now) = 0;
+  [[nodiscard]] virtual absl::StatusOr<v1::SummaryResponse> Summary(
+      const std::string& cluster, common::Clock::time_point now) = 0;
+  // Verdict changes, newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Transition>> History(
+      const HistoryFilter& filter) = 0;
+  // Deletes transitions and scans older than `cutoff`; returns how many rows went.
+  [[nodiscard]] virtual absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) = 0;
 };
+
+// A node is stale when it has not reported for this many scan intervals.
+inline constexpr int kStaleIntervals = 3;
 
 // The embedded default: one sqlite file in WAL mode. Schema migrations run on open, keyed by
 // PRAGMA user_version. Errors name the file.
