@@ -2,6 +2,8 @@
 //   kspm-agent scan    one scan, results on stdout (a kube-bench replacement for CI and VMs)
 //   kspm-agent checks  the catalogue
 //   kspm-agent send    one scan, delivered to a collector
+//   kspm-agent run     the node agent: scans every interval, streams to a collector
+#include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -10,15 +12,18 @@
 #include "CLI/CLI.hpp"
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/checks/catalog.h"
+#include "kspm/agent/daemon.h"
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/client.h"
 #include "kspm/common/export.h"
+#include "kspm/common/health_server.h"
 #include "kspm/common/logging.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/strings.h"
 #include "kspm/common/tls.h"
 #include "spdlog/spdlog.h"
+#include "yaml-cpp/yaml.h"
 
 namespace {
 
@@ -231,6 +236,145 @@ int RunSendCommand(const Options& o) {
   return 0;
 }
 
+// Settings of `run`, by precedence: command-line flag, environment variable, the YAML file
+// (--config, default /etc/kspm/agent.yaml; keys are the flags' long names), built-in default.
+struct RunFlags {
+  std::map<std::string, std::string> given;  // flags set on the command line
+  std::string config_path = "/etc/kspm/agent.yaml";
+  bool config_given = false;
+};
+
+const std::map<std::string, std::string>& RunEnvironment() {
+  static const std::map<std::string, std::string> kEnv = {
+      {"collector", "KSPM_COLLECTOR"}, {"cluster", "KSPM_CLUSTER"},
+      {"node-name", "NODE_NAME"},      {"interval", "KSPM_INTERVAL"},
+      {"host-root", "KSPM_HOST_ROOT"}, {"state-dir", "KSPM_STATE_DIR"}};
+  return kEnv;
+}
+
+std::map<std::string, std::string> ResolveRunSettings(const RunFlags& flags) {
+  std::map<std::string, std::string> out = {
+      {"cluster", "default"}, {"interval", "300"},
+      {"host-root", "/"},     {"state-dir", "/var/lib/kspm-agent"},
+      {"full-every", "12"},   {"spool-max-mb", "64"},
+      {"health-listen", ""},  {"insecure", "false"}};
+  std::ifstream in(flags.config_path);
+  if (!in) {
+    if (flags.config_given) Die("cannot read --config " + flags.config_path);
+  } else {
+    try {
+      const YAML::Node root = YAML::LoadFile(flags.config_path);
+      if (root && !root.IsNull()) {
+        if (!root.IsMap()) Die(flags.config_path + ": expected a map of settings");
+        for (const auto& kv : root) {
+          const std::string key = kv.first.Scalar();
+          if (!out.contains(key) && !RunEnvironment().contains(key) && key != "tls-ca" &&
+              key != "tls-cert" && key != "tls-key" && key != "proc-root") {
+            Die(flags.config_path + ":" + std::to_string(kv.first.Mark().line + 1) +
+                ": unknown setting '" + key + "'");
+          }
+          if (!kv.second.IsScalar()) {
+            Die(flags.config_path + ":" + std::to_string(kv.second.Mark().line + 1) +
+                ": setting '" + key + "' must be a single value");
+          }
+          out[key] = kv.second.Scalar();
+        }
+      }
+    } catch (const YAML::Exception& e) {
+      Die(flags.config_path + ":" + std::to_string(e.mark.line + 1) + ":" +
+          std::to_string(e.mark.column + 1) + ": " + e.msg);
+    }
+  }
+  for (const auto& [key, env] : RunEnvironment()) {
+    if (const char* v = std::getenv(env.c_str()); v != nullptr && *v != '\0') out[key] = v;
+  }
+  for (const auto& [key, value] : flags.given) out[key] = value;
+  return out;
+}
+
+int ParsePositive(const std::map<std::string, std::string>& s, const std::string& key) {
+  const auto it = s.find(key);
+  int value = 0;
+  if (it == s.end() || !kspm::agent::checks::ParseInt(it->second) ||
+      (value = static_cast<int>(*kspm::agent::checks::ParseInt(it->second))) <= 0) {
+    Die("setting '" + key + "' must be a positive integer, not '" +
+        (it == s.end() ? "" : it->second) + "'");
+  }
+  return value;
+}
+
+int RunDaemonCommand(const Options& o, const RunFlags& flags) {
+  const auto s = ResolveRunSettings(flags);
+  auto get = [&s](const std::string& k) {
+    const auto it = s.find(k);
+    return it == s.end() ? std::string() : it->second;
+  };
+  const std::string collector = get("collector");
+  if (collector.empty()) {
+    Die("no collector: set --collector, KSPM_COLLECTOR or 'collector' in " + flags.config_path);
+  }
+  kspm::common::TlsFiles tls{get("tls-ca"), get("tls-cert"), get("tls-key"),
+                             kspm::agent::checks::ParseBool(get("insecure")).value_or(false)};
+  if (tls.insecure) {
+    spdlog::warn(
+        "--insecure: reports travel in plaintext without authentication; use this "
+        "only on loopback for development");
+  }
+  auto creds = kspm::common::MakeClientCredentials(tls);
+  if (!creds.ok()) Die(std::string(creds.status().message()));
+
+  Options scan_options = o;
+  scan_options.host_root = get("host-root");
+  scan_options.proc_root = get("proc-root");
+  const Catalog catalog = LoadCatalog(scan_options);
+  const Selection selection = MakeSelection(scan_options, catalog);
+  auto host = MakeHost(scan_options);
+
+  auto spool = kspm::agent::transport::Spool::Open(
+      get("state-dir") + "/spool", static_cast<size_t>(ParsePositive(s, "spool-max-mb")) << 20,
+      10000);
+  if (!spool.ok()) Die(std::string(spool.status().message()));
+
+  kspm::agent::DaemonSettings settings;
+  settings.node.cluster = get("cluster");
+  settings.node.node_name = get("node-name");
+  settings.node.drift_mode = "rescan";
+  settings.interval = std::chrono::seconds(ParsePositive(s, "interval"));
+  settings.full_every = ParsePositive(s, "full-every");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  kspm::agent::AgentDaemon daemon(*host, catalog, selection, settings, **spool, [&] {
+    return grpc::CreateCustomChannel(collector, *creds, args);
+  });
+  std::unique_ptr<kspm::common::HealthServer> health;
+  if (!get("health-listen").empty()) {
+    auto started = kspm::common::HealthServer::Start(get("health-listen"),
+                                                     [&daemon] { return daemon.NotReadyReason(); });
+    if (!started.ok()) Die(std::string(started.status().message()));
+    health = *std::move(started);
+  }
+  spdlog::info("kspm-agent {} for node {} (cluster {}), collector {}, every {} s, spool {}",
+               KSPM_VERSION, kspm::agent::ResolveNodeName(settings.node, *host),
+               settings.node.cluster, collector, settings.interval.count(),
+               get("state-dir") + "/spool");
+  daemon.Start();
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, stopping; {} reports stay queued",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", (*spool)->size());
+  daemon.Stop();
+  return 0;
+}
+
 void AddScanOptions(CLI::App* cmd, Options& o) {
   cmd->add_option("--host-root", o.host_root, "Directory holding the host's root file system")
       ->capture_default_str();
@@ -278,12 +422,48 @@ int main(int argc, char** argv) {
   send->add_option("--timeout", o.timeout_seconds, "Seconds to wait for the collector")
       ->capture_default_str();
 
+  RunFlags run_flags;
+  CLI::App* run = app.add_subcommand("run",
+                                     "Run as the node agent: scan every interval and "
+                                     "stream results to a collector");
+  std::map<std::string, std::string> run_values;
+  for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
+           {"collector", "Collector address HOST:PORT (env KSPM_COLLECTOR)"},
+           {"cluster", "Cluster name (env KSPM_CLUSTER)"},
+           {"node-name", "Node name (env NODE_NAME; default: the host name)"},
+           {"interval", "Seconds between full scans (default 300, jittered by 10%)"},
+           {"host-root", "Directory holding the host's root file system (default /)"},
+           {"proc-root", "The host's /proc (default HOST_ROOT/proc)"},
+           {"state-dir",
+            "Where the spool of undelivered reports lives (default "
+            "/var/lib/kspm-agent)"},
+           {"tls-ca", "CA certificate that signed the collector's certificate"},
+           {"tls-cert", "This node's client certificate"},
+           {"tls-key", "This node's private key"},
+           {"health-listen", "HOST:PORT for GET /healthz and /readyz"},
+           {"full-every", "Send every result each N-th scan, only changes otherwise (default 12)"},
+           {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"}}) {
+    run->add_option("--" + name, run_values[name], help);
+  }
+  bool run_insecure = false;
+  run->add_flag("--insecure", run_insecure, "Plaintext, no authentication (loopback only)");
+  run->add_option("--config", run_flags.config_path, "YAML settings file")->capture_default_str();
+  run->add_option("--rules", o.rules_dir, "Directory of custom rules");
+
   CLI11_PARSE(app, argc, argv);
+  if (run->parsed()) {
+    for (const auto& [name, value] : run_values) {
+      if (run->get_option("--" + name)->count() > 0) run_flags.given[name] = value;
+    }
+    if (run_insecure) run_flags.given["insecure"] = "true";
+    run_flags.config_given = run->get_option("--config")->count() > 0;
+  }
   if (auto s = kspm::common::SetUpLogging(o.log_level, o.log_format, "kspm-agent"); !s.ok()) {
     Die(std::string(s.message()));
   }
   if (scan->parsed()) return RunScanCommand(o);
   if (checks->parsed()) return RunChecksCommand(o);
   if (send->parsed()) return RunSendCommand(o);
+  if (run->parsed()) return RunDaemonCommand(o, run_flags);
   return kExitUsage;
 }

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "CLI/CLI.hpp"
@@ -36,12 +38,38 @@ struct Options {
   std::string benchmark;
   std::string id;
   std::string fail_on;
+  std::string since;
   int timeout_seconds = 10;
 };
 
 [[noreturn]] void Die(int code, const std::string& message) {
   std::cerr << "kspmctl: " << message << "\n";
   std::exit(code);
+}
+
+// `--since`: a duration back from now (30m, 24h, 7d) or an RFC 3339 time in UTC.
+std::optional<google::protobuf::Timestamp> ParseSince(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const auto now = kspm::common::Clock::now();
+  char unit = text.back();
+  const std::string number = text.substr(0, text.size() - 1);
+  if (!number.empty() && number.find_first_not_of("0123456789") == std::string::npos) {
+    const long n = std::stol(number);
+    std::chrono::seconds back{0};
+    if (unit == 's') back = std::chrono::seconds(n);
+    if (unit == 'm') back = std::chrono::minutes(n);
+    if (unit == 'h') back = std::chrono::hours(n);
+    if (unit == 'd') back = std::chrono::hours(24 * n);
+    if (back.count() > 0) return kspm::common::ToProto(now - back);
+  }
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end != nullptr && (*end == '\0' || *end == 'Z')) {
+    return kspm::common::ToProto(kspm::common::Clock::from_time_t(timegm(&tm)));
+  }
+  Die(2, "--since '" + text +
+             "': use a duration such as 30m, 24h, 7d or a time such as "
+             "2026-11-26T08:00:00Z");
 }
 
 std::unique_ptr<kspm::v1::QueryService::Stub> Connect(const Options& o) {
@@ -110,12 +138,19 @@ int Summary(const Options& o) {
     std::cout << nlohmann::json{{"overall", score(resp.overall())},
                                 {"nodes", nodes},
                                 {"benchmarks", benchmarks},
-                                {"failed_by_severity", failed}}
+                                {"failed_by_severity", failed},
+                                {"node_count", resp.node_count()},
+                                {"stale_node_count", resp.stale_node_count()}}
                      .dump(2)
               << "\n";
     return 0;
   }
-  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100\n\n";
+  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100 over "
+            << resp.node_count() << " node" << (resp.node_count() == 1 ? "" : "s");
+  if (resp.stale_node_count() > 0) {
+    std::cout << " (" << resp.stale_node_count() << " stale: no report for 3 intervals)";
+  }
+  std::cout << "\n\n";
   kspm::common::Table table({"SCOPE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
   table.AddRow(CountsRow(resp.overall()));
   for (const auto& s : resp.benchmarks()) table.AddRow(CountsRow(s));
@@ -143,6 +178,7 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
   req.set_node(o.node);
   req.set_benchmark(o.benchmark);
   req.set_id(o.id);
+  if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
   for (const auto& s : o.statuses) {
     auto parsed = kspm::common::ParseStatus(s);
     if (!parsed) Die(kExitUsage, "unknown status '" + s + "'");
@@ -184,6 +220,8 @@ int Findings(const Options& o) {
       j["cluster"] = f.cluster();
       j["node"] = f.node();
       j["reported_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()));
+      j["changed_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.changed_at()));
+      j["stale"] = f.stale();
       list.push_back(std::move(j));
     }
     std::cout << nlohmann::json{{"findings", list}}.dump(2) << "\n";
@@ -212,12 +250,15 @@ int Nodes(const Options& o) {
       j["last_seen"] = kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen()));
       j["last_scan_id"] = n.last_scan_id();
       j["counts"] = CountsJson(n.counts());
+      j["stale"] = n.stale();
+      j["scan_interval_seconds"] = n.scan_interval_seconds();
       list.push_back(std::move(j));
     }
     std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
     return 0;
   }
-  kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "LAST SEEN", "FAIL", "WARN", "AGENT"});
+  kspm::common::Table table(
+      {"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN", "AGENT"});
   for (const auto& n : resp.nodes()) {
     std::string roles;
     for (int r : n.identity().roles()) {
@@ -226,8 +267,8 @@ int Nodes(const Options& o) {
     }
     table.AddRow({n.identity().node_name(), n.identity().cluster(), roles.empty() ? "-" : roles,
                   kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen())),
-                  std::to_string(n.counts().fail()), std::to_string(n.counts().warn()),
-                  n.identity().agent_version()});
+                  n.stale() ? "STALE" : "ok", std::to_string(n.counts().fail()),
+                  std::to_string(n.counts().warn()), n.identity().agent_version()});
   }
   table.Print(std::cout, false);
   return 0;
@@ -270,6 +311,49 @@ int Export(const Options& o) {
   return FailOn(o, resp);
 }
 
+int History(const Options& o) {
+  auto stub = Connect(o);
+  kspm::v1::HistoryRequest req;
+  req.set_cluster(o.cluster);
+  req.set_node(o.node);
+  req.set_id(o.id);
+  if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
+  kspm::v1::HistoryResponse resp;
+  Check(stub->History(Context(o).get(), req, &resp), o);
+  auto name = [](kspm::v1::Status s) {
+    return s == kspm::v1::STATUS_UNSPECIFIED ? std::string("(new)")
+                                             : std::string(kspm::common::StatusName(s));
+  };
+  if (o.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& t : resp.transitions()) {
+      list.push_back({{"at", kspm::common::FormatRfc3339(kspm::common::FromProto(t.at()))},
+                      {"cluster", t.cluster()},
+                      {"node", t.node()},
+                      {"check_id", t.check_id()},
+                      {"benchmark", t.benchmark()},
+                      {"id", t.benchmark_id()},
+                      {"from", name(t.old_status())},
+                      {"to", name(t.new_status())},
+                      {"scan_id", t.scan_id()}});
+    }
+    std::cout << nlohmann::json{{"transitions", list}}.dump(2) << "\n";
+    return 0;
+  }
+  kspm::common::Table table({"TIME", "NODE", "BENCHMARK", "ID", "CHECK", "FROM", "TO"});
+  for (const auto& t : resp.transitions()) {
+    table.AddRow({kspm::common::FormatRfc3339(kspm::common::FromProto(t.at())), t.node(),
+                  t.benchmark(), t.benchmark_id(), t.check_id(), name(t.old_status()),
+                  name(t.new_status())});
+  }
+  if (table.size() == 0) {
+    std::cout << "no changes match\n";
+  } else {
+    table.Print(std::cout, false);
+  }
+  return 0;
+}
+
 void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--node", o.node, "Only this node");
   cmd->add_option(
@@ -280,6 +364,8 @@ void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--benchmark", o.benchmark, "Only this benchmark");
   cmd->add_option("--id", o.id, "Check id or benchmark item id (4.2.1, or a prefix such as 4.2)");
   cmd->add_option("--fail-on", o.fail_on, "Exit 3 when a FAIL of this severity or higher exists");
+  cmd->add_option("--since", o.since,
+                  "Only verdicts that changed since (30m, 24h, 7d, or RFC 3339)");
 }
 
 }  // namespace
@@ -304,6 +390,12 @@ int main(int argc, char** argv) {
   CLI::App* findings = app.add_subcommand("findings", "Current results that do not pass");
   CLI::App* nodes = app.add_subcommand("nodes", "Known nodes and their health");
   CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
+  CLI::App* history =
+      app.add_subcommand("history", "Verdict changes of a node or a check over time");
+  history->add_option("--node", o.node, "Only this node");
+  history->add_option("--id", o.id, "Only this check id or benchmark item id");
+  history->add_option("--since", o.since, "Only changes since (30m, 24h, 7d, or RFC 3339)");
+  history->add_option("--format", o.format, "table or json")->capture_default_str();
   for (CLI::App* cmd : {summary, findings, nodes}) {
     cmd->add_option("--format", o.format, "table or json")->capture_default_str();
   }
@@ -319,5 +411,6 @@ int main(int argc, char** argv) {
   if (findings->parsed()) return Findings(o);
   if (nodes->parsed()) return Nodes(o);
   if (exp->parsed()) return Export(o);
+  if (history->parsed()) return History(o);
   return kExitUsage;
 }

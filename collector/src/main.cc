@@ -77,10 +77,19 @@ int main(int argc, char** argv) {
   serve->add_flag("--insecure", options.tls.insecure,
                   "Plaintext without client certificates (loopback development only)");
   serve->add_option("--port-file", port_file, "Write the bound port here once listening");
+  serve->add_option("--health-listen", options.health_listen,
+                    "HOST:PORT for HTTP GET /healthz and /readyz (Kubernetes probes)");
+  int retention_days = 90;
+  serve->add_option("--history-retention-days", retention_days, "Days of verdict history to keep")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve->add_option("--rules", options.rules_dir,
+                    "Directory of custom rule files whose check ids agents may report");
   serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
+  options.history_retention = std::chrono::hours(24 * retention_days);
   if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
     std::cerr << "kspm-collector: " << s.message() << "\n";
     return kExitUsage;

@@ -18,6 +18,12 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   s->ingest_->Start();
   AgentServiceLimits limits;
   limits.allow_unauthenticated = options.tls.insecure;
+  auto known = LoadKnownChecks(options.rules_dir);
+  if (!known.ok()) {
+    s->ingest_->Stop();
+    return known.status();
+  }
+  limits.known_checks = *std::move(known);
   s->agent_service_ = std::make_unique<AgentServiceImpl>(*s->ingest_, limits);
   s->query_service_ = std::make_unique<QueryServiceImpl>(*s->store_);
 
@@ -33,6 +39,30 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     return absl::UnavailableError("cannot listen on " + options.listen +
                                   " (address in use or invalid)");
   }
+  s->serving_ = true;
+  if (!options.health_listen.empty()) {
+    auto health = common::HealthServer::Start(options.health_listen, [raw = s.get()] {
+      return raw->serving_.load() ? std::string() : std::string("shutting down");
+    });
+    if (!health.ok()) {
+      s->Shutdown(std::chrono::seconds(1));
+      return health.status();
+    }
+    s->health_ = *std::move(health);
+  }
+  s->retention_ = options.history_retention;
+  s->maintenance_ = std::thread([raw = s.get()] {
+    std::unique_lock lock(raw->maintenance_mu_);
+    do {
+      auto pruned = raw->store_->PruneHistory(common::Clock::now() - raw->retention_);
+      if (!pruned.ok()) {
+        spdlog::warn("pruning history: {}", pruned.status().ToString());
+      } else if (*pruned > 0) {
+        spdlog::info("pruned {} history rows older than {} h", *pruned, raw->retention_.count());
+      }
+    } while (!raw->maintenance_cv_.wait_for(lock, std::chrono::hours(1),
+                                            [raw] { return !raw->serving_.load(); }));
+  });
   spdlog::info("collector listening on {} (port {}), store {}, {}", options.listen, s->port_,
                options.db_path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS");
   return s;
@@ -43,6 +73,12 @@ CollectorServer::~CollectorServer() { Shutdown(std::chrono::seconds(1)); }
 void CollectorServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  {
+    std::lock_guard lock(maintenance_mu_);
+    serving_ = false;  // readiness fails first, so load balancers stop sending
+  }
+  maintenance_cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (ingest_) ingest_->Stop();
   spdlog::info("collector stopped");

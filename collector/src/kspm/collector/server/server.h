@@ -1,14 +1,19 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
 #include "kspm/collector/server/ingest.h"
 #include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/health_server.h"
 #include "kspm/common/tls.h"
 
 namespace kspm::collector::server {
@@ -18,6 +23,9 @@ struct ServerOptions {
   std::string db_path = "var/kspm.db";
   common::TlsFiles tls;
   size_t max_message_bytes = 16 << 20;
+  std::string health_listen;  // HOST:PORT for /healthz and /readyz; empty: none
+  std::chrono::hours history_retention{24 * 90};
+  std::string rules_dir;  // custom rules whose check ids are accepted
 };
 
 // The running collector: store, single writer, gRPC services. Start-up steps in order: open the
@@ -30,6 +38,7 @@ class CollectorServer {
   ~CollectorServer();
 
   int port() const { return port_; }
+  int health_port() const { return health_ ? health_->port() : 0; }
   store::Store& store() { return *store_; }
   const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
@@ -42,8 +51,15 @@ class CollectorServer {
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<QueryServiceImpl> query_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<common::HealthServer> health_;
   int port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> serving_{false};
+  // Prunes history past the retention once an hour.
+  std::thread maintenance_;
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  std::chrono::hours retention_{24 * 90};
 };
 
 }  // namespace kspm::collector::server

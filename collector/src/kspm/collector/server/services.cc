@@ -1,9 +1,12 @@
 #include "kspm/collector/server/services.h"
 
+#include <dirent.h>
+
 #include <deque>
 #include <mutex>
 
 #include "spdlog/spdlog.h"
+#include "yaml-cpp/yaml.h"
 
 namespace kspm::collector::server {
 namespace {
@@ -150,6 +153,11 @@ class ConnectReactor final
       if (r.check_id().empty() || r.benchmark().empty()) {
         return {grpc::StatusCode::INVALID_ARGUMENT, "a result has no check id or benchmark"};
       }
+      if (limits_.known_checks && !limits_.known_checks->contains(r.check_id())) {
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                "unknown check id '" + r.check_id() +
+                    "' (not in the collector's catalogue; load custom rules with --rules)"};
+      }
       if (r.status() == v1::STATUS_UNSPECIFIED || !v1::Status_IsValid(r.status())) {
         return {grpc::StatusCode::INVALID_ARGUMENT,
                 "result " + r.check_id() + " has no valid status"};
@@ -276,6 +284,35 @@ grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext*
   }
   reactor->Finish(ToGrpc(history.status()));
   return reactor;
+}
+
+}  // namespace kspm::collector::server
+
+namespace kspm::collector::server {
+
+absl::StatusOr<std::shared_ptr<const std::set<std::string, std::less<>>>> LoadKnownChecks(
+    const std::string& rules_dir) {
+  auto ids = std::make_shared<std::set<std::string, std::less<>>>();
+  for (auto id : BuiltinCheckIds()) ids->emplace(id);
+  if (rules_dir.empty()) return std::shared_ptr<const std::set<std::string, std::less<>>>(ids);
+  DIR* dir = ::opendir(rules_dir.c_str());
+  if (dir == nullptr) return absl::InvalidArgumentError("cannot open rules directory " + rules_dir);
+  std::vector<std::string> files;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name.ends_with(".yaml") || name.ends_with(".yml")) files.push_back(rules_dir + "/" + name);
+  }
+  ::closedir(dir);
+  for (const auto& file : files) {
+    try {
+      const YAML::Node root = YAML::LoadFile(file);
+      for (const auto& check : root["checks"]) ids->insert(check["id"].as<std::string>());
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(file + ":" + std::to_string(e.mark.line + 1) + ": " +
+                                        e.msg);
+    }
+  }
+  return std::shared_ptr<const std::set<std::string, std::less<>>>(ids);
 }
 
 }  // namespace kspm::collector::server

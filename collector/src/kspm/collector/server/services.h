@@ -2,11 +2,17 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "kspm/collector/server/ingest.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/v1/agent.grpc.pb.h"
 #include "kspm/v1/query.grpc.pb.h"
+
+namespace kspm::collector {
+const std::vector<std::string_view>& BuiltinCheckIds();
+}  // namespace kspm::collector
 
 namespace kspm::collector::server {
 
@@ -23,7 +29,14 @@ struct AgentServiceLimits {
   size_t max_results_per_report = 20000;
   // Whether a peer without an authenticated certificate is accepted (--insecure only).
   bool allow_unauthenticated = false;
+  // Check ids results may carry; null accepts any.
+  std::shared_ptr<const std::set<std::string, std::less<>>> known_checks;
 };
+
+// The built-in catalogue's check ids plus the ids of custom rule files in `rules_dir` (empty:
+// none). Errors name the file.
+[[nodiscard]] absl::StatusOr<std::shared_ptr<const std::set<std::string, std::less<>>>>
+LoadKnownChecks(const std::string& rules_dir);
 
 // Receives agent streams. Each stream: Hello first (identity bound to the client certificate's
 // common name when TLS is on), then reports acked after commit.

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "grpcpp/channel.h"
+#include "kspm/agent/checks/catalog.h"
+#include "kspm/agent/checks/evaluator.h"
+#include "kspm/agent/host/host_view.h"
+#include "kspm/agent/scan.h"
+#include "kspm/agent/transport/spool.h"
+
+namespace kspm::agent {
+
+struct DaemonSettings {
+  NodeSettings node;
+  std::chrono::seconds interval{300};
+  // Full scans carry every result; between them, only changed results travel.
+  int full_every = 12;
+  double jitter = 0.1;  // +-10% of the interval
+  std::chrono::milliseconds backoff_min{500};
+  std::chrono::milliseconds backoff_max{60000};
+  std::chrono::seconds ack_timeout{30};
+};
+
+// Counters for logs, health and tests.
+struct DaemonStats {
+  std::atomic<uint64_t> scans{0};
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> rejected{0};
+  std::atomic<uint64_t> connects{0};
+  std::atomic<bool> connected{false};
+};
+
+// `kspm-agent run`: scans at start and every interval (with jitter), queues each report in the
+// on-disk spool, and a sender thread delivers the spool in order over one long-lived stream,
+// reconnecting with exponential backoff and jitter. A report leaves the spool only once the
+// collector acknowledges that it is committed.
+class AgentDaemon {
+ public:
+  using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>()>;
+
+  AgentDaemon(const host::HostView& host, const checks::Catalog& catalog,
+              checks::Selection selection, DaemonSettings settings, transport::Spool& spool,
+              ChannelFactory channels)
+      : host_(host), catalog_(catalog), selection_(std::move(selection)),
+        settings_(std::move(settings)), spool_(spool), channels_(std::move(channels)) {}
+  ~AgentDaemon() { Stop(); }
+
+  // Starts the scan loop and the sender.
+  void Start();
+  // Stops both; what is not delivered stays in the spool. Idempotent.
+  void Stop();
+  // Asks for a scan now (a collector's rescan request, a drift event).
+  void RequestScan();
+  const DaemonStats& stats() const { return stats_; }
+  // Empty when ready (a scan done and a stream up), else why not.
+  std::string NotReadyReason() const;
+
+ private:
+  void ScanLoop();
+  void SendLoop();
+  // Delivers the spool over one connection; returns when the stream breaks or on Stop.
+  void Session(const std::shared_ptr<grpc::Channel>& channel);
+  // Turns a full scan into what travels: everything, or only what changed since the last one.
+  v1::NodeReport MakeDelta(v1::NodeReport full);
+  bool Stopping() const { return stop_.load(); }
+
+  const host::HostView& host_;
+  const checks::Catalog& catalog_;
+  const checks::Selection selection_;
+  const DaemonSettings settings_;
+  transport::Spool& spool_;
+  ChannelFactory channels_;
+  DaemonStats stats_;
+
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable scan_cv_;   // wakes the scan loop
+  std::condition_variable spool_cv_;  // wakes the sender
+  bool scan_requested_ = false;
+  std::thread scanner_;
+  std::thread sender_;
+
+  // Delta state: the last result sent per check, serialized (scan thread only).
+  std::map<std::string, std::string> last_sent_;
+  int scans_since_full_ = 0;
+  std::atomic<bool> force_full_{true};
+};
+
+}  // namespace kspm::agent
