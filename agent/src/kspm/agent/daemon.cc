@@ -88,6 +88,7 @@ void AgentDaemon::ScanLoop() {
         spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());
         force_full_ = true;
       } else {
+        stats_.queued++;
         spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
                       report.full() ? "full" : "changes only");
         spool_cv_.notify_all();

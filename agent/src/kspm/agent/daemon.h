@@ -34,6 +34,7 @@ struct DaemonSettings {
 // Counters for logs, health and tests.
 struct DaemonStats {
   std::atomic<uint64_t> scans{0};
+  std::atomic<uint64_t> queued{0};  // reports written to the spool
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> connects{0};
@@ -51,8 +52,12 @@ class AgentDaemon {
   AgentDaemon(const host::HostView& host, const checks::Catalog& catalog,
               checks::Selection selection, DaemonSettings settings, transport::Spool& spool,
               ChannelFactory channels)
-      : host_(host), catalog_(catalog), selection_(std::move(selection)),
-        settings_(std::move(settings)), spool_(spool), channels_(std::move(channels)) {}
+      : host_(host),
+        catalog_(catalog),
+        selection_(std::move(selection)),
+        settings_(std::move(settings)),
+        spool_(spool),
+        channels_(std::move(channels)) {}
   ~AgentDaemon() { Stop(); }
 
   // Starts the scan loop and the sender.

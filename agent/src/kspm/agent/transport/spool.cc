@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(std::string dir, size_t max_b
     const std::string path = spool->dir_ + "/" + name;
     uint64_t seq = 0;
     if (std::sscanf(name.c_str(), "%" SCNu64, &seq) != 1) continue;
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) continue;
     spool->entries_.push_back({seq, path, static_cast<size_t>(st.st_size)});
     spool->bytes_ += static_cast<size_t>(st.st_size);

@@ -1,0 +1,346 @@
+// The pipeline over real mutual TLS on loopback, with certificates generated at test time:
+// node identity bound to the certificate, bad clients refused, and delivery that survives a
+// collector restart in the middle of a stream and an agent restart with a full spool.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "fixtures/host_builder.h"
+#include "grpcpp/create_channel.h"
+#include "kspm/agent/daemon.h"
+#include "kspm/collector/server/server.h"
+#include "kspm/common/certs.h"
+#include "kspm/common/tls.h"
+#include "kspm/v1/agent.grpc.pb.h"
+#include "kspm/v1/query.grpc.pb.h"
+
+namespace kspm {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Polls `pred` until it holds or `timeout` passes.
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto files = common::InitCertificateDirectory(certs_, {"node-a", "node-b"},
+                                                  {"localhost"}, {"127.0.0.1"});
+    ASSERT_TRUE(files.ok()) << files.status();
+    std::string text;
+    ASSERT_TRUE(kspm::testing::ReadFileText(
+                    std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/kubeadm-worker.yaml",
+                    &text)
+                    .ok());
+    bool owners = false;
+    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
+    StartCollector("127.0.0.1:0");
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(1s);
+  }
+
+  void StartCollector(const std::string& listen) {
+    collector::server::ServerOptions options;
+    options.listen = listen;
+    options.db_path = db_;
+    options.tls = {certs_ + "/ca.crt", certs_ + "/collector.crt", certs_ + "/collector.key"};
+    options.health_listen = "127.0.0.1:0";
+    auto server = collector::server::CollectorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    address_ = "127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& who) {
+    common::TlsFiles tls{certs_ + "/ca.crt", certs_ + "/" + who + ".crt",
+                         certs_ + "/" + who + ".key"};
+    auto creds = common::MakeClientCredentials(tls);
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    return grpc::CreateCustomChannel(address_, *creds, args);
+  }
+
+  // One hello and one report on a fresh stream; returns the stream's final status.
+  grpc::Status SendOne(const std::shared_ptr<grpc::Channel>& channel, const std::string& hello_as,
+                       const std::string& scan_id) {
+    auto stub = v1::AgentService::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+    auto stream = stub->Connect(&ctx);
+    v1::AgentMessage hello;
+    hello.mutable_hello()->mutable_node()->set_node_name(hello_as);
+    v1::AgentMessage report;
+    report.mutable_report()->set_scan_id(scan_id);
+    report.mutable_report()->mutable_node()->set_node_name(hello_as);
+    auto* r = report.mutable_report()->add_results();
+    r->set_check_id("kubelet.anonymous-auth");
+    r->set_benchmark("cis-kubernetes-1.12");
+    r->set_status(v1::STATUS_FAIL);
+    if (stream->Write(hello)) (void)stream->Write(report);
+    stream->WritesDone();
+    v1::CollectorMessage reply;
+    while (stream->Read(&reply)) {
+    }
+    return stream->Finish();
+  }
+
+  int Count(const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* stmt = nullptr;
+    int n = -1;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      n = sqlite3_column_int(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+  }
+
+  agent::DaemonSettings FastSettings(const std::string& node) {
+    agent::DaemonSettings s;
+    s.node.node_name = node;
+    s.node.cluster = "test";
+    s.interval = std::chrono::seconds(1);
+    s.jitter = 0.0;
+    s.full_every = 3;
+    s.backoff_min = 50ms;
+    s.backoff_max = 200ms;
+    s.ack_timeout = 5s;
+    return s;
+  }
+
+  kspm::testing::TempDir dir_;
+  std::string certs_ = dir_.path() + "/certs";
+  std::string root_ = dir_.path() + "/root";
+  std::string db_ = dir_.path() + "/kspm.db";
+  std::unique_ptr<collector::server::CollectorServer> server_;
+  std::string address_;
+};
+
+TEST_F(PipelineTest, NodeReportsUnderItsCertificateName) {
+  EXPECT_TRUE(SendOne(Channel("nodes/node-a"), "node-a", "scan-1").ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);
+}
+
+TEST_F(PipelineTest, NodeCannotReportAsAnotherNode) {
+  const auto s = SendOne(Channel("nodes/node-a"), "node-b", "scan-1");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(s.error_message().find("node-a"), std::string::npos);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
+TEST_F(PipelineTest, ClientWithoutCertificateIsRefused) {
+  grpc::SslCredentialsOptions opts;
+  std::string ca;
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/ca.crt", &ca).ok());
+  opts.pem_root_certs = ca;
+  const auto s =
+      SendOne(grpc::CreateChannel(address_, grpc::SslCredentials(opts)), "node-a", "scan-1");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
+TEST_F(PipelineTest, CertificateFromAnotherCaIsRefused) {
+  const std::string other = dir_.path() + "/other";
+  ASSERT_TRUE(common::InitCertificateDirectory(other, {"node-a"}, {"localhost"}, {}).ok());
+  common::TlsFiles tls{certs_ + "/ca.crt", other + "/nodes/node-a.crt",
+                       other + "/nodes/node-a.key"};
+  auto creds = common::MakeClientCredentials(tls);
+  ASSERT_TRUE(creds.ok());
+  const auto s = SendOne(grpc::CreateChannel(address_, *creds), "node-a", "scan-1");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
+TEST_F(PipelineTest, UnknownCheckIdIsRejected) {
+  auto stub = v1::AgentService::NewStub(Channel("nodes/node-a"));
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+  v1::AgentMessage hello;
+  hello.mutable_hello()->mutable_node()->set_node_name("node-a");
+  v1::AgentMessage report;
+  report.mutable_report()->set_scan_id("scan-x");
+  report.mutable_report()->mutable_node()->set_node_name("node-a");
+  auto* r = report.mutable_report()->add_results();
+  r->set_check_id("no.such.check");
+  r->set_benchmark("cis-kubernetes-1.12");
+  r->set_status(v1::STATUS_FAIL);
+  ASSERT_TRUE(stream->Write(hello));
+  (void)stream->Write(report);
+  stream->WritesDone();
+  v1::CollectorMessage reply;
+  while (stream->Read(&reply)) {
+  }
+  const auto s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("no.such.check"), std::string::npos);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
+TEST_F(PipelineTest, KspmctlQueriesOverMutualTls) {
+  ASSERT_TRUE(SendOne(Channel("nodes/node-a"), "node-a", "scan-1").ok());
+  const std::string ctl = std::string(KSPM_BIN_DIR) + "/kspmctl --collector " + address_ +
+                          " --tls-ca " + certs_ + "/ca.crt --tls-cert " + certs_ +
+                          "/kspmctl.crt --tls-key " + certs_ + "/kspmctl.key";
+  EXPECT_EQ(WEXITSTATUS(std::system((ctl + " nodes >/dev/null").c_str())), 0);
+  // Without a client certificate kspmctl cannot connect: exit 1.
+  const std::string no_cert = std::string(KSPM_BIN_DIR) + "/kspmctl --timeout 2 --collector " +
+                              address_ + " --tls-ca " + certs_ + "/ca.crt summary 2>/dev/null";
+  EXPECT_NE(WEXITSTATUS(std::system(no_cert.c_str())), 0);
+}
+
+TEST_F(PipelineTest, HealthEndpointsAnswer) {
+  auto get = [&](const std::string& path) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->health_port()));
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+      (void)!::write(fd, req.data(), req.size());
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  };
+  EXPECT_EQ(get("/healthz").rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(get("/readyz").rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(get("/nope").rfind("HTTP/1.0 404", 0), 0u);
+}
+
+TEST_F(PipelineTest, CollectorRestartMidStreamLosesAndDuplicatesNothing) {
+  auto catalog = agent::checks::Catalog::Builtin();
+  auto host = agent::host::MakeFsHostView(root_);
+  ASSERT_TRUE(catalog.ok() && host.ok());
+  auto spool = agent::transport::Spool::Open(dir_.path() + "/spool", 64 << 20, 10000);
+  ASSERT_TRUE(spool.ok());
+  std::string address = address_;
+  agent::AgentDaemon daemon(**host, *catalog, {}, FastSettings("node-a"), **spool,
+                            [&] { return Channel("nodes/node-a"); });
+  daemon.Start();
+  ASSERT_TRUE(WaitFor([&] { return daemon.stats().delivered.load() >= 2; }));
+
+  // Kill the collector with streams open: no grace for in-flight work.
+  const int port = server_->port();
+  server_->Shutdown(0ms);
+  server_.reset();
+  // Scans go on while it is away; they wait in the spool.
+  ASSERT_TRUE(WaitFor([&] { return (*spool)->size() >= 2; }));
+  StartCollector("127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(WaitFor([&] { return (*spool)->size() == 0 && daemon.stats().connected.load(); }));
+  daemon.Stop();
+
+  const auto queued = daemon.stats().queued.load();
+  EXPECT_GE(queued, 4u);
+  EXPECT_EQ((*spool)->size(), 0u);
+  // Every queued report is stored exactly once.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), static_cast<int>(queued));
+  EXPECT_EQ(Count("SELECT COUNT(DISTINCT scan_id) FROM scans"), static_cast<int>(queued));
+  EXPECT_GT(Count("SELECT COUNT(*) FROM results"), 20);
+  EXPECT_GE(daemon.stats().connects.load(), 2u);
+}
+
+TEST_F(PipelineTest, AgentRestartedWithAFullSpoolDeliversEverythingInOrder) {
+  auto catalog = agent::checks::Catalog::Builtin();
+  auto host = agent::host::MakeFsHostView(root_);
+  ASSERT_TRUE(catalog.ok() && host.ok());
+  const std::string spool_dir = dir_.path() + "/spool";
+  // First life: the collector is unreachable, so every scan stays in the spool.
+  const int port = server_->port();
+  server_->Shutdown(0ms);
+  server_.reset();
+  uint64_t queued = 0;
+  {
+    auto spool = agent::transport::Spool::Open(spool_dir, 64 << 20, 10000);
+    ASSERT_TRUE(spool.ok());
+    agent::AgentDaemon daemon(**host, *catalog, {}, FastSettings("node-b"), **spool,
+                              [&] { return Channel("nodes/node-b"); });
+    daemon.Start();
+    ASSERT_TRUE(WaitFor([&] { return (*spool)->size() >= 3; }));
+    daemon.Stop();
+    queued = daemon.stats().queued.load();
+    EXPECT_EQ((*spool)->size(), queued);
+  }
+  // Second life: a new agent process on the same spool, collector back.
+  StartCollector("127.0.0.1:" + std::to_string(port));
+  auto spool = agent::transport::Spool::Open(spool_dir, 64 << 20, 10000);
+  ASSERT_TRUE(spool.ok());
+  ASSERT_EQ((*spool)->size(), queued);
+  const std::string oldest = (*spool)->Front()->report.scan_id();
+  agent::AgentDaemon daemon(**host, *catalog, {}, FastSettings("node-b"), **spool,
+                            [&] { return Channel("nodes/node-b"); });
+  daemon.Start();
+  ASSERT_TRUE(WaitFor([&] { return daemon.stats().delivered.load() >= queued + 1; }));
+  daemon.Stop();
+  EXPECT_GE(Count("SELECT COUNT(*) FROM scans"), static_cast<int>(queued + 1));
+  // Drained oldest first: the first report the collector received is the oldest spooled one.
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, "SELECT scan_id FROM scans ORDER BY rowid LIMIT 1", -1, &stmt, nullptr);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), oldest);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST(Spool, BoundDropsOldestAndAsksForAFullReport) {
+  kspm::testing::TempDir dir;
+  auto spool = agent::transport::Spool::Open(dir.path() + "/s", 1 << 20, 3);
+  ASSERT_TRUE(spool.ok());
+  for (int i = 0; i < 5; ++i) {
+    v1::NodeReport r;
+    r.set_scan_id("scan-" + std::to_string(i));
+    ASSERT_TRUE((*spool)->Append(r).ok());
+  }
+  EXPECT_EQ((*spool)->size(), 3u);
+  EXPECT_EQ((*spool)->Front()->report.scan_id(), "scan-2");
+  EXPECT_TRUE((*spool)->TakeDropped());
+  EXPECT_FALSE((*spool)->TakeDropped());
+}
+
+TEST(Spool, CorruptFileIsSetAsideAndTheQueueGoesOn) {
+  kspm::testing::TempDir dir;
+  {
+    auto spool = agent::transport::Spool::Open(dir.path() + "/s", 1 << 20, 100);
+    ASSERT_TRUE(spool.ok());
+    v1::NodeReport r;
+    r.set_scan_id("good");
+    ASSERT_TRUE((*spool)->Append(r).ok());
+  }
+  FILE* f = fopen((dir.path() + "/s/00000000000000000000.report").c_str(), "w");
+  fputs("\xff\xff\xff garbage", f);
+  fclose(f);
+  auto spool = agent::transport::Spool::Open(dir.path() + "/s", 1 << 20, 100);
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ((*spool)->size(), 2u);
+  EXPECT_EQ((*spool)->Front()->report.scan_id(), "good");
+  EXPECT_EQ(::access((dir.path() + "/s/00000000000000000000.report.corrupt").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace kspm
