@@ -5,3 +5,6 @@ build=${1:-build-release}
 bin="$build/bin"
 echo "== agent: full scan vs one shell per audit (kube-bench's way)"
 "$bin/kspm-bench-scan" 200
+echo
+echo "== collector: simulated agents on loopback, and summary over 1,000,000 results"
+"$bin/kspm-bench-ingest" 2000 150 64

@@ -185,7 +185,7 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 2);
+  EXPECT_EQ(Count("PRAGMA user_version"), 3);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
@@ -199,18 +199,58 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3* db = nullptr;
   sqlite3_open(path_.c_str(), &db);
   ASSERT_EQ(sqlite3_exec(db,
-                         "DROP INDEX results_by_changed; ALTER TABLE nodes DROP COLUMN "
-                         "scan_interval_s; PRAGMA user_version = 1;",
+                         "DROP TABLE result_counts; ALTER TABLE nodes DROP COLUMN scan_interval_s; "
+                         "PRAGMA user_version = 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 2);
+  EXPECT_EQ(Count("PRAGMA user_version"), 3);
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
+  // Schema 3 built its counts from the existing rows.
+  EXPECT_EQ((*reopened)->Summary("", now_)->overall().counts().fail(), 1u);
+}
+
+TEST_F(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
+  auto check = [&] {
+    auto s = store_->Summary("", now_);
+    ASSERT_TRUE(s.ok());
+    const auto& c = s->overall().counts();
+    EXPECT_EQ(static_cast<int>(c.pass()), Count("SELECT COUNT(*) FROM results WHERE status = 1"));
+    EXPECT_EQ(static_cast<int>(c.fail()), Count("SELECT COUNT(*) FROM results WHERE status = 2"));
+    EXPECT_EQ(static_cast<int>(c.warn()), Count("SELECT COUNT(*) FROM results WHERE status = 3"));
+    EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+              Count("SELECT COUNT(*) FROM results"));
+  };
+  ASSERT_TRUE(store_
+                  ->CommitReport(
+                      Report("s1", "a",
+                             {Result("x", "1", v1::STATUS_FAIL), Result("y", "2", v1::STATUS_PASS),
+                              Result("z", "3", v1::STATUS_WARN)}),
+                      now_)
+                  .ok());
+  check();
+  // A verdict and a severity change, partial report.
+  ASSERT_TRUE(
+      store_
+          ->CommitReport(
+              Report("s2", "a", {Result("x", "1", v1::STATUS_PASS, v1::SEVERITY_LOW)}, false), now_)
+          .ok());
+  check();
+  // A full report that drops two results.
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s3", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
+  check();
+  EXPECT_EQ(store_->Summary("", now_)->overall().counts().pass(), 0u);
+  // A duplicate changes nothing.
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s3", "a", {Result("x", "1", v1::STATUS_PASS)}), now_).ok());
+  check();
+  EXPECT_EQ(store_->Summary("", now_)->overall().counts().fail(), 1u);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerCollector) {

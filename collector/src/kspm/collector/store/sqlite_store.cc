@@ -3,6 +3,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
@@ -79,6 +81,23 @@ CREATE INDEX transitions_by_check ON transitions (check_id, at_ms);
 ALTER TABLE nodes ADD COLUMN scan_interval_s INTEGER NOT NULL DEFAULT 300;
 CREATE INDEX results_by_changed ON results (changed_ms);
 )sql",
+    // 3: counts of current results per node and bucket, kept up to date by every commit, so
+    // that summaries read thousands of rows instead of millions.
+    R"sql(
+CREATE TABLE result_counts (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  benchmark TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (node_id, benchmark, status, severity, scored)
+) WITHOUT ROWID;
+INSERT INTO result_counts
+  SELECT node_id, benchmark, status, severity, scored, COUNT(*) FROM results GROUP BY 1, 2, 3, 4, 5;
+-- Maintaining this index cost more on every commit than it saves the rare `--since` query.
+DROP INDEX IF EXISTS results_by_changed;
+)sql",
 };
 
 // Interval assumed for one-shot reports (kspm-agent send), for staleness.
@@ -115,7 +134,11 @@ class SqliteStore final : public Store {
          "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
          "VALUES (?, ?, ?, ?, ?, ?, ?)"},
         {&current_status_,
-         "SELECT status FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ?"},
+         "SELECT check_id, benchmark, status, severity, scored FROM results WHERE node_id = ?"},
+        {&bump_count_,
+         "INSERT INTO result_counts(node_id, benchmark, status, severity, scored, n) VALUES "
+         "(?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, status, severity, scored) DO UPDATE "
+         "SET n = n + excluded.n"},
         {&upsert_result_,
          "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
          "scored, "
@@ -129,7 +152,9 @@ class SqliteStore final : public Store {
         {&insert_transition_,
          "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
          "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?)"},
-        {&delete_stale_results_, "DELETE FROM results WHERE node_id = ? AND scan_id <> ?"},
+        {&delete_stale_results_,
+         "DELETE FROM results WHERE node_id = ? AND scan_id <> ? "
+         "RETURNING benchmark, status, severity, scored"},
     };
     for (const auto& spec : specs) {
       sqlite3_stmt* stmt = nullptr;
@@ -275,7 +300,8 @@ class SqliteStore final : public Store {
       out.push_back(std::move(info));
     }
     if (rc != SQLITE_DONE) return Error(reader_.get(), "reading nodes");
-    auto counts = PrepareRead("SELECT node_id, status, COUNT(*) FROM results GROUP BY 1, 2");
+    auto counts =
+        PrepareRead("SELECT node_id, status, SUM(n) FROM result_counts WHERE n > 0 GROUP BY 1, 2");
     if (!counts.ok()) return counts.status();
     while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
       const auto it = index.find(sqlite3_column_int64(counts->get(), 0));
@@ -303,9 +329,9 @@ class SqliteStore final : public Store {
     }
     // One pass over current results, grouped by what a score needs.
     auto stmt = PrepareRead(
-        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, COUNT(*) FROM results r "
+        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n FROM result_counts r "
         "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
-        "WHERE (?1 = '' OR c.name = ?1) GROUP BY 1, 2, 3, 4, 5");
+        "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     ScoreAccumulator overall;
@@ -491,8 +517,9 @@ class SqliteStore final : public Store {
     return id;
   }
 
+  // The bound string must outlive the statement's next step (every caller steps right away).
   static void BindText(const Stmt& s, int i, const std::string& v) {
-    sqlite3_bind_text(s.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
   }
 
   absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
@@ -542,17 +569,32 @@ class SqliteStore final : public Store {
     sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
     if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
 
+    // The node's current verdicts, in one read: what each result replaces.
+    struct Current {
+      int status, severity, scored;
+    };
+    std::unordered_map<std::string, Current> current;
+    sqlite3_bind_int64(current_status_.get(), 1, *node_id);
+    while (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
+      current[Text(current_status_.get(), 0) + '\x1f' + Text(current_status_.get(), 1)] = {
+          sqlite3_column_int(current_status_.get(), 2),
+          sqlite3_column_int(current_status_.get(), 3),
+          sqlite3_column_int(current_status_.get(), 4)};
+    }
+    sqlite3_reset(current_status_.get());
+    sqlite3_clear_bindings(current_status_.get());
+
+    // Changes to result_counts, applied once per bucket.
+    std::map<std::tuple<std::string, int, int, int>, int64_t> counts;
     std::string blob;
     for (const auto& r : report.results()) {
-      sqlite3_bind_int64(current_status_.get(), 1, *node_id);
-      BindText(current_status_, 2, r.check_id());
-      BindText(current_status_, 3, r.benchmark());
-      int old_status = 0;
-      if (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
-        old_status = sqlite3_column_int(current_status_.get(), 0);
+      const auto it = current.find(r.check_id() + '\x1f' + r.benchmark());
+      const int old_status = it == current.end() ? 0 : it->second.status;
+      if (it != current.end()) {
+        counts[{r.benchmark(), it->second.status, it->second.severity, it->second.scored}]--;
+        current.erase(it);  // a result listed twice in one report counts once
       }
-      sqlite3_reset(current_status_.get());
-      sqlite3_clear_bindings(current_status_.get());
+      counts[{r.benchmark(), r.status(), r.severity(), r.scored() ? 1 : 0}]++;
 
       blob.clear();
       r.SerializeToString(&blob);
@@ -564,7 +606,7 @@ class SqliteStore final : public Store {
       sqlite3_bind_int(upsert_result_.get(), 6, r.severity());
       sqlite3_bind_int(upsert_result_.get(), 7, r.scored() ? 1 : 0);
       sqlite3_bind_blob(upsert_result_.get(), 8, blob.data(), static_cast<int>(blob.size()),
-                        SQLITE_TRANSIENT);
+                        SQLITE_STATIC);
       BindText(upsert_result_, 9, report.scan_id());
       sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
       if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
@@ -586,7 +628,27 @@ class SqliteStore final : public Store {
       // A full report is the whole truth: results it no longer carries are gone.
       sqlite3_bind_int64(delete_stale_results_.get(), 1, *node_id);
       BindText(delete_stale_results_, 2, report.scan_id());
-      if (auto s = Step(delete_stale_results_, "removing stale results"); !s.ok()) return s;
+      int rc;
+      while ((rc = sqlite3_step(delete_stale_results_.get())) == SQLITE_ROW) {
+        counts[{Text(delete_stale_results_.get(), 0),
+                sqlite3_column_int(delete_stale_results_.get(), 1),
+                sqlite3_column_int(delete_stale_results_.get(), 2),
+                sqlite3_column_int(delete_stale_results_.get(), 3)}]--;
+      }
+      sqlite3_reset(delete_stale_results_.get());
+      sqlite3_clear_bindings(delete_stale_results_.get());
+      if (rc != SQLITE_DONE) return Error(writer_.get(), "removing stale results");
+    }
+    for (const auto& [bucket, delta] : counts) {
+      if (delta == 0) continue;
+      const auto& [benchmark, status, severity, scored] = bucket;
+      sqlite3_bind_int64(bump_count_.get(), 1, *node_id);
+      BindText(bump_count_, 2, benchmark);
+      sqlite3_bind_int(bump_count_.get(), 3, status);
+      sqlite3_bind_int(bump_count_.get(), 4, severity);
+      sqlite3_bind_int(bump_count_.get(), 5, scored);
+      sqlite3_bind_int64(bump_count_.get(), 6, delta);
+      if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
     }
     return stats;
   }
@@ -597,7 +659,7 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   Db reader_;
   Stmt find_scan_, upsert_cluster_, upsert_node_, insert_scan_, current_status_, upsert_result_,
-      insert_transition_, delete_stale_results_;
+      insert_transition_, delete_stale_results_, bump_count_;
 };
 
 absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {
@@ -631,6 +693,7 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
   Stmt stmt(raw);
   int version = 0;
   if (stmt && sqlite3_step(stmt.get()) == SQLITE_ROW) version = sqlite3_column_int(stmt.get(), 0);
+  stmt.reset();  // an open statement would lock the schema against DROP
   const int latest = static_cast<int>(std::size(kMigrations));
   if (version > latest) {
     return absl::FailedPreconditionError(path + " has schema version " + std::to_string(version) +
