@@ -9,8 +9,8 @@
 // and the Summary RPC over it. Prints results/s, p50/p99 ack latency, and the collector's peak
 // RSS (VmHWM of its process).
 #include <signal.h>
-#include <sys/stat.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,9 +47,9 @@ struct Collector {
 Collector StartCollector(const std::string& db, const std::string& port_file,
                          const std::string& rules) {
   const std::string bin = std::string(KSPM_BIN_DIR) + "/kspm-collector";
-  std::vector<std::string> argv = {bin, "--log-level", "error", "serve", "--insecure",
-                                   "--listen", "127.0.0.1:0", "--db", db, "--port-file",
-                                   port_file, "--rules", rules};
+  std::vector<std::string> argv = {bin,        "--log-level", "error", "serve", "--insecure",
+                                   "--listen", "127.0.0.1:0", "--db",  db,      "--port-file",
+                                   port_file,  "--rules",     rules};
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -216,8 +216,8 @@ int main(int argc, char** argv) {
   const auto same = Wave(c.address, nodes, threads,
                          [&](int i) { return MakeReport(name(i), per_node, 2, true, 0); });
   Print("wave 2: full reports, unchanged", same);
-  const auto delta = Wave(c.address, nodes, threads,
-                          [&](int i) { return MakeReport(name(i), 5, 3, false, 1); });
+  const auto delta =
+      Wave(c.address, nodes, threads, [&](int i) { return MakeReport(name(i), 5, 3, false, 1); });
   std::printf("  %-34s %7.2f s  %9.0f reports/s  ack p50 %6.1f ms  p99 %6.1f ms\n",
               "wave 3: changes only (5 results)", delta.seconds, nodes / delta.seconds,
               Pct(delta.ack_ms, 0.5), Pct(delta.ack_ms, 0.99));

@@ -67,12 +67,12 @@ TEST_F(StoreTest, CommitsAndRedeliveryIsIdempotent) {
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_FALSE(first->duplicate);
   EXPECT_EQ(first->results, 2u);
-  EXPECT_EQ(first->transitions, 2u);
+  EXPECT_EQ(first->transitions, 0u);  // first verdicts are not changes
   auto again = store_->CommitReport(rep, now_);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->duplicate);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);
-  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 0);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);
 }
 
@@ -85,7 +85,7 @@ TEST_F(StoreTest, RecordsTransitionsOnlyWhenTheVerdictChanges) {
       store_->CommitReport(Report("s3", "n", {Result("a", "4.2.1", v1::STATUS_PASS)}), now_);
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(third->transitions, 1u);
-  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 1);
   EXPECT_EQ(Count("SELECT old_status FROM transitions ORDER BY id DESC LIMIT 1"), v1::STATUS_FAIL);
 }
 
@@ -312,39 +312,41 @@ TEST_F(StoreHistoryTest, NodeIsStaleAfterThreeMissedIntervals) {
 
 TEST_F(StoreHistoryTest, HistoryListsChangesNewestFirstAndPrunes) {
   const auto t0 = now_;
+  auto at = [&](int hours) { return t0 + std::chrono::hours(hours); };
   ASSERT_TRUE(
-      store_->CommitReport(Report("s1", "a", {Result("x", "4.2.1", v1::STATUS_FAIL)}), t0).ok());
-  ASSERT_TRUE(store_
-                  ->CommitReport(Report("s2", "a", {Result("x", "4.2.1", v1::STATUS_PASS)}),
-                                 t0 + std::chrono::hours(1))
-                  .ok());
-  ASSERT_TRUE(store_
-                  ->CommitReport(Report("s3", "b", {Result("x", "4.2.1", v1::STATUS_FAIL)}),
-                                 t0 + std::chrono::hours(2))
-                  .ok());
+      store_->CommitReport(Report("s1", "a", {Result("x", "4.2.1", v1::STATUS_FAIL)}), at(0)).ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "a", {Result("x", "4.2.1", v1::STATUS_PASS)}), at(1)).ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s3", "a", {Result("x", "4.2.1", v1::STATUS_FAIL)}), at(2)).ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s4", "b", {Result("x", "4.2.1", v1::STATUS_FAIL)}), at(2)).ok());
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s5", "b", {Result("x", "4.2.1", v1::STATUS_WARN)}), at(3)).ok());
   HistoryFilter f;
   f.node = "a";
   f.id = "4.2.1";
   auto h = store_->History(f);
   ASSERT_TRUE(h.ok()) << h.status();
   ASSERT_EQ(h->size(), 2u);
-  EXPECT_EQ((*h)[0].new_status(), v1::STATUS_PASS);
-  EXPECT_EQ((*h)[0].old_status(), v1::STATUS_FAIL);
-  EXPECT_EQ((*h)[1].old_status(), v1::STATUS_UNSPECIFIED);
-  EXPECT_EQ((*h)[0].scan_id(), "s2");
+  EXPECT_EQ((*h)[0].old_status(), v1::STATUS_PASS);  // newest first
+  EXPECT_EQ((*h)[0].new_status(), v1::STATUS_FAIL);
+  EXPECT_EQ((*h)[0].scan_id(), "s3");
+  EXPECT_EQ((*h)[1].old_status(), v1::STATUS_FAIL);
+  EXPECT_EQ((*h)[1].new_status(), v1::STATUS_PASS);
   f.node.clear();
-  f.since = t0 + std::chrono::minutes(30);
-  EXPECT_EQ(store_->History(f)->size(), 2u);  // a's change to PASS and b's first FAIL
+  f.since = at(2);
+  EXPECT_EQ(store_->History(f)->size(), 2u);  // a's change back to FAIL and b's change to WARN
 
   FindingFilter changed;
-  changed.since = t0 + std::chrono::minutes(90);
-  EXPECT_EQ(store_->Findings(changed)->size(), 1u);  // only b's FAIL changed that late
+  changed.since = at(3);
+  EXPECT_EQ(store_->Findings(changed)->size(), 1u);  // only b's WARN changed that late
 
-  auto pruned = store_->PruneHistory(t0 + std::chrono::minutes(30));
+  auto pruned = store_->PruneHistory(at(2));
   ASSERT_TRUE(pruned.ok());
   EXPECT_GE(*pruned, 1u);
   EXPECT_EQ(store_->History({})->size(), 2u);
-  EXPECT_EQ(store_->Findings({})->size(), 1u);  // current results are never pruned
+  EXPECT_EQ(store_->Findings({})->size(), 2u);  // current results are never pruned
 }
 
 }  // namespace

@@ -612,7 +612,9 @@ class SqliteStore final : public Store {
       if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
       ++stats.results;
 
-      if (old_status != r.status()) {
+      // A result seen for the first time is not a change: history starts at the first change
+      // (the first verdict is the oldest change's old status, or the current one).
+      if (old_status != 0 && old_status != r.status()) {
         sqlite3_bind_int64(insert_transition_.get(), 1, *node_id);
         BindText(insert_transition_, 2, r.check_id());
         BindText(insert_transition_, 3, r.benchmark());
@@ -733,8 +735,12 @@ int SeverityWeight(v1::Severity severity) {
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   auto writer = OpenDb(path, false);
   if (!writer.ok()) return writer.status();
-  for (const char* pragma :
-       {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"}) {
+  // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a process crash;
+  // the last commits may be lost on power failure, and acks are resent by agents then. A 64 MiB
+  // page cache keeps the B-tree interior of a few million results in memory.
+  for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+                             "PRAGMA foreign_keys = ON", "PRAGMA cache_size = -65536",
+                             "PRAGMA wal_autocheckpoint = 4000", "PRAGMA temp_store = MEMORY"}) {
     if (auto s = ExecOn(writer->get(), path, pragma); !s.ok()) {
       return absl::InvalidArgumentError("cannot use database " + path + ": " +
                                         std::string(s.message()));
