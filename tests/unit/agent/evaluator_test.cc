@@ -296,6 +296,15 @@ processes:
 )",
      "docker.icc", v1::STATUS_PASS, "", v1::SOURCE_KIND_CONFIG_FILE},
 
+    // Found by the fuzzer: a number JSON's grammar allows but no daemon can hold.
+    {"DockerOverflowingNumberIsErrorNotCrash", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"icc": 5E555555555555}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.icc", v1::STATUS_ERROR, "overflow"},
+
     {"DockerMalformedDaemonJsonIsError", R"(
 entries:
   - {path: /etc/docker/daemon.json, content: '{"icc": false,, }'}

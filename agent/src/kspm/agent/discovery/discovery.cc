@@ -220,6 +220,9 @@ absl::StatusOr<YAML::Node> ParseYaml(const std::string& text, const std::string&
       }
       return absl::InvalidArgumentError(path + ":" + std::to_string(line) + ":" +
                                         std::to_string(column) + ": invalid JSON: " + what);
+    } catch (const nlohmann::json::exception& e) {
+      // Valid grammar the component cannot hold either, such as a number that overflows.
+      return absl::InvalidArgumentError(path + ": invalid JSON: " + e.what());
     }
   }
   try {
