@@ -29,7 +29,7 @@ bench: deps
 	@bash scripts/bench.sh $(RELEASE_BUILD)
 
 format:
-	@git ls-files '*.cc' '*.h' '*.proto' | xargs clang-format-14 -i
+	@git ls-files --cached --others --exclude-standard '*.cc' '*.h' '*.proto' | xargs clang-format-14 -i
 
 format-check:
 	@git ls-files '*.cc' '*.h' '*.proto' | xargs clang-format-14 --dry-run --Werror

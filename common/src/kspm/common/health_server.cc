@@ -13,10 +13,10 @@ namespace kspm::common {
 namespace {
 
 void Reply(int fd, int code, const char* reason, const std::string& body) {
-  const std::string response = "HTTP/1.0 " + std::to_string(code) + " " + reason +
-                               "\r\nContent-Type: text/plain\r\nContent-Length: " +
-                               std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                               body;
+  const std::string response =
+      "HTTP/1.0 " + std::to_string(code) + " " + reason +
+      "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\n\r\n" + body;
   (void)!::send(fd, response.data(), response.size(), MSG_NOSIGNAL);
 }
 

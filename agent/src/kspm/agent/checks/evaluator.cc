@@ -97,8 +97,13 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
   std::vector<std::string> passes;
   for (const auto& spec : check.settings) {
     ResolvedSetting r = ResolveSetting(c, spec);
+    // Name the value by where it was read: `readOnlyPort` from a file, `--read-only-port` from
+    // the command line.
+    const std::string name =
+        r.found && !r.evidence.empty() && r.evidence[0].source_kind() != v1::SOURCE_KIND_DEFAULT
+            ? r.evidence[0].key()
+            : spec.Describe();
     for (auto& e : r.evidence) *out.add_evidence() = std::move(e);
-    const std::string name = spec.Describe();
     if (r.error) {
       out.set_status(v1::STATUS_ERROR);
       out.set_reason(*r.error);

@@ -120,8 +120,7 @@ void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec,
     if (file.path.empty()) {
       for (const auto& candidate : file_spec.candidates) {
         if (host.Stat(candidate).ok()) {
-          file = {candidate, "known path (nothing in the component's flags or config names one)",
-                  false};
+          file = {candidate, "known path, not named by the component", false};
           break;
         }
       }
