@@ -10,7 +10,7 @@ packages=(
   libsqlite3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  clang-format-14 openssl systemd kubectl
+  clang-format-14 openssl systemd kubectl dpkg-dev python3 python3-yaml shellcheck
 )
 
 missing=()

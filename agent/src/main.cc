@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "CLI/CLI.hpp"
 #include "grpcpp/create_channel.h"
@@ -268,10 +269,17 @@ std::map<std::string, std::string> ResolveRunSettings(const RunFlags& flags) {
         if (!root.IsMap()) Die(flags.config_path + ": expected a map of settings");
         for (const auto& kv : root) {
           const std::string key = kv.first.Scalar();
-          if (!out.contains(key) && !RunEnvironment().contains(key) && key != "tls-ca" &&
-              key != "tls-cert" && key != "tls-key" && key != "proc-root") {
+          static const std::set<std::string> kOther = {
+              "tls-ca", "tls-cert", "tls-key", "proc-root", "rules", "benchmark", "only", "skip"};
+          if (!out.contains(key) && !RunEnvironment().contains(key) && !kOther.contains(key)) {
             Die(flags.config_path + ":" + std::to_string(kv.first.Mark().line + 1) +
                 ": unknown setting '" + key + "'");
+          }
+          if (kv.second.IsSequence() && (key == "benchmark" || key == "only" || key == "skip")) {
+            std::vector<std::string> items;
+            for (const auto& item : kv.second) items.push_back(item.Scalar());
+            out[key] = kspm::common::Join(items, ",");
+            continue;
           }
           if (!kv.second.IsScalar()) {
             Die(flags.config_path + ":" + std::to_string(kv.second.Mark().line + 1) +
@@ -326,6 +334,11 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   Options scan_options = o;
   scan_options.host_root = get("host-root");
   scan_options.proc_root = get("proc-root");
+  if (!get("rules").empty() && scan_options.rules_dir.empty())
+    scan_options.rules_dir = get("rules");
+  if (!get("benchmark").empty()) scan_options.benchmarks = {get("benchmark")};
+  if (!get("only").empty()) scan_options.only = {get("only")};
+  if (!get("skip").empty()) scan_options.skip = {get("skip")};
   const Catalog catalog = LoadCatalog(scan_options);
   const Selection selection = MakeSelection(scan_options, catalog);
   auto host = MakeHost(scan_options);

@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "kspm/common/certs.h"
 #include "kspm/common/export.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
@@ -354,6 +355,24 @@ int History(const Options& o) {
   return 0;
 }
 
+struct CertsOptions {
+  std::string dir;
+  std::vector<std::string> nodes;
+  std::vector<std::string> dns;
+  std::vector<std::string> ips;
+  bool overwrite = false;
+};
+
+// `kspmctl certs init DIR`: a CA, the collector's certificate, kspmctl's, and one per node.
+int CertsInit(const CertsOptions& c) {
+  auto files = kspm::common::InitCertificateDirectory(c.dir, c.nodes, c.dns, c.ips, c.overwrite);
+  if (!files.ok()) Die(kExitUsage, std::string(files.status().message()));
+  for (const auto& f : *files) std::cout << f << "\n";
+  std::cerr << "kspmctl: keep " << c.dir << "/ca.key offline; give each node only ca.crt and its "
+            << "own nodes/<node>.crt and .key\n";
+  return 0;
+}
+
 void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--node", o.node, "Only this node");
   cmd->add_option(
@@ -390,6 +409,23 @@ int main(int argc, char** argv) {
   CLI::App* findings = app.add_subcommand("findings", "Current results that do not pass");
   CLI::App* nodes = app.add_subcommand("nodes", "Known nodes and their health");
   CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
+  CertsOptions certs_options;
+  CLI::App* certs = app.add_subcommand("certs", "Certificates for mutual TLS");
+  certs->require_subcommand(1);
+  CLI::App* certs_init = certs->add_subcommand(
+      "init", "Create a CA, the collector's, kspmctl's and nodes' certificates");
+  certs_init->add_option("dir", certs_options.dir, "Directory to write")->required();
+  certs_init->add_option("--node", certs_options.nodes, "A node name (repeat, or comma-separated)")
+      ->delimiter(',');
+  certs_init
+      ->add_option("--collector-dns", certs_options.dns,
+                   "DNS names of the collector (default: kspm-collector, localhost)")
+      ->delimiter(',');
+  certs_init
+      ->add_option("--collector-ip", certs_options.ips,
+                   "IP addresses of the collector (default: 127.0.0.1)")
+      ->delimiter(',');
+  certs_init->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
   CLI::App* history =
       app.add_subcommand("history", "Verdict changes of a node or a check over time");
   history->add_option("--node", o.node, "Only this node");
@@ -412,5 +448,12 @@ int main(int argc, char** argv) {
   if (nodes->parsed()) return Nodes(o);
   if (exp->parsed()) return Export(o);
   if (history->parsed()) return History(o);
+  if (certs_init->parsed()) {
+    if (certs_options.dns.empty() && certs_options.ips.empty()) {
+      certs_options.dns = {"kspm-collector", "localhost"};
+      certs_options.ips = {"127.0.0.1"};
+    }
+    return CertsInit(certs_options);
+  }
   return kExitUsage;
 }

@@ -1,0 +1,55 @@
+{{/*
+Labels shared by every object of the chart.
+*/}}
+{{- define "kspm.labels" -}}
+app.kubernetes.io/part-of: kspm
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/*
+Selector labels of the agent pods (stable across upgrades: a DaemonSet selector is immutable).
+*/}}
+{{- define "kspm.agent.selectorLabels" -}}
+app.kubernetes.io/name: kspm-agent
+app.kubernetes.io/part-of: kspm
+{{- end -}}
+
+{{- define "kspm.agent.labels" -}}
+{{ include "kspm.labels" . }}
+app.kubernetes.io/name: kspm-agent
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{/*
+Selector labels of the collector pods.
+*/}}
+{{- define "kspm.collector.selectorLabels" -}}
+app.kubernetes.io/name: kspm-collector
+app.kubernetes.io/part-of: kspm
+{{- end -}}
+
+{{- define "kspm.collector.labels" -}}
+{{ include "kspm.labels" . }}
+app.kubernetes.io/name: kspm-collector
+app.kubernetes.io/component: collector
+{{- end -}}
+
+{{/*
+Images: repository:tag, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "kspm.agent.image" -}}
+{{ .Values.agent.image.repository }}:{{ .Values.agent.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "kspm.collector.image" -}}
+{{ .Values.collector.image.repository }}:{{ .Values.collector.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/*
+The collector's address as agents dial it; the collector's certificate must name this host.
+*/}}
+{{- define "kspm.collector.address" -}}
+kspm-collector.{{ .Release.Namespace }}.svc:{{ .Values.collector.grpcPort }}
+{{- end -}}
