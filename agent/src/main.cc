@@ -351,7 +351,11 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   kspm::agent::DaemonSettings settings;
   settings.node.cluster = get("cluster");
   settings.node.node_name = get("node-name");
-  settings.node.drift_mode = "rescan";
+  settings.drift_mode = get("drift-mode") == "auto" ? "" : get("drift-mode");
+  settings.host_root = scan_options.host_root;
+  settings.proc_root = scan_options.proc_root.empty()
+                           ? kspm::agent::host::JoinUnderRoot(scan_options.host_root, "/proc")
+                           : scan_options.proc_root;
   settings.interval = std::chrono::seconds(ParsePositive(s, "interval"));
   settings.full_every = ParsePositive(s, "full-every");
 
@@ -455,7 +459,8 @@ int main(int argc, char** argv) {
            {"tls-key", "This node's private key"},
            {"health-listen", "HOST:PORT for GET /healthz and /readyz"},
            {"full-every", "Send every result each N-th scan, only changes otherwise (default 12)"},
-           {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"}}) {
+           {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"},
+           {"drift-mode", "auto (eBPF, else inotify), ebpf, inotify or rescan (default auto)"}}) {
     run->add_option("--" + name, run_values[name], help);
   }
   bool run_insecure = false;

@@ -232,7 +232,7 @@ int Findings(const Options& o) {
     if (rows.empty()) {
       std::cout << "no findings match\n";
     } else {
-      kspm::common::WriteText(rows, std::cout, Colour(), false);
+      kspm::common::WriteText(rows, std::cout, Colour(), true);
     }
   }
   return FailOn(o, resp);
@@ -373,6 +373,73 @@ int CertsInit(const CertsOptions& c) {
   return 0;
 }
 
+int Drift(const Options& o) {
+  auto stub = Connect(o);
+  kspm::v1::DriftRequest req;
+  req.set_cluster(o.cluster);
+  req.set_node(o.node);
+  req.set_id(o.id);
+  if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
+  kspm::v1::DriftResponse resp;
+  Check(stub->ListDrift(Context(o).get(), req, &resp), o);
+  auto changes = [](const kspm::v1::DriftEvent& e) {
+    std::string out;
+    for (const auto& c : e.changes()) {
+      if (!out.empty()) out += ", ";
+      out += c.result().benchmark_id() + " " +
+             std::string(c.old_status() == kspm::v1::STATUS_UNSPECIFIED
+                             ? "(new)"
+                             : kspm::common::StatusName(c.old_status())) +
+             "->" + std::string(kspm::common::StatusName(c.new_status()));
+    }
+    return out;
+  };
+  if (o.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& r : resp.events()) {
+      const auto& e = r.event();
+      nlohmann::json ch = nlohmann::json::array();
+      for (const auto& c : e.changes()) {
+        auto j = kspm::common::ResultToJson(c.result());
+        j["old_status"] = c.old_status() == kspm::v1::STATUS_UNSPECIFIED
+                              ? "NEW"
+                              : std::string(kspm::common::StatusName(c.old_status()));
+        ch.push_back(std::move(j));
+      }
+      list.push_back(
+          {{"event_id", e.event_id()},
+           {"cluster", r.cluster()},
+           {"node", e.node_name()},
+           {"observed_at", kspm::common::FormatRfc3339(kspm::common::FromProto(e.observed_at()))},
+           {"operation", e.operation()},
+           {"path", e.path()},
+           {"pid", e.pid()},
+           {"comm", e.comm()},
+           {"uid", e.uid()},
+           {"source", e.source()},
+           {"changes", std::move(ch)}});
+    }
+    std::cout << nlohmann::json{{"drift", list}}.dump(2) << "\n";
+    return 0;
+  }
+  kspm::common::Table table({"TIME", "NODE", "WHAT", "PATH", "BY", "SEEN BY", "CHANGES"});
+  for (const auto& r : resp.events()) {
+    const auto& e = r.event();
+    table.AddRow({kspm::common::FormatRfc3339(kspm::common::FromProto(e.observed_at())),
+                  e.node_name(), e.operation(), e.path(),
+                  e.pid() ? e.comm() + " (pid " + std::to_string(e.pid()) + ", uid " +
+                                std::to_string(e.uid()) + ")"
+                          : "-",
+                  e.source(), changes(e)});
+  }
+  if (table.size() == 0) {
+    std::cout << "no drift events match\n";
+  } else {
+    table.Print(std::cout, false);
+  }
+  return 0;
+}
+
 void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--node", o.node, "Only this node");
   cmd->add_option(
@@ -409,6 +476,11 @@ int main(int argc, char** argv) {
   CLI::App* findings = app.add_subcommand("findings", "Current results that do not pass");
   CLI::App* nodes = app.add_subcommand("nodes", "Known nodes and their health");
   CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
+  CLI::App* drift = app.add_subcommand("drift", "Changes seen between scans (drift events)");
+  drift->add_option("--node", o.node, "Only this node");
+  drift->add_option("--id", o.id, "Only events that changed this check id or item id");
+  drift->add_option("--since", o.since, "Only events since (30m, 24h, 7d, or RFC 3339)");
+  drift->add_option("--format", o.format, "table or json")->capture_default_str();
   CertsOptions certs_options;
   CLI::App* certs = app.add_subcommand("certs", "Certificates for mutual TLS");
   certs->require_subcommand(1);
@@ -448,6 +520,7 @@ int main(int argc, char** argv) {
   if (nodes->parsed()) return Nodes(o);
   if (exp->parsed()) return Export(o);
   if (history->parsed()) return History(o);
+  if (drift->parsed()) return Drift(o);
   if (certs_init->parsed()) {
     if (certs_options.dns.empty() && certs_options.ips.empty()) {
       certs_options.dns = {"kspm-collector", "localhost"};

@@ -185,7 +185,7 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 3);
+  EXPECT_EQ(Count("PRAGMA user_version"), 4);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
@@ -206,7 +206,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 3);
+  EXPECT_EQ(Count("PRAGMA user_version"), 4);
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows

@@ -29,6 +29,21 @@ bool IsPoison(grpc::StatusCode code) {
 
 void AgentDaemon::Start() {
   stop_ = false;
+  node_ = settings_.node;
+  drift_ = std::make_unique<drift::DriftEngine>(
+      host_, catalog_, selection_, settings_.node, [this](v1::NodeReport report) {
+        report.mutable_node()->set_drift_mode(node_.drift_mode);
+        report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
+        if (auto s = spool_.Append(report); !s.ok()) {
+          spdlog::error("cannot queue drift report {}: {}", report.scan_id(), s.ToString());
+          force_full_ = true;
+          return;
+        }
+        stats_.queued++;
+        stats_.drift_reports++;
+        NotifySpool();
+      });
+  node_.drift_mode = drift_->Start(settings_.drift_mode, settings_.host_root, settings_.proc_root);
   scanner_ = std::thread([this] { ScanLoop(); });
   sender_ = std::thread([this] { SendLoop(); });
 }
@@ -38,7 +53,16 @@ void AgentDaemon::Stop() {
   scan_cv_.notify_all();
   spool_cv_.notify_all();
   if (scanner_.joinable()) scanner_.join();
+  if (drift_) drift_->Stop();
   if (sender_.joinable()) sender_.join();
+}
+
+void AgentDaemon::NotifySpool() {
+  {
+    std::lock_guard lock(mu_);
+    ++spool_generation_;
+  }
+  spool_cv_.notify_all();
 }
 
 void AgentDaemon::RequestScan() {
@@ -78,8 +102,9 @@ v1::NodeReport AgentDaemon::MakeDelta(v1::NodeReport full) {
 
 void AgentDaemon::ScanLoop() {
   while (!Stopping()) {
-    v1::NodeReport report = RunScan(host_, catalog_, selection_, settings_.node);
+    v1::NodeReport report = RunScan(host_, catalog_, selection_, node_);
     report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
+    if (drift_) drift_->SetBaseline(report);
     report = MakeDelta(std::move(report));
     stats_.scans++;
     if (report.full() || report.results_size() > 0) {
@@ -91,7 +116,7 @@ void AgentDaemon::ScanLoop() {
         stats_.queued++;
         spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
                       report.full() ? "full" : "changes only");
-        spool_cv_.notify_all();
+        NotifySpool();
       }
     }
     std::unique_lock lock(mu_);
@@ -128,7 +153,7 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
   hello.mutable_hello()->mutable_node()->set_node_name(ResolveNodeName(settings_.node, host_));
   hello.mutable_hello()->mutable_node()->set_cluster(settings_.node.cluster);
   hello.mutable_hello()->mutable_node()->set_agent_version(KSPM_VERSION);
-  hello.mutable_hello()->mutable_node()->set_drift_mode(settings_.node.drift_mode);
+  hello.mutable_hello()->mutable_node()->set_drift_mode(node_.drift_mode);
   hello.mutable_hello()->set_catalog_version(catalog_.version());
   hello.mutable_hello()->set_scan_interval_seconds(
       static_cast<uint32_t>(settings_.interval.count()));
@@ -167,10 +192,16 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
 
   std::string in_flight;
   while (!Stopping()) {
+    uint64_t generation;
+    {
+      std::lock_guard lock(mu_);
+      generation = spool_generation_;
+    }
     std::optional<transport::Spool::Item> item = spool_.Front();
     if (!item) {
       std::unique_lock lock(mu_);
-      spool_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return Stopping(); });
+      spool_cv_.wait_for(lock, std::chrono::seconds(1),
+                         [&] { return Stopping() || spool_generation_ != generation; });
       std::lock_guard ack_lock(ack_mu);
       if (ended) break;
       continue;

@@ -14,6 +14,7 @@
 #include "grpcpp/channel.h"
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/checks/evaluator.h"
+#include "kspm/agent/drift/engine.h"
 #include "kspm/agent/host/host_view.h"
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/spool.h"
@@ -29,6 +30,11 @@ struct DaemonSettings {
   std::chrono::milliseconds backoff_min{500};
   std::chrono::milliseconds backoff_max{60000};
   std::chrono::seconds ack_timeout{30};
+  // Drift watching: "" picks the best mode (ebpf, then inotify); "ebpf", "inotify" or "rescan"
+  // force one. The host and proc roots are where the watcher looks.
+  std::string drift_mode;
+  std::string host_root = "/";
+  std::string proc_root = "/proc";
 };
 
 // Counters for logs, health and tests.
@@ -39,6 +45,7 @@ struct DaemonStats {
   std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> connects{0};
   std::atomic<bool> connected{false};
+  std::atomic<uint64_t> drift_reports{0};  // partial reports caused by drift events
 };
 
 // `kspm-agent run`: scans at start and every interval (with jitter), queues each report in the
@@ -69,6 +76,9 @@ class AgentDaemon {
   const DaemonStats& stats() const { return stats_; }
   // Empty when ready (a scan done and a stream up), else why not.
   std::string NotReadyReason() const;
+  // The drift mode in use (after Start).
+  std::string drift_mode() const { return drift_ ? drift_->mode() : "rescan"; }
+  uint64_t drift_events_lost() const { return drift_ ? drift_->lost() : 0; }
 
  private:
   void ScanLoop();
@@ -87,11 +97,15 @@ class AgentDaemon {
   ChannelFactory channels_;
   DaemonStats stats_;
 
+  std::unique_ptr<drift::DriftEngine> drift_;
+  NodeSettings node_;  // settings_.node with the drift mode in use
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable scan_cv_;   // wakes the scan loop
   std::condition_variable spool_cv_;  // wakes the sender
   bool scan_requested_ = false;
+  uint64_t spool_generation_ = 0;  // bumped under mu_ on every append: no lost wake-ups
+  void NotifySpool();
   std::thread scanner_;
   std::thread sender_;
 

@@ -558,10 +558,12 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
 
 std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,
                                          const host::HostView& host,
-                                         const discovery::HostState& state) {
+                                         const discovery::HostState& state,
+                                         const std::set<std::string>* components) {
   std::vector<v1::CheckResult> out;
   out.reserve(catalog.checks().size());
   for (const auto& check : catalog.checks()) {
+    if (components != nullptr && !components->contains(check.component)) continue;
     for (const auto& [benchmark, item] : check.benchmarks) {
       if (!selection.benchmarks.empty() && !selection.benchmarks.contains(benchmark)) continue;
       if (!selection.only.empty() && !Matches(check, item, selection.only)) continue;

@@ -40,10 +40,12 @@ ResolvedSetting ResolveSetting(const discovery::Component& component, const Sett
 v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
                          const host::HostView& host, const discovery::HostState& state);
 
-// Evaluates every selected check, in catalogue order, once per selected benchmark it maps to.
+// Evaluates every selected check, in catalogue order, once per selected benchmark it maps to;
+// with `components`, only the checks of those components (drift re-evaluation).
 std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,
                                          const host::HostView& host,
-                                         const discovery::HostState& state);
+                                         const discovery::HostState& state,
+                                         const std::set<std::string>* components = nullptr);
 
 // Whether a typed value meets an expectation; `why` receives a short explanation on failure.
 bool Meets(const Expectation& expect, ValueType type, const std::string& actual, std::string* why);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
+#include <filesystem>
 
 #include "spdlog/spdlog.h"
 
@@ -56,9 +57,12 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
 
 absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(std::string dir, size_t max_bytes,
                                                    size_t max_items) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoError("cannot create spool directory", dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError("cannot create spool directory " + dir + ": " + ec.message());
   }
+  ::chmod(dir.c_str(), 0700);  // reports hold the node's whole posture
   std::unique_ptr<Spool> spool(new Spool(std::move(dir), max_bytes, max_items));
   DIR* d = ::opendir(spool->dir_.c_str());
   if (d == nullptr) return ErrnoError("cannot open spool directory", spool->dir_);

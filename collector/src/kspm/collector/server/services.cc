@@ -144,6 +144,13 @@ class ConnectReactor final
                                                        "' carries a report of node '" +
                                                        report.node().node_name() + "'"};
     }
+    for (const auto& d : report.drift()) {
+      if (d.node_name() != node_) {
+        return {
+            grpc::StatusCode::PERMISSION_DENIED,
+            "stream of node '" + node_ + "' carries a drift event of node '" + d.node_name() + "'"};
+      }
+    }
     if (static_cast<size_t>(report.results_size()) > limits_.max_results_per_report) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
               "report holds " + std::to_string(report.results_size()) + " results, limit " +
@@ -267,6 +274,24 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContex
 }  // namespace kspm::collector::server
 
 namespace kspm::collector::server {
+
+grpc::ServerUnaryReactor* QueryServiceImpl::ListDrift(grpc::CallbackServerContext* context,
+                                                      const v1::DriftRequest* request,
+                                                      v1::DriftResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  store::DriftFilter filter;
+  filter.cluster = request->cluster();
+  filter.node = request->node();
+  filter.id = request->id();
+  if (request->has_since()) filter.since = common::FromProto(request->since());
+  if (request->limit() > 0) filter.limit = request->limit();
+  auto events = store_.Drift(filter);
+  if (events.ok()) {
+    for (auto& e : *events) *response->add_events() = std::move(e);
+  }
+  reactor->Finish(ToGrpc(events.status()));
+  return reactor;
+}
 
 grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext* context,
                                                     const v1::HistoryRequest* request,

@@ -69,6 +69,9 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* context,
                                     const v1::HistoryRequest* request,
                                     v1::HistoryResponse* response) override;
+  grpc::ServerUnaryReactor* ListDrift(grpc::CallbackServerContext* context,
+                                      const v1::DriftRequest* request,
+                                      v1::DriftResponse* response) override;
 
  private:
   store::Store& store_;

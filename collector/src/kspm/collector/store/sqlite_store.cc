@@ -98,6 +98,20 @@ INSERT INTO result_counts
 -- Maintaining this index cost more on every commit than it saves the rare `--since` query.
 DROP INDEX IF EXISTS results_by_changed;
 )sql",
+    // 4: drift events, as the agents observed them.
+    R"sql(
+CREATE TABLE drift_events (
+  id INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  observed_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  scan_id TEXT NOT NULL,
+  event BLOB NOT NULL              -- kspm.v1.DriftEvent
+);
+CREATE INDEX drift_by_node ON drift_events (node_id, observed_ms);
+CREATE INDEX drift_by_time ON drift_events (observed_ms);
+)sql",
 };
 
 // Interval assumed for one-shot reports (kspm-agent send), for staleness.
@@ -149,6 +163,9 @@ class SqliteStore final : public Store {
          "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, "
          "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
          "ELSE excluded.changed_ms END"},
+        {&insert_drift_,
+         "INSERT OR IGNORE INTO drift_events(event_id, node_id, observed_ms, received_ms, scan_id, "
+         "event) VALUES (?, ?, ?, ?, ?, ?)"},
         {&insert_transition_,
          "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
          "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?)"},
@@ -400,11 +417,46 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  absl::StatusOr<std::vector<v1::DriftRecord>> Drift(const DriftFilter& filter) override {
+    std::lock_guard lock(read_mu_);
+    auto stmt = PrepareRead(
+        "SELECT c.name, d.event, d.received_ms FROM drift_events d JOIN nodes n ON n.id = "
+        "d.node_id JOIN clusters c ON c.id = n.cluster_id WHERE (?1 = '' OR c.name = ?1) AND "
+        "(?2 = '' OR n.name = ?2) AND d.observed_ms >= ?3 ORDER BY d.observed_ms DESC, d.id DESC");
+    if (!stmt.ok()) return stmt.status();
+    sqlite3_bind_text(stmt->get(), 1, filter.cluster.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt->get(), 2, filter.node.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt->get(), 3, filter.since ? common::ToUnixMillis(*filter.since) : 0);
+    std::vector<v1::DriftRecord> out;
+    const size_t limit = filter.limit == 0 ? 1000 : filter.limit;
+    int rc;
+    while (out.size() < limit && (rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+      v1::DriftRecord rec;
+      rec.set_cluster(Text(stmt->get(), 0));
+      if (!rec.mutable_event()->ParseFromArray(sqlite3_column_blob(stmt->get(), 1),
+                                               sqlite3_column_bytes(stmt->get(), 1))) {
+        return absl::DataLossError(path_ + ": a stored drift event does not parse");
+      }
+      if (!filter.id.empty()) {
+        bool match = false;
+        for (const auto& ch : rec.event().changes()) {
+          match |= ch.check_id() == filter.id || ch.result().benchmark_id() == filter.id;
+        }
+        if (!match) continue;
+      }
+      *rec.mutable_received_at() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 2)));
+      out.push_back(std::move(rec));
+    }
+    return out;
+  }
+
   absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) override {
     std::lock_guard lock(write_mu_);
     const std::string ms = std::to_string(common::ToUnixMillis(cutoff));
     // Scans still named as a node's last scan stay, so the node keeps its reference.
     const std::string sql = "DELETE FROM transitions WHERE at_ms < " + ms +
+                            "; DELETE FROM drift_events WHERE observed_ms < " + ms +
                             "; DELETE FROM scans WHERE received_ms < " + ms +
                             " AND scan_id NOT IN (SELECT last_scan_id FROM nodes);";
     const int before = sqlite3_total_changes(writer_.get());
@@ -641,6 +693,21 @@ class SqliteStore final : public Store {
       sqlite3_clear_bindings(delete_stale_results_.get());
       if (rc != SQLITE_DONE) return Error(writer_.get(), "removing stale results");
     }
+    std::string event_blob;
+    for (const auto& d : report.drift()) {
+      if (d.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
+      event_blob.clear();
+      d.SerializeToString(&event_blob);
+      BindText(insert_drift_, 1, d.event_id());
+      sqlite3_bind_int64(insert_drift_.get(), 2, *node_id);
+      sqlite3_bind_int64(insert_drift_.get(), 3,
+                         common::ToUnixMillis(common::FromProto(d.observed_at())));
+      sqlite3_bind_int64(insert_drift_.get(), 4, now_ms);
+      BindText(insert_drift_, 5, report.scan_id());
+      sqlite3_bind_blob(insert_drift_.get(), 6, event_blob.data(),
+                        static_cast<int>(event_blob.size()), SQLITE_STATIC);
+      if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
+    }
     for (const auto& [bucket, delta] : counts) {
       if (delta == 0) continue;
       const auto& [benchmark, status, severity, scored] = bucket;
@@ -661,7 +728,7 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   Db reader_;
   Stmt find_scan_, upsert_cluster_, upsert_node_, insert_scan_, current_status_, upsert_result_,
-      insert_transition_, delete_stale_results_, bump_count_;
+      insert_transition_, delete_stale_results_, bump_count_, insert_drift_;
 };
 
 absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {

@@ -35,6 +35,15 @@ struct HistoryFilter {
   size_t limit = 1000;
 };
 
+// Filters for drift events. Empty fields match everything.
+struct DriftFilter {
+  std::string cluster;
+  std::string node;
+  std::string id;  // only events that changed this check id or benchmark item id
+  std::optional<common::Clock::time_point> since;
+  size_t limit = 1000;
+};
+
 // What a commit did, for logs and acks.
 struct CommitStats {
   bool duplicate = false;  // the scan id was committed before; nothing changed
@@ -63,7 +72,10 @@ class Store {
   // Verdict changes, newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Transition>> History(
       const HistoryFilter& filter) = 0;
-  // Deletes transitions and scans older than `cutoff`; returns how many rows went.
+  // Drift events, newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<v1::DriftRecord>> Drift(
+      const DriftFilter& filter) = 0;
+  // Deletes transitions, drift events and scans older than `cutoff`; returns how many rows went.
   [[nodiscard]] virtual absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) = 0;
 };
 

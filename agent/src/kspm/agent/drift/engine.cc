@@ -1,0 +1,243 @@
+#include "kspm/agent/drift/engine.h"
+
+#include "kspm/common/time.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::agent::drift {
+namespace {
+
+std::string Key(const v1::CheckResult& r) { return r.check_id() + "|" + r.benchmark(); }
+
+std::string Basename(const std::string& p) {
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+// The kernel's comm: the executable's name cut to 15 bytes.
+std::string Comm(const std::string& name) { return name.substr(0, 15); }
+
+}  // namespace
+
+WatchSet ComputeWatchSet(const checks::Catalog& catalog, const discovery::HostState& state,
+                         const v1::NodeReport& last_full,
+                         std::map<std::string, std::set<std::string>>* owners) {
+  WatchSet set;
+  auto add = [&](const std::string& path, const std::string& component) {
+    if (path.empty() || path[0] != '/') return;
+    set.paths.insert(path);
+    (*owners)[path].insert(component);
+  };
+  for (const auto& spec : catalog.components()) {
+    for (const auto& p : spec.processes) set.comms.insert(Comm(p[0]));
+    for (const auto& e : spec.embedded) set.comms.insert(Comm(e.process[0]));
+    const auto it = state.components.find(spec.name);
+    if (it == state.components.end() || !it->second.present) continue;
+    const auto& c = it->second;
+    for (const auto& layer : c.layers) add(layer.path, c.name);
+    for (const auto& [role, file] : c.files) add(file.path, c.name);
+    add(c.manifest_path, c.name);
+  }
+  // Literal paths of file checks, and every file the last results read.
+  for (const auto& check : catalog.checks()) {
+    if (check.file) {
+      for (const auto& p : check.file->paths) add(p, check.component);
+    }
+  }
+  for (const auto& r : last_full.results()) {
+    for (const auto& e : r.evidence()) {
+      if (e.source_kind() == v1::SOURCE_KIND_FILE_METADATA ||
+          e.source_kind() == v1::SOURCE_KIND_CONFIG_FILE ||
+          e.source_kind() == v1::SOURCE_KIND_DROP_IN) {
+        add(e.path(), r.component());
+      }
+    }
+  }
+  return set;
+}
+
+std::string DriftEngine::Start(const std::string& forced, const std::string& host_root,
+                               const std::string& proc_root) {
+  if (forced == "rescan") {
+    mode_ = "rescan";
+    notes_ = "drift watching turned off; changes are seen at the next scan";
+  } else {
+    auto w = StartBestWatcher(
+        forced, host_root, proc_root, [this](RawEvent ev) { OnEvent(std::move(ev)); }, &notes_);
+    if (w.ok()) {
+      watcher_ = *std::move(w);
+      mode_ = watcher_->mode();
+    } else {
+      mode_ = "rescan";
+      notes_ += (notes_.empty() ? "" : "; ") + std::string(w.status().message()) +
+                "; falling back to periodic rescans";
+    }
+  }
+  if (!notes_.empty()) spdlog::warn("drift: {}", notes_);
+  spdlog::info("drift mode: {}", mode_);
+  thread_ = std::thread([this] { Run(); });
+  return mode_;
+}
+
+void DriftEngine::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  watcher_.reset();
+}
+
+void DriftEngine::SetBaseline(const v1::NodeReport& full) {
+  const discovery::HostState state = discovery::Discover(host_, catalog_);
+  std::map<std::string, std::set<std::string>> owners;
+  const WatchSet set = ComputeWatchSet(catalog_, state, full, &owners);
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& r : full.results()) last_[Key(r)] = r;
+    owners_ = std::move(owners);
+  }
+  if (watcher_) {
+    if (auto s = watcher_->Update(set); !s.ok()) spdlog::warn("drift: {}", s.ToString());
+  }
+}
+
+void DriftEngine::OnEvent(RawEvent ev) {
+  events_++;
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(ev));
+  }
+  cv_.notify_all();
+}
+
+std::set<std::string> DriftEngine::AffectedComponents(const RawEvent& ev) const {
+  std::set<std::string> out;
+  if (ev.operation == "exec" || ev.operation == "exit") {
+    for (const auto& spec : catalog_.components()) {
+      for (const auto& p : spec.processes) {
+        if (Comm(p[0]) == ev.comm) out.insert(spec.name);
+      }
+      for (const auto& e : spec.embedded) {
+        if (Comm(e.process[0]) == ev.comm) out.insert(spec.name);
+      }
+    }
+    return out;
+  }
+  std::lock_guard lock(mu_);
+  if (!ev.relative) {
+    if (const auto it = owners_.find(ev.path); it != owners_.end()) return it->second;
+    return out;
+  }
+  // Matched by name only: every watched file of that name (user space cannot tell which).
+  for (const auto& [path, components] : owners_) {
+    if (Basename(path) == ev.path) out.insert(components.begin(), components.end());
+  }
+  return out;
+}
+
+void DriftEngine::Run() {
+  struct Pending {
+    std::chrono::steady_clock::time_point due;
+    std::set<std::string> components;
+    std::vector<RawEvent> cause;
+  };
+  std::vector<Pending> later;  // second looks after writes
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    auto next_due = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    for (const auto& p : later) next_due = std::min(next_due, p.due);
+    cv_.wait_until(lock, next_due, [this] { return stop_ || !queue_.empty(); });
+    if (stop_) break;
+    std::vector<RawEvent> batch;
+    if (!queue_.empty()) {
+      // Let a burst settle, then take everything that arrived.
+      lock.unlock();
+      std::this_thread::sleep_for(settle_);
+      lock.lock();
+      batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+      queue_.clear();
+    }
+    lock.unlock();
+    if (!batch.empty()) {
+      std::set<std::string> components;
+      bool writes = false;
+      for (const auto& ev : batch) {
+        auto affected = AffectedComponents(ev);
+        components.insert(affected.begin(), affected.end());
+        writes |= ev.operation == "write" || ev.operation == "truncate";
+      }
+      if (!components.empty()) {
+        Reevaluate(components, batch);
+        if (writes) {
+          later.push_back({std::chrono::steady_clock::now() + std::chrono::milliseconds(250),
+                           components, batch});
+        }
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = later.begin(); it != later.end();) {
+      if (it->due <= now) {
+        Reevaluate(it->components, it->cause);
+        it = later.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    lock.lock();
+  }
+}
+
+bool DriftEngine::Reevaluate(const std::set<std::string>& components,
+                             const std::vector<RawEvent>& cause) {
+  const discovery::HostState state = discovery::Discover(host_, catalog_);
+  auto results = checks::EvaluateAll(catalog_, selection_, host_, state, &components);
+  v1::NodeReport report;
+  v1::DriftEvent event;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& r : results) {
+      const std::string key = Key(r);
+      const auto it = last_.find(key);
+      v1::Status old_status = v1::STATUS_UNSPECIFIED;
+      if (it != last_.end()) {
+        if (it->second.SerializeAsString() == r.SerializeAsString()) continue;
+        old_status = it->second.status();
+      }
+      auto* change = event.add_changes();
+      change->set_check_id(r.check_id());
+      change->set_old_status(old_status);
+      change->set_new_status(r.status());
+      *change->mutable_result() = r;
+      *report.add_results() = r;
+      last_[key] = std::move(r);
+    }
+  }
+  if (report.results_size() == 0) return false;
+  const RawEvent& first = cause.front();
+  event.set_event_id(common::NewUuid());
+  event.set_node_name(ResolveNodeName(node_, host_));
+  *event.mutable_observed_at() =
+      common::ToProto(common::Clock::now() - std::chrono::duration_cast<common::Clock::duration>(
+                                                 std::chrono::steady_clock::now() - first.seen));
+  event.set_operation(first.operation);
+  event.set_path(first.path);
+  event.set_pid(first.pid);
+  event.set_comm(first.comm);
+  event.set_uid(first.uid);
+  event.set_source(first.source);
+  report.set_scan_id(common::NewUuid());
+  *report.mutable_started_at() = event.observed_at();
+  *report.mutable_finished_at() = common::ToProto(common::Clock::now());
+  *report.mutable_node() = MakeIdentity(state, node_, host_);
+  report.set_full(false);
+  report.set_host_root(host_.root());
+  *report.add_drift() = event;
+  spdlog::info("drift: {} {} by pid {} ({}) changed {} result(s)", event.operation(), event.path(),
+               event.pid(), event.comm(), event.changes_size());
+  emit_(std::move(report));
+  return true;
+}
+
+}  // namespace kspm::agent::drift
