@@ -1,5 +1,6 @@
 // kspm-collector: receives agent reports over gRPC (mutual TLS) and keeps posture in sqlite.
 //   kspm-collector serve --listen ADDR --db PATH --tls-ca CA --tls-cert CERT --tls-key KEY
+//   kspm-collector scan-cluster --from DIR [--format text|json] [--exceptions FILE]
 #include <signal.h>
 
 #include <csignal>
@@ -7,6 +8,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "kspm/collector/cluster/command.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/logging.h"
 #include "spdlog/spdlog.h"
@@ -88,7 +90,37 @@ int main(int argc, char** argv) {
   serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")
       ->capture_default_str();
 
+  kspm::collector::cluster::ScanClusterCommand scan_cluster;
+  CLI::App* scan = app.add_subcommand(
+      "scan-cluster", "Evaluate the cluster-level checks once (offline snapshot or the API)");
+  scan->add_option("--from", scan_cluster.from,
+                   "Directory of `kubectl get -A -o json` outputs and YAML manifests");
+  scan->add_option("--kubeconfig", scan_cluster.kubeconfig,
+                   "Read the API with this kubeconfig (default: in-cluster credentials)");
+  scan->add_option("--context", scan_cluster.context, "kubeconfig context (default: current)");
+  scan->add_option("--cluster-name", scan_cluster.cluster_name, "Cluster name shown in output");
+  scan->add_option("--format", scan_cluster.format, "text or json")->capture_default_str();
+  scan->add_option("--exceptions", scan_cluster.exceptions,
+                   "YAML file of accepted findings (reason and expiry each)");
+  scan->add_flag("--include-system", scan_cluster.include_system,
+                 "Also evaluate Kubernetes' own roles, bindings and kube-system workloads");
+  scan->add_option("--system-namespace", scan_cluster.system_namespaces,
+                   "Another namespace to treat as system (repeat)");
+  scan->add_option("--benchmark", scan_cluster.benchmarks,
+                   "Only this benchmark: cis-kubernetes-1.12, nsa-cisa-1.2 (repeat)");
+  scan->add_option("-o,--output", scan_cluster.output, "Write to this file");
+  scan->add_flag("-v,--verbose", scan_cluster.verbose, "Every result and its remediation");
+  scan->add_option("--timeout", scan_cluster.timeout_seconds, "Seconds per API request")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+  if (scan->parsed()) {
+    if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
+      std::cerr << "kspm-collector: " << s.message() << "\n";
+      return kExitUsage;
+    }
+    return kspm::collector::cluster::RunScanCluster(scan_cluster);
+  }
   options.history_retention = std::chrono::hours(24 * retention_days);
   if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
     std::cerr << "kspm-collector: " << s.message() << "\n";

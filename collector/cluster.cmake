@@ -1,0 +1,38 @@
+# Cluster-level checks: the Kubernetes API client, offline snapshots, the cluster check catalogue
+# (collector/catalog/cluster.yaml, embedded), RBAC and workload evaluation, exceptions and the
+# merge into the collector's posture. Included by collector/CMakeLists.txt.
+find_package(CURL REQUIRED)
+
+set(KSPM_CLUSTER_CATALOG_CC ${CMAKE_CURRENT_BINARY_DIR}/cluster_catalog.cc)
+set(KSPM_CLUSTER_CATALOG_YAML ${CMAKE_CURRENT_SOURCE_DIR}/catalog/cluster.yaml)
+set(KSPM_CONTROL_PLANE_YAML ${PROJECT_SOURCE_DIR}/agent/catalog/kubernetes-control-plane.yaml)
+add_custom_command(
+  OUTPUT ${KSPM_CLUSTER_CATALOG_CC}
+  COMMAND ${CMAKE_COMMAND} -DOUT=${KSPM_CLUSTER_CATALOG_CC}
+          -DCLUSTER=${KSPM_CLUSTER_CATALOG_YAML} -DCONTROL_PLANE=${KSPM_CONTROL_PLANE_YAML}
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/catalog/embed.cmake
+  DEPENDS ${KSPM_CLUSTER_CATALOG_YAML} ${KSPM_CONTROL_PLANE_YAML}
+          ${CMAKE_CURRENT_SOURCE_DIR}/catalog/embed.cmake
+  COMMENT "Embedding the cluster check catalogue")
+
+add_library(kspm_cluster_lib STATIC
+  ${KSPM_CLUSTER_CATALOG_CC}
+  src/kspm/collector/k8s/object.cc
+  src/kspm/collector/k8s/snapshot_dir.cc
+  src/kspm/collector/cluster/catalog.cc
+  src/kspm/collector/cluster/system_policy.cc
+  src/kspm/collector/cluster/rbac.cc
+  src/kspm/collector/cluster/workloads.cc
+  src/kspm/collector/cluster/evaluators.cc
+  src/kspm/collector/cluster/rbac_checks.cc
+  src/kspm/collector/cluster/pod_checks.cc
+  src/kspm/collector/cluster/namespace_checks.cc
+  src/kspm/collector/cluster/exceptions.cc
+  src/kspm/collector/cluster/scan.cc
+  src/kspm/collector/cluster/report.cc
+  src/kspm/collector/cluster/command.cc)
+target_include_directories(kspm_cluster_lib PUBLIC src)
+target_link_libraries(kspm_cluster_lib PUBLIC kspm_collector_lib kspm_common kspm_proto yaml-cpp
+  nlohmann_json::nlohmann_json spdlog::spdlog CURL::libcurl absl::status absl::statusor)
+
+target_link_libraries(kspm-collector PRIVATE kspm_cluster_lib)

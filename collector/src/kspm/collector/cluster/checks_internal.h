@@ -1,0 +1,45 @@
+#pragma once
+
+// Shared by the evaluator files; not part of the module's interface.
+#include <string>
+#include <vector>
+
+#include "kspm/collector/cluster/evaluators.h"
+
+namespace kspm::collector::cluster::internal {
+
+// RBAC and service accounts (rbac_checks.cc).
+std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx);
+std::vector<Finding> RbacClusterAdmin(const CheckDef& c, const Context& ctx);
+std::vector<Finding> RbacWildcard(const CheckDef& c, const Context& ctx);
+std::vector<Finding> RbacSubjects(const CheckDef& c, const Context& ctx);
+std::vector<Finding> SaDefault(const CheckDef& c, const Context& ctx);
+std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx);
+
+// Pod specs of workloads (pod_checks.cc).
+std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx);
+
+// Namespaces (namespace_checks.cc).
+std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx);
+std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx);
+std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx);
+std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx);
+
+// Helpers.
+v1::Resource MakeResource(const std::string& kind, const std::string& ns, const std::string& name,
+                          const std::string& container = "");
+Finding NotApplicable(std::string reason);
+// A cluster-wide verdict (resource kind `Cluster`).
+Finding ClusterVerdict(v1::Status status, std::string reason,
+                       std::vector<v1::Evidence> evidence = {});
+// A JSON value as evidence text: strings bare, everything else as compact JSON.
+std::string ValueText(const nlohmann::json& v);
+// `(N system objects not evaluated; --include-system evaluates them)`, or "" when N is 0.
+std::string SkipNote(size_t skipped, const char* what);
+// Member lookup that tolerates non-objects: null when absent.
+const nlohmann::json* Field(const nlohmann::json& j, const char* key);
+std::string StrField(const nlohmann::json& j, const char* key);
+// Namespaces that run at least one evaluated workload.
+std::set<std::string> NamespacesWithWorkloads(const Context& ctx);
+
+}  // namespace kspm::collector::cluster::internal

@@ -1,0 +1,33 @@
+#pragma once
+
+// `kspm-collector scan-cluster`: one evaluation of a cluster, from an offline snapshot
+// directory (`--from DIR`) or from the API (`--kubeconfig PATH`, or in-cluster credentials),
+// printed as text or JSON. Exit codes: 0 the scan ran (findings are data, not errors), 2 usage
+// or start-up error (bad flags, unreadable directory or exceptions file, API unreachable or
+// refusing the credentials).
+#include <string>
+#include <vector>
+
+namespace kspm::collector::cluster {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 2;
+
+struct ScanClusterCommand {
+  std::string from;        // snapshot directory; empty: read the API
+  std::string kubeconfig;  // kubeconfig for the API; empty: in-cluster credentials
+  std::string context;     // kubeconfig context; empty: current-context
+  std::string cluster_name;
+  std::string format = "text";  // text or json
+  std::string exceptions;       // exceptions file
+  bool include_system = false;
+  std::vector<std::string> system_namespaces;  // added to the defaults
+  std::vector<std::string> benchmarks;         // empty: every benchmark
+  std::string output;                          // file; empty: stdout
+  bool verbose = false;
+  int timeout_seconds = 30;
+};
+
+int RunScanCluster(const ScanClusterCommand& command);
+
+}  // namespace kspm::collector::cluster

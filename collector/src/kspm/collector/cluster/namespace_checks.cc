@@ -1,0 +1,273 @@
+// Namespace evaluators: Pod Security Admission labels (CIS 5.2.x on the admission side), policy
+// engines (5.2.1), NetworkPolicy coverage (5.3.2) and the default namespace (5.6.4).
+//
+// Namespaces that run no workload are counted but not judged one by one: a stock cluster's empty
+// `default` namespace is not a finding, and a namespace becomes one when a workload lands there.
+#include <set>
+
+#include "kspm/collector/cluster/checks_internal.h"
+#include "kspm/common/strings.h"
+
+namespace kspm::collector::cluster::internal {
+namespace {
+
+constexpr std::string_view kEnforce = "pod-security.kubernetes.io/enforce";
+
+int Level(std::string_view level) {
+  if (level == "restricted") return 2;
+  if (level == "baseline") return 1;
+  return 0;  // privileged, or anything the admission plugin would refuse as a label
+}
+
+// Admission webhooks of known policy engines, and ValidatingAdmissionPolicyBindings: kspm does
+// not read their policies, so a namespace they may cover is MANUAL rather than FAIL.
+std::vector<std::string> PolicyEngines(const Context& ctx) {
+  static const char* kEngines[] = {"kyverno",  "gatekeeper", "kubewarden",
+                                   "jspolicy", "polaris",    "opa"};
+  std::vector<std::string> out;
+  for (const char* kind : {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}) {
+    for (const auto& o : ctx.snapshot.Of(kind)) {
+      for (const char* engine : kEngines) {
+        if (o.name.find(engine) != std::string::npos) {
+          out.push_back(o.Describe());
+          break;
+        }
+      }
+    }
+  }
+  for (const auto& o : ctx.snapshot.Of("ValidatingAdmissionPolicyBinding")) {
+    out.push_back(o.Describe());
+  }
+  return out;
+}
+
+struct NamespaceSet {
+  std::vector<const k8s::Object*> judged;  // non-system namespaces that run workloads
+  size_t system = 0;
+  size_t empty = 0;
+};
+
+NamespaceSet JudgedNamespaces(const Context& ctx) {
+  NamespaceSet out;
+  const auto busy = NamespacesWithWorkloads(ctx);
+  for (const auto& ns : ctx.snapshot.Of("Namespace")) {
+    if (ctx.policy.skip() && ctx.policy.IsSystemNamespace(ns.name)) {
+      ++out.system;
+    } else if (!busy.contains(ns.name)) {
+      ++out.empty;
+    } else {
+      out.judged.push_back(&ns);
+    }
+  }
+  return out;
+}
+
+std::string Counted(const NamespaceSet& set) {
+  std::string out;
+  if (set.empty) out += " (" + std::to_string(set.empty) + " namespaces without workloads)";
+  return out + SkipNote(set.system, "namespaces");
+}
+
+std::optional<std::string> Label(const k8s::Object& o, std::string_view key) {
+  const auto& labels = o.labels();
+  const auto it = labels.find(std::string(key));
+  if (it == labels.end()) return std::nullopt;
+  return ValueText(*it);
+}
+
+Finding NamespaceFinding(const k8s::Object& ns) {
+  Finding f;
+  f.resource = MakeResource("Namespace", "", ns.name);
+  f.labels = &ns.labels();
+  return f;
+}
+
+void AddPsaEvidence(const k8s::Object& ns, Finding& f) {
+  const std::string source = ns.Describe();
+  f.evidence.push_back(
+      ApiEvidence("metadata.labels[" + std::string(kEnforce) + "]", source, Label(ns, kEnforce)));
+  for (const char* mode : {"audit", "warn"}) {
+    const std::string key = "pod-security.kubernetes.io/" + std::string(mode);
+    if (auto v = Label(ns, key))
+      f.evidence.push_back(ApiEvidence("metadata.labels[" + key + "]", source, v));
+  }
+}
+
+}  // namespace
+
+std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx) {
+  const NamespaceSet set = JudgedNamespaces(ctx);
+  if (set.judged.empty()) {
+    return {NotApplicable("no namespace outside the system ones runs workloads" + Counted(set))};
+  }
+  const auto engines = PolicyEngines(ctx);
+  std::vector<Finding> out;
+  for (const auto* ns : set.judged) {
+    Finding f = NamespaceFinding(*ns);
+    AddPsaEvidence(*ns, f);
+    const auto enforce = Label(*ns, kEnforce);
+    const std::string shown = enforce ? *enforce : "not set";
+    if (enforce && Level(*enforce) >= Level(c.level)) {
+      f.status = v1::STATUS_PASS;
+      f.reason = "Pod Security Admission enforces " + *enforce + ", which refuses " + c.control;
+    } else if (!engines.empty()) {
+      f.status = v1::STATUS_MANUAL;
+      f.evidence.push_back(ApiEvidence("policy engines", "admission configuration objects",
+                                       common::Join(engines, ", ")));
+      f.reason = "enforce is " + shown + "; " + engines.front() + " may refuse " + c.control +
+                 ", but kspm does not read its policies: check them";
+    } else {
+      f.status = v1::STATUS_FAIL;
+      f.reason = "enforce is " + shown +
+                 (enforce ? ""
+                          : " (the API server's default, privileged "
+                            "unless its admission configuration "
+                            "says otherwise)") +
+                 ", so pods with " + c.control + " are admitted; " + c.level + " refuses them";
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx) {
+  const NamespaceSet set = JudgedNamespaces(ctx);
+  if (set.judged.empty()) {
+    return {NotApplicable("no namespace outside the system ones runs workloads" + Counted(set))};
+  }
+  const auto engines = PolicyEngines(ctx);
+  std::vector<Finding> out;
+  for (const auto* ns : set.judged) {
+    Finding f = NamespaceFinding(*ns);
+    AddPsaEvidence(*ns, f);
+    const auto enforce = Label(*ns, kEnforce);
+    if (enforce && Level(*enforce) >= 1) {
+      f.status = v1::STATUS_PASS;
+      f.reason = "Pod Security Admission enforces " + *enforce;
+    } else if (!engines.empty()) {
+      f.status = v1::STATUS_PASS;
+      f.evidence.push_back(ApiEvidence("policy engines", "admission configuration objects",
+                                       common::Join(engines, ", ")));
+      f.reason = "admission is controlled by " + common::Join(engines, ", ");
+    } else {
+      f.status = v1::STATUS_FAIL;
+      f.reason = "no policy controls pod admission: enforce is " +
+                 (enforce ? *enforce : std::string("not set")) +
+                 " and no policy engine webhook or ValidatingAdmissionPolicyBinding exists";
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx) {
+  // Namespaced policy kinds of any CNI: networking.k8s.io, Cilium, Calico.
+  std::map<std::string, std::vector<const k8s::Object*>> policies;
+  for (const char* kind : {"NetworkPolicy", "CiliumNetworkPolicy"}) {
+    for (const auto& p : ctx.snapshot.Of(kind)) policies[p.ns].push_back(&p);
+  }
+  // Namespaces come from Namespace objects, or from workloads when the snapshot has none.
+  std::set<std::string> names;
+  for (const auto& ns : ctx.snapshot.Of("Namespace")) names.insert(ns.name);
+  if (names.empty()) {
+    for (const auto& w : ctx.workloads.workloads) names.insert(w.ns);
+  }
+  const auto busy = NamespacesWithWorkloads(ctx);
+  size_t system = 0, empty = 0;
+  std::vector<Finding> out;
+  for (const auto& name : names) {
+    if (ctx.policy.skip() && ctx.policy.IsSystemNamespace(name)) {
+      ++system;
+      continue;
+    }
+    if (!busy.contains(name)) {
+      ++empty;
+      continue;
+    }
+    Finding f;
+    f.resource = MakeResource("Namespace", "", name);
+    if (const auto* obj = ctx.snapshot.Find("Namespace", "", name)) f.labels = &obj->labels();
+    const auto& list = policies[name];
+    if (list.empty()) {
+      f.status = v1::STATUS_FAIL;
+      f.evidence.push_back(
+          ApiEvidence("NetworkPolicy", "NetworkPolicies in namespace " + name, std::nullopt));
+      f.reason = "namespace " + name +
+                 " runs workloads and has no NetworkPolicy: every pod "
+                 "accepts traffic from anywhere in the cluster";
+    } else {
+      f.status = v1::STATUS_PASS;
+      std::vector<std::string> names_of;
+      for (const auto* p : list) names_of.push_back(p->name);
+      f.evidence.push_back(ApiEvidence("NetworkPolicy", "NetworkPolicies in namespace " + name,
+                                       common::Join(names_of, ", ")));
+      f.reason = "namespace " + name + " has " + std::to_string(list.size()) + " NetworkPolicy " +
+                 (list.size() == 1 ? "object" : "objects");
+    }
+    out.push_back(std::move(f));
+  }
+  if (out.empty()) {
+    std::string note;
+    if (empty) note += " (" + std::to_string(empty) + " namespaces without workloads)";
+    return {NotApplicable("no namespace outside the system ones runs workloads" + note +
+                          SkipNote(system, "namespaces"))};
+  }
+  return out;
+}
+
+std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx) {
+  // What Kubernetes itself keeps in `default`.
+  auto built_in = [](const k8s::Object& o) {
+    if (o.kind == "Service" || o.kind == "Endpoints" || o.kind == "EndpointSlice") {
+      return o.name == "kubernetes" || o.name.starts_with("kubernetes-");
+    }
+    if (o.kind == "ServiceAccount") return o.name == "default";
+    if (o.kind == "ConfigMap") return o.name == "kube-root-ca.crt";
+    if (o.kind == "Secret") return StrField(o.doc, "type") == "kubernetes.io/service-account-token";
+    return o.kind == "Event" || o.kind == "Lease";
+  };
+  const auto& workload_kinds = WorkloadKinds();
+  bool any_namespaced = false;
+  std::vector<Finding> out;
+  for (const auto& [kind, count] : ctx.snapshot.Counts()) {
+    const bool workload_kind =
+        std::find(workload_kinds.begin(), workload_kinds.end(), kind) != workload_kinds.end();
+    for (const auto& o : ctx.snapshot.Of(kind)) {
+      if (o.ns.empty()) break;  // a cluster-scoped kind
+      any_namespaced = true;
+      if (workload_kind || o.ns != "default" || built_in(o)) continue;
+      Finding f;
+      f.status = v1::STATUS_FAIL;
+      f.resource = MakeResource(o.kind, o.ns, o.name);
+      f.labels = &o.labels();
+      f.evidence.push_back(ApiEvidence("metadata.namespace", o.Describe(), o.ns));
+      f.reason = o.Describe() + " lives in the default namespace";
+      out.push_back(std::move(f));
+    }
+  }
+  // Workloads once, at their controller.
+  for (const auto& w : ctx.workloads.workloads) {
+    if (w.ns != "default") continue;
+    Finding f;
+    f.status = v1::STATUS_FAIL;
+    f.resource = MakeResource(w.kind, w.ns, w.name);
+    f.labels = &w.labels();
+    f.pod_labels = &w.pod_labels();
+    f.evidence.push_back(ApiEvidence("metadata.namespace", w.evidence_source, w.ns));
+    f.reason = w.kind + " default/" + w.name + " runs in the default namespace";
+    out.push_back(std::move(f));
+  }
+  if (!out.empty()) return out;
+  if (!any_namespaced && ctx.snapshot.Find("Namespace", "", "default") == nullptr) {
+    return {NotApplicable("the snapshot holds no namespaced objects")};
+  }
+  Finding f;
+  f.status = v1::STATUS_PASS;
+  f.resource = MakeResource("Namespace", "", "default");
+  f.evidence.push_back(ApiEvidence("metadata.namespace", "objects in namespace default",
+                                   "only the objects Kubernetes creates"));
+  f.reason = "the default namespace holds only what Kubernetes creates itself";
+  return {f};
+}
+
+}  // namespace kspm::collector::cluster::internal

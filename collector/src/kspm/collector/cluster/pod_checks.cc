@@ -1,0 +1,472 @@
+// Pod-spec evaluators (CIS 5.2.x, 5.4.1, 5.6.2, 5.6.3), one finding per workload at its
+// controller. Containers, init containers and ephemeral containers are all read; fields that
+// exist at both levels (runAsUser, runAsNonRoot, seccompProfile, windowsOptions) take the
+// container's value over the pod's, as the kubelet does.
+#include <set>
+
+#include "kspm/collector/cluster/checks_internal.h"
+#include "kspm/common/strings.h"
+
+namespace kspm::collector::cluster::internal {
+namespace {
+
+// Evidence entries kept for a passing workload: enough to show what was read, bounded so that a
+// pod with many containers does not make every result large.
+constexpr size_t kMaxPassEvidence = 6;
+
+struct Container {
+  const nlohmann::json* spec;
+  std::string name;
+  std::string path;  // e.g. `spec.template.spec.containers[app]`
+};
+
+std::vector<Container> Containers(const Workload& w) {
+  std::vector<Container> out;
+  for (const char* list : {"initContainers", "containers", "ephemeralContainers"}) {
+    const auto* items = Field(*w.spec, list);
+    if (items == nullptr || !items->is_array()) continue;
+    for (const auto& c : *items) {
+      const std::string name = StrField(c, "name");
+      out.push_back({&c, name, w.spec_path + "." + list + "[" + name + "]"});
+    }
+  }
+  return out;
+}
+
+// A value read from a path, with the path it came from (or where it would be).
+struct Read {
+  const nlohmann::json* value = nullptr;
+  std::string path;
+  std::optional<std::string> Text() const {
+    return value ? std::optional(ValueText(*value)) : std::nullopt;
+  }
+  bool IsTrue() const { return value && value->is_boolean() && value->get<bool>(); }
+  bool IsFalse() const { return value && value->is_boolean() && !value->get<bool>(); }
+};
+
+const nlohmann::json* SecurityContext(const nlohmann::json& j) {
+  return Field(j, "securityContext");
+}
+
+Read ContainerField(const Container& c, const char* field) {
+  Read r{nullptr, c.path + ".securityContext." + field};
+  if (const auto* sc = SecurityContext(*c.spec)) r.value = Field(*sc, field);
+  return r;
+}
+
+// Container setting over pod setting; the path names where the value was found.
+Read Effective(const Workload& w, const Container& c, const char* field) {
+  Read r = ContainerField(c, field);
+  if (r.value) return r;
+  if (const auto* sc = SecurityContext(*w.spec)) {
+    if (const auto* v = Field(*sc, field)) return {v, w.spec_path + ".securityContext." + field};
+  }
+  return r;
+}
+
+std::vector<std::string> Capabilities(const Container& c, const char* which) {
+  std::vector<std::string> out;
+  const auto* sc = SecurityContext(*c.spec);
+  const auto* caps = sc ? Field(*sc, "capabilities") : nullptr;
+  const auto* list = caps ? Field(*caps, which) : nullptr;
+  if (list == nullptr || !list->is_array()) return out;
+  for (const auto& v : *list) {
+    if (!v.is_string()) continue;
+    std::string cap = v.get<std::string>();
+    if (cap.starts_with("CAP_")) cap = cap.substr(4);  // runtimes accept both spellings
+    out.push_back(cap);
+  }
+  return out;
+}
+
+bool Has(const std::vector<std::string>& list, std::string_view v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+
+std::string ListText(const std::vector<std::string>& list) {
+  return "[" + common::Join(list, ", ") + "]";
+}
+
+// What one rule found in one workload.
+struct Outcome {
+  std::vector<v1::Evidence> evidence;
+  std::vector<std::string> violations;  // one line each
+  std::set<std::string> containers;     // containers at fault ("" for pod-level faults)
+  bool not_applicable = false;
+  std::string na_reason;
+  void Fail(const std::string& container, std::string line) {
+    containers.insert(container);
+    violations.push_back(std::move(line));
+  }
+};
+
+using Rule = void (*)(const Workload&, const std::vector<Container>&, Outcome&);
+
+void PodFlag(const Workload& w, const char* field, Outcome& o) {
+  const auto* v = Field(*w.spec, field);
+  o.evidence.push_back(ApiEvidence(w.spec_path + "." + field, w.evidence_source,
+                                   v ? std::optional(ValueText(*v)) : std::nullopt));
+  if (v && v->is_boolean() && v->get<bool>()) o.Fail("", std::string(field) + " is true");
+}
+
+void Privileged(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const Read r = ContainerField(c, "privileged");
+    o.evidence.push_back(ApiEvidence(r.path, w.evidence_source, r.Text()));
+    if (r.IsTrue()) o.Fail(c.name, "container " + c.name + " is privileged");
+  }
+}
+
+void HostPid(const Workload& w, const std::vector<Container>&, Outcome& o) {
+  PodFlag(w, "hostPID", o);
+}
+void HostIpc(const Workload& w, const std::vector<Container>&, Outcome& o) {
+  PodFlag(w, "hostIPC", o);
+}
+void HostNetwork(const Workload& w, const std::vector<Container>&, Outcome& o) {
+  PodFlag(w, "hostNetwork", o);
+}
+
+void PrivilegeEscalation(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const Read r = ContainerField(c, "allowPrivilegeEscalation");
+    o.evidence.push_back(ApiEvidence(r.path, w.evidence_source, r.Text()));
+    if (r.IsFalse()) continue;
+    std::string line = "container " + c.name + ": allowPrivilegeEscalation is " +
+                       (r.value ? ValueText(*r.value) : "not set (the default allows it)");
+    if (ContainerField(c, "privileged").IsTrue()) line += "; privileged implies it";
+    o.Fail(c.name, std::move(line));
+  }
+}
+
+bool IsWindows(const Workload& w) {
+  const auto* os = Field(*w.spec, "os");
+  return os && StrField(*os, "name") == "windows";
+}
+
+void RunAsRoot(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  if (IsWindows(w)) {
+    o.not_applicable = true;
+    o.na_reason = "a Windows pod (spec.os.name windows): runAsUser does not apply";
+    return;
+  }
+  for (const auto& c : cs) {
+    const Read non_root = Effective(w, c, "runAsNonRoot");
+    const Read user = Effective(w, c, "runAsUser");
+    o.evidence.push_back(ApiEvidence(non_root.path, w.evidence_source, non_root.Text()));
+    o.evidence.push_back(ApiEvidence(user.path, w.evidence_source, user.Text()));
+    const bool uid_zero =
+        user.value && user.value->is_number_integer() && user.value->get<int64_t>() == 0;
+    const bool uid_set_non_zero =
+        user.value && user.value->is_number_integer() && user.value->get<int64_t>() != 0;
+    if (uid_zero) {
+      o.Fail(c.name, "container " + c.name + " runs as UID 0 (" + user.path + ")");
+    } else if (!non_root.IsTrue() && !uid_set_non_zero) {
+      o.Fail(c.name, "container " + c.name +
+                         ": runAsNonRoot is not true and runAsUser is not set, so the image's "
+                         "user (often root) applies");
+    }
+  }
+}
+
+void NetRaw(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const auto add = Capabilities(c, "add");
+    const auto drop = Capabilities(c, "drop");
+    const std::string base = c.path + ".securityContext.capabilities.";
+    o.evidence.push_back(ApiEvidence(base + "drop", w.evidence_source,
+                                     drop.empty() ? std::nullopt : std::optional(ListText(drop))));
+    if (!add.empty())
+      o.evidence.push_back(ApiEvidence(base + "add", w.evidence_source, ListText(add)));
+    if (ContainerField(c, "privileged").IsTrue()) {
+      o.Fail(c.name, "container " + c.name + " is privileged and so holds NET_RAW");
+    } else if (Has(add, "NET_RAW") || Has(add, "ALL")) {
+      o.Fail(c.name, "container " + c.name + " adds " + (Has(add, "ALL") ? "ALL" : "NET_RAW"));
+    } else if (!Has(drop, "NET_RAW") && !Has(drop, "ALL")) {
+      o.Fail(c.name,
+             "container " + c.name + " does not drop NET_RAW (runtimes grant it by default)");
+    }
+  }
+}
+
+void CapabilitiesRule(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const auto add = Capabilities(c, "add");
+    const auto drop = Capabilities(c, "drop");
+    const std::string base = c.path + ".securityContext.capabilities.";
+    o.evidence.push_back(ApiEvidence(base + "add", w.evidence_source,
+                                     add.empty() ? std::nullopt : std::optional(ListText(add))));
+    o.evidence.push_back(ApiEvidence(base + "drop", w.evidence_source,
+                                     drop.empty() ? std::nullopt : std::optional(ListText(drop))));
+    std::vector<std::string> extra;
+    for (const auto& cap : add) {
+      if (cap != "NET_BIND_SERVICE") extra.push_back(cap);
+    }
+    std::vector<std::string> problems;
+    if (!extra.empty()) problems.push_back("adds " + common::Join(extra, ", "));
+    if (!Has(drop, "ALL")) problems.push_back("does not drop ALL");
+    if (!problems.empty()) {
+      o.Fail(c.name, "container " + c.name + " " + common::Join(problems, " and "));
+    }
+  }
+}
+
+void WindowsHostProcess(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  auto host_process = [](const nlohmann::json* sc) -> const nlohmann::json* {
+    const auto* win = sc ? Field(*sc, "windowsOptions") : nullptr;
+    return win ? Field(*win, "hostProcess") : nullptr;
+  };
+  const auto* pod = host_process(SecurityContext(*w.spec));
+  const std::string pod_path = w.spec_path + ".securityContext.windowsOptions.hostProcess";
+  o.evidence.push_back(ApiEvidence(pod_path, w.evidence_source,
+                                   pod ? std::optional(ValueText(*pod)) : std::nullopt));
+  if (pod && pod->is_boolean() && pod->get<bool>()) o.Fail("", "the pod runs as HostProcess");
+  for (const auto& c : cs) {
+    const auto* v = host_process(SecurityContext(*c.spec));
+    if (v == nullptr) continue;
+    o.evidence.push_back(ApiEvidence(c.path + ".securityContext.windowsOptions.hostProcess",
+                                     w.evidence_source, ValueText(*v)));
+    if (v->is_boolean() && v->get<bool>()) {
+      o.Fail(c.name, "container " + c.name + " runs as HostProcess");
+    }
+  }
+}
+
+void HostPath(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  static const std::set<std::string> kSockets = {"/var/run/docker.sock",
+                                                 "/run/docker.sock",
+                                                 "/run/containerd/containerd.sock",
+                                                 "/var/run/containerd/containerd.sock",
+                                                 "/var/run/crio/crio.sock",
+                                                 "/run/crio/crio.sock"};
+  const auto* volumes = Field(*w.spec, "volumes");
+  size_t host_paths = 0;
+  if (volumes && volumes->is_array()) {
+    for (const auto& v : *volumes) {
+      const auto* hp = Field(v, "hostPath");
+      if (hp == nullptr) continue;
+      ++host_paths;
+      const std::string vol = StrField(v, "name");
+      const std::string path = StrField(*hp, "path");
+      o.evidence.push_back(ApiEvidence(w.spec_path + ".volumes[" + vol + "].hostPath.path",
+                                       w.evidence_source, path));
+      // Which containers mount it, and whether writable.
+      std::vector<std::string> mounts;
+      std::string at_fault;
+      bool writable = false;
+      for (const auto& c : cs) {
+        const auto* vms = Field(*c.spec, "volumeMounts");
+        if (vms == nullptr || !vms->is_array()) continue;
+        for (const auto& m : *vms) {
+          if (StrField(m, "name") != vol) continue;
+          const auto* ro = Field(m, "readOnly");
+          const bool read_only = ro && ro->is_boolean() && ro->get<bool>();
+          writable = writable || !read_only;
+          mounts.push_back(c.name + (read_only ? " (read-only)" : " (writable)"));
+          at_fault = c.name;
+        }
+      }
+      std::string line = "volume " + vol + " mounts host path " + path;
+      if (kSockets.contains(path)) line += ", a container runtime socket (control of the node)";
+      if (!mounts.empty()) line += " into " + common::Join(mounts, ", ");
+      o.Fail(mounts.size() == 1 ? at_fault : "", std::move(line));
+      (void)writable;
+    }
+  }
+  if (host_paths == 0) {
+    o.evidence.push_back(
+        ApiEvidence(w.spec_path + ".volumes[].hostPath", w.evidence_source, std::nullopt));
+  }
+}
+
+void HostPort(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  bool any = false;
+  for (const auto& c : cs) {
+    const auto* ports = Field(*c.spec, "ports");
+    if (ports == nullptr || !ports->is_array()) continue;
+    for (const auto& p : *ports) {
+      const auto* hp = Field(p, "hostPort");
+      if (hp == nullptr) continue;
+      any = true;
+      const std::string port = std::to_string(p.value("containerPort", 0));
+      o.evidence.push_back(
+          ApiEvidence(c.path + ".ports[" + port + "].hostPort", w.evidence_source, ValueText(*hp)));
+      if (hp->is_number_integer() && hp->get<int64_t>() != 0) {
+        o.Fail(c.name, "container " + c.name + " binds host port " + ValueText(*hp));
+      }
+    }
+  }
+  if (!any) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".containers[].ports[].hostPort",
+                                     w.evidence_source, std::nullopt));
+  }
+}
+
+void SecretEnv(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    if (const auto* env = Field(*c.spec, "env"); env && env->is_array()) {
+      for (const auto& e : *env) {
+        const auto* from = Field(e, "valueFrom");
+        const auto* ref = from ? Field(*from, "secretKeyRef") : nullptr;
+        if (ref == nullptr) continue;
+        const std::string var = StrField(e, "name");
+        const std::string secret = StrField(*ref, "name") + "/" + StrField(*ref, "key");
+        o.evidence.push_back(ApiEvidence(c.path + ".env[" + var + "].valueFrom.secretKeyRef",
+                                         w.evidence_source, secret));
+        o.Fail(c.name, "container " + c.name + " reads Secret " + secret + " into $" + var);
+      }
+    }
+    if (const auto* env_from = Field(*c.spec, "envFrom"); env_from && env_from->is_array()) {
+      for (size_t i = 0; i < env_from->size(); ++i) {
+        const auto* ref = Field((*env_from)[i], "secretRef");
+        if (ref == nullptr) continue;
+        const std::string secret = StrField(*ref, "name");
+        o.evidence.push_back(ApiEvidence(c.path + ".envFrom[" + std::to_string(i) + "].secretRef",
+                                         w.evidence_source, secret));
+        o.Fail(c.name, "container " + c.name + " loads every key of Secret " + secret +
+                           " into its environment");
+      }
+    }
+  }
+  if (o.evidence.empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".containers[].env[].valueFrom.secretKeyRef",
+                                     w.evidence_source, std::nullopt));
+  }
+}
+
+void Seccomp(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  // The annotations were the pre-1.19 way; the kubelet has ignored them since Kubernetes 1.27.
+  if (w.template_metadata) {
+    if (const auto* ann = Field(*w.template_metadata, "annotations"); ann && ann->is_object()) {
+      for (const auto& [k, v] : ann->items()) {
+        if (k == "seccomp.security.alpha.kubernetes.io/pod" ||
+            k.starts_with("container.seccomp.security.alpha.kubernetes.io/")) {
+          o.evidence.push_back(ApiEvidence(w.metadata_path + ".annotations[" + k + "]",
+                                           w.evidence_source + " (ignored since Kubernetes 1.27)",
+                                           ValueText(v)));
+        }
+      }
+    }
+  }
+  for (const auto& c : cs) {
+    Read profile = ContainerField(c, "seccompProfile");
+    if (!profile.value) {
+      if (const auto* sc = SecurityContext(*w.spec)) {
+        if (const auto* v = Field(*sc, "seccompProfile")) {
+          profile = {v, w.spec_path + ".securityContext.seccompProfile"};
+        }
+      }
+    }
+    const std::string type = profile.value ? StrField(*profile.value, "type") : "";
+    o.evidence.push_back(ApiEvidence(profile.path + ".type", w.evidence_source,
+                                     type.empty() ? std::nullopt : std::optional(type)));
+    if (type == "RuntimeDefault" || type == "Localhost") continue;
+    o.Fail(c.name, "container " + c.name + ": seccompProfile.type is " +
+                       (type.empty() ? "not set (Unconfined unless the kubelet runs with "
+                                       "seccompDefault, node item 4.2.14)"
+                                     : type));
+  }
+}
+
+void SecurityContextRule(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const Read non_root = Effective(w, c, "runAsNonRoot");
+    const Read user = Effective(w, c, "runAsUser");
+    const Read ape = ContainerField(c, "allowPrivilegeEscalation");
+    const Read rofs = ContainerField(c, "readOnlyRootFilesystem");
+    const auto drop = Capabilities(c, "drop");
+    std::vector<std::string> missing;
+    const bool uid_ok =
+        user.value && user.value->is_number_integer() && user.value->get<int64_t>() != 0;
+    if (!non_root.IsTrue() && !uid_ok) missing.push_back("runAsNonRoot");
+    if (!ape.IsFalse()) missing.push_back("allowPrivilegeEscalation: false");
+    if (!rofs.IsTrue()) missing.push_back("readOnlyRootFilesystem: true");
+    if (!Has(drop, "ALL")) missing.push_back("capabilities.drop ALL");
+    const std::string sc_path = c.path + ".securityContext";
+    const auto* sc = SecurityContext(*c.spec);
+    o.evidence.push_back(
+        ApiEvidence(sc_path, w.evidence_source, sc ? std::optional(sc->dump()) : std::nullopt));
+    if (!missing.empty()) {
+      o.Fail(c.name, "container " + c.name + " lacks " + common::Join(missing, ", "));
+    }
+  }
+}
+
+Rule FindRule(const std::string& name) {
+  static const std::map<std::string, Rule, std::less<>> kRules = {
+      {"privileged", Privileged},
+      {"host-pid", HostPid},
+      {"host-ipc", HostIpc},
+      {"host-network", HostNetwork},
+      {"privilege-escalation", PrivilegeEscalation},
+      {"run-as-root", RunAsRoot},
+      {"net-raw", NetRaw},
+      {"capabilities", CapabilitiesRule},
+      {"windows-host-process", WindowsHostProcess},
+      {"host-path", HostPath},
+      {"host-port", HostPort},
+      {"secret-env", SecretEnv},
+      {"seccomp", Seccomp},
+      {"security-context", SecurityContextRule},
+  };
+  const auto it = kRules.find(name);
+  return it == kRules.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx) {
+  const Rule rule = FindRule(c.rule);
+  if (rule == nullptr) {
+    return {ClusterVerdict(v1::STATUS_ERROR, "unknown pod rule '" + c.rule + "'")};
+  }
+  if (ctx.workloads.workloads.empty()) {
+    return {NotApplicable("no workload outside the system namespaces" +
+                          SkipNote(ctx.workloads.system_skipped, "workloads"))};
+  }
+  std::vector<Finding> out;
+  out.reserve(ctx.workloads.workloads.size());
+  for (const auto& w : ctx.workloads.workloads) {
+    const auto containers = Containers(w);
+    Outcome o;
+    rule(w, containers, o);
+    Finding f;
+    f.resource = MakeResource(w.kind, w.ns, w.name);
+    f.labels = &w.labels();
+    f.pod_labels = &w.pod_labels();
+    if (o.not_applicable) {
+      f.status = v1::STATUS_NOT_APPLICABLE;
+      f.reason = o.na_reason;
+    } else if (o.violations.empty()) {
+      f.status = v1::STATUS_PASS;
+      if (o.evidence.size() > kMaxPassEvidence) o.evidence.resize(kMaxPassEvidence);
+      f.reason = "every container complies (" + std::to_string(containers.size()) + " read)";
+    } else {
+      f.status = v1::STATUS_FAIL;
+      // Evidence of the containers at fault first: that is what a reader needs.
+      std::vector<v1::Evidence> ordered, rest;
+      for (auto& e : o.evidence) {
+        const bool about_fault =
+            std::any_of(o.containers.begin(), o.containers.end(), [&](const std::string& n) {
+              return n.empty() || e.key().find("[" + n + "]") != std::string::npos;
+            });
+        (about_fault ? ordered : rest).push_back(std::move(e));
+      }
+      for (auto& e : rest) ordered.push_back(std::move(e));
+      o.evidence = std::move(ordered);
+      f.reason = o.violations.front();
+      if (o.violations.size() > 1) {
+        f.reason = common::Join(o.violations, "; ");
+      }
+      for (const auto& name : o.containers) f.containers.push_back(name);
+      if (o.containers.size() == 1 && !o.containers.begin()->empty()) {
+        f.resource.set_container(*o.containers.begin());
+      }
+    }
+    f.evidence = std::move(o.evidence);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace kspm::collector::cluster::internal

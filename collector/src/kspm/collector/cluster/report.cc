@@ -1,0 +1,294 @@
+#include "kspm/collector/cluster/report.h"
+
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+#include "kspm/collector/store/store.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+#include "spdlog/spdlog.h"
+#include "yaml-cpp/yaml.h"
+
+namespace kspm::collector::cluster {
+
+// Defined in the generated cluster_catalog.cc: agent/catalog/kubernetes-control-plane.yaml.
+extern std::string_view EmbeddedControlPlaneCatalog();
+
+namespace {
+
+void Count(v1::StatusCounts& c, v1::Status s) {
+  switch (s) {
+    case v1::STATUS_PASS:
+      c.set_pass(c.pass() + 1);
+      break;
+    case v1::STATUS_FAIL:
+      c.set_fail(c.fail() + 1);
+      break;
+    case v1::STATUS_WARN:
+      c.set_warn(c.warn() + 1);
+      break;
+    case v1::STATUS_MANUAL:
+      c.set_manual(c.manual() + 1);
+      break;
+    case v1::STATUS_NOT_APPLICABLE:
+      c.set_not_applicable(c.not_applicable() + 1);
+      break;
+    case v1::STATUS_ERROR:
+      c.set_error(c.error() + 1);
+      break;
+    default:
+      break;
+  }
+}
+
+nlohmann::json CountsJson(const v1::StatusCounts& c) {
+  return {{"PASS", c.pass()},
+          {"FAIL", c.fail()},
+          {"WARN", c.warn()},
+          {"MANUAL", c.manual()},
+          {"NOT_APPLICABLE", c.not_applicable()},
+          {"ERROR", c.error()}};
+}
+
+std::string Fixed(double v) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << v;
+  return s.str();
+}
+
+std::string ScopeOf(const v1::CheckResult& r) {
+  const auto& res = r.resource();
+  if (res.kind() == "Namespace") return res.name();
+  if (!res.namespace_().empty()) return res.namespace_();
+  return "(cluster)";
+}
+
+bool NeedsAttention(const v1::CheckResult& r) {
+  return r.status() == v1::STATUS_FAIL || r.status() == v1::STATUS_WARN ||
+         r.status() == v1::STATUS_ERROR;
+}
+
+std::string StatusCell(const v1::CheckResult& r, bool colour) {
+  std::string s(common::StatusName(r.status()));
+  if (colour) s = common::Colourise(s);
+  if (r.has_accepted()) s += " (accepted)";
+  return s;
+}
+
+}  // namespace
+
+std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& results) {
+  struct Acc {
+    NamespaceScore score;
+    double pass = 0, total = 0;
+  };
+  std::map<std::string, Acc> by_scope;
+  for (const auto& r : results) {
+    auto& acc = by_scope[ScopeOf(r)];
+    Count(acc.score.counts, r.status());
+    if (r.has_accepted()) ++acc.score.accepted;
+    if (!r.scored()) continue;
+    const double w = store::SeverityWeight(r.severity());
+    if (r.status() == v1::STATUS_PASS) {
+      acc.pass += w;
+      acc.total += w;
+    } else if (r.status() == v1::STATUS_FAIL || r.status() == v1::STATUS_ERROR) {
+      acc.total += w;
+    }
+  }
+  std::vector<NamespaceScore> out;
+  for (auto& [scope, acc] : by_scope) {
+    acc.score.scope = scope;
+    acc.score.score = acc.total == 0 ? 100.0 : 100.0 * acc.pass / acc.total;
+    out.push_back(acc.score);
+  }
+  return out;
+}
+
+nlohmann::json ClusterResultJson(const v1::CheckResult& result) {
+  nlohmann::json j = common::ResultToJson(result);
+  if (result.has_accepted()) {
+    const auto& a = result.accepted();
+    j["accepted"] = {{"exception", a.exception()},
+                     {"reason", a.reason()},
+                     {"expires_at", common::FormatRfc3339(common::FromProto(a.expires_at()))},
+                     {"source", a.source()},
+                     {"approved_by", a.approved_by()}};
+  }
+  return j;
+}
+
+nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot,
+                          const ScanSource& source) {
+  v1::StatusCounts totals;
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& r : scan.results) {
+    Count(totals, r.status());
+    results.push_back(ClusterResultJson(r));
+  }
+  nlohmann::json namespaces = nlohmann::json::array();
+  for (const auto& s : NamespaceScores(scan.results)) {
+    namespaces.push_back({{"namespace", s.scope},
+                          {"score", s.score},
+                          {"counts", CountsJson(s.counts)},
+                          {"accepted", s.accepted}});
+  }
+  nlohmann::json objects = nlohmann::json::object();
+  for (const auto& [kind, n] : snapshot.Counts()) objects[kind] = n;
+  nlohmann::json failed = nlohmann::json::object();
+  for (const auto& [kind, why] : snapshot.failed_kinds()) failed[kind] = why;
+  const auto& st = scan.stats;
+  nlohmann::json totals_json = CountsJson(totals);
+  totals_json["ACCEPTED"] = st.accepted;
+  return {{"cluster",
+           {{"name", source.cluster},
+            {"source", source.description},
+            {"objects", objects},
+            {"errors", snapshot.errors()},
+            {"unreadable_kinds", failed},
+            {"workloads", st.workloads},
+            {"system_workloads_skipped", st.system_workloads},
+            {"roles", st.roles},
+            {"bindings", st.bindings}}},
+          {"totals", totals_json},
+          {"namespaces", namespaces},
+          {"results", results}};
+}
+
+void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const ScanSource& source,
+                   std::ostream& out, bool colour, bool verbose) {
+  const auto& st = scan.stats;
+  out << "cluster " << source.cluster << " (" << source.description << "): " << st.objects
+      << " objects, " << st.workloads << " workloads at their controller, " << st.roles
+      << " roles, " << st.bindings << " bindings\n";
+  for (const auto& e : snapshot.errors()) out << "ERROR reading " << e << "\n";
+  common::Table table({"STATUS", "BENCHMARK", "ID", "SEVERITY", "RESOURCE", "TITLE"});
+  for (const auto& r : scan.results) {
+    if (!verbose && !NeedsAttention(r)) continue;
+    table.AddRow({StatusCell(r, false), r.benchmark(), r.benchmark_id(),
+                  std::string(common::SeverityName(r.severity())), DescribeResource(r.resource()),
+                  r.title()});
+  }
+  if (table.size() > 0) {
+    out << "\n";
+    table.Print(out, colour, 48);
+  }
+  bool first = true;
+  for (const auto& r : scan.results) {
+    if (!NeedsAttention(r)) continue;
+    if (first) out << "\n";
+    first = false;
+    out << StatusCell(r, colour) << " " << r.benchmark_id() << " " << r.title() << " ["
+        << DescribeResource(r.resource()) << "]\n";
+    for (const auto& e : r.evidence()) out << "    read:     " << common::EvidenceText(e) << "\n";
+    out << "    expected: " << r.expected() << "\n";
+    out << "    reason:   " << r.reason() << "\n";
+    if (r.has_accepted()) {
+      out << "    accepted: until "
+          << common::FormatRfc3339(common::FromProto(r.accepted().expires_at())) << " by '"
+          << r.accepted().exception() << "' (" << r.accepted().source() << ")\n";
+    }
+    if (verbose) out << "    fix:      " << r.remediation() << "\n";
+  }
+  out << "\n";
+  common::Table scores(
+      {"NAMESPACE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR", "ACCEPTED"});
+  for (const auto& s : NamespaceScores(scan.results)) {
+    const auto& c = s.counts;
+    scores.AddRow({s.scope, Fixed(s.score), std::to_string(c.pass()), std::to_string(c.fail()),
+                   std::to_string(c.warn()), std::to_string(c.manual()),
+                   std::to_string(c.not_applicable()), std::to_string(c.error()),
+                   std::to_string(s.accepted)});
+  }
+  scores.Print(out, false);
+  v1::StatusCounts t;
+  for (const auto& r : scan.results) Count(t, r.status());
+  out << "\n"
+      << t.pass() << " pass, " << t.fail() << " fail, " << t.warn() << " warn, " << t.manual()
+      << " manual, " << t.not_applicable() << " not applicable, " << t.error() << " error ("
+      << st.accepted << " accepted)\n";
+}
+
+std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::string>& sections,
+                                                       const std::string& reason) {
+  std::vector<v1::CheckResult> out;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(EmbeddedControlPlaneCatalog()));
+  } catch (const YAML::Exception& e) {
+    spdlog::error("embedded control-plane catalogue: {}", e.what());
+    return out;
+  }
+  const YAML::Node checks = root["checks"];
+  if (!checks || !checks.IsSequence()) return out;
+  for (const auto& c : checks) {
+    const YAML::Node benchmarks = c["benchmarks"];
+    if (!benchmarks || !benchmarks.IsMap()) continue;
+    for (const auto& b : benchmarks) {
+      const std::string item = b.second.as<std::string>("");
+      const std::string section = item.substr(0, item.find('.'));
+      if (std::find(sections.begin(), sections.end(), section) == sections.end()) continue;
+      v1::CheckResult r;
+      r.set_check_id(c["id"].as<std::string>(""));
+      r.set_benchmark(b.first.as<std::string>(""));
+      r.set_benchmark_id(item);
+      r.set_title(c["title"].as<std::string>(""));
+      r.set_status(v1::STATUS_NOT_APPLICABLE);
+      r.set_scored(c["scored"].as<std::string>("true") == "true");
+      r.set_severity(common::ParseSeverity(c["severity"].as<std::string>("medium"))
+                         .value_or(v1::SEVERITY_MEDIUM));
+      r.set_component(c["component"].as<std::string>(""));
+      r.set_remediation(c["remediation"].as<std::string>(""));
+      r.set_reason(reason);
+      out.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cluster,
+                                  common::Clock::time_point started,
+                                  common::Clock::time_point finished, uint32_t interval_seconds,
+                                  const std::string& api_version) {
+  v1::NodeReport report;
+  report.set_scan_id(common::NewUuid());
+  *report.mutable_started_at() = common::ToProto(started);
+  *report.mutable_finished_at() = common::ToProto(finished);
+  auto* node = report.mutable_node();
+  node->set_node_name(kClusterNodeName);
+  node->set_cluster(cluster);
+  node->set_os("Kubernetes API objects");
+  node->set_kubelet_version(api_version);
+  node->set_agent_version(std::string("kspm-collector ") + KSPM_VERSION);
+  node->set_drift_mode("none");
+  report.set_full(true);
+  report.set_host_root("");
+  report.set_scan_interval_seconds(interval_seconds);
+  for (const auto& r : scan.results) {
+    auto* out = report.add_results();
+    *out = r;
+    const auto& res = r.resource();
+    if (!res.kind().empty() && res.kind() != "Cluster") {
+      out->set_check_id(r.check_id() + "[" + DescribeResource(res) + "]");
+    }
+  }
+  return report;
+}
+
+std::vector<std::string> UncoveredControlPlaneSections(const std::vector<v1::NodeInfo>& nodes) {
+  bool control_plane = false, etcd = false;
+  for (const auto& n : nodes) {
+    if (n.identity().node_name() == kClusterNodeName) continue;
+    for (int role : n.identity().roles()) {
+      control_plane = control_plane || role == v1::NODE_ROLE_CONTROL_PLANE;
+      etcd = etcd || role == v1::NODE_ROLE_ETCD;
+    }
+  }
+  std::vector<std::string> out;
+  if (!control_plane) out.push_back("1");
+  if (!etcd) out.push_back("2");
+  return out;
+}
+
+}  // namespace kspm::collector::cluster

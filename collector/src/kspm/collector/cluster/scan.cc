@@ -1,0 +1,130 @@
+#include "kspm/collector/cluster/scan.h"
+
+#include "kspm/collector/cluster/evaluators.h"
+#include "kspm/collector/cluster/rbac.h"
+#include "kspm/collector/cluster/workloads.h"
+#include "kspm/common/strings.h"
+
+namespace kspm::collector::cluster {
+namespace {
+
+// Why the input of a check is incomplete, or nothing.
+std::optional<std::string> MissingInput(const k8s::Snapshot& snapshot,
+                                        const std::vector<std::string>& reads) {
+  std::vector<std::string> reasons;
+  for (const auto& kind : reads) {
+    const auto it = snapshot.failed_kinds().find(kind);
+    if (it != snapshot.failed_kinds().end()) reasons.push_back(kind + ": " + it->second);
+  }
+  if (snapshot.incomplete()) reasons.push_back(*snapshot.incomplete());
+  if (reasons.empty()) return std::nullopt;
+  return common::Join(reasons, "; ");
+}
+
+void FillResult(const CheckDef& c, const BenchmarkItem& b, const Finding& f, v1::CheckResult& out) {
+  out.set_check_id(c.id);
+  out.set_benchmark(b.benchmark);
+  out.set_benchmark_id(b.item);
+  out.set_title(c.title);
+  out.set_scored(b.scored);
+  out.set_severity(c.severity);
+  out.set_component(c.component);
+  out.set_expected(c.expected);
+  out.set_remediation(c.remediation);
+  out.set_reason(f.reason);
+  *out.mutable_resource() = f.resource;
+  for (const auto& e : f.evidence) *out.add_evidence() = e;
+  v1::Status status = f.status;
+  // CIS "Manual" items that can be evaluated are, and fail as WARN (as on the nodes).
+  if (status == v1::STATUS_FAIL && !b.scored) status = v1::STATUS_WARN;
+  out.set_status(status);
+}
+
+}  // namespace
+
+std::string DescribeResource(const v1::Resource& r) {
+  if (r.kind() == "Cluster" || r.kind().empty()) return "cluster";
+  std::string out =
+      r.kind() + " " + (r.namespace_().empty() ? "" : r.namespace_() + "/") + r.name();
+  if (!r.container().empty()) out += " [" + r.container() + "]";
+  return out;
+}
+
+ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options) {
+  ClusterScan scan;
+  const Rbac rbac(snapshot, options.policy);
+  const WorkloadSet workloads = CollectWorkloads(snapshot, options.policy);
+  const Context ctx{snapshot, options.policy, rbac, workloads};
+  scan.stats.objects = snapshot.size();
+  scan.stats.workloads = workloads.workloads.size();
+  scan.stats.owned = workloads.owned;
+  scan.stats.system_workloads = workloads.system_skipped;
+  scan.stats.roles = rbac.roles().size();
+  scan.stats.bindings = rbac.bindings().size();
+
+  const auto& evaluators = Evaluators();
+  for (const auto& check : BuiltinCatalog()) {
+    std::vector<const BenchmarkItem*> items;
+    for (const auto& b : check.benchmarks) {
+      if (options.benchmarks.empty() || options.benchmarks.contains(b.benchmark)) {
+        items.push_back(&b);
+      }
+    }
+    if (items.empty()) continue;
+    const auto ev = evaluators.find(check.evaluate);
+    std::vector<Finding> findings;
+    if (ev == evaluators.end()) {
+      Finding f;
+      f.status = v1::STATUS_ERROR;
+      f.resource.set_kind("Cluster");
+      f.reason = "no evaluator named '" + check.evaluate + "'";
+      findings.push_back(std::move(f));
+    } else {
+      findings = ev->second.run(check, ctx);
+      // Never PASS or NOT_APPLICABLE on input that could not be read: the objects that would
+      // fail may be the missing ones. Failures found in what was read still stand.
+      if (const auto missing = MissingInput(snapshot, ev->second.reads)) {
+        std::vector<Finding> kept;
+        for (auto& f : findings) {
+          if (f.status == v1::STATUS_FAIL) kept.push_back(std::move(f));
+        }
+        Finding error;
+        error.status = v1::STATUS_ERROR;
+        error.resource.set_kind("Cluster");
+        error.reason = "could not read everything this check needs: " + *missing;
+        kept.push_back(std::move(error));
+        findings = std::move(kept);
+      }
+    }
+    for (auto& f : findings) {
+      const ExceptionRule* rule = nullptr;
+      const ExceptionRule* expired = nullptr;
+      if (f.status == v1::STATUS_FAIL && options.exceptions) {
+        rule = options.exceptions->Match(check, f, options.now, &expired);
+      }
+      if (rule) {
+        scan.stats.accepted += items.size();
+        f.reason = "accepted until " + rule->expires_text + " by exception '" + rule->name + "' (" +
+                   rule->reason + "): " + f.reason;
+      } else if (expired) {
+        scan.stats.expired += items.size();
+        f.reason += " (exception '" + expired->name + "' expired on " + expired->expires_text + ")";
+      }
+      for (const auto* b : items) {
+        v1::CheckResult& r = scan.results.emplace_back();
+        FillResult(check, *b, f, r);
+        if (rule) {
+          auto* a = r.mutable_accepted();
+          a->set_exception(rule->name);
+          a->set_reason(rule->reason);
+          *a->mutable_expires_at() = common::ToProto(rule->expires);
+          a->set_source(rule->source);
+          a->set_approved_by(rule->approved_by);
+        }
+      }
+    }
+  }
+  return scan;
+}
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,51 @@
+#pragma once
+
+// One evaluation of a cluster: every check of the catalogue over a snapshot, exceptions applied,
+// one CheckResult per (finding, benchmark).
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kspm/collector/cluster/catalog.h"
+#include "kspm/collector/cluster/exceptions.h"
+#include "kspm/collector/cluster/system_policy.h"
+#include "kspm/collector/k8s/object.h"
+#include "kspm/common/time.h"
+#include "kspm/v1/results.pb.h"
+
+namespace kspm::collector::cluster {
+
+struct ScanOptions {
+  SystemPolicy policy;
+  const ExceptionSet* exceptions = nullptr;  // not owned; may be null
+  // Only these benchmarks (empty: all).
+  std::set<std::string> benchmarks;
+  common::Clock::time_point now = common::Clock::now();
+};
+
+struct ScanStats {
+  size_t objects = 0;
+  size_t workloads = 0;         // evaluated, at their controller
+  size_t owned = 0;             // Pods/ReplicaSets/Jobs reported through their controller
+  size_t system_workloads = 0;  // in system namespaces, not evaluated
+  size_t roles = 0;
+  size_t bindings = 0;
+  size_t accepted = 0;  // results accepted by an exception (one per benchmark reported)
+  size_t expired = 0;   // results an expired exception would have accepted
+};
+
+struct ClusterScan {
+  std::vector<v1::CheckResult> results;
+  ScanStats stats;
+};
+
+// Evaluates `snapshot`. Never fails: a kind that could not be read turns the verdicts that would
+// rely on it into ERROR, and a check that finds nothing to judge is NOT_APPLICABLE with the
+// reason. Results are ordered by check (catalogue order), then object.
+ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options);
+
+// `Kind ns/name [container]`, or `Kind name` for cluster-scoped objects, `cluster` for
+// cluster-wide verdicts.
+std::string DescribeResource(const v1::Resource& r);
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,178 @@
+#include "kspm/collector/cluster/workloads.h"
+
+#include <set>
+
+namespace kspm::collector::cluster {
+namespace {
+
+const nlohmann::json& EmptyObject() {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return kEmpty;
+}
+
+const nlohmann::json* Path(const nlohmann::json& root, const std::vector<const char*>& keys) {
+  const nlohmann::json* cur = &root;
+  for (const char* k : keys) {
+    if (!cur->is_object()) return nullptr;
+    const auto it = cur->find(k);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
+}
+
+std::string Str(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "";
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+struct OwnerRef {
+  std::string kind;
+  std::string name;
+};
+
+// The controlling owner (controller: true), else the first owner; nothing when none.
+std::optional<OwnerRef> Owner(const k8s::Object& o) {
+  const auto* refs = Path(o.doc, {"metadata", "ownerReferences"});
+  if (refs == nullptr || !refs->is_array() || refs->empty()) return std::nullopt;
+  const nlohmann::json* chosen = &(*refs)[0];
+  for (const auto& r : *refs) {
+    const auto c = r.find("controller");
+    if (c != r.end() && c->is_boolean() && c->get<bool>()) {
+      chosen = &r;
+      break;
+    }
+  }
+  OwnerRef out{Str(*chosen, "kind"), Str(*chosen, "name")};
+  if (out.kind.empty() || out.name.empty()) return std::nullopt;
+  return out;
+}
+
+struct Layout {
+  const char* kind;
+  std::vector<const char*> spec;
+  std::vector<const char*> metadata;
+  const char* spec_path;
+  const char* metadata_path;
+};
+
+const std::vector<Layout>& Layouts() {
+  static const std::vector<Layout> kLayouts = {
+      {"Deployment",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"DaemonSet",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"StatefulSet",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"CronJob",
+       {"spec", "jobTemplate", "spec", "template", "spec"},
+       {"spec", "jobTemplate", "spec", "template", "metadata"},
+       "spec.jobTemplate.spec.template.spec",
+       "spec.jobTemplate.spec.template.metadata"},
+      {"Job",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"ReplicaSet",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"ReplicationController",
+       {"spec", "template", "spec"},
+       {"spec", "template", "metadata"},
+       "spec.template.spec",
+       "spec.template.metadata"},
+      {"Pod", {"spec"}, {"metadata"}, "spec", "metadata"},
+  };
+  return kLayouts;
+}
+
+}  // namespace
+
+const nlohmann::json& Workload::labels() const { return source ? source->labels() : EmptyObject(); }
+
+const nlohmann::json& Workload::pod_labels() const {
+  if (template_metadata == nullptr) return EmptyObject();
+  const auto it = template_metadata->find("labels");
+  return it != template_metadata->end() && it->is_object() ? *it : EmptyObject();
+}
+
+const std::vector<std::string>& WorkloadKinds() {
+  static const std::vector<std::string> kKinds = [] {
+    std::vector<std::string> out;
+    for (const auto& l : Layouts()) out.push_back(l.kind);
+    return out;
+  }();
+  return kKinds;
+}
+
+WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy) {
+  WorkloadSet out;
+  std::set<std::tuple<std::string, std::string, std::string>> reported;
+  for (const auto& layout : Layouts()) {
+    for (const auto& o : snapshot.Of(layout.kind)) {
+      Workload w;
+      w.kind = o.kind;
+      w.ns = o.ns;
+      w.name = o.name;
+      w.source = &o;
+      w.evidence_source = o.Describe();
+      if (const auto owner = Owner(o)) {
+        if (snapshot.Find(owner->kind, o.ns, owner->name) != nullptr) {
+          ++out.owned;  // the owner is reported on its own
+          continue;
+        }
+        // The owner is not in the snapshot: report at the owner, reading this object's spec.
+        OwnerRef at = *owner;
+        std::string via = owner->kind + " " + owner->name;
+        if (owner->kind == "ReplicaSet") {
+          // A Deployment names its ReplicaSets <deployment>-<pod-template-hash>.
+          const std::string hash = Str(o.labels(), "pod-template-hash");
+          if (!hash.empty() && owner->name.size() > hash.size() + 1 &&
+              owner->name.ends_with("-" + hash)) {
+            at = {"Deployment", owner->name.substr(0, owner->name.size() - hash.size() - 1)};
+          }
+        }
+        if (owner->kind == "Node") {
+          at = {o.kind, o.name};  // a static pod's mirror: the Pod is the workload
+        } else if (at.kind != owner->kind && snapshot.Find(at.kind, o.ns, at.name) != nullptr) {
+          ++out.owned;
+          continue;
+        } else {
+          w.evidence_source = o.Describe() + " (" + via + ", not in the snapshot)";
+        }
+        w.kind = at.kind;
+        w.name = at.name;
+      }
+      if (!reported.insert({w.kind, w.ns, w.name}).second) {
+        ++out.owned;  // another replica of a controller already reported
+        continue;
+      }
+      if (policy.skip() && policy.IsSystemNamespace(w.ns)) {
+        ++out.system_skipped;
+        continue;
+      }
+      w.spec = Path(o.doc, layout.spec);
+      w.template_metadata = Path(o.doc, layout.metadata);
+      w.spec_path = layout.spec_path;
+      w.metadata_path = layout.metadata_path;
+      if (w.spec == nullptr || !w.spec->is_object()) continue;  // nothing to judge
+      out.workloads.push_back(std::move(w));
+    }
+  }
+  return out;
+}
+
+}  // namespace kspm::collector::cluster

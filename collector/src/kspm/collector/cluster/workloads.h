@@ -1,0 +1,46 @@
+#pragma once
+
+// Workloads as people think of them: a Deployment, DaemonSet, StatefulSet, CronJob or Job is
+// reported once, at the controller, not once per ReplicaSet or replica. Pods and ReplicaSets
+// whose owner is in the snapshot are left to the owner; an owner that is missing is reported in
+// their place (a Pod's ReplicaSet resolved to its Deployment through the pod-template-hash
+// label). Bare Pods are reported on their own.
+#include <string>
+#include <vector>
+
+#include "kspm/collector/cluster/system_policy.h"
+#include "kspm/collector/k8s/object.h"
+
+namespace kspm::collector::cluster {
+
+struct Workload {
+  std::string kind;  // the kind reported (the controller's)
+  std::string ns;
+  std::string name;
+  const k8s::Object* source = nullptr;                // the object whose pod spec was read
+  const nlohmann::json* spec = nullptr;               // the pod spec inside `source`
+  const nlohmann::json* template_metadata = nullptr;  // pod template metadata (may be null)
+  std::string spec_path;                              // e.g. `spec.template.spec`
+  std::string metadata_path;                          // e.g. `spec.template.metadata`
+  // `Deployment shop/web`, or `Pod shop/web-5d9f-x (ReplicaSet web-5d9f, not in the snapshot)`
+  // when the spec was read from a descendant: the `source` of every evidence entry.
+  std::string evidence_source;
+
+  // Labels of the object as reported (the controller's when present, else the source's).
+  const nlohmann::json& labels() const;
+  // Labels of the pod template (or of the Pod), possibly empty.
+  const nlohmann::json& pod_labels() const;
+};
+
+struct WorkloadSet {
+  std::vector<Workload> workloads;
+  size_t system_skipped = 0;  // workloads in system namespaces, not evaluated
+  size_t owned = 0;           // Pods and ReplicaSets/Jobs left to their controller
+};
+
+// Kinds that carry a pod spec and are read by workload checks.
+const std::vector<std::string>& WorkloadKinds();
+
+WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy);
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,164 @@
+#include "kspm/collector/k8s/object.h"
+
+namespace kspm::collector::k8s {
+namespace {
+
+const nlohmann::json& EmptyObject() {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return kEmpty;
+}
+
+std::string StringField(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "";
+  const auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return "";
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+const nlohmann::json& Object::metadata() const {
+  const auto it = doc.find("metadata");
+  return it != doc.end() && it->is_object() ? *it : EmptyObject();
+}
+
+const nlohmann::json& Object::labels() const {
+  const auto& m = metadata();
+  const auto it = m.find("labels");
+  return it != m.end() && it->is_object() ? *it : EmptyObject();
+}
+
+const nlohmann::json& Object::annotations() const {
+  const auto& m = metadata();
+  const auto it = m.find("annotations");
+  return it != m.end() && it->is_object() ? *it : EmptyObject();
+}
+
+std::string Object::Describe() const {
+  return ns.empty() ? kind + " " + name : kind + " " + ns + "/" + name;
+}
+
+void Snapshot::Add(Object object) {
+  auto& index = index_[object.kind];
+  const auto key = std::make_pair(object.ns, object.name);
+  if (index.contains(key)) {
+    ++duplicates_;
+    return;
+  }
+  auto& list = by_kind_[object.kind];
+  index[key] = list.size();
+  list.push_back(std::move(object));
+  ++size_;
+}
+
+const std::vector<Object>& Snapshot::Of(std::string_view kind) const {
+  static const std::vector<Object> kNone;
+  const auto it = by_kind_.find(kind);
+  return it == by_kind_.end() ? kNone : it->second;
+}
+
+const Object* Snapshot::Find(std::string_view kind, std::string_view ns,
+                             std::string_view name) const {
+  const auto it = index_.find(kind);
+  if (it == index_.end()) return nullptr;
+  const auto pos = it->second.find({std::string(ns), std::string(name)});
+  if (pos == it->second.end()) return nullptr;
+  return &by_kind_.find(kind)->second[pos->second];
+}
+
+std::map<std::string, size_t> Snapshot::Counts() const {
+  std::map<std::string, size_t> out;
+  for (const auto& [kind, list] : by_kind_) out[kind] = list.size();
+  return out;
+}
+
+void Snapshot::MarkFailed(const std::string& kind, const std::string& reason) {
+  failed_.emplace(kind, reason);
+}
+
+void Snapshot::MarkIncomplete(const std::string& reason) {
+  if (!incomplete_) incomplete_ = reason;
+}
+
+void Prune(nlohmann::json& object) {
+  if (!object.is_object()) return;
+  for (const char* key : {"status", "data", "binaryData", "stringData"}) object.erase(key);
+  const auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return;
+  for (const char* key : {"managedFields", "resourceVersion", "generation", "selfLink"}) {
+    meta->erase(key);
+  }
+  const auto annotations = meta->find("annotations");
+  if (annotations != meta->end() && annotations->is_object()) {
+    // kubectl apply keeps a full copy of the object here; it can be larger than the object.
+    annotations->erase("kubectl.kubernetes.io/last-applied-configuration");
+  }
+}
+
+absl::Status AddDocument(const nlohmann::json& doc, const std::string& origin, Snapshot& out,
+                         size_t* added, std::string_view default_kind) {
+  size_t count = 0;
+  if (added) *added = 0;
+  if (doc.is_null()) return absl::OkStatus();  // an empty YAML document
+  if (!doc.is_object()) {
+    return absl::InvalidArgumentError(origin + ": not a Kubernetes object or list");
+  }
+  const std::string kind = StringField(doc, "kind");
+  const auto items = doc.find("items");
+  const bool is_list = (kind == "List" || (kind.size() > 4 && kind.ends_with("List"))) ||
+                       (kind.empty() && items != doc.end() && items->is_array());
+  std::vector<std::string> problems;
+  auto add_one = [&](const nlohmann::json& item, const std::string& fallback_kind,
+                     const std::string& fallback_version, const std::string& where) {
+    if (!item.is_object()) {
+      problems.push_back(where + " is not an object");
+      return;
+    }
+    Object o;
+    o.kind = StringField(item, "kind");
+    if (o.kind.empty()) o.kind = fallback_kind;
+    o.api_version = StringField(item, "apiVersion");
+    if (o.api_version.empty()) o.api_version = fallback_version;
+    const auto meta = item.find("metadata");
+    if (meta != item.end()) {
+      o.name = StringField(*meta, "name");
+      o.ns = StringField(*meta, "namespace");
+    }
+    if (o.kind.empty() || o.name.empty()) {
+      problems.push_back(where + " has no " + (o.kind.empty() ? "kind" : "metadata.name"));
+      return;
+    }
+    o.doc = item;
+    Prune(o.doc);
+    o.origin = origin;
+    out.Add(std::move(o));
+    ++count;
+  };
+  if (is_list) {
+    if (items == doc.end() || !(items->is_array() || items->is_null())) {
+      return absl::InvalidArgumentError(origin + ": list without items");
+    }
+    std::string item_kind;
+    if (kind.size() > 4 && kind != "List") item_kind = kind.substr(0, kind.size() - 4);
+    if (item_kind.empty()) item_kind = std::string(default_kind);
+    const std::string version = StringField(doc, "apiVersion");
+    if (items->is_array()) {
+      for (size_t i = 0; i < items->size(); ++i) {
+        add_one((*items)[i], item_kind, kind == "List" ? "" : version,
+                "items[" + std::to_string(i) + "]");
+      }
+    }
+  } else {
+    add_one(doc, std::string(default_kind), "", "the document");
+  }
+  if (added) *added = count;
+  if (!problems.empty()) {
+    std::string msg = origin + ": ";
+    for (size_t i = 0; i < problems.size() && i < 3; ++i) msg += (i ? "; " : "") + problems[i];
+    if (problems.size() > 3) msg += "; and " + std::to_string(problems.size() - 3) + " more";
+    return absl::InvalidArgumentError(msg);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kspm::collector::k8s

@@ -1,0 +1,87 @@
+#pragma once
+
+// Kubernetes API objects as the cluster checks see them: pruned to the fields a check may read,
+// indexed by kind, with a record of what could not be read. The same model is filled from an
+// offline snapshot directory (snapshot_dir.h) and from the API (api_client.h).
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+
+namespace kspm::collector::k8s {
+
+// One object. `doc` keeps `metadata` (name, namespace, labels, annotations without
+// kubectl's last-applied copy, ownerReferences) and every top-level field except `status`,
+// `data`, `binaryData` and `stringData`: secret and config values never stay in memory.
+struct Object {
+  std::string kind;         // e.g. `Deployment`
+  std::string api_version;  // e.g. `apps/v1`; may be empty for API list items
+  std::string ns;           // empty for cluster-scoped objects
+  std::string name;
+  nlohmann::json doc;
+  std::string origin;  // where it was read: a snapshot file name or `API`
+
+  const nlohmann::json& metadata() const;
+  // `metadata.labels` / `.annotations` as an object (an empty object when absent).
+  const nlohmann::json& labels() const;
+  const nlohmann::json& annotations() const;
+  // `Kind ns/name`, or `Kind name` when cluster-scoped: how evidence names its source.
+  std::string Describe() const;
+};
+
+// Every object of a cluster, by kind. Not thread-safe while being filled; read-only afterwards.
+class Snapshot {
+ public:
+  // Adds an object; a second object with the same kind, namespace and name is ignored (the first
+  // file read wins) and counted in duplicates().
+  void Add(Object object);
+  // The objects of one kind, in the order they were added (an empty list when none).
+  const std::vector<Object>& Of(std::string_view kind) const;
+  // Object by kind, namespace and name, or null.
+  const Object* Find(std::string_view kind, std::string_view ns, std::string_view name) const;
+  size_t size() const { return size_; }
+  size_t duplicates() const { return duplicates_; }
+  // Kinds present, sorted, with their counts.
+  std::map<std::string, size_t> Counts() const;
+
+  // A kind that could not be read (HTTP 403, a malformed file that held it): checks that read it
+  // are ERROR with this reason instead of PASS or NOT_APPLICABLE.
+  void MarkFailed(const std::string& kind, const std::string& reason);
+  const std::map<std::string, std::string>& failed_kinds() const { return failed_; }
+  // Something unreadable held objects of unknown kinds: every check that would pass or not apply
+  // is ERROR instead, since the objects that would fail it may be the missing ones.
+  void MarkIncomplete(const std::string& reason);
+  const std::optional<std::string>& incomplete() const { return incomplete_; }
+  // Problems worth showing that did not stop the load (file name, position, message).
+  void AddError(std::string error) { errors_.push_back(std::move(error)); }
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::map<std::string, std::vector<Object>, std::less<>> by_kind_;
+  std::map<std::string, std::map<std::pair<std::string, std::string>, size_t>, std::less<>> index_;
+  size_t size_ = 0;
+  size_t duplicates_ = 0;
+  std::map<std::string, std::string> failed_;
+  std::optional<std::string> incomplete_;
+  std::vector<std::string> errors_;
+};
+
+// Adds the objects of one parsed document: a single object, or a list (`kind: List` from
+// `kubectl get -o json|yaml`, or `PodList` and the like from the API). List items without a kind
+// take it from the list's kind (`PodList` -> `Pod`), as the API server leaves it out; a list
+// that names no kind takes `default_kind` when given. Returns how many objects were added; a
+// document that is not an object (or an item without kind or name) is InvalidArgument naming
+// the item, and the other items are still added.
+[[nodiscard]] absl::Status AddDocument(const nlohmann::json& doc, const std::string& origin,
+                                       Snapshot& out, size_t* added = nullptr,
+                                       std::string_view default_kind = {});
+
+// Drops what checks never read (status, managedFields, data, last-applied annotation), in place.
+void Prune(nlohmann::json& object);
+
+}  // namespace kspm::collector::k8s

@@ -1,0 +1,198 @@
+#include "kspm/collector/k8s/snapshot_dir.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace kspm::collector::k8s {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsInteger(const std::string& s) {
+  size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  if (i >= s.size()) return false;
+  return std::all_of(s.begin() + static_cast<long>(i), s.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool IsFloat(const std::string& s) {
+  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
+  return std::regex_match(s, kFloat);
+}
+
+nlohmann::json Scalar(const YAML::Node& node) {
+  const std::string& s = node.Scalar();
+  // yaml-cpp tags quoted scalars "!" and plain ones "?": only plain scalars are typed.
+  if (node.Tag() == "!") return s;
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (IsInteger(s) && s.size() < 19) return std::stoll(s);
+  if (IsFloat(s) && s.size() < 40) {
+    try {
+      return std::stod(s);
+    } catch (...) {
+      return s;
+    }
+  }
+  return s;
+}
+
+// Line and column (1-based) of a byte offset.
+std::pair<size_t, size_t> Position(const std::string& text, size_t byte) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < byte && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {line, col};
+}
+
+// The kinds a file that does not parse seems to hold, read with a pattern: enough to say
+// which checks cannot be trusted.
+std::set<std::string> SniffKinds(const std::string& text) {
+  static const std::regex kPattern(R"((?:"kind"\s*:\s*"|(?:^|\n)\s*-?\s*kind:\s*)([A-Za-z]+))");
+  std::set<std::string> out;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kPattern);
+       it != std::sregex_iterator(); ++it) {
+    std::string kind = (*it)[1].str();
+    if (kind == "List") continue;
+    if (kind.size() > 4 && kind.ends_with("List")) kind.resize(kind.size() - 4);
+    out.insert(kind);
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json YamlToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar:
+      return Scalar(node);
+    case YAML::NodeType::Sequence: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& item : node) out.push_back(YamlToJson(item));
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& kv : node) out[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      return out;
+    }
+  }
+  return nullptr;
+}
+
+absl::Status LoadSnapshotText(const std::string& text, const std::string& name, Snapshot& out) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return absl::OkStatus();
+  std::vector<std::string> problems;
+  if (text[first] == '{' || text[first] == '[') {
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      const auto [line, col] = Position(text, e.byte > 0 ? e.byte - 1 : 0);
+      std::string what = e.what();
+      // Keep nlohmann's description, not its prefix with the position we print ourselves.
+      if (const auto pos = what.find(": syntax error"); pos != std::string::npos) {
+        what = what.substr(pos + 2);
+      }
+      return absl::InvalidArgumentError(name + ": line " + std::to_string(line) + ", column " +
+                                        std::to_string(col) + ": " + what);
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InvalidArgumentError(name + ": " + e.what());
+    }
+    const auto docs = doc.is_array() ? doc : nlohmann::json::array({doc});
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const std::string origin = docs.size() > 1 ? name + "[" + std::to_string(i) + "]" : name;
+      if (auto s = AddDocument(docs[i], origin, out); !s.ok()) {
+        problems.emplace_back(s.message());
+      }
+    }
+  } else {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(name + ": line " + std::to_string(e.mark.line + 1) +
+                                        ", column " + std::to_string(e.mark.column + 1) + ": " +
+                                        e.msg);
+    }
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const std::string origin =
+          docs.size() > 1 ? name + " (document " + std::to_string(i + 1) + ")" : name;
+      nlohmann::json doc;
+      try {
+        doc = YamlToJson(docs[i]);
+      } catch (const std::exception& e) {
+        problems.push_back(origin + ": " + e.what());
+        continue;
+      }
+      if (auto s = AddDocument(doc, origin, out); !s.ok()) problems.emplace_back(s.message());
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+    return absl::InvalidArgumentError(msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::InvalidArgumentError("snapshot directory " + dir + " does not exist or is not a " +
+                                      "directory");
+  }
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+  if (ec) return absl::InvalidArgumentError("cannot read " + dir + ": " + ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) return absl::InvalidArgumentError("cannot read " + dir + ": " + ec.message());
+    const std::string base = it->path().filename().string();
+    if (!base.empty() && base[0] == '.') {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(ec)) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& path : files) {
+    const std::string name = fs::relative(path, dir, ec).string();
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    if (!in.good() && !in.eof()) {
+      out.AddError(name + ": cannot read");
+      out.MarkIncomplete(name + " could not be read");
+      continue;
+    }
+    const std::string text = buf.str();
+    if (auto s = LoadSnapshotText(text, name, out); !s.ok()) {
+      out.AddError(std::string(s.message()));
+      const auto kinds = SniffKinds(text);
+      if (kinds.empty()) {
+        out.MarkIncomplete(name + " could not be read: " + std::string(s.message()));
+      }
+      for (const auto& kind : kinds) {
+        out.MarkFailed(kind, "snapshot file " + std::string(s.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kspm::collector::k8s

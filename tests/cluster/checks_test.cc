@@ -1,0 +1,469 @@
+// Every cluster check: a case that fails, one that passes and one where it does not apply. Then
+// the behaviours that peers get wrong: controllers reported once, system defaults quiet, the
+// exact field path in evidence, unreadable input never passing.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "cluster_test_util.h"
+#include "kspm/collector/cluster/catalog.h"
+
+namespace kspm::cluster_test {
+namespace {
+
+using collector::cluster::BuiltinCatalog;
+
+json Sc(json fields) { return fields; }
+
+// A namespace with one Deployment whose single container has `sc` and whose pod has `pod`.
+std::vector<json> App(json sc, json pod = json::object(), const std::string& ns = "shop",
+                      json container_extra = json::object()) {
+  return {Namespace(ns),
+          Deployment(ns, "web", PodSpec({Container("app", sc, container_extra)}, pod))};
+}
+
+struct Case {
+  const char* check;
+  std::vector<json> fails;
+  std::vector<json> passes;
+  std::vector<json> not_applicable;
+  const char* failing_kind;  // kind of the resource the failure is reported on
+};
+
+std::vector<Case> Cases() {
+  const json full = {{"runAsNonRoot", true},
+                     {"allowPrivilegeEscalation", false},
+                     {"readOnlyRootFilesystem", true},
+                     {"capabilities", {{"drop", {"ALL"}}}}};
+  const std::vector<json> nothing = {Namespace("shop")};
+  const std::vector<json> no_rbac = {Namespace("shop")};
+  auto alice = [] { return std::vector<json>{Subject("User", "alice")}; };
+  return {
+      {"pod.privileged", App(Sc({{"privileged", true}})), App(Sc({{"privileged", false}})), nothing,
+       "Deployment"},
+      {"pod.host-pid", App(nullptr, {{"hostPID", true}}), App(nullptr, {{"hostPID", false}}),
+       nothing, "Deployment"},
+      {"pod.host-ipc", App(nullptr, {{"hostIPC", true}}), App(nullptr), nothing, "Deployment"},
+      {"pod.host-network", App(nullptr, {{"hostNetwork", true}}), App(nullptr), nothing,
+       "Deployment"},
+      {"pod.privilege-escalation", App(nullptr), App(Sc({{"allowPrivilegeEscalation", false}})),
+       nothing, "Deployment"},
+      {"pod.run-as-root", App(Sc({{"runAsUser", 0}})),
+       App(nullptr, {{"securityContext", {{"runAsNonRoot", true}}}}), nothing, "Deployment"},
+      {"pod.net-raw", App(Sc({{"capabilities", {{"add", {"NET_RAW"}}, {"drop", {"ALL"}}}}})),
+       App(Sc({{"capabilities", {{"drop", {"ALL"}}}}})), nothing, "Deployment"},
+      {"pod.capabilities", App(Sc({{"capabilities", {{"add", {"SYS_ADMIN"}}, {"drop", {"ALL"}}}}})),
+       App(Sc({{"capabilities", {{"add", {"NET_BIND_SERVICE"}}, {"drop", {"ALL"}}}}})), nothing,
+       "Deployment"},
+      {"pod.windows-host-process",
+       App(nullptr, {{"securityContext", {{"windowsOptions", {{"hostProcess", true}}}}}}),
+       App(nullptr), nothing, "Deployment"},
+      {"pod.host-path",
+       App(nullptr,
+           {{"volumes", {{{"name", "docker"}, {"hostPath", {{"path", "/var/run/docker.sock"}}}}}}}),
+       App(nullptr, {{"volumes", {{{"name", "tmp"}, {"emptyDir", json::object()}}}}}), nothing,
+       "Deployment"},
+      {"pod.host-port",
+       App(nullptr, {}, "shop", {{"ports", {{{"containerPort", 80}, {"hostPort", 8080}}}}}),
+       App(nullptr, {}, "shop", {{"ports", {{{"containerPort", 80}}}}}), nothing, "Deployment"},
+      {"secrets.env",
+       App(nullptr, {}, "shop",
+           {{"env",
+             {{{"name", "DB_PASSWORD"},
+               {"valueFrom", {{"secretKeyRef", {{"name", "db"}, {"key", "password"}}}}}}}}}),
+       App(nullptr, {}, "shop", {{"env", {{{"name", "MODE"}, {"value", "prod"}}}}}), nothing,
+       "Deployment"},
+      {"pod.seccomp", App(Sc({{"seccompProfile", {{"type", "Unconfined"}}}})),
+       App(nullptr, {{"securityContext", {{"seccompProfile", {{"type", "RuntimeDefault"}}}}}}),
+       nothing, "Deployment"},
+      {"pod.security-context", App(nullptr), App(full), nothing, "Deployment"},
+      {"sa.token-automount", App(nullptr), App(nullptr, {{"automountServiceAccountToken", false}}),
+       nothing, "Deployment"},
+      {"sa.default-not-used",
+       {Namespace("shop"), ServiceAccount("shop", "default"),
+        Deployment("shop", "web", PodSpec({Container("app")}))},
+       {Namespace("shop"), ServiceAccount("shop", "default"), ServiceAccount("shop", "web"),
+        Deployment("shop", "web", PodSpec({Container("app")}, {{"serviceAccountName", "web"}}))},
+       {Namespace("shop")},
+       "ServiceAccount"},
+      {"rbac.cluster-admin-bindings",
+       {ClusterRoleBinding("alice-admin", "cluster-admin", alice())},
+       {ClusterRoleBinding("alice-view", "view", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.secrets-read",
+       {Role("shop", "reader", {Rule({""}, {"secrets"}, {"list"})}),
+        RoleBinding("shop", "reader", "Role", "reader", alice())},
+       {Role("shop", "reader", {Rule({""}, {"configmaps"}, {"list"})}),
+        RoleBinding("shop", "reader", "Role", "reader", alice())},
+       no_rbac,
+       "RoleBinding"},
+      {"rbac.wildcards",
+       {Role("shop", "all", {Rule({"apps"}, {"deployments"}, {"*"})})},
+       {Role("shop", "some", {Rule({"apps"}, {"deployments"}, {"get"})})},
+       no_rbac,
+       "Role"},
+      {"rbac.pod-create",
+       {Role("shop", "deployer", {Rule({"apps"}, {"deployments"}, {"create"})}),
+        RoleBinding("shop", "deployer", "Role", "deployer", alice())},
+       {Role("shop", "watcher", {Rule({""}, {"pods"}, {"get", "list", "watch"})}),
+        RoleBinding("shop", "watcher", "Role", "watcher", alice())},
+       no_rbac,
+       "RoleBinding"},
+      {"rbac.system-masters",
+       {ClusterRoleBinding("break-glass", "view", {Subject("Group", "system:masters")})},
+       {ClusterRole("cluster-admin", {Rule({"*"}, {"*"}, {"*"})}),
+        ClusterRoleBinding("cluster-admin", "cluster-admin", {Subject("Group", "system:masters")},
+                           {{"kubernetes.io/bootstrapping", "rbac-defaults"}})},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.escalation-verbs",
+       {ClusterRole("role-editor",
+                    {Rule({"rbac.authorization.k8s.io"}, {"clusterroles"}, {"escalate"})}),
+        ClusterRoleBinding("role-editor", "role-editor", alice())},
+       {ClusterRole("role-reader",
+                    {Rule({"rbac.authorization.k8s.io"}, {"clusterroles"}, {"get"})}),
+        ClusterRoleBinding("role-reader", "role-reader", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.pv-create",
+       {ClusterRole("pv-maker", {Rule({""}, {"persistentvolumes"}, {"create"})}),
+        ClusterRoleBinding("pv-maker", "pv-maker", alice())},
+       // The same role through a RoleBinding: a cluster-scoped resource is not granted.
+       {ClusterRole("pv-maker", {Rule({""}, {"persistentvolumes"}, {"create"})}),
+        RoleBinding("shop", "pv-maker", "ClusterRole", "pv-maker", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.node-proxy",
+       {ClusterRole("kubelet-user", {Rule({""}, {"nodes/proxy"}, {"get"})}),
+        ClusterRoleBinding("kubelet-user", "kubelet-user", alice())},
+       {ClusterRole("node-reader", {Rule({""}, {"nodes"}, {"get", "list"})}),
+        ClusterRoleBinding("node-reader", "node-reader", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.csr-approval",
+       {ClusterRole("approver", {Rule({"certificates.k8s.io"},
+                                      {"certificatesigningrequests/approval"}, {"update"})}),
+        ClusterRoleBinding("approver", "approver", alice())},
+       {ClusterRole("requester",
+                    {Rule({"certificates.k8s.io"}, {"certificatesigningrequests"}, {"create"})}),
+        ClusterRoleBinding("requester", "requester", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.webhook-config",
+       {ClusterRole("hooks", {Rule({"admissionregistration.k8s.io"},
+                                   {"mutatingwebhookconfigurations"}, {"patch"})}),
+        ClusterRoleBinding("hooks", "hooks", alice())},
+       {ClusterRole("hooks", {Rule({"admissionregistration.k8s.io"},
+                                   {"mutatingwebhookconfigurations"}, {"get", "list"})}),
+        ClusterRoleBinding("hooks", "hooks", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.sa-token-create",
+       {Role("shop", "minter", {Rule({""}, {"serviceaccounts/token"}, {"create"})}),
+        RoleBinding("shop", "minter", "Role", "minter", alice())},
+       {Role("shop", "sa-maker", {Rule({""}, {"serviceaccounts"}, {"create"})}),
+        RoleBinding("shop", "sa-maker", "Role", "sa-maker", alice())},
+       no_rbac,
+       "RoleBinding"},
+      {"rbac.anonymous-bindings",
+       {ClusterRoleBinding("anon-view", "view", {Subject("User", "system:anonymous")})},
+       {ClusterRoleBinding("system:public-info-viewer", "system:public-info-viewer",
+                           {Subject("Group", "system:unauthenticated")},
+                           {{"kubernetes.io/bootstrapping", "rbac-defaults"}})},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.authenticated-rights",
+       {ClusterRoleBinding("everyone-views", "view", {Subject("Group", "system:authenticated")})},
+       {ClusterRoleBinding("system:discovery", "system:discovery",
+                           {Subject("Group", "system:authenticated")},
+                           {{"kubernetes.io/bootstrapping", "rbac-defaults"}})},
+       no_rbac,
+       "ClusterRoleBinding"},
+      {"rbac.pod-exec-attach",
+       // edit grants pods/exec only through its aggregated system:aggregate-to-edit.
+       {ClusterRole(
+            "edit", {}, {{"kubernetes.io/bootstrapping", "rbac-defaults"}},
+            {{"clusterRoleSelectors",
+              {{{"matchLabels", {{"rbac.authorization.k8s.io/aggregate-to-edit", "true"}}}}}}}),
+        ClusterRole("system:aggregate-to-edit", {Rule({""}, {"pods/exec"}, {"create"})},
+                    {{"rbac.authorization.k8s.io/aggregate-to-edit", "true"},
+                     {"kubernetes.io/bootstrapping", "rbac-defaults"}}),
+        RoleBinding("shop", "devs-edit", "ClusterRole", "edit", {Subject("Group", "devs")})},
+       {ClusterRole("view", {Rule({""}, {"pods", "pods/log"}, {"get"})}),
+        RoleBinding("shop", "devs-view", "ClusterRole", "view", {Subject("Group", "devs")})},
+       no_rbac,
+       "RoleBinding"},
+      {"admission.policy-control",
+       App(nullptr),
+       [] {
+         auto objects = App(nullptr);
+         objects[0] = Namespace("shop", {{"pod-security.kubernetes.io/enforce", "baseline"}});
+         return objects;
+       }(),
+       {Namespace("shop")},
+       "Namespace"},
+      {"netpol.namespace-coverage",
+       App(nullptr),
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back(
+             {{"apiVersion", "networking.k8s.io/v1"},
+              {"kind", "NetworkPolicy"},
+              {"metadata", {{"name", "default-deny"}, {"namespace", "shop"}}},
+              {"spec", {{"podSelector", json::object()}, {"policyTypes", {"Ingress", "Egress"}}}}});
+         return objects;
+       }(),
+       {Namespace("shop")},
+       "Namespace"},
+      {"namespace.default-unused",
+       App(nullptr, {}, "default"),
+       {Namespace("default"),
+        {{"apiVersion", "v1"},
+         {"kind", "Service"},
+         {"metadata", {{"name", "kubernetes"}, {"namespace", "default"}}}}},
+       {},
+       "Deployment"},
+  };
+}
+
+TEST(Checks, EveryCheckFailsPassesAndDoesNotApply) {
+  std::set<std::string> covered;
+  for (const auto& c : Cases()) {
+    SCOPED_TRACE(c.check);
+    covered.insert(c.check);
+    const auto fail = Scan(Snapshot(c.fails));
+    const auto failing = ResultsOf(fail, c.check);
+    ASSERT_FALSE(failing.empty());
+    bool any_fail = false;
+    for (const auto* r : failing) {
+      if (r->status() != v1::STATUS_FAIL && r->status() != v1::STATUS_WARN) continue;
+      any_fail = true;
+      EXPECT_EQ(r->resource().kind(), c.failing_kind);
+      EXPECT_FALSE(r->evidence().empty());
+      EXPECT_FALSE(r->reason().empty());
+      for (const auto& e : r->evidence()) {
+        EXPECT_EQ(e.source_kind(), v1::SOURCE_KIND_API_OBJECT);
+        EXPECT_FALSE(e.source().empty());
+      }
+      // Unscored CIS items fail as WARN; NSA/CISA items are scored and FAIL.
+      EXPECT_EQ(r->status(), r->scored() ? v1::STATUS_FAIL : v1::STATUS_WARN);
+    }
+    EXPECT_TRUE(any_fail);
+
+    const auto pass = Scan(Snapshot(c.passes));
+    for (const auto* r : ResultsOf(pass, c.check)) {
+      EXPECT_EQ(r->status(), v1::STATUS_PASS) << r->reason();
+    }
+    EXPECT_FALSE(ResultsOf(pass, c.check).empty());
+
+    const auto na = Scan(Snapshot(c.not_applicable));
+    const auto none = ResultsOf(na, c.check);
+    ASSERT_FALSE(none.empty());
+    for (const auto* r : none) {
+      EXPECT_EQ(r->status(), v1::STATUS_NOT_APPLICABLE);
+      EXPECT_FALSE(r->reason().empty());
+    }
+  }
+  // The Pod Security Admission items, one per 5.2.x control, from the catalogue's own levels.
+  for (const auto& check : BuiltinCatalog()) {
+    if (check.evaluate != "psa-level") continue;
+    SCOPED_TRACE(check.id);
+    covered.insert(check.id);
+    const std::string below = check.level == "restricted" ? "baseline" : "privileged";
+    auto objects = App(nullptr);
+    objects[0] = Namespace("shop", {{"pod-security.kubernetes.io/enforce", below}});
+    const auto fail_scan = Scan(Snapshot(objects));
+    const auto fail = ResultsOf(fail_scan, check.id);
+    ASSERT_EQ(fail.size(), 1u);
+    EXPECT_EQ(fail[0]->status(), v1::STATUS_WARN);
+    EXPECT_EQ(fail[0]->resource().name(), "shop");
+    objects[0] = Namespace("shop", {{"pod-security.kubernetes.io/enforce", check.level}});
+    const auto pass_scan = Scan(Snapshot(objects));
+    const auto pass = ResultsOf(pass_scan, check.id);
+    ASSERT_EQ(pass.size(), 1u);
+    EXPECT_EQ(pass[0]->status(), v1::STATUS_PASS);
+    const auto na_scan = Scan(Snapshot({Namespace("shop")}));
+    const auto na = ResultsOf(na_scan, check.id);
+    ASSERT_EQ(na.size(), 1u);
+    EXPECT_EQ(na[0]->status(), v1::STATUS_NOT_APPLICABLE);
+  }
+  for (const auto& check : BuiltinCatalog()) EXPECT_TRUE(covered.contains(check.id)) << check.id;
+}
+
+TEST(Checks, AStockKubeadmClusterHasNoFindingsUnlessSystemObjectsAreIncluded) {
+  const auto snapshot = KubeadmSnapshot();
+  const auto scan = Scan(snapshot);
+  for (const auto& r : scan.results) {
+    EXPECT_TRUE(r.status() == v1::STATUS_PASS || r.status() == v1::STATUS_NOT_APPLICABLE)
+        << r.check_id() << " " << r.benchmark() << ": " << r.reason();
+  }
+  EXPECT_EQ(scan.stats.system_workloads, 6u);  // coredns, kube-proxy, four static pods
+  EXPECT_EQ(scan.stats.owned, 4u);             // the ReplicaSet and three replica pods
+
+  // Asked for, the defaults are reported like anything else.
+  const auto all = Scan(snapshot, true);
+  bool masters = false;
+  for (const auto* r : ResultsOf(all, "rbac.system-masters")) {
+    if (r->resource().name() == "cluster-admin") masters = r->status() == v1::STATUS_WARN;
+  }
+  EXPECT_TRUE(masters);
+  const auto proxy = ResultsOf(all, "pod.privileged", "cis-kubernetes-1.12");
+  ASSERT_FALSE(proxy.empty());
+  bool kube_proxy = false;
+  for (const auto* r : proxy) {
+    if (r->resource().name() == "kube-proxy") {
+      kube_proxy = true;
+      EXPECT_EQ(r->resource().kind(), "DaemonSet");
+      EXPECT_EQ(r->status(), v1::STATUS_WARN);
+    }
+  }
+  EXPECT_TRUE(kube_proxy);
+}
+
+TEST(Checks, WorkloadsAreReportedOnceAtTheirController) {
+  const json rs_owner = {{"apiVersion", "apps/v1"},
+                         {"kind", "ReplicaSet"},
+                         {"name", "web-5d9f7c8b6"},
+                         {"controller", true}};
+  const json spec = PodSpec({Container("app", {{"privileged", true}})});
+  const json hash = {{"pod-template-hash", "5d9f7c8b6"}};
+  // Only Pods in the snapshot: their ReplicaSet is missing, so they resolve to the Deployment.
+  const auto pods_only = Scan(
+      Snapshot({Namespace("shop"), Pod("shop", "web-5d9f7c8b6-a", spec, rs_owner, hash),
+                Pod("shop", "web-5d9f7c8b6-b", spec, rs_owner, hash),
+                Pod("shop", "web-5d9f7c8b6-c", spec, rs_owner, hash), Pod("shop", "debug", spec)}));
+  const auto results = ResultsOf(pods_only, "pod.privileged", "cis-kubernetes-1.12");
+  ASSERT_EQ(results.size(), 2u);
+  std::set<std::string> resources;
+  for (const auto* r : results) resources.insert(r->resource().kind() + " " + r->resource().name());
+  EXPECT_TRUE(resources.contains("Deployment web"));
+  EXPECT_TRUE(resources.contains("Pod debug"));  // a bare Pod, on its own
+  for (const auto* r : results) {
+    if (r->resource().kind() != "Deployment") continue;
+    EXPECT_NE(r->evidence(0).source().find("not in the snapshot"), std::string::npos);
+    EXPECT_EQ(r->evidence(0).key(), "spec.containers[app].securityContext.privileged");
+  }
+
+  // With the controller present, its own spec is read and the replicas are skipped.
+  auto deployment = Deployment("shop", "web", spec);
+  const auto full = Scan(Snapshot(
+      {Namespace("shop"), deployment, Pod("shop", "web-5d9f7c8b6-a", spec, rs_owner, hash)}));
+  const auto one = ResultsOf(full, "pod.privileged", "cis-kubernetes-1.12");
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0]->resource().kind(), "Deployment");
+  EXPECT_EQ(one[0]->resource().container(), "app");
+  EXPECT_EQ(one[0]->evidence(0).key(),
+            "spec.template.spec.containers[app].securityContext.privileged");
+  EXPECT_EQ(one[0]->evidence(0).value(), "true");
+  EXPECT_EQ(one[0]->evidence(0).source(), "Deployment shop/web");
+}
+
+TEST(Checks, CronJobsAreReadAtTheirJobTemplateAndInitContainersCount) {
+  const json cron = {
+      {"apiVersion", "batch/v1"},
+      {"kind", "CronJob"},
+      {"metadata", {{"name", "backup"}, {"namespace", "ops"}}},
+      {"spec",
+       {{"schedule", "0 3 * * *"},
+        {"jobTemplate",
+         {{"spec",
+           {{"template",
+             {{"spec",
+               {{"initContainers", {Container("prepare", {{"runAsUser", 0}})}},
+                {"containers",
+                 {Container("backup", {{"runAsNonRoot", true}, {"runAsUser", 1000}})}}}}}}}}}}}}};
+  const auto scan = Scan(Snapshot({Namespace("ops"), cron}));
+  const auto r = ResultsOf(scan, "pod.run-as-root", "cis-kubernetes-1.12");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_WARN);
+  EXPECT_EQ(r[0]->resource().container(), "prepare");
+  EXPECT_EQ(
+      r[0]->evidence(1).key(),
+      "spec.jobTemplate.spec.template.spec.initContainers[prepare].securityContext.runAsUser");
+}
+
+TEST(Checks, ContainerSettingsOverridePodSettings) {
+  // The pod says non-root; one container overrides with UID 0.
+  const auto scan = Scan(
+      Snapshot({Namespace("shop"),
+                Deployment("shop", "web",
+                           PodSpec({Container("app"), Container("sidecar", {{"runAsUser", 0}})},
+                                   {{"securityContext", {{"runAsNonRoot", true}}}}))}));
+  const auto r = ResultsOf(scan, "pod.run-as-root", "cis-kubernetes-1.12");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_WARN);
+  EXPECT_EQ(r[0]->resource().container(), "sidecar");
+  EXPECT_NE(r[0]->reason().find("UID 0"), std::string::npos);
+}
+
+TEST(Checks, PolicyEnginesMakeAdmissionItemsManualNotFail) {
+  auto objects = App(nullptr);
+  objects.push_back({{"apiVersion", "admissionregistration.k8s.io/v1"},
+                     {"kind", "ValidatingWebhookConfiguration"},
+                     {"metadata", {{"name", "kyverno-resource-validating-webhook-cfg"}}}});
+  const auto scan = Scan(Snapshot(objects));
+  const auto privileged = ResultsOf(scan, "admission.privileged");
+  ASSERT_EQ(privileged.size(), 1u);
+  EXPECT_EQ(privileged[0]->status(), v1::STATUS_MANUAL);
+  const auto control = ResultsOf(scan, "admission.policy-control");
+  ASSERT_EQ(control.size(), 1u);
+  EXPECT_EQ(control[0]->status(), v1::STATUS_PASS);
+}
+
+TEST(Checks, StaticPodsMountNoToken) {
+  json mirror =
+      Pod("kube-system", "etcd-cp-1", PodSpec({Container("etcd")}),
+          {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", "cp-1"}, {"controller", true}});
+  mirror["metadata"]["annotations"] = {{"kubernetes.io/config.mirror", "abc"}};
+  const auto scan = Scan(Snapshot({mirror}), true);
+  const auto r = ResultsOf(scan, "sa.token-automount", "cis-kubernetes-1.12");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_PASS);
+  EXPECT_EQ(r[0]->resource().kind(), "Pod");
+}
+
+TEST(Checks, UnreadableKindsTurnPassIntoError) {
+  auto snapshot =
+      Snapshot({ClusterRoleBinding("alice-admin", "cluster-admin", {Subject("User", "alice")})});
+  snapshot.MarkFailed("RoleBinding", "403 Forbidden: list rolebindings");
+  const auto scan = Scan(snapshot);
+  const auto admin = ResultsOf(scan, "rbac.cluster-admin-bindings", "cis-kubernetes-1.12");
+  ASSERT_EQ(admin.size(), 2u);  // the failure that was seen stands, plus the error
+  EXPECT_EQ(admin[0]->status(), v1::STATUS_WARN);
+  EXPECT_EQ(admin[1]->status(), v1::STATUS_ERROR);
+  EXPECT_NE(admin[1]->reason().find("403 Forbidden"), std::string::npos);
+  for (const auto* r : ResultsOf(scan, "rbac.secrets-read")) {
+    EXPECT_EQ(r->status(), v1::STATUS_ERROR);
+  }
+  // Checks that read other kinds are unaffected.
+  for (const auto* r : ResultsOf(scan, "pod.privileged")) {
+    EXPECT_EQ(r->status(), v1::STATUS_NOT_APPLICABLE);
+  }
+}
+
+TEST(Checks, SeccompAnnotationsAreShownButNoLongerCount) {
+  json d = Deployment("shop", "web", PodSpec({Container("app")}));
+  d["spec"]["template"]["metadata"]["annotations"] = {
+      {"seccomp.security.alpha.kubernetes.io/pod", "runtime/default"}};
+  const auto scan = Scan(Snapshot({Namespace("shop"), d}));
+  const auto r = ResultsOf(scan, "pod.seccomp");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_WARN);
+  bool shown = false;
+  for (const auto& e : r[0]->evidence()) {
+    shown = shown || e.source().find("ignored since Kubernetes 1.27") != std::string::npos;
+  }
+  EXPECT_TRUE(shown);
+}
+
+TEST(Checks, EmptyNamespacesAreCountedNotJudged) {
+  const auto scan = Scan(Snapshot({Namespace("empty"), Namespace("shop"),
+                                   Deployment("shop", "web", PodSpec({Container("app")}))}));
+  const auto r = ResultsOf(scan, "netpol.namespace-coverage", "cis-kubernetes-1.12");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->resource().name(), "shop");
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
