@@ -8,3 +8,6 @@ echo "== agent: full scan vs one shell per audit (kube-bench's way)"
 echo
 echo "== collector: simulated agents on loopback, and summary over 1,000,000 results"
 "$bin/kspm-bench-ingest" 2000 150 64
+echo
+echo "== agent: drift detection (eBPF) latency, overhead, idle cost"
+"$bin/kspm-bench-drift" 40 60

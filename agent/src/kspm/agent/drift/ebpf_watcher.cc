@@ -154,6 +154,7 @@ class EbpfWatcher final : public Watcher {
       bpf_map_delete_elem(fd, key);
     }
     const __u8 one = 1;
+    const int prefix_fd = bpf_map__fd(skel_->maps.watched_prefixes);
     for (const auto& k : keys) {
       if (k.size() >= KSPM_PATH_MAX) continue;  // longer than any path the program can read
       char key[KSPM_PATH_MAX] = {};
@@ -161,6 +162,11 @@ class EbpfWatcher final : public Watcher {
       if (bpf_map_update_elem(fd, key, &one, BPF_ANY) != 0) {
         return absl::ResourceExhaustedError("drift watch map is full at " + k);
       }
+      // The first 16 bytes, zero-padded, as the program's first filter reads them. Stale
+      // prefixes only cost a full lookup, so they are never removed.
+      char prefix[16] = {};
+      std::memcpy(prefix, k.data(), std::min<size_t>(k.size(), sizeof prefix));
+      bpf_map_update_elem(prefix_fd, prefix, &one, BPF_ANY);
     }
     keys_ = std::move(keys);
     const int comm_fd = bpf_map__fd(skel_->maps.watched_comms);
