@@ -51,6 +51,13 @@ void Snapshot::Add(Object object) {
   ++size_;
 }
 
+void Snapshot::Absorb(Snapshot&& other) {
+  for (auto& [kind, list] : other.by_kind_) {
+    for (auto& o : list) Add(std::move(o));
+  }
+  other = Snapshot();
+}
+
 const std::vector<Object>& Snapshot::Of(std::string_view kind) const {
   static const std::vector<Object> kNone;
   const auto it = by_kind_.find(kind);

@@ -40,6 +40,8 @@ class Snapshot {
   // Adds an object; a second object with the same kind, namespace and name is ignored (the first
   // file read wins) and counted in duplicates().
   void Add(Object object);
+  // Moves every object of `other` into this snapshot (as Add does, one by one).
+  void Absorb(Snapshot&& other);
   // The objects of one kind, in the order they were added (an empty list when none).
   const std::vector<Object>& Of(std::string_view kind) const;
   // Object by kind, namespace and name, or null.

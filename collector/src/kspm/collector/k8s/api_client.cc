@@ -1,0 +1,465 @@
+#include "kspm/collector/k8s/api_client.h"
+
+#include <curl/curl.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "spdlog/spdlog.h"
+#include "yaml-cpp/yaml.h"
+
+namespace kspm::collector::k8s {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError("cannot read " + what + " " + path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::string Scalar(const YAML::Node& node, const char* key) {
+  const YAML::Node v = node[key];
+  return v && v.IsScalar() ? v.Scalar() : "";
+}
+
+// The entry named `name` of a kubeconfig list (clusters, users, contexts).
+YAML::Node Named(const YAML::Node& list, const std::string& name) {
+  if (!list || !list.IsSequence()) return YAML::Node();
+  for (const auto& item : list) {
+    if (Scalar(item, "name") == name) return item;
+  }
+  return YAML::Node();
+}
+
+// `*-data` (base64) inline, else the file named by the plain key (relative to `base`).
+absl::StatusOr<std::string> DataOrFile(const YAML::Node& node, const char* data_key,
+                                       const char* file_key, const fs::path& base,
+                                       const std::string& what) {
+  const std::string data = Scalar(node, data_key);
+  if (!data.empty()) {
+    std::string out;
+    if (!absl::Base64Unescape(data, &out)) {
+      return absl::InvalidArgumentError(what + ": " + data_key + " is not valid base64");
+    }
+    return out;
+  }
+  std::string file = Scalar(node, file_key);
+  if (file.empty()) return std::string();
+  if (fs::path(file).is_relative()) file = (base / file).string();
+  return ReadFile(file, what + " " + file_key);
+}
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using Curl = std::unique_ptr<CURL, CurlDeleter>;
+using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+
+size_t WriteBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+// Keeps the Retry-After header of the last response.
+size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
+  std::string line(data, size * n);
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() > kName.size()) {
+    std::string lower = line.substr(0, kName.size());
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == kName) {
+      std::string value = line.substr(kName.size());
+      value.erase(0, value.find_first_not_of(" \t"));
+      value.erase(value.find_last_not_of(" \t\r\n") + 1);
+      *static_cast<std::string*>(user) = value;
+    }
+  }
+  return size * n;
+}
+
+std::string UrlEncode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// The `message` of a metav1.Status body, or the body's start.
+std::string StatusMessage(const std::string& body) {
+  try {
+    const auto j = nlohmann::json::parse(body);
+    if (j.is_object() && j.contains("message") && j["message"].is_string()) {
+      return j["message"].get<std::string>();
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  return body.substr(0, 200);
+}
+
+struct Response {
+  long code = 0;
+  std::string body;
+  std::string retry_after;
+};
+
+class CurlApiClient final : public ApiClient {
+ public:
+  CurlApiClient(Connection c, ClientOptions o) : conn_(std::move(c)), options_(std::move(o)) {
+    if (!options_.sleep) {
+      options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+    }
+  }
+
+  const std::string& description() const override { return conn_.description; }
+
+  absl::StatusOr<std::string> ServerVersion() override {
+    auto r = Get("/version", "get", "the server version (/version)");
+    if (!r.ok()) return r.status();
+    try {
+      const auto j = nlohmann::json::parse(r->body);
+      return j.value("gitVersion", std::string());
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InternalError(conn_.server + "/version: not JSON: " + e.what());
+    }
+  }
+
+  absl::Status List(const ResourceType& type,
+                    const std::function<absl::Status(nlohmann::json&)>& page,
+                    const std::function<void()>& restart) override {
+    bool restarted = false;
+    std::string token;
+    for (;;) {
+      std::string path = type.Path() + "?limit=" + std::to_string(options_.page_size);
+      if (!token.empty()) path += "&continue=" + UrlEncode(token);
+      auto r = Get(path, "list", type.Qualified());
+      if (!r.ok()) {
+        // 410 Gone: the continue token outlived the server's compaction window. Start over once.
+        if (absl::IsAborted(r.status()) && !token.empty() && !restarted) {
+          restarted = true;
+          token.clear();
+          if (restart) restart();
+          continue;
+        }
+        return r.status();
+      }
+      nlohmann::json doc;
+      try {
+        doc = nlohmann::json::parse(r->body);
+      } catch (const nlohmann::json::exception& e) {
+        return absl::InternalError(type.Qualified() + ": the answer is not JSON: " + e.what());
+      }
+      token.clear();
+      if (doc.contains("metadata") && doc["metadata"].is_object()) {
+        const auto& meta = doc["metadata"];
+        if (meta.contains("continue") && meta["continue"].is_string()) {
+          token = meta["continue"].get<std::string>();
+        }
+      }
+      if (auto s = page(doc); !s.ok()) return s;
+      if (token.empty()) return absl::OkStatus();
+    }
+  }
+
+  size_t requests() const { return requests_; }
+
+ private:
+  // One GET with retries. `verb` and `what` name the permission for 403 messages.
+  absl::StatusOr<Response> Get(const std::string& path, const char* verb, const std::string& what) {
+    std::string last_error;
+    for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+      auto r = Once(path);
+      std::chrono::milliseconds wait = Backoff(attempt);
+      if (!r.ok()) {
+        // Could not connect, TLS failure or timeout: retried, since an API server restarting
+        // behind a load balancer looks like this for a few seconds.
+        last_error = std::string(r.status().message());
+        if (absl::IsInvalidArgument(r.status())) return r.status();  // TLS set-up: not transient
+      } else if (r->code >= 200 && r->code < 300) {
+        return r;
+      } else if (r->code == 401) {
+        return absl::UnauthenticatedError(
+            conn_.server + " refused the credentials of " + conn_.description +
+            " (401 Unauthorized: " + StatusMessage(r->body) +
+            "); the token may have expired or the client certificate is not trusted");
+      } else if (r->code == 403) {
+        return absl::PermissionDeniedError(
+            "forbidden: kspm needs '" + std::string(verb) + "' on " + what +
+            (std::string(verb) == "list" ? " in all namespaces" : "") +
+            "; grant it in the collector's ClusterRole (403: " + StatusMessage(r->body) + ")");
+      } else if (r->code == 404) {
+        return absl::NotFoundError(what + " is not served by " + conn_.server);
+      } else if (r->code == 410) {
+        return absl::AbortedError(what + ": 410 Gone (" + StatusMessage(r->body) + ")");
+      } else if (r->code == 429 || r->code >= 500) {
+        last_error = "HTTP " + std::to_string(r->code) + ": " + StatusMessage(r->body);
+        if (r->code == 429 && !r->retry_after.empty()) {
+          char* end = nullptr;
+          const long seconds = std::strtol(r->retry_after.c_str(), &end, 10);
+          if (end != r->retry_after.c_str() && seconds >= 0) {
+            wait = std::min(std::chrono::milliseconds(std::chrono::seconds(seconds)),
+                            std::chrono::milliseconds(options_.max_retry_after));
+          }
+        }
+      } else {
+        return absl::InternalError(what + ": HTTP " + std::to_string(r->code) + " from " +
+                                   conn_.server + ": " + StatusMessage(r->body));
+      }
+      if (attempt < options_.max_attempts) {
+        spdlog::debug("GET {}: {}; retrying in {} ms", path, last_error, wait.count());
+        options_.sleep(wait);
+      }
+    }
+    return absl::UnavailableError(what + ": gave up after " +
+                                  std::to_string(options_.max_attempts) +
+                                  " attempts; last: " + last_error);
+  }
+
+  std::chrono::milliseconds Backoff(int attempt) {
+    auto d = options_.backoff * (1 << std::min(attempt - 1, 10));
+    d = std::min(d, options_.max_backoff);
+    std::uniform_int_distribution<long> jitter(0, d.count() / 4);
+    return d + std::chrono::milliseconds(jitter(rng_));
+  }
+
+  absl::StatusOr<Response> Once(const std::string& path) {
+    ++requests_;
+    Curl curl(curl_easy_init());
+    if (!curl) return absl::InternalError("curl_easy_init failed");
+    Response out;
+    std::string token = conn_.token;
+    if (!conn_.token_file.empty()) {
+      auto t = ReadFile(conn_.token_file, "token file");
+      if (!t.ok()) return absl::InvalidArgumentError(std::string(t.status().message()));
+      token = *t;
+      while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    }
+    curl_slist* raw = curl_slist_append(nullptr, "Accept: application/json");
+    Slist headers(raw);
+    std::string auth;
+    if (!token.empty()) {
+      auth = "Authorization: Bearer " + token;
+      headers.reset(curl_slist_append(headers.release(), auth.c_str()));
+    }
+    const std::string url = conn_.server + path;
+    CURL* c = curl.get();
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "kspm-collector/" KSPM_VERSION);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // gzip when the server offers it
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ReadHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &out.retry_after);
+    curl_blob ca{const_cast<char*>(conn_.ca_pem.data()), conn_.ca_pem.size(), CURL_BLOB_NOCOPY};
+    if (!conn_.ca_pem.empty()) curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
+    if (conn_.insecure_skip_tls_verify) {
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    curl_blob cert{const_cast<char*>(conn_.client_cert_pem.data()), conn_.client_cert_pem.size(),
+                   CURL_BLOB_NOCOPY};
+    curl_blob key{const_cast<char*>(conn_.client_key_pem.data()), conn_.client_key_pem.size(),
+                  CURL_BLOB_NOCOPY};
+    if (!conn_.client_cert_pem.empty()) {
+      curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+      curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+      curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+      curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    char error[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+    const CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+      const std::string msg =
+          "GET " + url + ": " + (error[0] ? std::string(error) : curl_easy_strerror(rc));
+      if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
+          rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
+        return absl::InvalidArgumentError(msg);
+      }
+      return absl::UnavailableError(msg);
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.code);
+    return out;
+  }
+
+  Connection conn_;
+  ClientOptions options_;
+  size_t requests_ = 0;
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+}  // namespace
+
+absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::string& context) {
+  auto text = ReadFile(path, "kubeconfig");
+  if (!text.ok()) return text.status();
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(path + ": line " + std::to_string(e.mark.line + 1) + ": " +
+                                      e.msg);
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError(path + ": not a kubeconfig");
+  const std::string ctx_name = context.empty() ? Scalar(root, "current-context") : context;
+  if (ctx_name.empty()) {
+    return absl::InvalidArgumentError(path + ": no current-context; pass --context");
+  }
+  const YAML::Node ctx = Named(root["contexts"], ctx_name);
+  if (!ctx) return absl::InvalidArgumentError(path + ": no context named '" + ctx_name + "'");
+  const std::string cluster_name = Scalar(ctx["context"], "cluster");
+  const std::string user_name = Scalar(ctx["context"], "user");
+  const YAML::Node cluster = Named(root["clusters"], cluster_name)["cluster"];
+  if (!cluster) {
+    return absl::InvalidArgumentError(path + ": context '" + ctx_name + "' names cluster '" +
+                                      cluster_name + "', which is not defined");
+  }
+  const fs::path base = fs::path(path).parent_path();
+  Connection c;
+  c.description = "kubeconfig " + path + " (context " + ctx_name + ")";
+  c.server = Scalar(cluster, "server");
+  while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
+  if (c.server.empty()) return absl::InvalidArgumentError(path + ": cluster has no server");
+  c.insecure_skip_tls_verify = Scalar(cluster, "insecure-skip-tls-verify") == "true";
+  auto ca = DataOrFile(cluster, "certificate-authority-data", "certificate-authority", base,
+                       path + ": cluster " + cluster_name);
+  if (!ca.ok()) return ca.status();
+  c.ca_pem = *ca;
+  if (!user_name.empty()) {
+    const YAML::Node user = Named(root["users"], user_name)["user"];
+    if (!user) {
+      return absl::InvalidArgumentError(path + ": context '" + ctx_name + "' names user '" +
+                                        user_name + "', which is not defined");
+    }
+    if (user["exec"] || user["auth-provider"]) {
+      return absl::InvalidArgumentError(
+          path + ": user '" + user_name +
+          "' authenticates with an exec or auth-provider plugin, which kspm does not run; use a "
+          "kubeconfig with a service account token or a client certificate");
+    }
+    auto cert = DataOrFile(user, "client-certificate-data", "client-certificate", base,
+                           path + ": user " + user_name);
+    if (!cert.ok()) return cert.status();
+    auto key =
+        DataOrFile(user, "client-key-data", "client-key", base, path + ": user " + user_name);
+    if (!key.ok()) return key.status();
+    c.client_cert_pem = *cert;
+    c.client_key_pem = *key;
+    if (c.client_cert_pem.empty() != c.client_key_pem.empty()) {
+      return absl::InvalidArgumentError(path + ": user '" + user_name +
+                                        "' has a client certificate without a key or a key "
+                                        "without a certificate");
+    }
+    c.token = Scalar(user, "token");
+    std::string token_file = Scalar(user, "tokenFile");
+    if (!token_file.empty() && fs::path(token_file).is_relative()) {
+      token_file = (base / token_file).string();
+    }
+    c.token_file = token_file;
+  }
+  return c;
+}
+
+absl::StatusOr<Connection> InClusterConnection(const std::string& account_dir) {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || *host == '\0') {
+    return absl::UnavailableError("KUBERNETES_SERVICE_HOST is not set: not running in a pod");
+  }
+  Connection c;
+  std::string h = host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";  // IPv6 service address
+  c.server = "https://" + h + ":" + (port && *port ? port : "443");
+  auto ca = ReadFile(account_dir + "/ca.crt", "service account CA");
+  if (!ca.ok()) return ca.status();
+  c.ca_pem = *ca;
+  c.token_file = account_dir + "/token";
+  if (auto t = ReadFile(c.token_file, "service account token"); !t.ok()) return t.status();
+  c.description = "in-cluster service account (" + account_dir + ")";
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<ApiClient>> MakeApiClient(Connection connection,
+                                                         ClientOptions options) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (!connection.server.starts_with("https://") && !connection.server.starts_with("http://")) {
+    return absl::InvalidArgumentError("API server address '" + connection.server +
+                                      "' must start with https://");
+  }
+  if (connection.insecure_skip_tls_verify) {
+    spdlog::warn("{}: insecure-skip-tls-verify is set; the API server's identity is not checked",
+                 connection.description);
+  }
+  return std::unique_ptr<ApiClient>(new CurlApiClient(std::move(connection), std::move(options)));
+}
+
+absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
+  FetchStats stats;
+  auto version = client.ServerVersion();
+  if (!version.ok()) {
+    // Nothing will work: unreachable, or the credentials are refused.
+    if (!absl::IsPermissionDenied(version.status())) return version.status();
+    spdlog::warn("{}", std::string(version.status().message()));
+  } else {
+    stats.server_version = *version;
+  }
+  size_t failed = 0;
+  for (const auto& type : ReadResources()) {
+    // Objects are added as pages arrive and pruned at once, so memory holds one raw page.
+    Snapshot scratch;
+    const auto page = [&](nlohmann::json& doc) -> absl::Status {
+      size_t added = 0;
+      const auto s = AddDocument(doc, "API", scratch, &added, type.kind);
+      if (!s.ok()) out.AddError(std::string(s.message()));
+      return absl::OkStatus();
+    };
+    const auto restart = [&] { scratch = Snapshot(); };
+    const auto s = client.List(type, page, restart);
+    if (absl::IsNotFound(s)) continue;  // not served by this server version
+    if (absl::IsUnauthenticated(s)) return s;
+    if (!s.ok()) {
+      ++failed;
+      out.MarkFailed(type.kind, std::string(s.message()));
+      out.AddError(std::string(s.message()));
+      continue;
+    }
+    stats.objects += scratch.size();
+    out.Absorb(std::move(scratch));
+  }
+  if (failed == ReadResources().size()) {
+    return absl::UnavailableError("could not list anything from " + client.description() + ": " +
+                                  out.errors().back());
+  }
+  return stats;
+}
+
+}  // namespace kspm::collector::k8s

@@ -1,0 +1,90 @@
+#pragma once
+
+// A read-only Kubernetes API client: GET only, HTTPS with libcurl, bearer tokens or client
+// certificates, paged lists, retries with backoff on 429 (honouring Retry-After) and 5xx, and
+// errors that say what to fix (401: the credentials; 403: the permission, named as verb,
+// resource and group).
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kspm/collector/k8s/object.h"
+#include "kspm/collector/k8s/resources.h"
+#include "nlohmann/json.hpp"
+
+namespace kspm::collector::k8s {
+
+// Where the API server is and how to authenticate. Filled from a kubeconfig or from the pod's
+// service account; constructors of the client do no I/O beyond reading `token_file`.
+struct Connection {
+  std::string server;  // https://host:port
+  std::string ca_pem;  // CA bundle; empty: the system's trust store
+  bool insecure_skip_tls_verify = false;
+  std::string token;       // bearer token
+  std::string token_file;  // read before each request (bound tokens rotate about hourly)
+  std::string client_cert_pem;
+  std::string client_key_pem;
+  std::string description;  // for messages: `kubeconfig /root/.kube/config (context prod)`
+};
+
+// The current context (or `context`) of a kubeconfig: server, CA (file or inline data),
+// insecure-skip-tls-verify, client certificate and key (files or inline data), token or
+// tokenFile. Relative file names are resolved against the kubeconfig's folder. exec and
+// auth-provider plugins are refused with a message saying what to use instead.
+[[nodiscard]] absl::StatusOr<Connection> LoadKubeconfig(const std::string& path,
+                                                        const std::string& context = "");
+
+// In-cluster: KUBERNETES_SERVICE_HOST/PORT and the service account's token and CA under
+// `account_dir` (normally /var/run/secrets/kubernetes.io/serviceaccount). Unavailable when the
+// variables are not set.
+[[nodiscard]] absl::StatusOr<Connection> InClusterConnection(
+    const std::string& account_dir = "/var/run/secrets/kubernetes.io/serviceaccount");
+
+struct ClientOptions {
+  std::chrono::milliseconds timeout{30000};          // a whole request
+  std::chrono::milliseconds connect_timeout{10000};  // TCP and TLS set-up
+  int page_size = 500;                               // `limit` of each list request
+  int max_attempts = 5;                              // per request, retries included
+  std::chrono::milliseconds backoff{250};            // first retry; doubles, with jitter
+  std::chrono::milliseconds max_backoff{8000};
+  std::chrono::seconds max_retry_after{60};  // a longer Retry-After is cut to this
+  // Sleeps between attempts; tests replace it to record the delays.
+  std::function<void(std::chrono::milliseconds)> sleep;
+};
+
+// The seam between the cluster checks and the API. Implementations are not thread-safe; use
+// one per scan.
+class ApiClient {
+ public:
+  virtual ~ApiClient() = default;
+  // Every object of `type` in every namespace, one page at a time (limit/continue). `page` gets
+  // each parsed list; an error it returns stops the listing. A 410 (the continue token expired)
+  // restarts the list once from the beginning, after `restart` is called to drop what was seen.
+  [[nodiscard]] virtual absl::Status List(const ResourceType& type,
+                                          const std::function<absl::Status(nlohmann::json&)>& page,
+                                          const std::function<void()>& restart) = 0;
+  // The server's version (`gitVersion` of GET /version).
+  [[nodiscard]] virtual absl::StatusOr<std::string> ServerVersion() = 0;
+  virtual const std::string& description() const = 0;
+};
+
+// The libcurl implementation.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<ApiClient>> MakeApiClient(Connection connection,
+                                                                       ClientOptions options = {});
+
+// What a fetch read, for logs and output.
+struct FetchStats {
+  size_t objects = 0;
+  std::string server_version;
+};
+
+// Lists every resource of ReadResources() into `out`. A resource the server does not serve
+// (404) stays empty; a refused or failing resource (403, retries exhausted) is marked failed
+// in the snapshot with the message, so the checks that read it report ERROR. Only when nothing
+// at all could be read (unreachable, 401) is the result an error.
+[[nodiscard]] absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out);
+
+}  // namespace kspm::collector::k8s

@@ -1,0 +1,56 @@
+#pragma once
+
+// The API resources kspm reads, and nothing else: the collector's ClusterRole needs `list` on
+// exactly these (and `get` on /version). Secrets are never read: checks need only the fields of
+// pod specs that name them.
+#include <string>
+#include <vector>
+
+namespace kspm::collector::k8s {
+
+struct ResourceType {
+  std::string kind;      // e.g. `ClusterRoleBinding`
+  std::string group;     // "" for the core group
+  std::string version;   // e.g. `v1`
+  std::string resource;  // plural, e.g. `clusterrolebindings`
+  bool namespaced = true;
+  // The list path: /api/v1/pods or /apis/rbac.authorization.k8s.io/v1/clusterrolebindings.
+  std::string Path() const {
+    return group.empty() ? "/api/" + version + "/" + resource
+                         : "/apis/" + group + "/" + version + "/" + resource;
+  }
+  // `clusterrolebindings.rbac.authorization.k8s.io`, as RBAC and error messages name it.
+  std::string Qualified() const { return group.empty() ? resource : resource + "." + group; }
+};
+
+inline const std::vector<ResourceType>& ReadResources() {
+  static const std::vector<ResourceType> kResources = {
+      {"Namespace", "", "v1", "namespaces", false},
+      {"Pod", "", "v1", "pods", true},
+      {"ServiceAccount", "", "v1", "serviceaccounts", true},
+      {"Service", "", "v1", "services", true},
+      {"ConfigMap", "", "v1", "configmaps", true},
+      {"ReplicationController", "", "v1", "replicationcontrollers", true},
+      {"Deployment", "apps", "v1", "deployments", true},
+      {"ReplicaSet", "apps", "v1", "replicasets", true},
+      {"StatefulSet", "apps", "v1", "statefulsets", true},
+      {"DaemonSet", "apps", "v1", "daemonsets", true},
+      {"Job", "batch", "v1", "jobs", true},
+      {"CronJob", "batch", "v1", "cronjobs", true},
+      {"Role", "rbac.authorization.k8s.io", "v1", "roles", true},
+      {"RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings", true},
+      {"ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", false},
+      {"ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", false},
+      {"NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", true},
+      {"ValidatingWebhookConfiguration", "admissionregistration.k8s.io", "v1",
+       "validatingwebhookconfigurations", false},
+      {"MutatingWebhookConfiguration", "admissionregistration.k8s.io", "v1",
+       "mutatingwebhookconfigurations", false},
+      // v1 since Kubernetes 1.30; older servers answer 404 and the kind is simply absent.
+      {"ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io", "v1",
+       "validatingadmissionpolicybindings", false},
+  };
+  return kResources;
+}
+
+}  // namespace kspm::collector::k8s
