@@ -136,6 +136,24 @@ TEST_P(CatalogItem, PassesFailsDoesNotApplyAndErrs) {
            "truncated command line");
     return;
   }
+  if (c.audit) {
+    std::vector<std::string> flags = Preconditions();
+    std::string path = c.audit->path;
+    if (path.empty()) path = comp.files.at(c.audit->role).candidates.front();
+    const std::string base = "entries:\n  - {path: \"" + path + "\", content: x}\n";
+    const std::string procs = "processes:\n" + ProcessLine(comp, flags);
+    Expect(Run(base + "  - {path: /etc/audit/rules.d/docker.rules, content: \"-w " + path +
+               " -p wa -k docker\\n\"}\n" + procs),
+           v1::STATUS_PASS, "rule present");
+    Expect(
+        Run(base +
+            "  - {path: /etc/audit/rules.d/other.rules, content: \"-w /etc/passwd -k id\\n\"}\n" +
+            procs),
+        fail, "no rule");
+    Expect(Run("processes:\n" + ProcessLine(comp, flags)), v1::STATUS_NOT_APPLICABLE,
+           "nothing to audit");
+    return;
+  }
   ASSERT_TRUE(c.file.has_value()) << c.id;
   if (c.expect.op == Op::kOwner && ::geteuid() != 0) GTEST_SKIP() << "owners need root";
   // The file: named through its role's flag, or a literal path, or one file under the walk.

@@ -174,6 +174,13 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
     }
     c.only_if = Precondition{ParseSetting(o["setting"]), ParseExpect(o["expect"])};
   }
+  if (const YAML::Node a = node["audit"]) {
+    c.audit = AuditSpec{Scalar(a, "path"), Scalar(a, "role")};
+    if (c.audit->path.empty() == c.audit->role.empty()) {
+      throw CatalogError(a, "'audit' needs exactly one of path, role");
+    }
+    return c;  // the expectation is implied: a rule watches the path
+  }
   const bool has_target = !c.settings.empty() || c.file.has_value();
   if (c.manual.empty()) {
     if (!has_target)

@@ -71,6 +71,13 @@ struct Expectation {
   std::string Describe() const;
 };
 
+// A path that must be watched by the Linux audit system (CIS Docker 1.1.x): a `-w PATH` rule, or a
+// syscall rule with `-F path=PATH` / `-F dir=PATH`, in the host's auditd rule files.
+struct AuditSpec {
+  std::string path;  // a literal host path
+  std::string role;  // or a file role of the check's component (docker.service)
+};
+
 // A condition that must hold for a check to apply at all; otherwise NOT_APPLICABLE.
 struct Precondition {
   SettingSpec setting;
@@ -88,6 +95,7 @@ struct Check {
   std::vector<SettingSpec> settings;  // every setting must meet `expect`
   std::optional<FileSpec> file;
   std::optional<Precondition> only_if;
+  std::optional<AuditSpec> audit;
   Expectation expect;
   std::string manual;  // non-empty: no program can judge this; what a person must look at
   std::string remediation;
