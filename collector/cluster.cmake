@@ -19,6 +19,7 @@ add_library(kspm_cluster_lib STATIC
   ${KSPM_CLUSTER_CATALOG_CC}
   src/kspm/collector/k8s/object.cc
   src/kspm/collector/k8s/snapshot_dir.cc
+  src/kspm/collector/k8s/api_client.cc
   src/kspm/collector/cluster/catalog.cc
   src/kspm/collector/cluster/system_policy.cc
   src/kspm/collector/cluster/rbac.cc
@@ -30,9 +31,11 @@ add_library(kspm_cluster_lib STATIC
   src/kspm/collector/cluster/exceptions.cc
   src/kspm/collector/cluster/scan.cc
   src/kspm/collector/cluster/report.cc
-  src/kspm/collector/cluster/command.cc)
+  src/kspm/collector/cluster/command.cc
+  src/kspm/collector/cluster/scanner.cc
+  src/kspm/collector/cluster/serve_flags.cc)
 target_include_directories(kspm_cluster_lib PUBLIC src)
 target_link_libraries(kspm_cluster_lib PUBLIC kspm_collector_lib kspm_common kspm_proto yaml-cpp
-  nlohmann_json::nlohmann_json spdlog::spdlog CURL::libcurl absl::status absl::statusor)
+  nlohmann_json::nlohmann_json spdlog::spdlog CURL::libcurl absl::status absl::statusor absl::strings CLI11::CLI11)
 
 target_link_libraries(kspm-collector PRIVATE kspm_cluster_lib)

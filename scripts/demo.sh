@@ -4,8 +4,11 @@
 #  2. runs kspm-agent once against this machine and once against the bundled demo node
 #     (a misconfigured kubeadm host root, built with real modes and owners from
 #     tests/fixtures/hosts/demo-kubeadm-node.yaml)
-#  3. prints the posture summary and the failing findings with their evidence
-#  4. stops the collector with SIGTERM and exits 0
+#  3. evaluates the bundled demo cluster snapshot (tests/fixtures/cluster/demo: a kubeadm-like
+#     cluster with a few realistic mistakes) offline with `kspm-collector scan-cluster`; the
+#     collector scans the same snapshot at start, so its results join the nodes' as `cluster`
+#  4. prints the merged posture summary and the failing findings with their evidence
+#  5. stops the collector with SIGTERM and exits 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin
@@ -14,8 +17,12 @@ mkdir -p "$var"
 rm -f "$var/kspm.db" "$var/kspm.db-wal" "$var/kspm.db-shm" "$var/collector.port"
 
 # Loopback only, so plaintext is acceptable for the demo; production uses mutual TLS.
+cluster_snapshot=tests/fixtures/cluster/demo
+cluster_exceptions=tests/fixtures/cluster/demo-exceptions.yaml
 "$bin/kspm-collector" --log-level warn serve --insecure --listen 127.0.0.1:0 \
-  --db "$var/kspm.db" --port-file "$var/collector.port" 2>"$var/collector.log" &
+  --db "$var/kspm.db" --port-file "$var/collector.port" \
+  --cluster-name demo --cluster-snapshot "$cluster_snapshot" --exceptions "$cluster_exceptions" \
+  2>"$var/collector.log" &
 collector=$!
 trap 'kill -TERM $collector 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [[ -s "$var/collector.port" ]] && break; sleep 0.05; done
@@ -38,7 +45,15 @@ echo "== kspm-agent: bundled demo node (host root $demo_root)"
   --host-root "$demo_root"
 
 echo
-echo "== kspmctl summary"
+echo "== kspm-collector scan-cluster: bundled demo cluster snapshot ($cluster_snapshot), offline"
+echo "   (NSA/CISA items shown; every CIS section 5 result is in $var/demo-cluster.txt)"
+"$bin/kspm-collector" scan-cluster --from "$cluster_snapshot" --cluster-name demo \
+  --exceptions "$cluster_exceptions" -o "$var/demo-cluster.txt"
+"$bin/kspm-collector" scan-cluster --from "$cluster_snapshot" --cluster-name demo \
+  --exceptions "$cluster_exceptions" --benchmark nsa-cisa-1.2
+
+echo
+echo "== kspmctl summary (nodes and cluster together)"
 "$bin/kspmctl" --insecure --collector "$addr" summary
 echo
 echo "== kspmctl nodes"

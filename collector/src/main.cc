@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "kspm/collector/cluster/command.h"
+#include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/logging.h"
 #include "spdlog/spdlog.h"
@@ -18,7 +19,7 @@ namespace {
 constexpr int kExitUsage = 2;
 
 int Serve(const kspm::collector::server::ServerOptions& options, const std::string& port_file,
-          int grace_seconds) {
+          int grace_seconds, const kspm::collector::cluster::ServeClusterFlags& cluster_flags) {
   // SIGTERM and SIGINT are taken synchronously by this thread; gRPC threads never see them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -36,6 +37,13 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
     std::cerr << "kspm-collector: " << server.status().message() << "\n";
     return 1;
   }
+  // The periodic cluster scan commits through the same store, as the pseudo-node `cluster`.
+  auto cluster_scan = kspm::collector::cluster::StartClusterScan(cluster_flags, (*server)->store());
+  if (!cluster_scan.ok()) {
+    std::cerr << "kspm-collector: " << cluster_scan.status().message() << "\n";
+    (*server)->Shutdown(std::chrono::seconds(0));
+    return 1;
+  }
   if (!port_file.empty()) {
     std::ofstream out(port_file + ".tmp");
     out << (*server)->port() << "\n";
@@ -45,6 +53,7 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (*cluster_scan) (*cluster_scan)->Stop();
   (*server)->Shutdown(std::chrono::seconds(grace_seconds));
   const auto& stats = (*server)->agent_stats();
   spdlog::info("served {} streams, {} reports accepted, {} duplicates, {} rejected",
@@ -89,6 +98,8 @@ int main(int argc, char** argv) {
                     "Directory of custom rule files whose check ids agents may report");
   serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")
       ->capture_default_str();
+  kspm::collector::cluster::ServeClusterFlags cluster_flags;
+  kspm::collector::cluster::AddServeClusterFlags(*serve, cluster_flags);
 
   kspm::collector::cluster::ScanClusterCommand scan_cluster;
   CLI::App* scan = app.add_subcommand(
@@ -132,6 +143,6 @@ int main(int argc, char** argv) {
                  "(or --insecure for loopback development)\n";
     return kExitUsage;
   }
-  if (serve->parsed()) return Serve(options, port_file, grace_seconds);
+  if (serve->parsed()) return Serve(options, port_file, grace_seconds, cluster_flags);
   return kExitUsage;
 }

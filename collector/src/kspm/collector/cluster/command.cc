@@ -10,7 +10,8 @@
 #include "kspm/collector/cluster/exceptions.h"
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/scan.h"
-#include "kspm/collector/k8s/snapshot_dir.h"
+#include "kspm/collector/cluster/scanner.h"
+#include "kspm/collector/cluster/serve_flags.h"
 
 namespace kspm::collector::cluster {
 namespace {
@@ -38,18 +39,28 @@ int RunScanCluster(const ScanClusterCommand& command) {
     options.exceptions = &exceptions;
   }
 
-  k8s::Snapshot snapshot;
   ScanSource source;
   source.cluster = command.cluster_name.empty() ? "default" : command.cluster_name;
-  if (command.from.empty()) {
-    return Fail(
-        "--from DIR is required (reading the API needs --kubeconfig or in-cluster "
-        "credentials)");
+  std::unique_ptr<ObjectSource> objects;
+  if (!command.from.empty()) {
+    if (!command.kubeconfig.empty()) return Fail("--from and --kubeconfig exclude each other");
+    objects = DirectorySource(command.from);
+  } else {
+    auto connection = SelectConnection(command.kubeconfig, command.context);
+    if (absl::IsNotFound(connection.status())) {
+      return Fail("give --from DIR (a snapshot) or --kubeconfig PATH, or run in a pod");
+    }
+    if (!connection.ok()) return Fail(std::string(connection.status().message()));
+    k8s::ClientOptions client;
+    client.timeout = std::chrono::seconds(command.timeout_seconds);
+    objects = ApiSource(*std::move(connection), client);
   }
-  if (auto s = k8s::LoadSnapshotDir(command.from, snapshot); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
-  source.description = "snapshot " + command.from;
+  source.description = objects->Describe();
+  std::string version;
+  auto read = objects->Read(&version);
+  if (!read.ok()) return Fail(std::string(read.status().message()));
+  const k8s::Snapshot snapshot = *std::move(read);
+  if (!version.empty()) source.description += " (Kubernetes " + version + ")";
   for (const auto& e : snapshot.errors()) std::cerr << "kspm-collector: " << e << "\n";
 
   const ClusterScan scan = EvaluateCluster(snapshot, options);

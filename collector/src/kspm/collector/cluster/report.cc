@@ -276,6 +276,26 @@ v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cl
   return report;
 }
 
+std::optional<std::string> SelfHostedControlPlane(const k8s::Snapshot& snapshot) {
+  for (const auto& pod : snapshot.Of("Pod")) {
+    if (pod.ns != "kube-system") continue;
+    const auto& labels = pod.labels();
+    const auto it = labels.find("component");
+    if (it != labels.end() && it->is_string() &&
+        (it->get<std::string>() == "kube-apiserver" || it->get<std::string>() == "etcd")) {
+      return pod.Describe();
+    }
+  }
+  for (const auto& node : snapshot.Of("Node")) {
+    const auto& labels = node.labels();
+    if (labels.contains("node-role.kubernetes.io/control-plane") ||
+        labels.contains("node-role.kubernetes.io/master")) {
+      return node.Describe();
+    }
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> UncoveredControlPlaneSections(const std::vector<v1::NodeInfo>& nodes) {
   bool control_plane = false, etcd = false;
   for (const auto& n : nodes) {

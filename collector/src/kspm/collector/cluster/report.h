@@ -3,6 +3,7 @@
 // What becomes of a cluster scan: text and JSON for `kspm-collector scan-cluster`, per-namespace
 // scores, and the report of the reserved pseudo-node that merges cluster results into the
 // collector's posture next to the nodes' results.
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -63,6 +64,12 @@ v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cl
                                   common::Clock::time_point started,
                                   common::Clock::time_point finished, uint32_t interval_seconds,
                                   const std::string& api_version = "");
+
+// Evidence that the control plane runs on the cluster's own nodes (a kube-apiserver or etcd
+// static pod, or a Node labelled node-role.kubernetes.io/control-plane or master), e.g.
+// `Pod kube-system/kube-apiserver-cp-1`; nothing for a managed control plane, which the API does
+// not show.
+std::optional<std::string> SelfHostedControlPlane(const k8s::Snapshot& snapshot);
 
 // The sections that no reporting node covers, from the store's node list: "1" when no node has
 // the control-plane role, "2" when none has the etcd role. The cluster pseudo-node is ignored.

@@ -26,6 +26,8 @@ struct ResourceType {
 inline const std::vector<ResourceType>& ReadResources() {
   static const std::vector<ResourceType> kResources = {
       {"Namespace", "", "v1", "namespaces", false},
+      // Node labels tell a self-hosted control plane from a managed one.
+      {"Node", "", "v1", "nodes", false},
       {"Pod", "", "v1", "pods", true},
       {"ServiceAccount", "", "v1", "serviceaccounts", true},
       {"Service", "", "v1", "services", true},

@@ -1,0 +1,162 @@
+#include "kspm/collector/cluster/scanner.h"
+
+#include "kspm/collector/cluster/report.h"
+#include "kspm/collector/k8s/snapshot_dir.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::cluster {
+namespace {
+
+class Directory final : public ObjectSource {
+ public:
+  explicit Directory(std::string dir) : dir_(std::move(dir)) {}
+  absl::StatusOr<k8s::Snapshot> Read(std::string*) override {
+    k8s::Snapshot s;
+    if (auto status = k8s::LoadSnapshotDir(dir_, s); !status.ok()) return status;
+    return s;
+  }
+  std::string Describe() const override { return "snapshot " + dir_; }
+
+ private:
+  std::string dir_;
+};
+
+class Api final : public ObjectSource {
+ public:
+  Api(k8s::Connection c, k8s::ClientOptions o) : conn_(std::move(c)), options_(std::move(o)) {}
+  absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) override {
+    auto client = k8s::MakeApiClient(conn_, options_);
+    if (!client.ok()) return client.status();
+    k8s::Snapshot s;
+    auto stats = k8s::FetchSnapshot(**client, s);
+    if (!stats.ok()) return stats.status();
+    if (server_version) *server_version = stats->server_version;
+    return s;
+  }
+  std::string Describe() const override { return "API " + conn_.server; }
+
+ private:
+  k8s::Connection conn_;
+  k8s::ClientOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<ObjectSource> DirectorySource(std::string dir) {
+  return std::make_unique<Directory>(std::move(dir));
+}
+
+std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection, k8s::ClientOptions options) {
+  return std::make_unique<Api>(std::move(connection), std::move(options));
+}
+
+std::string UncoveredSectionReason(const std::string& section) {
+  if (section == "2") {
+    return "no node reporting to kspm runs etcd: a managed control plane, or etcd hosts without "
+           "kspm-agent; the provider's own attestation covers it";
+  }
+  return "no node reporting to kspm runs the control plane: a managed control plane, or "
+         "control-plane nodes without kspm-agent; the provider's own attestation covers it";
+}
+
+absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> PeriodicClusterScan::Create(
+    std::unique_ptr<ObjectSource> source, ClusterScanSettings settings, store::Store& store) {
+  ExceptionSet exceptions;
+  if (!settings.exceptions_file.empty()) {
+    auto loaded = ExceptionSet::Load(settings.exceptions_file);
+    if (!loaded.ok()) return loaded.status();
+    exceptions = *std::move(loaded);
+  }
+  return std::unique_ptr<PeriodicClusterScan>(new PeriodicClusterScan(
+      std::move(source), std::move(settings), store, std::move(exceptions)));
+}
+
+PeriodicClusterScan::~PeriodicClusterScan() { Stop(); }
+
+void PeriodicClusterScan::Start(bool first_inline) {
+  if (first_inline) {
+    if (auto s = RunOnce(); !s.ok()) {
+      spdlog::error("cluster scan of {} ({}): {}", settings_.cluster, source_->Describe(),
+                    std::string(s.message()));
+    }
+  }
+  std::lock_guard lock(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this, first_inline] { Loop(first_inline); });
+}
+
+void PeriodicClusterScan::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PeriodicClusterScan::Loop(bool skip_first) {
+  for (bool first = true;; first = false) {
+    if (!(first && skip_first)) {
+      if (auto s = RunOnce(); !s.ok()) {
+        spdlog::error("cluster scan of {} ({}): {}", settings_.cluster, source_->Describe(),
+                      std::string(s.message()));
+      }
+    }
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, settings_.interval, [this] { return stopping_; })) return;
+  }
+}
+
+absl::Status PeriodicClusterScan::RunOnce() {
+  const auto started = common::Clock::now();
+  if (!settings_.exceptions_file.empty()) {
+    auto reloaded = ExceptionSet::Load(settings_.exceptions_file);
+    if (reloaded.ok()) {
+      exceptions_ = *std::move(reloaded);
+    } else {
+      spdlog::error("exceptions: {}; keeping the last good file",
+                    std::string(reloaded.status().message()));
+    }
+  }
+  std::string version;
+  auto snapshot = source_->Read(&version);
+  if (!snapshot.ok()) return snapshot.status();
+  for (const auto& e : snapshot->errors()) spdlog::warn("cluster scan: {}", e);
+  ScanOptions options;
+  options.policy = settings_.policy;
+  options.exceptions = &exceptions_;
+  options.now = started;
+  const ClusterScan scan = EvaluateCluster(*snapshot, options);
+  const auto finished = common::Clock::now();
+  v1::NodeReport report =
+      BuildClusterReport(scan, settings_.cluster, started, finished,
+                         static_cast<uint32_t>(settings_.interval.count()), version);
+  // Sections 1 and 2 are the nodes' to report. When no agent covers them and the API shows no
+  // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
+  // plane without an agent is a coverage gap that `kspmctl nodes` shows, not "not applicable".
+  const auto self_hosted = SelfHostedControlPlane(*snapshot);
+  auto nodes = store_.Nodes(settings_.cluster, finished);
+  if (self_hosted) {
+    spdlog::debug(
+        "cluster scan: the control plane runs on the cluster's nodes ({}): sections 1 "
+        "and 2 come from their agents",
+        *self_hosted);
+  } else if (nodes.ok()) {
+    for (const auto& section : UncoveredControlPlaneSections(*nodes)) {
+      for (auto& r : ControlPlaneNotApplicable({section}, UncoveredSectionReason(section))) {
+        *report.add_results() = std::move(r);
+      }
+    }
+  } else {
+    spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));
+  }
+  auto committed = store_.CommitReport(report, finished);
+  if (!committed.ok()) return committed.status();
+  spdlog::info("cluster scan of {} ({}): {} objects, {} results, {} accepted, {} ms",
+               settings_.cluster, source_->Describe(), scan.stats.objects, report.results_size(),
+               scan.stats.accepted,
+               std::chrono::duration_cast<std::chrono::milliseconds>(finished - started).count());
+  return absl::OkStatus();
+}
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,84 @@
+#pragma once
+
+// The collector's cluster scan: objects from the API (or a snapshot directory), evaluated and
+// committed to the store as the report of the pseudo-node `cluster`, once at start and then
+// periodically, so that `kspmctl summary` and `findings` show node and cluster findings
+// together.
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "kspm/collector/cluster/exceptions.h"
+#include "kspm/collector/cluster/scan.h"
+#include "kspm/collector/k8s/api_client.h"
+#include "kspm/collector/k8s/object.h"
+#include "kspm/collector/store/store.h"
+
+namespace kspm::collector::cluster {
+
+// Where one scan's objects come from.
+class ObjectSource {
+ public:
+  virtual ~ObjectSource() = default;
+  // A fresh snapshot; an error when nothing could be read. `server_version` may stay empty.
+  [[nodiscard]] virtual absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) = 0;
+  virtual std::string Describe() const = 0;
+};
+
+// A snapshot directory, re-read at every scan.
+std::unique_ptr<ObjectSource> DirectorySource(std::string dir);
+// The API; a client is made per scan (so a rotated token or CA is picked up).
+std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection,
+                                        k8s::ClientOptions options = {});
+
+struct ClusterScanSettings {
+  std::string cluster = "default";  // cluster name the results are stored under
+  std::chrono::seconds interval{600};
+  std::string exceptions_file;  // re-read at every scan; a broken edit keeps the last good one
+  SystemPolicy policy;
+};
+
+// Runs scans on its own thread. Thread-safe: Stop may be called from any thread.
+class PeriodicClusterScan {
+ public:
+  // Loads the exceptions file (an error is a start-up error naming the file). No thread yet.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> Create(
+      std::unique_ptr<ObjectSource> source, ClusterScanSettings settings, store::Store& store);
+  ~PeriodicClusterScan();
+
+  // First scan at once, then every interval. With `first_inline` the first scan runs in the
+  // caller before Start returns (a snapshot directory: quick, and its results are then in the
+  // store before the collector announces itself); otherwise on the scan thread.
+  void Start(bool first_inline = false);
+  // Waits for a scan in progress to end; idempotent.
+  void Stop();
+  // One scan and commit. Errors: nothing could be read, or the commit failed.
+  [[nodiscard]] absl::Status RunOnce();
+
+ private:
+  PeriodicClusterScan(std::unique_ptr<ObjectSource> source, ClusterScanSettings settings,
+                      store::Store& store, ExceptionSet exceptions)
+      : source_(std::move(source)),
+        settings_(std::move(settings)),
+        store_(store),
+        exceptions_(std::move(exceptions)) {}
+  void Loop(bool skip_first);
+
+  std::unique_ptr<ObjectSource> source_;
+  ClusterScanSettings settings_;
+  store::Store& store_;
+  ExceptionSet exceptions_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// The text of the NOT_APPLICABLE reason for sections no reporting node covers.
+std::string UncoveredSectionReason(const std::string& section);
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,84 @@
+#include "kspm/collector/cluster/serve_flags.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::cluster {
+
+void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& f) {
+  serve.add_option("--cluster-name", f.cluster_name, "Cluster the cluster-level results belong to")
+      ->capture_default_str();
+  serve.add_option("--kubeconfig", f.kubeconfig,
+                   "Scan the cluster through this kubeconfig (default: in-cluster credentials "
+                   "when KUBERNETES_SERVICE_HOST is set)");
+  serve.add_option("--context", f.context, "kubeconfig context (default: current-context)");
+  serve.add_option("--cluster-snapshot", f.snapshot_dir,
+                   "Scan this snapshot directory instead of the API (offline, demos)");
+  serve.add_option("--cluster-scan-interval", f.interval_seconds, "Seconds between cluster scans")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve.add_option("--exceptions", f.exceptions, "YAML file of accepted cluster findings");
+  serve.add_flag("--include-system", f.include_system,
+                 "Also evaluate Kubernetes' own roles, bindings and kube-system workloads");
+  serve.add_option("--system-namespace", f.system_namespaces,
+                   "Another namespace to treat as system (repeat)");
+  serve.add_option("--api-timeout", f.timeout_seconds, "Seconds per Kubernetes API request")
+      ->capture_default_str();
+  serve.add_flag("--no-cluster-scan", f.disabled, "Do not scan the cluster's API objects");
+}
+
+absl::StatusOr<k8s::Connection> SelectConnection(const std::string& kubeconfig,
+                                                 const std::string& context) {
+  if (!kubeconfig.empty()) return k8s::LoadKubeconfig(kubeconfig, context);
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  if (host != nullptr && *host != '\0') return k8s::InClusterConnection();
+  return absl::NotFoundError(
+      "no --kubeconfig and KUBERNETES_SERVICE_HOST is not set: no API to scan");
+}
+
+absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
+    const ServeClusterFlags& flags, store::Store& store) {
+  if (flags.disabled) return std::unique_ptr<PeriodicClusterScan>();
+  std::unique_ptr<ObjectSource> source;
+  if (!flags.snapshot_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(flags.snapshot_dir, ec)) {
+      return absl::InvalidArgumentError("--cluster-snapshot " + flags.snapshot_dir +
+                                        " is not a directory");
+    }
+    source = DirectorySource(flags.snapshot_dir);
+  } else {
+    auto connection = SelectConnection(flags.kubeconfig, flags.context);
+    if (absl::IsNotFound(connection.status())) {
+      spdlog::info("cluster scan off: {}", std::string(connection.status().message()));
+      return std::unique_ptr<PeriodicClusterScan>();
+    }
+    if (!connection.ok()) return connection.status();
+    k8s::ClientOptions options;
+    options.timeout = std::chrono::seconds(flags.timeout_seconds);
+    source = ApiSource(*std::move(connection), options);
+  }
+  ClusterScanSettings settings;
+  settings.cluster = flags.cluster_name;
+  settings.interval = std::chrono::seconds(flags.interval_seconds);
+  settings.exceptions_file = flags.exceptions;
+  settings.policy.include_system = flags.include_system;
+  for (const auto& ns : flags.system_namespaces) settings.policy.namespaces.insert(ns);
+  // In a pod, the collector's own namespace is a system one.
+  if (std::ifstream ns_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace");
+      ns_file && flags.kubeconfig.empty() && flags.snapshot_dir.empty()) {
+    std::string own;
+    std::getline(ns_file, own);
+    if (!own.empty()) settings.policy.namespaces.insert(own);
+  }
+  spdlog::info("cluster scan of {} every {} s from {}", settings.cluster, settings.interval.count(),
+               source->Describe());
+  auto scan = PeriodicClusterScan::Create(std::move(source), std::move(settings), store);
+  if (!scan.ok()) return scan.status();
+  (*scan)->Start(/*first_inline=*/!flags.snapshot_dir.empty());
+  return scan;
+}
+
+}  // namespace kspm::collector::cluster

@@ -1,0 +1,42 @@
+#pragma once
+
+// The `kspm-collector serve` flags of the periodic cluster scan, and the start-up step that
+// turns them into a running scan. The source is, in order: --cluster-snapshot DIR, --kubeconfig
+// PATH, in-cluster credentials when KUBERNETES_SERVICE_HOST is set; with none of them the cluster
+// scan is off (and the log says so).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "kspm/collector/cluster/scanner.h"
+#include "kspm/collector/store/store.h"
+
+namespace kspm::collector::cluster {
+
+struct ServeClusterFlags {
+  std::string snapshot_dir;
+  std::string kubeconfig;
+  std::string context;
+  std::string cluster_name = "default";
+  int interval_seconds = 600;
+  std::string exceptions;
+  bool include_system = false;
+  std::vector<std::string> system_namespaces;
+  int timeout_seconds = 30;
+  bool disabled = false;  // --no-cluster-scan
+};
+
+void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);
+
+// The connection the flags and environment select for the API, or NotFound when none does.
+[[nodiscard]] absl::StatusOr<k8s::Connection> SelectConnection(const std::string& kubeconfig,
+                                                               const std::string& context);
+
+// Builds and starts the periodic scan; null when it is off. Start-up errors (unreadable
+// kubeconfig, exceptions file, snapshot directory) are returned, naming the file.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
+    const ServeClusterFlags& flags, store::Store& store);
+
+}  // namespace kspm::collector::cluster
