@@ -41,13 +41,8 @@ class PipelineTest : public ::testing::Test {
     auto files = common::InitCertificateDirectory(certs_, {"node-a", "node-b"}, {"localhost"},
                                                   {"127.0.0.1"});
     ASSERT_TRUE(files.ok()) << files.status();
-    std::string text;
-    ASSERT_TRUE(
-        kspm::testing::ReadFileText(
-            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/kubeadm-worker.yaml", &text)
-            .ok());
     bool owners = false;
-    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost("kubeadm-worker", root_, &owners).ok());
     StartCollector("127.0.0.1:0");
   }
   void TearDown() override {

@@ -12,33 +12,16 @@
 namespace kspm {
 namespace {
 
-struct Output {
-  int exit_code = -1;
-  std::string out;
-};
+using Output = kspm::testing::CommandOutput;
 
-Output Shell(const std::string& command) {
-  Output o;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return o;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
-}
+// Standard error is kept: usage errors are part of what these tests read.
+Output Shell(const std::string& command) { return kspm::testing::RunCommand(command, true); }
 
 class ScanCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string text;
-    ASSERT_TRUE(
-        kspm::testing::ReadFileText(
-            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
-            .ok());
     bool owners = false;
-    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost("demo-kubeadm-node", root_, &owners).ok());
   }
   Output Scan(const std::string& args) {
     return Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent scan --host-root " + root_ + " " + args);

@@ -16,21 +16,9 @@
 namespace kspm {
 namespace {
 
-struct Output {
-  int exit_code = -1;
-  std::string out;
-};
-
-Output Shell(const std::string& command) {
-  Output o;
-  FILE* p = ::popen((command + " 2>/dev/null").c_str(), "r");
-  if (p == nullptr) return o;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
+// Standard error is dropped: these tests read what the commands print for scripts.
+kspm::testing::CommandOutput Shell(const std::string& command) {
+  return kspm::testing::RunCommand(command);
 }
 
 const std::string kBin = KSPM_BIN_DIR;

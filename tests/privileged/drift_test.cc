@@ -55,13 +55,8 @@ void Sh(const std::string& command) { ASSERT_EQ(std::system(command.c_str()), 0)
 class DriftTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string text;
-    ASSERT_TRUE(
-        kspm::testing::ReadFileText(
-            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
-            .ok());
     bool owners = false;
-    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, root_, &owners).ok());
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost("demo-kubeadm-node", root_, &owners).ok());
     auto catalog = agent::checks::Catalog::Builtin();
     ASSERT_TRUE(catalog.ok());
     catalog_ = std::make_unique<agent::checks::Catalog>(*std::move(catalog));

@@ -15,12 +15,7 @@ namespace {
 class DemoNodeScan : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string text;
-    ASSERT_TRUE(
-        kspm::testing::ReadFileText(
-            std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/demo-kubeadm-node.yaml", &text)
-            .ok());
-    ASSERT_TRUE(kspm::testing::BuildHostRoot(text, dir_.path(), &owners_).ok());
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost("demo-kubeadm-node", dir_.path(), &owners_).ok());
     auto catalog = checks::Catalog::Builtin();
     ASSERT_TRUE(catalog.ok());
     auto host = host::MakeFsHostView(dir_.path());
@@ -117,11 +112,7 @@ namespace {
 std::map<std::string, v1::CheckResult> ScanFixture(const std::string& name, bool* owners,
                                                    v1::NodeIdentity* node = nullptr) {
   kspm::testing::TempDir dir;
-  std::string text;
-  EXPECT_TRUE(kspm::testing::ReadFileText(
-                  std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/" + name + ".yaml", &text)
-                  .ok());
-  EXPECT_TRUE(kspm::testing::BuildHostRoot(text, dir.path(), owners).ok());
+  EXPECT_TRUE(kspm::testing::BuildFixtureHost(name, dir.path(), owners).ok());
   auto catalog = checks::Catalog::Builtin();
   auto host = host::MakeFsHostView(dir.path());
   const auto report = RunScan(**host, *catalog, {}, {});
