@@ -198,15 +198,16 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   // Turn the file back into what schema 1 looked like.
   sqlite3* db = nullptr;
   sqlite3_open(path_.c_str(), &db);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE result_counts; ALTER TABLE nodes DROP COLUMN scan_interval_s; "
-                         "PRAGMA user_version = 1;",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,
+                   "DROP TABLE drift_events; DROP TABLE result_counts; ALTER TABLE nodes DROP "
+                   "COLUMN scan_interval_s; PRAGMA user_version = 1;",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 4);
+  EXPECT_EQ(Count("PRAGMA user_version"), 4);  // every migration ran again
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows
