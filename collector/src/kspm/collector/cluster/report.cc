@@ -270,7 +270,12 @@ v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cl
     *out = r;
     const auto& res = r.resource();
     if (!res.kind().empty() && res.kind() != "Cluster") {
-      out->set_check_id(r.check_id() + "[" + DescribeResource(res) + "]");
+      const std::string object = DescribeResource(res);
+      out->set_check_id(r.check_id() + "[" + object + "]");
+      // kspmctl shows the node, not the object: the reason names it.
+      if (r.reason().find(res.name()) == std::string::npos) {
+        out->set_reason(object + ": " + r.reason());
+      }
     }
   }
   return report;

@@ -59,7 +59,8 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
 
 // A full report of the pseudo-node kClusterNodeName: the scan's results with the check id made
 // unique per object (`pod.privileged[DaemonSet monitoring/node-exporter]`), because the store
-// keeps one current result per (node, check id, benchmark).
+// keeps one current result per (node, check id, benchmark); a reason that does not name the
+// object is prefixed with it, since kspmctl lists results by node.
 v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cluster,
                                   common::Clock::time_point started,
                                   common::Clock::time_point finished, uint32_t interval_seconds,

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -32,13 +33,17 @@ std::string Scalar(const YAML::Node& node, const char* key) {
   return v && v.IsScalar() ? v.Scalar() : "";
 }
 
-// The entry named `name` of a kubeconfig list (clusters, users, contexts).
-YAML::Node Named(const YAML::Node& list, const std::string& name) {
-  if (!list || !list.IsSequence()) return YAML::Node();
+// `key` of the entry named `name` of a kubeconfig list (clusters, users, contexts), when it
+// is a map.
+std::optional<YAML::Node> Named(const YAML::Node& list, const std::string& name, const char* key) {
+  if (!list || !list.IsSequence()) return std::nullopt;
   for (const auto& item : list) {
-    if (Scalar(item, "name") == name) return item;
+    if (!item.IsMap() || Scalar(item, "name") != name) continue;
+    const YAML::Node v = item[key];
+    if (v && v.IsMap()) return v;
+    return std::nullopt;
   }
-  return YAML::Node();
+  return std::nullopt;
 }
 
 // `*-data` (base64) inline, else the file named by the plain key (relative to `base`).
@@ -316,9 +321,25 @@ class CurlApiClient final : public ApiClient {
   std::mt19937 rng_{std::random_device{}()};
 };
 
+absl::StatusOr<Connection> LoadKubeconfigOrThrow(const std::string& path,
+                                                 const std::string& context);
+
 }  // namespace
 
 absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::string& context) {
+  try {
+    return LoadKubeconfigOrThrow(path, context);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(path + ": line " + std::to_string(e.mark.line + 1) + ": " +
+                                      e.msg);
+  }
+}
+
+namespace {
+
+// yaml-cpp reports shape errors by throwing; LoadKubeconfig turns them into a Status.
+absl::StatusOr<Connection> LoadKubeconfigOrThrow(const std::string& path,
+                                                 const std::string& context) {
   auto text = ReadFile(path, "kubeconfig");
   if (!text.ok()) return text.status();
   YAML::Node root;
@@ -333,15 +354,16 @@ absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::st
   if (ctx_name.empty()) {
     return absl::InvalidArgumentError(path + ": no current-context; pass --context");
   }
-  const YAML::Node ctx = Named(root["contexts"], ctx_name);
+  const auto ctx = Named(root["contexts"], ctx_name, "context");
   if (!ctx) return absl::InvalidArgumentError(path + ": no context named '" + ctx_name + "'");
-  const std::string cluster_name = Scalar(ctx["context"], "cluster");
-  const std::string user_name = Scalar(ctx["context"], "user");
-  const YAML::Node cluster = Named(root["clusters"], cluster_name)["cluster"];
-  if (!cluster) {
+  const std::string cluster_name = Scalar(*ctx, "cluster");
+  const std::string user_name = Scalar(*ctx, "user");
+  const auto cluster_entry = Named(root["clusters"], cluster_name, "cluster");
+  if (!cluster_entry) {
     return absl::InvalidArgumentError(path + ": context '" + ctx_name + "' names cluster '" +
                                       cluster_name + "', which is not defined");
   }
+  const YAML::Node& cluster = *cluster_entry;
   const fs::path base = fs::path(path).parent_path();
   Connection c;
   c.description = "kubeconfig " + path + " (context " + ctx_name + ")";
@@ -354,11 +376,12 @@ absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::st
   if (!ca.ok()) return ca.status();
   c.ca_pem = *ca;
   if (!user_name.empty()) {
-    const YAML::Node user = Named(root["users"], user_name)["user"];
-    if (!user) {
+    const auto user_entry = Named(root["users"], user_name, "user");
+    if (!user_entry) {
       return absl::InvalidArgumentError(path + ": context '" + ctx_name + "' names user '" +
                                         user_name + "', which is not defined");
     }
+    const YAML::Node& user = *user_entry;
     if (user["exec"] || user["auth-provider"]) {
       return absl::InvalidArgumentError(
           path + ": user '" + user_name +
@@ -387,6 +410,8 @@ absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::st
   }
   return c;
 }
+
+}  // namespace
 
 absl::StatusOr<Connection> InClusterConnection(const std::string& account_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");

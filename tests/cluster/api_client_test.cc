@@ -1,0 +1,466 @@
+// The Kubernetes API client against a local HTTPS server that follows the API's conventions
+// (tests/cluster/fake_apiserver.py) and serves the objects of a stock kubeadm cluster: token and
+// client-certificate authentication, paging, 401, 403 naming the permission, 429 and 500
+// retried, an expired continue token, kubeconfig and in-cluster set-up, the CLI and the
+// collector's periodic scan.
+#include "kspm/collector/k8s/api_client.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "cluster_test_util.h"
+#include "fixtures/host_builder.h"
+#include "kspm/collector/cluster/report.h"
+#include "kspm/collector/cluster/scanner.h"
+#include "kspm/common/certs.h"
+
+extern char** environ;
+
+namespace kspm::cluster_test {
+namespace {
+
+using collector::k8s::ClientOptions;
+using collector::k8s::Connection;
+
+constexpr char kToken[] = "kspm-test-token-7f3a";
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Certificates made at test time: a CA, the server's (127.0.0.1), a client's.
+struct Pki {
+  common::KeyPair ca, server, client;
+};
+
+Pki MakePki() {
+  Pki p;
+  auto ca = common::MakeCa("kspm-test-apiserver-ca", 2);
+  EXPECT_TRUE(ca.ok()) << ca.status().message();
+  p.ca = *ca;
+  common::CertificateRequest server;
+  server.common_name = "kube-apiserver";
+  server.dns_names = {"localhost"};
+  server.ip_addresses = {"127.0.0.1"};
+  server.server = true;
+  server.client = false;
+  server.days = 1;
+  p.server = *common::IssueCertificate(p.ca, server);
+  common::CertificateRequest client;
+  client.common_name = "kspm-reader";
+  client.days = 1;
+  p.client = *common::IssueCertificate(p.ca, client);
+  return p;
+}
+
+// One fake API server process, started by the test and stopped by its destructor.
+class FakeApiServer {
+ public:
+  FakeApiServer(const std::string& dir, const Pki& pki, std::vector<std::string> extra) {
+    WriteFile(dir + "/server.crt", pki.server.cert_pem);
+    WriteFile(dir + "/server.key", pki.server.key_pem);
+    WriteFile(dir + "/ca.crt", pki.ca.cert_pem);
+    log_ = dir + "/requests.log";
+    const std::string port_file = dir + "/port";
+    std::vector<std::string> args = {
+        "python3",     SourceDir() + "/tests/cluster/fake_apiserver.py",
+        "--fixtures",  SourceDir() + "/tests/fixtures/cluster/kubeadm",
+        "--cert",      dir + "/server.crt",
+        "--key",       dir + "/server.key",
+        "--client-ca", dir + "/ca.crt",
+        "--token",     kToken,
+        "--port-file", port_file,
+        "--log",       log_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawnp(&pid_, "python3", nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+      const std::string port = ReadAll(port_file);
+      if (!port.empty()) {
+        port_ = std::stoi(port);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  ~FakeApiServer() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  int port() const { return port_; }
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  // The requests the server saw, one JSON object each.
+  std::vector<nlohmann::json> Requests() const {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(log_);
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string log_;
+};
+
+class ApiClientTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<std::string> extra = {}) {
+    server_ = std::make_unique<FakeApiServer>(dir_.path(), pki_, std::move(extra));
+    ASSERT_GT(server_->port(), 0) << "the fake API server did not start";
+  }
+  Connection TokenConnection(const std::string& token = kToken) const {
+    Connection c;
+    c.server = server_->url();
+    c.ca_pem = pki_.ca.cert_pem;
+    c.token = token;
+    c.description = "test token";
+    return c;
+  }
+  ClientOptions FastOptions() {
+    ClientOptions o;
+    o.page_size = 10;
+    o.timeout = std::chrono::seconds(10);
+    o.sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); };
+    return o;
+  }
+  absl::Status Fetch(const Connection& c, const ClientOptions& o, k8s::Snapshot& out) {
+    auto client = collector::k8s::MakeApiClient(c, o);
+    if (!client.ok()) return client.status();
+    auto stats = collector::k8s::FetchSnapshot(**client, out);
+    return stats.status();
+  }
+
+  kspm::testing::TempDir dir_;
+  Pki pki_ = MakePki();
+  std::unique_ptr<FakeApiServer> server_;
+  std::vector<std::chrono::milliseconds> slept_;
+};
+
+TEST_F(ApiClientTest, ListsEveryResourcePageByPageAndAStockClusterHasNoFindings) {
+  Start();
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(TokenConnection(), FastOptions(), s).ok());
+  EXPECT_TRUE(s.failed_kinds().empty());
+  EXPECT_TRUE(s.errors().empty()) << s.errors().front();
+  // The same objects as the files, kinds restored from the List kinds.
+  const auto files = KubeadmSnapshot();
+  for (const auto& type : collector::k8s::ReadResources()) {
+    EXPECT_EQ(s.Of(type.kind).size(), files.Of(type.kind).size()) << type.kind;
+  }
+  EXPECT_TRUE(s.Of("Endpoints").empty());  // not read: no check needs it
+  EXPECT_EQ(s.Of("ClusterRole").size(), 66u);
+
+  // 66 ClusterRoles in pages of 10: seven requests, the later ones with a continue token.
+  size_t pages = 0, continued = 0;
+  for (const auto& r : server_->Requests()) {
+    EXPECT_EQ(r["auth"], "token");
+    if (r["path"] != "/apis/rbac.authorization.k8s.io/v1/clusterroles") continue;
+    ++pages;
+    EXPECT_EQ(r["query"]["limit"], "10");
+    if (r["query"].contains("continue")) ++continued;
+  }
+  EXPECT_EQ(pages, 7u);
+  EXPECT_EQ(continued, 6u);
+
+  // Defaults proven quiet through the API as through files.
+  const auto scan = Scan(s);
+  for (const auto& r : scan.results) {
+    EXPECT_TRUE(r.status() == v1::STATUS_PASS || r.status() == v1::STATUS_NOT_APPLICABLE)
+        << r.check_id() << ": " << r.reason();
+  }
+}
+
+TEST_F(ApiClientTest, WrongCredentialsAre401AndSaySo) {
+  Start();
+  k8s::Snapshot s;
+  const auto status = Fetch(TokenConnection("expired-token"), FastOptions(), s);
+  ASSERT_TRUE(absl::IsUnauthenticated(status)) << status;
+  EXPECT_NE(status.message().find("401 Unauthorized"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("refused the credentials of test token"), std::string::npos);
+  EXPECT_TRUE(slept_.empty());  // not retried: retrying cannot fix a credential
+}
+
+TEST_F(ApiClientTest, AForbiddenResourceNamesThePermissionAndItsChecksAreErrors) {
+  Start({"--forbid", "clusterrolebindings"});
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(TokenConnection(), FastOptions(), s).ok());
+  ASSERT_TRUE(s.failed_kinds().contains("ClusterRoleBinding"));
+  const std::string& why = s.failed_kinds().at("ClusterRoleBinding");
+  EXPECT_NE(why.find("kspm needs 'list' on clusterrolebindings.rbac.authorization.k8s.io in all "
+                     "namespaces"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("cannot list resource \"clusterrolebindings\" in API group "
+                     "\"rbac.authorization.k8s.io\""),
+            std::string::npos)
+      << why;
+  EXPECT_EQ(s.Of("ClusterRole").size(), 66u);  // everything else was read
+
+  const auto scan = Scan(s);
+  for (const auto* r : ResultsOf(scan, "rbac.secrets-read")) {
+    EXPECT_EQ(r->status(), v1::STATUS_ERROR);
+    EXPECT_NE(r->reason().find("clusterrolebindings"), std::string::npos);
+  }
+  for (const auto* r : ResultsOf(scan, "namespace.default-unused")) {
+    EXPECT_EQ(r->status(), v1::STATUS_PASS);
+  }
+}
+
+TEST_F(ApiClientTest, TooManyRequestsHonoursRetryAfterAndServerErrorsBackOff) {
+  Start({"--throttle", "roles=1", "--fail", "rolebindings=2"});
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(TokenConnection(), FastOptions(), s).ok());
+  EXPECT_TRUE(s.failed_kinds().empty());
+  EXPECT_EQ(s.Of("Role").size(), 11u);
+  EXPECT_EQ(s.Of("RoleBinding").size(), 11u);
+  ASSERT_EQ(slept_.size(), 3u);
+  // The 429 asked for one second; the two 500s back off from 250 ms, doubling, with jitter.
+  EXPECT_EQ(slept_[0], std::chrono::milliseconds(1000));
+  EXPECT_GE(slept_[1], std::chrono::milliseconds(250));
+  EXPECT_LE(slept_[1], std::chrono::milliseconds(313));
+  EXPECT_GE(slept_[2], std::chrono::milliseconds(500));
+  EXPECT_LE(slept_[2], std::chrono::milliseconds(625));
+  size_t throttled = 0, failed = 0;
+  for (const auto& r : server_->Requests()) {
+    throttled += r["status"] == 429;
+    failed += r["status"] == 500;
+  }
+  EXPECT_EQ(throttled, 1u);
+  EXPECT_EQ(failed, 2u);
+}
+
+TEST_F(ApiClientTest, RetriesGiveUpWithTheLastAnswer) {
+  Start({"--fail", "pods=10"});
+  auto options = FastOptions();
+  options.max_attempts = 3;
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(TokenConnection(), options, s).ok());
+  ASSERT_TRUE(s.failed_kinds().contains("Pod"));
+  EXPECT_NE(s.failed_kinds().at("Pod").find(
+                "gave up after 3 attempts; last: HTTP 500: etcdserver: request timed out"),
+            std::string::npos)
+      << s.failed_kinds().at("Pod");
+}
+
+TEST_F(ApiClientTest, AnExpiredContinueTokenRestartsTheList) {
+  Start({"--expire", "clusterroles"});
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(TokenConnection(), FastOptions(), s).ok());
+  EXPECT_EQ(s.Of("ClusterRole").size(), 66u);
+  EXPECT_EQ(s.duplicates(), 0u);  // the pages read before the restart were dropped
+  bool gone = false;
+  for (const auto& r : server_->Requests()) gone = gone || r["status"] == 410;
+  EXPECT_TRUE(gone);
+}
+
+TEST_F(ApiClientTest, KubeconfigWithInlineClientCertificate) {
+  Start();
+  const std::string kubeconfig = dir_.path() + "/kubeconfig";
+  WriteFile(kubeconfig,
+            "apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
+            "clusters:\n- name: lab\n  cluster:\n    server: " +
+                server_->url() +
+                "/\n    certificate-authority-data: " + absl::Base64Escape(pki_.ca.cert_pem) +
+                "\nusers:\n- name: reader\n  user:\n    client-certificate-data: " +
+                absl::Base64Escape(pki_.client.cert_pem) +
+                "\n    client-key-data: " + absl::Base64Escape(pki_.client.key_pem) +
+                "\ncontexts:\n- name: lab\n  context: {cluster: lab, user: reader}\n");
+  auto c = collector::k8s::LoadKubeconfig(kubeconfig);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->server, server_->url());  // the trailing slash is dropped
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(*c, FastOptions(), s).ok());
+  EXPECT_GT(s.size(), 200u);
+  for (const auto& r : server_->Requests()) EXPECT_EQ(r["auth"], "certificate");
+}
+
+TEST_F(ApiClientTest, KubeconfigFilesAreRelativeToItAndContextsAreSelectable) {
+  Start();
+  ::mkdir((dir_.path() + "/kube").c_str(), 0755);
+  WriteFile(dir_.path() + "/kube/ca.pem", pki_.ca.cert_pem);
+  WriteFile(dir_.path() + "/kube/token", std::string(kToken) + "\n");
+  const std::string kubeconfig = dir_.path() + "/kube/config";
+  WriteFile(kubeconfig,
+            "current-context: broken\nclusters:\n- name: lab\n  cluster:\n"
+            "    server: " +
+                server_->url() +
+                "\n    certificate-authority: ca.pem\n"
+                "users:\n- name: sa\n  user: {tokenFile: token}\n"
+                "- name: eks\n  user:\n    exec: {command: aws}\n"
+                "contexts:\n- name: lab\n  context: {cluster: lab, user: sa}\n"
+                "- name: broken\n  context: {cluster: lab, user: eks}\n");
+  const auto current = collector::k8s::LoadKubeconfig(kubeconfig);
+  ASSERT_FALSE(current.ok());
+  EXPECT_NE(current.status().message().find("exec or auth-provider plugin"), std::string::npos);
+  const auto missing = collector::k8s::LoadKubeconfig(kubeconfig, "nope");
+  EXPECT_NE(missing.status().message().find("no context named 'nope'"), std::string::npos);
+  auto lab = collector::k8s::LoadKubeconfig(kubeconfig, "lab");
+  ASSERT_TRUE(lab.ok()) << lab.status().message();
+  EXPECT_EQ(lab->token_file, dir_.path() + "/kube/token");
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(*lab, FastOptions(), s).ok());
+  EXPECT_GT(s.size(), 200u);
+}
+
+TEST_F(ApiClientTest, InClusterUsesTheServiceAccountAndTheServiceAddress) {
+  Start();
+  const std::string account = dir_.path() + "/serviceaccount";
+  ::mkdir(account.c_str(), 0755);
+  WriteFile(account + "/ca.crt", pki_.ca.cert_pem);
+  WriteFile(account + "/token", kToken);
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+  EXPECT_TRUE(absl::IsUnavailable(collector::k8s::InClusterConnection(account).status()));
+  ::setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+  ::setenv("KUBERNETES_SERVICE_PORT", std::to_string(server_->port()).c_str(), 1);
+  auto c = collector::k8s::InClusterConnection(account);
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+  ::unsetenv("KUBERNETES_SERVICE_PORT");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  k8s::Snapshot s;
+  ASSERT_TRUE(Fetch(*c, FastOptions(), s).ok());
+  EXPECT_GT(s.size(), 200u);
+}
+
+TEST_F(ApiClientTest, AnUntrustedServerAndAnUnreachableOneAreErrors) {
+  Start();
+  auto untrusted = TokenConnection();
+  untrusted.ca_pem = (*common::MakeCa("someone-else", 1)).cert_pem;
+  k8s::Snapshot s;
+  const auto tls = Fetch(untrusted, FastOptions(), s);
+  EXPECT_FALSE(tls.ok());
+  EXPECT_NE(tls.message().find("certificate"), std::string::npos) << tls.message();
+
+  auto closed = TokenConnection();
+  closed.server = "https://127.0.0.1:1";
+  auto options = FastOptions();
+  options.max_attempts = 2;
+  const auto down = Fetch(closed, options, s);
+  EXPECT_TRUE(absl::IsUnavailable(down)) << down;
+  EXPECT_NE(down.message().find("gave up after 2 attempts"), std::string::npos);
+}
+
+// `kspm-collector scan-cluster --kubeconfig` end to end.
+TEST_F(ApiClientTest, ScanClusterReadsTheApiThroughAKubeconfig) {
+  Start({"--forbid", "networkpolicies"});
+  WriteFile(dir_.path() + "/ca.pem", pki_.ca.cert_pem);
+  auto kubeconfig = [&](const std::string& token) {
+    const std::string path = dir_.path() + "/kubeconfig-" + token;
+    WriteFile(path, "current-context: lab\nclusters:\n- name: lab\n  cluster: {server: '" +
+                        server_->url() +
+                        "', certificate-authority: ca.pem}\n"
+                        "users:\n- name: sa\n  user: {token: " +
+                        token + "}\ncontexts:\n- name: lab\n  context: {cluster: lab, user: sa}\n");
+    return path;
+  };
+  auto run = [&](const std::string& args, int* code) {
+    std::string out;
+    FILE* p = ::popen(
+        (std::string(KSPM_BIN_DIR) + "/kspm-collector scan-cluster " + args + " 2>&1").c_str(),
+        "r");
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+    const int status = ::pclose(p);
+    *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  int code = -1;
+  const auto ok =
+      run("--kubeconfig " + kubeconfig(kToken) + " --format json -o " + dir_.path() + "/out.json",
+          &code);
+  ASSERT_EQ(code, 0) << ok;
+  EXPECT_NE(ok.find("kspm needs 'list' on networkpolicies.networking.k8s.io"), std::string::npos)
+      << ok;
+  const auto doc = nlohmann::json::parse(ReadAll(dir_.path() + "/out.json"));
+  EXPECT_NE(doc["cluster"]["source"].get<std::string>().find("(Kubernetes v1.30.2)"),
+            std::string::npos);
+  EXPECT_TRUE(doc["cluster"]["unreadable_kinds"].contains("NetworkPolicy"));
+
+  const auto refused = run("--kubeconfig " + kubeconfig("wrong"), &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(refused.find("401 Unauthorized"), std::string::npos) << refused;
+}
+
+// The collector's periodic scan: API objects to the store, as the pseudo-node `cluster`.
+TEST_F(ApiClientTest, ThePeriodicScanCommitsTheClusterReport) {
+  Start();
+  auto store = collector::store::OpenSqliteStore(dir_.path() + "/kspm.db");
+  ASSERT_TRUE(store.ok());
+  collector::cluster::ClusterScanSettings settings;
+  settings.cluster = "lab";
+  settings.interval = std::chrono::seconds(3600);
+  auto scan = collector::cluster::PeriodicClusterScan::Create(
+      collector::cluster::ApiSource(TokenConnection(), FastOptions()), settings, **store);
+  ASSERT_TRUE(scan.ok());
+  ASSERT_TRUE((*scan)->RunOnce().ok());
+  const auto nodes = (*store)->Nodes("lab", common::Clock::now());
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].identity().node_name(), "cluster");
+  EXPECT_EQ((*nodes)[0].identity().kubelet_version(), "v1.30.2");
+  EXPECT_EQ((*nodes)[0].counts().fail() + (*nodes)[0].counts().warn(), 0u);
+  // The stock cluster's control plane runs on its own node (static pods): sections 1 and 2 are
+  // its agent's to report, not "not applicable".
+  collector::store::FindingFilter filter;
+  filter.id = "1.1.1";
+  filter.statuses = {v1::STATUS_NOT_APPLICABLE};
+  EXPECT_TRUE((*store)->Findings(filter)->empty());
+}
+
+TEST(PeriodicScan, AManagedControlPlaneGetsSectionsOneAndTwoAsNotApplicable) {
+  kspm::testing::TempDir dir;
+  ::mkdir((dir.path() + "/snapshot").c_str(), 0755);
+  WriteFile(dir.path() + "/snapshot/apps.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
+  auto store = collector::store::OpenSqliteStore(dir.path() + "/kspm.db");
+  ASSERT_TRUE(store.ok());
+  collector::cluster::ClusterScanSettings settings;
+  settings.cluster = "eks-prod";
+  auto scan = collector::cluster::PeriodicClusterScan::Create(
+      collector::cluster::DirectorySource(dir.path() + "/snapshot"), settings, **store);
+  ASSERT_TRUE(scan.ok());
+  ASSERT_TRUE((*scan)->RunOnce().ok());
+  collector::store::FindingFilter filter;
+  filter.cluster = "eks-prod";
+  filter.statuses = {v1::STATUS_NOT_APPLICABLE};
+  filter.id = "1.2.1";
+  auto na = (*store)->Findings(filter);
+  ASSERT_TRUE(na.ok());
+  ASSERT_EQ(na->size(), 1u);
+  EXPECT_NE((*na)[0].result().reason().find("no node reporting to kspm runs the control plane"),
+            std::string::npos);
+  filter.id = "2.1";
+  EXPECT_EQ((*store)->Findings(filter)->size(), 1u);
+
+  // A broken exceptions file is a start-up error naming it.
+  WriteFile(dir.path() + "/exceptions.yaml", "exceptions:\n  - {name: x}\n");
+  settings.exceptions_file = dir.path() + "/exceptions.yaml";
+  auto bad = collector::cluster::PeriodicClusterScan::Create(
+      collector::cluster::DirectorySource(dir.path() + "/snapshot"), settings, **store);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("exceptions.yaml:2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
