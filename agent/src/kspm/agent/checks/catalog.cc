@@ -11,6 +11,7 @@
 
 #include "kspm/common/names.h"
 #include "kspm/common/strings.h"
+#include "kspm/common/yaml_fields.h"
 #include "yaml-cpp/yaml.h"
 
 namespace kspm::agent::checks {
@@ -20,42 +21,14 @@ extern const std::vector<std::pair<std::string_view, std::string_view>>& Builtin
 
 namespace {
 
-// Errors while reading a catalogue entry carry the position of the node.
-class CatalogError : public std::runtime_error {
- public:
-  CatalogError(const YAML::Node& node, const std::string& what)
-      : std::runtime_error(what), mark_(node.Mark()) {}
-  const YAML::Mark& mark() const { return mark_; }
-
- private:
-  YAML::Mark mark_;
-};
+using CatalogError = common::YamlFieldError;
 
 std::string Scalar(const YAML::Node& node, const char* field, bool required = false) {
-  const YAML::Node v = node[field];
-  if (!v) {
-    if (required) throw CatalogError(node, std::string("missing field '") + field + "'");
-    return "";
-  }
-  if (!v.IsScalar()) throw CatalogError(v, std::string("field '") + field + "' must be a scalar");
-  return v.Scalar();
+  return common::ScalarField(node, field, required);
 }
 
 std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
-  std::vector<std::string> out;
-  const YAML::Node v = node[field];
-  if (!v) return out;
-  if (v.IsScalar()) {
-    out.push_back(v.Scalar());
-    return out;
-  }
-  if (!v.IsSequence()) throw CatalogError(v, std::string("field '") + field + "' must be a list");
-  for (const auto& item : v) {
-    if (!item.IsScalar())
-      throw CatalogError(item, std::string("'") + field + "' holds a non-scalar");
-    out.push_back(item.Scalar());
-  }
-  return out;
+  return common::StringListField(node, field);
 }
 
 ValueType ParseType(const YAML::Node& node, const std::string& text) {

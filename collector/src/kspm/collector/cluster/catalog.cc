@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "kspm/common/names.h"
+#include "kspm/common/yaml_fields.h"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
 
@@ -18,37 +19,14 @@ extern std::string_view EmbeddedClusterCatalog();
 namespace {
 
 // Raised while reading one entry and caught in ParseCatalog: never escapes this file.
-class EntryError : public std::runtime_error {
- public:
-  EntryError(const YAML::Node& node, const std::string& what)
-      : std::runtime_error(what), mark_(node.Mark()) {}
-  const YAML::Mark& mark() const { return mark_; }
-
- private:
-  YAML::Mark mark_;
-};
+using EntryError = common::YamlFieldError;
 
 std::string Scalar(const YAML::Node& node, const char* field, bool required = false) {
-  const YAML::Node v = node[field];
-  if (!v) {
-    if (required) throw EntryError(node, std::string("missing field '") + field + "'");
-    return "";
-  }
-  if (!v.IsScalar()) throw EntryError(v, std::string("field '") + field + "' must be a scalar");
-  return v.Scalar();
+  return common::ScalarField(node, field, required);
 }
 
 std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
-  std::vector<std::string> out;
-  const YAML::Node v = node[field];
-  if (!v) return out;
-  if (v.IsScalar()) return {v.Scalar()};
-  if (!v.IsSequence()) throw EntryError(v, std::string("field '") + field + "' must be a list");
-  for (const auto& item : v) {
-    if (!item.IsScalar()) throw EntryError(item, std::string("'") + field + "' holds a non-scalar");
-    out.push_back(item.Scalar());
-  }
-  return out;
+  return common::StringListField(node, field);
 }
 
 const std::set<std::string, std::less<>>& Evaluators() {
