@@ -11,3 +11,6 @@ echo "== collector: simulated agents on loopback, and summary over 1,000,000 res
 echo
 echo "== agent: drift detection (eBPF) latency, overhead, idle cost"
 "$bin/kspm-bench-drift" 40 60
+echo
+echo "== collector: cluster checks over 10,000 pods, 1,000 namespaces, 3,000 roles and bindings"
+"$bin/kspm-bench-cluster" 10000 1000 3000

@@ -7,6 +7,7 @@
 
 #include "cluster_test_util.h"
 #include "kspm/collector/cluster/catalog.h"
+#include "kspm/collector/cluster/workloads.h"
 
 namespace kspm::cluster_test {
 namespace {
@@ -463,6 +464,29 @@ TEST(Checks, EmptyNamespacesAreCountedNotJudged) {
   const auto r = ResultsOf(scan, "netpol.namespace-coverage", "cis-kubernetes-1.12");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]->resource().name(), "shop");
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+TEST(Checks, CompactingOwnedReplicasChangesNoResult) {
+  auto full = KubeadmSnapshot();
+  auto compact = KubeadmSnapshot();
+  // coredns' ReplicaSet and two Pods, kube-proxy's Pod; static pods (owned by the Node) stay.
+  EXPECT_EQ(collector::cluster::CompactOwnedObjects(compact), 4u);
+  for (const auto& pod : compact.Of("Pod")) {
+    EXPECT_EQ(pod.doc.contains("spec"), pod.name.find("-cp-1") != std::string::npos) << pod.name;
+  }
+  const auto a = Scan(full, true);
+  const auto b = Scan(compact, true);
+  ASSERT_EQ(a.results.size(), b.results.size());
+  for (size_t i = 0; i < a.results.size(); ++i) {
+    EXPECT_EQ(a.results[i].SerializeAsString(), b.results[i].SerializeAsString())
+        << a.results[i].check_id();
+  }
 }
 
 }  // namespace

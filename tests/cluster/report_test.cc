@@ -50,8 +50,7 @@ TEST(Report, ClusterResultsAreStoredAsAPseudoNodeNextToNodes) {
   const auto now = common::Clock::now();
   ASSERT_TRUE((*store)->CommitReport(WorkerReport(), now).ok());
 
-  const auto scan = DemoLikeScan();
-  auto report = BuildClusterReport(scan, "prod", now, now, 600);
+  auto report = BuildClusterReport(DemoLikeScan(), "prod", now, now, 600);
   const auto nodes = (*store)->Nodes("prod", now);
   ASSERT_TRUE(nodes.ok());
   const auto sections = UncoveredControlPlaneSections(*nodes);

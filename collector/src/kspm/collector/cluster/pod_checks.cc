@@ -10,9 +10,10 @@
 namespace kspm::collector::cluster::internal {
 namespace {
 
-// Evidence entries kept for a passing workload: enough to show what was read, bounded so that a
-// pod with many containers does not make every result large.
-constexpr size_t kMaxPassEvidence = 6;
+// Evidence entries kept for a passing workload: enough to show what was read, bounded so that
+// pods with many containers do not make every result large (a cluster has ~25 results per
+// workload, most of them passing).
+constexpr size_t kMaxPassEvidence = 2;
 
 struct Container {
   const nlohmann::json* spec;

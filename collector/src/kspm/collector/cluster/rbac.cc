@@ -188,6 +188,26 @@ Rbac::Rbac(const k8s::Snapshot& snapshot, const SystemPolicy& policy) {
       bindings_.push_back(std::move(b));
     }
   }
+  // Service accounts appear as ServiceAccount subjects, as their user name
+  // system:serviceaccount:NS:NAME, or through their namespace's group system:serviceaccounts:NS.
+  constexpr std::string_view kUser = "system:serviceaccount:";
+  constexpr std::string_view kGroup = "system:serviceaccounts:";
+  for (const auto& b : bindings_) {
+    std::set<std::pair<std::string, std::string>> keys;
+    for (const auto& s : b.subjects) {
+      if (s.kind == "ServiceAccount") {
+        keys.insert({s.ns, s.name});
+      } else if (s.kind == "User" && std::string_view(s.name).starts_with(kUser)) {
+        const std::string rest = s.name.substr(kUser.size());
+        const size_t colon = rest.find(':');
+        if (colon != std::string::npos)
+          keys.insert({rest.substr(0, colon), rest.substr(colon + 1)});
+      } else if (s.kind == "Group" && std::string_view(s.name).starts_with(kGroup)) {
+        keys.insert({s.name.substr(kGroup.size()), "*"});
+      }
+    }
+    for (const auto& key : keys) by_service_account_[key].push_back(&b);
+  }
 }
 
 const std::vector<RuleRef>& Rbac::RulesOf(const Role& role) const {
@@ -232,18 +252,16 @@ std::optional<GrantMatch> Rbac::FindGrant(const Binding& binding, const GrantSpe
 
 std::vector<const Binding*> Rbac::BindingsOfServiceAccount(std::string_view ns,
                                                            std::string_view name) const {
-  const std::string user = "system:serviceaccount:" + std::string(ns) + ":" + std::string(name);
-  const std::string group = "system:serviceaccounts:" + std::string(ns);
   std::vector<const Binding*> out;
-  for (const auto& b : bindings_) {
-    for (const auto& s : b.subjects) {
-      if ((s.kind == "ServiceAccount" && s.ns == ns && s.name == name) ||
-          (s.kind == "User" && s.name == user) || (s.kind == "Group" && s.name == group)) {
-        out.push_back(&b);
-        break;
-      }
+  for (const std::string_view n : {name, std::string_view("*")}) {
+    const auto it = by_service_account_.find(std::make_pair(std::string(ns), std::string(n)));
+    if (it == by_service_account_.end()) continue;
+    for (const auto* b : it->second) {
+      if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
     }
   }
+  // In the order the bindings were read, as a reader of the evidence expects.
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -105,6 +105,9 @@ class Rbac {
   std::vector<Role> roles_;
   std::vector<Binding> bindings_;
   std::map<std::pair<std::string, std::string>, const Role*> role_index_;  // (ns, name)
+  // Bindings naming a service account (namespace, name; name "*" for the namespace's group).
+  std::map<std::pair<std::string, std::string>, std::vector<const Binding*>, std::less<>>
+      by_service_account_;
   mutable std::map<const Role*, std::vector<RuleRef>> expanded_;
 };
 

@@ -247,7 +247,7 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
   return out;
 }
 
-v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cluster,
+v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster,
                                   common::Clock::time_point started,
                                   common::Clock::time_point finished, uint32_t interval_seconds,
                                   const std::string& api_version) {
@@ -265,19 +265,21 @@ v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cl
   report.set_full(true);
   report.set_host_root("");
   report.set_scan_interval_seconds(interval_seconds);
-  for (const auto& r : scan.results) {
+  report.mutable_results()->Reserve(static_cast<int>(scan.results.size()));
+  for (auto& r : scan.results) {
     auto* out = report.add_results();
-    *out = r;
-    const auto& res = r.resource();
+    *out = std::move(r);
+    const auto& res = out->resource();
     if (!res.kind().empty() && res.kind() != "Cluster") {
       const std::string object = DescribeResource(res);
-      out->set_check_id(r.check_id() + "[" + object + "]");
+      out->set_check_id(out->check_id() + "[" + object + "]");
       // kspmctl shows the node, not the object: the reason names it.
-      if (r.reason().find(res.name()) == std::string::npos) {
-        out->set_reason(object + ": " + r.reason());
+      if (out->reason().find(res.name()) == std::string::npos) {
+        out->set_reason(object + ": " + out->reason());
       }
     }
   }
+  scan.results.clear();
   return report;
 }
 

@@ -57,11 +57,12 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
 std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::string>& sections,
                                                        const std::string& reason);
 
-// A full report of the pseudo-node kClusterNodeName: the scan's results with the check id made
+// A full report of the pseudo-node kClusterNodeName: the scan's results (moved, not copied) with
+// the check id made
 // unique per object (`pod.privileged[DaemonSet monitoring/node-exporter]`), because the store
 // keeps one current result per (node, check id, benchmark); a reason that does not name the
 // object is prefixed with it, since kspmctl lists results by node.
-v1::NodeReport BuildClusterReport(const ClusterScan& scan, const std::string& cluster,
+v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster,
                                   common::Clock::time_point started,
                                   common::Clock::time_point finished, uint32_t interval_seconds,
                                   const std::string& api_version = "");

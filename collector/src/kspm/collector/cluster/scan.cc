@@ -30,7 +30,11 @@ void FillResult(const CheckDef& c, const BenchmarkItem& b, const Finding& f, v1:
   out.set_severity(c.severity);
   out.set_component(c.component);
   out.set_expected(c.expected);
-  out.set_remediation(c.remediation);
+  // Remediation where there is something to do: a cluster has ~25 results per workload, most of
+  // them passing, and the text would otherwise be most of their size.
+  if (f.status != v1::STATUS_PASS && f.status != v1::STATUS_NOT_APPLICABLE) {
+    out.set_remediation(c.remediation);
+  }
   out.set_reason(f.reason);
   *out.mutable_resource() = f.resource;
   for (const auto& e : f.evidence) *out.add_evidence() = e;

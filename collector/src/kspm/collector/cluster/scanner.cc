@@ -1,6 +1,7 @@
 #include "kspm/collector/cluster/scanner.h"
 
 #include "kspm/collector/cluster/report.h"
+#include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
 #include "spdlog/spdlog.h"
 
@@ -13,6 +14,7 @@ class Directory final : public ObjectSource {
   absl::StatusOr<k8s::Snapshot> Read(std::string*) override {
     k8s::Snapshot s;
     if (auto status = k8s::LoadSnapshotDir(dir_, s); !status.ok()) return status;
+    CompactOwnedObjects(s);
     return s;
   }
   std::string Describe() const override { return "snapshot " + dir_; }
@@ -30,6 +32,7 @@ class Api final : public ObjectSource {
     k8s::Snapshot s;
     auto stats = k8s::FetchSnapshot(**client, s);
     if (!stats.ok()) return stats.status();
+    CompactOwnedObjects(s);
     if (server_version) *server_version = stats->server_version;
     return s;
   }
@@ -126,10 +129,11 @@ absl::Status PeriodicClusterScan::RunOnce() {
   options.policy = settings_.policy;
   options.exceptions = &exceptions_;
   options.now = started;
-  const ClusterScan scan = EvaluateCluster(*snapshot, options);
+  ClusterScan scan = EvaluateCluster(*snapshot, options);
   const auto finished = common::Clock::now();
+  const ScanStats stats = scan.stats;
   v1::NodeReport report =
-      BuildClusterReport(scan, settings_.cluster, started, finished,
+      BuildClusterReport(std::move(scan), settings_.cluster, started, finished,
                          static_cast<uint32_t>(settings_.interval.count()), version);
   // Sections 1 and 2 are the nodes' to report. When no agent covers them and the API shows no
   // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
@@ -153,8 +157,8 @@ absl::Status PeriodicClusterScan::RunOnce() {
   auto committed = store_.CommitReport(report, finished);
   if (!committed.ok()) return committed.status();
   spdlog::info("cluster scan of {} ({}): {} objects, {} results, {} accepted, {} ms",
-               settings_.cluster, source_->Describe(), scan.stats.objects, report.results_size(),
-               scan.stats.accepted,
+               settings_.cluster, source_->Describe(), stats.objects, report.results_size(),
+               stats.accepted,
                std::chrono::duration_cast<std::chrono::milliseconds>(finished - started).count());
   return absl::OkStatus();
 }

@@ -118,6 +118,22 @@ const std::vector<std::string>& WorkloadKinds() {
   return kKinds;
 }
 
+size_t CompactOwnedObjects(k8s::Snapshot& snapshot) {
+  size_t compacted = 0;
+  for (const char* kind : {"Pod", "ReplicaSet", "Job"}) {
+    auto* objects = snapshot.MutableOf(kind);
+    if (objects == nullptr) continue;
+    for (auto& o : *objects) {
+      const auto owner = Owner(o);
+      if (!owner || owner->kind == "Node") continue;
+      if (snapshot.Find(owner->kind, o.ns, owner->name) == nullptr) continue;
+      o.doc.erase("spec");
+      ++compacted;
+    }
+  }
+  return compacted;
+}
+
 WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy) {
   WorkloadSet out;
   std::set<std::tuple<std::string, std::string, std::string>> reported;

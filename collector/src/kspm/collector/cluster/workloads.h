@@ -43,4 +43,9 @@ const std::vector<std::string>& WorkloadKinds();
 
 WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy);
 
+// Drops the pod spec of every Pod, ReplicaSet and Job whose controlling owner is in the snapshot:
+// checks read the owner's template instead, and in a large cluster these replicas are most of
+// the memory. Metadata stays (owners, labels, names). Returns how many were compacted.
+size_t CompactOwnedObjects(k8s::Snapshot& snapshot);
+
 }  // namespace kspm::collector::cluster

@@ -463,7 +463,7 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     Snapshot scratch;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
       size_t added = 0;
-      const auto s = AddDocument(doc, "API", scratch, &added, type.kind);
+      const auto s = AddDocument(std::move(doc), "API", scratch, &added, type.kind);
       if (!s.ok()) out.AddError(std::string(s.message()));
       return absl::OkStatus();
     };

@@ -64,6 +64,11 @@ const std::vector<Object>& Snapshot::Of(std::string_view kind) const {
   return it == by_kind_.end() ? kNone : it->second;
 }
 
+std::vector<Object>* Snapshot::MutableOf(std::string_view kind) {
+  const auto it = by_kind_.find(kind);
+  return it == by_kind_.end() ? nullptr : &it->second;
+}
+
 const Object* Snapshot::Find(std::string_view kind, std::string_view ns,
                              std::string_view name) const {
   const auto it = index_.find(kind);
@@ -102,9 +107,68 @@ void Prune(nlohmann::json& object) {
   }
 }
 
-absl::Status AddDocument(const nlohmann::json& doc, const std::string& origin, Snapshot& out,
-                         size_t* added, std::string_view default_kind) {
+namespace {
+
+// Moves one item into `out`; a problem is described in `problems`.
+bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
+             const std::string& fallback_version, const std::string& where,
+             const std::string& origin, Snapshot& out, std::vector<std::string>& problems) {
+  if (!item.is_object()) {
+    problems.push_back(where + " is not an object");
+    return false;
+  }
+  Object o;
+  o.kind = StringField(item, "kind");
+  if (o.kind.empty()) o.kind = fallback_kind;
+  o.api_version = StringField(item, "apiVersion");
+  if (o.api_version.empty()) o.api_version = fallback_version;
+  const auto meta = item.find("metadata");
+  if (meta != item.end()) {
+    o.name = StringField(*meta, "name");
+    o.ns = StringField(*meta, "namespace");
+  }
+  if (o.kind.empty() || o.name.empty()) {
+    problems.push_back(where + " has no " + (o.kind.empty() ? "kind" : "metadata.name"));
+    return false;
+  }
+  o.doc = std::move(item);
+  Prune(o.doc);
+  o.origin = origin;
+  out.Add(std::move(o));
+  return true;
+}
+
+absl::Status Problems(const std::string& origin, const std::vector<std::string>& problems) {
+  if (problems.empty()) return absl::OkStatus();
+  std::string msg = origin + ": ";
+  for (size_t i = 0; i < problems.size() && i < 3; ++i) msg += (i ? "; " : "") + problems[i];
+  if (problems.size() > 3) msg += "; and " + std::to_string(problems.size() - 3) + " more";
+  return absl::InvalidArgumentError(msg);
+}
+
+}  // namespace
+
+absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view list_kind,
+                          std::string_view list_version, const std::string& origin, Snapshot& out,
+                          size_t* added, std::string_view default_kind) {
+  std::string item_kind;
+  if (list_kind.size() > 4 && list_kind != "List") {
+    item_kind = std::string(list_kind.substr(0, list_kind.size() - 4));
+  }
+  if (item_kind.empty()) item_kind = std::string(default_kind);
+  const std::string version = list_kind == "List" ? "" : std::string(list_version);
+  std::vector<std::string> problems;
   size_t count = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    count += AddItem(std::move(items[i]), item_kind, version, "items[" + std::to_string(i) + "]",
+                     origin, out, problems);
+  }
+  if (added) *added = count;
+  return Problems(origin, problems);
+}
+
+absl::Status AddDocument(nlohmann::json doc, const std::string& origin, Snapshot& out,
+                         size_t* added, std::string_view default_kind) {
   if (added) *added = 0;
   if (doc.is_null()) return absl::OkStatus();  // an empty YAML document
   if (!doc.is_object()) {
@@ -114,58 +178,23 @@ absl::Status AddDocument(const nlohmann::json& doc, const std::string& origin, S
   const auto items = doc.find("items");
   const bool is_list = (kind == "List" || (kind.size() > 4 && kind.ends_with("List"))) ||
                        (kind.empty() && items != doc.end() && items->is_array());
-  std::vector<std::string> problems;
-  auto add_one = [&](const nlohmann::json& item, const std::string& fallback_kind,
-                     const std::string& fallback_version, const std::string& where) {
-    if (!item.is_object()) {
-      problems.push_back(where + " is not an object");
-      return;
-    }
-    Object o;
-    o.kind = StringField(item, "kind");
-    if (o.kind.empty()) o.kind = fallback_kind;
-    o.api_version = StringField(item, "apiVersion");
-    if (o.api_version.empty()) o.api_version = fallback_version;
-    const auto meta = item.find("metadata");
-    if (meta != item.end()) {
-      o.name = StringField(*meta, "name");
-      o.ns = StringField(*meta, "namespace");
-    }
-    if (o.kind.empty() || o.name.empty()) {
-      problems.push_back(where + " has no " + (o.kind.empty() ? "kind" : "metadata.name"));
-      return;
-    }
-    o.doc = item;
-    Prune(o.doc);
-    o.origin = origin;
-    out.Add(std::move(o));
-    ++count;
-  };
   if (is_list) {
     if (items == doc.end() || !(items->is_array() || items->is_null())) {
       return absl::InvalidArgumentError(origin + ": list without items");
     }
-    std::string item_kind;
-    if (kind.size() > 4 && kind != "List") item_kind = kind.substr(0, kind.size() - 4);
-    if (item_kind.empty()) item_kind = std::string(default_kind);
-    const std::string version = StringField(doc, "apiVersion");
+    std::vector<nlohmann::json> list;
     if (items->is_array()) {
-      for (size_t i = 0; i < items->size(); ++i) {
-        add_one((*items)[i], item_kind, kind == "List" ? "" : version,
-                "items[" + std::to_string(i) + "]");
-      }
+      list.reserve(items->size());
+      for (auto& item : *items) list.push_back(std::move(item));
     }
-  } else {
-    add_one(doc, std::string(default_kind), "", "the document");
+    return AddListItems(std::move(list), kind, StringField(doc, "apiVersion"), origin, out, added,
+                        default_kind);
   }
-  if (added) *added = count;
-  if (!problems.empty()) {
-    std::string msg = origin + ": ";
-    for (size_t i = 0; i < problems.size() && i < 3; ++i) msg += (i ? "; " : "") + problems[i];
-    if (problems.size() > 3) msg += "; and " + std::to_string(problems.size() - 3) + " more";
-    return absl::InvalidArgumentError(msg);
-  }
-  return absl::OkStatus();
+  std::vector<std::string> problems;
+  const bool ok =
+      AddItem(std::move(doc), std::string(default_kind), "", "the document", origin, out, problems);
+  if (added) *added = ok ? 1 : 0;
+  return Problems(origin, problems);
 }
 
 }  // namespace kspm::collector::k8s

@@ -44,6 +44,8 @@ class Snapshot {
   void Absorb(Snapshot&& other);
   // The objects of one kind, in the order they were added (an empty list when none).
   const std::vector<Object>& Of(std::string_view kind) const;
+  // The same, for in-place compaction after loading; null when none.
+  std::vector<Object>* MutableOf(std::string_view kind);
   // Object by kind, namespace and name, or null.
   const Object* Find(std::string_view kind, std::string_view ns, std::string_view name) const;
   size_t size() const { return size_; }
@@ -79,9 +81,16 @@ class Snapshot {
 // that names no kind takes `default_kind` when given. Returns how many objects were added; a
 // document that is not an object (or an item without kind or name) is InvalidArgument naming
 // the item, and the other items are still added.
-[[nodiscard]] absl::Status AddDocument(const nlohmann::json& doc, const std::string& origin,
-                                       Snapshot& out, size_t* added = nullptr,
-                                       std::string_view default_kind = {});
+[[nodiscard]] absl::Status AddDocument(nlohmann::json doc, const std::string& origin, Snapshot& out,
+                                       size_t* added = nullptr, std::string_view default_kind = {});
+
+// Adds the items of a list already taken apart (a streaming parse hands them over one by one):
+// as AddDocument does for a list of kind `list_kind` (`PodList`, or `List`) and `list_version`.
+[[nodiscard]] absl::Status AddListItems(std::vector<nlohmann::json>&& items,
+                                        std::string_view list_kind, std::string_view list_version,
+                                        const std::string& origin, Snapshot& out,
+                                        size_t* added = nullptr,
+                                        std::string_view default_kind = {});
 
 // Drops what checks never read (status, managedFields, data, last-applied annotation), in place.
 void Prune(nlohmann::json& object);

@@ -99,9 +99,26 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
   if (first == std::string::npos) return absl::OkStatus();
   std::vector<std::string> problems;
   if (text[first] == '{' || text[first] == '[') {
+    // A list's items are taken out as soon as each is parsed, and pruned: the whole document
+    // never exists at once (a cluster's pods.json can be hundreds of megabytes).
+    bool top_object = false;
+    std::string top_key;
+    std::vector<nlohmann::json> items;
+    const auto take_items = [&](int depth, nlohmann::json::parse_event_t event,
+                                nlohmann::json& parsed) {
+      using Event = nlohmann::json::parse_event_t;
+      if (depth == 0 && event == Event::object_start) top_object = true;
+      if (depth == 1 && event == Event::key && top_object) top_key = parsed.get<std::string>();
+      if (top_object && top_key == "items" && depth == 2 && event == Event::object_end) {
+        Prune(parsed);
+        items.push_back(std::move(parsed));
+        return false;  // not kept in the document
+      }
+      return true;
+    };
     nlohmann::json doc;
     try {
-      doc = nlohmann::json::parse(text);
+      doc = nlohmann::json::parse(text, take_items);
     } catch (const nlohmann::json::parse_error& e) {
       const auto [line, col] = Position(text, e.byte > 0 ? e.byte - 1 : 0);
       std::string what = e.what();
@@ -114,11 +131,26 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
     } catch (const nlohmann::json::exception& e) {
       return absl::InvalidArgumentError(name + ": " + e.what());
     }
-    const auto docs = doc.is_array() ? doc : nlohmann::json::array({doc});
-    for (size_t i = 0; i < docs.size(); ++i) {
-      const std::string origin = docs.size() > 1 ? name + "[" + std::to_string(i) + "]" : name;
-      if (auto s = AddDocument(docs[i], origin, out); !s.ok()) {
+    if (doc.is_object()) {
+      // Items that are not objects stayed in the document: hand them over to be reported.
+      if (const auto it = doc.find("items"); it != doc.end() && it->is_array()) {
+        for (auto& v : *it) items.push_back(std::move(v));
+      }
+    }
+    if (!items.empty() || (doc.is_object() && doc.contains("items"))) {
+      const std::string kind = doc.is_object() ? doc.value("kind", std::string()) : "";
+      const std::string version = doc.is_object() ? doc.value("apiVersion", std::string()) : "";
+      if (auto s = AddListItems(std::move(items), kind.empty() ? "List" : kind, version, name, out);
+          !s.ok()) {
         problems.emplace_back(s.message());
+      }
+    } else {
+      auto docs = doc.is_array() ? std::move(doc) : nlohmann::json::array({std::move(doc)});
+      for (size_t i = 0; i < docs.size(); ++i) {
+        const std::string origin = docs.size() > 1 ? name + "[" + std::to_string(i) + "]" : name;
+        if (auto s = AddDocument(std::move(docs[i]), origin, out); !s.ok()) {
+          problems.emplace_back(s.message());
+        }
       }
     }
   } else {
@@ -140,7 +172,9 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
         problems.push_back(origin + ": " + e.what());
         continue;
       }
-      if (auto s = AddDocument(doc, origin, out); !s.ok()) problems.emplace_back(s.message());
+      if (auto s = AddDocument(std::move(doc), origin, out); !s.ok()) {
+        problems.emplace_back(s.message());
+      }
     }
   }
   if (!problems.empty()) {
