@@ -1,8 +1,9 @@
 #pragma once
 
 // The API resources kspm reads, and nothing else: the collector's ClusterRole needs `list` on
-// exactly these (and `get` on /version). Secrets are never read: checks need only the fields of
-// pod specs that name them.
+// exactly these (and `get` on /version). Secrets and ConfigMaps are never read (listing them
+// grants their contents): checks need only the pod-spec fields that name them, and 5.6.4 judges
+// ConfigMaps in `default` only when an offline snapshot holds them.
 #include <string>
 #include <vector>
 
@@ -31,7 +32,6 @@ inline const std::vector<ResourceType>& ReadResources() {
       {"Pod", "", "v1", "pods", true},
       {"ServiceAccount", "", "v1", "serviceaccounts", true},
       {"Service", "", "v1", "services", true},
-      {"ConfigMap", "", "v1", "configmaps", true},
       {"ReplicationController", "", "v1", "replicationcontrollers", true},
       {"Deployment", "apps", "v1", "deployments", true},
       {"ReplicaSet", "apps", "v1", "replicasets", true},

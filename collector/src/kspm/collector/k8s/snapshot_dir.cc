@@ -101,15 +101,29 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
   if (text[first] == '{' || text[first] == '[') {
     // A list's items are taken out as soon as each is parsed, and pruned: the whole document
     // never exists at once (a cluster's pods.json can be hundreds of megabytes).
+    // What Prune would drop is not even built: status, data and managedFields are most of a
+    // live object's size.
     bool top_object = false;
-    std::string top_key;
+    std::string top_key, item_key;
     std::vector<nlohmann::json> items;
     const auto take_items = [&](int depth, nlohmann::json::parse_event_t event,
                                 nlohmann::json& parsed) {
       using Event = nlohmann::json::parse_event_t;
       if (depth == 0 && event == Event::object_start) top_object = true;
       if (depth == 1 && event == Event::key && top_object) top_key = parsed.get<std::string>();
-      if (top_object && top_key == "items" && depth == 2 && event == Event::object_end) {
+      const bool in_items = top_object && top_key == "items";
+      if (in_items && event == Event::key && depth == 3) {
+        item_key = parsed.get<std::string>();
+        if (item_key == "status" || item_key == "data" || item_key == "binaryData" ||
+            item_key == "stringData") {
+          return false;  // the key and its value are skipped
+        }
+      }
+      if (in_items && event == Event::key && depth == 4 && item_key == "metadata" &&
+          parsed.get<std::string>() == "managedFields") {
+        return false;
+      }
+      if (in_items && depth == 2 && event == Event::object_end) {
         Prune(parsed);
         items.push_back(std::move(parsed));
         return false;  // not kept in the document
