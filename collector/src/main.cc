@@ -25,6 +25,7 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // a cluster scan now (on demand)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (options.tls.insecure) {
@@ -51,7 +52,12 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
     std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (*cluster_scan) {
+      spdlog::info("received SIGHUP: cluster scan now");
+      (*cluster_scan)->Trigger();
+    }
+  }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   if (*cluster_scan) (*cluster_scan)->Stop();
   (*server)->Shutdown(std::chrono::seconds(grace_seconds));

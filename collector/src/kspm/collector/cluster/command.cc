@@ -51,6 +51,11 @@ int RunScanCluster(const ScanClusterCommand& command) {
       return Fail("give --from DIR (a snapshot) or --kubeconfig PATH, or run in a pod");
     }
     if (!connection.ok()) return Fail(std::string(connection.status().message()));
+    if (command.kubeconfig.empty()) {
+      if (const std::string own = OwnNamespace(); !own.empty()) {
+        options.policy.namespaces.insert(own);
+      }
+    }
     k8s::ClientOptions client;
     client.timeout = std::chrono::seconds(command.timeout_seconds);
     objects = ApiSource(*std::move(connection), client);

@@ -97,6 +97,14 @@ void PeriodicClusterScan::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void PeriodicClusterScan::Trigger() {
+  {
+    std::lock_guard lock(mu_);
+    triggered_ = true;
+  }
+  cv_.notify_all();
+}
+
 void PeriodicClusterScan::Loop(bool skip_first) {
   for (bool first = true;; first = false) {
     if (!(first && skip_first)) {
@@ -106,7 +114,9 @@ void PeriodicClusterScan::Loop(bool skip_first) {
       }
     }
     std::unique_lock lock(mu_);
-    if (cv_.wait_for(lock, settings_.interval, [this] { return stopping_; })) return;
+    cv_.wait_for(lock, settings_.interval, [this] { return stopping_ || triggered_; });
+    if (stopping_) return;
+    triggered_ = false;
   }
 }
 

@@ -56,6 +56,8 @@ class PeriodicClusterScan {
   void Start(bool first_inline = false);
   // Waits for a scan in progress to end; idempotent.
   void Stop();
+  // Runs a scan now on the scan thread (SIGHUP); the interval restarts after it.
+  void Trigger();
   // One scan and commit. Errors: nothing could be read, or the commit failed.
   [[nodiscard]] absl::Status RunOnce();
 
@@ -75,6 +77,7 @@ class PeriodicClusterScan {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool triggered_ = false;
   std::thread thread_;
 };
 

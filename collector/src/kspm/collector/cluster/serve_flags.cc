@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "spdlog/spdlog.h"
 
@@ -38,6 +39,15 @@ absl::StatusOr<k8s::Connection> SelectConnection(const std::string& kubeconfig,
       "no --kubeconfig and KUBERNETES_SERVICE_HOST is not set: no API to scan");
 }
 
+std::string OwnNamespace() {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  if (host == nullptr || *host == '\0') return "";
+  std::ifstream in("/var/run/secrets/kubernetes.io/serviceaccount/namespace");
+  std::string ns;
+  if (in) std::getline(in, ns);
+  return ns;
+}
+
 absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     const ServeClusterFlags& flags, store::Store& store) {
   if (flags.disabled) return std::unique_ptr<PeriodicClusterScan>();
@@ -67,11 +77,9 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
   settings.policy.include_system = flags.include_system;
   for (const auto& ns : flags.system_namespaces) settings.policy.namespaces.insert(ns);
   // In a pod, the collector's own namespace is a system one.
-  if (std::ifstream ns_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace");
-      ns_file && flags.kubeconfig.empty() && flags.snapshot_dir.empty()) {
-    std::string own;
-    std::getline(ns_file, own);
-    if (!own.empty()) settings.policy.namespaces.insert(own);
+  if (flags.kubeconfig.empty() && flags.snapshot_dir.empty()) {
+    if (const std::string own = OwnNamespace(); !own.empty())
+      settings.policy.namespaces.insert(own);
   }
   spdlog::info("cluster scan of {} every {} s from {}", settings.cluster, settings.interval.count(),
                source->Describe());

@@ -34,6 +34,10 @@ void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);
 [[nodiscard]] absl::StatusOr<k8s::Connection> SelectConnection(const std::string& kubeconfig,
                                                                const std::string& context);
 
+// The collector's own namespace when it runs in a pod with in-cluster credentials (read from the
+// service account), else empty: it is treated as a system namespace.
+std::string OwnNamespace();
+
 // Builds and starts the periodic scan; null when it is off. Start-up errors (unreadable
 // kubeconfig, exceptions file, snapshot directory) are returned, naming the file.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
