@@ -276,6 +276,7 @@ for d in docs:
 # What the collector's cluster checks read: (apiGroup, resource). Nothing else may be granted.
 EXPECTED_RULES = {
     ("", "pods"), ("", "namespaces"), ("", "serviceaccounts"), ("", "nodes"),
+    ("", "services"), ("", "replicationcontrollers"),
     ("apps", "deployments"), ("apps", "daemonsets"), ("apps", "statefulsets"),
     ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"),
     ("networking.k8s.io", "networkpolicies"),
@@ -284,7 +285,7 @@ EXPECTED_RULES = {
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
-    ("certificates.k8s.io", "certificatesigningrequests"),
+    ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
 }
 READ_VERBS = {"get", "list", "watch"}
 AGENT_CAPS = {"DAC_READ_SEARCH", "SYS_PTRACE", "BPF", "PERFMON", "SYS_RESOURCE"}
