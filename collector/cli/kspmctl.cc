@@ -1,5 +1,6 @@
 // kspmctl: queries a kspm collector.
-//   kspmctl summary | findings | nodes | export --format json|csv|junit|sarif
+//   kspmctl summary | findings | nodes | history | drift | export --format json|csv|junit|sarif
+//   kspmctl scan-cluster   (a cluster scan now, answered once committed)
 // Exit codes: 0 success; 1 the collector could not be reached or refused the query; 2 usage;
 // 3 --fail-on matched a failing finding.
 #include <unistd.h>
@@ -40,7 +41,9 @@ struct Options {
   std::string id;
   std::string fail_on;
   std::string since;
+  std::string ns;
   int timeout_seconds = 10;
+  int scan_wait_seconds = 300;
 };
 
 [[noreturn]] void Die(int code, const std::string& message) {
@@ -131,14 +134,19 @@ int Summary(const Options& o) {
       return nlohmann::json{
           {"scope", s.scope()}, {"score", s.score()}, {"counts", CountsJson(s.counts())}};
     };
-    nlohmann::json nodes = nlohmann::json::array(), benchmarks = nlohmann::json::array();
+    nlohmann::json nodes = nlohmann::json::array(), benchmarks = nlohmann::json::array(),
+                   sections = nlohmann::json::array(), namespaces = nlohmann::json::array();
     for (const auto& s : resp.nodes()) nodes.push_back(score(s));
     for (const auto& s : resp.benchmarks()) benchmarks.push_back(score(s));
+    for (const auto& s : resp.sections()) sections.push_back(score(s));
+    for (const auto& s : resp.namespaces()) namespaces.push_back(score(s));
     nlohmann::json failed = nlohmann::json::object();
     for (const auto& [k, v] : resp.failed_by_severity()) failed[k] = v;
     std::cout << nlohmann::json{{"overall", score(resp.overall())},
                                 {"nodes", nodes},
                                 {"benchmarks", benchmarks},
+                                {"sections", sections},
+                                {"namespaces", namespaces},
                                 {"failed_by_severity", failed},
                                 {"node_count", resp.node_count()},
                                 {"stale_node_count", resp.stale_node_count()}}
@@ -161,6 +169,20 @@ int Summary(const Options& o) {
     table.AddRow(row);
   }
   table.Print(std::cout, false);
+  if (resp.sections_size() > 0) {
+    std::cout << "\n";
+    kspm::common::Table sections(
+        {"SECTION", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
+    for (const auto& s : resp.sections()) sections.AddRow(CountsRow(s));
+    sections.Print(std::cout, false);
+  }
+  if (resp.namespaces_size() > 0) {
+    std::cout << "\n";
+    kspm::common::Table namespaces(
+        {"NAMESPACE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
+    for (const auto& s : resp.namespaces()) namespaces.AddRow(CountsRow(s));
+    namespaces.Print(std::cout, false);
+  }
   if (!resp.failed_by_severity().empty()) {
     std::cout << "\nFailed by severity:";
     for (const char* sev : {"critical", "high", "medium", "low", "info"}) {
@@ -179,6 +201,7 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
   req.set_node(o.node);
   req.set_benchmark(o.benchmark);
   req.set_id(o.id);
+  req.set_namespace_(o.ns);
   if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
   for (const auto& s : o.statuses) {
     auto parsed = kspm::common::ParseStatus(s);
@@ -332,6 +355,7 @@ int History(const Options& o) {
                       {"cluster", t.cluster()},
                       {"node", t.node()},
                       {"check_id", t.check_id()},
+                      {"object", t.object()},
                       {"benchmark", t.benchmark()},
                       {"id", t.benchmark_id()},
                       {"from", name(t.old_status())},
@@ -344,14 +368,54 @@ int History(const Options& o) {
   kspm::common::Table table({"TIME", "NODE", "BENCHMARK", "ID", "CHECK", "FROM", "TO"});
   for (const auto& t : resp.transitions()) {
     table.AddRow({kspm::common::FormatRfc3339(kspm::common::FromProto(t.at())), t.node(),
-                  t.benchmark(), t.benchmark_id(), t.check_id(), name(t.old_status()),
-                  name(t.new_status())});
+                  t.benchmark(), t.benchmark_id(),
+                  t.check_id() + (t.object().empty() ? "" : " [" + t.object() + "]"),
+                  name(t.old_status()), name(t.new_status())});
   }
   if (table.size() == 0) {
     std::cout << "no changes match\n";
   } else {
     table.Print(std::cout, false);
   }
+  return 0;
+}
+
+// `kspmctl scan-cluster`: a cluster scan now; answers once its results are committed.
+int ScanCluster(const Options& o) {
+  auto stub = Connect(o);
+  kspm::v1::ScanClusterRequest req;
+  req.set_cluster(o.cluster);
+  kspm::v1::ScanClusterResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o.scan_wait_seconds));
+  Check(stub->ScanCluster(&ctx, req, &resp), o);
+  const auto started = kspm::common::FromProto(resp.started_at());
+  const auto finished = kspm::common::FromProto(resp.finished_at());
+  const double seconds = std::chrono::duration<double>(finished - started).count();
+  const auto& c = resp.counts();
+  if (o.format == "json") {
+    std::cout << nlohmann::json{{"cluster", resp.cluster()},
+                                {"source", resp.source()},
+                                {"scan_id", resp.scan_id()},
+                                {"started_at", kspm::common::FormatRfc3339(started)},
+                                {"finished_at", kspm::common::FormatRfc3339(finished)},
+                                {"objects", resp.objects()},
+                                {"results", resp.results()},
+                                {"counts", CountsJson(c)},
+                                {"accepted", resp.accepted()},
+                                {"warnings", resp.warnings()}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  std::cout << "cluster " << resp.cluster() << " scanned (" << resp.source() << ") in "
+            << Pct(seconds) << " s: " << resp.objects() << " objects, " << resp.results()
+            << " results committed as scan " << resp.scan_id() << "\n"
+            << c.pass() << " pass, " << c.fail() << " fail, " << c.warn() << " warn, " << c.manual()
+            << " manual, " << c.not_applicable() << " not applicable, " << c.error() << " error ("
+            << resp.accepted() << " accepted)\n";
+  for (const auto& w : resp.warnings()) std::cout << "warning: " << w << "\n";
+  std::cout << "findings: kspmctl findings --node cluster\n";
   return 0;
 }
 
@@ -449,6 +513,8 @@ void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--severity", o.severity, "Minimum severity (info, low, medium, high, critical)");
   cmd->add_option("--benchmark", o.benchmark, "Only this benchmark");
   cmd->add_option("--id", o.id, "Check id or benchmark item id (4.2.1, or a prefix such as 4.2)");
+  cmd->add_option("--namespace", o.ns,
+                  "Only cluster results of this namespace ((cluster): cluster-scoped objects)");
   cmd->add_option("--fail-on", o.fail_on, "Exit 3 when a FAIL of this severity or higher exists");
   cmd->add_option("--since", o.since,
                   "Only verdicts that changed since (30m, 24h, 7d, or RFC 3339)");
@@ -504,7 +570,13 @@ int main(int argc, char** argv) {
   history->add_option("--id", o.id, "Only this check id or benchmark item id");
   history->add_option("--since", o.since, "Only changes since (30m, 24h, 7d, or RFC 3339)");
   history->add_option("--format", o.format, "table or json")->capture_default_str();
-  for (CLI::App* cmd : {summary, findings, nodes}) {
+  CLI::App* scan_cluster =
+      app.add_subcommand("scan-cluster", "Run a cluster scan now and wait for its results");
+  scan_cluster
+      ->add_option("--wait", o.scan_wait_seconds, "Seconds to wait for the scan to be committed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  for (CLI::App* cmd : {summary, findings, nodes, scan_cluster}) {
     cmd->add_option("--format", o.format, "table or json")->capture_default_str();
   }
   exp->add_option("--format", o.format, "json, csv, junit, sarif")->capture_default_str();
@@ -521,6 +593,7 @@ int main(int argc, char** argv) {
   if (exp->parsed()) return Export(o);
   if (history->parsed()) return History(o);
   if (drift->parsed()) return Drift(o);
+  if (scan_cluster->parsed()) return ScanCluster(o);
   if (certs_init->parsed()) {
     if (certs_options.dns.empty() && certs_options.ips.empty()) {
       certs_options.dns = {"kspm-collector", "localhost"};

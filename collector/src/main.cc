@@ -45,6 +45,8 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
     (*server)->Shutdown(std::chrono::seconds(0));
     return 1;
   }
+  // kspmctl scan-cluster asks the same scanner for a scan now.
+  if (*cluster_scan) (*server)->SetClusterScanTrigger(cluster_scan->get());
   if (!port_file.empty()) {
     std::ofstream out(port_file + ".tmp");
     out << (*server)->port() << "\n";
@@ -59,7 +61,8 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
     }
   }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  if (*cluster_scan) (*cluster_scan)->Stop();
+  (*server)->SetClusterScanTrigger(nullptr);
+  if (*cluster_scan) (*cluster_scan)->Stop();  // answers on-demand requests still waiting
   (*server)->Shutdown(std::chrono::seconds(grace_seconds));
   const auto& stats = (*server)->agent_stats();
   spdlog::info("served {} streams, {} reports accepted, {} duplicates, {} rejected",

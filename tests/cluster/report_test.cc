@@ -8,6 +8,7 @@
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/render.h"
 
 namespace kspm::cluster_test {
 namespace {
@@ -60,7 +61,7 @@ TEST(Report, ClusterResultsAreStoredAsAPseudoNodeNextToNodes) {
   }
   const auto stats = (*store)->CommitReport(report, now);
   ASSERT_TRUE(stats.ok()) << stats.status().message();
-  // Nothing collapsed: one stored row per result (check ids are unique per object).
+  // Nothing collapsed: one stored row per result (keyed by check, benchmark and object).
   EXPECT_EQ(stats->results, static_cast<size_t>(report.results_size()));
 
   collector::store::FindingFilter filter;
@@ -72,9 +73,9 @@ TEST(Report, ClusterResultsAreStoredAsAPseudoNodeNextToNodes) {
   bool privileged = false;
   for (const auto& f : *findings) {
     nodes_seen.insert(f.node());
-    if (f.result().check_id() == "pod.privileged[Deployment shop/web [app]]") {
+    if (f.result().check_id() == "pod.privileged" && f.result().resource().name() == "web") {
       privileged = true;
-      EXPECT_EQ(f.result().resource().name(), "web");
+      EXPECT_EQ(common::ResourceKey(f.result().resource()), "Deployment shop/web [app]");
     }
   }
   EXPECT_TRUE(privileged);
@@ -90,8 +91,43 @@ TEST(Report, ClusterResultsAreStoredAsAPseudoNodeNextToNodes) {
   EXPECT_EQ((*na)[0].node(), "cluster");
   EXPECT_EQ((*na)[0].result().reason(), "managed control plane");
 
+  // A bare check id finds every object's result; a namespace narrows to it.
+  filter.statuses = {};
+  filter.id = "pod.privileged";
+  const auto by_check = (*store)->Findings(filter);
+  ASSERT_TRUE(by_check.ok());
+  // The privileged Deployment, under CIS (WARN) and NSA/CISA (FAIL); ops/tools passes.
+  ASSERT_EQ(by_check->size(), 2u);
+  for (const auto& f : *by_check) EXPECT_EQ(f.result().resource().name(), "web");
+  filter.statuses = {v1::STATUS_PASS, v1::STATUS_FAIL, v1::STATUS_WARN};
+  EXPECT_EQ((*store)->Findings(filter)->size(), 4u);
+  filter.ns = "ops";
+  const auto in_ops = (*store)->Findings(filter);
+  ASSERT_EQ(in_ops->size(), 2u);
+  for (const auto& f : *in_ops) EXPECT_EQ(f.result().resource().name(), "tools");
+  filter.ns.clear();
+  filter.id.clear();
+
   const auto summary = (*store)->Summary("prod", now);
   ASSERT_TRUE(summary.ok());
+  // Namespace scores in the store equal those the scan computes from the same results.
+  const auto expected_scores = NamespaceScores(
+      std::vector<v1::CheckResult>(report.results().begin(), report.results().end()));
+  std::map<std::string, double> expected, stored;
+  for (const auto& n : expected_scores) expected[n.scope] = n.score;
+  for (const auto& n : summary->namespaces()) stored[n.scope()] = n.score();
+  for (const char* ns : {"shop", "ops"}) {
+    ASSERT_TRUE(stored.contains(ns)) << ns;
+    EXPECT_DOUBLE_EQ(stored[ns], expected[ns]) << ns;
+  }
+  EXPECT_LT(stored["shop"], stored["ops"]);  // the privileged container
+  // Sections: the node's 4 and the cluster's 5 and its N/A 1 and 2 under CIS.
+  std::set<std::string> section_scopes;
+  for (const auto& s : summary->sections()) section_scopes.insert(s.scope());
+  for (const char* want : {"cis-kubernetes-1.12 1", "cis-kubernetes-1.12 2",
+                           "cis-kubernetes-1.12 4", "cis-kubernetes-1.12 5", "nsa-cisa-1.2 pod"}) {
+    EXPECT_TRUE(section_scopes.contains(want)) << want;
+  }
   std::set<std::string> scopes;
   for (const auto& s : summary->nodes()) scopes.insert(s.scope());
   EXPECT_TRUE(scopes.contains("cluster"));

@@ -1,18 +1,22 @@
 // `kspm-collector serve` with a cluster scan: the first scan is in the store before the port file
-// appears, SIGHUP runs one more on demand, and a bad exceptions file stops start-up.
+// appears, SIGHUP and `kspmctl scan-cluster` run one more on demand, on-demand requests share
+// scans and are answered when the scanner stops, and a bad exceptions file stops start-up.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/collector/store/store.h"
+#include "nlohmann/json.hpp"
 
 extern char** environ;
 
@@ -137,6 +141,184 @@ spec: {template: {spec: {containers: [{name: app, image: x, securityContext: {pr
   filter.statuses = {v1::STATUS_WARN};
   EXPECT_FALSE((*store)->Findings(filter)->empty());
   (*scan)->Stop();
+}
+
+// A snapshot directory with one namespace; `AddPrivileged` adds a privileged Deployment to it.
+class SmallSnapshot {
+ public:
+  SmallSnapshot() {
+    ::mkdir(dir().c_str(), 0755);
+    std::ofstream(dir() + "/ns.yaml") << "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
+  }
+  std::string dir() const { return tmp_.path() + "/snapshot"; }
+  std::string db() const { return tmp_.path() + "/kspm.db"; }
+  std::string port_file() const { return tmp_.path() + "/port"; }
+  void AddPrivileged() const {
+    std::ofstream(dir() + "/app.yaml") << R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: a}
+spec: {template: {spec: {containers: [{name: app, image: x, securityContext: {privileged: true}}]}}}
+)";
+  }
+
+ private:
+  kspm::testing::TempDir tmp_;
+};
+
+std::string Kspmctl(const std::string& port, const std::string& args) {
+  return std::string(KSPM_BIN_DIR) + "/kspmctl --insecure --collector 127.0.0.1:" + port + " " +
+         args;
+}
+
+TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
+  SmallSnapshot snap;
+  Collector collector({"--log-level", "warn", "serve", "--insecure", "--listen", "127.0.0.1:0",
+                       "--db", snap.db(), "--port-file", snap.port_file(), "--cluster-name", "lab",
+                       "--cluster-snapshot", snap.dir(), "--cluster-scan-interval", "3600"});
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(snap.port_file()).empty(); }));
+  std::string port = Slurp(snap.port_file());
+  port.erase(port.find_last_not_of("\n") + 1);
+
+  // The workload appears after the start-up scan; the periodic one is an hour away.
+  snap.AddPrivileged();
+  const auto scanned = kspm::testing::RunCommand(Kspmctl(port, "scan-cluster --format json"));
+  ASSERT_EQ(scanned.exit_code, 0) << scanned.out;
+  const auto reply = nlohmann::json::parse(scanned.out);
+  EXPECT_EQ(reply["cluster"], "lab");
+  EXPECT_EQ(reply["source"], "snapshot " + snap.dir());
+  EXPECT_EQ(reply["objects"], 2);
+  EXPECT_GE(reply["counts"]["WARN"].get<int>(), 1);  // 5.2.2 on the new Deployment
+  // Answered after the commit: the store's last cluster scan is the one in the reply.
+  auto store = collector::store::OpenSqliteStore(snap.db());
+  ASSERT_TRUE(store.ok());
+  const auto nodes = (*store)->Nodes("lab", common::Clock::now());
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].last_scan_id(), reply["scan_id"].get<std::string>());
+
+  // Findings by bare check id, with the object and its namespace.
+  const auto found = kspm::testing::RunCommand(
+      Kspmctl(port, "findings --id pod.privileged --namespace a --format json"));
+  ASSERT_EQ(found.exit_code, 0) << found.out;
+  const auto findings = nlohmann::json::parse(found.out)["findings"];
+  ASSERT_EQ(findings.size(), 2u);  // CIS 5.2.2 and NSA/CISA
+  for (const auto& f : findings) {
+    EXPECT_EQ(f["check_id"], "pod.privileged");
+    EXPECT_EQ(f["resource"]["name"], "web");
+    EXPECT_EQ(f["node"], "cluster");
+  }
+  // The table names the object.
+  const auto table = kspm::testing::RunCommand(Kspmctl(port, "findings --id 5.2.2"));
+  EXPECT_NE(table.out.find("RESOURCE"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("Deployment a/web [app]"), std::string::npos) << table.out;
+  // The summary has the namespace and the section.
+  const auto summary =
+      nlohmann::json::parse(kspm::testing::RunCommand(Kspmctl(port, "summary --format json")).out);
+  std::set<std::string> scopes;
+  for (const auto& n : summary["namespaces"]) scopes.insert(n["scope"].get<std::string>());
+  for (const auto& n : summary["sections"]) scopes.insert(n["scope"].get<std::string>());
+  EXPECT_TRUE(scopes.contains("a"));
+  EXPECT_TRUE(scopes.contains("cis-kubernetes-1.12 5"));
+
+  // Another cluster is not this collector's.
+  const auto other = kspm::testing::RunCommand(Kspmctl(port, "--cluster prod scan-cluster"), true);
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.out.find("scans cluster 'lab', not 'prod'"), std::string::npos) << other.out;
+  EXPECT_EQ(collector.Stop(), 0);
+}
+
+TEST(Serve, KspmctlScanClusterFailsClearlyWithoutAClusterSource) {
+  kspm::testing::TempDir dir;
+  const std::string port_file = dir.path() + "/port";
+  Collector collector({"--log-level", "warn", "serve", "--insecure", "--listen", "127.0.0.1:0",
+                       "--db", dir.path() + "/kspm.db", "--port-file", port_file,
+                       "--no-cluster-scan"});
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(port_file).empty(); }));
+  std::string port = Slurp(port_file);
+  port.erase(port.find_last_not_of("\n") + 1);
+  const auto out = kspm::testing::RunCommand(Kspmctl(port, "scan-cluster"), true);
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.out.find("does not scan a cluster"), std::string::npos) << out.out;
+  EXPECT_EQ(collector.Stop(), 0);
+}
+
+// The outcome a RequestScan callback received.
+struct Answer {
+  std::promise<absl::StatusOr<v1::ScanClusterResponse>> promise;
+  std::future<absl::StatusOr<v1::ScanClusterResponse>> future = promise.get_future();
+  collector::server::ClusterScanTrigger::Done Callback() {
+    return [this](absl::StatusOr<v1::ScanClusterResponse> r) { promise.set_value(std::move(r)); };
+  }
+  absl::StatusOr<v1::ScanClusterResponse> Get() {
+    if (future.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      return absl::DeadlineExceededError("no answer in 20 s");
+    }
+    return future.get();
+  }
+};
+
+TEST(Serve, OnDemandRequestsAreAnsweredByAScanThatStartsAfterThem) {
+  SmallSnapshot snap;
+  auto store = collector::store::OpenSqliteStore(snap.db());
+  ASSERT_TRUE(store.ok());
+  collector::cluster::ClusterScanSettings settings;
+  settings.cluster = "lab";
+  settings.interval = std::chrono::hours(1);
+  auto scan = collector::cluster::PeriodicClusterScan::Create(
+      collector::cluster::DirectorySource(snap.dir()), settings, **store);
+  ASSERT_TRUE(scan.ok());
+  (*scan)->Start(true);
+  const std::string start_scan = (*(*store)->Nodes("lab", common::Clock::now()))[0].last_scan_id();
+  Answer first, second;
+  (*scan)->RequestScan(first.Callback());
+  (*scan)->RequestScan(second.Callback());
+  const auto a = first.Get(), b = second.Get();
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NE(a->scan_id(), start_scan);  // never the scan that ran before the request
+  EXPECT_EQ(a->cluster(), "lab");
+  EXPECT_EQ(a->objects(), 1u);
+  // A request after those answers is a new scan, which sees what changed meanwhile.
+  snap.AddPrivileged();
+  Answer third;
+  (*scan)->RequestScan(third.Callback());
+  const auto c = third.Get();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_NE(c->scan_id(), a->scan_id());
+  EXPECT_NE(c->scan_id(), b->scan_id());
+  EXPECT_EQ(c->objects(), 2u);
+  // A source that cannot be read: the answer names the cluster and the source.
+  ASSERT_EQ(std::system(("rm -rf " + snap.dir()).c_str()), 0);
+  Answer broken;
+  (*scan)->RequestScan(broken.Callback());
+  const auto d = broken.Get();
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(std::string(d.status().message()).find("cluster scan of lab (snapshot " + snap.dir()),
+            std::string::npos)
+      << d.status();
+  (*scan)->Stop();
+  // After Stop, a request is answered at once, as unavailable.
+  Answer late;
+  (*scan)->RequestScan(late.Callback());
+  const auto e = late.Get();
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(Serve, RequestsPendingWhenTheScannerStopsAreAnswered) {
+  SmallSnapshot snap;
+  auto store = collector::store::OpenSqliteStore(snap.db());
+  ASSERT_TRUE(store.ok());
+  collector::cluster::ClusterScanSettings settings;
+  settings.cluster = "lab";
+  auto scan = collector::cluster::PeriodicClusterScan::Create(
+      collector::cluster::DirectorySource(snap.dir()), settings, **store);
+  ASSERT_TRUE(scan.ok());
+  // Never started: nothing would ever run the scan, so Stop must answer.
+  Answer pending;
+  (*scan)->RequestScan(pending.Callback());
+  (*scan)->Stop();
+  const auto outcome = pending.Get();
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kUnavailable) << outcome.status();
 }
 
 }  // namespace

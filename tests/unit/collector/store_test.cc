@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "fixtures/host_builder.h"
 
 namespace kspm::collector::store {
@@ -185,16 +187,147 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 4);
+  EXPECT_EQ(Count("PRAGMA user_version"), 5);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
 }
 
-TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
-  ASSERT_TRUE(
-      store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
+// The tables as kspm 0.1's collector (schema 4) left them, written out here rather than taken
+// from the migrations, so that a change to an old migration step shows up as a failure.
+constexpr char kSchema4[] = R"sql(
+CREATE TABLE clusters (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE nodes (id INTEGER PRIMARY KEY, cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+  name TEXT NOT NULL, identity BLOB NOT NULL, first_seen_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL, last_scan_id TEXT NOT NULL,
+  scan_interval_s INTEGER NOT NULL DEFAULT 300, UNIQUE (cluster_id, name));
+CREATE TABLE scans (scan_id TEXT PRIMARY KEY, node_id INTEGER NOT NULL REFERENCES nodes(id),
+  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+  full INTEGER NOT NULL, results INTEGER NOT NULL);
+CREATE TABLE results (node_id INTEGER NOT NULL REFERENCES nodes(id), check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL, benchmark_id TEXT NOT NULL, status INTEGER NOT NULL,
+  severity INTEGER NOT NULL, scored INTEGER NOT NULL, result BLOB NOT NULL,
+  scan_id TEXT NOT NULL, updated_ms INTEGER NOT NULL, changed_ms INTEGER NOT NULL,
+  PRIMARY KEY (node_id, check_id, benchmark)) WITHOUT ROWID;
+CREATE TABLE transitions (id INTEGER PRIMARY KEY, node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL, benchmark TEXT NOT NULL, old_status INTEGER NOT NULL,
+  new_status INTEGER NOT NULL, at_ms INTEGER NOT NULL, scan_id TEXT NOT NULL);
+CREATE INDEX transitions_by_node ON transitions (node_id, at_ms);
+CREATE INDEX transitions_by_check ON transitions (check_id, at_ms);
+CREATE TABLE result_counts (node_id INTEGER NOT NULL REFERENCES nodes(id),
+  benchmark TEXT NOT NULL, status INTEGER NOT NULL, severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (node_id, benchmark, status, severity, scored)) WITHOUT ROWID;
+CREATE TABLE drift_events (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+  node_id INTEGER NOT NULL REFERENCES nodes(id), observed_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL, scan_id TEXT NOT NULL, event BLOB NOT NULL);
+PRAGMA user_version = 4;
+)sql";
+
+// A schema-4 file holding node `a` of cluster `prod` with result x (4.2.1, FAIL, high) and, as
+// schema 4 stored cluster results, node `cluster` with `pod.privileged[Deployment shop/web [app]]`
+// (5.2.2, WARN) and one transition of it.
+void WriteSchema4Database(const std::string& path, common::Clock::time_point now) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, kSchema4, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  v1::NodeIdentity a, cluster;
+  a.set_node_name("a");
+  a.set_cluster("prod");
+  cluster.set_node_name("cluster");
+  cluster.set_cluster("prod");
+  auto node_result = Result("x", "4.2.1", v1::STATUS_FAIL);
+  auto cluster_result = Result("pod.privileged[Deployment shop/web [app]]", "5.2.2",
+                               v1::STATUS_WARN, v1::SEVERITY_CRITICAL, false);
+  auto* res = cluster_result.mutable_resource();
+  res->set_kind("Deployment");
+  res->set_namespace_("shop");
+  res->set_name("web");
+  res->set_container("app");
+  const std::string ms = std::to_string(common::ToUnixMillis(now));
+  auto hex = [](const std::string& bytes) {
+    static const char* digits = "0123456789ABCDEF";
+    std::string out = "X'";
+    for (unsigned char c : bytes) {
+      out += digits[c >> 4];
+      out += digits[c & 15];
+    }
+    return out + "'";
+  };
+  const std::string sql =
+      "INSERT INTO clusters VALUES (1, 'prod');"
+      "INSERT INTO nodes VALUES (1, 1, 'a', " +
+      hex(a.SerializeAsString()) + ", " + ms + ", " + ms +
+      ", 's-a', 300);"
+      "INSERT INTO nodes VALUES (2, 1, 'cluster', " +
+      hex(cluster.SerializeAsString()) + ", " + ms + ", " + ms +
+      ", 's-c', 600);"
+      "INSERT INTO results VALUES (1, 'x', 'cis-kubernetes-1.12', '4.2.1', 2, 4, 1, " +
+      hex(node_result.SerializeAsString()) + ", 's-a', " + ms + ", " + ms +
+      ");"
+      "INSERT INTO results VALUES (2, 'pod.privileged[Deployment shop/web [app]]', "
+      "'cis-kubernetes-1.12', '5.2.2', 3, 5, 0, " +
+      hex(cluster_result.SerializeAsString()) + ", 's-c', " + ms + ", " + ms +
+      ");"
+      "INSERT INTO result_counts VALUES (1, 'cis-kubernetes-1.12', 2, 4, 1, 1);"
+      "INSERT INTO result_counts VALUES (2, 'cis-kubernetes-1.12', 3, 5, 0, 1);"
+      "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
+      "scan_id) VALUES (2, 'pod.privileged[Deployment shop/web [app]]', 'cis-kubernetes-1.12', 1, "
+      "3, " +
+      ms + ", 's-c');";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   store_.reset();
+  ASSERT_EQ(::unlink(path_.c_str()), 0);
+  WriteSchema4Database(path_, now_);
+  auto reopened = OpenSqliteStore(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(Count("PRAGMA user_version"), 5);
+  // The cluster result is found by its bare check id, with the suffix gone from the stored result.
+  FindingFilter filter;
+  filter.id = "pod.privileged";
+  auto found = (*reopened)->Findings(filter);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].result().check_id(), "pod.privileged");
+  EXPECT_EQ((*found)[0].result().resource().name(), "web");
+  filter.id.clear();
+  filter.ns = "shop";
+  EXPECT_EQ((*reopened)->Findings(filter)->size(), 1u);
+  // Counts rebuilt per section and namespace.
+  auto summary = (*reopened)->Summary("", now_);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->overall().counts().fail(), 1u);
+  EXPECT_EQ(summary->overall().counts().warn(), 1u);
+  ASSERT_EQ(summary->namespaces_size(), 1);
+  EXPECT_EQ(summary->namespaces(0).scope(), "shop");
+  std::set<std::string> sections;
+  for (const auto& sc : summary->sections()) sections.insert(sc.scope());
+  EXPECT_EQ(sections, (std::set<std::string>{"cis-kubernetes-1.12 4", "cis-kubernetes-1.12 5"}));
+  // History keeps the change, now with its object.
+  HistoryFilter hf;
+  hf.id = "pod.privileged";
+  auto history = (*reopened)->History(hf);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].object(), "Deployment shop/web [app]");
+  EXPECT_EQ((*history)[0].benchmark_id(), "5.2.2");
+  // The next cluster scan updates that row instead of adding one.
+  v1::CheckResult again = (*found)[0].result();
+  auto next = Report("s-c2", "cluster", {again});
+  ASSERT_TRUE((*reopened)->CommitReport(next, now_).ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 2);
+}
+
+TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
+  store_.reset();
+  ASSERT_EQ(::unlink(path_.c_str()), 0);
+  WriteSchema4Database(path_, now_);
   // Turn the file back into what schema 1 looked like.
   sqlite3* db = nullptr;
   sqlite3_open(path_.c_str(), &db);
@@ -207,12 +340,12 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 4);  // every migration ran again
+  EXPECT_EQ(Count("PRAGMA user_version"), 5);  // every migration ran again
   auto nodes = (*reopened)->Nodes("", now_);
-  ASSERT_EQ(nodes->size(), 1u);
+  ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows
-  EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
-  // Schema 3 built its counts from the existing rows.
+  EXPECT_EQ((*reopened)->Findings({})->size(), 2u);
+  // Counts were built from the existing rows.
   EXPECT_EQ((*reopened)->Summary("", now_)->overall().counts().fail(), 1u);
 }
 

@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "kspm/common/render.h"
 #include "nlohmann/json.hpp"
 
 namespace kspm::common {
@@ -59,6 +60,63 @@ TEST(Export, SarifHasOneRulePerCheckAndResultsOnlyForProblems) {
   EXPECT_EQ(
       doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
       "file:///var/lib/kubelet/config.yaml");
+}
+
+// A cluster finding: about an object, accepted by an exception.
+v1::CheckResult AcceptedClusterFinding() {
+  v1::CheckResult r;
+  r.set_check_id("pod.host-pid");
+  r.set_benchmark("cis-kubernetes-1.12");
+  r.set_benchmark_id("5.2.3");
+  r.set_title("Pods do not share the host's process namespace");
+  r.set_status(v1::STATUS_WARN);
+  r.set_reason("hostPID is true");
+  auto* res = r.mutable_resource();
+  res->set_kind("DaemonSet");
+  res->set_namespace_("monitoring");
+  res->set_name("node-exporter");
+  auto* a = r.mutable_accepted();
+  a->set_exception("node-exporter-host-access");
+  a->set_reason("exports the node's metrics");
+  a->set_source("exceptions.yaml:5");
+  return r;
+}
+
+TEST(Export, ClusterFindingsNameTheirObjectAndAcceptance) {
+  const auto c = AcceptedClusterFinding();
+  const auto n = Make("kubelet.anonymous-auth", v1::STATUS_FAIL);
+  std::ostringstream text;
+  WriteText({{"prod", "worker-1", &n}, {"prod", "cluster", &c}}, text, false, false);
+  EXPECT_NE(text.str().find("RESOURCE"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("WARN (accepted)"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("[cluster: DaemonSet monitoring/node-exporter]"), std::string::npos)
+      << text.str();
+  EXPECT_NE(text.str().find("accepted: until"), std::string::npos) << text.str();
+  // Node results alone get no RESOURCE column.
+  std::ostringstream nodes_only;
+  WriteText({{"prod", "worker-1", &n}}, nodes_only, false, false);
+  EXPECT_EQ(nodes_only.str().find("RESOURCE"), std::string::npos);
+
+  std::ostringstream csv;
+  WriteCsv({{"prod", "cluster", &c}}, csv);
+  EXPECT_NE(csv.str().find(",resource,accepted\n"), std::string::npos) << csv.str();
+  EXPECT_NE(csv.str().find(",DaemonSet monitoring/node-exporter,node-exporter-host-access\n"),
+            std::string::npos)
+      << csv.str();
+
+  std::ostringstream sarif;
+  WriteSarif({{"prod", "cluster", &c}, {"prod", "worker-1", &n}}, sarif);
+  const auto results = nlohmann::json::parse(sarif.str())["runs"][0]["results"];
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0]["suppressions"][0]["kind"], "external");
+  EXPECT_EQ(results[0]["suppressions"][0]["justification"], "exports the node's metrics");
+  EXPECT_EQ(results[0]["locations"][0]["logicalLocations"][0]["name"],
+            "prod/DaemonSet monitoring/node-exporter");
+  EXPECT_FALSE(results[1].contains("suppressions"));
+
+  const auto json = ResultToJson(c);
+  EXPECT_EQ(json["accepted"]["exception"], "node-exporter-host-access");
+  EXPECT_EQ(json["resource"]["kind"], "DaemonSet");
 }
 
 TEST(Export, UnknownFormatIsNamed) {

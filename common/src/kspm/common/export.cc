@@ -1,14 +1,22 @@
 #include "kspm/common/export.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/time.h"
 #include "nlohmann/json.hpp"
 
 namespace kspm::common {
 namespace {
+
+// ` [DaemonSet monitoring/node-exporter]` for a cluster result, nothing for a node result.
+std::string ObjectSuffix(const v1::CheckResult& r) {
+  const std::string object = ResourceKey(r.resource());
+  return object.empty() ? "" : " [" + object + "]";
+}
 
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
@@ -71,7 +79,7 @@ absl::Status ParseFormat(std::string_view name, Format* out) {
 
 void WriteCsv(const std::vector<ResultRow>& rows, std::ostream& out) {
   out << "cluster,node,benchmark,id,check_id,status,severity,scored,title,evidence,expected,"
-         "reason\n";
+         "reason,resource,accepted\n";
   for (const auto& row : rows) {
     const auto& r = *row.result;
     out << CsvField(row.cluster) << ',' << CsvField(row.node) << ',' << CsvField(r.benchmark())
@@ -79,7 +87,8 @@ void WriteCsv(const std::vector<ResultRow>& rows, std::ostream& out) {
         << StatusName(r.status()) << ',' << SeverityName(r.severity()) << ','
         << (r.scored() ? "true" : "false") << ',' << CsvField(r.title()) << ','
         << CsvField(EvidenceSummary(r)) << ',' << CsvField(r.expected()) << ','
-        << CsvField(r.reason()) << '\n';
+        << CsvField(r.reason()) << ',' << CsvField(ResourceKey(r.resource())) << ','
+        << CsvField(r.has_accepted() ? r.accepted().exception() : "") << '\n';
   }
 }
 
@@ -110,7 +119,7 @@ void WriteJunit(const std::vector<ResultRow>& rows, std::ostream& out) {
     for (const auto* row : members) {
       const auto& r = *row->result;
       out << "    <testcase classname=\"" << Xml(r.benchmark()) << "\" name=\""
-          << Xml(r.benchmark_id() + " " + r.title()) << "\">";
+          << Xml(r.benchmark_id() + " " + r.title() + ObjectSuffix(r)) << "\">";
       const std::string body = Xml(r.reason() + "\nevidence: " + EvidenceSummary(r) +
                                    "\nremediation: " + r.remediation());
       switch (r.status()) {
@@ -167,6 +176,13 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
         {"message", {{"text", Headline(r) + " [" + EvidenceSummary(r) + "]"}}},
         {"properties",
          {{"node", row.node}, {"cluster", row.cluster}, {"status", StatusName(r.status())}}}};
+    const std::string object = ResourceKey(r.resource());
+    if (!object.empty()) result["properties"]["resource"] = object;
+    // An accepted finding is still reported, marked the way SARIF viewers understand.
+    if (r.has_accepted()) {
+      result["suppressions"] = {
+          {{"kind", "external"}, {"status", "accepted"}, {"justification", r.accepted().reason()}}};
+    }
     std::string path;
     for (const auto& e : r.evidence()) {
       if (!e.path().empty()) {
@@ -177,6 +193,9 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
     if (!path.empty()) {
       result["locations"] = {
           {{"physicalLocation", {{"artifactLocation", {{"uri", "file://" + path}}}}}}};
+    } else if (!object.empty()) {
+      result["locations"] = {
+          {{"logicalLocations", {{{"name", row.cluster + "/" + object}, {"kind", "object"}}}}}};
     } else {
       result["locations"] = {
           {{"logicalLocations", {{{"name", row.node + "/" + r.component()}, {"kind", "module"}}}}}};
@@ -194,7 +213,13 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
 }
 
 void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colour, bool verbose) {
-  Table table({"NODE", "STATUS", "BENCHMARK", "ID", "SEVERITY", "TITLE"});
+  // The RESOURCE column only when cluster results are among the rows.
+  const bool objects = std::any_of(rows.begin(), rows.end(), [](const ResultRow& row) {
+    return !ResourceKey(row.result->resource()).empty();
+  });
+  std::vector<std::string> columns = {"NODE", "STATUS", "BENCHMARK", "ID", "SEVERITY", "TITLE"};
+  if (objects) columns.insert(columns.begin() + 5, "RESOURCE");
+  Table table(columns);
   size_t shown = 0;
   for (const auto& row : rows) {
     const auto& r = *row.result;
@@ -203,8 +228,16 @@ void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colou
         r.status() != v1::STATUS_ERROR) {
       continue;
     }
-    table.AddRow({row.node, std::string(StatusName(r.status())), r.benchmark(), r.benchmark_id(),
-                  std::string(SeverityName(r.severity())), r.title()});
+    // The table colours a cell that is exactly a status name; "FAIL (accepted)" stays plain.
+    std::vector<std::string> cells = {
+        row.node,
+        std::string(StatusName(r.status())) + (r.has_accepted() ? " (accepted)" : ""),
+        r.benchmark(),
+        r.benchmark_id(),
+        std::string(SeverityName(r.severity())),
+        r.title()};
+    if (objects) cells.insert(cells.begin() + 5, ResourceKey(r.resource()));
+    table.AddRow(std::move(cells));
     ++shown;
   }
   if (shown > 0) table.Print(out, colour);
@@ -221,11 +254,19 @@ void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colou
       header = true;
     }
     const std::string status(StatusName(r.status()));
-    out << (colour ? Colourise(status) : status) << " " << r.benchmark_id() << " " << r.title()
-        << " [" << row.node << "]\n";
+    const std::string object = ResourceKey(r.resource());
+    out << (colour ? Colourise(status) : status) << (r.has_accepted() ? " (accepted)" : "") << " "
+        << r.benchmark_id() << " " << r.title() << " [" << row.node
+        << (object.empty() ? "" : ": " + object) << "]\n";
     for (const auto& e : r.evidence()) out << "    read:     " << EvidenceText(e) << "\n";
     out << "    expected: " << r.expected() << "\n";
     out << "    reason:   " << r.reason() << "\n";
+    if (r.has_accepted()) {
+      const auto& a = r.accepted();
+      out << "    accepted: until " << FormatRfc3339(FromProto(a.expires_at())) << " by '"
+          << a.exception() << "'" << (a.source().empty() ? "" : " (" + a.source() + ")") << ": "
+          << a.reason() << "\n";
+    }
     if (verbose) out << "    fix:      " << r.remediation() << "\n";
   }
 }

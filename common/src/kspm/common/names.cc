@@ -103,4 +103,29 @@ std::string_view SourceKindName(v1::SourceKind kind) {
   }
 }
 
+void AddStatusCount(v1::StatusCounts& c, v1::Status status, uint32_t n) {
+  switch (status) {
+    case v1::STATUS_PASS:
+      c.set_pass(c.pass() + n);
+      break;
+    case v1::STATUS_FAIL:
+      c.set_fail(c.fail() + n);
+      break;
+    case v1::STATUS_WARN:
+      c.set_warn(c.warn() + n);
+      break;
+    case v1::STATUS_MANUAL:
+      c.set_manual(c.manual() + n);
+      break;
+    case v1::STATUS_NOT_APPLICABLE:
+      c.set_not_applicable(c.not_applicable() + n);
+      break;
+    case v1::STATUS_ERROR:
+      c.set_error(c.error() + n);
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace kspm::common

@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "kspm/v1/query.pb.h"
 #include "kspm/v1/results.pb.h"
 
 namespace kspm::common {
@@ -12,6 +13,9 @@ namespace kspm::common {
 std::string_view StatusName(v1::Status status);
 // Accepts the short names in any case, and `na` for NOT_APPLICABLE.
 std::optional<v1::Status> ParseStatus(std::string_view name);
+
+// Adds `n` to the counter of `status` (STATUS_UNSPECIFIED is not counted).
+void AddStatusCount(v1::StatusCounts& counts, v1::Status status, uint32_t n = 1);
 
 // Lower-case names: info, low, medium, high, critical.
 std::string_view SeverityName(v1::Severity severity);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kspm/common/names.h"
+#include "kspm/common/time.h"
 
 namespace kspm::common {
 
@@ -33,7 +34,31 @@ nlohmann::json ResultToJson(const v1::CheckResult& result) {
                        {"name", r.name()},
                        {"container", r.container()}};
   }
+  if (result.has_accepted()) {
+    const auto& a = result.accepted();
+    out["accepted"] = {{"exception", a.exception()},
+                       {"reason", a.reason()},
+                       {"expires_at", FormatRfc3339(FromProto(a.expires_at()))},
+                       {"source", a.source()},
+                       {"approved_by", a.approved_by()}};
+  }
   return out;
+}
+
+std::string ResourceKey(const v1::Resource& r) {
+  if (r.kind().empty() || r.kind() == "Cluster") return "";
+  std::string out =
+      r.kind() + " " + (r.namespace_().empty() ? "" : r.namespace_() + "/") + r.name();
+  if (!r.container().empty()) out += " [" + r.container() + "]";
+  return out;
+}
+
+std::string ResourceScope(const v1::CheckResult& result) {
+  if (!result.has_resource() || result.resource().kind().empty()) return "";
+  const auto& r = result.resource();
+  if (r.kind() == "Namespace") return r.name();
+  if (!r.namespace_().empty()) return r.namespace_();
+  return "(cluster)";
 }
 
 nlohmann::json NodeToJson(const v1::NodeIdentity& node) {

@@ -12,8 +12,17 @@ namespace kspm::common {
 // The JSON shape of one result, shared by `kspm-agent scan --format json` and kspmctl:
 // benchmark, id, check_id, status, scored, severity, title, component, evidence[], expected,
 // reason, remediation and, for cluster findings, resource.
+// `accepted` (exception, reason, expires_at, source, approved_by) when an exception accepted it.
 nlohmann::json ResultToJson(const v1::CheckResult& result);
 nlohmann::json NodeToJson(const v1::NodeIdentity& node);
+
+// The object a cluster result is about, for people and as part of its key in the store:
+// `DaemonSet monitoring/node-exporter [node-exporter]`, `ClusterRoleBinding ops-admin`; empty for
+// node results and for results about the cluster as a whole (kind `Cluster` or none).
+std::string ResourceKey(const v1::Resource& resource);
+// The namespace a cluster result is scored under: a Namespace object's own name, a namespaced
+// object's namespace, `(cluster)` for cluster-scoped objects; empty for node results.
+std::string ResourceScope(const v1::CheckResult& result);
 
 // One line of evidence for people: `--anonymous-auth=true (flag, pid 812)`.
 std::string EvidenceText(const v1::Evidence& evidence);

@@ -17,31 +17,6 @@ extern std::string_view EmbeddedControlPlaneCatalog();
 
 namespace {
 
-void Count(v1::StatusCounts& c, v1::Status s) {
-  switch (s) {
-    case v1::STATUS_PASS:
-      c.set_pass(c.pass() + 1);
-      break;
-    case v1::STATUS_FAIL:
-      c.set_fail(c.fail() + 1);
-      break;
-    case v1::STATUS_WARN:
-      c.set_warn(c.warn() + 1);
-      break;
-    case v1::STATUS_MANUAL:
-      c.set_manual(c.manual() + 1);
-      break;
-    case v1::STATUS_NOT_APPLICABLE:
-      c.set_not_applicable(c.not_applicable() + 1);
-      break;
-    case v1::STATUS_ERROR:
-      c.set_error(c.error() + 1);
-      break;
-    default:
-      break;
-  }
-}
-
 nlohmann::json CountsJson(const v1::StatusCounts& c) {
   return {{"PASS", c.pass()},
           {"FAIL", c.fail()},
@@ -58,10 +33,8 @@ std::string Fixed(double v) {
 }
 
 std::string ScopeOf(const v1::CheckResult& r) {
-  const auto& res = r.resource();
-  if (res.kind() == "Namespace") return res.name();
-  if (!res.namespace_().empty()) return res.namespace_();
-  return "(cluster)";
+  std::string scope = common::ResourceScope(r);
+  return scope.empty() ? "(cluster)" : scope;
 }
 
 bool NeedsAttention(const v1::CheckResult& r) {
@@ -86,7 +59,7 @@ std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& 
   std::map<std::string, Acc> by_scope;
   for (const auto& r : results) {
     auto& acc = by_scope[ScopeOf(r)];
-    Count(acc.score.counts, r.status());
+    common::AddStatusCount(acc.score.counts, r.status());
     if (r.has_accepted()) ++acc.score.accepted;
     if (!r.scored()) continue;
     const double w = store::SeverityWeight(r.severity());
@@ -106,26 +79,13 @@ std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& 
   return out;
 }
 
-nlohmann::json ClusterResultJson(const v1::CheckResult& result) {
-  nlohmann::json j = common::ResultToJson(result);
-  if (result.has_accepted()) {
-    const auto& a = result.accepted();
-    j["accepted"] = {{"exception", a.exception()},
-                     {"reason", a.reason()},
-                     {"expires_at", common::FormatRfc3339(common::FromProto(a.expires_at()))},
-                     {"source", a.source()},
-                     {"approved_by", a.approved_by()}};
-  }
-  return j;
-}
-
 nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot,
                           const ScanSource& source) {
   v1::StatusCounts totals;
   nlohmann::json results = nlohmann::json::array();
   for (const auto& r : scan.results) {
-    Count(totals, r.status());
-    results.push_back(ClusterResultJson(r));
+    common::AddStatusCount(totals, r.status());
+    results.push_back(common::ResultToJson(r));
   }
   nlohmann::json namespaces = nlohmann::json::array();
   for (const auto& s : NamespaceScores(scan.results)) {
@@ -203,7 +163,7 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
   }
   scores.Print(out, false);
   v1::StatusCounts t;
-  for (const auto& r : scan.results) Count(t, r.status());
+  for (const auto& r : scan.results) common::AddStatusCount(t, r.status());
   out << "\n"
       << t.pass() << " pass, " << t.fail() << " fail, " << t.warn() << " warn, " << t.manual()
       << " manual, " << t.not_applicable() << " not applicable, " << t.error() << " error ("
@@ -270,13 +230,11 @@ v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster
     auto* out = report.add_results();
     *out = std::move(r);
     const auto& res = out->resource();
-    if (!res.kind().empty() && res.kind() != "Cluster") {
-      const std::string object = DescribeResource(res);
-      out->set_check_id(out->check_id() + "[" + object + "]");
-      // kspmctl shows the node, not the object: the reason names it.
-      if (out->reason().find(res.name()) == std::string::npos) {
-        out->set_reason(object + ": " + out->reason());
-      }
+    // The store keys a result by its object too (common::ResourceKey); a reason that does not
+    // name the object gets it in front, for readers of one line (history, exports).
+    const std::string object = common::ResourceKey(res);
+    if (!object.empty() && out->reason().find(res.name()) == std::string::npos) {
+      out->set_reason(object + ": " + out->reason());
     }
   }
   scan.results.clear();

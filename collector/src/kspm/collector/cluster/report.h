@@ -39,9 +39,6 @@ struct NamespaceScore {
 };
 std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& results);
 
-// The shared JSON shape of a result (common::ResultToJson) plus `accepted` when set.
-nlohmann::json ClusterResultJson(const v1::CheckResult& result);
-
 // `{"cluster": {...}, "totals": {...}, "namespaces": [...], "results": [...]}`.
 nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot,
                           const ScanSource& source);
@@ -57,11 +54,10 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
 std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::string>& sections,
                                                        const std::string& reason);
 
-// A full report of the pseudo-node kClusterNodeName: the scan's results (moved, not copied) with
-// the check id made
-// unique per object (`pod.privileged[DaemonSet monitoring/node-exporter]`), because the store
-// keeps one current result per (node, check id, benchmark); a reason that does not name the
-// object is prefixed with it, since kspmctl lists results by node.
+// A full report of the pseudo-node kClusterNodeName: the scan's results (moved, not copied). The
+// store keeps one current result per (node, check id, benchmark, object), the object being
+// common::ResourceKey of the result's resource; a reason that does not name the object is
+// prefixed with it.
 v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster,
                                   common::Clock::time_point started,
                                   common::Clock::time_point finished, uint32_t interval_seconds,

@@ -3,6 +3,7 @@
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
+#include "kspm/common/names.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::cluster {
@@ -78,10 +79,7 @@ PeriodicClusterScan::~PeriodicClusterScan() { Stop(); }
 
 void PeriodicClusterScan::Start(bool first_inline) {
   if (first_inline) {
-    if (auto s = RunOnce(); !s.ok()) {
-      spdlog::error("cluster scan of {} ({}): {}", settings_.cluster, source_->Describe(),
-                    std::string(s.message()));
-    }
+    if (auto s = RunOnce(); !s.ok()) spdlog::error("{}", std::string(s.status().message()));
   }
   std::lock_guard lock(mu_);
   if (thread_.joinable() || stopping_) return;
@@ -95,6 +93,15 @@ void PeriodicClusterScan::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Requests that came before Stop but after the thread last looked (or with no thread at all).
+  std::vector<Done> left;
+  {
+    std::lock_guard lock(mu_);
+    left.swap(pending_);
+  }
+  for (auto& done : left) {
+    done(absl::UnavailableError("the collector is stopping; no cluster scan was run"));
+  }
 }
 
 void PeriodicClusterScan::Trigger() {
@@ -105,22 +112,45 @@ void PeriodicClusterScan::Trigger() {
   cv_.notify_all();
 }
 
+void PeriodicClusterScan::RequestScan(Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      pending_.push_back(std::move(done));
+      triggered_ = true;
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(absl::UnavailableError("the collector is stopping; no cluster scan was run"));
+}
+
 void PeriodicClusterScan::Loop(bool skip_first) {
   for (bool first = true;; first = false) {
-    if (!(first && skip_first)) {
-      if (auto s = RunOnce(); !s.ok()) {
-        spdlog::error("cluster scan of {} ({}): {}", settings_.cluster, source_->Describe(),
-                      std::string(s.message()));
-      }
+    // The requests waiting now are answered by this scan; later ones by the next.
+    std::vector<Done> waiting;
+    {
+      std::lock_guard lock(mu_);
+      waiting.swap(pending_);
+    }
+    if (!(first && skip_first) || !waiting.empty()) {
+      auto outcome = RunOnce();
+      if (!outcome.ok()) spdlog::error("{}", std::string(outcome.status().message()));
+      for (auto& done : waiting) done(outcome);
     }
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, settings_.interval, [this] { return stopping_ || triggered_; });
-    if (stopping_) return;
+    cv_.wait_for(lock, settings_.interval,
+                 [this] { return stopping_ || triggered_ || !pending_.empty(); });
+    if (stopping_) return;  // Stop answers what is still pending
     triggered_ = false;
   }
 }
 
-absl::Status PeriodicClusterScan::RunOnce() {
+absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
+  auto failed = [this](const absl::Status& s) {
+    return absl::Status(s.code(), "cluster scan of " + settings_.cluster + " (" +
+                                      source_->Describe() + "): " + std::string(s.message()));
+  };
   const auto started = common::Clock::now();
   if (!settings_.exceptions_file.empty()) {
     auto reloaded = ExceptionSet::Load(settings_.exceptions_file);
@@ -133,7 +163,7 @@ absl::Status PeriodicClusterScan::RunOnce() {
   }
   std::string version;
   auto snapshot = source_->Read(&version);
-  if (!snapshot.ok()) return snapshot.status();
+  if (!snapshot.ok()) return failed(snapshot.status());
   for (const auto& e : snapshot->errors()) spdlog::warn("cluster scan: {}", e);
   ScanOptions options;
   options.policy = settings_.policy;
@@ -165,12 +195,23 @@ absl::Status PeriodicClusterScan::RunOnce() {
     spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));
   }
   auto committed = store_.CommitReport(report, finished);
-  if (!committed.ok()) return committed.status();
+  if (!committed.ok()) return failed(committed.status());
   spdlog::info("cluster scan of {} ({}): {} objects, {} results, {} accepted, {} ms",
                settings_.cluster, source_->Describe(), stats.objects, report.results_size(),
                stats.accepted,
                std::chrono::duration_cast<std::chrono::milliseconds>(finished - started).count());
-  return absl::OkStatus();
+  v1::ScanClusterResponse out;
+  out.set_cluster(settings_.cluster);
+  out.set_source(source_->Describe());
+  out.set_scan_id(report.scan_id());
+  *out.mutable_started_at() = report.started_at();
+  *out.mutable_finished_at() = report.finished_at();
+  out.set_objects(static_cast<uint32_t>(stats.objects));
+  out.set_results(static_cast<uint32_t>(report.results_size()));
+  for (const auto& r : report.results()) common::AddStatusCount(*out.mutable_counts(), r.status());
+  out.set_accepted(static_cast<uint32_t>(stats.accepted));
+  for (const auto& e : snapshot->errors()) out.add_warnings(e);
+  return out;
 }
 
 }  // namespace kspm::collector::cluster

@@ -10,12 +10,14 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kspm/collector/cluster/exceptions.h"
 #include "kspm/collector/cluster/scan.h"
 #include "kspm/collector/k8s/api_client.h"
 #include "kspm/collector/k8s/object.h"
+#include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
 
 namespace kspm::collector::cluster {
@@ -42,13 +44,15 @@ struct ClusterScanSettings {
   SystemPolicy policy;
 };
 
-// Runs scans on its own thread. Thread-safe: Stop may be called from any thread.
-class PeriodicClusterScan {
+// Runs scans on its own thread. Thread-safe: Stop, Trigger and RequestScan may be called from any
+// thread. On-demand requests (kspmctl scan-cluster) share scans: a request is answered by the
+// first scan that starts after it, and never more than one scan runs at a time.
+class PeriodicClusterScan final : public server::ClusterScanTrigger {
  public:
   // Loads the exceptions file (an error is a start-up error naming the file). No thread yet.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> Create(
       std::unique_ptr<ObjectSource> source, ClusterScanSettings settings, store::Store& store);
-  ~PeriodicClusterScan();
+  ~PeriodicClusterScan() override;
 
   // First scan at once, then every interval. With `first_inline` the first scan runs in the
   // caller before Start returns (a snapshot directory: quick, and its results are then in the
@@ -58,8 +62,12 @@ class PeriodicClusterScan {
   void Stop();
   // Runs a scan now on the scan thread (SIGHUP); the interval restarts after it.
   void Trigger();
-  // One scan and commit. Errors: nothing could be read, or the commit failed.
-  [[nodiscard]] absl::Status RunOnce();
+  // ClusterScanTrigger: like Trigger, and `done` gets the outcome of that scan. Outcomes that
+  // are errors name the cluster and the source.
+  void RequestScan(Done done) override;
+  const std::string& cluster() const override { return settings_.cluster; }
+  // One scan and commit, in the caller. Errors: nothing could be read, or the commit failed.
+  [[nodiscard]] absl::StatusOr<v1::ScanClusterResponse> RunOnce();
 
  private:
   PeriodicClusterScan(std::unique_ptr<ObjectSource> source, ClusterScanSettings settings,
@@ -78,6 +86,7 @@ class PeriodicClusterScan {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool triggered_ = false;
+  std::vector<Done> pending_;  // RequestScan callers waiting for the next scan
   std::thread thread_;
 };
 

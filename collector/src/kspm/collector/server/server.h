@@ -40,6 +40,10 @@ class CollectorServer {
   int port() const { return port_; }
   int health_port() const { return health_ ? health_->port() : 0; }
   store::Store& store() { return *store_; }
+  // Where kspmctl scan-cluster goes (see QueryServiceImpl::SetClusterScanTrigger); null: none.
+  void SetClusterScanTrigger(ClusterScanTrigger* trigger) {
+    query_service_->SetClusterScanTrigger(trigger);
+  }
   const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
   void Wait() { server_->Wait(); }

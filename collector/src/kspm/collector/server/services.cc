@@ -239,6 +239,40 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerContext* context,
+                                                        const v1::ScanClusterRequest* request,
+                                                        v1::ScanClusterResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  ClusterScanTrigger* trigger = cluster_scan_.load();
+  if (trigger == nullptr) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        "this collector does not scan a cluster: start kspm-collector serve with --kubeconfig, "
+        "in a pod with its service account, or with --cluster-snapshot DIR"));
+    return reactor;
+  }
+  if (!request->cluster().empty() && request->cluster() != trigger->cluster()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "this collector scans cluster '" +
+                                                                  trigger->cluster() + "', not '" +
+                                                                  request->cluster() + "'"));
+    return reactor;
+  }
+  const std::string cn = PeerCommonName(*context);
+  spdlog::info("cluster scan of {} requested by {} ({})", trigger->cluster(),
+               cn.empty() ? "an unauthenticated client" : cn, context->peer());
+  // The reactor and the response live until Finish, which `done` calls once.
+  trigger->RequestScan([reactor, response](absl::StatusOr<v1::ScanClusterResponse> outcome) {
+    if (!outcome.ok()) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(outcome.status().message())));
+      return;
+    }
+    *response = *std::move(outcome);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerContext* context,
                                                          const v1::FindingsRequest* request,
                                                          v1::FindingsResponse* response) {
@@ -250,6 +284,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
   filter.min_severity = request->min_severity();
   filter.benchmark = request->benchmark();
   filter.id = request->id();
+  filter.ns = request->namespace_();
   if (request->has_since()) filter.since = common::FromProto(request->since());
   auto findings = store_.Findings(filter);
   if (findings.ok()) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -53,10 +54,29 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   AgentServiceStats stats_;
 };
 
-// Read-only queries for kspmctl.
+// Cluster scans on demand, for QueryService.ScanCluster. The cluster module provides it
+// (cluster::PeriodicClusterScan); the server holds no other tie to that module.
+class ClusterScanTrigger {
+ public:
+  using Done = std::function<void(absl::StatusOr<v1::ScanClusterResponse>)>;
+  virtual ~ClusterScanTrigger() = default;
+  // The cluster name results are committed under.
+  virtual const std::string& cluster() const = 0;
+  // Asks for a scan that starts after this call. `done` runs exactly once, on the scan thread,
+  // when that scan is committed or has failed, or with UNAVAILABLE when the scanner stops first.
+  virtual void RequestScan(Done done) = 0;
+};
+
+// Queries for kspmctl: read-only, except ScanCluster, which asks for a cluster scan now.
 class QueryServiceImpl final : public v1::QueryService::CallbackService {
  public:
   explicit QueryServiceImpl(store::Store& store) : store_(store) {}
+  // Where ScanCluster goes; null (the default) answers FAILED_PRECONDITION. The trigger must
+  // outlive every call that may still use it: clear it, then stop the trigger, before shutdown.
+  void SetClusterScanTrigger(ClusterScanTrigger* trigger) { cluster_scan_.store(trigger); }
+  grpc::ServerUnaryReactor* ScanCluster(grpc::CallbackServerContext* context,
+                                        const v1::ScanClusterRequest* request,
+                                        v1::ScanClusterResponse* response) override;
   grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* context,
                                     const v1::SummaryRequest* request,
                                     v1::SummaryResponse* response) override;
@@ -75,6 +95,7 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
  private:
   store::Store& store_;
+  std::atomic<ClusterScanTrigger*> cluster_scan_{nullptr};
 };
 
 // absl::Status to grpc::Status, once, at the service edge.

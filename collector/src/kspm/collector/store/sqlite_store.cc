@@ -8,6 +8,7 @@
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
+#include "kspm/common/render.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store {
@@ -112,7 +113,60 @@ CREATE TABLE drift_events (
 CREATE INDEX drift_by_node ON drift_events (node_id, observed_ms);
 CREATE INDEX drift_by_time ON drift_events (observed_ms);
 )sql",
+    // 5: cluster results keyed by their object instead of a suffixed check id, and counts per
+    // section and namespace for scores. Schema 4 stored `check[object]` as the check id; the
+    // step after this SQL (SplitObjectKeys) splits those rows and rebuilds the counts.
+    R"sql(
+CREATE TABLE results_v5 (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  object TEXT NOT NULL,            -- common::ResourceKey of a cluster result; '' on nodes
+  namespace TEXT NOT NULL,         -- common::ResourceScope: the namespace it is scored under
+  section TEXT NOT NULL,           -- benchmark_id up to its first dot: `1`, `5`, `pod`
+  benchmark_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  result BLOB NOT NULL,            -- kspm.v1.CheckResult
+  scan_id TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  changed_ms INTEGER NOT NULL,
+  PRIMARY KEY (node_id, check_id, benchmark, object)
+) WITHOUT ROWID;
+INSERT INTO results_v5
+  SELECT node_id, check_id, benchmark, '', '',
+         CASE WHEN instr(benchmark_id, '.') > 0
+              THEN substr(benchmark_id, 1, instr(benchmark_id, '.') - 1) ELSE benchmark_id END,
+         benchmark_id, status, severity, scored, result, scan_id, updated_ms, changed_ms
+  FROM results;
+DROP TABLE results;
+ALTER TABLE results_v5 RENAME TO results;
+ALTER TABLE transitions ADD COLUMN object TEXT NOT NULL DEFAULT '';
+UPDATE transitions
+  SET object = substr(check_id, instr(check_id, '[') + 1, length(check_id) - instr(check_id, '[') - 1),
+      check_id = substr(check_id, 1, instr(check_id, '[') - 1)
+  WHERE instr(check_id, '[') > 1 AND check_id LIKE '%]';
+DROP TABLE result_counts;
+CREATE TABLE result_counts (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  benchmark TEXT NOT NULL,
+  section TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (node_id, benchmark, section, namespace, status, severity, scored)
+) WITHOUT ROWID;
+)sql",
 };
+
+// The part of a benchmark item id a section score groups by: `1.2.3` -> `1`, `pod.privileged` ->
+// `pod` (same as the SQL of migration 5).
+std::string SectionOf(const std::string& benchmark_id) {
+  return benchmark_id.substr(0, benchmark_id.find('.'));
+}
 
 // Interval assumed for one-shot reports (kspm-agent send), for staleness.
 constexpr int kDefaultIntervalSeconds = 300;
@@ -148,17 +202,19 @@ class SqliteStore final : public Store {
          "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
          "VALUES (?, ?, ?, ?, ?, ?, ?)"},
         {&current_status_,
-         "SELECT check_id, benchmark, status, severity, scored FROM results WHERE node_id = ?"},
+         "SELECT check_id, benchmark, object, status, severity, scored, section, namespace FROM "
+         "results WHERE node_id = ?"},
         {&bump_count_,
-         "INSERT INTO result_counts(node_id, benchmark, status, severity, scored, n) VALUES "
-         "(?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, status, severity, scored) DO UPDATE "
-         "SET n = n + excluded.n"},
+         "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
+         "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "
+         "namespace, status, severity, scored) DO UPDATE SET n = n + excluded.n"},
         {&upsert_result_,
          "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
-         "scored, "
-         "result, scan_id, updated_ms, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-         "?10, ?10) ON CONFLICT(node_id, check_id, benchmark) DO UPDATE SET "
+         "scored, result, scan_id, updated_ms, changed_ms, object, namespace, section) VALUES "
+         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13) "
+         "ON CONFLICT(node_id, check_id, benchmark, object) DO UPDATE SET "
          "benchmark_id = excluded.benchmark_id, status = excluded.status, "
+         "namespace = excluded.namespace, section = excluded.section, "
          "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
          "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, "
          "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
@@ -168,10 +224,10 @@ class SqliteStore final : public Store {
          "event) VALUES (?, ?, ?, ?, ?, ?)"},
         {&insert_transition_,
          "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
-         "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+         "scan_id, object) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
         {&delete_stale_results_,
          "DELETE FROM results WHERE node_id = ? AND scan_id <> ? "
-         "RETURNING benchmark, status, severity, scored"},
+         "RETURNING benchmark, status, severity, scored, section, namespace"},
     };
     for (const auto& spec : specs) {
       sqlite3_stmt* stmt = nullptr;
@@ -248,6 +304,10 @@ class SqliteStore final : public Store {
       args.push_back(filter.id);
       args.push_back(filter.id);
     }
+    if (!filter.ns.empty()) {
+      sql += " AND r.namespace = ?";
+      args.push_back(filter.ns);
+    }
     if (filter.statuses.empty()) {
       sql += " AND r.status <> " + std::to_string(v1::STATUS_PASS);
     } else {
@@ -260,7 +320,7 @@ class SqliteStore final : public Store {
     if (filter.min_severity != v1::SEVERITY_UNSPECIFIED) {
       sql += " AND r.severity >= " + std::to_string(static_cast<int>(filter.min_severity));
     }
-    sql += " ORDER BY c.name, n.name, r.severity DESC, r.benchmark, r.benchmark_id";
+    sql += " ORDER BY c.name, n.name, r.severity DESC, r.benchmark, r.benchmark_id, r.object";
     if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
     auto stmt = PrepareRead(sql);
     if (!stmt.ok()) return stmt.status();
@@ -323,9 +383,9 @@ class SqliteStore final : public Store {
     while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
       const auto it = index.find(sqlite3_column_int64(counts->get(), 0));
       if (it == index.end()) continue;
-      AddCount(*out[it->second].mutable_counts(),
-               static_cast<v1::Status>(sqlite3_column_int(counts->get(), 1)),
-               static_cast<uint32_t>(sqlite3_column_int64(counts->get(), 2)));
+      common::AddStatusCount(*out[it->second].mutable_counts(),
+                             static_cast<v1::Status>(sqlite3_column_int(counts->get(), 1)),
+                             static_cast<uint32_t>(sqlite3_column_int64(counts->get(), 2)));
     }
     return out;
   }
@@ -346,13 +406,14 @@ class SqliteStore final : public Store {
     }
     // One pass over current results, grouped by what a score needs.
     auto stmt = PrepareRead(
-        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n FROM result_counts r "
+        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n, r.section, "
+        "r.namespace FROM result_counts r "
         "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
         "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     ScoreAccumulator overall;
-    std::map<std::string, ScoreAccumulator> nodes, benchmarks;
+    std::map<std::string, ScoreAccumulator> nodes, benchmarks, sections, namespaces;
     std::map<std::string, uint32_t> failed;
     int rc;
     while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
@@ -362,9 +423,13 @@ class SqliteStore final : public Store {
       const auto severity = static_cast<v1::Severity>(sqlite3_column_int(stmt->get(), 3));
       const bool scored = sqlite3_column_int(stmt->get(), 4) != 0;
       const auto count = static_cast<uint32_t>(sqlite3_column_int64(stmt->get(), 5));
-      for (auto* acc : {&overall, &nodes[node], &benchmarks[benchmark]}) {
+      const std::string section = Text(stmt->get(), 6);
+      const std::string ns = Text(stmt->get(), 7);
+      for (auto* acc :
+           {&overall, &nodes[node], &benchmarks[benchmark], &sections[benchmark + " " + section]}) {
         acc->Add(status, severity, scored, count);
       }
+      if (!ns.empty()) namespaces[ns].Add(status, severity, scored, count);
       if (status == v1::STATUS_FAIL) failed[std::string(common::SeverityName(severity))] += count;
     }
     if (rc != SQLITE_DONE) return Error(reader_.get(), "reading summary");
@@ -374,6 +439,8 @@ class SqliteStore final : public Store {
     *out.mutable_overall() = overall.ToScore("overall");
     for (const auto& [name, acc] : nodes) *out.add_nodes() = acc.ToScore(name);
     for (const auto& [name, acc] : benchmarks) *out.add_benchmarks() = acc.ToScore(name);
+    for (const auto& [name, acc] : sections) *out.add_sections() = acc.ToScore(name);
+    for (const auto& [name, acc] : namespaces) *out.add_namespaces() = acc.ToScore(name);
     for (const auto& [severity, count] : failed)
       (*out.mutable_failed_by_severity())[severity] = count;
     return out;
@@ -383,10 +450,11 @@ class SqliteStore final : public Store {
     std::lock_guard lock(read_mu_);
     std::string sql =
         "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
-        "t.old_status, t.new_status, t.at_ms, t.scan_id FROM transitions t "
+        "t.old_status, t.new_status, t.at_ms, t.scan_id, t.object FROM transitions t "
         "JOIN nodes n ON n.id = t.node_id JOIN clusters c ON c.id = n.cluster_id "
         "LEFT JOIN results r ON r.node_id = t.node_id AND r.check_id = t.check_id AND "
-        "r.benchmark = t.benchmark WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
+        "r.benchmark = t.benchmark AND r.object = t.object "
+        "WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
         "AND (?3 = '' OR t.check_id = ?3 OR r.benchmark_id = ?3) AND t.at_ms >= ?4 "
         "ORDER BY t.at_ms DESC, t.id DESC LIMIT ?5";
     auto stmt = PrepareRead(sql);
@@ -411,6 +479,7 @@ class SqliteStore final : public Store {
       *t.mutable_at() =
           common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 7)));
       t.set_scan_id(Text(stmt->get(), 8));
+      t.set_object(Text(stmt->get(), 9));
       out.push_back(std::move(t));
     }
     if (rc != SQLITE_DONE) return Error(reader_.get(), "reading history");
@@ -472,7 +541,7 @@ class SqliteStore final : public Store {
     double pass_weight = 0;
     double total_weight = 0;
     void Add(v1::Status status, v1::Severity severity, bool scored, uint32_t n) {
-      AddCount(counts, status, n);
+      common::AddStatusCount(counts, status, n);
       if (!scored) return;
       const double w = SeverityWeight(severity) * static_cast<double>(n);
       if (status == v1::STATUS_PASS) {
@@ -490,31 +559,6 @@ class SqliteStore final : public Store {
       return s;
     }
   };
-
-  static void AddCount(v1::StatusCounts& c, v1::Status status, uint32_t n) {
-    switch (status) {
-      case v1::STATUS_PASS:
-        c.set_pass(c.pass() + n);
-        break;
-      case v1::STATUS_FAIL:
-        c.set_fail(c.fail() + n);
-        break;
-      case v1::STATUS_WARN:
-        c.set_warn(c.warn() + n);
-        break;
-      case v1::STATUS_MANUAL:
-        c.set_manual(c.manual() + n);
-        break;
-      case v1::STATUS_NOT_APPLICABLE:
-        c.set_not_applicable(c.not_applicable() + n);
-        break;
-      case v1::STATUS_ERROR:
-        c.set_error(c.error() + n);
-        break;
-      default:
-        break;
-    }
-  }
 
   static std::string Text(sqlite3_stmt* s, int col) {
     const auto* p = sqlite3_column_text(s, col);
@@ -574,6 +618,9 @@ class SqliteStore final : public Store {
     sqlite3_bind_text(s.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
   }
 
+  // A result_counts row: benchmark, section, namespace, status, severity, scored.
+  using CountBucket = std::tuple<std::string, std::string, std::string, int, int, int>;
+
   absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
                                         common::Clock::time_point now) {
     CommitStats stats;
@@ -624,29 +671,34 @@ class SqliteStore final : public Store {
     // The node's current verdicts, in one read: what each result replaces.
     struct Current {
       int status, severity, scored;
+      std::string section, ns;
     };
     std::unordered_map<std::string, Current> current;
     sqlite3_bind_int64(current_status_.get(), 1, *node_id);
     while (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
-      current[Text(current_status_.get(), 0) + '\x1f' + Text(current_status_.get(), 1)] = {
-          sqlite3_column_int(current_status_.get(), 2),
-          sqlite3_column_int(current_status_.get(), 3),
-          sqlite3_column_int(current_status_.get(), 4)};
+      sqlite3_stmt* row = current_status_.get();
+      current[Text(row, 0) + '\x1f' + Text(row, 1) + '\x1f' + Text(row, 2)] = {
+          sqlite3_column_int(row, 3), sqlite3_column_int(row, 4), sqlite3_column_int(row, 5),
+          Text(row, 6), Text(row, 7)};
     }
     sqlite3_reset(current_status_.get());
     sqlite3_clear_bindings(current_status_.get());
 
     // Changes to result_counts, applied once per bucket.
-    std::map<std::tuple<std::string, int, int, int>, int64_t> counts;
-    std::string blob;
+    std::map<CountBucket, int64_t> counts;
+    std::string blob, object, ns, section;
     for (const auto& r : report.results()) {
-      const auto it = current.find(r.check_id() + '\x1f' + r.benchmark());
+      object = common::ResourceKey(r.resource());
+      ns = common::ResourceScope(r);
+      section = SectionOf(r.benchmark_id());
+      const auto it = current.find(r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object);
       const int old_status = it == current.end() ? 0 : it->second.status;
       if (it != current.end()) {
-        counts[{r.benchmark(), it->second.status, it->second.severity, it->second.scored}]--;
+        counts[{r.benchmark(), it->second.section, it->second.ns, it->second.status,
+                it->second.severity, it->second.scored}]--;
         current.erase(it);  // a result listed twice in one report counts once
       }
-      counts[{r.benchmark(), r.status(), r.severity(), r.scored() ? 1 : 0}]++;
+      counts[{r.benchmark(), section, ns, r.status(), r.severity(), r.scored() ? 1 : 0}]++;
 
       blob.clear();
       r.SerializeToString(&blob);
@@ -661,6 +713,9 @@ class SqliteStore final : public Store {
                         SQLITE_STATIC);
       BindText(upsert_result_, 9, report.scan_id());
       sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
+      BindText(upsert_result_, 11, object);
+      BindText(upsert_result_, 12, ns);
+      BindText(upsert_result_, 13, section);
       if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
       ++stats.results;
 
@@ -674,6 +729,7 @@ class SqliteStore final : public Store {
         sqlite3_bind_int(insert_transition_.get(), 5, r.status());
         sqlite3_bind_int64(insert_transition_.get(), 6, now_ms);
         BindText(insert_transition_, 7, report.scan_id());
+        BindText(insert_transition_, 8, object);
         if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
         ++stats.transitions;
       }
@@ -684,10 +740,9 @@ class SqliteStore final : public Store {
       BindText(delete_stale_results_, 2, report.scan_id());
       int rc;
       while ((rc = sqlite3_step(delete_stale_results_.get())) == SQLITE_ROW) {
-        counts[{Text(delete_stale_results_.get(), 0),
-                sqlite3_column_int(delete_stale_results_.get(), 1),
-                sqlite3_column_int(delete_stale_results_.get(), 2),
-                sqlite3_column_int(delete_stale_results_.get(), 3)}]--;
+        sqlite3_stmt* row = delete_stale_results_.get();
+        counts[{Text(row, 0), Text(row, 4), Text(row, 5), sqlite3_column_int(row, 1),
+                sqlite3_column_int(row, 2), sqlite3_column_int(row, 3)}]--;
       }
       sqlite3_reset(delete_stale_results_.get());
       sqlite3_clear_bindings(delete_stale_results_.get());
@@ -710,13 +765,15 @@ class SqliteStore final : public Store {
     }
     for (const auto& [bucket, delta] : counts) {
       if (delta == 0) continue;
-      const auto& [benchmark, status, severity, scored] = bucket;
+      const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
       sqlite3_bind_int64(bump_count_.get(), 1, *node_id);
       BindText(bump_count_, 2, benchmark);
-      sqlite3_bind_int(bump_count_.get(), 3, status);
-      sqlite3_bind_int(bump_count_.get(), 4, severity);
-      sqlite3_bind_int(bump_count_.get(), 5, scored);
-      sqlite3_bind_int64(bump_count_.get(), 6, delta);
+      BindText(bump_count_, 3, bucket_section);
+      BindText(bump_count_, 4, bucket_ns);
+      sqlite3_bind_int(bump_count_.get(), 5, status);
+      sqlite3_bind_int(bump_count_.get(), 6, severity);
+      sqlite3_bind_int(bump_count_.get(), 7, scored);
+      sqlite3_bind_int64(bump_count_.get(), 8, delta);
       if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
     }
     return stats;
@@ -756,6 +813,70 @@ absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql
   return absl::OkStatus();
 }
 
+// After migration 5's SQL: rows that schema 4 stored as `check[object]` get their check id, object
+// and namespace from the stored result, whose check id loses the suffix too; then the counts are
+// rebuilt with their section and namespace.
+absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
+  auto prepare = [&](const char* sql) -> absl::StatusOr<Stmt> {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+      return absl::InternalError(path + ": " + sqlite3_errmsg(db));
+    }
+    return Stmt(raw);
+  };
+  auto select = prepare(
+      "SELECT node_id, check_id, benchmark, result FROM results WHERE object = '' AND "
+      "instr(check_id, '[') > 1 AND check_id LIKE '%]'");
+  auto update = prepare(
+      "UPDATE results SET check_id = ?1, object = ?2, namespace = ?3, result = ?4 WHERE "
+      "node_id = ?5 AND check_id = ?6 AND benchmark = ?7 AND object = ''");
+  if (!select.ok()) return select.status();
+  if (!update.ok()) return update.status();
+  struct Row {
+    int64_t node_id;
+    std::string key, benchmark, blob;
+  };
+  std::vector<Row> rows;  // read first: updating the primary key while scanning it is unsafe
+  while (sqlite3_step(select->get()) == SQLITE_ROW) {
+    sqlite3_stmt* st = select->get();
+    const auto* blob = static_cast<const char*>(sqlite3_column_blob(st, 3));
+    rows.push_back(
+        {sqlite3_column_int64(st, 0), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
+         reinterpret_cast<const char*>(sqlite3_column_text(st, 2)),
+         std::string(blob ? blob : "", static_cast<size_t>(sqlite3_column_bytes(st, 3)))});
+  }
+  for (const auto& row : rows) {
+    v1::CheckResult r;
+    if (!r.ParseFromString(row.blob)) {
+      return absl::DataLossError(path + ": stored result " + row.key + " does not parse");
+    }
+    const std::string check_id = row.key.substr(0, row.key.find('['));
+    r.set_check_id(check_id);
+    std::string object = common::ResourceKey(r.resource());
+    if (object.empty())
+      object = row.key.substr(check_id.size() + 1, row.key.size() - check_id.size() - 2);
+    const std::string ns = common::ResourceScope(r);
+    const std::string blob = r.SerializeAsString();
+    sqlite3_stmt* st = update->get();
+    sqlite3_bind_text(st, 1, check_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, object.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, ns.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 4, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, row.node_id);
+    sqlite3_bind_text(st, 6, row.key.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, row.benchmark.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      return absl::InternalError(path + ": splitting " + row.key + ": " + sqlite3_errmsg(db));
+    }
+    sqlite3_reset(st);
+  }
+  select->reset();
+  update->reset();
+  return ExecOn(db, path,
+                "INSERT INTO result_counts SELECT node_id, benchmark, section, namespace, status, "
+                "severity, scored, COUNT(*) FROM results GROUP BY 1, 2, 3, 4, 5, 6, 7");
+}
+
 absl::Status Migrate(sqlite3* db, const std::string& path) {
   sqlite3_stmt* raw = nullptr;
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
@@ -770,9 +891,11 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
                                          "; upgrade kspm-collector");
   }
   for (int v = version; v < latest; ++v) {
-    const std::string sql = std::string("BEGIN;") + kMigrations[v] +
-                            "PRAGMA user_version = " + std::to_string(v + 1) + ";COMMIT;";
-    if (auto s = ExecOn(db, path, sql); !s.ok()) {
+    // Each step in one transaction: SQL, then the step's code, then the version.
+    auto s = ExecOn(db, path, std::string("BEGIN;") + kMigrations[v]);
+    if (s.ok() && v + 1 == 5) s = SplitObjectKeys(db, path);
+    if (s.ok()) s = ExecOn(db, path, "PRAGMA user_version = " + std::to_string(v + 1) + ";COMMIT;");
+    if (!s.ok()) {
       (void)ExecOn(db, path, "ROLLBACK");
       return absl::InternalError("migrating " + path + " to schema " + std::to_string(v + 1) +
                                  ": " + std::string(s.message()));

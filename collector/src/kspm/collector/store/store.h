@@ -20,8 +20,9 @@ struct FindingFilter {
   std::vector<v1::Status> statuses;  // empty: every status but PASS
   v1::Severity min_severity = v1::SEVERITY_UNSPECIFIED;
   std::string benchmark;
-  std::string id;                                        // check id or benchmark item id
-  size_t limit = 0;                                      // 0: no limit
+  std::string id;    // check id or benchmark item id
+  std::string ns;    // namespace a cluster result is scored under (`(cluster)` for cluster-scoped)
+  size_t limit = 0;  // 0: no limit
   std::optional<common::Clock::time_point> since;        // verdict changed at or after
   common::Clock::time_point now = common::Clock::now();  // for staleness
 };
@@ -51,8 +52,9 @@ struct CommitStats {
   size_t transitions = 0;
 };
 
-// Persistence of posture: nodes, current results per (node, check, benchmark), scans and the
-// history of verdict changes. Implementations are thread-safe.
+// Persistence of posture: nodes, current results per (node, check, benchmark, object: the
+// common::ResourceKey of a cluster result, empty on nodes), scans and the history of verdict
+// changes. Implementations are thread-safe.
 class Store {
  public:
   virtual ~Store() = default;
