@@ -20,6 +20,7 @@ add_library(kspm_cluster_lib STATIC
   src/kspm/collector/k8s/object.cc
   src/kspm/collector/k8s/snapshot_dir.cc
   src/kspm/collector/k8s/api_client.cc
+  src/kspm/collector/k8s/exec_plugin.cc
   src/kspm/collector/cluster/catalog.cc
   src/kspm/collector/cluster/system_policy.cc
   src/kspm/collector/cluster/rbac.cc

@@ -319,8 +319,9 @@ TEST_F(ApiClientTest, KubeconfigFilesAreRelativeToItAndContextsAreSelectable) {
                 "contexts:\n- name: lab\n  context: {cluster: lab, user: sa}\n"
                 "- name: broken\n  context: {cluster: lab, user: eks}\n");
   const auto current = collector::k8s::LoadKubeconfig(kubeconfig);
-  ASSERT_FALSE(current.ok());
-  EXPECT_NE(current.status().message().find("exec or auth-provider plugin"), std::string::npos);
+  ASSERT_FALSE(current.ok());  // an exec plugin without its apiVersion
+  EXPECT_NE(current.status().message().find("user eks: exec apiVersion ''"), std::string::npos)
+      << current.status();
   const auto missing = collector::k8s::LoadKubeconfig(kubeconfig, "nope");
   EXPECT_NE(missing.status().message().find("no context named 'nope'"), std::string::npos);
   auto lab = collector::k8s::LoadKubeconfig(kubeconfig, "lab");
@@ -329,6 +330,124 @@ TEST_F(ApiClientTest, KubeconfigFilesAreRelativeToItAndContextsAreSelectable) {
   k8s::Snapshot s;
   ASSERT_TRUE(Fetch(*lab, FastOptions(), s).ok());
   EXPECT_EQ(s.size(), ApiObjects());
+}
+
+// A credential plugin as a kubeconfig names it: a script that logs each run and the request it
+// got, and prints the token it was given (the first `wrong_runs` runs print a revoked one).
+std::string WritePlugin(const std::string& dir, int wrong_runs) {
+  const std::string path = dir + "/kube/get-token.sh";
+  WriteFile(path, R"(#!/bin/sh
+echo run >> "$PLUGIN_LOG"
+printf '%s' "$KUBERNETES_EXEC_INFO" > "$PLUGIN_LOG.request"
+runs=$(wc -l < "$PLUGIN_LOG")
+token="$1"
+if [ "$runs" -le )" + std::to_string(wrong_runs) +
+                      R"( ]; then token=revoked; fi
+if [ "$1" = fail ]; then echo 'the SSO session expired; run: aws sso login' >&2; exit 3; fi
+printf '{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": {"token": "%s", "expirationTimestamp": "2099-01-01T00:00:00Z"}}' "$token"
+)");
+  ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+// A kubeconfig whose only user authenticates with `exec` (YAML lines indented by six spaces).
+std::string ExecKubeconfig(const std::string& dir, const std::string& server,
+                           const std::string& exec) {
+  const std::string path = dir + "/kube/config";
+  WriteFile(path, "current-context: eks\nclusters:\n- name: eks\n  cluster: {server: '" + server +
+                      "', certificate-authority: ca.pem}\nusers:\n- name: eks\n  user:\n"
+                      "    exec:\n" +
+                      exec + "contexts:\n- name: eks\n  context: {cluster: eks, user: eks}\n");
+  return path;
+}
+
+TEST_F(ApiClientTest, AnExecPluginProvidesTheTokenOncePerExpiryAndAgainAfterA401) {
+  Start();
+  ::mkdir((dir_.path() + "/kube").c_str(), 0755);
+  WriteFile(dir_.path() + "/kube/ca.pem", pki_.ca.cert_pem);
+  WritePlugin(dir_.path(), 1);  // the first token it prints was revoked
+  const std::string log = dir_.path() + "/plugin.log";
+  const auto kubeconfig = ExecKubeconfig(dir_.path(), server_->url(),
+                                         "      apiVersion: client.authentication.k8s.io/v1\n"
+                                         "      command: ./get-token.sh\n"
+                                         "      args: [" +
+                                             std::string(kToken) +
+                                             "]\n"
+                                             "      env: [{name: PLUGIN_LOG, value: '" +
+                                             log +
+                                             "'}]\n"
+                                             "      interactiveMode: Never\n"
+                                             "      provideClusterInfo: true\n");
+  auto c = collector::k8s::LoadKubeconfig(kubeconfig);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->exec.has_value());
+  EXPECT_EQ(c->exec->command, dir_.path() + "/kube/./get-token.sh");  // relative to the kubeconfig
+  k8s::Snapshot s;
+  const auto fetched = Fetch(*c, FastOptions(), s);
+  ASSERT_TRUE(fetched.ok()) << fetched;
+  EXPECT_EQ(s.size(), ApiObjects());
+  // Two runs for dozens of requests: the revoked token's 401, then one token kept to the end.
+  EXPECT_EQ(ReadAll(log), "run\nrun\n");
+  size_t refused = 0;
+  for (const auto& r : server_->Requests()) refused += r["status"] == 401;
+  EXPECT_EQ(refused, 1u);
+  // The request the plugin got: non-interactive, with the cluster it is for.
+  const auto request = nlohmann::json::parse(ReadAll(log + ".request"));
+  EXPECT_EQ(request["kind"], "ExecCredential");
+  EXPECT_EQ(request["spec"]["interactive"], false);
+  EXPECT_EQ(request["spec"]["cluster"]["server"], server_->url());
+}
+
+TEST_F(ApiClientTest, ExecPluginFailuresSayWhatThePluginSaid) {
+  Start();
+  ::mkdir((dir_.path() + "/kube").c_str(), 0755);
+  WriteFile(dir_.path() + "/kube/ca.pem", pki_.ca.cert_pem);
+  WritePlugin(dir_.path(), 0);
+  const std::string env =
+      "      env: [{name: PLUGIN_LOG, value: '" + dir_.path() + "/plugin.log'}]\n";
+  auto fetch = [&](const std::string& exec) {
+    auto c = collector::k8s::LoadKubeconfig(ExecKubeconfig(dir_.path(), server_->url(), exec));
+    if (!c.ok()) return c.status();
+    k8s::Snapshot s;
+    return Fetch(*c, FastOptions(), s);
+  };
+  const auto failed = fetch(
+      "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+      "      command: ./get-token.sh\n"
+      "      args: [fail]\n" +
+      env);
+  EXPECT_NE(
+      failed.message().find("exited with status 3: the SSO session expired; run: aws sso login"),
+      std::string::npos)
+      << failed;
+  const auto missing = fetch(
+      "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+      "      command: kspm-no-such-plugin\n"
+      "      installHint: install it with apt-get install kspm-no-such-plugin\n");
+  EXPECT_NE(missing.message().find("cannot run it"), std::string::npos) << missing;
+  EXPECT_NE(missing.message().find("install it with apt-get"), std::string::npos) << missing;
+  // The plugin answers with another apiVersion than the kubeconfig asked for.
+  const auto mismatch = fetch(
+      "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+      "      command: ./get-token.sh\n"
+      "      args: [x]\n" +
+      env);
+  EXPECT_NE(mismatch.message().find("answered with apiVersion 'client.authentication.k8s.io/v1'"),
+            std::string::npos)
+      << mismatch;
+  const auto interactive = fetch(
+      "      apiVersion: client.authentication.k8s.io/v1\n"
+      "      command: ./get-token.sh\n"
+      "      interactiveMode: Always\n");
+  EXPECT_NE(interactive.message().find("needs a terminal"), std::string::npos) << interactive;
+  const std::string legacy = dir_.path() + "/kube/legacy";
+  WriteFile(legacy, "current-context: gke\nclusters:\n- name: gke\n  cluster: {server: '" +
+                        server_->url() +
+                        "'}\nusers:\n- name: gke\n  user:\n    auth-provider: {name: gcp}\n"
+                        "contexts:\n- name: gke\n  context: {cluster: gke, user: gke}\n");
+  const auto removed = collector::k8s::LoadKubeconfig(legacy);
+  EXPECT_NE(removed.status().message().find("removed in 1.26"), std::string::npos)
+      << removed.status();
 }
 
 TEST_F(ApiClientTest, InClusterUsesTheServiceAccountAndTheServiceAddress) {

@@ -192,6 +192,7 @@ class CurlApiClient final : public ApiClient {
   // One GET with retries. `verb` and `what` name the permission for 403 messages.
   absl::StatusOr<Response> Get(const std::string& path, const char* verb, const std::string& what) {
     std::string last_error;
+    bool refreshed = false;
     for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
       auto r = Once(path);
       std::chrono::milliseconds wait = Backoff(attempt);
@@ -202,6 +203,12 @@ class CurlApiClient final : public ApiClient {
         if (absl::IsInvalidArgument(r.status())) return r.status();  // TLS set-up: not transient
       } else if (r->code >= 200 && r->code < 300) {
         return r;
+      } else if (r->code == 401 && conn_.exec && exec_credential_ && !refreshed) {
+        // The plugin's credential was revoked or expired early: ask the plugin again, once.
+        refreshed = true;
+        exec_credential_.reset();
+        last_error = "401 Unauthorized with the exec plugin's credential";
+        continue;
       } else if (r->code == 401) {
         return absl::UnauthenticatedError(
             conn_.server + " refused the credentials of " + conn_.description +
@@ -253,6 +260,24 @@ class CurlApiClient final : public ApiClient {
     if (!curl) return absl::InternalError("curl_easy_init failed");
     Response out;
     std::string token = conn_.token;
+    const std::string* cert_pem = &conn_.client_cert_pem;
+    const std::string* key_pem = &conn_.client_key_pem;
+    if (conn_.exec) {
+      // A plugin's credential is reused until it expires (a minute early) or the server says 401.
+      const auto now = std::chrono::system_clock::now();
+      if (!exec_credential_ || (exec_credential_->expires &&
+                                now + std::chrono::minutes(1) >= *exec_credential_->expires)) {
+        auto credential = RunExecPlugin(*conn_.exec, conn_, options_.exec_timeout);
+        // Not retried as a transient failure: the message says what the plugin did.
+        if (!credential.ok()) {
+          return absl::InvalidArgumentError(std::string(credential.status().message()));
+        }
+        exec_credential_ = *std::move(credential);
+      }
+      token = exec_credential_->token;
+      cert_pem = &exec_credential_->client_cert_pem;
+      key_pem = &exec_credential_->client_key_pem;
+    }
     if (!conn_.token_file.empty()) {
       auto t = ReadFile(conn_.token_file, "token file");
       if (!t.ok()) return absl::InvalidArgumentError(std::string(t.status().message()));
@@ -289,11 +314,9 @@ class CurlApiClient final : public ApiClient {
       curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    curl_blob cert{const_cast<char*>(conn_.client_cert_pem.data()), conn_.client_cert_pem.size(),
-                   CURL_BLOB_NOCOPY};
-    curl_blob key{const_cast<char*>(conn_.client_key_pem.data()), conn_.client_key_pem.size(),
-                  CURL_BLOB_NOCOPY};
-    if (!conn_.client_cert_pem.empty()) {
+    curl_blob cert{const_cast<char*>(cert_pem->data()), cert_pem->size(), CURL_BLOB_NOCOPY};
+    curl_blob key{const_cast<char*>(key_pem->data()), key_pem->size(), CURL_BLOB_NOCOPY};
+    if (!cert_pem->empty()) {
       curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
       curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
       curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
@@ -317,6 +340,7 @@ class CurlApiClient final : public ApiClient {
 
   Connection conn_;
   ClientOptions options_;
+  std::optional<ExecCredential> exec_credential_;
   size_t requests_ = 0;
   std::mt19937 rng_{std::random_device{}()};
 };
@@ -336,6 +360,47 @@ absl::StatusOr<Connection> LoadKubeconfig(const std::string& path, const std::st
 }
 
 namespace {
+
+// A kubeconfig user's `exec` section. `what` is `PATH: user NAME`.
+absl::StatusOr<ExecPlugin> ParseExecPlugin(const YAML::Node& exec, const fs::path& base,
+                                           const std::string& what) {
+  if (!exec.IsMap()) return absl::InvalidArgumentError(what + ": exec must be a map");
+  ExecPlugin p;
+  p.description = what;
+  p.command = Scalar(exec, "command");
+  if (p.command.empty()) return absl::InvalidArgumentError(what + ": exec has no command");
+  // As kubectl does: a path with a slash is relative to the kubeconfig, a bare name is in PATH.
+  if (p.command.find('/') != std::string::npos && fs::path(p.command).is_relative()) {
+    p.command = (base / p.command).string();
+  }
+  p.api_version = Scalar(exec, "apiVersion");
+  if (p.api_version != "client.authentication.k8s.io/v1" &&
+      p.api_version != "client.authentication.k8s.io/v1beta1") {
+    return absl::InvalidArgumentError(
+        what + ": exec apiVersion '" + p.api_version +
+        "' is not client.authentication.k8s.io/v1 or v1beta1 (v1alpha1 was removed in 1.24)");
+  }
+  if (Scalar(exec, "interactiveMode") == "Always") {
+    return absl::InvalidArgumentError(
+        what +
+        ": the exec plugin needs a terminal (interactiveMode: Always) and kspm runs "
+        "unattended; use a plugin mode or a credential that needs no prompt");
+  }
+  if (const YAML::Node args = exec["args"]; args && args.IsSequence()) {
+    for (const auto& a : args) p.args.push_back(a.as<std::string>(""));
+  }
+  if (const YAML::Node env = exec["env"]; env && env.IsSequence()) {
+    for (const auto& e : env) {
+      if (!e.IsMap() || Scalar(e, "name").empty()) {
+        return absl::InvalidArgumentError(what + ": exec env entries need a name and a value");
+      }
+      p.env.emplace_back(Scalar(e, "name"), Scalar(e, "value"));
+    }
+  }
+  p.install_hint = Scalar(exec, "installHint");
+  p.provide_cluster_info = Scalar(exec, "provideClusterInfo") == "true";
+  return p;
+}
 
 // yaml-cpp reports shape errors by throwing; LoadKubeconfig turns them into a Status.
 absl::StatusOr<Connection> LoadKubeconfigOrThrow(const std::string& path,
@@ -382,11 +447,16 @@ absl::StatusOr<Connection> LoadKubeconfigOrThrow(const std::string& path,
                                         user_name + "', which is not defined");
     }
     const YAML::Node& user = *user_entry;
-    if (user["exec"] || user["auth-provider"]) {
+    if (user["auth-provider"]) {
       return absl::InvalidArgumentError(
           path + ": user '" + user_name +
-          "' authenticates with an exec or auth-provider plugin, which kspm does not run; use a "
-          "kubeconfig with a service account token or a client certificate");
+          "' uses an auth-provider plugin, which Kubernetes removed in 1.26; use the provider's "
+          "exec plugin (gke-gcloud-auth-plugin, kubelogin), a token or a client certificate");
+    }
+    if (const YAML::Node exec = user["exec"]) {
+      auto plugin = ParseExecPlugin(exec, base, path + ": user " + user_name);
+      if (!plugin.ok()) return plugin.status();
+      c.exec = *std::move(plugin);
     }
     auto cert = DataOrFile(user, "client-certificate-data", "client-certificate", base,
                            path + ": user " + user_name);

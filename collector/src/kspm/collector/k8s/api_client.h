@@ -7,7 +7,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,6 +19,28 @@
 #include "nlohmann/json.hpp"
 
 namespace kspm::collector::k8s {
+
+// A client-go credential plugin (a kubeconfig user's `exec`): a command that prints an
+// ExecCredential with a bearer token or a client certificate and key, as EKS (`aws eks
+// get-token`), GKE (`gke-gcloud-auth-plugin`) and AKS (`kubelogin`) kubeconfigs use. The client
+// runs it when it first needs credentials, again when they expire, and once more after a 401.
+struct ExecPlugin {
+  std::string command;  // a bare name is searched in PATH; a relative path is resolved at load
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;  // added to the collector's environment
+  std::string api_version;  // client.authentication.k8s.io/v1 or v1beta1
+  std::string install_hint;
+  bool provide_cluster_info = false;  // KUBERNETES_EXEC_INFO carries spec.cluster
+  std::string description;            // `kubeconfig PATH: user NAME`, for messages
+};
+
+// What a plugin printed.
+struct ExecCredential {
+  std::string token;
+  std::string client_cert_pem;
+  std::string client_key_pem;
+  std::optional<std::chrono::system_clock::time_point> expires;  // none: valid until a 401
+};
 
 // Where the API server is and how to authenticate. Filled from a kubeconfig or from the pod's
 // service account; constructors of the client do no I/O beyond reading `token_file`.
@@ -27,13 +52,23 @@ struct Connection {
   std::string token_file;  // read before each request (bound tokens rotate about hourly)
   std::string client_cert_pem;
   std::string client_key_pem;
-  std::string description;  // for messages: `kubeconfig /root/.kube/config (context prod)`
+  std::optional<ExecPlugin> exec;  // credentials from a plugin instead of the fields above
+  std::string description;         // for messages: `kubeconfig /root/.kube/config (context prod)`
 };
+
+// Runs `plugin` once without a terminal (stdin is /dev/null) and reads its ExecCredential.
+// Errors name the plugin: not found (with its install hint), a non-zero exit (with the end of
+// its stderr), no answer within `timeout` (it is killed), or an answer that is not an
+// ExecCredential of the plugin's apiVersion with a token or a certificate and key.
+[[nodiscard]] absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPlugin& plugin,
+                                                           const Connection& cluster,
+                                                           std::chrono::milliseconds timeout);
 
 // The current context (or `context`) of a kubeconfig: server, CA (file or inline data),
 // insecure-skip-tls-verify, client certificate and key (files or inline data), token or
-// tokenFile. Relative file names are resolved against the kubeconfig's folder. exec and
-// auth-provider plugins are refused with a message saying what to use instead.
+// tokenFile, or an exec credential plugin (not run here). Relative file names are resolved
+// against the kubeconfig's folder. The legacy auth-provider plugins (removed from kubectl in
+// 1.26) and exec plugins that insist on a terminal are refused with a message.
 [[nodiscard]] absl::StatusOr<Connection> LoadKubeconfig(const std::string& path,
                                                         const std::string& context = "");
 
@@ -50,7 +85,8 @@ struct ClientOptions {
   int max_attempts = 5;                              // per request, retries included
   std::chrono::milliseconds backoff{250};            // first retry; doubles, with jitter
   std::chrono::milliseconds max_backoff{8000};
-  std::chrono::seconds max_retry_after{60};  // a longer Retry-After is cut to this
+  std::chrono::seconds max_retry_after{60};       // a longer Retry-After is cut to this
+  std::chrono::milliseconds exec_timeout{60000};  // a credential plugin's run
   // Sleeps between attempts; tests replace it to record the delays.
   std::function<void(std::chrono::milliseconds)> sleep;
 };
