@@ -53,6 +53,9 @@ echo "   (NSA/CISA items shown; every CIS section 5 result is in $var/demo-clust
   --exceptions "$cluster_exceptions" --benchmark nsa-cisa-1.2
 
 echo
+echo "== kspmctl scan-cluster (on demand: the collector scans its snapshot again, now that the nodes reported)"
+"$bin/kspmctl" --insecure --collector "$addr" scan-cluster
+echo
 echo "== kspmctl summary (nodes and cluster together)"
 "$bin/kspmctl" --insecure --collector "$addr" summary
 echo

@@ -169,19 +169,14 @@ int Summary(const Options& o) {
     table.AddRow(row);
   }
   table.Print(std::cout, false);
-  if (resp.sections_size() > 0) {
+  // Section and namespace scores, each a table of its own when there are any.
+  for (const auto& [title, scores] :
+       {std::pair{"SECTION", &resp.sections()}, std::pair{"NAMESPACE", &resp.namespaces()}}) {
+    if (scores->empty()) continue;
     std::cout << "\n";
-    kspm::common::Table sections(
-        {"SECTION", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
-    for (const auto& s : resp.sections()) sections.AddRow(CountsRow(s));
-    sections.Print(std::cout, false);
-  }
-  if (resp.namespaces_size() > 0) {
-    std::cout << "\n";
-    kspm::common::Table namespaces(
-        {"NAMESPACE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
-    for (const auto& s : resp.namespaces()) namespaces.AddRow(CountsRow(s));
-    namespaces.Print(std::cout, false);
+    kspm::common::Table more({title, "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
+    for (const auto& s : *scores) more.AddRow(CountsRow(s));
+    more.Print(std::cout, false);
   }
   if (!resp.failed_by_severity().empty()) {
     std::cout << "\nFailed by severity:";

@@ -179,6 +179,10 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
   // plane without an agent is a coverage gap that `kspmctl nodes` shows, not "not applicable".
   const auto self_hosted = SelfHostedControlPlane(*snapshot);
+  // The objects are done with: free them before the commit (a large cluster's snapshot is as big
+  // as its results), keeping only what the answer reports.
+  const std::vector<std::string> warnings = snapshot->errors();
+  *snapshot = k8s::Snapshot();
   auto nodes = store_.Nodes(settings_.cluster, finished);
   if (self_hosted) {
     spdlog::debug(
@@ -210,7 +214,7 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   out.set_results(static_cast<uint32_t>(report.results_size()));
   for (const auto& r : report.results()) common::AddStatusCount(*out.mutable_counts(), r.status());
   out.set_accepted(static_cast<uint32_t>(stats.accepted));
-  for (const auto& e : snapshot->errors()) out.add_warnings(e);
+  for (const auto& e : warnings) out.add_warnings(e);
   return out;
 }
 
