@@ -386,7 +386,7 @@ int ScanCluster(const Options& o) {
   Check(stub->ScanCluster(&ctx, req, &resp), o);
   const auto started = kspm::common::FromProto(resp.started_at());
   const auto finished = kspm::common::FromProto(resp.finished_at());
-  const double seconds = std::chrono::duration<double>(finished - started).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(finished - started);
   const auto& c = resp.counts();
   if (o.format == "json") {
     std::cout << nlohmann::json{{"cluster", resp.cluster()},
@@ -404,7 +404,7 @@ int ScanCluster(const Options& o) {
     return 0;
   }
   std::cout << "cluster " << resp.cluster() << " scanned (" << resp.source() << ") in "
-            << Pct(seconds) << " s: " << resp.objects() << " objects, " << resp.results()
+            << ms.count() << " ms: " << resp.objects() << " objects, " << resp.results()
             << " results committed as scan " << resp.scan_id() << "\n"
             << c.pass() << " pass, " << c.fail() << " fail, " << c.warn() << " warn, " << c.manual()
             << " manual, " << c.not_applicable() << " not applicable, " << c.error() << " error ("
