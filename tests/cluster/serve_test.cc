@@ -16,6 +16,7 @@
 #include "fixtures/host_builder.h"
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/certs.h"
 #include "nlohmann/json.hpp"
 
 extern char** environ;
@@ -224,6 +225,46 @@ TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
   const auto other = kspm::testing::RunCommand(Kspmctl(port, "--cluster prod scan-cluster"), true);
   EXPECT_EQ(other.exit_code, 1);
   EXPECT_NE(other.out.find("scans cluster 'lab', not 'prod'"), std::string::npos) << other.out;
+  EXPECT_EQ(collector.Stop(), 0);
+}
+
+TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
+  SmallSnapshot snap;
+  kspm::testing::TempDir certs;
+  ASSERT_TRUE(common::InitCertificateDirectory(certs.path(), {"worker-1"}, {"localhost"},
+                                               {"127.0.0.1"}, false)
+                  .ok());
+  {
+    // worker-1 has reported to this collector before.
+    auto store = collector::store::OpenSqliteStore(snap.db());
+    ASSERT_TRUE(store.ok());
+    v1::NodeReport report;
+    report.set_scan_id("worker-1-scan");
+    report.mutable_node()->set_node_name("worker-1");
+    report.mutable_node()->set_cluster("lab");
+    report.set_full(true);
+    ASSERT_TRUE((*store)->CommitReport(report, common::Clock::now()).ok());
+  }
+  const std::string ca = certs.path() + "/ca.crt";
+  Collector collector(
+      {"--log-level", "warn", "serve", "--listen", "127.0.0.1:0", "--db", snap.db(), "--port-file",
+       snap.port_file(), "--tls-ca", ca, "--tls-cert", certs.path() + "/collector.crt", "--tls-key",
+       certs.path() + "/collector.key", "--cluster-name", "lab", "--cluster-snapshot", snap.dir()});
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(snap.port_file()).empty(); }));
+  std::string port = Slurp(snap.port_file());
+  port.erase(port.find_last_not_of("\n") + 1);
+  auto kspmctl = [&](const std::string& who) {
+    return kspm::testing::RunCommand(
+        std::string(KSPM_BIN_DIR) + "/kspmctl --collector 127.0.0.1:" + port + " --tls-ca " + ca +
+            " --tls-cert " + who + ".crt --tls-key " + who + ".key scan-cluster",
+        true);
+  };
+  const auto node = kspmctl(certs.path() + "/nodes/worker-1");
+  EXPECT_EQ(node.exit_code, 1);
+  EXPECT_NE(node.out.find("certificate 'worker-1' is a node's"), std::string::npos) << node.out;
+  const auto ctl = kspmctl(certs.path() + "/kspmctl");
+  EXPECT_EQ(ctl.exit_code, 0) << ctl.out;
+  EXPECT_NE(ctl.out.find("cluster lab scanned"), std::string::npos) << ctl.out;
   EXPECT_EQ(collector.Stop(), 0);
 }
 

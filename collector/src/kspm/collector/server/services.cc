@@ -258,6 +258,27 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
     return reactor;
   }
   const std::string cn = PeerCommonName(*context);
+  // A node's agent never needs a cluster scan, and a stolen node certificate must not be able to
+  // drive the collector's API reads: certificates named after a reporting node are refused.
+  if (!cn.empty()) {
+    auto nodes = store_.Nodes("", common::Clock::now());
+    if (!nodes.ok()) {
+      reactor->Finish(ToGrpc(nodes.status()));
+      return reactor;
+    }
+    for (const auto& n : *nodes) {
+      if (n.identity().node_name() == cn) {
+        spdlog::warn("refused a cluster scan requested with the certificate of node {} ({})", cn,
+                     context->peer());
+        reactor->Finish(
+            grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                         "certificate '" + cn +
+                             "' is a node's; cluster scans are asked for with kspmctl's "
+                             "certificate (or any other that is not a reporting node's)"));
+        return reactor;
+      }
+    }
+  }
   spdlog::info("cluster scan of {} requested by {} ({})", trigger->cluster(),
                cn.empty() ? "an unauthenticated client" : cn, context->peer());
   // The reactor and the response live until Finish, which `done` calls once.
