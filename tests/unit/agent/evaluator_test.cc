@@ -174,6 +174,42 @@ processes:
      "kube-proxy.metrics-bind-address", v1::STATUS_FAIL, "every interface",
      v1::SOURCE_KIND_CONFIG_FILE},
 
+    // kubeadm runs kube-proxy in a pod: --config names a file of its ConfigMap volume, which
+    // exists only in the pod's mount namespace (relative symlinks, as the kubelet lays them out).
+    {"KubeProxyConfigIsReadInsideItsContainer", R"(
+entries:
+  - {path: /proc/900/root/var/lib/kube-proxy/..2026_11_27_02_00_00.1/config.conf, content: "metricsBindAddress: 0.0.0.0:10249"}
+  - {path: /proc/900/root/var/lib/kube-proxy/..data, type: symlink, target: ..2026_11_27_02_00_00.1}
+  - {path: /proc/900/root/var/lib/kube-proxy/config.conf, type: symlink, target: ..data/config.conf}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [/usr/local/bin/kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_FAIL, "every interface",
+     v1::SOURCE_KIND_CONFIG_FILE},
+
+    // An absolute symlink inside the container resolves against the container's root, not the
+    // host's: the host's file of the same name (mode 0600) is not the one kube-proxy reads.
+    {"KubeProxyKubeconfigLinkResolvesInsideTheContainer", R"(
+entries:
+  - {path: /proc/900/root/var/lib/kube-proxy/config.conf, content: "clientConnection: {kubeconfig: /var/lib/kube-proxy/kubeconfig.conf}"}
+  - {path: /proc/900/root/srv/data/kubeconfig.conf, mode: "0644", content: "kind: Config"}
+  - {path: /proc/900/root/var/lib/kube-proxy/kubeconfig.conf, type: symlink, target: /srv/data/kubeconfig.conf}
+  - {path: /srv/data/kubeconfig.conf, mode: "0600", content: "kind: Config"}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [/usr/local/bin/kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.kubeconfig.mode", v1::STATUS_WARN, "", v1::SOURCE_KIND_FILE_METADATA},
+
+    // Missing on the host and where the process would see it: an error naming the file.
+    {"KubeProxyConfigMissingEverywhereIsAnError", R"(
+entries:
+  - {path: /proc/900/root/var/lib/kube-proxy/other.conf, content: "metricsBindAddress: 127.0.0.1:10249"}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [/usr/local/bin/kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_ERROR,
+     "/var/lib/kube-proxy/config.conf (--config of pid 900 (kube-proxy)) does not exist"},
+
     {"KubeProxyDefaultMetricsAddressIsLoopback", R"(
 processes:
   - {pid: 900, comm: kube-proxy, argv: [kube-proxy]}

@@ -31,13 +31,36 @@ std::optional<size_t> MatchProcess(const std::vector<std::string>& argv,
   return pattern.size();
 }
 
+// A file named by a component's running process, as the agent reads it. The host path, when the
+// file is there; otherwise the same path as the process sees it, under /proc/<pid>/root, when it
+// exists there: the process runs in a mount namespace of its own (kube-proxy in a kubeadm
+// DaemonSet pod, whose --config names a file of its ConfigMap volume). A process that shares the
+// host's view sees the same missing file, so nothing else is ever picked up. Static pods mount
+// their files from the host, so their paths stay host paths (and drift watching keeps matching
+// them).
+ResolvedFile InProcessView(const host::HostView& host, const Component& c, ResolvedFile file) {
+  if (c.pid <= 0 || file.path.empty() || file.path[0] != '/' || file.path.starts_with("/proc/")) {
+    return file;
+  }
+  if (host.Stat(file.path).status().code() != absl::StatusCode::kNotFound) return file;
+  const std::string inside = "/proc/" + std::to_string(c.pid) + "/root" + file.path;
+  if (!host.Stat(inside).ok()) return file;
+  file.how += ", as pid " + std::to_string(c.pid) +
+              " sees it in its own mount namespace (not on "
+              "the host)";
+  file.path = inside;
+  return file;
+}
+
 void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
   ResolvedFile file;
   const bool live_flags = c.present && !c.config_exclusive;
   if (!spec.flag.empty() && live_flags && c.flags.Has(spec.flag)) {
-    file = {*c.flags.Value(spec.flag), "--" + spec.flag + " of " + c.flags_source, true};
+    file = InProcessView(
+        host, c, {*c.flags.Value(spec.flag), "--" + spec.flag + " of " + c.flags_source, true});
   } else if (!spec.env.empty() && c.env.contains(spec.env)) {
-    file = {c.env.at(spec.env), spec.env + " in the environment of " + c.flags_source, true};
+    file = InProcessView(
+        host, c, {c.env.at(spec.env), spec.env + " in the environment of " + c.flags_source, true});
   } else if (!spec.default_path.empty() && host.Stat(spec.default_path).ok()) {
     file = {spec.default_path, "default config file of " + c.name, false};
   } else if (c.pid == 0 || c.cmdline_truncated) {
@@ -102,17 +125,22 @@ void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec,
     if (role == "config") continue;
     ResolvedFile file;
     if (!file_spec.flag.empty() && !c.config_exclusive && c.flags.Has(file_spec.flag)) {
-      file = {*c.flags.Value(file_spec.flag), "--" + file_spec.flag + " of " + c.flags_source,
-              true};
+      file = InProcessView(
+          host, c,
+          {*c.flags.Value(file_spec.flag), "--" + file_spec.flag + " of " + c.flags_source, true});
     }
     if (file.path.empty() && !file_spec.key.empty()) {
       for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
         if (auto v = LookupKey(it->root, file_spec.key);
             v && v->IsScalar() && !v->Scalar().empty()) {
           std::string path = v->Scalar();
-          // Relative paths in a kubelet or kube-proxy config are relative to the file's folder.
-          if (path[0] != '/') path = Dirname(it->path) + "/" + path;
+          // Relative paths in a kubelet or kube-proxy config are relative to the file's folder
+          // (which is under /proc/<pid>/root when the config was read there).
+          const bool relative = path[0] != '/';
+          if (relative) path = Dirname(it->path) + "/" + path;
           file = {path, file_spec.key + " in " + it->path, true};
+          // An absolute path in a config read from a container is a path in that container.
+          if (!relative && it->path.starts_with("/proc/")) file = InProcessView(host, c, file);
           break;
         }
       }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -87,14 +88,14 @@ class FsHostView final : public HostView {
   absl::StatusOr<std::string> ReadFile(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
-    return Slurp(JoinUnderRoot(root_, resolved->first), path);
+    return Slurp(Real(resolved->first), path);
   }
 
   absl::StatusOr<FileInfo> Stat(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
     struct stat st {};
-    if (::stat(JoinUnderRoot(root_, resolved->first).c_str(), &st) != 0) {
+    if (::stat(Real(resolved->first).c_str(), &st) != 0) {
       return ErrnoStatus(errno, "cannot stat", path);
     }
     FileInfo info;
@@ -114,7 +115,7 @@ class FsHostView final : public HostView {
   absl::StatusOr<std::vector<std::string>> ListDir(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
-    return ListReal(JoinUnderRoot(root_, resolved->first), path);
+    return ListReal(Real(resolved->first), path);
   }
 
   absl::StatusOr<std::vector<ProcessInfo>> ListProcesses() const override {
@@ -158,6 +159,28 @@ class FsHostView final : public HostView {
   const std::string& root() const override { return root_; }
 
  private:
+  // `/proc/<pid>/root` at the start of a host path: the pid, and how many components it spans.
+  static std::optional<std::string> ProcessRootPid(const std::vector<std::string>& parts) {
+    if (parts.size() < 3 || parts[0] != "proc" || parts[2] != "root" || parts[1].empty() ||
+        !std::all_of(parts[1].begin(), parts[1].end(), ::isdigit)) {
+      return std::nullopt;
+    }
+    return parts[1];
+  }
+
+  // Where a resolved host path is on the agent's file system: below the host root, or below the
+  // proc root for `/proc/<pid>/root/...` (with --proc-root the two differ).
+  std::string Real(const std::string& host_path) const {
+    std::vector<std::string> parts;
+    for (std::string_view p : common::Split(host_path, '/', true)) parts.emplace_back(p);
+    if (auto pid = ProcessRootPid(parts)) {
+      std::string rest;
+      for (size_t i = 3; i < parts.size(); ++i) rest += "/" + parts[i];
+      return JoinUnderRoot(proc_root_ + "/" + *pid + "/root", rest.empty() ? "/" : rest);
+    }
+    return JoinUnderRoot(root_, host_path);
+  }
+
   // Resolves every symlink on the way to `path`, treating absolute targets as relative to the
   // host root. Returns the resolved host path and whether any symlink was followed.
   absl::StatusOr<std::pair<std::string, bool>> Resolve(std::string_view path) const {
@@ -165,8 +188,15 @@ class FsHostView final : public HostView {
     for (std::string_view part : common::Split(path, '/', true)) {
       pending.emplace_back(part);
     }
+    // Under /proc/<pid>/root the process's root is the floor: `..` and absolute symlink targets
+    // stay inside it, as they do for the process itself.
+    std::vector<std::string> floor;
+    if (auto pid = ProcessRootPid(pending)) {
+      floor = {"proc", *pid, "root"};
+      pending.erase(pending.begin(), pending.begin() + 3);
+    }
     std::reverse(pending.begin(), pending.end());
-    std::vector<std::string> done;
+    std::vector<std::string> done = floor;
     bool followed = false;
     int links = 0;
     while (!pending.empty()) {
@@ -174,13 +204,13 @@ class FsHostView final : public HostView {
       pending.pop_back();
       if (part == ".") continue;
       if (part == "..") {
-        if (!done.empty()) done.pop_back();
+        if (done.size() > floor.size()) done.pop_back();
         continue;
       }
       done.push_back(part);
       std::string host_path;
       for (const auto& d : done) host_path += "/" + d;
-      const std::string real = JoinUnderRoot(root_, host_path);
+      const std::string real = Real(host_path);
       struct stat st {};
       if (::lstat(real.c_str(), &st) != 0) {
         if (errno == ENOENT && !pending.empty()) return ErrnoStatus(errno, "cannot stat", path);
@@ -196,7 +226,7 @@ class FsHostView final : public HostView {
       const std::string target(buf, static_cast<size_t>(n));
       followed = true;
       done.pop_back();
-      if (!target.empty() && target[0] == '/') done.clear();
+      if (!target.empty() && target[0] == '/') done = floor;
       std::vector<std::string> target_parts;
       for (std::string_view p : common::Split(target, '/', true)) {
         target_parts.emplace_back(p);

@@ -45,7 +45,9 @@ struct ProcessInfo {
 
 // The seam between checks and the machine they check. The agent reads a live host (`/`, or the
 // host's root mounted at `/host` in a DaemonSet) or a fixture root through the same interface.
-// Every path argument is a host path (absolute, as the host sees it).
+// Every path argument is a host path (absolute, as the host sees it). A host path under
+// `/proc/<pid>/root/` names a file as that process sees it in its own mount namespace: it is read
+// through the proc root, and its symlinks resolve inside the process's root, not the host's.
 // Implementations are safe to call from several threads.
 class HostView {
  public:
