@@ -5,6 +5,7 @@
 // 3 --fail-on matched a failing finding.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <iomanip>
@@ -154,8 +155,13 @@ int Summary(const Options& o) {
               << "\n";
     return 0;
   }
-  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100 over "
-            << resp.node_count() << " node" << (resp.node_count() == 1 ? "" : "s");
+  // The collector stores cluster results as the reserved pseudo-node `cluster`: not a machine.
+  const bool cluster = std::any_of(resp.nodes().begin(), resp.nodes().end(),
+                                   [](const kspm::v1::Score& n) { return n.scope() == "cluster"; });
+  const uint32_t machines = resp.node_count() - (cluster ? 1 : 0);
+  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100 over " << machines
+            << " node" << (machines == 1 ? "" : "s")
+            << (cluster ? " and the cluster's objects" : "");
   if (resp.stale_node_count() > 0) {
     std::cout << " (" << resp.stale_node_count() << " stale: no report for 3 intervals)";
   }
