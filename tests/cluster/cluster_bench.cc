@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/scan.h"
@@ -289,8 +291,9 @@ int main(int argc, char** argv) {
   std::printf("  write the snapshot   %7.3f s   (child process, not measured below)\n",
               Seconds(t0, t1));
   std::printf("  read + parse + prune %7.3f s\n", Seconds(t1, t2));
-  std::printf("  evaluate all checks  %7.3f s   (%zu results, %zu failing; target < 1 s)\n",
-              Seconds(t2, t3), results, fail);
+  std::printf(
+      "  evaluate all checks  %7.3f s   (%zu results, %zu failing, %u threads; target < 1 s)\n",
+      Seconds(t2, t3), results, fail, std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   std::printf("  report + %zu namespace scores %7.3f s   (%d results in the store report)\n",
               scores.size(), Seconds(t3, t4), report.results_size());
   std::printf("  load + evaluate      %7.3f s\n", Seconds(t1, t3));

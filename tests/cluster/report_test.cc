@@ -7,6 +7,8 @@
 
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
+#include "kspm/collector/cluster/workloads.h"
+#include "kspm/collector/k8s/snapshot_dir.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/render.h"
 
@@ -177,6 +179,45 @@ TEST(Report, NamespaceScoresUseTheReadmeFormula) {
   ASSERT_GT(total, 0);
   EXPECT_DOUBLE_EQ(by["shop"].score, 100.0 * pass / total);
   EXPECT_LT(by["shop"].score, by["ops"].score);  // shop runs a privileged container
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// Checks run on several threads; the results and their order must not depend on how many.
+TEST(Report, ResultsAreTheSameOnOneThreadAndOnSeveral) {
+  k8s::Snapshot demo;
+  ASSERT_TRUE(k8s::LoadSnapshotDir(SourceDir() + "/tests/fixtures/cluster/demo", demo).ok());
+  collector::cluster::CompactOwnedObjects(demo);
+  auto exceptions = collector::cluster::ExceptionSet::Load(
+      SourceDir() + "/tests/fixtures/cluster/demo-exceptions.yaml");
+  ASSERT_TRUE(exceptions.ok()) << exceptions.status().message();
+  const k8s::Snapshot kubeadm = KubeadmSnapshot();
+  for (const k8s::Snapshot* snapshot : std::vector<const k8s::Snapshot*>{&demo, &kubeadm}) {
+    for (bool include_system : {false, true}) {
+      collector::cluster::ScanOptions options;
+      options.policy.include_system = include_system;
+      options.exceptions = &*exceptions;
+      options.threads = 1;
+      const auto one = collector::cluster::EvaluateCluster(*snapshot, options);
+      options.threads = 3;
+      const auto three = collector::cluster::EvaluateCluster(*snapshot, options);
+      ASSERT_GT(one.results.size(), 40u);
+      ASSERT_EQ(one.results.size(), three.results.size());
+      for (size_t i = 0; i < one.results.size(); ++i) {
+        ASSERT_EQ(one.results[i].SerializeAsString(), three.results[i].SerializeAsString())
+            << "result " << i << ": " << one.results[i].check_id() << " vs "
+            << three.results[i].check_id();
+      }
+      EXPECT_EQ(one.stats.accepted, three.stats.accepted);
+      if (snapshot == &demo && !include_system) {
+        EXPECT_EQ(one.stats.accepted, 7u);
+      }
+    }
+  }
 }
 
 }  // namespace

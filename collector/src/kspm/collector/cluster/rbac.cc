@@ -208,6 +208,9 @@ Rbac::Rbac(const k8s::Snapshot& snapshot, const SystemPolicy& policy) {
     }
     for (const auto& key : keys) by_service_account_[key].push_back(&b);
   }
+  // Every role expanded now, so that RulesOf only reads afterwards: checks run on several
+  // threads over one Rbac.
+  for (const auto& role : roles_) RulesOf(role);
 }
 
 const std::vector<RuleRef>& Rbac::RulesOf(const Role& role) const {

@@ -78,6 +78,7 @@ struct GrantMatch {
 bool RuleGrants(const PolicyRule& rule, std::string_view group, std::string_view resource,
                 std::string_view verb);
 
+// The RBAC objects of a snapshot, joined. Immutable once built: safe to share between threads.
 class Rbac {
  public:
   Rbac(const k8s::Snapshot& snapshot, const SystemPolicy& policy);
@@ -88,7 +89,8 @@ class Rbac {
   const std::vector<Binding>& bindings() const { return bindings_; }
   bool empty() const { return roles_.empty() && bindings_.empty(); }
 
-  // The rules a role grants, aggregation expanded (recursively, once per role).
+  // The rules a role grants, aggregation expanded (recursively, once per role). Every role is
+  // expanded by the constructor, so concurrent calls only read.
   const std::vector<RuleRef>& RulesOf(const Role& role) const;
 
   // The first rule of `binding`'s role that grants any (group, resource, verb) of `spec`, or

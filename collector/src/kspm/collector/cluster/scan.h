@@ -21,6 +21,9 @@ struct ScanOptions {
   // Only these benchmarks (empty: all).
   std::set<std::string> benchmarks;
   common::Clock::time_point now = common::Clock::now();
+  // Checks run on this many threads; 0: one per core, at most 4. The results are the same, in
+  // the same order, whatever the number.
+  unsigned threads = 0;
 };
 
 struct ScanStats {
