@@ -154,6 +154,24 @@ TEST_P(CatalogItem, PassesFailsDoesNotApplyAndErrs) {
            "nothing to audit");
     return;
   }
+  if (c.encryption) {
+    const std::string path = "/etc/kspm-test/encryption.yaml";
+    const std::string procs =
+        "processes:\n" +
+        ProcessLine(comp, {"--" + comp.files.at(c.encryption->role).flag + "=" + path});
+    auto config = [&](const std::string& first) {
+      return "entries:\n  - path: " + path +
+             "\n    content: |\n      kind: EncryptionConfiguration\n      resources:\n"
+             "        - resources: [secrets]\n          providers:\n            - " +
+             first + "\n            - identity: {}\n" + procs;
+    };
+    Expect(Run(config("aescbc: {keys: [{name: k1, secret: c2VjcmV0}]}")), v1::STATUS_PASS,
+           "aescbc first");
+    Expect(Run(config("identity: {}")), fail, "identity first");
+    Expect(Run(procs), v1::STATUS_ERROR, "named file missing");
+    Expect(Run("processes:\n" + ProcessLine(comp, {})), fail, "no encryption config");
+    return;
+  }
   ASSERT_TRUE(c.file.has_value()) << c.id;
   if (c.expect.op == Op::kOwner && ::geteuid() != 0) GTEST_SKIP() << "owners need root";
   // The file: named through its role's flag, or a literal path, or one file under the walk.

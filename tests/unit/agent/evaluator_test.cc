@@ -210,6 +210,65 @@ processes:
      "kube-proxy.metrics-bind-address", v1::STATUS_ERROR,
      "/var/lib/kube-proxy/config.conf (--config of pid 900 (kube-proxy)) does not exist"},
 
+    // kube-bench blind spot 13 reads only the line after the first `providers:`. The API server
+    // uses the first entry that lists a resource: here events come first with identity, and
+    // Secrets are still encrypted by the later entry.
+    {"EncryptionJudgesTheEntryThatCoversSecrets", R"(
+entries:
+  - path: /etc/kubernetes/enc/enc.yaml
+    content: |
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: EncryptionConfiguration
+      resources:
+        - resources: [events]
+          providers: [{identity: {}}]
+        - resources: [secrets, configmaps]
+          providers:
+            - kms: {apiVersion: v2, name: vault, endpoint: unix:///var/run/kms.sock}
+            - identity: {}
+processes:
+  - {pid: 1200, comm: kube-apiserver, argv: [kube-apiserver, --encryption-provider-config=/etc/kubernetes/enc/enc.yaml]}
+)",
+     "apiserver.encryption-providers", v1::STATUS_PASS, "written with kms",
+     v1::SOURCE_KIND_CONFIG_FILE},
+
+    // A wildcard entry before the secrets entry decides for Secrets: identity there wins.
+    {"EncryptionWildcardFirstWithIdentityFails", R"(
+entries:
+  - path: /etc/kubernetes/enc/enc.yaml
+    content: |
+      kind: EncryptionConfiguration
+      resources:
+        - resources: ["*.*"]
+          providers: [{identity: {}}, {aescbc: {keys: [{name: k, secret: c2VjcmV0}]}}]
+        - resources: [secrets]
+          providers: [{aescbc: {keys: [{name: k, secret: c2VjcmV0}]}}]
+processes:
+  - {pid: 1200, comm: kube-apiserver, argv: [kube-apiserver, --encryption-provider-config=/etc/kubernetes/enc/enc.yaml]}
+)",
+     "apiserver.encryption-providers", v1::STATUS_WARN, "is identity", v1::SOURCE_KIND_CONFIG_FILE},
+
+    {"EncryptionWithoutSecretsListedFails", R"(
+entries:
+  - path: /etc/kubernetes/enc/enc.yaml
+    content: |
+      kind: EncryptionConfiguration
+      resources:
+        - resources: [configmaps]
+          providers: [{secretbox: {keys: [{name: k, secret: c2VjcmV0}]}}]
+processes:
+  - {pid: 1200, comm: kube-apiserver, argv: [kube-apiserver, --encryption-provider-config=/etc/kubernetes/enc/enc.yaml]}
+)",
+     "apiserver.encryption-providers", v1::STATUS_WARN, "lists secrets"},
+
+    {"EncryptionConfigThatDoesNotParseIsAnError", R"(
+entries:
+  - {path: /etc/kubernetes/enc/enc.yaml, content: "resources: [ {"}
+processes:
+  - {pid: 1200, comm: kube-apiserver, argv: [kube-apiserver, --encryption-provider-config=/etc/kubernetes/enc/enc.yaml]}
+)",
+     "apiserver.encryption-providers", v1::STATUS_ERROR, "/etc/kubernetes/enc/enc.yaml"},
+
     {"KubeProxyDefaultMetricsAddressIsLoopback", R"(
 processes:
   - {pid: 900, comm: kube-proxy, argv: [kube-proxy]}

@@ -147,6 +147,11 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
     }
     c.only_if = Precondition{ParseSetting(o["setting"]), ParseExpect(o["expect"])};
   }
+  if (const YAML::Node e = node["encryption"]) {
+    c.encryption = EncryptionSpec{Scalar(e, "role")};
+    if (c.encryption->role.empty()) throw CatalogError(e, "'encryption' needs a role");
+    return c;  // the expectation is implied: a real cipher writes Secrets
+  }
   if (const YAML::Node a = node["audit"]) {
     c.audit = AuditSpec{Scalar(a, "path"), Scalar(a, "role")};
     if (c.audit->path.empty() == c.audit->role.empty()) {

@@ -78,6 +78,12 @@ struct AuditSpec {
   std::string role;  // or a file role of the check's component (docker.service)
 };
 
+// The API server's EncryptionConfiguration (CIS 1.2.28), named by a file role of the component:
+// the provider that writes Secrets must be a real cipher. The expectation is implied.
+struct EncryptionSpec {
+  std::string role;  // encryption-config (--encryption-provider-config)
+};
+
 // A condition that must hold for a check to apply at all; otherwise NOT_APPLICABLE.
 struct Precondition {
   SettingSpec setting;
@@ -96,6 +102,7 @@ struct Check {
   std::optional<FileSpec> file;
   std::optional<Precondition> only_if;
   std::optional<AuditSpec> audit;
+  std::optional<EncryptionSpec> encryption;
   Expectation expect;
   std::string manual;  // non-empty: no program can judge this; what a person must look at
   std::string remediation;
