@@ -5,6 +5,11 @@
 #include <set>
 
 namespace kspm::agent::checks {
+
+// The generated sources (agent/embed_catalog.cmake, agent/tools/catalog_to_cpp.cc).
+extern const std::vector<std::pair<std::string_view, std::string_view>>& BuiltinCatalogFiles();
+extern const std::vector<std::pair<std::string_view, YAML::Node (*)()>>& BuiltinCatalogTrees();
+
 namespace {
 
 TEST(Catalog, BuiltinLoadsAndIsConsistent) {
@@ -35,6 +40,50 @@ TEST(Catalog, BuiltinLoadsAndIsConsistent) {
   }
   EXPECT_EQ(k8s.size(), 97u);  // 60 + 7 + 5 + 25
   EXPECT_TRUE(items["cis-docker-1.6"].contains("3.15"));
+}
+
+// A node's content without its style (flow or block) or anchors: what the loader reads.
+std::string Canonical(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + n.Scalar() + "'";
+    case YAML::NodeType::Sequence: {
+      std::string out = "[";
+      for (const auto& c : n) out += Canonical(c) + ",";
+      return out + "]";
+    }
+    case YAML::NodeType::Map: {
+      std::string out = "{";
+      for (const auto& kv : n) out += Canonical(kv.first) + ":" + Canonical(kv.second) + ",";
+      return out + "}";
+    }
+    default:
+      return "~";
+  }
+}
+
+// The built-in catalogue is compiled into code that builds its YAML trees (no parsing at start);
+// each tree must be exactly what parsing the file gives.
+TEST(Catalog, CompiledTreesEqualTheParsedFiles) {
+  const auto& files = BuiltinCatalogFiles();
+  const auto& trees = BuiltinCatalogTrees();
+  ASSERT_EQ(files.size(), trees.size());
+  ASSERT_GE(files.size(), 4u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    EXPECT_EQ(files[i].first, trees[i].first);
+    EXPECT_EQ(Canonical(YAML::Load(std::string(files[i].second))), Canonical(trees[i].second()))
+        << files[i].first;
+  }
+  // And the catalogue built from the parsed text has the same checks, in the same order.
+  Catalog from_text;
+  for (const auto& [name, text] : files) ASSERT_TRUE(from_text.AddYaml(text, name).ok()) << name;
+  auto builtin = Catalog::Builtin();
+  ASSERT_TRUE(builtin.ok());
+  ASSERT_EQ(from_text.checks().size(), builtin->checks().size());
+  for (size_t i = 0; i < builtin->checks().size(); ++i) {
+    EXPECT_EQ(from_text.checks()[i].id, builtin->checks()[i].id);
+    EXPECT_EQ(from_text.checks()[i].remediation, builtin->checks()[i].remediation);
+  }
 }
 
 TEST(Catalog, MalformedYamlNamesFileLineAndColumn) {

@@ -16,8 +16,9 @@
 
 namespace kspm::agent::checks {
 
-// Defined in the generated builtin_catalog.cc: every file of agent/catalog/.
-extern const std::vector<std::pair<std::string_view, std::string_view>>& BuiltinCatalogFiles();
+// Defined in the generated builtin_catalog_trees.cc: every file of agent/catalog/ as code that
+// builds its YAML tree (agent/tools/catalog_to_cpp.cc), so that start-up parses no YAML.
+extern const std::vector<std::pair<std::string_view, YAML::Node (*)()>>& BuiltinCatalogTrees();
 
 namespace {
 
@@ -272,8 +273,18 @@ std::string Expectation::Describe() const {
 }
 
 absl::Status Catalog::AddYaml(std::string_view text, std::string_view origin) {
+  YAML::Node root;
   try {
-    const YAML::Node root = YAML::Load(std::string(text));
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(std::string(origin) + ":" + std::to_string(e.mark.line + 1) +
+                                      ":" + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return AddTree(root, origin);
+}
+
+absl::Status Catalog::AddTree(const YAML::Node& root, std::string_view origin) {
+  try {
     if (!root.IsMap()) {
       return absl::InvalidArgumentError(
           std::string(origin) + ": a catalogue file is a map with 'components' and/or 'checks'");
@@ -314,8 +325,8 @@ absl::Status Catalog::AddYaml(std::string_view text, std::string_view origin) {
 
 absl::StatusOr<Catalog> Catalog::Builtin() {
   Catalog catalog;
-  for (const auto& [name, text] : BuiltinCatalogFiles()) {
-    if (auto s = catalog.AddYaml(text, "builtin:" + std::string(name)); !s.ok()) return s;
+  for (const auto& [name, tree] : BuiltinCatalogTrees()) {
+    if (auto s = catalog.AddTree(tree(), "builtin:" + std::string(name)); !s.ok()) return s;
   }
   return catalog;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "kspm/v1/results.pb.h"
+#include "yaml-cpp/yaml.h"
 
 namespace kspm::agent::checks {
 
@@ -161,6 +162,8 @@ class Catalog {
   // Parses catalogue YAML (one document with `components:` and/or `checks:`). `origin` names the
   // source in errors, which also carry the line and column.
   [[nodiscard]] absl::Status AddYaml(std::string_view text, std::string_view origin);
+  // The same for a document already parsed (the built-in catalogue is compiled into trees).
+  [[nodiscard]] absl::Status AddTree(const YAML::Node& root, std::string_view origin);
   // The catalogue built into the binary.
   [[nodiscard]] static absl::StatusOr<Catalog> Builtin();
   // Adds every *.yaml file of a directory (custom rules).
