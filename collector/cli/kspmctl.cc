@@ -43,6 +43,7 @@ struct Options {
   std::string fail_on;
   std::string since;
   std::string ns;
+  int limit = 0;
   int timeout_seconds = 10;
   int scan_wait_seconds = 300;
 };
@@ -203,6 +204,7 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
   req.set_benchmark(o.benchmark);
   req.set_id(o.id);
   req.set_namespace_(o.ns);
+  req.set_limit(static_cast<uint32_t>(o.limit));
   if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
   for (const auto& s : o.statuses) {
     auto parsed = kspm::common::ParseStatus(s);
@@ -514,6 +516,8 @@ void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--severity", o.severity, "Minimum severity (info, low, medium, high, critical)");
   cmd->add_option("--benchmark", o.benchmark, "Only this benchmark");
   cmd->add_option("--id", o.id, "Check id or benchmark item id (4.2.1, or a prefix such as 4.2)");
+  cmd->add_option("--limit", o.limit, "At most this many findings (0: all)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--namespace", o.ns,
                   "Only cluster results of this namespace ((cluster): cluster-scoped objects)");
   cmd->add_option("--fail-on", o.fail_on, "Exit 3 when a FAIL of this severity or higher exists");

@@ -208,6 +208,10 @@ TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
     EXPECT_EQ(f["resource"]["name"], "web");
     EXPECT_EQ(f["node"], "cluster");
   }
+  // --limit caps the list.
+  const auto one = kspm::testing::RunCommand(
+      Kspmctl(port, "findings --id pod.privileged --limit 1 --format json"));
+  EXPECT_EQ(nlohmann::json::parse(one.out)["findings"].size(), 1u) << one.out;
   // The table names the object.
   const auto table = kspm::testing::RunCommand(Kspmctl(port, "findings --id 5.2.2"));
   EXPECT_NE(table.out.find("RESOURCE"), std::string::npos) << table.out;

@@ -306,6 +306,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
   filter.benchmark = request->benchmark();
   filter.id = request->id();
   filter.ns = request->namespace_();
+  filter.limit = request->limit();
   if (request->has_since()) filter.since = common::FromProto(request->since());
   auto findings = store_.Findings(filter);
   if (findings.ok()) {
