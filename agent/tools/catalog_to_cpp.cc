@@ -127,5 +127,10 @@ int main(int argc, char** argv) {
   const std::string text = out.str();
   std::ofstream file(argv[1]);
   file << text;
-  return file ? 0 : 1;
+  file.close();
+  if (!file) {
+    std::cerr << argv[1] << ": cannot write\n";
+    return 1;
+  }
+  return 0;
 }

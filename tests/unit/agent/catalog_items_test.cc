@@ -170,6 +170,8 @@ TEST_P(CatalogItem, PassesFailsDoesNotApplyAndErrs) {
     Expect(Run(config("identity: {}")), fail, "identity first");
     Expect(Run(procs), v1::STATUS_ERROR, "named file missing");
     Expect(Run("processes:\n" + ProcessLine(comp, {})), fail, "no encryption config");
+    Expect(Run("processes:\n" + ProcessLine(comp, {}, true)), v1::STATUS_ERROR,
+           "truncated command line");
     return;
   }
   ASSERT_TRUE(c.file.has_value()) << c.id;

@@ -188,13 +188,15 @@ processes:
      v1::SOURCE_KIND_CONFIG_FILE},
 
     // An absolute symlink inside the container resolves against the container's root, not the
-    // host's: the host's file of the same name (mode 0600) is not the one kube-proxy reads.
+    // host's: the host's files of the same names (mode 0600, a stale kubeconfig and the link's
+    // target) are not the ones kube-proxy reads.
     {"KubeProxyKubeconfigLinkResolvesInsideTheContainer", R"(
 entries:
   - {path: /proc/900/root/var/lib/kube-proxy/config.conf, content: "clientConnection: {kubeconfig: /var/lib/kube-proxy/kubeconfig.conf}"}
   - {path: /proc/900/root/srv/data/kubeconfig.conf, mode: "0644", content: "kind: Config"}
   - {path: /proc/900/root/var/lib/kube-proxy/kubeconfig.conf, type: symlink, target: /srv/data/kubeconfig.conf}
   - {path: /srv/data/kubeconfig.conf, mode: "0600", content: "kind: Config"}
+  - {path: /var/lib/kube-proxy/kubeconfig.conf, mode: "0600", content: "kind: Config"}
 processes:
   - {pid: 900, comm: kube-proxy, argv: [/usr/local/bin/kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
 )",

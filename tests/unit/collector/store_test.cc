@@ -244,6 +244,9 @@ void WriteSchema4Database(const std::string& path, common::Clock::time_point now
   res->set_namespace_("shop");
   res->set_name("web");
   res->set_container("app");
+  // A cluster-wide verdict of the pseudo-node: no suffix, resource kind Cluster.
+  auto cluster_wide = Result("rbac.no-bindings", "5.1.1", v1::STATUS_PASS);
+  cluster_wide.mutable_resource()->set_kind("Cluster");
   const std::string ms = std::to_string(common::ToUnixMillis(now));
   auto hex = [](const std::string& bytes) {
     static const char* digits = "0123456789ABCDEF";
@@ -269,6 +272,11 @@ void WriteSchema4Database(const std::string& path, common::Clock::time_point now
       "'cis-kubernetes-1.12', '5.2.2', 3, 5, 0, " +
       hex(cluster_result.SerializeAsString()) + ", 's-c', " + ms + ", " + ms +
       ");"
+      "INSERT INTO results VALUES (2, 'rbac.no-bindings', 'cis-kubernetes-1.12', '5.1.1', 1, 4, "
+      "1, " +
+      hex(cluster_wide.SerializeAsString()) + ", 's-c', " + ms + ", " + ms +
+      ");"
+      "INSERT INTO result_counts VALUES (2, 'cis-kubernetes-1.12', 1, 4, 1, 1);"
       "INSERT INTO result_counts VALUES (1, 'cis-kubernetes-1.12', 2, 4, 1, 1);"
       "INSERT INTO result_counts VALUES (2, 'cis-kubernetes-1.12', 3, 5, 0, 1);"
       "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
@@ -303,8 +311,9 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   ASSERT_TRUE(summary.ok());
   EXPECT_EQ(summary->overall().counts().fail(), 1u);
   EXPECT_EQ(summary->overall().counts().warn(), 1u);
-  ASSERT_EQ(summary->namespaces_size(), 1);
-  EXPECT_EQ(summary->namespaces(0).scope(), "shop");
+  ASSERT_EQ(summary->namespaces_size(), 2);
+  EXPECT_EQ(summary->namespaces(0).scope(), "(cluster)");  // the cluster-wide verdict
+  EXPECT_EQ(summary->namespaces(1).scope(), "shop");
   std::set<std::string> sections;
   for (const auto& sc : summary->sections()) sections.insert(sc.scope());
   EXPECT_EQ(sections, (std::set<std::string>{"cis-kubernetes-1.12 4", "cis-kubernetes-1.12 5"}));
@@ -320,7 +329,7 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   v1::CheckResult again = (*found)[0].result();
   auto next = Report("s-c2", "cluster", {again});
   ASSERT_TRUE((*reopened)->CommitReport(next, now_).ok());
-  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);  // the full report dropped the other
   EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 2);
 }
 
@@ -380,6 +389,17 @@ TEST_F(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
       store_->CommitReport(Report("s3", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   check();
   EXPECT_EQ(store_->Summary("", now_)->overall().counts().pass(), 0u);
+  // One report that lists a result twice: one row, counted once (the later copy wins).
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s-twice", "a",
+                                        {Result("x", "1", v1::STATUS_PASS),
+                                         Result("x", "1", v1::STATUS_FAIL, v1::SEVERITY_LOW)}),
+                                 now_)
+                  .ok());
+  check();
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s3b", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
+  check();
   // A duplicate changes nothing.
   ASSERT_TRUE(
       store_->CommitReport(Report("s3", "a", {Result("x", "1", v1::STATUS_PASS)}), now_).ok());

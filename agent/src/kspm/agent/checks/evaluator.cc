@@ -422,6 +422,12 @@ bool CoversSecrets(const YAML::Node& names) {
 void EvaluateEncryption(const Check& check, const Component& c, const host::HostView& host,
                         v1::CheckResult& out) {
   const auto it = c.files.find(check.encryption->role);
+  if (it == c.files.end() && c.cmdline_truncated) {
+    out.set_status(v1::STATUS_ERROR);
+    out.set_reason("the command line of " + c.flags_source +
+                   " is cut short; --encryption-provider-config may be in the lost part");
+    return;
+  }
   if (it == c.files.end()) {
     *out.add_evidence() = MakeEvidence("--encryption-provider-config", "", false, c.flags_kind,
                                        "flag of " + c.flags_source, "", c.pid);

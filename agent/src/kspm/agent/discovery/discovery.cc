@@ -38,11 +38,16 @@ std::optional<size_t> MatchProcess(const std::vector<std::string>& argv,
 // host's view sees the same missing file, so nothing else is ever picked up. Static pods mount
 // their files from the host, so their paths stay host paths (and drift watching keeps matching
 // them).
-ResolvedFile InProcessView(const host::HostView& host, const Component& c, ResolvedFile file) {
+// With `inside_first` (a path named in a config file that was itself read in the process's mount
+// namespace) the process's view wins whenever the file exists there.
+ResolvedFile InProcessView(const host::HostView& host, const Component& c, ResolvedFile file,
+                           bool inside_first = false) {
   if (c.pid <= 0 || file.path.empty() || file.path[0] != '/' || file.path.starts_with("/proc/")) {
     return file;
   }
-  if (host.Stat(file.path).status().code() != absl::StatusCode::kNotFound) return file;
+  if (!inside_first && host.Stat(file.path).status().code() != absl::StatusCode::kNotFound) {
+    return file;
+  }
   const std::string inside = "/proc/" + std::to_string(c.pid) + "/root" + file.path;
   if (!host.Stat(inside).ok()) return file;
   file.how += ", as pid " + std::to_string(c.pid) +
@@ -139,8 +144,11 @@ void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec,
           const bool relative = path[0] != '/';
           if (relative) path = Dirname(it->path) + "/" + path;
           file = {path, file_spec.key + " in " + it->path, true};
-          // An absolute path in a config read from a container is a path in that container.
-          if (!relative && it->path.starts_with("/proc/")) file = InProcessView(host, c, file);
+          // An absolute path in a config read from a container is a path in that container (a
+          // stale file of the same name on the host is not the one the process reads).
+          if (!relative && it->path.starts_with("/proc/")) {
+            file = InProcessView(host, c, file, /*inside_first=*/true);
+          }
           break;
         }
       }

@@ -1,6 +1,8 @@
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <optional>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "kspm/agent/host/host_view.h"
@@ -59,6 +62,39 @@ absl::StatusOr<std::string> Slurp(const std::string& real, std::string_view show
   return out;
 }
 
+// Reads a whole open file.
+absl::StatusOr<std::string> SlurpFd(int fd, std::string_view shown) {
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "cannot read", shown);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// An owned file descriptor (-1: none), closed on destruction.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 // Parses /etc/passwd or /etc/group: name:x:id:...
 std::unordered_map<uint32_t, std::string> ParseIdFile(const std::string& text) {
   std::unordered_map<uint32_t, std::string> out;
@@ -88,6 +124,10 @@ class FsHostView final : public HostView {
   absl::StatusOr<std::string> ReadFile(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
+    if (auto fd = OpenInProcessRoot(path, O_RDONLY)) {
+      if (fd->get() < 0) return ErrnoStatus(errno, "cannot open", path);
+      return SlurpFd(fd->get(), path);
+    }
     return Slurp(Real(resolved->first), path);
   }
 
@@ -95,7 +135,11 @@ class FsHostView final : public HostView {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
     struct stat st {};
-    if (::stat(Real(resolved->first).c_str(), &st) != 0) {
+    if (auto fd = OpenInProcessRoot(path, O_PATH)) {
+      if (fd->get() < 0 || ::fstat(fd->get(), &st) != 0) {
+        return ErrnoStatus(errno, "cannot stat", path);
+      }
+    } else if (::stat(Real(resolved->first).c_str(), &st) != 0) {
       return ErrnoStatus(errno, "cannot stat", path);
     }
     FileInfo info;
@@ -159,6 +203,28 @@ class FsHostView final : public HostView {
   const std::string& root() const override { return root_; }
 
  private:
+  // For a path under /proc/<pid>/root: the file opened by the kernel with that root as the floor
+  // (openat2 RESOLVE_IN_ROOT, no magic links), so that a container swapping a directory for a
+  // symlink between our checks and the open cannot lead the agent out of it. The fd is -1 (and
+  // errno set) when the open failed; nothing at all when the path is a host path or the kernel
+  // lacks openat2 (before 5.6), where the resolution walked by Resolve stands.
+  std::optional<Fd> OpenInProcessRoot(std::string_view path, int flags) const {
+    std::vector<std::string> parts;
+    for (std::string_view p : common::Split(path, '/', true)) parts.emplace_back(p);
+    const auto pid = ProcessRootPid(parts);
+    if (!pid) return std::nullopt;
+    std::string rest = ".";
+    for (size_t i = 3; i < parts.size(); ++i) rest += "/" + parts[i];
+    Fd dir(::open((proc_root_ + "/" + *pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) return Fd(-1);
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    const long fd = ::syscall(SYS_openat2, dir.get(), rest.c_str(), &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS) return std::nullopt;
+    return Fd(static_cast<int>(fd));
+  }
+
   // `/proc/<pid>/root` at the start of a host path: the pid, and how many components it spans.
   static std::optional<std::string> ProcessRootPid(const std::vector<std::string>& parts) {
     if (parts.size() < 3 || parts[0] != "proc" || parts[2] != "root" || parts[1].empty() ||

@@ -128,12 +128,20 @@ void PeriodicClusterScan::RequestScan(Done done) {
 void PeriodicClusterScan::Loop(bool skip_first) {
   for (bool first = true;; first = false) {
     // The requests waiting now are answered by this scan; later ones by the next.
+    // Taken together under the lock: a request that arrives later sets triggered_ again and is
+    // answered by the next scan.
     std::vector<Done> waiting;
+    bool run = false;
     {
       std::lock_guard lock(mu_);
-      waiting.swap(pending_);
+      if (stopping_) return;  // Stop answers what is still pending
+      run = !(first && skip_first) || triggered_ || !pending_.empty();
+      if (run) {
+        waiting.swap(pending_);
+        triggered_ = false;
+      }
     }
-    if (!(first && skip_first) || !waiting.empty()) {
+    if (run) {
       auto outcome = RunOnce();
       if (!outcome.ok()) spdlog::error("{}", std::string(outcome.status().message()));
       for (auto& done : waiting) done(outcome);
@@ -141,8 +149,6 @@ void PeriodicClusterScan::Loop(bool skip_first) {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, settings_.interval,
                  [this] { return stopping_ || triggered_ || !pending_.empty(); });
-    if (stopping_) return;  // Stop answers what is still pending
-    triggered_ = false;
   }
 }
 

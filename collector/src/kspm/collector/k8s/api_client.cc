@@ -200,7 +200,10 @@ class CurlApiClient final : public ApiClient {
         // Could not connect, TLS failure or timeout: retried, since an API server restarting
         // behind a load balancer looks like this for a few seconds.
         last_error = std::string(r.status().message());
-        if (absl::IsInvalidArgument(r.status())) return r.status();  // TLS set-up: not transient
+        // TLS set-up and credential plugins: not transient.
+        if (absl::IsInvalidArgument(r.status()) || absl::IsUnauthenticated(r.status())) {
+          return r.status();
+        }
       } else if (r->code >= 200 && r->code < 300) {
         return r;
       } else if (r->code == 401 && conn_.exec && exec_credential_ && !refreshed) {
@@ -208,6 +211,7 @@ class CurlApiClient final : public ApiClient {
         refreshed = true;
         exec_credential_.reset();
         last_error = "401 Unauthorized with the exec plugin's credential";
+        --attempt;  // the retry with a fresh credential is not one of the transient retries
         continue;
       } else if (r->code == 401) {
         return absl::UnauthenticatedError(
@@ -268,9 +272,10 @@ class CurlApiClient final : public ApiClient {
       if (!exec_credential_ || (exec_credential_->expires &&
                                 now + std::chrono::minutes(1) >= *exec_credential_->expires)) {
         auto credential = RunExecPlugin(*conn_.exec, conn_, options_.exec_timeout);
-        // Not retried as a transient failure: the message says what the plugin did.
+        // No credentials: the whole fetch stops (as on a 401), rather than running a failing
+        // plugin again for every kind. The message says what the plugin did.
         if (!credential.ok()) {
-          return absl::InvalidArgumentError(std::string(credential.status().message()));
+          return absl::UnauthenticatedError(std::string(credential.status().message()));
         }
         exec_credential_ = *std::move(credential);
       }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "kspm/collector/k8s/api_client.h"
@@ -150,11 +151,26 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPlugin& plugin, const Con
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out_write.fd, STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err_write.fd, STDERR_FILENO);
+  // Its own process group, so that a timeout stops the plugin and whatever it started; no
+  // blocked signals (the collector blocks SIGTERM, SIGINT and SIGHUP for its signal thread) and
+  // default dispositions.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
   // posix_spawnp searches the collector's PATH for a bare name, as client-go does.
   const int rc =
-      ::posix_spawnp(&pid, plugin.command.c_str(), &actions, nullptr, argv.data(), envp.data());
+      ::posix_spawnp(&pid, plugin.command.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   out_write.Close();
   err_write.Close();
   if (rc != 0) {
@@ -163,23 +179,36 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPlugin& plugin, const Con
     return absl::FailedPreconditionError(msg);
   }
 
+  // Read both pipes until they close, and reap the plugin, all within the deadline. Once the
+  // plugin has exited, what its leftover children still hold open is given a moment, no more.
   std::string out, err;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool timed_out = false, too_big = false;
-  for (bool out_open = true, err_open = true; out_open || err_open;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
+  std::optional<std::chrono::steady_clock::time_point> exited_at;
+  bool timed_out = false, too_big = false, reaped = false;
+  int status = 0;
+  bool out_open = true, err_open = true;
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!reaped) {
+      const pid_t w = ::waitpid(pid, &status, WNOHANG);
+      if (w == pid) {
+        reaped = true;
+        exited_at = now;
+      }
+    }
+    if (!out_open && !err_open && reaped) break;
+    if (exited_at && now - *exited_at > std::chrono::milliseconds(200)) break;
+    if (now >= deadline) {
+      timed_out = !reaped;
       break;
     }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     pollfd fds[2] = {{out_open ? out_read.fd : -1, POLLIN, 0},
                      {err_open ? err_read.fd : -1, POLLIN, 0}};
-    const int n = ::poll(fds, 2, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long>(left.count(), 50)));
+    if (n < 0 && errno != EINTR) break;
     char buf[8192];
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 2 && n > 0; ++i) {
       if (fds[i].revents == 0) continue;
       const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got <= 0) {
@@ -192,9 +221,12 @@ absl::StatusOr<ExecCredential> RunExecPlugin(const ExecPlugin& plugin, const Con
     }
     if (too_big) break;
   }
-  if (timed_out || too_big) ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // The group: the plugin if it still runs, and what it left holding our pipes. (While any member
+  // lives, the kernel keeps the group id from being reused.)
+  if (!reaped || out_open || err_open) ::kill(-pid, SIGKILL);
+  if (!reaped) {
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   if (timed_out) {
     return absl::DeadlineExceededError(what + ": no answer within " +

@@ -62,8 +62,9 @@ class ClusterScanTrigger {
   virtual ~ClusterScanTrigger() = default;
   // The cluster name results are committed under.
   virtual const std::string& cluster() const = 0;
-  // Asks for a scan that starts after this call. `done` runs exactly once, on the scan thread,
-  // when that scan is committed or has failed, or with UNAVAILABLE when the scanner stops first.
+  // Asks for a scan that starts after this call. `done` runs exactly once: on the scan thread
+  // when that scan is committed or has failed, or with UNAVAILABLE when the scanner stops first
+  // (then in the caller, or in the thread that stops the scanner).
   virtual void RequestScan(Done done) = 0;
 };
 

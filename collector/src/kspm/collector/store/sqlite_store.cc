@@ -686,19 +686,28 @@ class SqliteStore final : public Store {
 
     // Changes to result_counts, applied once per bucket.
     std::map<CountBucket, int64_t> counts;
+    std::unordered_map<std::string, CountBucket> written;  // rows this report wrote
     std::string blob, object, ns, section;
     for (const auto& r : report.results()) {
       object = common::ResourceKey(r.resource());
       ns = common::ResourceScope(r);
       section = SectionOf(r.benchmark_id());
-      const auto it = current.find(r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object);
-      const int old_status = it == current.end() ? 0 : it->second.status;
-      if (it != current.end()) {
+      std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object;
+      const CountBucket bucket{r.benchmark(), section,      ns,
+                               r.status(),    r.severity(), r.scored() ? 1 : 0};
+      int old_status = 0;
+      if (const auto again = written.find(key); again != written.end()) {
+        // Listed twice in one report: the later copy replaces the earlier one, row and count.
+        counts[again->second]--;
+        old_status = std::get<3>(again->second);
+      } else if (const auto it = current.find(key); it != current.end()) {
         counts[{r.benchmark(), it->second.section, it->second.ns, it->second.status,
                 it->second.severity, it->second.scored}]--;
-        current.erase(it);  // a result listed twice in one report counts once
+        old_status = it->second.status;
+        current.erase(it);
       }
-      counts[{r.benchmark(), section, ns, r.status(), r.severity(), r.scored() ? 1 : 0}]++;
+      counts[bucket]++;
+      written[std::move(key)] = bucket;
 
       blob.clear();
       r.SerializeToString(&blob);
@@ -814,8 +823,9 @@ absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql
 }
 
 // After migration 5's SQL: rows that schema 4 stored as `check[object]` get their check id, object
-// and namespace from the stored result, whose check id loses the suffix too; then the counts are
-// rebuilt with their section and namespace.
+// and namespace from the stored result, whose check id loses the suffix too, and the pseudo-node
+// `cluster`'s other rows (cluster-wide verdicts) their namespace; then the counts are rebuilt
+// with their section and namespace.
 absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
   auto prepare = [&](const char* sql) -> absl::StatusOr<Stmt> {
     sqlite3_stmt* raw = nullptr;
@@ -826,7 +836,8 @@ absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
   };
   auto select = prepare(
       "SELECT node_id, check_id, benchmark, result FROM results WHERE object = '' AND "
-      "instr(check_id, '[') > 1 AND check_id LIKE '%]'");
+      "((instr(check_id, '[') > 1 AND check_id LIKE '%]') OR "
+      "node_id IN (SELECT id FROM nodes WHERE name = 'cluster'))");
   auto update = prepare(
       "UPDATE results SET check_id = ?1, object = ?2, namespace = ?3, result = ?4 WHERE "
       "node_id = ?5 AND check_id = ?6 AND benchmark = ?7 AND object = ''");
@@ -850,11 +861,13 @@ absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
     if (!r.ParseFromString(row.blob)) {
       return absl::DataLossError(path + ": stored result " + row.key + " does not parse");
     }
+    const bool suffixed = row.key.find('[') != std::string::npos;
     const std::string check_id = row.key.substr(0, row.key.find('['));
     r.set_check_id(check_id);
     std::string object = common::ResourceKey(r.resource());
-    if (object.empty())
+    if (object.empty() && suffixed) {
       object = row.key.substr(check_id.size() + 1, row.key.size() - check_id.size() - 2);
+    }
     const std::string ns = common::ResourceScope(r);
     const std::string blob = r.SerializeAsString();
     sqlite3_stmt* st = update->get();
