@@ -132,6 +132,8 @@ int main(int argc, char** argv) {
   scan->add_flag("-v,--verbose", scan_cluster.verbose, "Every result and its remediation");
   scan->add_option("--timeout", scan_cluster.timeout_seconds, "Seconds per API request")
       ->capture_default_str();
+  scan->add_option("--exit-code", scan_cluster.exit_code,
+                   "Exit with this code when a check FAILs that no exception accepted");
 
   CLI11_PARSE(app, argc, argv);
   if (scan->parsed()) {

@@ -138,6 +138,31 @@ spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}
   EXPECT_EQ(doc["totals"]["ACCEPTED"], 2);
 }
 
+// For CI: --exit-code N when an unaccepted FAIL is found; accepted findings do not fail a build.
+TEST(OfflineCli, ExitCodeOnlyForFailuresNoExceptionAccepted) {
+  kspm::testing::TempDir tmp;
+  const std::string snap = tmp.path() + "/snapshot";
+  ::mkdir(snap.c_str(), 0755);
+  std::ofstream(snap + "/app.yaml") << R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}}}
+)";
+  // hostNetwork fails NSA/CISA pod.host-namespaces (scored: FAIL), among others.
+  EXPECT_EQ(ScanCluster("--from " + snap + " --exit-code 7").exit_code, 7);
+  EXPECT_EQ(ScanCluster("--from " + snap).exit_code, 0);  // findings are data by default
+  // The stock kubeadm cluster has no FAIL.
+  EXPECT_EQ(ScanCluster("--from " + Fixture("kubeadm") + " --exit-code 7").exit_code, 0);
+  // Every failing check accepted (the Deployment's, and namespace shop without a NetworkPolicy):
+  // no failure left.
+  std::ofstream(tmp.path() + "/exceptions.yaml") << R"(exceptions:
+  - {name: sandbox, checks: ["*"], names: [web, shop], reason: sandbox cluster, expires: 2099-12-31}
+)";
+  const auto accepted = ScanCluster("--from " + snap + " --exit-code 7 --exceptions " + tmp.path() +
+                                    "/exceptions.yaml");
+  EXPECT_EQ(accepted.exit_code, 0) << accepted.out;
+}
+
 TEST(OfflineCli, UsageAndStartUpErrorsExitTwo) {
   EXPECT_EQ(ScanCluster("--from /nonexistent/dir").exit_code, 2);
   EXPECT_EQ(ScanCluster("--from " + Fixture("kubeadm") + " --format xml").exit_code, 2);

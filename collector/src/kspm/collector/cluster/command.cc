@@ -83,6 +83,11 @@ int RunScanCluster(const ScanClusterCommand& command) {
         command.output.empty() && ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
     WriteScanText(scan, snapshot, source, out, colour, command.verbose);
   }
+  if (command.exit_code != 0) {
+    for (const auto& r : scan.results) {
+      if (r.status() == v1::STATUS_FAIL && !r.has_accepted()) return command.exit_code;
+    }
+  }
   return kExitOk;
 }
 

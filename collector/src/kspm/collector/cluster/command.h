@@ -4,7 +4,8 @@
 // directory (`--from DIR`) or from the API (`--kubeconfig PATH`, or in-cluster credentials),
 // printed as text or JSON. Exit codes: 0 the scan ran (findings are data, not errors), 2 usage
 // or start-up error (bad flags, unreadable directory or exceptions file, API unreachable or
-// refusing the credentials).
+// refusing the credentials), and with --exit-code N, N when a check FAILs that no exception
+// accepted (for CI, like `kspm-agent scan --exit-code`).
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct ScanClusterCommand {
   std::string output;                          // file; empty: stdout
   bool verbose = false;
   int timeout_seconds = 30;
+  int exit_code = 0;  // non-zero: exit with it when an unaccepted FAIL is found
 };
 
 int RunScanCluster(const ScanClusterCommand& command);
