@@ -103,6 +103,11 @@ int main(int argc, char** argv) {
   serve->add_option("--history-retention-days", retention_days, "Days of verdict history to keep")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--scan-clients", options.scan_clients,
+                   "Certificate names that may ask for cluster scans (kspmctl scan-cluster); "
+                   "default: any but a reporting node's")
+      ->delimiter(',');
   serve->add_option("--rules", options.rules_dir,
                     "Directory of custom rule files whose check ids agents may report");
   serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")

@@ -235,7 +235,7 @@ TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
 TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
   SmallSnapshot snap;
   kspm::testing::TempDir certs;
-  ASSERT_TRUE(common::InitCertificateDirectory(certs.path(), {"worker-1"}, {"localhost"},
+  ASSERT_TRUE(common::InitCertificateDirectory(certs.path(), {"worker-1", "auditor"}, {"localhost"},
                                                {"127.0.0.1"}, false)
                   .ok());
   {
@@ -270,6 +270,40 @@ TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
   EXPECT_EQ(ctl.exit_code, 0) << ctl.out;
   EXPECT_NE(ctl.out.find("cluster lab scanned"), std::string::npos) << ctl.out;
   EXPECT_EQ(collector.Stop(), 0);
+
+  // With --scan-clients, only the names listed: a certificate that never reported is refused too.
+  ::unlink(snap.port_file().c_str());
+  Collector strict({"--log-level",
+                    "warn",
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--db",
+                    snap.db(),
+                    "--port-file",
+                    snap.port_file(),
+                    "--tls-ca",
+                    ca,
+                    "--tls-cert",
+                    certs.path() + "/collector.crt",
+                    "--tls-key",
+                    certs.path() + "/collector.key",
+                    "--cluster-name",
+                    "lab",
+                    "--cluster-snapshot",
+                    snap.dir(),
+                    "--scan-clients",
+                    "kspmctl"});
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(snap.port_file()).empty(); }));
+  port = Slurp(snap.port_file());
+  port.erase(port.find_last_not_of("\n") + 1);
+  const auto other = kspmctl(certs.path() + "/nodes/auditor");
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.out.find("'auditor' may not ask for cluster scans (--scan-clients: kspmctl)"),
+            std::string::npos)
+      << other.out;
+  EXPECT_EQ(kspmctl(certs.path() + "/kspmctl").exit_code, 0);
+  EXPECT_EQ(strict.Stop(), 0);
 }
 
 TEST(Serve, KspmctlScanClusterFailsClearlyWithoutAClusterSource) {

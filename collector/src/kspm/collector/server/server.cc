@@ -1,5 +1,7 @@
 #include "kspm/collector/server/server.h"
 
+#include <set>
+
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "spdlog/spdlog.h"
@@ -25,7 +27,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   }
   limits.known_checks = *std::move(known);
   s->agent_service_ = std::make_unique<AgentServiceImpl>(*s->ingest_, limits);
-  s->query_service_ = std::make_unique<QueryServiceImpl>(*s->store_);
+  s->query_service_ = std::make_unique<QueryServiceImpl>(
+      *s->store_, std::set<std::string>(options.scan_clients.begin(), options.scan_clients.end()));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
@@ -26,6 +27,8 @@ struct ServerOptions {
   std::string health_listen;  // HOST:PORT for /healthz and /readyz; empty: none
   std::chrono::hours history_retention{24 * 90};
   std::string rules_dir;  // custom rules whose check ids are accepted
+  // Certificate names that may ask for cluster scans; empty: any but a reporting node's.
+  std::vector<std::string> scan_clients;
 };
 
 // The running collector: store, single writer, gRPC services. Start-up steps in order: open the

@@ -258,6 +258,16 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
     return reactor;
   }
   const std::string cn = PeerCommonName(*context);
+  if (!scan_clients_.empty() && !scan_clients_.contains(cn)) {
+    spdlog::warn("refused a cluster scan requested by {} ({}): not in --scan-clients",
+                 cn.empty() ? "an unauthenticated client" : cn, context->peer());
+    std::string allowed;
+    for (const auto& c : scan_clients_) allowed += (allowed.empty() ? "" : ", ") + c;
+    reactor->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                 "certificate '" + cn + "' may not ask for cluster scans (" +
+                                     "--scan-clients: " + allowed + ")"));
+    return reactor;
+  }
   // A node's agent never needs a cluster scan, and a stolen node certificate must not be able to
   // drive the collector's API reads: certificates named after a reporting node are refused.
   if (!cn.empty()) {

@@ -71,7 +71,10 @@ class ClusterScanTrigger {
 // Queries for kspmctl: read-only, except ScanCluster, which asks for a cluster scan now.
 class QueryServiceImpl final : public v1::QueryService::CallbackService {
  public:
-  explicit QueryServiceImpl(store::Store& store) : store_(store) {}
+  // `scan_clients`: certificate names allowed to call ScanCluster; empty: any authenticated
+  // client whose name is not that of a node reporting to this collector.
+  explicit QueryServiceImpl(store::Store& store, std::set<std::string> scan_clients = {})
+      : store_(store), scan_clients_(std::move(scan_clients)) {}
   // Where ScanCluster goes; null (the default) answers FAILED_PRECONDITION. The trigger must
   // outlive every call that may still use it: clear it, then stop the trigger, before shutdown.
   void SetClusterScanTrigger(ClusterScanTrigger* trigger) { cluster_scan_.store(trigger); }
@@ -96,6 +99,7 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
  private:
   store::Store& store_;
+  const std::set<std::string> scan_clients_;
   std::atomic<ClusterScanTrigger*> cluster_scan_{nullptr};
 };
 
