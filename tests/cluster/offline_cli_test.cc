@@ -42,6 +42,18 @@ std::string Fixture(const std::string& name) {
   return SourceDir() + "/tests/fixtures/cluster/" + name;
 }
 
+// A snapshot folder under `dir` with one Deployment, shop/web, on the host's network.
+std::string HostNetworkSnapshot(const std::string& dir) {
+  const std::string snap = dir + "/snapshot";
+  ::mkdir(snap.c_str(), 0755);
+  std::ofstream(snap + "/app.yaml") << R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}}}
+)";
+  return snap;
+}
+
 TEST(OfflineCli, JsonHasTheAgentsShapePlusResource) {
   const auto o = ScanCluster("--from " + Fixture("kubeadm") + " --format json --cluster-name lab");
   ASSERT_EQ(o.exit_code, 0) << o.err;
@@ -108,13 +120,7 @@ TEST(OfflineCli, AMalformedFileIsNamedAndTheScanStillRuns) {
 
 TEST(OfflineCli, ExceptionsAreShownAsAccepted) {
   kspm::testing::TempDir tmp;
-  const std::string snap = tmp.path() + "/snapshot";
-  ::mkdir(snap.c_str(), 0755);
-  std::ofstream(snap + "/app.yaml") << R"(apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}}}
-)";
+  const std::string snap = HostNetworkSnapshot(tmp.path());
   std::ofstream(tmp.path() + "/exceptions.yaml") << R"(exceptions:
   - {name: web-host-network, checks: [pod.host-network], names: [web], reason: legacy load balancer, expires: 2099-12-31}
 )";
@@ -141,13 +147,7 @@ spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}
 // For CI: --exit-code N when an unaccepted FAIL is found; accepted findings do not fail a build.
 TEST(OfflineCli, ExitCodeOnlyForFailuresNoExceptionAccepted) {
   kspm::testing::TempDir tmp;
-  const std::string snap = tmp.path() + "/snapshot";
-  ::mkdir(snap.c_str(), 0755);
-  std::ofstream(snap + "/app.yaml") << R"(apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec: {template: {spec: {hostNetwork: true, containers: [{name: app, image: x}]}}}
-)";
+  const std::string snap = HostNetworkSnapshot(tmp.path());
   // hostNetwork fails NSA/CISA pod.host-namespaces (scored: FAIL), among others.
   EXPECT_EQ(ScanCluster("--from " + snap + " --exit-code 7").exit_code, 7);
   EXPECT_EQ(ScanCluster("--from " + snap).exit_code, 0);  // findings are data by default

@@ -41,26 +41,22 @@ absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) 
   }
 }
 
-// Reads a whole file by its real (agent-side) path.
-absl::StatusOr<std::string> Slurp(const std::string& real, std::string_view shown) {
-  const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "cannot open", shown);
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoStatus(err, "cannot read", shown);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+// An owned file descriptor (-1: none), closed on destruction.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
   }
-  ::close(fd);
-  return out;
-}
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
 
 // Reads a whole open file.
 absl::StatusOr<std::string> SlurpFd(int fd, std::string_view shown) {
@@ -78,22 +74,12 @@ absl::StatusOr<std::string> SlurpFd(int fd, std::string_view shown) {
   return out;
 }
 
-// An owned file descriptor (-1: none), closed on destruction.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd& operator=(Fd&&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+// Reads a whole file by its real (agent-side) path.
+absl::StatusOr<std::string> Slurp(const std::string& real, std::string_view shown) {
+  const Fd fd(::open(real.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus(errno, "cannot open", shown);
+  return SlurpFd(fd.get(), shown);
+}
 
 // Parses /etc/passwd or /etc/group: name:x:id:...
 std::unordered_map<uint32_t, std::string> ParseIdFile(const std::string& text) {
