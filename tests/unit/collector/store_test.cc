@@ -187,7 +187,7 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 5);
+  EXPECT_EQ(Count("PRAGMA user_version"), 6);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
@@ -294,7 +294,7 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   WriteSchema4Database(path_, now_);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 5);
+  EXPECT_EQ(Count("PRAGMA user_version"), 6);
   // The cluster result is found by its bare check id, with the suffix gone from the stored result.
   FindingFilter filter;
   filter.id = "pod.privileged";
@@ -349,7 +349,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 5);  // every migration ran again
+  EXPECT_EQ(Count("PRAGMA user_version"), 6);  // every migration ran again
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows
@@ -405,6 +405,48 @@ TEST_F(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
       store_->CommitReport(Report("s3", "a", {Result("x", "1", v1::STATUS_PASS)}), now_).ok());
   check();
   EXPECT_EQ(store_->Summary("", now_)->overall().counts().fail(), 1u);
+}
+
+// A full report that repeats results unchanged writes no row for them; a changed one is written,
+// a missing one deleted, and the counts stay equal to the rows.
+TEST_F(StoreTest, UnchangedResultsAreNotRewritten) {
+  ASSERT_TRUE(store_
+                  ->CommitReport(
+                      Report("s1", "a",
+                             {Result("x", "1", v1::STATUS_FAIL), Result("y", "2", v1::STATUS_PASS),
+                              Result("z", "3", v1::STATUS_PASS)}),
+                      now_)
+                  .ok());
+  const auto later = now_ + std::chrono::minutes(5);
+  auto second = store_->CommitReport(
+      Report("s2", "a", {Result("x", "1", v1::STATUS_FAIL), Result("y", "2", v1::STATUS_FAIL)}),
+      later);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->results, 2u);
+  EXPECT_EQ(second->written, 1u);  // y changed; x is the same result
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'x' AND scan_id = 's1'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'y' AND scan_id = 's2'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'z'"), 0);  // dropped
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+  FindingFilter filter;
+  filter.statuses = {v1::STATUS_FAIL};
+  auto findings = store_->Findings(filter);
+  ASSERT_TRUE(findings.ok());
+  ASSERT_EQ(findings->size(), 2u);
+  // Both vouched for by the latest report, whether or not their row was rewritten.
+  for (const auto& f : *findings) {
+    EXPECT_EQ(common::FromProto(f.reported_at()),
+              common::FromUnixMillis(common::ToUnixMillis(later)))
+        << f.result().check_id();
+  }
+  // The same result with another reason is a change: written, no transition (same verdict).
+  auto reworded = Result("x", "1", v1::STATUS_FAIL);
+  reworded.set_reason("another reason");
+  auto third = store_->CommitReport(Report("s3", "a", {reworded}, false), later);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->written, 1u);
+  EXPECT_EQ(third->transitions, 0u);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerCollector) {

@@ -160,7 +160,22 @@ CREATE TABLE result_counts (
   PRIMARY KEY (node_id, benchmark, section, namespace, status, severity, scored)
 ) WITHOUT ROWID;
 )sql",
+    // 6: a digest of each stored result, so that a report repeating a result unchanged writes
+    // nothing for it (0: not known yet, the next report writes the row once).
+    R"sql(
+ALTER TABLE results ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
+
+// FNV-1a over a serialized result; never 0, which marks rows stored before schema 6.
+int64_t Digest(const std::string& bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h == 0 ? 1 : static_cast<int64_t>(h);
+}
 
 // The part of a benchmark item id a section score groups by: `1.2.3` -> `1`, `pod.privileged` ->
 // `pod` (same as the SQL of migration 5).
@@ -202,21 +217,21 @@ class SqliteStore final : public Store {
          "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
          "VALUES (?, ?, ?, ?, ?, ?, ?)"},
         {&current_status_,
-         "SELECT check_id, benchmark, object, status, severity, scored, section, namespace FROM "
-         "results WHERE node_id = ?"},
+         "SELECT check_id, benchmark, object, status, severity, scored, section, namespace, "
+         "digest FROM results WHERE node_id = ?"},
         {&bump_count_,
          "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
          "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "
          "namespace, status, severity, scored) DO UPDATE SET n = n + excluded.n"},
         {&upsert_result_,
          "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
-         "scored, result, scan_id, updated_ms, changed_ms, object, namespace, section) VALUES "
-         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13) "
+         "scored, result, scan_id, updated_ms, changed_ms, object, namespace, section, digest) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14) "
          "ON CONFLICT(node_id, check_id, benchmark, object) DO UPDATE SET "
          "benchmark_id = excluded.benchmark_id, status = excluded.status, "
          "namespace = excluded.namespace, section = excluded.section, "
          "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
-         "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, "
+         "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, digest = excluded.digest, "
          "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
          "ELSE excluded.changed_ms END"},
         {&insert_drift_,
@@ -225,9 +240,9 @@ class SqliteStore final : public Store {
         {&insert_transition_,
          "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
          "scan_id, object) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
-        {&delete_stale_results_,
-         "DELETE FROM results WHERE node_id = ? AND scan_id <> ? "
-         "RETURNING benchmark, status, severity, scored, section, namespace"},
+        {&delete_result_,
+         "DELETE FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ? AND "
+         "object = ?"},
     };
     for (const auto& spec : specs) {
       sqlite3_stmt* stmt = nullptr;
@@ -278,7 +293,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override {
     std::lock_guard lock(read_mu_);
     const std::string now = std::to_string(common::ToUnixMillis(filter.now));
-    std::string sql = "SELECT c.name, n.name, r.result, r.updated_ms, r.changed_ms, " +
+    // reported_at is the node's last report: every report (full, or changes only) vouches for
+    // the node's results as of its scan, and unchanged rows are not rewritten.
+    std::string sql = "SELECT c.name, n.name, r.result, n.last_seen_ms, r.changed_ms, " +
                       StaleExpr(now) +
                       " FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = "
                       "n.cluster_id WHERE 1=1";
@@ -670,28 +687,42 @@ class SqliteStore final : public Store {
 
     // The node's current verdicts, in one read: what each result replaces.
     struct Current {
+      std::string check_id, benchmark, object;
       int status, severity, scored;
       std::string section, ns;
+      int64_t digest;
     };
     std::unordered_map<std::string, Current> current;
     sqlite3_bind_int64(current_status_.get(), 1, *node_id);
     while (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
       sqlite3_stmt* row = current_status_.get();
-      current[Text(row, 0) + '\x1f' + Text(row, 1) + '\x1f' + Text(row, 2)] = {
-          sqlite3_column_int(row, 3), sqlite3_column_int(row, 4), sqlite3_column_int(row, 5),
-          Text(row, 6), Text(row, 7)};
+      Current c{Text(row, 0),
+                Text(row, 1),
+                Text(row, 2),
+                sqlite3_column_int(row, 3),
+                sqlite3_column_int(row, 4),
+                sqlite3_column_int(row, 5),
+                Text(row, 6),
+                Text(row, 7),
+                sqlite3_column_int64(row, 8)};
+      std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object;
+      current.emplace(std::move(key), std::move(c));
     }
     sqlite3_reset(current_status_.get());
     sqlite3_clear_bindings(current_status_.get());
 
     // Changes to result_counts, applied once per bucket.
     std::map<CountBucket, int64_t> counts;
-    std::unordered_map<std::string, CountBucket> written;  // rows this report wrote
+    std::unordered_map<std::string, CountBucket> written;  // rows this report carried
     std::string blob, object, ns, section;
     for (const auto& r : report.results()) {
+      ++stats.results;
       object = common::ResourceKey(r.resource());
       ns = common::ResourceScope(r);
       section = SectionOf(r.benchmark_id());
+      blob.clear();
+      r.SerializeToString(&blob);
+      const int64_t digest = Digest(blob);
       std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object;
       const CountBucket bucket{r.benchmark(), section,      ns,
                                r.status(),    r.severity(), r.scored() ? 1 : 0};
@@ -701,6 +732,12 @@ class SqliteStore final : public Store {
         counts[again->second]--;
         old_status = std::get<3>(again->second);
       } else if (const auto it = current.find(key); it != current.end()) {
+        if (it->second.digest == digest) {
+          // Repeated unchanged (most of a full report): nothing to write or count.
+          current.erase(it);
+          written[std::move(key)] = bucket;
+          continue;
+        }
         counts[{r.benchmark(), it->second.section, it->second.ns, it->second.status,
                 it->second.severity, it->second.scored}]--;
         old_status = it->second.status;
@@ -709,8 +746,6 @@ class SqliteStore final : public Store {
       counts[bucket]++;
       written[std::move(key)] = bucket;
 
-      blob.clear();
-      r.SerializeToString(&blob);
       sqlite3_bind_int64(upsert_result_.get(), 1, *node_id);
       BindText(upsert_result_, 2, r.check_id());
       BindText(upsert_result_, 3, r.benchmark());
@@ -725,8 +760,9 @@ class SqliteStore final : public Store {
       BindText(upsert_result_, 11, object);
       BindText(upsert_result_, 12, ns);
       BindText(upsert_result_, 13, section);
+      sqlite3_bind_int64(upsert_result_.get(), 14, digest);
       if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
-      ++stats.results;
+      ++stats.written;
 
       // A result seen for the first time is not a change: history starts at the first change
       // (the first verdict is the oldest change's old status, or the current one).
@@ -744,18 +780,15 @@ class SqliteStore final : public Store {
       }
     }
     if (report.full()) {
-      // A full report is the whole truth: results it no longer carries are gone.
-      sqlite3_bind_int64(delete_stale_results_.get(), 1, *node_id);
-      BindText(delete_stale_results_, 2, report.scan_id());
-      int rc;
-      while ((rc = sqlite3_step(delete_stale_results_.get())) == SQLITE_ROW) {
-        sqlite3_stmt* row = delete_stale_results_.get();
-        counts[{Text(row, 0), Text(row, 4), Text(row, 5), sqlite3_column_int(row, 1),
-                sqlite3_column_int(row, 2), sqlite3_column_int(row, 3)}]--;
+      // A full report is the whole truth: the current results it did not carry are gone.
+      for (const auto& [key, c] : current) {
+        sqlite3_bind_int64(delete_result_.get(), 1, *node_id);
+        BindText(delete_result_, 2, c.check_id);
+        BindText(delete_result_, 3, c.benchmark);
+        BindText(delete_result_, 4, c.object);
+        if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
+        counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
       }
-      sqlite3_reset(delete_stale_results_.get());
-      sqlite3_clear_bindings(delete_stale_results_.get());
-      if (rc != SQLITE_DONE) return Error(writer_.get(), "removing stale results");
     }
     std::string event_blob;
     for (const auto& d : report.drift()) {
@@ -794,7 +827,7 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   Db reader_;
   Stmt find_scan_, upsert_cluster_, upsert_node_, insert_scan_, current_status_, upsert_result_,
-      insert_transition_, delete_stale_results_, bump_count_, insert_drift_;
+      insert_transition_, delete_result_, bump_count_, insert_drift_;
 };
 
 absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {

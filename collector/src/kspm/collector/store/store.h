@@ -48,7 +48,8 @@ struct DriftFilter {
 // What a commit did, for logs and acks.
 struct CommitStats {
   bool duplicate = false;  // the scan id was committed before; nothing changed
-  size_t results = 0;
+  size_t results = 0;      // results the report carried
+  size_t written = 0;      // rows written: new or changed results (unchanged ones cost nothing)
   size_t transitions = 0;
 };
 
