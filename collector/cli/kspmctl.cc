@@ -8,10 +8,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
-#include <iomanip>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "grpcpp/client_context.h"
@@ -98,25 +96,10 @@ std::unique_ptr<grpc::ClientContext> Context(const Options& o) {
 
 bool Colour() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
 
-std::string Pct(double v) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1) << v;
-  return s.str();
-}
-
-nlohmann::json CountsJson(const kspm::v1::StatusCounts& c) {
-  return {{"PASS", c.pass()},
-          {"FAIL", c.fail()},
-          {"WARN", c.warn()},
-          {"MANUAL", c.manual()},
-          {"NOT_APPLICABLE", c.not_applicable()},
-          {"ERROR", c.error()}};
-}
-
 std::vector<std::string> CountsRow(const kspm::v1::Score& s) {
   const auto& c = s.counts();
   return {s.scope(),
-          Pct(s.score()),
+          kspm::common::FormatScore(s.score()),
           std::to_string(c.pass()),
           std::to_string(c.fail()),
           std::to_string(c.warn()),
@@ -133,8 +116,9 @@ int Summary(const Options& o) {
   Check(stub->Summary(Context(o).get(), req, &resp), o);
   if (o.format == "json") {
     auto score = [](const kspm::v1::Score& s) {
-      return nlohmann::json{
-          {"scope", s.scope()}, {"score", s.score()}, {"counts", CountsJson(s.counts())}};
+      return nlohmann::json{{"scope", s.scope()},
+                            {"score", s.score()},
+                            {"counts", kspm::common::StatusCountsJson(s.counts())}};
     };
     nlohmann::json nodes = nlohmann::json::array(), benchmarks = nlohmann::json::array(),
                    sections = nlohmann::json::array(), namespaces = nlohmann::json::array();
@@ -160,8 +144,8 @@ int Summary(const Options& o) {
   const bool cluster = std::any_of(resp.nodes().begin(), resp.nodes().end(),
                                    [](const kspm::v1::Score& n) { return n.scope() == "cluster"; });
   const uint32_t machines = resp.node_count() - (cluster ? 1 : 0);
-  std::cout << "Posture score " << Pct(resp.overall().score()) << " / 100 over " << machines
-            << " node" << (machines == 1 ? "" : "s")
+  std::cout << "Posture score " << kspm::common::FormatScore(resp.overall().score())
+            << " / 100 over " << machines << " node" << (machines == 1 ? "" : "s")
             << (cluster ? " and the cluster's objects" : "");
   if (resp.stale_node_count() > 0) {
     std::cout << " (" << resp.stale_node_count() << " stale: no report for 3 intervals)";
@@ -276,7 +260,7 @@ int Nodes(const Options& o) {
       auto j = kspm::common::NodeToJson(n.identity());
       j["last_seen"] = kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen()));
       j["last_scan_id"] = n.last_scan_id();
-      j["counts"] = CountsJson(n.counts());
+      j["counts"] = kspm::common::StatusCountsJson(n.counts());
       j["stale"] = n.stale();
       j["scan_interval_seconds"] = n.scan_interval_seconds();
       list.push_back(std::move(j));
@@ -338,19 +322,28 @@ int Export(const Options& o) {
   return FailOn(o, resp);
 }
 
-int History(const Options& o) {
-  auto stub = Connect(o);
-  kspm::v1::HistoryRequest req;
+// The filters that history and drift share: cluster, node, check or item id, since.
+template <typename Request>
+Request ScopedRequest(const Options& o) {
+  Request req;
   req.set_cluster(o.cluster);
   req.set_node(o.node);
   req.set_id(o.id);
   if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
+  return req;
+}
+
+// A previous verdict: its name, or `when_new` for a result seen for the first time.
+std::string OldStatusName(kspm::v1::Status s, const char* when_new = "(new)") {
+  return s == kspm::v1::STATUS_UNSPECIFIED ? when_new : std::string(kspm::common::StatusName(s));
+}
+
+int History(const Options& o) {
+  auto stub = Connect(o);
+  const auto req = ScopedRequest<kspm::v1::HistoryRequest>(o);
   kspm::v1::HistoryResponse resp;
   Check(stub->History(Context(o).get(), req, &resp), o);
-  auto name = [](kspm::v1::Status s) {
-    return s == kspm::v1::STATUS_UNSPECIFIED ? std::string("(new)")
-                                             : std::string(kspm::common::StatusName(s));
-  };
+  auto name = [](kspm::v1::Status s) { return OldStatusName(s); };
   if (o.format == "json") {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& t : resp.transitions()) {
@@ -404,7 +397,7 @@ int ScanCluster(const Options& o) {
                                 {"finished_at", kspm::common::FormatRfc3339(finished)},
                                 {"objects", resp.objects()},
                                 {"results", resp.results()},
-                                {"counts", CountsJson(c)},
+                                {"counts", kspm::common::StatusCountsJson(c)},
                                 {"accepted", resp.accepted()},
                                 {"warnings", resp.warnings()}}
                      .dump(2)
@@ -442,22 +435,15 @@ int CertsInit(const CertsOptions& c) {
 
 int Drift(const Options& o) {
   auto stub = Connect(o);
-  kspm::v1::DriftRequest req;
-  req.set_cluster(o.cluster);
-  req.set_node(o.node);
-  req.set_id(o.id);
-  if (auto since = ParseSince(o.since)) *req.mutable_since() = *since;
+  const auto req = ScopedRequest<kspm::v1::DriftRequest>(o);
   kspm::v1::DriftResponse resp;
   Check(stub->ListDrift(Context(o).get(), req, &resp), o);
   auto changes = [](const kspm::v1::DriftEvent& e) {
     std::string out;
     for (const auto& c : e.changes()) {
       if (!out.empty()) out += ", ";
-      out += c.result().benchmark_id() + " " +
-             std::string(c.old_status() == kspm::v1::STATUS_UNSPECIFIED
-                             ? "(new)"
-                             : kspm::common::StatusName(c.old_status())) +
-             "->" + std::string(kspm::common::StatusName(c.new_status()));
+      out += c.result().benchmark_id() + " " + OldStatusName(c.old_status()) + "->" +
+             std::string(kspm::common::StatusName(c.new_status()));
     }
     return out;
   };
@@ -468,9 +454,7 @@ int Drift(const Options& o) {
       nlohmann::json ch = nlohmann::json::array();
       for (const auto& c : e.changes()) {
         auto j = kspm::common::ResultToJson(c.result());
-        j["old_status"] = c.old_status() == kspm::v1::STATUS_UNSPECIFIED
-                              ? "NEW"
-                              : std::string(kspm::common::StatusName(c.old_status()));
+        j["old_status"] = OldStatusName(c.old_status(), "NEW");
         ch.push_back(std::move(j));
       }
       list.push_back(

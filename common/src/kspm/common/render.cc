@@ -1,6 +1,7 @@
 #include "kspm/common/render.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "kspm/common/names.h"
 #include "kspm/common/time.h"
@@ -43,6 +44,21 @@ nlohmann::json ResultToJson(const v1::CheckResult& result) {
                        {"approved_by", a.approved_by()}};
   }
   return out;
+}
+
+nlohmann::json StatusCountsJson(const v1::StatusCounts& c) {
+  return {{"PASS", c.pass()},
+          {"FAIL", c.fail()},
+          {"WARN", c.warn()},
+          {"MANUAL", c.manual()},
+          {"NOT_APPLICABLE", c.not_applicable()},
+          {"ERROR", c.error()}};
+}
+
+std::string FormatScore(double score) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", score);
+  return buf;
 }
 
 std::string ResourceKey(const v1::Resource& r) {

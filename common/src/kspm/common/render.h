@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "kspm/v1/query.pb.h"
 #include "kspm/v1/results.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -15,6 +16,10 @@ namespace kspm::common {
 // `accepted` (exception, reason, expires_at, source, approved_by) when an exception accepted it.
 nlohmann::json ResultToJson(const v1::CheckResult& result);
 nlohmann::json NodeToJson(const v1::NodeIdentity& node);
+// `{"PASS": n, "FAIL": n, "WARN": n, "MANUAL": n, "NOT_APPLICABLE": n, "ERROR": n}`.
+nlohmann::json StatusCountsJson(const v1::StatusCounts& counts);
+// A score as shown in tables: one decimal (`82.9`).
+std::string FormatScore(double score);
 
 // The object a cluster result is about, for people and as part of its key in the store:
 // `DaemonSet monitoring/node-exporter [node-exporter]`, `ClusterRoleBinding ops-admin`; empty for

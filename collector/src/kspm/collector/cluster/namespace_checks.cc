@@ -93,9 +93,10 @@ void AddPsaEvidence(const k8s::Object& ns, Finding& f) {
   }
 }
 
-}  // namespace
-
-std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx) {
+// One finding per namespace judged (outside the system ones, running workloads), its Pod
+// Security labels as evidence; `judge(finding, enforce label, policy engines)` gives the verdict.
+template <typename Judge>
+std::vector<Finding> EachJudgedNamespace(const Context& ctx, Judge judge) {
   const NamespaceSet set = JudgedNamespaces(ctx);
   if (set.judged.empty()) {
     return {NotApplicable("no namespace outside the system ones runs workloads" + Counted(set))};
@@ -105,7 +106,16 @@ std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx) {
   for (const auto* ns : set.judged) {
     Finding f = NamespaceFinding(*ns);
     AddPsaEvidence(*ns, f);
-    const auto enforce = Label(*ns, kEnforce);
+    judge(f, Label(*ns, kEnforce), engines);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx) {
+  return EachJudgedNamespace(ctx, [&c](Finding& f, const auto& enforce, const auto& engines) {
     const std::string shown = enforce ? *enforce : "not set";
     if (enforce && Level(*enforce) >= Level(c.level)) {
       f.status = v1::STATUS_PASS;
@@ -125,22 +135,11 @@ std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx) {
                             "says otherwise)") +
                  ", so pods with " + c.control + " are admitted; " + c.level + " refuses them";
     }
-    out.push_back(std::move(f));
-  }
-  return out;
+  });
 }
 
-std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx) {
-  const NamespaceSet set = JudgedNamespaces(ctx);
-  if (set.judged.empty()) {
-    return {NotApplicable("no namespace outside the system ones runs workloads" + Counted(set))};
-  }
-  const auto engines = PolicyEngines(ctx);
-  std::vector<Finding> out;
-  for (const auto* ns : set.judged) {
-    Finding f = NamespaceFinding(*ns);
-    AddPsaEvidence(*ns, f);
-    const auto enforce = Label(*ns, kEnforce);
+std::vector<Finding> PolicyControl(const CheckDef&, const Context& ctx) {
+  return EachJudgedNamespace(ctx, [](Finding& f, const auto& enforce, const auto& engines) {
     if (enforce && Level(*enforce) >= 1) {
       f.status = v1::STATUS_PASS;
       f.reason = "Pod Security Admission enforces " + *enforce;
@@ -155,9 +154,7 @@ std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx) {
                  (enforce ? *enforce : std::string("not set")) +
                  " and no policy engine webhook or ValidatingAdmissionPolicyBinding exists";
     }
-    out.push_back(std::move(f));
-  }
-  return out;
+  });
 }
 
 std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx) {

@@ -1,8 +1,6 @@
 #include "kspm/collector/cluster/report.h"
 
-#include <iomanip>
 #include <map>
-#include <sstream>
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
@@ -16,21 +14,6 @@ namespace kspm::collector::cluster {
 extern std::string_view EmbeddedControlPlaneCatalog();
 
 namespace {
-
-nlohmann::json CountsJson(const v1::StatusCounts& c) {
-  return {{"PASS", c.pass()},
-          {"FAIL", c.fail()},
-          {"WARN", c.warn()},
-          {"MANUAL", c.manual()},
-          {"NOT_APPLICABLE", c.not_applicable()},
-          {"ERROR", c.error()}};
-}
-
-std::string Fixed(double v) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1) << v;
-  return s.str();
-}
 
 std::string ScopeOf(const v1::CheckResult& r) {
   std::string scope = common::ResourceScope(r);
@@ -91,7 +74,7 @@ nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot
   for (const auto& s : NamespaceScores(scan.results)) {
     namespaces.push_back({{"namespace", s.scope},
                           {"score", s.score},
-                          {"counts", CountsJson(s.counts)},
+                          {"counts", common::StatusCountsJson(s.counts)},
                           {"accepted", s.accepted}});
   }
   nlohmann::json objects = nlohmann::json::object();
@@ -99,7 +82,7 @@ nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot
   nlohmann::json failed = nlohmann::json::object();
   for (const auto& [kind, why] : snapshot.failed_kinds()) failed[kind] = why;
   const auto& st = scan.stats;
-  nlohmann::json totals_json = CountsJson(totals);
+  nlohmann::json totals_json = common::StatusCountsJson(totals);
   totals_json["ACCEPTED"] = st.accepted;
   return {{"cluster",
            {{"name", source.cluster},
@@ -156,8 +139,8 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
       {"NAMESPACE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR", "ACCEPTED"});
   for (const auto& s : NamespaceScores(scan.results)) {
     const auto& c = s.counts;
-    scores.AddRow({s.scope, Fixed(s.score), std::to_string(c.pass()), std::to_string(c.fail()),
-                   std::to_string(c.warn()), std::to_string(c.manual()),
+    scores.AddRow({s.scope, common::FormatScore(s.score), std::to_string(c.pass()),
+                   std::to_string(c.fail()), std::to_string(c.warn()), std::to_string(c.manual()),
                    std::to_string(c.not_applicable()), std::to_string(c.error()),
                    std::to_string(s.accepted)});
   }
