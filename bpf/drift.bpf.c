@@ -33,6 +33,16 @@ struct {
 	__type(value, __u8);
 } watched_prefixes SEC(".maps");
 
+/* Inode numbers of the watched files: a descriptor's file matches whatever name or hard link
+ * it was opened through. Keyed by number only (a number equal on another file system costs one
+ * needless re-check in user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} watched_inodes SEC(".maps");
+
 /* comm values of component processes (kubelet, kube-apiserver, ...). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -54,13 +64,24 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Scratch space for building a lookup key (too big for the stack). */
+/* Scratch space for building an event and a lookup key (too big for the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct kspm_drift_event);
 } scratch SEC(".maps");
+
+struct path_key {
+	char name[KSPM_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_key);
+} scratch_key SEC(".maps");
 
 #define AT_FDCWD_VALUE -100
 #define O_WRITE_MASK (01 | 02 | 0100 | 01000) /* O_WRONLY | O_RDWR | O_CREAT | O_TRUNC */
@@ -77,7 +98,7 @@ static __always_inline struct kspm_drift_event *scratch_event(void)
 }
 
 static __always_inline int emit(struct kspm_drift_event *e, __u32 op, __u32 match, int dirfd,
-				__u64 flags)
+				__u64 flags, __u64 ino)
 {
 	struct kspm_drift_event *out;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -99,6 +120,7 @@ static __always_inline int emit(struct kspm_drift_event *e, __u32 op, __u32 matc
 	out->dirfd = dirfd;
 	out->flags = flags;
 	out->ts_ns = bpf_ktime_get_ns();
+	out->ino = ino;
 	bpf_get_current_comm(out->comm, sizeof(out->comm));
 	__builtin_memcpy(out->path, e->path, sizeof(out->path));
 	bpf_ringbuf_submit(out, 0);
@@ -110,30 +132,73 @@ static __always_inline int is_self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == agent_tgid;
 }
 
-/* A path argument in user memory: absolute paths match whole, relative ones by name. */
+/* A path argument in user memory. Absolute paths match whole. A relative path's directory is
+ * the caller's cwd or dirfd, which the kernel cannot cheaply turn into a path here; instead the
+ * agent also watches every suffix of each watched path that starts at a component
+ * ("kubelet/config.yaml", "config.yaml"), so a relative path matches whole once its leading "./"
+ * and "../" are skipped. User space resolves it from /proc/<pid>/{cwd,fd}. */
+#define KSPM_MAX_DOT_PREFIXES 6
+
 static __always_inline int check_path(__u32 op, const char *upath, int dirfd, __u64 flags)
 {
 	struct kspm_drift_event *e;
-
+	struct path_key *key;
 	char head[sizeof(struct prefix16) + 1] = {};
+	__u32 zero = 0, skip = 0;
+	int i;
 
 	if (!upath || is_self())
 		return 0;
 	if (bpf_probe_read_user_str(head, sizeof(head), upath) <= 0)
 		return 0;
+	if (head[0] == '/') {
+		if (!bpf_map_lookup_elem(&watched_prefixes, head))
+			return 0;
+		e = scratch_event();
+		if (!e)
+			return 0;
+		if (bpf_probe_read_user_str(e->path, sizeof(e->path), upath) <= 0)
+			return 0;
+		if (!bpf_map_lookup_elem(&watched, e->path))
+			return 0;
+		return emit(e, op, KSPM_MATCH_PATH, dirfd, flags, 0);
+	}
+	for (i = 0; i < KSPM_MAX_DOT_PREFIXES; i++) {
+		char dots[3] = {};
+
+		if (bpf_probe_read_user(dots, sizeof(dots), upath + skip))
+			break;
+		if (dots[0] == '.' && dots[1] == '/')
+			skip += 2;
+		else if (dots[0] == '.' && dots[1] == '.' && dots[2] == '/')
+			skip += 3;
+		else
+			break;
+	}
+	if (skip) {
+		__builtin_memset(head, 0, sizeof(head));
+		if (bpf_probe_read_user_str(head, sizeof(head), upath + skip) <= 0)
+			return 0;
+	}
 	if (!bpf_map_lookup_elem(&watched_prefixes, head))
 		return 0;
 	e = scratch_event();
-	if (!e)
+	key = bpf_map_lookup_elem(&scratch_key, &zero);
+	if (!e || !key)
 		return 0;
+	__builtin_memset(key->name, 0, sizeof(key->name));
+	if (bpf_probe_read_user_str(key->name, sizeof(key->name), upath + skip) <= 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&watched, key->name))
+		return 0;
+	/* The event carries the path as given, for user space to resolve. */
 	if (bpf_probe_read_user_str(e->path, sizeof(e->path), upath) <= 0)
 		return 0;
-	if (!bpf_map_lookup_elem(&watched, e->path))
-		return 0;
-	return emit(e, op, e->path[0] == '/' ? KSPM_MATCH_PATH : KSPM_MATCH_RELATIVE, dirfd, flags);
+	return emit(e, op, KSPM_MATCH_RELATIVE, dirfd, flags, 0);
 }
 
-/* A descriptor argument: the name of the file behind it (its dentry name) matches by name. */
+/* A descriptor argument: the file behind it matches by inode (any link), else by the name of
+ * its dentry. */
 static __always_inline int check_fd(__u32 op, int fd, __u64 flags)
 {
 	struct task_struct *task;
@@ -142,6 +207,7 @@ static __always_inline int check_fd(__u32 op, int fd, __u64 flags)
 	struct kspm_drift_event *e;
 	const unsigned char *name;
 	unsigned int max;
+	__u64 ino;
 
 	if (fd < 0 || is_self())
 		return 0;
@@ -153,6 +219,14 @@ static __always_inline int check_fd(__u32 op, int fd, __u64 flags)
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	ino = BPF_CORE_READ(f, f_inode, i_ino);
+	if (bpf_map_lookup_elem(&watched_inodes, &ino)) {
+		e = scratch_event();
+		if (!e)
+			return 0;
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), name);
+		return emit(e, op, KSPM_MATCH_INODE, fd, flags, ino);
+	}
 	{
 		char head[sizeof(struct prefix16) + 1] = {};
 
@@ -168,7 +242,7 @@ static __always_inline int check_fd(__u32 op, int fd, __u64 flags)
 		return 0;
 	if (!bpf_map_lookup_elem(&watched, e->path))
 		return 0;
-	return emit(e, op, KSPM_MATCH_FD_NAME, fd, flags);
+	return emit(e, op, KSPM_MATCH_FD_NAME, fd, flags, ino);
 }
 
 #define ARG(ctx, n) ((ctx)->args[n])
@@ -287,6 +361,18 @@ int unlinkat_enter(struct trace_event_raw_sys_enter *ctx)
 	return check_path(KSPM_OP_UNLINK, (const char *)ARG(ctx, 1), (int)ARG(ctx, 0), 0);
 }
 
+SEC("tracepoint/syscalls/sys_enter_link")
+int link_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return check_path(KSPM_OP_LINK, (const char *)ARG(ctx, 0), AT_FDCWD_VALUE, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_linkat")
+int linkat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return check_path(KSPM_OP_LINK, (const char *)ARG(ctx, 1), (int)ARG(ctx, 0), 0);
+}
+
 SEC("tracepoint/syscalls/sys_enter_truncate")
 int truncate_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -314,7 +400,7 @@ static __always_inline int check_comm(__u32 op, const char *filename_kernel)
 		return 0;
 	if (filename_kernel)
 		bpf_probe_read_kernel_str(e->path, sizeof(e->path), filename_kernel);
-	return emit(e, op, KSPM_MATCH_COMM, AT_FDCWD_VALUE, 0);
+	return emit(e, op, KSPM_MATCH_COMM, AT_FDCWD_VALUE, 0, 0);
 }
 
 SEC("tracepoint/sched/sched_process_exec")

@@ -257,8 +257,9 @@ std::map<std::string, std::string> ResolveRunSettings(const RunFlags& flags) {
   std::map<std::string, std::string> out = {
       {"cluster", "default"}, {"interval", "300"},
       {"host-root", "/"},     {"state-dir", "/var/lib/kspm-agent"},
-      {"full-every", "12"},   {"spool-max-mb", "64"},
-      {"health-listen", ""},  {"insecure", "false"}};
+      {"resync", "3600"},     {"spool-max-mb", "64"},
+      {"full-every", ""},     {"health-listen", ""},
+      {"insecure", "false"}};
   std::ifstream in(flags.config_path);
   if (!in) {
     if (flags.config_given) Die("cannot read --config " + flags.config_path);
@@ -357,7 +358,13 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
                            ? kspm::agent::host::JoinUnderRoot(scan_options.host_root, "/proc")
                            : scan_options.proc_root;
   settings.interval = std::chrono::seconds(ParsePositive(s, "interval"));
-  settings.full_every = ParsePositive(s, "full-every");
+  settings.resync = std::chrono::seconds(ParsePositive(s, "resync"));
+  if (!get("full-every").empty()) {
+    spdlog::warn(
+        "--full-every is ignored: scans send what the collector does not hold, "
+        "and a full report every --resync seconds ({})",
+        settings.resync.count());
+  }
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -458,7 +465,10 @@ int main(int argc, char** argv) {
            {"tls-cert", "This node's client certificate"},
            {"tls-key", "This node's private key"},
            {"health-listen", "HOST:PORT for GET /healthz and /readyz"},
-           {"full-every", "Send every result each N-th scan, only changes otherwise (default 12)"},
+           {"resync",
+            "Seconds between full reports; between them only results the collector does not "
+            "hold travel (default 3600)"},
+           {"full-every", "Ignored (replaced by --resync)"},
            {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"},
            {"drift-mode", "auto (eBPF, else inotify), ebpf, inotify or rescan (default auto)"}}) {
     run->add_option("--" + name, run_values[name], help);

@@ -117,7 +117,7 @@ class PipelineTest : public ::testing::Test {
     s.node.cluster = "test";
     s.interval = std::chrono::seconds(1);
     s.jitter = 0.0;
-    s.full_every = 3;
+    s.resync = 3s;
     s.backoff_min = 50ms;
     s.backoff_max = 200ms;
     s.ack_timeout = 5s;

@@ -76,13 +76,18 @@ class DriftTest : public ::testing::Test {
     ASSERT_TRUE(host.ok());
     host_ = *std::move(host);
     engine_ = std::make_unique<agent::drift::DriftEngine>(
-        *host_, *catalog_, agent::checks::Selection{}, agent::NodeSettings{},
-        [this](v1::NodeReport r) {
+        *host_, *catalog_, agent::checks::Selection{}, agent::NodeSettings{}, held_,
+        [this](const v1::NodeReport& r) {
           std::lock_guard lock(mu_);
-          reports_.push_back(std::move(r));
+          reports_.push_back(r);
+          return true;
         });
     ASSERT_EQ(engine_->Start(mode, root_, proc), mode);
-    engine_->SetBaseline(agent::RunScan(*host_, *catalog_, {}, {}));
+    // The collector holds the first scan: drift is measured against it.
+    const v1::NodeReport baseline = agent::RunScan(*host_, *catalog_, {}, {});
+    held_.Queued(baseline);
+    held_.Acked(baseline);
+    engine_->SetBaseline(baseline);
   }
 
   // The first emitted drift change of `check_id`, waiting up to 5 s.
@@ -128,6 +133,7 @@ class DriftTest : public ::testing::Test {
   std::string root_ = dir_.path() + "/root";
   std::unique_ptr<agent::checks::Catalog> catalog_;
   std::unique_ptr<agent::host::HostView> host_;
+  agent::HeldResults held_;
   std::unique_ptr<agent::drift::DriftEngine> engine_;
   std::mutex mu_;
   std::vector<v1::NodeReport> reports_;
@@ -287,6 +293,254 @@ TEST_F(DriftTest, DriftEventReachesTheCollector) {
   EXPECT_EQ((*server)->store().Findings(f)->size(), 1u);
   (*server)->Shutdown(1s);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Drift truth: whatever drift saw or missed, the collector ends up holding the true verdict.
+// The real agent daemon (drift engine, spool, stream) against a real collector on loopback; the
+// check is 4.1.9 (the kubelet config file's mode), the fixture's file starts at 0644 (FAIL).
+
+constexpr char kModeCheck[] = "kubelet.config-file.mode";
+
+class DriftTruthTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "ebpf") {
+      if (auto why = EbpfUnavailable(); !why.empty()) GTEST_SKIP() << why;
+    }
+    bool owners = false;
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost("demo-kubeadm-node", root_, &owners).ok());
+    auto catalog = agent::checks::Catalog::Builtin();
+    ASSERT_TRUE(catalog.ok());
+    catalog_ = std::make_unique<agent::checks::Catalog>(*std::move(catalog));
+    auto host = agent::host::MakeFsHostView(root_);
+    ASSERT_TRUE(host.ok());
+    host_ = *std::move(host);
+    auto spool = agent::transport::Spool::Open(dir_.path() + "/spool", 1 << 20, 100);
+    ASSERT_TRUE(spool.ok());
+    spool_ = *std::move(spool);
+    StartCollector();
+  }
+  void TearDown() override {
+    if (daemon_) daemon_->Stop();
+    if (server_) server_->Shutdown(1s);
+  }
+
+  void StartCollector() {
+    collector::server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.db_path = dir_.path() + "/kspm.db";
+    options.tls.insecure = true;
+    auto server = collector::server::CollectorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    std::lock_guard lock(address_mu_);
+    server_ = *std::move(server);
+    address_ = "127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  // Settings for the mode under test: drift watches, the engine's own polls as given, and a
+  // periodic scan every `interval`.
+  agent::DaemonSettings Settings(std::chrono::seconds interval) {
+    agent::DaemonSettings settings;
+    settings.drift_mode = GetParam();
+    settings.host_root = root_;
+    settings.proc_root = root_ + "/proc";
+    settings.interval = interval;
+    settings.jitter = 0;
+    settings.backoff_min = 50ms;
+    settings.backoff_max = 200ms;
+    settings.ack_timeout = 5s;
+    settings.drift.link_poll = 0ms;  // off unless a test turns it on
+    settings.drift.sweep = 0ms;
+    return settings;
+  }
+
+  void StartAgent(const agent::DaemonSettings& settings) {
+    daemon_ = std::make_unique<agent::AgentDaemon>(
+        *host_, *catalog_, agent::checks::Selection{}, settings, *spool_, [this] {
+          std::lock_guard lock(address_mu_);
+          return grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+        });
+    daemon_->Start();
+    ASSERT_EQ(daemon_->drift_mode(), GetParam());
+  }
+
+  // The verdict the collector holds for the mode check (UNSPECIFIED when none).
+  v1::Status Held() {
+    if (!server_) return v1::STATUS_UNSPECIFIED;
+    collector::store::FindingFilter f;
+    f.id = kModeCheck;
+    f.statuses = {v1::STATUS_PASS, v1::STATUS_FAIL, v1::STATUS_WARN, v1::STATUS_ERROR};
+    auto found = server_->store().Findings(f);
+    if (!found.ok() || found->empty()) return v1::STATUS_UNSPECIFIED;
+    return (*found)[0].result().status();
+  }
+
+  // Waits until the collector holds `status`; the message says what it held instead.
+  ::testing::AssertionResult HoldsWithin(v1::Status status, std::chrono::milliseconds timeout) {
+    const auto start = std::chrono::steady_clock::now();
+    if (WaitFor([&] { return Held() == status; }, timeout)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "after " << timeout.count() << " ms the collector holds " << v1::Status_Name(Held())
+           << ", not " << v1::Status_Name(status) << " ("
+           << std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count()
+           << " ms)";
+  }
+
+  const std::string config_ = "/var/lib/kubelet/config.yaml";
+  kspm::testing::TempDir dir_;
+  std::string root_ = dir_.path() + "/root";
+  std::string file_ = root_ + config_;
+  std::unique_ptr<agent::checks::Catalog> catalog_;
+  std::unique_ptr<agent::host::HostView> host_;
+  std::unique_ptr<agent::transport::Spool> spool_;
+  std::mutex address_mu_;
+  std::string address_;
+  std::unique_ptr<collector::server::CollectorServer> server_;
+  std::unique_ptr<agent::AgentDaemon> daemon_;
+};
+
+// The four steps of the report: FAIL; chmod 600 (PASS); the file made 0644 again through a hard
+// link; the collector must hold FAIL again. eBPF and inotify see it through the engine's link
+// poll with no periodic scan at all; rescan mode through its periodic scans.
+TEST_P(DriftTruthTest, ChangeThroughAHardLinkEndsAsTheTrueVerdict) {
+  const bool watching = GetParam() != "rescan";
+  auto settings = Settings(watching ? 3600s : 2s);
+  settings.drift.link_poll = 200ms;
+  settings.drift.sweep = 1s;
+  StartAgent(settings);
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  Sh("chmod 600 " + file_);
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_PASS, watching ? 2s : 5s));
+  Sh("ln " + file_ + " " + dir_.path() + "/x && chmod 644 " + dir_.path() + "/x");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_FAIL, watching ? 3s : 5s));
+}
+
+// The full report by time comes whether or not anything changed.
+TEST_P(DriftTruthTest, FullReportEveryResyncPeriod) {
+  auto settings = Settings(3600s);
+  settings.resync = 1s;
+  StartAgent(settings);
+  EXPECT_TRUE(WaitFor([&] { return daemon_->stats().full_reports.load() >= 3; }, 6s))
+      << daemon_->stats().full_reports.load() << " full reports";
+  EXPECT_TRUE(WaitFor([&] { return daemon_->stats().delivered.load() >= 3; }, 3s));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, DriftTruthTest, ::testing::Values("ebpf", "inotify", "rescan"),
+                         [](const auto& info) { return info.param; });
+
+// The watching modes. Every way of naming the file, seen by the watcher alone (no periodic
+// scan, no polls unless said): the collector must move from FAIL to PASS.
+class DriftWatchTest : public DriftTruthTest {
+ protected:
+  void Start() {
+    StartAgent(Settings(3600s));
+    ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  }
+};
+
+TEST_P(DriftWatchTest, RelativePathWithAFolder) {
+  Start();
+  Sh("cd " + root_ + "/var/lib && chmod 600 kubelet/config.yaml");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+}
+
+TEST_P(DriftWatchTest, RelativePathWithDotDot) {
+  Start();
+  Sh("cd " + root_ + "/etc && chmod 600 ../var/lib/kubelet/config.yaml");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+}
+
+TEST_P(DriftWatchTest, BareFileName) {
+  Start();
+  Sh("cd " + root_ + "/var/lib/kubelet && chmod 600 config.yaml");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+}
+
+TEST_P(DriftWatchTest, Descriptor) {
+  Start();
+  Sh("python3 -c 'import os; fd = os.open(\"" + file_ + "\", os.O_RDONLY); os.fchmod(fd, 0o600)'");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+}
+
+TEST_P(DriftWatchTest, RenameOverTheFile) {
+  Start();
+  Sh("cd " + root_ +
+     "/var/lib/kubelet && cp -p config.yaml new.yaml && chmod 600 new.yaml && "
+     "mv new.yaml config.yaml");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+}
+
+// Through a hard link in another folder: with eBPF, a descriptor opened through the link matches
+// the watched inode in the kernel; a path through the link is caught by the link poll.
+TEST_P(DriftWatchTest, DescriptorThroughAHardLink) {
+  const bool ebpf = GetParam() == "ebpf";
+  auto settings = Settings(3600s);
+  if (!ebpf) {
+    settings.drift.link_poll = 200ms;  // inotify: the link poll sees it
+    settings.drift.sweep = 1s;
+  }
+  // Linked before the agent starts: no link event, the kernel must match the inode itself.
+  const std::string link = dir_.path() + "/x";
+  Sh("ln " + file_ + " " + link);
+  StartAgent(settings);
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  Sh("python3 -c 'import os; fd = os.open(\"" + link + "\", os.O_RDONLY); os.fchmod(fd, 0o600)'");
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, ebpf ? 2s : 3s));
+}
+
+TEST_P(DriftWatchTest, PathThroughAHardLink) {
+  auto settings = Settings(3600s);
+  settings.drift.link_poll = 200ms;
+  settings.drift.sweep = 1s;
+  StartAgent(settings);
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  const std::string link = dir_.path() + "/x";
+  Sh("ln " + file_ + " " + link + " && chmod 600 " + link);
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 3s));
+}
+
+// The defect itself: drift reports a change, the revert is missed (made through a hard link
+// that existed before the agent started, with the engine's polls off), and the next periodic scan
+// must send the true verdict, because it diffs against what the collector holds, not against
+// what the agent last computed or sent.
+TEST_P(DriftWatchTest, PeriodicScanCorrectsARevertDriftMissed) {
+  const std::string link = dir_.path() + "/x";
+  Sh("ln " + file_ + " " + link);
+  StartAgent(Settings(3s));
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  // The inotify watcher's first /proc poll reports every component as started (a re-check of
+  // everything): let it pass, so that only the periodic scan can see what follows.
+  std::this_thread::sleep_for(700ms);
+  Sh("chmod 600 " + file_);
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+  const uint64_t scans = daemon_->stats().scans.load();
+  Sh("chmod 644 " + link);
+  // Nothing watches the other link: the collector keeps PASS until the next scan...
+  std::this_thread::sleep_for(300ms);
+  if (daemon_->stats().scans.load() == scans) {
+    EXPECT_EQ(Held(), v1::STATUS_PASS);
+  }
+  // ...which must correct it.
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_FAIL, 8s));
+}
+
+// A drift report queued while the collector is away is delivered once it is back.
+TEST_P(DriftWatchTest, DriftReportUnackedWhileTheCollectorIsDownIsResent) {
+  StartAgent(Settings(3600s));
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  server_->Shutdown(200ms);
+  server_.reset();
+  const uint64_t queued = daemon_->stats().queued.load();
+  Sh("chmod 600 " + file_);
+  ASSERT_TRUE(WaitFor([&] { return daemon_->stats().queued.load() > queued; }, 2s));
+  StartCollector();
+  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 5s));
+}
+
+INSTANTIATE_TEST_SUITE_P(Watchers, DriftWatchTest, ::testing::Values("ebpf", "inotify"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace kspm

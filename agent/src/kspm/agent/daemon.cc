@@ -1,6 +1,7 @@
 #include "kspm/agent/daemon.h"
 
 #include <random>
+#include <set>
 
 #include "grpcpp/client_context.h"
 #include "kspm/common/time.h"
@@ -9,8 +10,6 @@
 
 namespace kspm::agent {
 namespace {
-
-std::string ResultKey(const v1::CheckResult& r) { return r.check_id() + "|" + r.benchmark(); }
 
 std::chrono::milliseconds Jittered(std::chrono::milliseconds base, double jitter) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -31,18 +30,21 @@ void AgentDaemon::Start() {
   stop_ = false;
   node_ = settings_.node;
   drift_ = std::make_unique<drift::DriftEngine>(
-      host_, catalog_, selection_, settings_.node, [this](v1::NodeReport report) {
+      host_, catalog_, selection_, settings_.node, held_,
+      [this](const v1::NodeReport& drift) {
+        v1::NodeReport report = drift;
         report.mutable_node()->set_drift_mode(node_.drift_mode);
         report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
         if (auto s = spool_.Append(report); !s.ok()) {
           spdlog::error("cannot queue drift report {}: {}", report.scan_id(), s.ToString());
-          force_full_ = true;
-          return;
+          return false;
         }
         stats_.queued++;
         stats_.drift_reports++;
         NotifySpool();
-      });
+        return true;
+      },
+      settings_.drift);
   node_.drift_mode = drift_->Start(settings_.drift_mode, settings_.host_root, settings_.proc_root);
   scanner_ = std::thread([this] { ScanLoop(); });
   sender_ = std::thread([this] { SendLoop(); });
@@ -80,48 +82,63 @@ std::string AgentDaemon::NotReadyReason() const {
 }
 
 v1::NodeReport AgentDaemon::MakeDelta(v1::NodeReport full) {
-  const bool send_full = force_full_.exchange(false) || spool_.TakeDropped() ||
-                         scans_since_full_ + 1 >= settings_.full_every;
-  std::map<std::string, std::string> current;
+  std::set<std::string> keys;
+  for (const auto& r : full.results()) keys.insert(HeldResults::Key(r));
+  // Full when asked for (start, new session, a lost report), when the spool dropped reports,
+  // when the resync period is over, and when the collector holds a result this scan no longer
+  // has (only a full report deletes it).
+  const bool asked = held_.TakeNeedsFull();
+  const bool dropped = spool_.TakeDropped();
+  const bool due = std::chrono::steady_clock::now() - held_.last_full() >= settings_.resync;
+  if (asked || dropped || due || !held_.OnlyHoldsKeysIn(keys)) {
+    full.set_full(true);
+    return full;
+  }
   v1::NodeReport out = full;
   out.clear_results();
   for (auto& r : *full.mutable_results()) {
-    std::string bytes;
-    r.SerializeToString(&bytes);
-    const std::string key = ResultKey(r);
-    const auto it = last_sent_.find(key);
-    const bool changed = it == last_sent_.end() || it->second != bytes;
-    current[key] = std::move(bytes);
-    if (send_full || changed) *out.add_results() = std::move(r);
+    if (!held_.Holds(r)) *out.add_results() = std::move(r);
   }
-  last_sent_ = std::move(current);
-  out.set_full(send_full);
-  scans_since_full_ = send_full ? 0 : scans_since_full_ + 1;
+  out.set_full(false);
   return out;
 }
 
 void AgentDaemon::ScanLoop() {
   while (!Stopping()) {
-    v1::NodeReport report = RunScan(host_, catalog_, selection_, node_);
-    report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
-    if (drift_) drift_->SetBaseline(report);
-    report = MakeDelta(std::move(report));
-    stats_.scans++;
-    if (report.full() || report.results_size() > 0) {
-      if (auto s = spool_.Append(report); !s.ok()) {
-        // The disk refused the report: the next report must be complete to make up for it.
-        spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());
-        force_full_ = true;
-      } else {
-        stats_.queued++;
-        spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
-                      report.full() ? "full" : "changes only");
-        NotifySpool();
+    v1::NodeReport baseline;
+    {
+      // From the read to the queue, no drift report may be built: the spool's order is the
+      // order of what was read.
+      const auto sequence = held_.Sequence();
+      v1::NodeReport report = RunScan(host_, catalog_, selection_, node_);
+      report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
+      if (drift_) baseline = report;
+      report = MakeDelta(std::move(report));
+      stats_.scans++;
+      if (report.full() || report.results_size() > 0) {
+        if (auto s = spool_.Append(report); !s.ok()) {
+          // The disk refused the report: the next one must be complete to make up for it.
+          spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());
+          held_.Lost();
+        } else {
+          held_.Queued(report);
+          stats_.queued++;
+          if (report.full()) stats_.full_reports++;
+          spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
+                        report.full() ? "full" : "changes only");
+          NotifySpool();
+        }
       }
     }
+    if (drift_) drift_->SetBaseline(baseline);
+    // Wake for the next scan, or earlier when the resync falls due first.
+    const auto until_resync = std::chrono::duration_cast<std::chrono::milliseconds>(
+        held_.last_full() + settings_.resync - std::chrono::steady_clock::now());
+    const auto wait = std::max(std::chrono::milliseconds(0),
+                               std::min(Jittered(settings_.interval, settings_.jitter),
+                                        until_resync + std::chrono::milliseconds(1)));
     std::unique_lock lock(mu_);
-    scan_cv_.wait_for(lock, Jittered(settings_.interval, settings_.jitter),
-                      [this] { return Stopping() || scan_requested_; });
+    scan_cv_.wait_for(lock, wait, [this] { return Stopping() || scan_requested_; });
     scan_requested_ = false;
   }
 }
@@ -163,9 +180,9 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
     return;
   }
   stats_.connects++;
-  // A new session may be a new collector (or a restored database): start over with a full
+  // A new session may be a new collector (or a restored database): the next scan sends a full
   // report.
-  force_full_ = true;
+  held_.Lost();
 
   // The reader collects acks and handles the collector's requests.
   std::mutex ack_mu;
@@ -219,6 +236,7 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
     acks.erase(in_flight);
     lock.unlock();
     if (ack.accepted()) {
+      held_.Acked(item->report);
       spool_.Pop(item->sequence);
       stats_.delivered++;
       in_flight.clear();
@@ -242,7 +260,9 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
                       status.error_message());
         spool_.Pop(front->sequence);
         stats_.rejected++;
-        force_full_ = true;
+        // The collector never got it: what it holds is unknown until a full report.
+        held_.Lost();
+        RequestScan();
       }
     }
   }

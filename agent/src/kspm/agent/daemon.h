@@ -15,6 +15,7 @@
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/checks/evaluator.h"
 #include "kspm/agent/drift/engine.h"
+#include "kspm/agent/held_results.h"
 #include "kspm/agent/host/host_view.h"
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/spool.h"
@@ -24,12 +25,15 @@ namespace kspm::agent {
 struct DaemonSettings {
   NodeSettings node;
   std::chrono::seconds interval{300};
-  // Full scans carry every result; between them, only changed results travel.
-  int full_every = 12;
+  // Each scan sends only the results that differ from what the collector holds (HeldResults);
+  // every `resync` the whole report is sent anyway, whether or not anything was sent between.
+  std::chrono::seconds resync{3600};
   double jitter = 0.1;  // +-10% of the interval
   std::chrono::milliseconds backoff_min{500};
   std::chrono::milliseconds backoff_max{60000};
   std::chrono::seconds ack_timeout{30};
+  // The drift engine's own stat polls (see drift::DriftOptions).
+  drift::DriftOptions drift;
   // Drift watching: "" picks the best mode (ebpf, then inotify); "ebpf", "inotify" or "rescan"
   // force one. The host and proc roots are where the watcher looks.
   std::string drift_mode;
@@ -46,6 +50,7 @@ struct DaemonStats {
   std::atomic<uint64_t> connects{0};
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> drift_reports{0};  // partial reports caused by drift events
+  std::atomic<uint64_t> full_reports{0};   // reports queued with every result
 };
 
 // `kspm-agent run`: scans at start and every interval (with jitter), queues each report in the
@@ -79,13 +84,14 @@ class AgentDaemon {
   // The drift mode in use (after Start).
   std::string drift_mode() const { return drift_ ? drift_->mode() : "rescan"; }
   uint64_t drift_events_lost() const { return drift_ ? drift_->lost() : 0; }
+  const HeldResults& held() const { return held_; }
 
  private:
   void ScanLoop();
   void SendLoop();
   // Delivers the spool over one connection; returns when the stream breaks or on Stop.
   void Session(const std::shared_ptr<grpc::Channel>& channel);
-  // Turns a full scan into what travels: everything, or only what changed since the last one.
+  // Turns a full scan into what travels: everything, or only what the collector does not hold.
   v1::NodeReport MakeDelta(v1::NodeReport full);
   bool Stopping() const { return stop_.load(); }
 
@@ -109,10 +115,8 @@ class AgentDaemon {
   std::thread scanner_;
   std::thread sender_;
 
-  // Delta state: the last result sent per check, serialized (scan thread only).
-  std::map<std::string, std::string> last_sent_;
-  int scans_since_full_ = 0;
-  std::atomic<bool> force_full_{true};
+  // What the collector holds: every diff is taken against it.
+  HeldResults held_;
 };
 
 }  // namespace kspm::agent

@@ -23,7 +23,8 @@ namespace kspm::agent::drift {
 
 #ifndef KSPM_WITH_BPF
 
-absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(std::string, Watcher::Callback) {
+absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(std::string, Watcher::Callback,
+                                                          std::string) {
   return absl::UnimplementedError("this kspm-agent was built without eBPF support");
 }
 
@@ -31,7 +32,7 @@ absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(std::string, Watcher::
 
 namespace {
 
-static_assert(sizeof(kspm_drift_event) == 4 * 6 + 8 * 2 + KSPM_COMM_LEN + KSPM_PATH_MAX,
+static_assert(sizeof(kspm_drift_event) == 4 * 6 + 8 * 3 + KSPM_COMM_LEN + KSPM_PATH_MAX,
               "the event layout must match bpf/drift.h exactly");
 
 int LibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
@@ -66,6 +67,8 @@ const char* OpName(unsigned op) {
       return "exec";
     case KSPM_OP_EXIT:
       return "exit";
+    case KSPM_OP_LINK:
+      return "link";
     default:
       return "unknown";
   }
@@ -90,10 +93,45 @@ struct RingDeleter {
   void operator()(ring_buffer* r) const { ring_buffer__free(r); }
 };
 
+// `dir` + "/" + `rel` with `.` and `..` folded lexically (symlinks are not followed: the kernel
+// already did, and the result is only used to find a watched path).
+std::string JoinLexically(const std::string& dir, const std::string& rel) {
+  std::vector<std::string> parts;
+  auto push = [&](std::string_view all) {
+    size_t start = 0;
+    while (start <= all.size()) {
+      size_t end = all.find('/', start);
+      if (end == std::string_view::npos) end = all.size();
+      const std::string_view part = all.substr(start, end - start);
+      if (part == "..") {
+        if (!parts.empty()) parts.pop_back();
+      } else if (!part.empty() && part != ".") {
+        parts.emplace_back(part);
+      }
+      start = end + 1;
+    }
+  };
+  push(dir);
+  push(rel);
+  std::string out;
+  for (const auto& p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
+// The target of a /proc magic link, or "" when the process is gone or the file was deleted.
+std::string ReadProcLink(const std::string& link) {
+  char buf[4096];
+  const ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string target(buf, static_cast<size_t>(n));
+  if (target.empty() || target[0] != '/' || target.ends_with(" (deleted)")) return "";
+  return target;
+}
+
 class EbpfWatcher final : public Watcher {
  public:
-  EbpfWatcher(std::string host_root, Callback cb)
-      : host_root_(std::move(host_root)), cb_(std::move(cb)) {}
+  EbpfWatcher(std::string host_root, std::string proc_root, Callback cb)
+      : host_root_(std::move(host_root)), proc_root_(std::move(proc_root)), cb_(std::move(cb)) {}
   ~EbpfWatcher() override {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -141,10 +179,17 @@ class EbpfWatcher final : public Watcher {
     std::lock_guard lock(mu_);
     std::set<std::string> keys;
     for (const auto& p : set.paths) {
-      keys.insert(p);
-      if (host_root_ != "/" && !host_root_.empty()) keys.insert(host_root_ + p);
-      const size_t slash = p.rfind('/');
-      keys.insert(slash == std::string::npos ? p : p.substr(slash + 1));
+      // The path as the host and as the agent see it, and every suffix of either that starts
+      // at a component: what a relative path naming the file can be (see check_path).
+      std::vector<std::string> spellings = {p};
+      if (host_root_ != "/" && !host_root_.empty()) spellings.push_back(host_root_ + p);
+      for (const auto& spelling : spellings) {
+        keys.insert(spelling);
+        for (size_t slash = spelling.find('/'); slash != std::string::npos;
+             slash = spelling.find('/', slash + 1)) {
+          if (slash + 1 < spelling.size()) keys.insert(spelling.substr(slash + 1));
+        }
+      }
     }
     const int fd = bpf_map__fd(skel_->maps.watched);
     for (const auto& old : keys_) {
@@ -169,6 +214,16 @@ class EbpfWatcher final : public Watcher {
       bpf_map_update_elem(prefix_fd, prefix, &one, BPF_ANY);
     }
     keys_ = std::move(keys);
+    const int inode_fd = bpf_map__fd(skel_->maps.watched_inodes);
+    for (const __u64 old : inodes_) {
+      if (!set.inodes.contains(old)) bpf_map_delete_elem(inode_fd, &old);
+    }
+    for (const __u64 ino : set.inodes) {
+      if (bpf_map_update_elem(inode_fd, &ino, &one, BPF_ANY) != 0) {
+        return absl::ResourceExhaustedError("drift inode map is full");
+      }
+    }
+    inodes_ = set.inodes;
     const int comm_fd = bpf_map__fd(skel_->maps.watched_comms);
     for (const auto& c : set.comms) {
       char key[KSPM_COMM_LEN] = {};
@@ -195,31 +250,57 @@ class EbpfWatcher final : public Watcher {
     if (size < sizeof(kspm_drift_event)) return 0;
     const auto* e = static_cast<const kspm_drift_event*>(data);
     if (e->version != KSPM_DRIFT_EVENT_VERSION) return 0;
+    auto* watcher = static_cast<EbpfWatcher*>(self);
     RawEvent ev;
     ev.operation = OpName(e->op);
-    ev.path.assign(e->path, strnlen(e->path, sizeof e->path));
-    ev.relative = e->match == KSPM_MATCH_RELATIVE || e->match == KSPM_MATCH_FD_NAME;
+    const std::string seen(e->path, strnlen(e->path, sizeof e->path));
     ev.pid = static_cast<int>(e->pid);
     ev.uid = e->uid;
+    ev.inode = e->match == KSPM_MATCH_INODE ? e->ino : 0;
     ev.comm.assign(e->comm, strnlen(e->comm, sizeof e->comm));
     ev.source = "ebpf";
     ev.seen = std::chrono::steady_clock::now();
-    auto* watcher = static_cast<EbpfWatcher*>(self);
-    // Paths seen under the host root (the agent's own view) are reported as host paths.
-    const std::string& root = watcher->host_root_;
-    if (!ev.relative && root.size() > 1 && ev.path.starts_with(root + "/")) {
-      ev.path = ev.path.substr(root.size());
+    const std::string proc = watcher->proc_root_ + "/" + std::to_string(e->pid);
+    switch (e->match) {
+      case KSPM_MATCH_RELATIVE: {
+        // Resolved now, while the caller most likely still exists.
+        const size_t slash = seen.rfind('/');
+        ev.name = slash == std::string::npos ? seen : seen.substr(slash + 1);
+        const std::string dir = ReadProcLink(
+            e->dirfd == -100 ? proc + "/cwd" : proc + "/fd/" + std::to_string(e->dirfd));
+        if (!dir.empty()) ev.path = watcher->HostPath(JoinLexically(dir, seen));
+        break;
+      }
+      case KSPM_MATCH_FD_NAME:
+      case KSPM_MATCH_INODE: {
+        ev.name = seen;
+        const std::string target = ReadProcLink(proc + "/fd/" + std::to_string(e->dirfd));
+        if (!target.empty()) ev.path = watcher->HostPath(target);
+        break;
+      }
+      default:
+        ev.path = watcher->HostPath(seen);
     }
     watcher->cb_(std::move(ev));
     return 0;
   }
 
+  // Paths seen under the host root (the agent's own view) are reported as host paths.
+  std::string HostPath(const std::string& path) const {
+    if (host_root_.size() > 1 && path.starts_with(host_root_ + "/")) {
+      return path.substr(host_root_.size());
+    }
+    return path;
+  }
+
   std::string host_root_;
+  std::string proc_root_;
   Callback cb_;
   std::unique_ptr<drift_bpf, SkelDeleter> skel_;
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   std::mutex mu_;
   std::set<std::string> keys_;
+  std::set<uint64_t> inodes_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -227,8 +308,9 @@ class EbpfWatcher final : public Watcher {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(std::string host_root,
-                                                          Watcher::Callback cb) {
-  auto w = std::make_unique<EbpfWatcher>(std::move(host_root), std::move(cb));
+                                                          Watcher::Callback cb,
+                                                          std::string proc_root) {
+  auto w = std::make_unique<EbpfWatcher>(std::move(host_root), std::move(proc_root), std::move(cb));
   if (auto s = w->Init(); !s.ok()) return s;
   return std::unique_ptr<Watcher>(std::move(w));
 }

@@ -6,8 +6,6 @@
 namespace kspm::agent::drift {
 namespace {
 
-std::string Key(const v1::CheckResult& r) { return r.check_id() + "|" + r.benchmark(); }
-
 std::string Basename(const std::string& p) {
   const size_t slash = p.rfind('/');
   return slash == std::string::npos ? p : p.substr(slash + 1);
@@ -92,14 +90,71 @@ void DriftEngine::Stop() {
 void DriftEngine::SetBaseline(const v1::NodeReport& full) {
   const discovery::HostState state = discovery::Discover(host_, catalog_);
   std::map<std::string, std::set<std::string>> owners;
-  const WatchSet set = ComputeWatchSet(catalog_, state, full, &owners);
+  WatchSet set = ComputeWatchSet(catalog_, state, full, &owners);
+  // What the files look like now: the next polls compare with this.
+  std::map<std::string, Signature> signatures;
+  std::map<uint64_t, std::set<std::string>> by_inode;
+  if (watcher_) {
+    for (const auto& path : set.paths) {
+      const Signature sig = StatWatched(path);
+      signatures[path] = sig;
+      if (sig.exists) {
+        by_inode[sig.ino].insert(path);
+        set.inodes.insert(sig.ino);
+      }
+    }
+  }
   {
     std::lock_guard lock(mu_);
-    for (const auto& r : full.results()) last_[Key(r)] = r;
     owners_ = std::move(owners);
+    signatures_ = std::move(signatures);
+    paths_by_inode_ = std::move(by_inode);
   }
   if (watcher_) {
     if (auto s = watcher_->Update(set); !s.ok()) spdlog::warn("drift: {}", s.ToString());
+  }
+}
+
+DriftEngine::Signature DriftEngine::StatWatched(const std::string& path) const {
+  Signature sig;
+  const auto info = host_.Stat(path);
+  if (!info.ok()) return sig;
+  sig.exists = true;
+  sig.dev = info->device;
+  sig.ino = info->inode;
+  sig.nlink = info->links;
+  sig.mode = info->type | info->mode;
+  sig.uid = info->uid;
+  sig.gid = info->gid;
+  sig.size = info->size;
+  sig.mtime_ns = info->mtime_ns;
+  sig.ctime_ns = info->ctime_ns;
+  return sig;
+}
+
+void DriftEngine::Poll(bool all) {
+  std::vector<std::pair<std::string, Signature>> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [path, sig] : signatures_) {
+      if (all || sig.nlink > 1) targets.emplace_back(path, sig);
+    }
+  }
+  for (const auto& [path, before] : targets) {
+    const Signature now = StatWatched(path);
+    if (now == before) continue;
+    {
+      std::lock_guard lock(mu_);
+      signatures_[path] = now;
+      if (before.exists) paths_by_inode_[before.ino].erase(path);
+      if (now.exists) paths_by_inode_[now.ino].insert(path);
+    }
+    RawEvent ev;
+    ev.operation = now.exists && before.exists && now.nlink != before.nlink ? "link" : "attrib";
+    ev.path = path;
+    ev.source = "stat-poll";
+    ev.seen = std::chrono::steady_clock::now();
+    OnEvent(std::move(ev));
   }
 }
 
@@ -126,13 +181,23 @@ std::set<std::string> DriftEngine::AffectedComponents(const RawEvent& ev) const 
     return out;
   }
   std::lock_guard lock(mu_);
-  if (!ev.relative) {
-    if (const auto it = owners_.find(ev.path); it != owners_.end()) return it->second;
-    return out;
+  auto add = [&](const std::string& path) {
+    const auto it = owners_.find(path);
+    if (it == owners_.end()) return false;
+    out.insert(it->second.begin(), it->second.end());
+    return true;
+  };
+  bool matched = !ev.path.empty() && add(ev.path);
+  if (ev.inode != 0) {
+    if (const auto it = paths_by_inode_.find(ev.inode); it != paths_by_inode_.end()) {
+      for (const auto& path : it->second) matched |= add(path);
+    }
   }
-  // Matched by name only: every watched file of that name (user space cannot tell which).
+  if (matched || ev.name.empty()) return out;
+  // Matched by name only and not resolved to a watched path (the caller was gone, or sees
+  // another mount namespace): every watched file of that name.
   for (const auto& [path, components] : owners_) {
-    if (Basename(path) == ev.path) out.insert(components.begin(), components.end());
+    if (Basename(path) == ev.name) out.insert(components.begin(), components.end());
   }
   return out;
 }
@@ -143,10 +208,17 @@ void DriftEngine::Run() {
     std::set<std::string> components;
     std::vector<RawEvent> cause;
   };
+  using Clock = std::chrono::steady_clock;
   std::vector<Pending> later;  // second looks after writes
+  // The engine's own stat polls run only while something is watched.
+  const bool polling = watcher_ != nullptr;
+  const auto far = Clock::time_point::max();
+  auto next_link =
+      polling && options_.link_poll.count() > 0 ? Clock::now() + options_.link_poll : far;
+  auto next_sweep = polling && options_.sweep.count() > 0 ? Clock::now() + options_.sweep : far;
   std::unique_lock lock(mu_);
   while (!stop_) {
-    auto next_due = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    auto next_due = std::min({Clock::now() + std::chrono::seconds(1), next_link, next_sweep});
     for (const auto& p : later) next_due = std::min(next_due, p.due);
     cv_.wait_until(lock, next_due, [this] { return stop_ || !queue_.empty(); });
     if (stop_) break;
@@ -154,7 +226,7 @@ void DriftEngine::Run() {
     if (!queue_.empty()) {
       // Let a burst settle, then take everything that arrived.
       lock.unlock();
-      std::this_thread::sleep_for(settle_);
+      std::this_thread::sleep_for(options_.settle);
       lock.lock();
       batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
       queue_.clear();
@@ -163,20 +235,23 @@ void DriftEngine::Run() {
     if (!batch.empty()) {
       std::set<std::string> components;
       bool writes = false;
+      bool links = false;
       for (const auto& ev : batch) {
         auto affected = AffectedComponents(ev);
         components.insert(affected.begin(), affected.end());
         writes |= ev.operation == "write" || ev.operation == "truncate";
+        links |= ev.operation == "link" && ev.source != "stat-poll";
       }
+      // A new link to a watched file: from now on it is polled (see DriftOptions::link_poll).
+      if (links && polling && options_.link_poll.count() > 0) Poll(/*all=*/true);
       if (!components.empty()) {
         Reevaluate(components, batch);
         if (writes) {
-          later.push_back({std::chrono::steady_clock::now() + std::chrono::milliseconds(250),
-                           components, batch});
+          later.push_back({Clock::now() + std::chrono::milliseconds(250), components, batch});
         }
       }
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
     for (auto it = later.begin(); it != later.end();) {
       if (it->due <= now) {
         Reevaluate(it->components, it->cause);
@@ -185,34 +260,35 @@ void DriftEngine::Run() {
         ++it;
       }
     }
+    if (now >= next_sweep) {
+      Poll(/*all=*/true);
+      next_sweep = now + options_.sweep;
+      next_link = std::max(next_link, now + options_.link_poll);
+    } else if (now >= next_link) {
+      Poll(/*all=*/false);
+      next_link = now + options_.link_poll;
+    }
     lock.lock();
   }
 }
 
 bool DriftEngine::Reevaluate(const std::set<std::string>& components,
                              const std::vector<RawEvent>& cause) {
+  // From the read to the queue, no other report may be built: the spool's order is the order
+  // of what was read.
+  const auto sequence = held_.Sequence();
   const discovery::HostState state = discovery::Discover(host_, catalog_);
   auto results = checks::EvaluateAll(catalog_, selection_, host_, state, &components);
   v1::NodeReport report;
   v1::DriftEvent event;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& r : results) {
-      const std::string key = Key(r);
-      const auto it = last_.find(key);
-      v1::Status old_status = v1::STATUS_UNSPECIFIED;
-      if (it != last_.end()) {
-        if (it->second.SerializeAsString() == r.SerializeAsString()) continue;
-        old_status = it->second.status();
-      }
-      auto* change = event.add_changes();
-      change->set_check_id(r.check_id());
-      change->set_old_status(old_status);
-      change->set_new_status(r.status());
-      *change->mutable_result() = r;
-      *report.add_results() = r;
-      last_[key] = std::move(r);
-    }
+  for (auto& r : results) {
+    if (held_.WillHold(r)) continue;
+    auto* change = event.add_changes();
+    change->set_check_id(r.check_id());
+    change->set_old_status(held_.HeldStatus(r));
+    change->set_new_status(r.status());
+    *change->mutable_result() = r;
+    *report.add_results() = std::move(r);
   }
   if (report.results_size() == 0) return false;
   const RawEvent& first = cause.front();
@@ -222,7 +298,7 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
       common::ToProto(common::Clock::now() - std::chrono::duration_cast<common::Clock::duration>(
                                                  std::chrono::steady_clock::now() - first.seen));
   event.set_operation(first.operation);
-  event.set_path(first.path);
+  event.set_path(first.path.empty() ? first.name : first.path);
   event.set_pid(first.pid);
   event.set_comm(first.comm);
   event.set_uid(first.uid);
@@ -236,7 +312,11 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
   *report.add_drift() = event;
   spdlog::info("drift: {} {} by pid {} ({}) changed {} result(s)", event.operation(), event.path(),
                event.pid(), event.comm(), event.changes_size());
-  emit_(std::move(report));
+  if (!emit_(report)) {
+    held_.Lost();
+    return false;
+  }
+  held_.Queued(report);
   return true;
 }
 

@@ -15,6 +15,7 @@
 #include "kspm/agent/checks/evaluator.h"
 #include "kspm/agent/discovery/discovery.h"
 #include "kspm/agent/drift/watcher.h"
+#include "kspm/agent/held_results.h"
 #include "kspm/agent/host/host_view.h"
 #include "kspm/agent/scan.h"
 #include "kspm/v1/results.pb.h"
@@ -28,24 +29,39 @@ WatchSet ComputeWatchSet(const checks::Catalog& catalog, const discovery::HostSt
                          const v1::NodeReport& last_full,
                          std::map<std::string, std::set<std::string>>* owners);
 
+struct DriftOptions {
+  // Events are collected this long before a re-check, so a burst of writes is one re-check.
+  std::chrono::milliseconds settle{10};
+  // Watched files with more than one link are stat'ed this often: a change made through another
+  // link names a path nobody watches, so neither the kernel filter nor inotify sees it. 0: off.
+  std::chrono::milliseconds link_poll{1000};
+  // Every watched file is stat'ed this often (finding new links, and as a safety net for any
+  // change the watcher missed). 0: off.
+  std::chrono::milliseconds sweep{10000};
+};
+
 // Turns raw file and process events into re-evaluated results. Events are collected for a short
-// settle time (so a burst of writes is one re-check), then only the checks of the components
-// that read the changed file or run the changed process are evaluated again, on a fresh
-// discovery. What changed goes out as a partial report carrying a DriftEvent. Writes are
-// re-checked once more a little later, for writers that finish after their open.
+// settle time, then only the checks of the components that read the changed file or run the
+// changed process are evaluated again, on a fresh discovery, and compared with what the
+// collector holds (`HeldResults`). What differs goes out as a partial report carrying a
+// DriftEvent. Writes are re-checked once more a little later, for writers that finish after
+// their open. Besides the watcher's events, the engine stats the watched files itself (see
+// DriftOptions) and treats a changed inode, mode, owner, size, time or link count as an event.
 class DriftEngine {
  public:
-  using Emit = std::function<void(v1::NodeReport)>;
+  // Queues a report for the collector; false when it could not be queued.
+  using Emit = std::function<bool(const v1::NodeReport&)>;
 
   DriftEngine(const host::HostView& host, const checks::Catalog& catalog,
-              checks::Selection selection, NodeSettings node, Emit emit,
-              std::chrono::milliseconds settle = std::chrono::milliseconds(10))
+              checks::Selection selection, NodeSettings node, HeldResults& held, Emit emit,
+              DriftOptions options = {})
       : host_(host),
         catalog_(catalog),
         selection_(std::move(selection)),
         node_(std::move(node)),
+        held_(held),
         emit_(std::move(emit)),
-        settle_(settle) {}
+        options_(options) {}
   ~DriftEngine() { Stop(); }
 
   // Starts the best watcher (or `forced`: ebpf, inotify, rescan). In `rescan` mode nothing is
@@ -53,7 +69,7 @@ class DriftEngine {
   std::string Start(const std::string& forced, const std::string& host_root,
                     const std::string& proc_root);
   void Stop();
-  // After every full scan: the results to compare against, and what to watch.
+  // After every full scan: what to watch.
   void SetBaseline(const v1::NodeReport& full);
   std::string mode() const { return mode_; }
   std::string notes() const { return notes_; }
@@ -61,9 +77,23 @@ class DriftEngine {
   uint64_t events() const { return events_.load(); }
 
  private:
+  // What stat(2) says of a watched file, compared between polls.
+  struct Signature {
+    uint64_t dev = 0, ino = 0, nlink = 0;
+    uint32_t mode = 0, uid = 0, gid = 0;
+    int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
+    bool exists = false;
+    bool operator==(const Signature&) const = default;
+  };
+  Signature StatWatched(const std::string& path) const;
+  // Stats `paths` (all watched ones when `all`), queues an event for each whose signature
+  // changed, and returns the inode numbers seen.
+  void Poll(bool all);
+
   void OnEvent(RawEvent ev);
   void Run();
-  // Re-evaluates `components`; emits a report when a result changed. Returns whether it did.
+  // Re-evaluates `components`; emits a report when a result differs from what the collector
+  // will hold. Returns whether it did.
   bool Reevaluate(const std::set<std::string>& components, const std::vector<RawEvent>& cause);
   std::set<std::string> AffectedComponents(const RawEvent& ev) const;
 
@@ -71,8 +101,9 @@ class DriftEngine {
   const checks::Catalog& catalog_;
   const checks::Selection selection_;
   const NodeSettings node_;
+  HeldResults& held_;
   Emit emit_;
-  const std::chrono::milliseconds settle_;
+  const DriftOptions options_;
   std::string mode_ = "rescan";
   std::string notes_;
   std::unique_ptr<Watcher> watcher_;
@@ -83,9 +114,11 @@ class DriftEngine {
   bool stop_ = false;
   std::thread thread_;
   std::atomic<uint64_t> events_{0};
-  // Guarded by mu_: the last result per check|benchmark, and who reads which path.
-  std::map<std::string, v1::CheckResult> last_;
+  // Guarded by mu_: who reads which path, the watched paths by inode, and the last signature of
+  // every watched path (polled every sweep, or every link poll when it has several links).
   std::map<std::string, std::set<std::string>> owners_;
+  std::map<uint64_t, std::set<std::string>> paths_by_inode_;
+  std::map<std::string, Signature> signatures_;
 };
 
 }  // namespace kspm::agent::drift

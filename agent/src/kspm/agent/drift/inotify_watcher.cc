@@ -193,7 +193,7 @@ absl::StatusOr<std::unique_ptr<Watcher>> StartBestWatcher(const std::string& for
                                                           Watcher::Callback cb,
                                                           std::string* notes) {
   if (forced.empty() || forced == "ebpf") {
-    auto w = StartEbpfWatcher(host_root, cb);
+    auto w = StartEbpfWatcher(host_root, cb, proc_root);
     if (w.ok() || forced == "ebpf") return w;
     if (notes) *notes = "eBPF unavailable: " + std::string(w.status().message());
   }

@@ -13,10 +13,19 @@ namespace kspm::agent::drift {
 
 // A change to something a check reads, as a watcher saw it.
 struct RawEvent {
-  std::string operation;  // chmod, chown, write, rename, unlink, truncate, exec, exit, modify
-  std::string path;       // absolute host path, or a bare name when `relative`
-  bool relative = false;  // matched by name only (relative path or file descriptor)
-  int pid = 0;            // the process that made the change; 0 when unknown (inotify)
+  // chmod, chown, write, rename, unlink, truncate, link, exec, exit, or attrib (a metadata
+  // change found by the engine's stat poll).
+  std::string operation;
+  // The absolute host path changed, when known: given absolute, or resolved from the caller's
+  // working directory, `dirfd` or descriptor under /proc.
+  std::string path;
+  // When the kernel matched by file name only (a relative path, a descriptor): that name. The
+  // engine falls back to every watched file of this name when `path` is empty or not watched.
+  std::string name;
+  // Set when the kernel matched the inode of a watched file (a descriptor's file, whatever name
+  // or link it was opened through).
+  uint64_t inode = 0;
+  int pid = 0;  // the process that made the change; 0 when unknown (inotify)
   uint32_t uid = 0;
   std::string comm;
   std::string source;                          // ebpf, inotify, proc-poll
@@ -28,6 +37,8 @@ struct RawEvent {
 struct WatchSet {
   std::set<std::string> paths;
   std::set<std::string> comms;
+  // Inode numbers of the watched files, for matching descriptors opened through any link.
+  std::set<uint64_t> inodes;
 };
 
 // Watches a WatchSet and reports changes through a callback, on its own thread.
@@ -46,8 +57,10 @@ class Watcher {
 // Syscall and scheduler tracepoints (CO-RE BPF), filtered in the kernel. `host_root` is where
 // the host's files appear to the agent; paths are matched both as the host sees them and under
 // `host_root`. Fails when BPF is not built in, BTF is missing, or the kernel refuses the program.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(std::string host_root,
-                                                                        Watcher::Callback cb);
+// Relative paths and descriptors are resolved through `proc_root`/<pid>/{cwd,fd} while the
+// caller still exists.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Watcher>> StartEbpfWatcher(
+    std::string host_root, Watcher::Callback cb, std::string proc_root = "/proc");
 
 // inotify on the folders of the watched files (so replace-by-rename is seen), and a poll of
 // `proc_root` every `poll` for component processes starting and ending.

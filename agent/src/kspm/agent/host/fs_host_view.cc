@@ -137,6 +137,11 @@ class FsHostView final : public HostView {
     info.uid = st.st_uid;
     info.gid = st.st_gid;
     info.size = st.st_size;
+    info.device = st.st_dev;
+    info.inode = st.st_ino;
+    info.links = st.st_nlink;
+    info.mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    info.ctime_ns = st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
     info.user = NameOf(st.st_uid, /*group=*/false);
     info.group = NameOf(st.st_gid, /*group=*/true);
     return info;

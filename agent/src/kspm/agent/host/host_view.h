@@ -26,6 +26,12 @@ struct FileInfo {
   std::string user;   // name from the host's passwd; the number as text when unknown
   std::string group;  // name from the host's group; the number as text when unknown
   int64_t size = 0;
+  // Identity and change times, for noticing changes between two looks (drift).
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  uint64_t links = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
 
   bool IsDirectory() const;
   bool IsRegular() const;
