@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <thread>
 
 #include "fixtures/host_builder.h"
@@ -73,9 +74,11 @@ class PipelineTest : public ::testing::Test {
     return grpc::CreateCustomChannel(address_, *creds, args);
   }
 
-  // One hello and one report on a fresh stream; returns the stream's final status.
+  // One hello and one report on a fresh stream; returns the stream's final status. `edit`
+  // changes the one result before it is sent.
   grpc::Status SendOne(const std::shared_ptr<grpc::Channel>& channel, const std::string& hello_as,
-                       const std::string& scan_id) {
+                       const std::string& scan_id,
+                       const std::function<void(v1::CheckResult*)>& edit = {}) {
     auto stub = v1::AgentService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 5s);
@@ -89,6 +92,7 @@ class PipelineTest : public ::testing::Test {
     r->set_check_id("kubelet.anonymous-auth");
     r->set_benchmark("cis-kubernetes-1.12");
     r->set_status(v1::STATUS_FAIL);
+    if (edit) edit(r);
     if (stream->Write(hello)) (void)stream->Write(report);
     stream->WritesDone();
     v1::CollectorMessage reply;
@@ -164,6 +168,16 @@ TEST_F(PipelineTest, CertificateFromAnotherCaIsRefused) {
   ASSERT_TRUE(creds.ok());
   const auto s = SendOne(grpc::CreateChannel(address_, *creds), "node-a", "scan-1");
   EXPECT_FALSE(s.ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
+TEST_F(PipelineTest, UnknownSeverityIsRejected) {
+  const auto s = SendOne(Channel("nodes/node-a"), "node-a", "scan-1", [](v1::CheckResult* r) {
+    r->set_severity(static_cast<v1::Severity>(99));
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("unknown severity (99)"), std::string::npos)
+      << s.error_message();
   EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "kspm/common/safe_text.h"
 #include "kspm/common/strings.h"
 #include "kspm/common/time.h"
 
@@ -49,6 +50,8 @@ v1::NodeReport RunScan(const host::HostView& host, const checks::Catalog& catalo
   report.set_full(true);
   report.set_host_root(host.root());
   *report.mutable_finished_at() = common::ToProto(common::Clock::now());
+  // Host text may hold any bytes; the report must serialise whatever it holds.
+  common::MakeValidUtf8(&report);
   return report;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "kspm/common/names.h"
+#include "kspm/common/safe_text.h"
 #include "kspm/common/time.h"
 
 namespace kspm::common {
@@ -131,12 +132,12 @@ std::string Colourise(const std::string& status) {
 void Table::Print(std::ostream& out, bool colour, size_t max_width) const {
   const size_t columns = header_.size();
   std::vector<size_t> width(columns, 0);
+  // Cells may hold node-supplied text: control characters are shown, never sent.
   auto cell = [&](const std::vector<std::string>& row, size_t i) -> std::string {
     if (i >= row.size()) return "";
-    if (i + 1 < columns && row[i].size() > max_width) {
-      return row[i].substr(0, max_width - 3) + "...";
-    }
-    return row[i];
+    std::string text = TerminalSafe(row[i]);
+    if (i + 1 < columns && text.size() > max_width) return text.substr(0, max_width - 3) + "...";
+    return text;
   };
   for (size_t i = 0; i < columns; ++i) {
     width[i] = cell(header_, i).size();

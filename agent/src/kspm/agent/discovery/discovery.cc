@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kspm/common/safe_text.h"
 #include "kspm/common/strings.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -260,6 +261,9 @@ absl::StatusOr<YAML::Node> ParseYaml(const std::string& text, const std::string&
       return absl::InvalidArgumentError(path + ": invalid JSON: " + e.what());
     }
   }
+  // Aliases are shared at load but copied by every walk of the tree: a few hundred bytes of
+  // nested aliases would take gigabytes. Refused before loading.
+  if (auto s = common::CheckYamlSize(text, path); !s.ok()) return s;
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {

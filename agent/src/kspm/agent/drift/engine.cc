@@ -1,5 +1,6 @@
 #include "kspm/agent/drift/engine.h"
 
+#include "kspm/common/safe_text.h"
 #include "kspm/common/time.h"
 #include "spdlog/spdlog.h"
 
@@ -310,6 +311,7 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
   report.set_full(false);
   report.set_host_root(host_.root());
   *report.add_drift() = event;
+  common::MakeValidUtf8(&report);
   spdlog::info("drift: {} {} by pid {} ({}) changed {} result(s)", event.operation(), event.path(),
                event.pid(), event.comm(), event.changes_size());
   if (!emit_(report)) {

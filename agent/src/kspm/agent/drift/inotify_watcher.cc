@@ -129,7 +129,7 @@ class InotifyWatcher final : public Watcher {
     if (d == nullptr) return out;
     while (const dirent* e = ::readdir(d)) {
       const char* name = e->d_name;
-      if (*name < '0' || *name > '9') continue;
+      if (*name < '0' || *name > '9' || std::strlen(name) > 9) continue;  // not a pid
       std::ifstream in(proc_root_ + "/" + name + "/comm");
       std::string comm;
       if (!std::getline(in, comm) || !comms.contains(comm)) continue;

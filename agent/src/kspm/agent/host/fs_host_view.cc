@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -58,8 +60,40 @@ class Fd {
   int fd_;
 };
 
-// Reads a whole open file.
+std::string TypeName(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFIFO:
+      return "a FIFO";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFSOCK:
+      return "a socket";
+    case S_IFDIR:
+      return "a directory";
+    case S_IFLNK:
+      return "a symlink";
+    default:
+      return "not a regular file";
+  }
+}
+
+std::string MiB(size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+// Reads a whole open file, refusing anything but a regular file and more than kMaxFileBytes.
 absl::StatusOr<std::string> SlurpFd(int fd, std::string_view shown) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "cannot stat", shown);
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(std::string(shown) + " is " + TypeName(st.st_mode) +
+                                         ", not a regular file: not read");
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
+    return absl::ResourceExhaustedError(std::string(shown) + " is " + std::to_string(st.st_size) +
+                                        " bytes, over the " + MiB(kMaxFileBytes) +
+                                        " a file may have: not read");
+  }
   std::string out;
   char buf[16384];
   for (;;) {
@@ -70,13 +104,21 @@ absl::StatusOr<std::string> SlurpFd(int fd, std::string_view shown) {
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
+    // Files that grow while read, and /proc files (which say size 0), are bounded here.
+    if (out.size() > kMaxFileBytes) {
+      return absl::ResourceExhaustedError(std::string(shown) + " holds more than the " +
+                                          MiB(kMaxFileBytes) + " a file may have: not read");
+    }
   }
   return out;
 }
 
+// Never waits on a FIFO or a device, never becomes a controlling terminal.
+constexpr int kReadFlags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+
 // Reads a whole file by its real (agent-side) path.
 absl::StatusOr<std::string> Slurp(const std::string& real, std::string_view shown) {
-  const Fd fd(::open(real.c_str(), O_RDONLY | O_CLOEXEC));
+  const Fd fd(::open(real.c_str(), kReadFlags));
   if (fd.get() < 0) return ErrnoStatus(errno, "cannot open", shown);
   return SlurpFd(fd.get(), shown);
 }
@@ -105,29 +147,26 @@ std::unordered_map<uint32_t, std::string> ParseIdFile(const std::string& text) {
 class FsHostView final : public HostView {
  public:
   FsHostView(std::string root, std::string proc_root)
-      : root_(std::move(root)), proc_root_(std::move(proc_root)) {}
+      : root_(std::move(root)), proc_root_(std::move(proc_root)) {
+    char buf[PATH_MAX];
+    real_root_ = ::realpath(root_.c_str(), buf) != nullptr ? buf : root_;
+  }
 
   absl::StatusOr<std::string> ReadFile(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
-    if (auto fd = OpenInProcessRoot(path, O_RDONLY)) {
-      if (fd->get() < 0) return ErrnoStatus(errno, "cannot open", path);
-      return SlurpFd(fd->get(), path);
-    }
-    return Slurp(Real(resolved->first), path);
+    auto fd = OpenInRoot(path, *resolved, kReadFlags);
+    if (!fd.ok()) return fd.status();
+    return SlurpFd(fd->get(), path);
   }
 
   absl::StatusOr<FileInfo> Stat(std::string_view path) const override {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
     struct stat st {};
-    if (auto fd = OpenInProcessRoot(path, O_PATH)) {
-      if (fd->get() < 0 || ::fstat(fd->get(), &st) != 0) {
-        return ErrnoStatus(errno, "cannot stat", path);
-      }
-    } else if (::stat(Real(resolved->first).c_str(), &st) != 0) {
-      return ErrnoStatus(errno, "cannot stat", path);
-    }
+    auto fd = OpenInRoot(path, *resolved, O_PATH | O_CLOEXEC);
+    if (!fd.ok()) return fd.status();
+    if (::fstat(fd->get(), &st) != 0) return ErrnoStatus(errno, "cannot stat", path);
     FileInfo info;
     info.path = std::string(path);
     info.resolved_path = resolved->first;
@@ -160,7 +199,10 @@ class FsHostView final : public HostView {
     for (const auto& name : *entries) {
       if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
       ProcessInfo p;
+      // A directory a container made can have any digits: only what fits a pid is one.
+      if (name.size() > 9) continue;
       p.pid = std::stoi(name);
+      if (p.pid <= 0) continue;
       const std::string dir = proc_root_ + "/" + name;
       auto cmdline = Slurp(dir + "/cmdline", dir + "/cmdline");
       if (!cmdline.ok()) continue;     // exited while we looked, or a kernel thread we cannot read
@@ -194,6 +236,45 @@ class FsHostView final : public HostView {
   const std::string& root() const override { return root_; }
 
  private:
+  // Opens a host path with the kernel resolving it inside its root (the host root, or the
+  // process's root for /proc/<pid>/root/...): openat2 RESOLVE_IN_ROOT and no magic links, so a
+  // directory swapped for a symlink between Resolve and the open cannot lead outside. Where the
+  // kernel lacks openat2 (before 5.6), the path Resolve walked is opened without following a
+  // final symlink, and the descriptor is checked to be under the root after the fact.
+  absl::StatusOr<Fd> OpenInRoot(std::string_view path, const std::pair<std::string, bool>& resolved,
+                                int flags) const {
+    if (auto fd = OpenInProcessRoot(path, flags)) {
+      if (fd->get() < 0) return ErrnoStatus(errno, "cannot open", path);
+      return std::move(*fd);
+    }
+    if (openat2_works_.load()) {
+      Fd dir(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (dir.get() < 0) return ErrnoStatus(errno, "cannot open the host root for", path);
+      open_how how{};
+      how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+      const std::string rest =
+          std::string(path.empty() || path[0] != '/' ? "./" : ".") + std::string(path);
+      const long fd = ::syscall(SYS_openat2, dir.get(), rest.c_str(), &how, sizeof how);
+      if (fd >= 0) return Fd(static_cast<int>(fd));
+      if (errno != ENOSYS) return ErrnoStatus(errno, "cannot open", path);
+      openat2_works_ = false;
+    }
+    Fd fd(::open(Real(resolved.first).c_str(), flags | O_NOFOLLOW));
+    if (fd.get() < 0) return ErrnoStatus(errno, "cannot open", path);
+    if (root_ != "/") {
+      char buf[4096];
+      const std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+      const ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+      const std::string target(buf, n > 0 ? static_cast<size_t>(n) : 0);
+      if (!target.starts_with(real_root_ + "/") && target != real_root_) {
+        return absl::PermissionDeniedError(std::string(path) + " resolved outside the host root (" +
+                                           target + "): not read");
+      }
+    }
+    return fd;
+  }
+
   // For a path under /proc/<pid>/root: the file opened by the kernel with that root as the floor
   // (openat2 RESOLVE_IN_ROOT, no magic links), so that a container swapping a directory for a
   // symlink between our checks and the open cannot lead the agent out of it. The fd is -1 (and
@@ -326,7 +407,9 @@ class FsHostView final : public HostView {
   }
 
   std::string root_;
+  std::string real_root_;  // root_ with symlinks resolved, for the check after a plain open
   std::string proc_root_;
+  mutable std::atomic<bool> openat2_works_{true};
   mutable std::once_flag ids_once_;
   mutable std::unordered_map<uint32_t, std::string> users_;
   mutable std::unordered_map<uint32_t, std::string> groups_;

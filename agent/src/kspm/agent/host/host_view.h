@@ -49,6 +49,10 @@ struct ProcessInfo {
   bool cmdline_truncated = false;
 };
 
+// The most a host file may hold for the agent to read it (config files are kilobytes; a larger
+// file is refused with an error naming it rather than read into memory).
+inline constexpr size_t kMaxFileBytes = 4 << 20;
+
 // The seam between checks and the machine they check. The agent reads a live host (`/`, or the
 // host's root mounted at `/host` in a DaemonSet) or a fixture root through the same interface.
 // Every path argument is a host path (absolute, as the host sees it). A host path under
@@ -60,6 +64,8 @@ class HostView {
   virtual ~HostView() = default;
 
   // NotFound when the file is absent, PermissionDenied/Internal with the path otherwise.
+  // FailedPrecondition for anything but a regular file (a FIFO, a device: never waited on),
+  // ResourceExhausted beyond kMaxFileBytes.
   virtual absl::StatusOr<std::string> ReadFile(std::string_view path) const = 0;
   // Follows symlinks (relative to the host root). NotFound when absent.
   virtual absl::StatusOr<FileInfo> Stat(std::string_view path) const = 0;

@@ -169,6 +169,11 @@ class ConnectReactor final
         return {grpc::StatusCode::INVALID_ARGUMENT,
                 "result " + r.check_id() + " has no valid status"};
       }
+      if (!v1::Severity_IsValid(r.severity())) {
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                "result " + r.check_id() + " has an unknown severity (" +
+                    std::to_string(static_cast<int>(r.severity())) + ")"};
+      }
     }
     return grpc::Status::OK;
   }
