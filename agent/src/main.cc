@@ -372,10 +372,7 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  const grpc::ChannelArguments args = kspm::agent::transport::AgentChannelArguments();
   kspm::agent::AgentDaemon daemon(*host, catalog, selection, settings, **spool, [&] {
     return grpc::CreateCustomChannel(collector, *creds, args);
   });

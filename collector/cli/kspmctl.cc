@@ -204,9 +204,20 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
     if (!parsed) Die(kExitUsage, "unknown severity '" + o.severity + "'");
     req.set_min_severity(*parsed);
   }
-  kspm::v1::FindingsResponse resp;
-  Check(stub->ListFindings(Context(o).get(), req, &resp), o);
-  return resp;
+  // Page by page (each fits gRPC's message limit), until no token or the limit is reached.
+  kspm::v1::FindingsResponse all;
+  for (;;) {
+    if (o.limit > 0) {
+      req.set_limit(static_cast<uint32_t>(o.limit - all.findings_size()));
+      if (req.limit() == 0) break;
+    }
+    kspm::v1::FindingsResponse page;
+    Check(stub->ListFindings(Context(o).get(), req, &page), o);
+    for (auto& f : *page.mutable_findings()) *all.add_findings() = std::move(f);
+    if (page.next_page_token().empty()) break;
+    req.set_page_token(page.next_page_token());
+  }
+  return all;
 }
 
 // --fail-on SEVERITY: exit 3 when a FAIL at or above it is among the findings.

@@ -1,6 +1,7 @@
 // kspm-collector: receives agent reports over gRPC (mutual TLS) and keeps posture in sqlite.
 //   kspm-collector serve --listen ADDR --db PATH --tls-ca CA --tls-cert CERT --tls-key KEY
 //   kspm-collector scan-cluster --from DIR [--format text|json] [--exceptions FILE]
+#include <arpa/inet.h>
 #include <signal.h>
 
 #include <csignal>
@@ -11,12 +12,24 @@
 #include "kspm/collector/cluster/command.h"
 #include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/collector/server/server.h"
+#include "kspm/collector/store/store.h"
 #include "kspm/common/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace {
 
 constexpr int kExitUsage = 2;
+
+// Whether HOST:PORT (or [V6]:PORT) names a loopback address.
+bool IsLoopbackListen(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  return ::inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
 
 int Serve(const kspm::collector::server::ServerOptions& options, const std::string& port_file,
           int grace_seconds, const kspm::collector::cluster::ServeClusterFlags& cluster_flags) {
@@ -96,6 +109,10 @@ int main(int argc, char** argv) {
   serve->add_option("--tls-key", options.tls.key, "Collector private key");
   serve->add_flag("--insecure", options.tls.insecure,
                   "Plaintext without client certificates (loopback development only)");
+  bool insecure_any_address = false;
+  serve->add_flag("--insecure-any-address", insecure_any_address,
+                  "Allow --insecure on an address other than loopback (anyone who reaches it "
+                  "can report as any node and read everything)");
   serve->add_option("--port-file", port_file, "Write the bound port here once listening");
   serve->add_option("--health-listen", options.health_listen,
                     "HOST:PORT for HTTP GET /healthz and /readyz (Kubernetes probes)");
@@ -140,7 +157,29 @@ int main(int argc, char** argv) {
   scan->add_option("--exit-code", scan_cluster.exit_code,
                    "Exit with this code when a check FAILs that no exception accepted");
 
+  std::string db_path = "var/kspm.db", backup_to;
+  bool full_check = false;
+  CLI::App* backup =
+      app.add_subcommand("backup", "Copy the database consistently while a collector runs");
+  backup->add_option("--db", db_path, "sqlite database file")->capture_default_str();
+  backup->add_option("--to", backup_to, "New file to write (must not exist)")->required();
+  CLI::App* check = app.add_subcommand("check", "Check the database file for corruption");
+  check->add_option("--db", db_path, "sqlite database file")->capture_default_str();
+  check->add_flag("--full", full_check, "integrity_check (slower) instead of quick_check");
+
   CLI11_PARSE(app, argc, argv);
+  if (backup->parsed() || check->parsed()) {
+    const absl::Status s = backup->parsed()
+                               ? kspm::collector::store::BackupSqliteStore(db_path, backup_to)
+                               : kspm::collector::store::CheckSqliteStore(db_path, full_check);
+    if (!s.ok()) {
+      std::cerr << "kspm-collector: " << s.message() << "\n";
+      return 1;
+    }
+    std::cout << (backup->parsed() ? "backed up " + db_path + " to " + backup_to : db_path + ": ok")
+              << "\n";
+    return 0;
+  }
   if (scan->parsed()) {
     if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
       std::cerr << "kspm-collector: " << s.message() << "\n";
@@ -157,6 +196,13 @@ int main(int argc, char** argv) {
       (options.tls.ca.empty() || options.tls.cert.empty() || options.tls.key.empty())) {
     std::cerr << "kspm-collector: mutual TLS needs --tls-ca, --tls-cert and --tls-key "
                  "(or --insecure for loopback development)\n";
+    return kExitUsage;
+  }
+  if (serve->parsed() && options.tls.insecure && !insecure_any_address &&
+      !IsLoopbackListen(options.listen)) {
+    std::cerr << "kspm-collector: --insecure listens only on loopback (127.0.0.0/8, ::1, "
+                 "localhost); --listen "
+              << options.listen << " needs --insecure-any-address too, or mutual TLS\n";
     return kExitUsage;
   }
   if (serve->parsed()) return Serve(options, port_file, grace_seconds, cluster_flags);

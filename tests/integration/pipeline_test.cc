@@ -14,6 +14,7 @@
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/daemon.h"
+#include "kspm/agent/transport/client.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/certs.h"
 #include "kspm/common/tls.h"
@@ -50,9 +51,11 @@ class PipelineTest : public ::testing::Test {
     if (server_) server_->Shutdown(1s);
   }
 
-  void StartCollector(const std::string& listen) {
+  void StartCollector(const std::string& listen,
+                      std::chrono::milliseconds min_ping = std::chrono::seconds(10)) {
     collector::server::ServerOptions options;
     options.listen = listen;
+    options.min_agent_ping_interval = min_ping;
     options.db_path = db_;
     options.tls = {certs_ + "/ca.crt", certs_ + "/collector.crt", certs_ + "/collector.key"};
     options.health_listen = "127.0.0.1:0";
@@ -62,12 +65,13 @@ class PipelineTest : public ::testing::Test {
     address_ = "127.0.0.1:" + std::to_string(server_->port());
   }
 
-  std::shared_ptr<grpc::Channel> Channel(const std::string& who) {
+  std::shared_ptr<grpc::Channel> Channel(const std::string& who,
+                                         std::chrono::milliseconds keepalive = 30s) {
     common::TlsFiles tls{certs_ + "/ca.crt", certs_ + "/" + who + ".crt",
                          certs_ + "/" + who + ".key"};
     auto creds = common::MakeClientCredentials(tls);
     EXPECT_TRUE(creds.ok()) << creds.status();
-    grpc::ChannelArguments args;
+    grpc::ChannelArguments args = agent::transport::AgentChannelArguments(keepalive);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
@@ -126,6 +130,27 @@ class PipelineTest : public ::testing::Test {
     s.backoff_max = 200ms;
     s.ack_timeout = 5s;
     return s;
+  }
+
+  // An agent whose only traffic after its first report is keepalive pings (asked every 200 ms),
+  // against a collector that accepts one ping per `accepted`: how often it connected in `wait`.
+  uint64_t IdleConnects(std::chrono::milliseconds accepted, std::chrono::milliseconds wait) {
+    server_->Shutdown(0ms);
+    server_.reset();
+    StartCollector("127.0.0.1:0", accepted);
+    auto catalog = agent::checks::Catalog::Builtin();
+    auto host = agent::host::MakeFsHostView(root_);
+    auto spool = agent::transport::Spool::Open(dir_.path() + "/spool", 64 << 20, 10000);
+    EXPECT_TRUE(catalog.ok() && host.ok() && spool.ok());
+    auto settings = FastSettings("node-a");
+    settings.interval = 3600s;
+    agent::AgentDaemon daemon(**host, *catalog, {}, settings, **spool,
+                              [&] { return Channel("nodes/node-a", 200ms); });
+    daemon.Start();
+    EXPECT_TRUE(WaitFor([&] { return daemon.stats().delivered.load() >= 1; }));
+    std::this_thread::sleep_for(wait);
+    daemon.Stop();
+    return daemon.stats().connects.load();
   }
 
   kspm::testing::TempDir dir_;
@@ -240,6 +265,16 @@ TEST_F(PipelineTest, HealthEndpointsAnswer) {
   EXPECT_EQ(get("/readyz").rfind("HTTP/1.0 200", 0), 0u);
   EXPECT_EQ(get("/nope").rfind("HTTP/1.0 404", 0), 0u);
 }
+
+// Keepalive, time compressed: a ping every second on an idle stream (gRPC's own floor; asked
+// for every 200 ms), accepted every 100 ms, for 6 s.
+TEST_F(PipelineTest, IdleStreamOutlivesTheAgentsKeepalivePings) {
+  EXPECT_EQ(IdleConnects(100ms, 6s), 1u) << "the idle stream was closed and reopened";
+}
+
+// The control: a collector that accepts fewer pings than the agent sends (gRPC's default is one
+// per 5 minutes) closes the idle stream (GOAWAY too_many_pings) and the agent reconnects.
+TEST_F(PipelineTest, MismatchedKeepaliveClosesIdleStreams) { EXPECT_GE(IdleConnects(5s, 9s), 2u); }
 
 TEST_F(PipelineTest, CollectorRestartMidStreamLosesAndDuplicatesNothing) {
   auto catalog = agent::checks::Catalog::Builtin();

@@ -3,14 +3,17 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
+#include <set>
 
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/time.h"
 #include "kspm/v1/agent.grpc.pb.h"
+#include "kspm/v1/query.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace kspm {
@@ -90,6 +93,68 @@ TEST_F(SliceTest, AgentScanReachesKspmctlThroughCollectorAndSqlite) {
   EXPECT_EQ(nlohmann::json::parse(sarif.out)["version"], "2.1.0");
 }
 
+// 5,000 nodes with 20 findings each (100,000, about 30 MiB of findings): far past gRPC's 4 MiB
+// message limit, which a single response hit at about 110 nodes of real results. kspmctl pages.
+TEST_F(SliceTest, KspmctlReadsFiveThousandNodesPageByPage) {
+  constexpr int kNodes = 5000, kPerNode = 20;
+  std::vector<v1::NodeReport> reports(kNodes);
+  std::vector<const v1::NodeReport*> batch;
+  for (int n = 0; n < kNodes; ++n) {
+    auto& rep = reports[static_cast<size_t>(n)];
+    rep.set_scan_id("scan-" + std::to_string(n));
+    rep.mutable_node()->set_node_name("node-" + std::to_string(n));
+    rep.mutable_node()->set_cluster("big");
+    rep.set_full(true);
+    for (int i = 0; i < kPerNode; ++i) {
+      auto* r = rep.add_results();
+      r->set_check_id("kubelet.check-" + std::to_string(i));
+      r->set_benchmark("cis-kubernetes-1.12");
+      r->set_benchmark_id("4.2." + std::to_string(i));
+      r->set_status(v1::STATUS_FAIL);
+      r->set_severity(i % 2 ? v1::SEVERITY_HIGH : v1::SEVERITY_MEDIUM);
+      r->set_reason(std::string(200, 'r'));  // realistic size: evidence and reasons
+      r->set_remediation(std::string(100, 'm'));
+    }
+    batch.push_back(&rep);
+  }
+  for (const auto& outcome : server_->store().CommitBatch(batch, common::Clock::now())) {
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+  }
+  const auto out = Shell(Ctl("--cluster big findings --format json"));
+  ASSERT_EQ(out.exit_code, 0) << out.out.substr(0, 500);
+  const auto findings = nlohmann::json::parse(out.out)["findings"];
+  ASSERT_EQ(findings.size(), static_cast<size_t>(kNodes * kPerNode));
+  // Every finding exactly once, in order: by node name, then the most severe first.
+  std::set<std::string> seen;
+  for (const auto& f : findings) {
+    seen.insert(f["node"].get<std::string>() + "/" + f["check_id"].get<std::string>());
+  }
+  EXPECT_EQ(seen.size(), findings.size());
+  EXPECT_EQ(findings[0]["node"], "node-0");
+  EXPECT_EQ(findings[0]["severity"], "high");
+  EXPECT_EQ(findings.back()["node"], "node-999");
+  // --limit across pages stops where asked.
+  const auto some = Shell(Ctl("--cluster big findings --format json --limit 2500"));
+  ASSERT_EQ(some.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(some.out)["findings"].size(), 2500u);
+  // Exports page too.
+  const auto csv = Shell(Ctl("--cluster big export --format csv"));
+  ASSERT_EQ(csv.exit_code, 0);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), kNodes * kPerNode + 1);
+}
+
+TEST_F(SliceTest, AMalformedPageTokenIsRefused) {
+  auto stub =
+      v1::QueryService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::FindingsRequest req;
+  req.set_page_token("not a token");
+  v1::FindingsResponse resp;
+  const auto s = stub->ListFindings(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("page token"), std::string::npos);
+}
+
 TEST_F(SliceTest, KspmctlExitsNonZeroWhenTheCollectorIsUnreachable) {
   const auto out = Shell(kBin + "/kspmctl --insecure --timeout 1 --collector 127.0.0.1:1 summary");
   EXPECT_EQ(out.exit_code, 1);
@@ -101,6 +166,23 @@ TEST_F(SliceTest, AgentSendFailsClearlyWithoutACollector) {
                          "--host-root " +
                          dir_.path());
   EXPECT_EQ(out.exit_code, 1);
+}
+
+TEST(CollectorFlags, InsecureIsRefusedOffLoopback) {
+  kspm::testing::TempDir dir;
+  const auto out = kspm::testing::RunCommand(
+      kBin + "/kspm-collector serve --insecure --listen 0.0.0.0:0 --db " + dir.path() + "/kspm.db",
+      /*merge_stderr=*/true);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.out.find("--insecure-any-address"), std::string::npos) << out.out;
+  // Loopback in either family is fine: the collector starts (and is stopped by the timeout).
+  for (const std::string listen : {"127.0.0.1:0", "[::1]:0"}) {
+    const auto ok = kspm::testing::RunCommand(
+        "timeout 1 " + kBin + "/kspm-collector --log-level off serve --insecure --listen " +
+            listen + " --db " + dir.path() + "/kspm.db",
+        /*merge_stderr=*/true);
+    EXPECT_EQ(ok.exit_code, 124) << listen << ": " << ok.out;
+  }
 }
 
 // Bad input on the agent stream, sent with the generated client directly.
@@ -148,6 +230,21 @@ class StreamTest : public SliceTest {
     return server_->store().Findings(filter)->size();
   }
 };
+
+// A client that sends reports without waiting for acks: the collector stops reading the stream
+// while four are in flight (back-pressure), and still answers every one, once.
+TEST_F(StreamTest, AFloodWithoutWaitingForAcksIsReadAtTheCollectorsPace) {
+  std::vector<v1::AgentMessage> messages = {Hello("node-a")};
+  for (int i = 0; i < 200; ++i) messages.push_back(Report("node-a", "scan-" + std::to_string(i)));
+  std::vector<v1::CollectorMessage> replies;
+  EXPECT_TRUE(Exchange(messages, &replies).ok());
+  std::set<std::string> acked;
+  for (const auto& r : replies) {
+    if (r.has_ack() && r.ack().accepted()) acked.insert(r.ack().scan_id());
+  }
+  EXPECT_EQ(acked.size(), 200u);
+  EXPECT_GT(server_->agent_stats().reads_paused.load(), 0u);
+}
 
 TEST_F(StreamTest, AcksAReportOnlyAfterItIsStored) {
   std::vector<v1::CollectorMessage> replies;

@@ -19,6 +19,7 @@
 #include "kspm/agent/daemon.h"
 #include "kspm/agent/drift/engine.h"
 #include "kspm/collector/server/server.h"
+#include "kspm/common/time.h"
 
 extern char** environ;
 
@@ -425,6 +426,22 @@ TEST_P(DriftTruthTest, FullReportEveryResyncPeriod) {
   EXPECT_TRUE(WaitFor([&] { return daemon_->stats().full_reports.load() >= 3; }, 6s))
       << daemon_->stats().full_reports.load() << " full reports";
   EXPECT_TRUE(WaitFor([&] { return daemon_->stats().delivered.load() >= 3; }, 3s));
+}
+
+// A scan that finds nothing new still reaches the collector, so the node is not shown stale.
+TEST_P(DriftTruthTest, EveryScanIsAHeartbeat) {
+  StartAgent(Settings(1s));
+  ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 5s));
+  const uint64_t delivered = daemon_->stats().delivered.load();
+  ASSERT_TRUE(WaitFor([&] { return daemon_->stats().delivered.load() >= delivered + 2; }, 5s));
+  collector::store::FindingFilter f;
+  f.id = kModeCheck;
+  f.statuses = {v1::STATUS_FAIL};
+  const auto found = server_->store().Findings(f);
+  ASSERT_TRUE(found.ok() && !found->empty());
+  const auto age = common::Clock::now() - common::FromProto((*found)[0].reported_at());
+  EXPECT_LT(age, 2s) << "the node's last report is older than two intervals";
+  EXPECT_FALSE((*found)[0].stale());
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, DriftTruthTest, ::testing::Values("ebpf", "inotify", "rescan"),

@@ -1,5 +1,6 @@
 #include "kspm/collector/store/store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -543,6 +544,78 @@ TEST_F(StoreHistoryTest, HistoryListsChangesNewestFirstAndPrunes) {
   EXPECT_GE(*pruned, 1u);
   EXPECT_EQ(store_->History({})->size(), 2u);
   EXPECT_EQ(store_->Findings({})->size(), 2u);  // current results are never pruned
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// A store with 40 nodes of 25 results each: enough pages that a damaged one is a table page.
+void Fill(Store& store, common::Clock::time_point now) {
+  for (int n = 0; n < 40; ++n) {
+    std::vector<v1::CheckResult> results;
+    for (int i = 0; i < 25; ++i) {
+      v1::CheckResult r;
+      r.set_check_id("check-" + std::to_string(i));
+      r.set_benchmark("cis-kubernetes-1.12");
+      r.set_benchmark_id("4.2." + std::to_string(i));
+      r.set_status(v1::STATUS_FAIL);
+      r.set_reason(std::string(300, 'x'));
+      results.push_back(std::move(r));
+    }
+    v1::NodeReport rep;
+    rep.set_scan_id("scan-" + std::to_string(n));
+    rep.mutable_node()->set_node_name("node-" + std::to_string(n));
+    rep.mutable_node()->set_cluster("prod");
+    rep.set_full(true);
+    for (auto& r : results) *rep.add_results() = std::move(r);
+    ASSERT_TRUE(store.CommitReport(rep, now).ok());
+  }
+}
+
+TEST(StoreIntegrity, ACorruptFileIsRefusedAtOpenNamingIt) {
+  kspm::testing::TempDir dir;
+  const std::string path = dir.path() + "/kspm.db";
+  {
+    auto store = OpenSqliteStore(path);
+    ASSERT_TRUE(store.ok());
+    Fill(**store, common::Clock::now());
+  }  // closed: the WAL is checkpointed into the file
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  ASSERT_GT(st.st_size, 16 * 4096);
+  // Garbage over pages 6 to 9, as a bad disk or a stray writer would leave it.
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  const std::string garbage(4 * 4096, '\x5a');
+  ASSERT_EQ(::pwrite(fd, garbage.data(), garbage.size(), 5 * 4096),
+            static_cast<ssize_t>(garbage.size()));
+  ::close(fd);
+  const auto reopened = OpenSqliteStore(path);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(reopened.status().message().find(path + " is corrupt"), std::string::npos)
+      << reopened.status();
+  EXPECT_FALSE(CheckSqliteStore(path, /*full=*/true).ok());
+}
+
+TEST(StoreIntegrity, BackupIsAConsistentCheckedCopyTakenWhileWriting) {
+  kspm::testing::TempDir dir;
+  const std::string path = dir.path() + "/kspm.db", copy = dir.path() + "/backup.db";
+  auto store = OpenSqliteStore(path);
+  ASSERT_TRUE(store.ok());
+  Fill(**store, common::Clock::now());
+  ASSERT_TRUE(BackupSqliteStore(path, copy).ok());  // the writer's connection stays open
+  EXPECT_TRUE(CheckSqliteStore(path, /*full=*/true).ok());
+  auto restored = OpenSqliteStore(copy);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  FindingFilter all;
+  EXPECT_EQ((*restored)->Findings(all)->size(), (*store)->Findings(all)->size());
+  EXPECT_EQ((*restored)->Findings(all)->size(), 1000u);
+  const auto again = BackupSqliteStore(path, copy);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
 }
 
 }  // namespace

@@ -115,7 +115,9 @@ void AgentDaemon::ScanLoop() {
       if (drift_) baseline = report;
       report = MakeDelta(std::move(report));
       stats_.scans++;
-      if (report.full() || report.results_size() > 0) {
+      // Sent even when empty: it is the node's heartbeat, and the collector counts the node as
+      // seen (not stale) by its last report.
+      {
         if (auto s = spool_.Append(report); !s.ok()) {
           // The disk refused the report: the next one must be complete to make up for it.
           spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());

@@ -74,6 +74,9 @@ std::string DriftEngine::Start(const std::string& forced, const std::string& hos
   if (!notes_.empty()) spdlog::warn("drift: {}", notes_);
   spdlog::info("drift mode: {}", mode_);
   thread_ = std::thread([this] { Run(); });
+  if (watcher_ && (options_.link_poll.count() > 0 || options_.sweep.count() > 0)) {
+    poll_thread_ = std::thread([this] { PollLoop(); });
+  }
   return mode_;
 }
 
@@ -84,7 +87,9 @@ void DriftEngine::Stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  poll_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (poll_thread_.joinable()) poll_thread_.join();
   watcher_.reset();
 }
 
@@ -159,6 +164,47 @@ void DriftEngine::Poll(bool all) {
   }
 }
 
+void DriftEngine::PollLoop() {
+  // On a thread of its own, so that a sweep never delays the handling of an event.
+  using Clock = std::chrono::steady_clock;
+  const auto far = Clock::time_point::max();
+  auto next_link = options_.link_poll.count() > 0 ? Clock::now() + options_.link_poll : far;
+  auto next_sweep = options_.sweep.count() > 0 ? Clock::now() + options_.sweep : far;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    poll_cv_.wait_until(lock,
+                        std::min({next_link, next_sweep, Clock::now() + std::chrono::seconds(1)}),
+                        [this] { return stop_ || sweep_now_; });
+    if (stop_) break;
+    const bool now_asked = std::exchange(sweep_now_, false);
+    const auto now = Clock::now();
+    const bool all = now_asked || now >= next_sweep;
+    if (!all && now < next_link) continue;
+    lock.unlock();
+    Poll(all);
+    lock.lock();
+    if (all && options_.sweep.count() > 0 && now >= next_sweep) next_sweep = now + options_.sweep;
+    if (options_.link_poll.count() > 0) next_link = now + options_.link_poll;
+  }
+}
+
+void DriftEngine::Resign(const std::vector<RawEvent>& batch) {
+  std::set<std::string> paths;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& ev : batch) {
+      if (ev.source != "stat-poll" && signatures_.contains(ev.path)) paths.insert(ev.path);
+    }
+  }
+  for (const auto& path : paths) {
+    const Signature now = StatWatched(path);
+    std::lock_guard lock(mu_);
+    const Signature before = std::exchange(signatures_[path], now);
+    if (before.exists) paths_by_inode_[before.ino].erase(path);
+    if (now.exists) paths_by_inode_[now.ino].insert(path);
+  }
+}
+
 void DriftEngine::OnEvent(RawEvent ev) {
   events_++;
   {
@@ -211,15 +257,10 @@ void DriftEngine::Run() {
   };
   using Clock = std::chrono::steady_clock;
   std::vector<Pending> later;  // second looks after writes
-  // The engine's own stat polls run only while something is watched.
   const bool polling = watcher_ != nullptr;
-  const auto far = Clock::time_point::max();
-  auto next_link =
-      polling && options_.link_poll.count() > 0 ? Clock::now() + options_.link_poll : far;
-  auto next_sweep = polling && options_.sweep.count() > 0 ? Clock::now() + options_.sweep : far;
   std::unique_lock lock(mu_);
   while (!stop_) {
-    auto next_due = std::min({Clock::now() + std::chrono::seconds(1), next_link, next_sweep});
+    auto next_due = Clock::now() + std::chrono::seconds(1);
     for (const auto& p : later) next_due = std::min(next_due, p.due);
     cv_.wait_until(lock, next_due, [this] { return stop_ || !queue_.empty(); });
     if (stop_) break;
@@ -244,13 +285,20 @@ void DriftEngine::Run() {
         links |= ev.operation == "link" && ev.source != "stat-poll";
       }
       // A new link to a watched file: from now on it is polled (see DriftOptions::link_poll).
-      if (links && polling && options_.link_poll.count() > 0) Poll(/*all=*/true);
+      if (links && polling && options_.link_poll.count() > 0) {
+        std::lock_guard lock(mu_);
+        sweep_now_ = true;
+        poll_cv_.notify_all();
+      }
       if (!components.empty()) {
         Reevaluate(components, batch);
         if (writes) {
           later.push_back({Clock::now() + std::chrono::milliseconds(250), components, batch});
         }
       }
+      // What the watcher reported is handled: the polls' record of those files moves on, so
+      // the next sweep does not re-check them again.
+      if (polling) Resign(batch);
     }
     const auto now = Clock::now();
     for (auto it = later.begin(); it != later.end();) {
@@ -260,14 +308,6 @@ void DriftEngine::Run() {
       } else {
         ++it;
       }
-    }
-    if (now >= next_sweep) {
-      Poll(/*all=*/true);
-      next_sweep = now + options_.sweep;
-      next_link = std::max(next_link, now + options_.link_poll);
-    } else if (now >= next_link) {
-      Poll(/*all=*/false);
-      next_link = now + options_.link_poll;
     }
     lock.lock();
   }

@@ -86,12 +86,15 @@ class DriftEngine {
     bool operator==(const Signature&) const = default;
   };
   Signature StatWatched(const std::string& path) const;
-  // Stats `paths` (all watched ones when `all`), queues an event for each whose signature
-  // changed, and returns the inode numbers seen.
+  // Stats the watched files (all, or those with several links), and queues an event for each
+  // whose signature changed.
   void Poll(bool all);
+  // Takes the current signature of the watched files the watcher's events in `batch` named.
+  void Resign(const std::vector<RawEvent>& batch);
 
   void OnEvent(RawEvent ev);
   void Run();
+  void PollLoop();
   // Re-evaluates `components`; emits a report when a result differs from what the collector
   // will hold. Returns whether it did.
   bool Reevaluate(const std::set<std::string>& components, const std::vector<RawEvent>& cause);
@@ -113,6 +116,9 @@ class DriftEngine {
   std::deque<RawEvent> queue_;
   bool stop_ = false;
   std::thread thread_;
+  std::thread poll_thread_;
+  std::condition_variable poll_cv_;
+  bool sweep_now_ = false;  // guarded by mu_: a new link was seen, sweep at once
   std::atomic<uint64_t> events_{0};
   // Guarded by mu_: who reads which path, the watched paths by inode, and the last signature of
   // every watched path (polled every sweep, or every link poll when it has several links).

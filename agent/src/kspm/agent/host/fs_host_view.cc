@@ -151,11 +151,14 @@ class FsHostView final : public HostView {
     char buf[PATH_MAX];
     real_root_ = ::realpath(root_.c_str(), buf) != nullptr ? buf : root_;
   }
+  ~FsHostView() override {
+    if (root_fd_ >= 0) ::close(root_fd_);
+  }
+  FsHostView(const FsHostView&) = delete;
+  FsHostView& operator=(const FsHostView&) = delete;
 
   absl::StatusOr<std::string> ReadFile(std::string_view path) const override {
-    auto resolved = Resolve(path);
-    if (!resolved.ok()) return resolved.status();
-    auto fd = OpenInRoot(path, *resolved, kReadFlags);
+    auto fd = OpenInRoot(path, kReadFlags);
     if (!fd.ok()) return fd.status();
     return SlurpFd(fd->get(), path);
   }
@@ -164,7 +167,7 @@ class FsHostView final : public HostView {
     auto resolved = Resolve(path);
     if (!resolved.ok()) return resolved.status();
     struct stat st {};
-    auto fd = OpenInRoot(path, *resolved, O_PATH | O_CLOEXEC);
+    auto fd = OpenInRoot(path, O_PATH | O_CLOEXEC);
     if (!fd.ok()) return fd.status();
     if (::fstat(fd->get(), &st) != 0) return ErrnoStatus(errno, "cannot stat", path);
     FileInfo info;
@@ -241,26 +244,29 @@ class FsHostView final : public HostView {
   // directory swapped for a symlink between Resolve and the open cannot lead outside. Where the
   // kernel lacks openat2 (before 5.6), the path Resolve walked is opened without following a
   // final symlink, and the descriptor is checked to be under the root after the fact.
-  absl::StatusOr<Fd> OpenInRoot(std::string_view path, const std::pair<std::string, bool>& resolved,
-                                int flags) const {
+  absl::StatusOr<Fd> OpenInRoot(std::string_view path, int flags) const {
     if (auto fd = OpenInProcessRoot(path, flags)) {
       if (fd->get() < 0) return ErrnoStatus(errno, "cannot open", path);
       return std::move(*fd);
     }
     if (openat2_works_.load()) {
-      Fd dir(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-      if (dir.get() < 0) return ErrnoStatus(errno, "cannot open the host root for", path);
+      std::call_once(root_once_, [this] {
+        root_fd_ = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      });
+      if (root_fd_ < 0) return absl::InternalError("cannot open the host root " + root_);
       open_how how{};
       how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
       how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
       const std::string rest =
           std::string(path.empty() || path[0] != '/' ? "./" : ".") + std::string(path);
-      const long fd = ::syscall(SYS_openat2, dir.get(), rest.c_str(), &how, sizeof how);
+      const long fd = ::syscall(SYS_openat2, root_fd_, rest.c_str(), &how, sizeof how);
       if (fd >= 0) return Fd(static_cast<int>(fd));
       if (errno != ENOSYS) return ErrnoStatus(errno, "cannot open", path);
       openat2_works_ = false;
     }
-    Fd fd(::open(Real(resolved.first).c_str(), flags | O_NOFOLLOW));
+    auto resolved = Resolve(path);
+    if (!resolved.ok()) return resolved.status();
+    Fd fd(::open(Real(resolved->first).c_str(), flags | O_NOFOLLOW));
     if (fd.get() < 0) return ErrnoStatus(errno, "cannot open", path);
     if (root_ != "/") {
       char buf[4096];
@@ -410,6 +416,9 @@ class FsHostView final : public HostView {
   std::string real_root_;  // root_ with symlinks resolved, for the check after a plain open
   std::string proc_root_;
   mutable std::atomic<bool> openat2_works_{true};
+  // The host root, opened once: every openat2 resolves from it.
+  mutable std::once_flag root_once_;
+  mutable int root_fd_ = -1;
   mutable std::once_flag ids_once_;
   mutable std::unordered_map<uint32_t, std::string> users_;
   mutable std::unordered_map<uint32_t, std::string> groups_;

@@ -4,6 +4,19 @@
 #include "spdlog/spdlog.h"
 
 namespace kspm::agent::transport {
+
+grpc::ChannelArguments AgentChannelArguments(std::chrono::milliseconds keepalive) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(keepalive.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // By default gRPC stops after two pings without data and sends at most one per 5 minutes: an
+  // idle stream (nothing to report for hours) would not notice a dead peer in time.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS,
+              static_cast<int>(keepalive.count()));
+  return args;
+}
 namespace {
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {

@@ -6,9 +6,16 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "kspm/v1/agent.grpc.pb.h"
 
 namespace kspm::agent::transport {
+
+// Channel settings of the agent's stream: a keepalive ping every `keepalive` (30 s by default)
+// even with no call in flight, so a dead collector or NAT entry is noticed; the collector accepts
+// pings that often (collector::server::ServerOptions::min_agent_ping_interval).
+grpc::ChannelArguments AgentChannelArguments(
+    std::chrono::milliseconds keepalive = std::chrono::seconds(30));
 
 // One stream to the collector: Hello, then reports, each acknowledged once committed.
 // Not thread-safe: one owner drives it.

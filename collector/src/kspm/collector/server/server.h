@@ -29,6 +29,13 @@ struct ServerOptions {
   std::string rules_dir;  // custom rules whose check ids are accepted
   // Certificate names that may ask for cluster scans; empty: any but a reporting node's.
   std::vector<std::string> scan_clients;
+  // Keepalive. Agents ping every 30 s on an idle stream (kspm::agent::transport::
+  // AgentChannelArguments); pings are accepted this often without data, so idle streams are
+  // not closed with GOAWAY "too_many_pings" (gRPC's default allows one per 5 minutes).
+  std::chrono::milliseconds min_agent_ping_interval{10000};
+  // The collector's own pings on idle connections, to find agents that vanished.
+  std::chrono::milliseconds keepalive_time{60000};
+  std::chrono::milliseconds keepalive_timeout{20000};
 };
 
 // The running collector: store, single writer, gRPC services. Start-up steps in order: open the

@@ -5,6 +5,8 @@
 #include <deque>
 #include <mutex>
 
+#include "kspm/common/render.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
 
@@ -46,7 +48,27 @@ class ConnectReactor final
       return;
     }
     if (!Handle()) return;  // failed: no more reads
+    {
+      // Back-pressure: a stream with too many reports in flight is read again only once one of
+      // them is answered (see the commit callback).
+      std::lock_guard lock(mu_);
+      if (pending_ >= limits_.max_in_flight_per_stream) {
+        read_paused_ = true;
+        stats_.reads_paused++;
+        return;
+      }
+    }
     StartRead(&in_);
+  }
+
+  void OnCancel() override {
+    // The client went away while the stream was not being read (paused, or never started).
+    std::lock_guard lock(mu_);
+    if (read_paused_) {
+      read_paused_ = false;
+      reads_done_ = true;
+      MaybeFinishLocked();
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -121,6 +143,10 @@ class ConnectReactor final
           --pending_;
           if (outcome.ok() || outcome.status().code() != absl::StatusCode::kUnavailable) {
             EnqueueLocked(std::move(msg));
+          }
+          if (read_paused_ && !finished_ && pending_ < limits_.max_in_flight_per_stream) {
+            read_paused_ = false;
+            StartRead(&in_);
           }
           MaybeFinishLocked();
         });
@@ -217,6 +243,7 @@ class ConnectReactor final
   std::deque<v1::CollectorMessage> outbox_;
   bool writing_ = false;
   bool reads_done_ = false;
+  bool read_paused_ = false;  // not reading: too many reports in flight
   bool finished_ = false;
   int pending_ = 0;
   grpc::Status status_;
@@ -309,6 +336,37 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
   return reactor;
 }
 
+namespace {
+
+constexpr size_t kDefaultPageSize = 1000;
+constexpr size_t kMaxPageSize = 5000;
+constexpr size_t kMaxPageBytes = 3 << 20;
+
+// A page token is the position of the page's last finding in the store's order (see
+// store::FindingFilter::after), as a JSON array; opaque to clients.
+std::string PageToken(const v1::Finding& last) {
+  const auto& r = last.result();
+  return nlohmann::json::array({last.cluster(), last.node(),
+                                std::to_string(-static_cast<int>(r.severity())), r.benchmark(),
+                                r.benchmark_id(), common::ResourceKey(r.resource()), r.check_id()})
+      .dump();
+}
+
+absl::StatusOr<std::vector<std::string>> ParsePageToken(const std::string& token) {
+  const auto parsed = nlohmann::json::parse(token, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array() || parsed.size() != 7) {
+    return absl::InvalidArgumentError("malformed page token (pass next_page_token unchanged)");
+  }
+  std::vector<std::string> out;
+  for (const auto& item : parsed) {
+    if (!item.is_string()) return absl::InvalidArgumentError("malformed page token");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerContext* context,
                                                          const v1::FindingsRequest* request,
                                                          v1::FindingsResponse* response) {
@@ -321,13 +379,40 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
   filter.benchmark = request->benchmark();
   filter.id = request->id();
   filter.ns = request->namespace_();
-  filter.limit = request->limit();
   if (request->has_since()) filter.since = common::FromProto(request->since());
-  auto findings = store_.Findings(filter);
-  if (findings.ok()) {
-    for (auto& f : *findings) *response->add_findings() = std::move(f);
+  // One page: `page` findings (fewer when `limit` asks for fewer, or the bytes run out), one
+  // more read to know whether a next page exists.
+  const size_t page = request->page_size() == 0
+                          ? kDefaultPageSize
+                          : std::min<size_t>(request->page_size(), kMaxPageSize);
+  const bool limit_ends = request->limit() > 0 && request->limit() <= page;
+  const size_t want = limit_ends ? request->limit() : page;
+  filter.limit = want + 1;
+  if (!request->page_token().empty()) {
+    auto after = ParsePageToken(request->page_token());
+    if (!after.ok()) {
+      reactor->Finish(ToGrpc(after.status()));
+      return reactor;
+    }
+    filter.after = *std::move(after);
   }
-  reactor->Finish(ToGrpc(findings.status()));
+  auto findings = store_.Findings(filter);
+  if (!findings.ok()) {
+    reactor->Finish(ToGrpc(findings.status()));
+    return reactor;
+  }
+  size_t bytes = 0, taken = 0;
+  for (auto& f : *findings) {
+    if (taken == want) break;
+    bytes += f.ByteSizeLong();
+    if (taken > 0 && bytes > kMaxPageBytes) break;
+    *response->add_findings() = std::move(f);
+    ++taken;
+  }
+  if (!limit_ends && taken < findings->size()) {
+    response->set_next_page_token(PageToken(response->findings(taken - 1)));
+  }
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

@@ -23,11 +23,17 @@ struct AgentServiceStats {
   std::atomic<uint64_t> reports_accepted{0};
   std::atomic<uint64_t> reports_rejected{0};
   std::atomic<uint64_t> duplicates{0};
+  // Times a stream stopped being read because it had too many reports in flight.
+  std::atomic<uint64_t> reads_paused{0};
 };
 
 // Limits on what an agent may send.
 struct AgentServiceLimits {
   size_t max_results_per_report = 20000;
+  // Reports read from one stream and not yet answered: beyond it the stream is not read (gRPC's
+  // flow control then holds the sender back), so a client that never waits for acks cannot
+  // grow the collector. With the 16 MiB message limit, at most 64 MiB per stream.
+  int max_in_flight_per_stream = 4;
   // Whether a peer without an authenticated certificate is accepted (--insecure only).
   bool allow_unauthenticated = false;
   // Check ids results may carry; null accepts any.

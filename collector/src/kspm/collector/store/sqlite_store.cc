@@ -1,5 +1,7 @@
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
@@ -337,13 +339,31 @@ class SqliteStore final : public Store {
     if (filter.min_severity != v1::SEVERITY_UNSPECIFIED) {
       sql += " AND r.severity >= " + std::to_string(static_cast<int>(filter.min_severity));
     }
-    sql += " ORDER BY c.name, n.name, r.severity DESC, r.benchmark, r.benchmark_id, r.object";
+    // A total order (the last column makes it unique), so that a page can start after a row.
+    const std::string order =
+        "c.name, n.name, -r.severity, r.benchmark, r.benchmark_id, r.object, r.check_id";
+    if (filter.after) {
+      if (filter.after->size() != 7) return absl::InvalidArgumentError("malformed page token");
+      sql += " AND (" + order + ") > (?, ?, ?, ?, ?, ?, ?)";
+    }
+    sql += " ORDER BY " + order;
     if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
     auto stmt = PrepareRead(sql);
     if (!stmt.ok()) return stmt.status();
     for (size_t i = 0; i < args.size(); ++i) {
       sqlite3_bind_text(stmt->get(), static_cast<int>(i + 1), args[i].c_str(), -1,
                         SQLITE_TRANSIENT);
+    }
+    if (filter.after) {
+      for (size_t i = 0; i < filter.after->size(); ++i) {
+        const int index = static_cast<int>(args.size() + i + 1);
+        const std::string& value = (*filter.after)[i];
+        if (i == 2) {  // -severity, an integer
+          sqlite3_bind_int64(stmt->get(), index, std::strtoll(value.c_str(), nullptr, 10));
+        } else {
+          sqlite3_bind_text(stmt->get(), index, value.c_str(), -1, SQLITE_TRANSIENT);
+        }
+      }
     }
     std::vector<v1::Finding> out;
     int rc;
@@ -968,6 +988,60 @@ int SeverityWeight(v1::Severity severity) {
   }
 }
 
+// sqlite's own check of `db`: empty when it answers "ok", else its first complaints.
+absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full) {
+  sqlite3_stmt* raw = nullptr;
+  const char* sql = full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+  if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+    const std::string why = sqlite3_errmsg(db);
+    sqlite3_finalize(raw);
+    return absl::DataLossError("database " + path + " cannot be checked: " + why);
+  }
+  Stmt stmt(raw);
+  std::vector<std::string> problems;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    const auto* text = sqlite3_column_text(stmt.get(), 0);
+    const std::string line = text ? reinterpret_cast<const char*>(text) : "";
+    if (line != "ok") problems.push_back(line);
+  }
+  if (rc != SQLITE_DONE) problems.push_back(sqlite3_errmsg(db));
+  if (problems.empty()) return absl::OkStatus();
+  std::string msg = "database " + path + " is corrupt (" + (full ? "integrity" : "quick") +
+                    "_check): " + problems[0];
+  if (problems.size() > 1) msg += " (and " + std::to_string(problems.size() - 1) + " more)";
+  msg += "; restore a backup (kspm-collector backup) or move the file aside to start empty";
+  return absl::DataLossError(msg);
+}
+
+absl::Status CheckSqliteStore(const std::string& path, bool full) {
+  auto db = OpenDb(path, true);
+  if (!db.ok()) return db.status();
+  return IntegrityOf(db->get(), path, full);
+}
+
+absl::Status BackupSqliteStore(const std::string& path, const std::string& to) {
+  if (::access(to.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError("backup target " + to + " exists; not overwritten");
+  }
+  auto db = OpenDb(path, true);
+  if (!db.ok()) return db.status();
+  // One read transaction: the copy is the database as of its start, writers go on meanwhile.
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db->get(), "VACUUM INTO ?", -1, &raw, nullptr) != SQLITE_OK) {
+    const std::string why = sqlite3_errmsg(db->get());
+    sqlite3_finalize(raw);
+    return absl::InternalError("cannot back up " + path + ": " + why);
+  }
+  Stmt stmt(raw);
+  sqlite3_bind_text(stmt.get(), 1, to.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+    return absl::InternalError("cannot back up " + path + " to " + to + ": " +
+                               sqlite3_errmsg(db->get()));
+  }
+  return CheckSqliteStore(to, /*full=*/true);
+}
+
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   auto writer = OpenDb(path, false);
   if (!writer.ok()) return writer.status();
@@ -982,6 +1056,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
                                         std::string(s.message()));
     }
   }
+  if (auto s = IntegrityOf(writer->get(), path, /*full=*/false); !s.ok()) return s;
   if (auto s = Migrate(writer->get(), path); !s.ok()) return s;
   auto reader = OpenDb(path, true);
   if (!reader.ok()) return reader.status();

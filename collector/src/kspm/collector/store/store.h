@@ -23,6 +23,9 @@ struct FindingFilter {
   std::string id;    // check id or benchmark item id
   std::string ns;    // namespace a cluster result is scored under (`(cluster)` for cluster-scoped)
   size_t limit = 0;  // 0: no limit
+  // Only findings after this position in the order (a page token's content): cluster, node,
+  // severity, benchmark, benchmark item, object, check id of the last finding already seen.
+  std::optional<std::vector<std::string>> after;
   std::optional<common::Clock::time_point> since;        // verdict changed at or after
   common::Clock::time_point now = common::Clock::now();  // for staleness
 };
@@ -87,7 +90,17 @@ inline constexpr int kStaleIntervals = 3;
 
 // The embedded default: one sqlite file in WAL mode. Schema migrations run on open, keyed by
 // PRAGMA user_version. Errors name the file.
+// A corrupt file (PRAGMA quick_check) is refused with DataLoss naming it: the collector does not
+// start, and so never acks reports it could not keep.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Checks a database file: `quick_check` (fast, the one run at every open) or, with `full`,
+// `integrity_check` (also indexes against tables). DataLoss with sqlite's first complaints.
+[[nodiscard]] absl::Status CheckSqliteStore(const std::string& path, bool full);
+
+// A consistent copy of the database in `to` (VACUUM INTO), taken while a collector runs and
+// writes; the copy is checked before this returns. `to` must not exist.
+[[nodiscard]] absl::Status BackupSqliteStore(const std::string& path, const std::string& to);
 
 // Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
 int SeverityWeight(v1::Severity severity);
