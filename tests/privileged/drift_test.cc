@@ -457,36 +457,33 @@ class DriftWatchTest : public DriftTruthTest {
   }
 };
 
-TEST_P(DriftWatchTest, RelativePathWithAFolder) {
+// Each spelling in turn on one agent: the file is made 0644 again (FAIL) by its absolute path,
+// then 0600 by the spelling under test, and the collector must hold PASS.
+TEST_P(DriftWatchTest, EverySpellingOfAChangeIsSeen) {
+  struct Spelling {
+    const char* name;
+    std::string command;
+  };
+  const std::string dir = root_ + "/var/lib/kubelet";
+  const std::vector<Spelling> spellings = {
+      {"relative path with a folder", "cd " + root_ + "/var/lib && chmod 600 kubelet/config.yaml"},
+      {"relative path with ../",
+       "cd " + root_ + "/etc && chmod 600 ../var/lib/kubelet/config.yaml"},
+      {"bare file name", "cd " + dir + " && chmod 600 config.yaml"},
+      {"descriptor",
+       "python3 -c 'import os; os.fchmod(os.open(\"" + file_ + "\", os.O_RDONLY), 0o600)'"},
+      {"rename over the file", "cd " + dir +
+                                   " && cp -p config.yaml new.yaml && chmod 600 new.yaml && "
+                                   "mv new.yaml config.yaml"},
+  };
   Start();
-  Sh("cd " + root_ + "/var/lib && chmod 600 kubelet/config.yaml");
-  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
-}
-
-TEST_P(DriftWatchTest, RelativePathWithDotDot) {
-  Start();
-  Sh("cd " + root_ + "/etc && chmod 600 ../var/lib/kubelet/config.yaml");
-  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
-}
-
-TEST_P(DriftWatchTest, BareFileName) {
-  Start();
-  Sh("cd " + root_ + "/var/lib/kubelet && chmod 600 config.yaml");
-  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
-}
-
-TEST_P(DriftWatchTest, Descriptor) {
-  Start();
-  Sh("python3 -c 'import os; fd = os.open(\"" + file_ + "\", os.O_RDONLY); os.fchmod(fd, 0o600)'");
-  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
-}
-
-TEST_P(DriftWatchTest, RenameOverTheFile) {
-  Start();
-  Sh("cd " + root_ +
-     "/var/lib/kubelet && cp -p config.yaml new.yaml && chmod 600 new.yaml && "
-     "mv new.yaml config.yaml");
-  EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+  for (const auto& spelling : spellings) {
+    SCOPED_TRACE(spelling.name);
+    Sh("chmod 644 " + file_);
+    ASSERT_TRUE(HoldsWithin(v1::STATUS_FAIL, 2s));
+    Sh(spelling.command);
+    EXPECT_TRUE(HoldsWithin(v1::STATUS_PASS, 2s));
+  }
 }
 
 // Through a hard link in another folder: with eBPF, a descriptor opened through the link matches

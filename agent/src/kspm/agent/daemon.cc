@@ -117,28 +117,27 @@ void AgentDaemon::ScanLoop() {
       stats_.scans++;
       // Sent even when empty: it is the node's heartbeat, and the collector counts the node as
       // seen (not stale) by its last report.
-      {
-        if (auto s = spool_.Append(report); !s.ok()) {
-          // The disk refused the report: the next one must be complete to make up for it.
-          spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());
-          held_.Lost();
-        } else {
-          held_.Queued(report);
-          stats_.queued++;
-          if (report.full()) stats_.full_reports++;
-          spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
-                        report.full() ? "full" : "changes only");
-          NotifySpool();
-        }
+      if (auto s = spool_.Append(report); !s.ok()) {
+        // The disk refused the report: the next one must be complete to make up for it.
+        spdlog::error("cannot queue scan {}: {}", report.scan_id(), s.ToString());
+        held_.Lost();
+      } else {
+        held_.Queued(report);
+        stats_.queued++;
+        if (report.full()) stats_.full_reports++;
+        spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
+                      report.full() ? "full" : "changes only");
+        NotifySpool();
       }
     }
     if (drift_) drift_->SetBaseline(baseline);
-    // Wake for the next scan, or earlier when the resync falls due first.
+    // Wake for the next scan, or earlier when the resync falls due first (never at once: when
+    // the full report could not be queued, the next try waits a whole interval).
     const auto until_resync = std::chrono::duration_cast<std::chrono::milliseconds>(
         held_.last_full() + settings_.resync - std::chrono::steady_clock::now());
-    const auto wait = std::max(std::chrono::milliseconds(0),
-                               std::min(Jittered(settings_.interval, settings_.jitter),
-                                        until_resync + std::chrono::milliseconds(1)));
+    auto wait = Jittered(settings_.interval, settings_.jitter);
+    if (until_resync.count() > 0)
+      wait = std::min(wait, until_resync + std::chrono::milliseconds(1));
     std::unique_lock lock(mu_);
     scan_cv_.wait_for(lock, wait, [this] { return Stopping() || scan_requested_; });
     scan_requested_ = false;
