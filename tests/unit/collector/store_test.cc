@@ -62,6 +62,27 @@ class StoreTest : public ::testing::Test {
   common::Clock::time_point now_ = common::Clock::now();
 };
 
+// An agent's scan that found nothing new arrives as an empty report: the node is seen, and no
+// scan row is written for it (the table would otherwise grow by every node every interval).
+TEST_F(StoreTest, AHeartbeatMovesLastSeenWithoutAScanRow) {
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s1", "n", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
+  const auto later = now_ + std::chrono::minutes(5);
+  auto beat = store_->CommitReport(Report("s2", "n", {}, /*full=*/false), later);
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);
+  FindingFilter f;
+  f.now = later;
+  const auto found = store_->Findings(f);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(common::FromProto((*found)[0].reported_at()),
+            common::FromUnixMillis(common::ToUnixMillis(later)));
+  EXPECT_EQ((*found)[0].result().status(), v1::STATUS_FAIL);
+  // A node never seen before takes the full path, even with an empty report.
+  ASSERT_TRUE(store_->CommitReport(Report("s3", "fresh", {}, /*full=*/false), later).ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM nodes"), 2);
+}
+
 TEST_F(StoreTest, CommitsAndRedeliveryIsIdempotent) {
   const auto rep =
       Report("scan-1", "node-a",

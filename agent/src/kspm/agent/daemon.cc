@@ -125,6 +125,7 @@ void AgentDaemon::ScanLoop() {
         held_.Queued(report);
         stats_.queued++;
         if (report.full()) stats_.full_reports++;
+        if (!report.full() && report.results_size() == 0) stats_.heartbeats++;
         spdlog::debug("queued scan {} ({} results, {})", report.scan_id(), report.results_size(),
                       report.full() ? "full" : "changes only");
         NotifySpool();

@@ -51,6 +51,7 @@ struct DaemonStats {
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> drift_reports{0};  // partial reports caused by drift events
   std::atomic<uint64_t> full_reports{0};   // reports queued with every result
+  std::atomic<uint64_t> heartbeats{0};     // reports queued empty: nothing new to say
 };
 
 // `kspm-agent run`: scans at start and every interval (with jitter), queues each report in the

@@ -206,6 +206,9 @@ class SqliteStore final : public Store {
     };
     const Spec specs[] = {
         {&find_scan_, "SELECT 1 FROM scans WHERE scan_id = ?"},
+        {&touch_node_,
+         "UPDATE nodes SET identity = ?1, last_seen_ms = ?2, scan_interval_s = ?3 WHERE name = ?4 "
+         "AND cluster_id = (SELECT id FROM clusters WHERE name = ?5)"},
         {&upsert_cluster_,
          "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = name "
          "RETURNING id"},
@@ -675,6 +678,23 @@ class SqliteStore final : public Store {
     }
     const std::string cluster =
         report.node().cluster().empty() ? "default" : report.node().cluster();
+    const int interval = report.scan_interval_seconds() > 0
+                             ? static_cast<int>(report.scan_interval_seconds())
+                             : kDefaultIntervalSeconds;
+    // A heartbeat (a scan that found nothing the collector does not hold) only says the node is
+    // alive: no scan row, so the scans table grows with what changes, not with time. Sent again,
+    // it does the same. A node not known yet takes the full path.
+    if (!report.full() && report.results_size() == 0 && report.drift_size() == 0) {
+      const std::string identity = report.node().SerializeAsString();
+      sqlite3_bind_blob(touch_node_.get(), 1, identity.data(), static_cast<int>(identity.size()),
+                        SQLITE_TRANSIENT);
+      sqlite3_bind_int64(touch_node_.get(), 2, common::ToUnixMillis(now));
+      sqlite3_bind_int(touch_node_.get(), 3, interval);
+      BindText(touch_node_, 4, node_name);
+      BindText(touch_node_, 5, cluster);
+      if (auto s = Step(touch_node_, "storing a heartbeat"); !s.ok()) return s;
+      if (sqlite3_changes(writer_.get()) > 0) return stats;
+    }
     BindText(upsert_cluster_, 1, cluster);
     auto cluster_id = StepId(upsert_cluster_, "storing cluster");
     if (!cluster_id.ok()) return cluster_id.status();
@@ -687,10 +707,7 @@ class SqliteStore final : public Store {
                       SQLITE_TRANSIENT);
     sqlite3_bind_int64(upsert_node_.get(), 4, now_ms);
     BindText(upsert_node_, 5, report.scan_id());
-    sqlite3_bind_int(upsert_node_.get(), 6,
-                     report.scan_interval_seconds() > 0
-                         ? static_cast<int>(report.scan_interval_seconds())
-                         : kDefaultIntervalSeconds);
+    sqlite3_bind_int(upsert_node_.get(), 6, interval);
     auto node_id = StepId(upsert_node_, "storing node");
     if (!node_id.ok()) return node_id.status();
 
@@ -846,8 +863,8 @@ class SqliteStore final : public Store {
   Db writer_;
   std::mutex read_mu_;
   Db reader_;
-  Stmt find_scan_, upsert_cluster_, upsert_node_, insert_scan_, current_status_, upsert_result_,
-      insert_transition_, delete_result_, bump_count_, insert_drift_;
+  Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
+      upsert_result_, insert_transition_, delete_result_, bump_count_, insert_drift_;
 };
 
 absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {
