@@ -50,6 +50,16 @@ std::string EbpfUnavailable() {
   return why;
 }
 
+// A plaintext collector on a free loopback port with its store in `db`.
+absl::StatusOr<std::unique_ptr<collector::server::CollectorServer>> StartLoopbackCollector(
+    const std::string& db) {
+  collector::server::ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.db_path = db;
+  options.tls.insecure = true;
+  return collector::server::CollectorServer::Start(options);
+}
+
 // Changes are made by another process: the agent's own accesses are ignored by design.
 void Sh(const std::string& command) { ASSERT_EQ(std::system(command.c_str()), 0) << command; }
 
@@ -254,11 +264,7 @@ TEST_F(DriftTest, RescanModeWatchesNothing) {
 // The whole way: agent daemon with eBPF → spool → stream → collector → stored drift event.
 TEST_F(DriftTest, DriftEventReachesTheCollector) {
   if (auto why = EbpfUnavailable(); !why.empty()) GTEST_SKIP() << why;
-  collector::server::ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.db_path = dir_.path() + "/kspm.db";
-  options.tls.insecure = true;
-  auto server = collector::server::CollectorServer::Start(options);
+  auto server = StartLoopbackCollector(dir_.path() + "/kspm.db");
   ASSERT_TRUE(server.ok()) << server.status();
   auto host = agent::host::MakeFsHostView(root_);
   ASSERT_TRUE(host.ok());
@@ -327,11 +333,7 @@ class DriftTruthTest : public ::testing::TestWithParam<std::string> {
   }
 
   void StartCollector() {
-    collector::server::ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.db_path = dir_.path() + "/kspm.db";
-    options.tls.insecure = true;
-    auto server = collector::server::CollectorServer::Start(options);
+    auto server = StartLoopbackCollector(dir_.path() + "/kspm.db");
     ASSERT_TRUE(server.ok()) << server.status();
     std::lock_guard lock(address_mu_);
     server_ = *std::move(server);
