@@ -14,6 +14,7 @@
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/daemon.h"
+#include "kspm/agent/host/guarded_host_view.h"
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/client.h"
 #include "kspm/common/export.h"
@@ -51,6 +52,8 @@ struct Options {
   std::string collector;
   kspm::common::TlsFiles tls;
   int timeout_seconds = 30;
+  // How long one host read, stat or listing may take before it is abandoned (a hung mount).
+  double read_timeout_seconds = 5;
 };
 
 std::set<std::string> SplitIds(const std::vector<std::string>& values) {
@@ -98,11 +101,19 @@ Selection MakeSelection(const Options& o, const Catalog& catalog) {
   return sel;
 }
 
-std::unique_ptr<kspm::agent::host::HostView> MakeHost(const Options& o) {
+// The host as every command reads it: through the guard, so no hung mount stalls a scan.
+std::unique_ptr<kspm::agent::host::GuardedHostView> MakeHost(const Options& o) {
   auto host = kspm::agent::host::MakeFsHostView(
       o.host_root, o.proc_root.empty() ? std::nullopt : std::optional<std::string>(o.proc_root));
   if (!host.ok()) Die(std::string(host.status().message()));
-  return *std::move(host);
+  if (!(o.read_timeout_seconds > 0 && o.read_timeout_seconds <= 3600)) {
+    Die("--read-timeout must be between 0 and 3600 seconds, not " +
+        std::to_string(o.read_timeout_seconds));
+  }
+  kspm::agent::host::ReadGuardOptions guard;
+  guard.call_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(o.read_timeout_seconds * 1000));
+  return std::make_unique<kspm::agent::host::GuardedHostView>(*std::move(host), guard);
 }
 
 int RunScanCommand(const Options& o) {
@@ -259,7 +270,7 @@ std::map<std::string, std::string> ResolveRunSettings(const RunFlags& flags) {
       {"host-root", "/"},     {"state-dir", "/var/lib/kspm-agent"},
       {"resync", "3600"},     {"spool-max-mb", "64"},
       {"full-every", ""},     {"health-listen", ""},
-      {"insecure", "false"}};
+      {"insecure", "false"},  {"read-timeout", "5"}};
   std::ifstream in(flags.config_path);
   if (!in) {
     if (flags.config_given) Die("cannot read --config " + flags.config_path);
@@ -335,6 +346,13 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   Options scan_options = o;
   scan_options.host_root = get("host-root");
   scan_options.proc_root = get("proc-root");
+  try {
+    size_t used = 0;
+    scan_options.read_timeout_seconds = std::stod(get("read-timeout"), &used);
+    if (used != get("read-timeout").size()) throw std::invalid_argument("trailing text");
+  } catch (const std::exception&) {
+    Die("setting 'read-timeout' must be a number of seconds, not '" + get("read-timeout") + "'");
+  }
   if (!get("rules").empty() && scan_options.rules_dir.empty())
     scan_options.rules_dir = get("rules");
   if (!get("benchmark").empty()) scan_options.benchmarks = {get("benchmark")};
@@ -378,8 +396,10 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   });
   std::unique_ptr<kspm::common::HealthServer> health;
   if (!get("health-listen").empty()) {
-    auto started = kspm::common::HealthServer::Start(get("health-listen"),
-                                                     [&daemon] { return daemon.NotReadyReason(); });
+    auto started = kspm::common::HealthServer::Start(get("health-listen"), [&daemon, &host] {
+      std::string why = daemon.NotReadyReason();
+      return why.empty() ? host->BlockedReason() : why;
+    });
     if (!started.ok()) Die(std::string(started.status().message()));
     health = *std::move(started);
   }
@@ -408,6 +428,9 @@ void AddScanOptions(CLI::App* cmd, Options& o) {
   cmd->add_option("--rules", o.rules_dir, "Directory of custom rules in the catalogue format");
   cmd->add_option("--node-name", o.node.node_name, "Node name (default: $NODE_NAME, hostname)");
   cmd->add_option("--cluster", o.node.cluster, "Cluster name")->capture_default_str();
+  cmd->add_option("--read-timeout", o.read_timeout_seconds,
+                  "Seconds one host read may take before it is abandoned as hung")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -467,7 +490,9 @@ int main(int argc, char** argv) {
             "hold travel (default 3600)"},
            {"full-every", "Ignored (replaced by --resync)"},
            {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"},
-           {"drift-mode", "auto (eBPF, else inotify), ebpf, inotify or rescan (default auto)"}}) {
+           {"drift-mode", "auto (eBPF, else inotify), ebpf, inotify or rescan (default auto)"},
+           {"read-timeout",
+            "Seconds one host read may take before it is abandoned as hung (default 5)"}}) {
     run->add_option("--" + name, run_values[name], help);
   }
   bool run_insecure = false;
