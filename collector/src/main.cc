@@ -127,6 +127,18 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   serve->add_option("--rules", options.rules_dir,
                     "Directory of custom rule files whose check ids agents may report");
+  serve
+      ->add_option("--query-readers", options.query_readers,
+                   "Database connections queries run on, beside the one writer")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  size_t in_flight_mb = options.max_in_flight_bytes >> 20;
+  serve
+      ->add_option("--max-in-flight-mb", in_flight_mb,
+                   "MiB of agent reports read and not yet committed, all streams together; "
+                   "beyond it streams are not read until commits free room")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   serve->add_option("--shutdown-grace", grace_seconds, "Seconds streams get to finish on SIGTERM")
       ->capture_default_str();
   kspm::collector::cluster::ServeClusterFlags cluster_flags;
@@ -168,6 +180,7 @@ int main(int argc, char** argv) {
   check->add_flag("--full", full_check, "integrity_check (slower) instead of quick_check");
 
   CLI11_PARSE(app, argc, argv);
+  options.max_in_flight_bytes = in_flight_mb << 20;
   if (backup->parsed() || check->parsed()) {
     const absl::Status s = backup->parsed()
                                ? kspm::collector::store::BackupSqliteStore(db_path, backup_to)

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -45,11 +46,12 @@ struct Collector {
 };
 
 Collector StartCollector(const std::string& db, const std::string& port_file,
-                         const std::string& rules) {
+                         const std::string& rules, const std::vector<std::string>& extra = {}) {
   const std::string bin = std::string(KSPM_BIN_DIR) + "/kspm-collector";
   std::vector<std::string> argv = {bin,        "--log-level", "error", "serve", "--insecure",
                                    "--listen", "127.0.0.1:0", "--db",  db,      "--port-file",
                                    port_file,  "--rules",     rules};
+  argv.insert(argv.end(), extra.begin(), extra.end());
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -70,6 +72,15 @@ Collector StartCollector(const std::string& db, const std::string& port_file,
   }
   std::cerr << "collector did not start\n";
   std::exit(1);
+}
+
+long RssKb(pid_t pid, const char* field = "VmRSS:") {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  }
+  return 0;
 }
 
 long PeakRssKb(pid_t pid) {
@@ -190,6 +201,144 @@ void Print(const char* name, const WaveResult& w) {
               w.failures ? "  FAILURES" : "");
 }
 
+// Readers as dashboards and kspmctl are: `threads` clients each asking in turn for the summary,
+// the node list and a page of failing findings, until `stop`. Latency of every call, in ms.
+std::vector<double> QueryLoad(const std::string& address, int threads,
+                              const std::atomic<bool>& stop) {
+  std::vector<double> all;
+  std::mutex mu;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      grpc::ChannelArguments args;
+      args.SetInt("grpc.channel_id", 1000 + t);
+      auto stub = kspm::v1::QueryService::NewStub(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      std::vector<double> local;
+      for (int i = t; !stop.load(); ++i) {
+        grpc::ClientContext ctx;
+        const auto t0 = Clock::now();
+        grpc::Status s;
+        switch (i % 3) {
+          case 0: {
+            kspm::v1::SummaryRequest req;
+            kspm::v1::SummaryResponse resp;
+            s = stub->Summary(&ctx, req, &resp);
+            break;
+          }
+          case 1: {
+            kspm::v1::NodesRequest req;
+            kspm::v1::NodesResponse resp;
+            s = stub->ListNodes(&ctx, req, &resp);
+            break;
+          }
+          default: {
+            kspm::v1::FindingsRequest req;
+            req.add_statuses(kspm::v1::STATUS_FAIL);
+            req.set_page_size(1000);
+            kspm::v1::FindingsResponse resp;
+            s = stub->ListFindings(&ctx, req, &resp);
+          }
+        }
+        if (!s.ok()) std::cerr << "query failed: " << s.error_message() << "\n";
+        local.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      std::lock_guard lock(mu);
+      all.insert(all.end(), local.begin(), local.end());
+    });
+  }
+  for (auto& th : pool) th.join();
+  return all;
+}
+
+// Query latency alone and during a wave of changed full reports, for a collector with
+// `readers` query connections.
+void QueriesUnderIngest(const std::string& dir, const std::string& rules, int nodes, int per_node,
+                        int threads, int readers) {
+  Collector c = StartCollector(dir + "/queries-" + std::to_string(readers) + ".db",
+                               dir + "/port-q" + std::to_string(readers), rules,
+                               {"--query-readers", std::to_string(readers)});
+  auto name = [](int i) { return "node-" + std::to_string(i); };
+  (void)Wave(c.address, nodes, threads,
+             [&](int i) { return MakeReport(name(i), per_node, 1, true, 0); });
+  std::atomic<bool> stop{false};
+  std::vector<double> idle;
+  {
+    std::thread load([&] { idle = QueryLoad(c.address, 4, stop); });
+    std::this_thread::sleep_for(3s);
+    stop = true;
+    load.join();
+  }
+  stop = false;
+  std::vector<double> busy;
+  std::thread load([&] { busy = QueryLoad(c.address, 4, stop); });
+  const auto wave = Wave(c.address, nodes, threads,
+                         [&](int i) { return MakeReport(name(i), per_node, 2, true, 1); });
+  stop = true;
+  load.join();
+  std::printf(
+      "  %d query connection(s): alone p50 %6.1f ms p99 %6.1f ms (%zu calls); during a wave of "
+      "%d changed reports (%.1f s) p50 %6.1f ms p99 %6.1f ms (%zu calls)\n",
+      readers, Pct(idle, 0.5), Pct(idle, 0.99), idle.size(), nodes, wave.seconds, Pct(busy, 0.5),
+      Pct(busy, 0.99), busy.size());
+  StopCollector(c);
+}
+
+// A flood: `streams` clients write `reports` large reports each without reading a single ack
+// until they are done writing, the worst an agent (or anyone with a certificate) can do. The
+// collector's peak RSS above its idle RSS, with the given in-flight budget.
+void Flood(const std::string& dir, const std::string& rules, int per_node, int streams, int reports,
+           int budget_mb) {
+  Collector c = StartCollector(dir + "/flood-" + std::to_string(budget_mb) + ".db",
+                               dir + "/port-f" + std::to_string(budget_mb), rules,
+                               {"--max-in-flight-mb", std::to_string(budget_mb)});
+  std::this_thread::sleep_for(200ms);
+  const long idle_kb = RssKb(c.pid);
+  kspm::v1::NodeReport sample = MakeReport("x", per_node, 0, true, 0);
+  for (auto& r : *sample.mutable_results()) r.set_reason(std::string(10000, 'e'));
+  const size_t report_bytes = sample.ByteSizeLong();
+  const auto t0 = Clock::now();
+  std::atomic<int> acked{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < streams; ++t) {
+    pool.emplace_back([&, t] {
+      grpc::ChannelArguments args;
+      args.SetInt("grpc.channel_id", 2000 + t);
+      args.SetMaxSendMessageSize(64 << 20);
+      auto stub = kspm::v1::AgentService::NewStub(
+          grpc::CreateCustomChannel(c.address, grpc::InsecureChannelCredentials(), args));
+      grpc::ClientContext ctx;
+      auto stream = stub->Connect(&ctx);
+      const std::string node = "flood-" + std::to_string(t);
+      kspm::v1::AgentMessage hello;
+      hello.mutable_hello()->mutable_node()->set_node_name(node);
+      stream->Write(hello);
+      kspm::v1::AgentMessage msg;
+      *msg.mutable_report() = sample;
+      msg.mutable_report()->mutable_node()->set_node_name(node);
+      for (int i = 0; i < reports; ++i) {
+        msg.mutable_report()->set_scan_id(node + "-" + std::to_string(i));
+        if (!stream->Write(msg)) break;
+      }
+      stream->WritesDone();
+      kspm::v1::CollectorMessage reply;
+      while (stream->Read(&reply)) {
+        if (reply.ack().accepted()) ++acked;
+      }
+      (void)stream->Finish();
+    });
+  }
+  for (auto& th : pool) th.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const long peak_kb = PeakRssKb(c.pid);
+  std::printf(
+      "  in-flight budget %4d MiB: %d streams x %d reports of %.1f MB, %d acked in %.1f s; "
+      "collector RSS idle %.0f MB, peak %.0f MB (+%.0f MB)\n",
+      budget_mb, streams, reports, report_bytes / 1e6, acked.load(), seconds, idle_kb / 1024.0,
+      peak_kb / 1024.0, (peak_kb - idle_kb) / 1024.0);
+  StopCollector(c);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -206,6 +355,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < per_node; ++i) out << "  - id: bench.check-" << i << "\n";
   }
 
+  if (argc > 4 && std::string(argv[4]) == "flood") {  // only the flood, for quick looks
+    Flood(dir.path(), rules, per_node, 64, 6, 4096);
+    Flood(dir.path(), rules, per_node, 64, 6, 32);
+    return 0;
+  }
   Collector c = StartCollector(dir.path() + "/ingest.db", dir.path() + "/port", rules);
   std::printf("ingest: %d simulated agents x %d results, %d client threads, collector pid %d\n",
               nodes, per_node, threads, c.pid);
@@ -223,6 +377,14 @@ int main(int argc, char** argv) {
               Pct(delta.ack_ms, 0.5), Pct(delta.ack_ms, 0.99));
   std::printf("  collector peak RSS %.1f MB\n", PeakRssKb(c.pid) / 1024.0);
   StopCollector(c);
+
+  std::printf("queries (4 clients: summary, nodes, a page of findings) alone and during ingest\n");
+  QueriesUnderIngest(dir.path(), rules, nodes, per_node, threads, 1);
+  QueriesUnderIngest(dir.path(), rules, nodes, per_node, threads, 4);
+
+  std::printf("flood: reports written without waiting for acks\n");
+  Flood(dir.path(), rules, per_node, 64, 6, 4096);
+  Flood(dir.path(), rules, per_node, 64, 6, 32);
 
   // Summary over 1,000,000 stored results: filled through the store directly (fast), then
   // queried through a real collector process.

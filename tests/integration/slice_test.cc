@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <set>
+#include <thread>
 
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
@@ -33,6 +35,7 @@ class SliceTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.db_path = dir_.path() + "/kspm.db";
     options.tls.insecure = true;
+    Adjust(options);
     auto server = collector::server::CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -41,6 +44,7 @@ class SliceTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::seconds(2));
   }
+  virtual void Adjust(collector::server::ServerOptions&) {}
   std::string Ctl(const std::string& args) {
     return kBin + "/kspmctl --insecure --collector " + address_ + " " + args;
   }
@@ -244,6 +248,65 @@ TEST_F(StreamTest, AFloodWithoutWaitingForAcksIsReadAtTheCollectorsPace) {
   }
   EXPECT_EQ(acked.size(), 200u);
   EXPECT_GT(server_->agent_stats().reads_paused.load(), 0u);
+}
+
+// Many streams flooding at once: besides each stream's own limit, all streams together hold at
+// most the collector's in-flight budget (plus the one message each stream may have been reading
+// when the budget filled), and every report is still answered once.
+class BudgetTest : public StreamTest {
+ protected:
+  static constexpr size_t kBudget = 256 << 10;
+  void Adjust(collector::server::ServerOptions& options) override {
+    options.max_in_flight_bytes = kBudget;
+  }
+};
+
+TEST_F(BudgetTest, ManyFloodingStreamsStayWithinTheCollectorsBudget) {
+  constexpr int kStreams = 8;
+  constexpr int kReports = 40;
+  v1::AgentMessage sample = Report("x", "x");
+  sample.mutable_report()->mutable_results(0)->set_reason(std::string(40 << 10, 'r'));
+  const size_t report_bytes = sample.report().ByteSizeLong();
+  std::vector<std::thread> threads;
+  std::atomic<int> acked{0};
+  for (int t = 0; t < kStreams; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string node = "flood-" + std::to_string(t);
+      std::vector<v1::AgentMessage> messages = {Hello(node)};
+      for (int i = 0; i < kReports; ++i) {
+        v1::AgentMessage m = sample;
+        m.mutable_report()->set_scan_id(node + "-" + std::to_string(i));
+        m.mutable_report()->mutable_node()->set_node_name(node);
+        messages.push_back(std::move(m));
+      }
+      grpc::ChannelArguments args;
+      args.SetInt("grpc.channel_id", t);  // one connection per stream, as agents have
+      auto stub = v1::AgentService::NewStub(
+          grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      auto stream = stub->Connect(&ctx);
+      std::thread writer([&] {
+        for (const auto& m : messages) {
+          if (!stream->Write(m)) break;
+        }
+        stream->WritesDone();
+      });
+      v1::CollectorMessage reply;
+      while (stream->Read(&reply)) {
+        if (reply.has_ack() && reply.ack().accepted()) ++acked;
+      }
+      writer.join();
+      EXPECT_TRUE(stream->Finish().ok());
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(acked.load(), kStreams * kReports);
+  const auto& budget = server_->in_flight_budget();
+  EXPECT_GT(budget.waits(), 0u) << "the flood never reached the budget: the test proves nothing";
+  EXPECT_LE(budget.peak(), kBudget + kStreams * report_bytes);
+  EXPECT_EQ(budget.in_flight(), 0u);
+  EXPECT_EQ(budget.waiting(), 0u);
 }
 
 TEST_F(StreamTest, AcksAReportOnlyAfterItIsStored) {

@@ -24,6 +24,10 @@ struct ServerOptions {
   std::string db_path = "var/kspm.db";
   common::TlsFiles tls;
   size_t max_message_bytes = 16 << 20;
+  // Report bytes read from all agent streams and not yet committed (see AgentServiceLimits).
+  size_t max_in_flight_bytes = 32u << 20;
+  // Read connections queries run on (see OpenSqliteStore).
+  int query_readers = 4;
   std::string health_listen;  // HOST:PORT for /healthz and /readyz; empty: none
   std::chrono::hours history_retention{24 * 90};
   std::string rules_dir;  // custom rules whose check ids are accepted
@@ -55,6 +59,7 @@ class CollectorServer {
     query_service_->SetClusterScanTrigger(trigger);
   }
   const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
+  const InFlightBudget& in_flight_budget() const { return agent_service_->budget(); }
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
   void Wait() { server_->Wait(); }
 

@@ -22,16 +22,27 @@ std::string PeerCommonName(const grpc::CallbackServerContext& context) {
   return std::string(values.front().data(), values.front().size());
 }
 
+class ConnectReactor;
+
+// Outlives its reactor: a stream resumed by the budget after it ended finds `reactor` null.
+struct ReactorGate {
+  std::mutex mu;
+  ConnectReactor* reactor = nullptr;
+};
+
 class ConnectReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage> {
  public:
   ConnectReactor(grpc::CallbackServerContext* context, Ingest& ingest,
-                 const AgentServiceLimits& limits, AgentServiceStats& stats)
+                 const AgentServiceLimits& limits, AgentServiceStats& stats, InFlightBudget& budget)
       : ingest_(ingest),
         limits_(limits),
         stats_(stats),
+        budget_(budget),
         peer_(context->peer()),
-        cert_name_(PeerCommonName(*context)) {
+        cert_name_(PeerCommonName(*context)),
+        gate_(std::make_shared<ReactorGate>()) {
+    gate_->reactor = this;
     stats_.streams++;
     if (cert_name_.empty() && !limits_.allow_unauthenticated) {
       Fail(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "client certificate required"));
@@ -48,17 +59,41 @@ class ConnectReactor final
       return;
     }
     if (!Handle()) return;  // failed: no more reads
+    // Back-pressure: a stream with too many reports in flight is read again only once one of
+    // them is answered (see the commit callback); and no stream is read while all streams
+    // together hold the budget's bytes. What is needed after the unlock is copied first: the
+    // stream may end and be deleted as soon as the lock is released.
+    InFlightBudget& budget = budget_;
+    std::shared_ptr<ReactorGate> gate;
     {
-      // Back-pressure: a stream with too many reports in flight is read again only once one of
-      // them is answered (see the commit callback).
       std::lock_guard lock(mu_);
+      read_paused_ = true;
       if (pending_ >= limits_.max_in_flight_per_stream) {
-        read_paused_ = true;
         stats_.reads_paused++;
         return;
       }
+      gate = gate_;
     }
+    ResumeWhenRoom(budget, std::move(gate));
+  }
+
+  // The only way a paused stream is read again once its own limit allows: through the budget,
+  // and through the gate, so that a stream that ended meanwhile is left alone.
+  static void ResumeWhenRoom(InFlightBudget& budget, std::shared_ptr<ReactorGate> gate) {
+    const void* key = gate.get();
+    budget.WhenRoom(key, [gate = std::move(gate)] {
+      std::lock_guard gate_lock(gate->mu);
+      return gate->reactor != nullptr && gate->reactor->ResumeRead();
+    });
+  }
+
+  bool ResumeRead() {
+    std::lock_guard lock(mu_);
+    if (!read_paused_ || finished_ || reads_done_) return false;
+    if (pending_ >= limits_.max_in_flight_per_stream) return false;  // its commits resume it
+    read_paused_ = false;
     StartRead(&in_);
+    return true;
   }
 
   void OnCancel() override {
@@ -83,7 +118,13 @@ class ConnectReactor final
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      std::lock_guard gate_lock(gate_->mu);
+      gate_->reactor = nullptr;
+    }
+    delete this;
+  }
 
  private:
   // Returns false when the stream was failed and must not read further.
@@ -123,8 +164,11 @@ class ConnectReactor final
           std::lock_guard lock(mu_);
           ++pending_;
         }
+        const size_t bytes = report->ByteSizeLong();
+        budget_.Acquire(bytes);
         const std::string scan_id = report->scan_id();
-        ingest_.Submit(std::move(report), [this, scan_id](const auto& outcome) {
+        ingest_.Submit(std::move(report), [this, scan_id, bytes](const auto& outcome) {
+          budget_.Release(bytes);
           v1::CollectorMessage msg;
           msg.mutable_ack()->set_scan_id(scan_id);
           if (outcome.ok()) {
@@ -139,15 +183,24 @@ class ConnectReactor final
             msg.mutable_ack()->set_accepted(false);
             msg.mutable_ack()->set_error(std::string(outcome.status().message()));
           }
+          bool resume = false;
+          {
+            std::lock_guard lock(mu_);
+            if (outcome.ok() || outcome.status().code() != absl::StatusCode::kUnavailable) {
+              EnqueueLocked(std::move(msg));
+            }
+            --pending_;
+            resume = read_paused_ && !finished_ && !reads_done_ &&
+                     pending_ < limits_.max_in_flight_per_stream;
+            if (!resume) {
+              MaybeFinishLocked();
+              return;
+            }
+            ++holds_;  // the stream cannot finish (and be deleted) until the budget has the gate
+          }
+          ResumeWhenRoom(budget_, gate_);
           std::lock_guard lock(mu_);
-          --pending_;
-          if (outcome.ok() || outcome.status().code() != absl::StatusCode::kUnavailable) {
-            EnqueueLocked(std::move(msg));
-          }
-          if (read_paused_ && !finished_ && pending_ < limits_.max_in_flight_per_stream) {
-            read_paused_ = false;
-            StartRead(&in_);
-          }
+          --holds_;
           MaybeFinishLocked();
         });
         return true;
@@ -222,7 +275,7 @@ class ConnectReactor final
 
   // Finishes once reading stopped, every commit answered and every ack written.
   void MaybeFinishLocked() {
-    if (finished_ || !reads_done_ || pending_ > 0 || writing_) return;
+    if (finished_ || !reads_done_ || pending_ > 0 || holds_ > 0 || writing_) return;
     finished_ = true;
     if (!status_.ok()) {
       spdlog::warn("closing stream of node {} ({}): {}", node_.empty() ? "?" : node_, peer_,
@@ -234,8 +287,10 @@ class ConnectReactor final
   Ingest& ingest_;
   const AgentServiceLimits& limits_;
   AgentServiceStats& stats_;
+  InFlightBudget& budget_;
   const std::string peer_;
   const std::string cert_name_;
+  const std::shared_ptr<ReactorGate> gate_;
   v1::AgentMessage in_;
   std::string node_;
 
@@ -246,6 +301,7 @@ class ConnectReactor final
   bool read_paused_ = false;  // not reading: too many reports in flight
   bool finished_ = false;
   int pending_ = 0;
+  int holds_ = 0;  // callbacks still using this stream after unlocking
   grpc::Status status_;
 };
 
@@ -258,7 +314,60 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  return new ConnectReactor(context, ingest_, limits_, stats_);
+  return new ConnectReactor(context, ingest_, limits_, stats_, budget_);
+}
+
+void InFlightBudget::Acquire(size_t bytes) {
+  std::lock_guard lock(mu_);
+  used_ += bytes;
+  peak_ = std::max(peak_, used_);
+}
+
+void InFlightBudget::Release(size_t bytes) {
+  std::unique_lock lock(mu_);
+  used_ -= std::min(bytes, used_);
+  while (used_ < max_bytes_ && !waiters_.empty()) {
+    auto [key, wake] = std::move(waiters_.front());
+    waiters_.pop_front();
+    queued_.erase(key);
+    lock.unlock();
+    if (wake()) return;
+    lock.lock();
+  }
+}
+
+void InFlightBudget::WhenRoom(const void* key, std::function<bool()> resume) {
+  {
+    std::lock_guard lock(mu_);
+    if (used_ >= max_bytes_) {
+      if (queued_.insert(key).second) {
+        ++waits_;
+        waiters_.emplace_back(key, std::move(resume));
+      }
+      return;
+    }
+  }
+  (void)resume();
+}
+
+size_t InFlightBudget::in_flight() const {
+  std::lock_guard lock(mu_);
+  return used_;
+}
+
+size_t InFlightBudget::peak() const {
+  std::lock_guard lock(mu_);
+  return peak_;
+}
+
+uint64_t InFlightBudget::waits() const {
+  std::lock_guard lock(mu_);
+  return waits_;
+}
+
+size_t InFlightBudget::waiting() const {
+  std::lock_guard lock(mu_);
+  return waiters_.size();
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext* context,

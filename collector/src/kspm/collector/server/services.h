@@ -1,8 +1,10 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -27,6 +29,37 @@ struct AgentServiceStats {
   std::atomic<uint64_t> reads_paused{0};
 };
 
+// The collector-wide bound on report bytes read and not yet answered. A stream that finds the
+// bound reached hands in a callback and stops reading; each answered report wakes one waiter
+// while there is room. Thread-safe; callbacks run without the budget's lock held.
+class InFlightBudget {
+ public:
+  explicit InFlightBudget(size_t max_bytes) : max_bytes_(max_bytes) {}
+  // Counts a report that has been read (it is in memory already, so this never waits).
+  void Acquire(size_t bytes);
+  // Uncounts an answered report and resumes one waiting stream if there is room.
+  void Release(size_t bytes);
+  // Runs `resume` at once if there is room, else when a Release makes some. `resume` returns
+  // whether it resumed a stream (false: the stream ended or was resumed otherwise), so a wake is
+  // never spent on nothing. A `key` already waiting is not queued twice.
+  void WhenRoom(const void* key, std::function<bool()> resume);
+  size_t in_flight() const;
+  size_t waiting() const;
+  // Times a stream had to wait for room.
+  uint64_t waits() const;
+  // The most bytes ever in flight at once.
+  size_t peak() const;
+
+ private:
+  const size_t max_bytes_;
+  mutable std::mutex mu_;
+  size_t used_ = 0;
+  uint64_t waits_ = 0;
+  size_t peak_ = 0;
+  std::deque<std::pair<const void*, std::function<bool()>>> waiters_;
+  std::set<const void*> queued_;
+};
+
 // Limits on what an agent may send.
 struct AgentServiceLimits {
   size_t max_results_per_report = 20000;
@@ -34,6 +67,10 @@ struct AgentServiceLimits {
   // flow control then holds the sender back), so a client that never waits for acks cannot
   // grow the collector. With the 16 MiB message limit, at most 64 MiB per stream.
   int max_in_flight_per_stream = 4;
+  // Bytes of reports (their wire size) read from all streams together and not yet answered.
+  // Beyond it no stream reads its next message until a commit frees room, so a flood on many
+  // streams at once cannot grow the collector either.
+  size_t max_in_flight_bytes = 32u << 20;
   // Whether a peer without an authenticated certificate is accepted (--insecure only).
   bool allow_unauthenticated = false;
   // Check ids results may carry; null accepts any.
@@ -49,15 +86,18 @@ LoadKnownChecks(const std::string& rules_dir);
 // common name when TLS is on), then reports acked after commit.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(Ingest& ingest, AgentServiceLimits limits) : ingest_(ingest), limits_(limits) {}
+  AgentServiceImpl(Ingest& ingest, AgentServiceLimits limits)
+      : ingest_(ingest), limits_(limits), budget_(limits.max_in_flight_bytes) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
   const AgentServiceStats& stats() const { return stats_; }
+  const InFlightBudget& budget() const { return budget_; }
 
  private:
   Ingest& ingest_;
   AgentServiceLimits limits_;
   AgentServiceStats stats_;
+  InFlightBudget budget_;
 };
 
 // Cluster scans on demand, for QueryService.ScanCluster. The cluster module provides it

@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -194,10 +195,52 @@ std::string StaleExpr(const std::string& now_param) {
          " * 1000 * n.scan_interval_s)";
 }
 
+// Read-only connections for queries. WAL lets each read in its own snapshot beside the writer,
+// so queries neither wait for commits nor for each other (up to the pool's size).
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::vector<Db> readers) : idle_(std::move(readers)) {}
+
+  // A connection for the lifetime of the lease; waits while all are in use.
+  class Lease {
+   public:
+    Lease(ReaderPool& pool, Db db) : pool_(pool), db_(std::move(db)) {}
+    ~Lease() { pool_.Return(std::move(db_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    sqlite3* db() const { return db_.get(); }
+
+   private:
+    ReaderPool& pool_;
+    Db db_;
+  };
+
+  Lease Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !idle_.empty(); });
+    Db db = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(*this, std::move(db));
+  }
+
+ private:
+  void Return(Db db) {
+    {
+      std::lock_guard lock(mu_);
+      idle_.push_back(std::move(db));
+    }
+    cv_.notify_one();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Db> idle_;
+};
+
 class SqliteStore final : public Store {
  public:
-  SqliteStore(std::string path, Db writer, Db reader)
-      : path_(std::move(path)), writer_(std::move(writer)), reader_(std::move(reader)) {}
+  SqliteStore(std::string path, Db writer, std::vector<Db> readers)
+      : path_(std::move(path)), writer_(std::move(writer)), readers_(std::move(readers)) {}
 
   absl::Status Prepare() {
     struct Spec {
@@ -296,7 +339,7 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override {
-    std::lock_guard lock(read_mu_);
+    const ReaderPool::Lease reader = readers_.Acquire();
     const std::string now = std::to_string(common::ToUnixMillis(filter.now));
     // reported_at is the node's last report: every report (full, or changes only) vouches for
     // the node's results as of its scan, and unchanged rows are not rewritten.
@@ -351,7 +394,7 @@ class SqliteStore final : public Store {
     }
     sql += " ORDER BY " + order;
     if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
-    auto stmt = PrepareRead(sql);
+    auto stmt = PrepareRead(reader.db(), sql);
     if (!stmt.ok()) return stmt.status();
     for (size_t i = 0; i < args.size(); ++i) {
       sqlite3_bind_text(stmt->get(), static_cast<int>(i + 1), args[i].c_str(), -1,
@@ -385,18 +428,18 @@ class SqliteStore final : public Store {
       f.set_stale(sqlite3_column_int(stmt->get(), 5) != 0);
       out.push_back(std::move(f));
     }
-    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading findings");
+    if (rc != SQLITE_DONE) return Error(reader.db(), "reading findings");
     return out;
   }
 
   absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(const std::string& cluster,
                                                   common::Clock::time_point now) override {
-    std::lock_guard lock(read_mu_);
-    auto stmt =
-        PrepareRead("SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id, " +
-                    StaleExpr(std::to_string(common::ToUnixMillis(now))) +
-                    ", n.scan_interval_s FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
-                    "WHERE (?1 = '' OR c.name = ?1) ORDER BY c.name, n.name");
+    const ReaderPool::Lease reader = readers_.Acquire();
+    auto stmt = PrepareRead(
+        reader.db(), "SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id, " +
+                         StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                         ", n.scan_interval_s FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                         "WHERE (?1 = '' OR c.name = ?1) ORDER BY c.name, n.name");
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     std::vector<v1::NodeInfo> out;
@@ -416,9 +459,9 @@ class SqliteStore final : public Store {
       index[sqlite3_column_int64(stmt->get(), 0)] = out.size();
       out.push_back(std::move(info));
     }
-    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading nodes");
-    auto counts =
-        PrepareRead("SELECT node_id, status, SUM(n) FROM result_counts WHERE n > 0 GROUP BY 1, 2");
+    if (rc != SQLITE_DONE) return Error(reader.db(), "reading nodes");
+    auto counts = PrepareRead(
+        reader.db(), "SELECT node_id, status, SUM(n) FROM result_counts WHERE n > 0 GROUP BY 1, 2");
     if (!counts.ok()) return counts.status();
     while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
       const auto it = index.find(sqlite3_column_int64(counts->get(), 0));
@@ -432,11 +475,12 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster,
                                               common::Clock::time_point now) override {
-    std::lock_guard lock(read_mu_);
-    auto node_stmt = PrepareRead("SELECT COUNT(*), COALESCE(SUM(" +
-                                 StaleExpr(std::to_string(common::ToUnixMillis(now))) +
-                                 "), 0) FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
-                                 "WHERE (?1 = '' OR c.name = ?1)");
+    const ReaderPool::Lease reader = readers_.Acquire();
+    auto node_stmt =
+        PrepareRead(reader.db(), "SELECT COUNT(*), COALESCE(SUM(" +
+                                     StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                                     "), 0) FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                                     "WHERE (?1 = '' OR c.name = ?1)");
     if (!node_stmt.ok()) return node_stmt.status();
     sqlite3_bind_text(node_stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     uint32_t node_count = 0, stale_count = 0;
@@ -445,11 +489,12 @@ class SqliteStore final : public Store {
       stale_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 1));
     }
     // One pass over current results, grouped by what a score needs.
-    auto stmt = PrepareRead(
-        "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n, r.section, "
-        "r.namespace FROM result_counts r "
-        "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
-        "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
+    auto stmt =
+        PrepareRead(reader.db(),
+                    "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n, r.section, "
+                    "r.namespace FROM result_counts r "
+                    "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
+                    "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
     ScoreAccumulator overall;
@@ -472,7 +517,7 @@ class SqliteStore final : public Store {
       if (!ns.empty()) namespaces[ns].Add(status, severity, scored, count);
       if (status == v1::STATUS_FAIL) failed[std::string(common::SeverityName(severity))] += count;
     }
-    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading summary");
+    if (rc != SQLITE_DONE) return Error(reader.db(), "reading summary");
     v1::SummaryResponse out;
     out.set_node_count(node_count);
     out.set_stale_node_count(stale_count);
@@ -487,7 +532,7 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Transition>> History(const HistoryFilter& filter) override {
-    std::lock_guard lock(read_mu_);
+    const ReaderPool::Lease reader = readers_.Acquire();
     std::string sql =
         "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
         "t.old_status, t.new_status, t.at_ms, t.scan_id, t.object FROM transitions t "
@@ -497,7 +542,7 @@ class SqliteStore final : public Store {
         "WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
         "AND (?3 = '' OR t.check_id = ?3 OR r.benchmark_id = ?3) AND t.at_ms >= ?4 "
         "ORDER BY t.at_ms DESC, t.id DESC LIMIT ?5";
-    auto stmt = PrepareRead(sql);
+    auto stmt = PrepareRead(reader.db(), sql);
     if (!stmt.ok()) return stmt.status();
     sqlite3_bind_text(stmt->get(), 1, filter.cluster.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(stmt->get(), 2, filter.node.c_str(), -1, SQLITE_TRANSIENT);
@@ -522,13 +567,14 @@ class SqliteStore final : public Store {
       t.set_object(Text(stmt->get(), 9));
       out.push_back(std::move(t));
     }
-    if (rc != SQLITE_DONE) return Error(reader_.get(), "reading history");
+    if (rc != SQLITE_DONE) return Error(reader.db(), "reading history");
     return out;
   }
 
   absl::StatusOr<std::vector<v1::DriftRecord>> Drift(const DriftFilter& filter) override {
-    std::lock_guard lock(read_mu_);
+    const ReaderPool::Lease reader = readers_.Acquire();
     auto stmt = PrepareRead(
+        reader.db(),
         "SELECT c.name, d.event, d.received_ms FROM drift_events d JOIN nodes n ON n.id = "
         "d.node_id JOIN clusters c ON c.id = n.cluster_id WHERE (?1 = '' OR c.name = ?1) AND "
         "(?2 = '' OR n.name = ?2) AND d.observed_ms >= ?3 ORDER BY d.observed_ms DESC, d.id DESC");
@@ -626,10 +672,10 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<Stmt> PrepareRead(const std::string& sql) {
+  absl::StatusOr<Stmt> PrepareRead(sqlite3* db, const std::string& sql) {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(reader_.get(), sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-      return Error(reader_.get(), "preparing query");
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      return Error(db, "preparing query");
     }
     return Stmt(stmt);
   }
@@ -861,8 +907,7 @@ class SqliteStore final : public Store {
   std::string path_;
   std::mutex write_mu_;
   Db writer_;
-  std::mutex read_mu_;
-  Db reader_;
+  ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
       upsert_result_, insert_transition_, delete_result_, bump_count_, insert_drift_;
 };
@@ -1059,7 +1104,7 @@ absl::Status BackupSqliteStore(const std::string& path, const std::string& to) {
   return CheckSqliteStore(to, /*full=*/true);
 }
 
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int query_readers) {
   auto writer = OpenDb(path, false);
   if (!writer.ok()) return writer.status();
   // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a process crash;
@@ -1075,9 +1120,13 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
   }
   if (auto s = IntegrityOf(writer->get(), path, /*full=*/false); !s.ok()) return s;
   if (auto s = Migrate(writer->get(), path); !s.ok()) return s;
-  auto reader = OpenDb(path, true);
-  if (!reader.ok()) return reader.status();
-  auto store = std::make_unique<SqliteStore>(path, *std::move(writer), *std::move(reader));
+  std::vector<Db> readers;
+  for (int i = 0; i < std::max(1, query_readers); ++i) {
+    auto reader = OpenDb(path, true);
+    if (!reader.ok()) return reader.status();
+    readers.push_back(*std::move(reader));
+  }
+  auto store = std::make_unique<SqliteStore>(path, *std::move(writer), std::move(readers));
   if (auto s = store->Prepare(); !s.ok()) return s;
   return std::unique_ptr<Store>(std::move(store));
 }

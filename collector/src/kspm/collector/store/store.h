@@ -92,7 +92,10 @@ inline constexpr int kStaleIntervals = 3;
 // PRAGMA user_version. Errors name the file.
 // A corrupt file (PRAGMA quick_check) is refused with DataLoss naming it: the collector does not
 // start, and so never acks reports it could not keep.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+// `query_readers`: read-only connections queries run on, each in its own WAL snapshot, so
+// queries go on during commits and beside each other.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                                     int query_readers = 4);
 
 // Checks a database file: `quick_check` (fast, the one run at every open) or, with `full`,
 // `integrity_check` (also indexes against tables). DataLoss with sqlite's first complaints.
