@@ -132,6 +132,9 @@ int main(int argc, char** argv) {
                    "Database connections queries run on, beside the one writer")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  serve->add_flag("--accept-damaged-log", options.accept_damaged_log,
+                  "Start even though the database's write-ahead log is damaged, keeping the "
+                  "commits before the damage (see kspm-collector check)");
   size_t in_flight_mb = options.max_in_flight_bytes >> 20;
   serve
       ->add_option("--max-in-flight-mb", in_flight_mb,

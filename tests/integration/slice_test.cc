@@ -12,6 +12,7 @@
 
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/time.h"
 #include "kspm/v1/agent.grpc.pb.h"
@@ -307,6 +308,46 @@ TEST_F(BudgetTest, ManyFloodingStreamsStayWithinTheCollectorsBudget) {
   EXPECT_LE(budget.peak(), kBudget + kStreams * report_bytes);
   EXPECT_EQ(budget.in_flight(), 0u);
   EXPECT_EQ(budget.waiting(), 0u);
+}
+
+// Bytes that are not an AgentMessage (garbage, or a report whose text is not UTF-8, as an agent
+// before the UTF-8 escaping sent it): refused with INVALID_ARGUMENT naming the message, not
+// ended with OK as if the client had said goodbye.
+TEST_F(StreamTest, AMessageThatCannotBeParsedIsRefusedWithAReason) {
+  v1::AgentMessage report = Report("n1", "scan-\xe9");
+  std::string not_utf8;
+  report.SerializeToString(&not_utf8);
+  for (const std::string& bytes : {std::string("\xff\xff\xff\xff\xff\x01", 6), not_utf8}) {
+    auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    grpc::GenericStub stub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::CompletionQueue cq;
+    auto call = stub.PrepareCall(&ctx, "/kspm.v1.AgentService/Connect", &cq);
+    auto step = [&cq](auto start) {
+      void* tag = nullptr;
+      bool ok = false;
+      start();
+      return cq.Next(&tag, &ok) && ok;
+    };
+    auto buffer = [](const std::string& raw) {
+      grpc::Slice slice(raw);
+      return grpc::ByteBuffer(&slice, 1);
+    };
+    std::string hello;
+    Hello("n1").SerializeToString(&hello);
+    ASSERT_TRUE(step([&] { call->StartCall(reinterpret_cast<void*>(1)); }));
+    const grpc::ByteBuffer hello_buffer = buffer(hello), bad_buffer = buffer(bytes);
+    ASSERT_TRUE(step([&] { call->Write(hello_buffer, reinterpret_cast<void*>(2)); }));
+    (void)step([&] { call->Write(bad_buffer, reinterpret_cast<void*>(3)); });
+    (void)step([&] { call->WritesDone(reinterpret_cast<void*>(4)); });
+    grpc::Status status;
+    (void)step([&] { call->Finish(&status, reinterpret_cast<void*>(5)); });
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_NE(status.error_message().find("message 2 could not be parsed"), std::string::npos)
+        << status.error_message();
+  }
+  EXPECT_EQ(Stored(), 0u);
 }
 
 TEST_F(StreamTest, AcksAReportOnlyAfterItIsStored) {

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "fixtures/host_builder.h"
@@ -622,6 +625,66 @@ TEST(StoreIntegrity, ACorruptFileIsRefusedAtOpenNamingIt) {
   EXPECT_FALSE(CheckSqliteStore(path, /*full=*/true).ok());
 }
 
+// One flipped byte in the write-ahead log: sqlite's own recovery stops at the bad frame and
+// drops every commit after it without a word (acked reports gone). The store reads the log
+// first and refuses to start, naming the log and the frame; --accept-damaged-log goes on.
+TEST(StoreIntegrity, ADamagedLogIsRefusedNamingTheFrame) {
+  kspm::testing::TempDir dir;
+  const std::string path = dir.path() + "/kspm.db";
+  auto store = OpenSqliteStore(path);
+  ASSERT_TRUE(store.ok());
+  const auto now = common::Clock::now();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE((*store)
+                    ->CommitReport(Report("scan-" + std::to_string(i), "node-" + std::to_string(i),
+                                          {Result("a", "4.2.1", v1::STATUS_FAIL)}),
+                                   now)
+                    .ok());
+  }
+  // The files as a crash would leave them: the commits are in the log, not yet in the file.
+  auto copy = [&](const std::string& name) {
+    const std::string to = dir.path() + "/" + name;
+    std::filesystem::copy_file(path, to);
+    std::filesystem::copy_file(path + "-wal", to + "-wal");
+    return to;
+  };
+  const std::string intact = copy("intact.db"), damaged = copy("damaged.db"),
+                    torn = copy("torn.db");
+  const auto wal_size = std::filesystem::file_size(damaged + "-wal");
+  ASSERT_GT(wal_size, 32u + 6 * (24 + 4096)) << "the commits are not in the log";
+  auto flip = [](const std::string& file, uint64_t offset) {
+    const int fd = ::open(file.c_str(), O_RDWR);
+    char c = 0;
+    ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(offset)), 1);
+    c = static_cast<char>(c ^ 0x01);
+    ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(offset)), 1);
+    ::close(fd);
+  };
+  flip(damaged + "-wal", 32 + 24 + 100);  // inside the first frame's page
+  flip(torn + "-wal", wal_size - 100);    // inside the last frame: a write cut short
+
+  EXPECT_TRUE(CheckSqliteLog(intact).ok());
+  EXPECT_TRUE(CheckSqliteLog(torn).ok()) << "a torn last frame is what a crash leaves";
+  auto intact_store = OpenSqliteStore(intact);
+  ASSERT_TRUE(intact_store.ok()) << intact_store.status();
+  FindingFilter all;
+  all.now = now;
+  EXPECT_EQ((*intact_store)->Findings(all)->size(), 5u);
+
+  const auto refused = OpenSqliteStore(damaged);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(refused.status().message().find(damaged + "-wal: frame 1 "), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("--accept-damaged-log"), std::string::npos);
+  EXPECT_EQ(CheckSqliteStore(damaged, /*full=*/false).code(), absl::StatusCode::kDataLoss);
+
+  // Accepted: it opens, and shows what sqlite alone would have hidden.
+  auto accepted = OpenSqliteStore(damaged, 4, /*accept_damaged_log=*/true);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_LT((*accepted)->Findings(all)->size(), 5u);
+}
+
 TEST(StoreIntegrity, BackupIsAConsistentCheckedCopyTakenWhileWriting) {
   kspm::testing::TempDir dir;
   const std::string path = dir.path() + "/kspm.db", copy = dir.path() + "/backup.db";
@@ -637,6 +700,99 @@ TEST(StoreIntegrity, BackupIsAConsistentCheckedCopyTakenWhileWriting) {
   EXPECT_EQ((*restored)->Findings(all)->size(), 1000u);
   const auto again = BackupSqliteStore(path, copy);
   EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// A real small file system (tmpfs of 3 MiB, mounted by the test as root): commits fail with a
+// clear "disk full" while there is no space, the log does not keep space the database needs,
+// and once space is freed the same store commits again, without a restart, and nothing
+// committed before is lost.
+class FullDiskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+    mnt_ = dir_.path() + "/small";
+    ::mkdir(mnt_.c_str(), 0700);
+    if (::mount("kspm-small", mnt_.c_str(), "tmpfs", 0, "size=3m") != 0) {
+      GTEST_SKIP() << "cannot mount tmpfs: " << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    store_.reset();
+    if (mounted_) ::umount2(mnt_.c_str(), MNT_DETACH);
+  }
+  static v1::NodeReport Big(int i) {
+    std::vector<v1::CheckResult> results;
+    for (int k = 0; k < 20; ++k) {
+      auto r = Result("check-" + std::to_string(k), "4.2." + std::to_string(k), v1::STATUS_FAIL);
+      r.set_reason(std::string(2000, static_cast<char>('a' + (i + k) % 26)));
+      results.push_back(std::move(r));
+    }
+    return Report("scan-" + std::to_string(i), "node-" + std::to_string(i), std::move(results));
+  }
+
+  kspm::testing::TempDir dir_;
+  std::string mnt_;
+  bool mounted_ = false;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(FullDiskTest, CommitsFailClearlyWhileFullAndResumeOnceSpaceIsFreed) {
+  auto opened = OpenSqliteStore(mnt_ + "/kspm.db");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  store_ = *std::move(opened);
+  EXPECT_TRUE(store_->Space().tight) << "3 MiB free is below the tight mark";
+  // Leave little room: a filler file takes most of the space.
+  const std::string filler = mnt_ + "/filler";
+  {
+    const int fd = ::open(filler.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string chunk(64 << 10, 'f');
+    while (::write(fd, chunk.data(), chunk.size()) > 0) {
+    }
+    ::close(fd);
+    // Give 1 MiB back so that some reports fit.
+    struct stat st {};
+    ASSERT_EQ(::stat(filler.c_str(), &st), 0);
+    ASSERT_EQ(::truncate(filler.c_str(), std::max<off_t>(0, st.st_size - (1 << 20))), 0);
+  }
+  const auto now = common::Clock::now();
+  int committed = 0;
+  absl::Status failure;
+  for (int i = 0; i < 500 && failure.ok(); ++i) {
+    auto out = store_->CommitReport(Big(i), now);
+    if (out.ok()) {
+      ++committed;
+    } else {
+      failure = out.status();
+    }
+  }
+  ASSERT_FALSE(failure.ok()) << "the disk never filled: the test proves nothing";
+  EXPECT_GT(committed, 0);
+  EXPECT_EQ(failure.code(), absl::StatusCode::kResourceExhausted) << failure;
+  EXPECT_NE(failure.message().find("disk full"), std::string::npos) << failure;
+  EXPECT_NE(failure.message().find(mnt_ + "/kspm.db"), std::string::npos) << failure;
+  const StoreSpace full = store_->Space();
+  EXPECT_FALSE(full.full_since.empty());
+  // The log was truncated after each batch on this tight disk: it holds no stale space.
+  EXPECT_LT(full.wal_bytes, 256 << 10) << "the log keeps " << full.wal_bytes << " bytes";
+
+  // Space comes back: the same store commits the report that failed, and the next ones.
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  auto retried = store_->CommitReport(Big(committed), now);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(store_->Space().full_since.empty());
+  FindingFilter all;
+  all.now = now;
+  const auto found = store_->Findings(all);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->size(), static_cast<size_t>((committed + 1) * 20));
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ void Reply(int fd, int code, const char* reason, const std::string& body) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::string& listen,
-                                                                  ReadyCheck ready) {
+                                                                  ReadyCheck ready,
+                                                                  Details details) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError("health address '" + listen + "' is not HOST:PORT");
@@ -38,6 +39,7 @@ absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::str
   }
   std::unique_ptr<HealthServer> s(new HealthServer());
   s->ready_ = std::move(ready);
+  s->details_ = std::move(details);
   s->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(s->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -82,10 +84,11 @@ void HealthServer::Serve() {
         Reply(client, 200, "OK", "ok\n");
       } else if (path == "/readyz") {
         const std::string why = ready_ ? ready_() : "";
+        const std::string more = details_ ? details_() : "";
         if (why.empty()) {
-          Reply(client, 200, "OK", "ready\n");
+          Reply(client, 200, "OK", "ready\n" + more);
         } else {
-          Reply(client, 503, "Service Unavailable", why + "\n");
+          Reply(client, 503, "Service Unavailable", why + "\n" + more);
         }
       } else {
         Reply(client, 404, "Not Found", "try /healthz or /readyz\n");

@@ -17,10 +17,13 @@ class HealthServer {
  public:
   // Returns an empty string when ready, else the reason it is not.
   using ReadyCheck = std::function<std::string()>;
+  // Lines added to every /readyz answer (state an operator wants to see, such as free space),
+  // ready or not.
+  using Details = std::function<std::string()>;
 
   // Binds `listen` (HOST:PORT, port 0 picks one) and serves on a background thread.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<HealthServer>> Start(
-      const std::string& listen, ReadyCheck ready);
+      const std::string& listen, ReadyCheck ready, Details details = nullptr);
   ~HealthServer();
 
   int port() const { return port_; }
@@ -32,6 +35,7 @@ class HealthServer {
   int fd_ = -1;
   int port_ = 0;
   ReadyCheck ready_;
+  Details details_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

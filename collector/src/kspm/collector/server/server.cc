@@ -8,12 +8,28 @@
 
 namespace kspm::collector::server {
 
+std::string DescribeSpace(const store::StoreSpace& space) {
+  auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
+  std::string out =
+      "store " + space.path + ": " +
+      (space.free_bytes < 0 ? std::string("free space unknown") : mib(space.free_bytes) + " free") +
+      ", log " + mib(space.wal_bytes);
+  if (space.tight) out += " (tight: the log is truncated after every commit)";
+  out += "\n";
+  if (!space.full_since.empty()) {
+    out += "store DISK FULL since " + space.full_since +
+           ": commits fail, agents keep their reports and resend them once space is freed\n";
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
   auto creds = common::MakeServerCredentials(options.tls);
   if (!creds.ok()) return creds.status();
-  auto store = store::OpenSqliteStore(options.db_path, options.query_readers);
+  auto store =
+      store::OpenSqliteStore(options.db_path, options.query_readers, options.accept_damaged_log);
   if (!store.ok()) return store.status();
   s->store_ = *std::move(store);
   s->ingest_ = std::make_unique<Ingest>(*s->store_);
@@ -57,9 +73,12 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   }
   s->serving_ = true;
   if (!options.health_listen.empty()) {
-    auto health = common::HealthServer::Start(options.health_listen, [raw = s.get()] {
-      return raw->serving_.load() ? std::string() : std::string("shutting down");
-    });
+    auto health = common::HealthServer::Start(
+        options.health_listen,
+        [raw = s.get()] {
+          return raw->serving_.load() ? std::string() : std::string("shutting down");
+        },
+        [raw = s.get()] { return DescribeSpace(raw->store_->Space()); });
     if (!health.ok()) {
       s->Shutdown(std::chrono::seconds(1));
       return health.status();

@@ -19,6 +19,9 @@
 
 namespace kspm::collector::server {
 
+// The store's space as lines for /readyz.
+std::string DescribeSpace(const store::StoreSpace& space);
+
 struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // HOST:PORT; port 0 picks a free port
   std::string db_path = "var/kspm.db";
@@ -28,6 +31,8 @@ struct ServerOptions {
   size_t max_in_flight_bytes = 32u << 20;
   // Read connections queries run on (see OpenSqliteStore).
   int query_readers = 4;
+  // Start on a store whose log is damaged (see OpenSqliteStore), keeping what precedes it.
+  bool accept_damaged_log = false;
   std::string health_listen;  // HOST:PORT for /healthz and /readyz; empty: none
   std::chrono::hours history_retention{24 * 90};
   std::string rules_dir;  // custom rules whose check ids are accepted

@@ -48,16 +48,28 @@ class ConnectReactor final
       Fail(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "client certificate required"));
       return;
     }
-    StartRead(&in_);
+    ArmRead();
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
+      // gRPC says the same "no message" for a half-close and for bytes it could not parse; only
+      // the parse clears the message first, so a surviving sentinel means a clean half-close.
+      if (!(in_.has_hello() && in_.hello().node().node_name() == kUnread)) {
+        stats_.reports_rejected++;
+        // Logged with the node and peer when the stream closes (MaybeFinishLocked).
+        Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "message " + std::to_string(read_count_ + 1) +
+                              " could not be parsed as a kspm.v1.AgentMessage (not protobuf, or "
+                              "a string field that is not UTF-8)"));
+        return;
+      }
       std::lock_guard lock(mu_);
       reads_done_ = true;
       MaybeFinishLocked();
       return;
     }
+    ++read_count_;
     if (!Handle()) return;  // failed: no more reads
     // Back-pressure: a stream with too many reports in flight is read again only once one of
     // them is answered (see the commit callback); and no stream is read while all streams
@@ -87,12 +99,19 @@ class ConnectReactor final
     });
   }
 
+  // Reads the next message into a sentinel-holding in_ (see OnReadDone).
+  void ArmRead() {
+    in_.Clear();
+    in_.mutable_hello()->mutable_node()->set_node_name(kUnread);
+    StartRead(&in_);
+  }
+
   bool ResumeRead() {
     std::lock_guard lock(mu_);
     if (!read_paused_ || finished_ || reads_done_) return false;
     if (pending_ >= limits_.max_in_flight_per_stream) return false;  // its commits resume it
     read_paused_ = false;
-    StartRead(&in_);
+    ArmRead();
     return true;
   }
 
@@ -291,7 +310,9 @@ class ConnectReactor final
   const std::string peer_;
   const std::string cert_name_;
   const std::shared_ptr<ReactorGate> gate_;
+  static constexpr const char* kUnread = "\x01kspm-unread";
   v1::AgentMessage in_;
+  uint64_t read_count_ = 0;
   std::string node_;
 
   std::mutex mu_;

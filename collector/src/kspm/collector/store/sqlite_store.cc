@@ -1,8 +1,13 @@
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -335,7 +340,62 @@ class SqliteStore final : public Store {
         if (o.ok()) o = s;
       }
     }
+    bool full = false;
+    for (const auto& o : out)
+      full |= !o.ok() && o.status().code() == absl::StatusCode::kResourceExhausted &&
+              o.status().message().find("(disk full)") != std::string::npos;
+    AfterCommit(full, now);
     return out;
+  }
+
+  StoreSpace Space() const override {
+    std::lock_guard lock(space_mu_);
+    return space_;
+  }
+
+  // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
+  // the log into the database and truncates it, so the log never holds space the database
+  // needs. A commit that failed is retried by its agent; once space is back the next one
+  // succeeds on the same connection, without a restart.
+  void AfterCommit(bool full, common::Clock::time_point now) {
+    StoreSpace space = Measure();
+    if (full || space.tight) {
+      const int rc = sqlite3_wal_checkpoint_v2(writer_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE,
+                                               nullptr, nullptr);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        spdlog::warn("{}: checkpoint on a tight disk: {}", path_, sqlite3_errmsg(writer_.get()));
+      }
+      space = Measure();
+    }
+    std::lock_guard lock(space_mu_);
+    if (full && space_.full_since.empty()) {
+      space.full_since = common::FormatRfc3339(now);
+      spdlog::error(
+          "{}: disk full ({} bytes free): commits fail and agents keep their reports until "
+          "space is freed",
+          path_, space.free_bytes);
+    } else if (full) {
+      space.full_since = space_.full_since;
+    } else if (!space_.full_since.empty()) {
+      spdlog::info("{}: commits succeed again ({} bytes free)", path_, space.free_bytes);
+    }
+    space_ = std::move(space);
+  }
+
+  StoreSpace Measure() const {
+    StoreSpace space;
+    space.path = path_;
+    struct statvfs fs {};
+    const std::string dir = path_.find('/') == std::string::npos
+                                ? std::string(".")
+                                : path_.substr(0, std::max<size_t>(1, path_.rfind('/')));
+    if (::statvfs(dir.c_str(), &fs) == 0) {
+      space.free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+      space.tight = space.free_bytes < kTightFreeBytes;
+    }
+    struct stat st {};
+    if (::stat((path_ + "-wal").c_str(), &st) == 0) space.wal_bytes = st.st_size;
+    return space;
   }
 
   absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override {
@@ -905,6 +965,8 @@ class SqliteStore final : public Store {
   }
 
   std::string path_;
+  mutable std::mutex space_mu_;
+  StoreSpace space_;
   std::mutex write_mu_;
   Db writer_;
   ReaderPool readers_;
@@ -1076,7 +1138,97 @@ absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full) {
   return absl::DataLossError(msg);
 }
 
+namespace {
+
+uint32_t Be32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// sqlite's WAL checksum (https://www.sqlite.org/fileformat2.html#walformat): over 32-bit words
+// in the byte order the log's magic number names, two running sums seeded by the previous ones.
+void WalChecksum(bool big_endian, const unsigned char* data, size_t n, uint32_t& s0, uint32_t& s1) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint32_t x0, x1;
+    if (big_endian) {
+      x0 = Be32(data + i);
+      x1 = Be32(data + i + 4);
+    } else {
+      std::memcpy(&x0, data + i, 4);
+      std::memcpy(&x1, data + i + 4, 4);
+    }
+    s0 += x0 + s1;
+    s1 += x1 + s0;
+  }
+}
+
+}  // namespace
+
+absl::Status CheckSqliteLog(const std::string& path) {
+  const std::string wal = path + "-wal";
+  std::ifstream in(wal, std::ios::binary);
+  if (!in) return absl::OkStatus();  // no log: nothing waits to be replayed
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  if (bytes.size() < 32) return absl::OkStatus();
+  const uint32_t magic = Be32(bytes.data());
+  if (magic != 0x377f0682 && magic != 0x377f0683) {
+    return absl::DataLossError(wal +
+                               ": not a write-ahead log (bad magic number); sqlite would "
+                               "ignore it and every commit in it");
+  }
+  const bool big_endian = (magic & 1) != 0;
+  const uint32_t page_size = Be32(bytes.data() + 8);
+  const uint32_t salt1 = Be32(bytes.data() + 16), salt2 = Be32(bytes.data() + 20);
+  uint32_t s0 = 0, s1 = 0;
+  WalChecksum(big_endian, bytes.data(), 24, s0, s1);
+  if (s0 != Be32(bytes.data() + 24) || s1 != Be32(bytes.data() + 28)) {
+    // A damaged header makes sqlite ignore the whole log; only a concern if frames follow.
+    if (bytes.size() > 32) {
+      return absl::DataLossError(wal +
+                                 ": the log's header fails its checksum; sqlite would "
+                                 "ignore the log and every commit in it");
+    }
+    return absl::OkStatus();
+  }
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0) {
+    return absl::DataLossError(wal + ": the log's header names page size " +
+                               std::to_string(page_size));
+  }
+  const size_t frame_size = 24 + static_cast<size_t>(page_size);
+  const size_t frames = (bytes.size() - 32) / frame_size;
+  for (size_t i = 0; i < frames; ++i) {
+    const unsigned char* f = bytes.data() + 32 + i * frame_size;
+    // Frames of an older generation (the log restarts after a checkpoint) carry other salts:
+    // they end the log, legitimately.
+    if (Be32(f + 8) != salt1 || Be32(f + 12) != salt2) return absl::OkStatus();
+    WalChecksum(big_endian, f, 8, s0, s1);
+    WalChecksum(big_endian, f + 24, page_size, s0, s1);
+    if (s0 == Be32(f + 16) && s1 == Be32(f + 20)) continue;
+    // A bad frame at the very end is a write cut short by a crash; a bad frame followed by more
+    // frames of the same generation is damage: sqlite stops at it and silently drops every
+    // commit after it.
+    size_t commits_after = 0;
+    for (size_t j = i + 1; j < frames; ++j) {
+      const unsigned char* g = bytes.data() + 32 + j * frame_size;
+      if (Be32(g + 8) != salt1 || Be32(g + 12) != salt2) break;
+      if (Be32(g + 4) != 0) ++commits_after;
+    }
+    if (commits_after == 0) return absl::OkStatus();
+    return absl::DataLossError(
+        wal + ": frame " + std::to_string(i + 1) + " (offset " +
+        std::to_string(32 + i * frame_size) +
+        ") fails its checksum; sqlite would silently drop "
+        "it and the " +
+        std::to_string(commits_after) +
+        " commit(s) after it. Keep a copy of "
+        "the file; then restore a backup, or start with --accept-damaged-log to keep the "
+        "commits before the damage (agents resend the rest with their next full report)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSqliteStore(const std::string& path, bool full) {
+  if (auto s = CheckSqliteLog(path); !s.ok()) return s;
   auto db = OpenDb(path, true);
   if (!db.ok()) return db.status();
   return IntegrityOf(db->get(), path, full);
@@ -1104,7 +1256,14 @@ absl::Status BackupSqliteStore(const std::string& path, const std::string& to) {
   return CheckSqliteStore(to, /*full=*/true);
 }
 
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int query_readers) {
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, int query_readers,
+                                                       bool accept_damaged_log) {
+  // Before sqlite sees the log: its recovery would drop the damaged part without a word.
+  if (auto s = CheckSqliteLog(path); !s.ok()) {
+    if (!accept_damaged_log) return s;
+    spdlog::error("{} (accepted with --accept-damaged-log: going on without those commits)",
+                  std::string(s.message()));
+  }
   auto writer = OpenDb(path, false);
   if (!writer.ok()) return writer.status();
   // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a process crash;
@@ -1128,6 +1287,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, 
   }
   auto store = std::make_unique<SqliteStore>(path, *std::move(writer), std::move(readers));
   if (auto s = store->Prepare(); !s.ok()) return s;
+  store->AfterCommit(false, common::Clock::now());
   return std::unique_ptr<Store>(std::move(store));
 }
 

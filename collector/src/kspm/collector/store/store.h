@@ -56,6 +56,16 @@ struct CommitStats {
   size_t transitions = 0;
 };
 
+// What the store knows about the space it writes to, for health and logs.
+struct StoreSpace {
+  std::string path;         // the database file
+  int64_t free_bytes = -1;  // free to this process on its file system; -1: unknown
+  int64_t wal_bytes = 0;    // the write-ahead log beside it
+  bool tight = false;       // little space left: the log is checkpointed after every batch
+  std::string full_since;   // RFC 3339 time commits started failing for lack of space; empty
+                            // while they succeed
+};
+
 // Persistence of posture: nodes, current results per (node, check, benchmark, object: the
 // common::ResourceKey of a cluster result, empty on nodes), scans and the history of verdict
 // changes. Implementations are thread-safe.
@@ -83,7 +93,13 @@ class Store {
       const DriftFilter& filter) = 0;
   // Deletes transitions, drift events and scans older than `cutoff`; returns how many rows went.
   [[nodiscard]] virtual absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) = 0;
+  // Space as of the last commit (or open).
+  virtual StoreSpace Space() const = 0;
 };
+
+// Below this much free space the sqlite store checkpoints and truncates its log after every
+// batch, instead of letting it grow to the auto-checkpoint size.
+inline constexpr int64_t kTightFreeBytes = 256ll << 20;
 
 // A node is stale when it has not reported for this many scan intervals.
 inline constexpr int kStaleIntervals = 3;
@@ -94,8 +110,14 @@ inline constexpr int kStaleIntervals = 3;
 // start, and so never acks reports it could not keep.
 // `query_readers`: read-only connections queries run on, each in its own WAL snapshot, so
 // queries go on during commits and beside each other.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
-                                                                     int query_readers = 4);
+// A damaged write-ahead log (a frame failing its checksum with commits after it, which sqlite
+// would drop without a word) is refused with DataLoss naming the log and the frame, unless
+// `accept_damaged_log`.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
+    const std::string& path, int query_readers = 4, bool accept_damaged_log = false);
+
+// Checks `PATH-wal` frame by frame, as sqlite's recovery would read it; OK when absent.
+[[nodiscard]] absl::Status CheckSqliteLog(const std::string& path);
 
 // Checks a database file: `quick_check` (fast, the one run at every open) or, with `full`,
 // `integrity_check` (also indexes against tables). DataLoss with sqlite's first complaints.
