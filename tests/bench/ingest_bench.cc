@@ -202,7 +202,8 @@ void Print(const char* name, const WaveResult& w) {
 }
 
 // Readers as dashboards and kspmctl are: `threads` clients each asking in turn for the summary,
-// the node list and a page of failing findings, until `stop`. Latency of every call, in ms.
+// the node list and a page of failing findings, one call every 100 ms each (back to back when a
+// call takes longer), until `stop`. Latency of every call, in ms.
 std::vector<double> QueryLoad(const std::string& address, int threads,
                               const std::atomic<bool>& stop) {
   std::vector<double> all;
@@ -242,6 +243,7 @@ std::vector<double> QueryLoad(const std::string& address, int threads,
         }
         if (!s.ok()) std::cerr << "query failed: " << s.error_message() << "\n";
         local.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        std::this_thread::sleep_until(t0 + 100ms);
       }
       std::lock_guard lock(mu);
       all.insert(all.end(), local.begin(), local.end());

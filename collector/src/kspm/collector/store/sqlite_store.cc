@@ -403,10 +403,14 @@ class SqliteStore final : public Store {
     const std::string now = std::to_string(common::ToUnixMillis(filter.now));
     // reported_at is the node's last report: every report (full, or changes only) vouches for
     // the node's results as of its scan, and unchanged rows are not rewritten.
-    std::string sql = "SELECT c.name, n.name, r.result, n.last_seen_ms, r.changed_ms, " +
-                      StaleExpr(now) +
-                      " FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = "
-                      "n.cluster_id WHERE 1=1";
+    // The page is chosen on small columns only; the stored results (about a kilobyte each) are
+    // read for the chosen rows, so the sort never carries them.
+    std::string sql =
+        "SELECT c.name AS k1, n.name AS k2, r.node_id AS nid, n.last_seen_ms, r.changed_ms, " +
+        StaleExpr(now) +
+        ", -r.severity AS k3, r.benchmark AS k4, r.benchmark_id AS k5, r.object AS k6, "
+        "r.check_id AS k7 FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c "
+        "ON c.id = n.cluster_id WHERE 1=1";
     std::vector<std::string> args;
     if (filter.since) {
       sql += " AND r.changed_ms >= " + std::to_string(common::ToUnixMillis(*filter.since));
@@ -454,6 +458,10 @@ class SqliteStore final : public Store {
     }
     sql += " ORDER BY " + order;
     if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
+    sql =
+        "SELECT p.*, (SELECT result FROM results WHERE node_id = p.nid AND check_id = p.k7 AND "
+        "benchmark = p.k4 AND object = p.k6) FROM (" +
+        sql + ") p ORDER BY k1, k2, k3, k4, k5, k6, k7";
     auto stmt = PrepareRead(reader.db(), sql);
     if (!stmt.ok()) return stmt.status();
     for (size_t i = 0; i < args.size(); ++i) {
@@ -477,8 +485,8 @@ class SqliteStore final : public Store {
       v1::Finding f;
       f.set_cluster(Text(stmt->get(), 0));
       f.set_node(Text(stmt->get(), 1));
-      if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 2),
-                                              sqlite3_column_bytes(stmt->get(), 2))) {
+      if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 11),
+                                              sqlite3_column_bytes(stmt->get(), 11))) {
         return absl::DataLossError(path_ + ": a stored result does not parse");
       }
       *f.mutable_reported_at() =
