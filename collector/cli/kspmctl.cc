@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 
 #include "CLI/CLI.hpp"
@@ -16,6 +19,7 @@
 #include "grpcpp/create_channel.h"
 #include "kspm/common/certs.h"
 #include "kspm/common/export.h"
+#include "kspm/common/identity.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/time.h"
@@ -432,11 +436,75 @@ struct CertsOptions {
   std::vector<std::string> dns;
   std::vector<std::string> ips;
   bool overwrite = false;
+  std::string cluster = "default";
+  // certs issue
+  std::string ca_dir;
+  std::string node;
+  std::string client;
+  std::string role = "reader";
+  std::string out_dir;
+  int days = 365;
 };
+
+// `kspmctl certs issue --ca DIR (--node NAME | --client NAME --role reader|operator)`: one more
+// certificate from the existing CA in DIR (ca.crt, ca.key), which stays as it is, so the new
+// certificate verifies against the CA already deployed.
+int CertsIssue(const CertsOptions& c) {
+  if (c.node.empty() == c.client.empty()) {
+    Die(kExitUsage, "certs issue: give exactly one of --node NAME or --client NAME");
+  }
+  kspm::common::Identity id;
+  id.cluster = c.cluster;
+  if (!c.node.empty()) {
+    if (auto s = kspm::common::CheckNodeName(c.node); !s.ok())
+      Die(kExitUsage, std::string(s.message()));
+    id.role = kspm::common::Role::kNode;
+    id.name = c.node;
+  } else {
+    if (c.role != "reader" && c.role != "operator") {
+      Die(kExitUsage, "certs issue: --role must be reader or operator, not '" + c.role + "'");
+    }
+    if (auto s = kspm::common::CheckIdentityName("client name", c.client); !s.ok()) {
+      Die(kExitUsage, std::string(s.message()));
+    }
+    id.role = c.role == "operator" ? kspm::common::Role::kOperator : kspm::common::Role::kReader;
+    id.name = c.client;
+  }
+  if (auto s = kspm::common::CheckIdentityName("cluster name", c.cluster); !s.ok()) {
+    Die(kExitUsage, std::string(s.message()));
+  }
+  kspm::common::KeyPair ca;
+  for (const auto& [path, out] : {std::pair{c.ca_dir + "/ca.crt", &ca.cert_pem},
+                                  std::pair{c.ca_dir + "/ca.key", &ca.key_pem}}) {
+    std::ifstream in(path);
+    if (!in) Die(kExitUsage, "certs issue: cannot read " + path);
+    *out = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  kspm::common::CertificateRequest request;
+  request.common_name = id.name;
+  request.uris = {kspm::common::IdentityUri(id)};
+  request.days = c.days;
+  auto pair = kspm::common::IssueCertificate(ca, request);
+  if (!pair.ok()) Die(kExitUsage, "certs issue: " + std::string(pair.status().message()));
+  const std::string dir =
+      c.out_dir.empty() ? (c.node.empty() ? c.ca_dir : c.ca_dir + "/nodes") : c.out_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string stem = dir + "/" + id.name;
+  if (auto s = kspm::common::WriteKeyPair(*pair, stem + ".crt", stem + ".key", c.overwrite);
+      !s.ok()) {
+    Die(1, std::string(s.message()));
+  }
+  std::cout << stem << ".crt\n" << stem << ".key\n";
+  std::cerr << "kspmctl: " << kspm::common::IdentityUri(id) << ", signed by " << c.ca_dir
+            << "/ca.crt\n";
+  return 0;
+}
 
 // `kspmctl certs init DIR`: a CA, the collector's certificate, kspmctl's, and one per node.
 int CertsInit(const CertsOptions& c) {
-  auto files = kspm::common::InitCertificateDirectory(c.dir, c.nodes, c.dns, c.ips, c.overwrite);
+  auto files =
+      kspm::common::InitCertificateDirectory(c.dir, c.nodes, c.dns, c.ips, c.overwrite, c.cluster);
   if (!files.ok()) Die(kExitUsage, std::string(files.status().message()));
   for (const auto& f : *files) std::cout << f << "\n";
   std::cerr << "kspmctl: keep " << c.dir << "/ca.key offline; give each node only ca.crt and its "
@@ -564,6 +632,23 @@ int main(int argc, char** argv) {
                    "IP addresses of the collector (default: 127.0.0.1)")
       ->delimiter(',');
   certs_init->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
+  certs_init->add_option("--cluster", certs_options.cluster, "Cluster the certificates belong to")
+      ->capture_default_str();
+  CLI::App* certs_issue = certs->add_subcommand(
+      "issue", "One more node or client certificate from an existing CA (the CA is kept)");
+  certs_issue->add_option("--ca", certs_options.ca_dir, "Directory holding ca.crt and ca.key")
+      ->required();
+  certs_issue->add_option("--node", certs_options.node, "Node name (the node role: may report)");
+  certs_issue->add_option("--client", certs_options.client, "Client name (for kspmctl)");
+  certs_issue->add_option("--role", certs_options.role, "reader (queries) or operator (also scans)")
+      ->capture_default_str();
+  certs_issue->add_option("--cluster", certs_options.cluster, "Cluster the certificate belongs to")
+      ->capture_default_str();
+  certs_issue->add_option("--out", certs_options.out_dir,
+                          "Directory to write NAME.crt and NAME.key (default: the CA's, nodes/ "
+                          "for a node)");
+  certs_issue->add_option("--days", certs_options.days, "Validity in days")->capture_default_str();
+  certs_issue->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
   CLI::App* history =
       app.add_subcommand("history", "Verdict changes of a node or a check over time");
   history->add_option("--node", o.node, "Only this node");
@@ -594,6 +679,7 @@ int main(int argc, char** argv) {
   if (history->parsed()) return History(o);
   if (drift->parsed()) return Drift(o);
   if (scan_cluster->parsed()) return ScanCluster(o);
+  if (certs_issue->parsed()) return CertsIssue(certs_options);
   if (certs_init->parsed()) {
     if (certs_options.dns.empty() && certs_options.ips.empty()) {
       certs_options.dns = {"kspm-collector", "localhost"};

@@ -235,9 +235,15 @@ TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
 TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
   SmallSnapshot snap;
   kspm::testing::TempDir certs;
-  ASSERT_TRUE(common::InitCertificateDirectory(certs.path(), {"worker-1", "auditor"}, {"localhost"},
+  ASSERT_TRUE(common::InitCertificateDirectory(certs.path(), {"worker-1"}, {"localhost"},
                                                {"127.0.0.1"}, false)
                   .ok());
+  // An operator who is not kspmctl, added to the existing CA by kspmctl itself.
+  const auto issued = kspm::testing::RunCommand(
+      std::string(KSPM_BIN_DIR) + "/kspmctl certs issue --ca " + certs.path() +
+          " --client auditor --role operator --out " + certs.path() + "/nodes",
+      true);
+  ASSERT_EQ(issued.exit_code, 0) << issued.out;
   {
     // worker-1 has reported to this collector before.
     auto store = collector::store::OpenSqliteStore(snap.db());
@@ -265,7 +271,10 @@ TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
   };
   const auto node = kspmctl(certs.path() + "/nodes/worker-1");
   EXPECT_EQ(node.exit_code, 1);
-  EXPECT_NE(node.out.find("certificate 'worker-1' is a node's"), std::string::npos) << node.out;
+  EXPECT_NE(node.out.find("ScanCluster needs the operator role; the certificate 'worker-1' has "
+                          "the node role"),
+            std::string::npos)
+      << node.out;
   const auto ctl = kspmctl(certs.path() + "/kspmctl");
   EXPECT_EQ(ctl.exit_code, 0) << ctl.out;
   EXPECT_NE(ctl.out.find("cluster lab scanned"), std::string::npos) << ctl.out;

@@ -41,7 +41,7 @@ class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto files = common::InitCertificateDirectory(certs_, {"node-a", "node-b"}, {"localhost"},
-                                                  {"127.0.0.1"});
+                                                  {"127.0.0.1"}, false, "test");
     ASSERT_TRUE(files.ok()) << files.status();
     bool owners = false;
     ASSERT_TRUE(kspm::testing::BuildFixtureHost("kubeadm-worker", root_, &owners).ok());
@@ -82,7 +82,8 @@ class PipelineTest : public ::testing::Test {
   // changes the one result before it is sent.
   grpc::Status SendOne(const std::shared_ptr<grpc::Channel>& channel, const std::string& hello_as,
                        const std::string& scan_id,
-                       const std::function<void(v1::CheckResult*)>& edit = {}) {
+                       const std::function<void(v1::CheckResult*)>& edit = {},
+                       const std::string& cluster = "test") {
     auto stub = v1::AgentService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 5s);
@@ -92,6 +93,7 @@ class PipelineTest : public ::testing::Test {
     v1::AgentMessage report;
     report.mutable_report()->set_scan_id(scan_id);
     report.mutable_report()->mutable_node()->set_node_name(hello_as);
+    report.mutable_report()->mutable_node()->set_cluster(cluster);
     auto* r = report.mutable_report()->add_results();
     r->set_check_id("kubelet.anonymous-auth");
     r->set_benchmark("cis-kubernetes-1.12");
@@ -196,6 +198,103 @@ TEST_F(PipelineTest, CertificateFromAnotherCaIsRefused) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
 }
 
+// Every RPC against every role: a certificate of the CA is not a key to everything. The role
+// travels in the certificate (a spiffe://kspm/<cluster>/... URI) and is checked on each call.
+TEST_F(PipelineTest, EachRoleMayDoExactlyWhatItsRoleAllows) {
+  common::KeyPair ca;
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/ca.crt", &ca.cert_pem).ok());
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/ca.key", &ca.key_pem).ok());
+  auto issue = [&](const std::string& stem, const std::string& cn, std::vector<std::string> uris) {
+    common::CertificateRequest request;
+    request.common_name = cn;
+    request.uris = std::move(uris);
+    auto pair = common::IssueCertificate(ca, request);
+    ASSERT_TRUE(pair.ok()) << pair.status();
+    ASSERT_TRUE(
+        common::WriteKeyPair(*pair, certs_ + "/" + stem + ".crt", certs_ + "/" + stem + ".key")
+            .ok());
+  };
+  issue("reader", "alice", {"spiffe://kspm/test/client/reader/alice"});
+  issue("legacy", "node-a", {});  // made before roles: CN only
+  issue("elsewhere", "node-z", {"spiffe://kspm/prod/node/node-z"});
+
+  enum Outcome { kOk, kDenied, kNotScanning };
+  struct Case {
+    std::string who;
+    std::string node;  // the node it reports as
+    Outcome summary, scan, report;
+    std::string says;  // in the refusal of the report
+  };
+  const std::vector<Case> cases = {
+      {"nodes/node-a", "node-a", kDenied, kDenied, kOk, ""},
+      {"reader", "alice", kOk, kDenied, kDenied, "reader certificate"},
+      // kspmctl's certificate from certs init is an operator's: it may scan (this collector has
+      // no cluster to scan, so the call gets as far as saying so).
+      {"kspmctl", "kspmctl", kOk, kNotScanning, kDenied, "operator certificate"},
+      {"collector", "localhost", kDenied, kDenied, kDenied, "server certificate"},
+      {"legacy", "node-a", kDenied, kDenied, kDenied, "carries no kspm identity"},
+      {"elsewhere", "node-z", kDenied, kDenied, kDenied, "belongs to cluster 'prod'"},
+  };
+  auto code = [](Outcome o) {
+    return o == kOk       ? grpc::StatusCode::OK
+           : o == kDenied ? grpc::StatusCode::PERMISSION_DENIED
+                          : grpc::StatusCode::FAILED_PRECONDITION;
+  };
+  int scan = 0;
+  for (const auto& c : cases) {
+    auto channel = Channel(c.who);
+    auto query = v1::QueryService::NewStub(channel);
+    {
+      grpc::ClientContext ctx;
+      v1::SummaryRequest req;
+      v1::SummaryResponse resp;
+      EXPECT_EQ(query->Summary(&ctx, req, &resp).error_code(), code(c.summary)) << c.who;
+    }
+    {
+      grpc::ClientContext ctx;
+      v1::FindingsRequest req;
+      v1::FindingsResponse resp;
+      EXPECT_EQ(query->ListFindings(&ctx, req, &resp).error_code(), code(c.summary)) << c.who;
+    }
+    {
+      grpc::ClientContext ctx;
+      v1::ScanClusterRequest req;
+      v1::ScanClusterResponse resp;
+      const auto s = query->ScanCluster(&ctx, req, &resp);
+      EXPECT_EQ(s.error_code(), code(c.scan)) << c.who << ": " << s.error_message();
+      if (c.scan == kDenied && c.summary == kOk) {
+        EXPECT_NE(s.error_message().find("needs the operator role"), std::string::npos);
+      }
+    }
+    const auto s = SendOne(channel, c.node, "scan-" + std::to_string(++scan));
+    EXPECT_EQ(s.error_code(), code(c.report)) << c.who << ": " << s.error_message();
+    if (!c.says.empty()) {
+      EXPECT_NE(s.error_message().find(c.says), std::string::npos)
+          << c.who << ": " << s.error_message();
+    }
+  }
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);  // node-a's only
+}
+
+// What no node may write: results about Kubernetes objects, accepted findings, another cluster.
+TEST_F(PipelineTest, ANodeReportsOnlyItsOwnHostResults) {
+  auto channel = Channel("nodes/node-a");
+  const auto object = SendOne(channel, "node-a", "scan-1", [](v1::CheckResult* r) {
+    r->mutable_resource()->set_kind("Namespace");
+    r->mutable_resource()->set_name("prod");
+  });
+  EXPECT_EQ(object.error_code(), grpc::StatusCode::PERMISSION_DENIED) << object.error_message();
+  EXPECT_NE(object.error_message().find("host results only"), std::string::npos);
+  const auto accepted = SendOne(channel, "node-a", "scan-2", [](v1::CheckResult* r) {
+    r->mutable_accepted()->set_reason("trust me");
+  });
+  EXPECT_EQ(accepted.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(accepted.error_message().find("accepted"), std::string::npos);
+  const auto other_cluster = SendOne(channel, "node-a", "scan-3", {}, "prod");
+  EXPECT_EQ(other_cluster.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 0);
+}
+
 TEST_F(PipelineTest, UnknownSeverityIsRejected) {
   const auto s = SendOne(Channel("nodes/node-a"), "node-a", "scan-1", [](v1::CheckResult* r) {
     r->set_severity(static_cast<v1::Severity>(99));
@@ -215,6 +314,7 @@ TEST_F(PipelineTest, UnknownCheckIdIsRejected) {
   v1::AgentMessage report;
   report.mutable_report()->set_scan_id("scan-x");
   report.mutable_report()->mutable_node()->set_node_name("node-a");
+  report.mutable_report()->mutable_node()->set_cluster("test");
   auto* r = report.mutable_report()->add_results();
   r->set_check_id("no.such.check");
   r->set_benchmark("cis-kubernetes-1.12");

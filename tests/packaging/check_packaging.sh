@@ -421,6 +421,13 @@ if dep:
     for want in ("serve", "--db=/var/lib/kspm/kspm.db", "--health-listen=0.0.0.0:8080"):
         if want not in args:
             err(f"{kind}: argument {want} missing from {args}")
+    # The cluster the agents report under is the one the collector files cluster results under.
+    if not any(a.startswith("--cluster-name=") and len(a) > len("--cluster-name=") for a in args):
+        err(f"{kind}: the collector is not told the cluster name (--cluster-name)")
+    if "--cluster-name=$(KSPM_CLUSTER)" in args and not any(
+            str(get(e, "configMapRef", "name") or "").startswith("kspm-agent-settings")
+            for e in c.get("envFrom") or []):
+        err(f"{kind}: --cluster-name uses $(KSPM_CLUSTER) but not the agents' settings ConfigMap")
     claim = None
     for v in spec.get("volumes") or []:
         if "persistentVolumeClaim" in v:

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fixtures/host_builder.h"
+#include "kspm/common/identity.h"
 
 namespace kspm::common {
 namespace {
@@ -419,6 +420,74 @@ TEST(WriteKeyPair, OverwriteReplacesContentAndTightensALooseKeyMode) {
   EXPECT_EQ(CountEntries(dir.path()), 2u);
 }
 
+// The subjectAltName URIs of a certificate, in order.
+std::vector<std::string> Uris(X509* cert) {
+  std::vector<std::string> out;
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    if (n->type != GEN_URI) continue;
+    out.emplace_back(
+        reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.uniformResourceIdentifier)),
+        ASN1_STRING_length(n->d.uniformResourceIdentifier));
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+// An expired certificate is named with its date before any handshake (which would say only
+// "Socket closed"); a month before, it is a warning. The clock is injected.
+TEST(CertificateLifetime, ExpiredIsAnErrorWithTheDateAndSoonIsAWarning) {
+  auto ca = MakeCa("test-ca");
+  ASSERT_TRUE(ca.ok());
+  CertificateRequest request;
+  request.common_name = "node-a";
+  request.days = 365;
+  auto leaf = IssueCertificate(*ca, request);
+  ASSERT_TRUE(leaf.ok());
+  const auto now = std::chrono::system_clock::now();
+  std::string warning;
+  EXPECT_TRUE(CheckCertificateLifetime(leaf->cert_pem, "node-a.crt", now, &warning).ok());
+  EXPECT_EQ(warning, "");
+  EXPECT_TRUE(CheckCertificateLifetime(leaf->cert_pem, "node-a.crt",
+                                       now + std::chrono::hours(24 * 350), &warning)
+                  .ok());
+  EXPECT_NE(warning.find("node-a.crt expires on"), std::string::npos) << warning;
+  const auto expired = CheckCertificateLifetime(leaf->cert_pem, "node-a.crt",
+                                                now + std::chrono::hours(24 * 366), &warning);
+  EXPECT_EQ(expired.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(expired.message().find("certificate node-a.crt expired on "), std::string::npos)
+      << expired;
+}
+
+TEST(InitCertificateDirectory, TheNodeNameClusterIsReserved) {
+  TempDir tmp;
+  const auto refused =
+      InitCertificateDirectory(tmp.path() + "/pki", {"cluster"}, {"localhost"}, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("reserved"), std::string::npos) << refused.status();
+}
+
+TEST(Identity, UrisRoundTripAndBadOnesAreRefusedWithAReason) {
+  for (const Identity& id :
+       {Identity{Role::kNode, "prod", "worker-1"}, Identity{Role::kReader, "prod", "alice"},
+        Identity{Role::kOperator, "lab", "kspmctl"}, Identity{Role::kServer, "lab", "collector"}}) {
+    const auto parsed = ParseIdentityUri(IdentityUri(id));
+    ASSERT_TRUE(parsed.ok()) << IdentityUri(id) << ": " << parsed.status();
+    EXPECT_EQ(parsed->role, id.role);
+    EXPECT_EQ(parsed->cluster, id.cluster);
+    EXPECT_EQ(parsed->name, id.name);
+  }
+  for (const std::string bad :
+       {"https://kspm/prod/node/a", "spiffe://kspm/prod/node", "spiffe://kspm/prod/node/a/b",
+        "spiffe://kspm/prod/client/admin/a", "spiffe://kspm/prod/node/cluster",
+        "spiffe://kspm//node/a", "spiffe://kspm/prod/node/a%2fb", "spiffe://kspm/prod/node/.."}) {
+    EXPECT_FALSE(ParseIdentityUri(bad).ok()) << bad;
+  }
+}
+
 TEST(InitCertificateDirectory, WritesTheLayoutAndEveryLeafVerifiesForItsRole) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/pki";  // does not exist yet
@@ -452,9 +521,15 @@ TEST(InitCertificateDirectory, WritesTheLayoutAndEveryLeafVerifiesForItsRole) {
   EXPECT_EQ(Verify(ca, ctl, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
   EXPECT_EQ(Verify(ca, ctl, X509_PURPOSE_SSL_SERVER), X509_V_ERR_INVALID_PURPOSE);
 
+  EXPECT_EQ(Uris(Cert(collector).get()),
+            std::vector<std::string>{"spiffe://kspm/default/server/collector"});
+  EXPECT_EQ(Uris(Cert(ctl).get()),
+            std::vector<std::string>{"spiffe://kspm/default/client/operator/kspmctl"});
   for (const std::string node : {"node-a", "node-b"}) {
     const std::string pem = Slurp(dir + "/nodes/" + node + ".crt");
     EXPECT_EQ(CommonName(Cert(pem).get()), node);
+    EXPECT_EQ(Uris(Cert(pem).get()),
+              std::vector<std::string>{"spiffe://kspm/default/node/" + node});
     EXPECT_EQ(Verify(ca, pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK) << node;
     EXPECT_EQ(Verify(ca, pem, X509_PURPOSE_SSL_SERVER), X509_V_ERR_INVALID_PURPOSE) << node;
   }

@@ -16,13 +16,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "kspm/common/identity.h"
 
 namespace kspm::common {
 namespace {
@@ -271,11 +275,14 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) 
 // subjectAltName built structurally, entry by entry, rather than through the config syntax, so
 // a name containing ',' or ':' cannot turn into another entry. Names were validated already.
 absl::Status AddSubjectAltNames(X509* cert, const CertificateRequest& request) {
-  if (request.dns_names.empty() && request.ip_addresses.empty()) return absl::OkStatus();
+  if (request.dns_names.empty() && request.ip_addresses.empty() && request.uris.empty()) {
+    return absl::OkStatus();
+  }
   GeneralNamesPtr names(GENERAL_NAMES_new());
   if (!names) return SslError("allocating subjectAltName");
   auto push = [&](int type, const std::string& bytes) -> absl::Status {
-    OctetStringPtr value(type == GEN_DNS ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new());
+    OctetStringPtr value(type == GEN_DNS || type == GEN_URI ? ASN1_IA5STRING_new()
+                                                            : ASN1_OCTET_STRING_new());
     GeneralNamePtr name(GENERAL_NAME_new());
     if (!value || !name ||
         ASN1_STRING_set(value.get(), bytes.data(), static_cast<int>(bytes.size())) != 1) {
@@ -293,6 +300,9 @@ absl::Status AddSubjectAltNames(X509* cert, const CertificateRequest& request) {
   }
   for (const auto& ip : request.ip_addresses) {
     if (auto s = push(GEN_IPADD, ParseIpAddress(ip)); !s.ok()) return s;
+  }
+  for (const auto& uri : request.uris) {
+    if (auto s = push(GEN_URI, uri); !s.ok()) return s;
   }
   // Not critical: the subject is not empty (RFC 5280 4.2.1.6).
   if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
@@ -395,7 +405,8 @@ absl::Status WriteFileInPlace(const std::string& path, const std::string& data, 
 }
 
 // A node name must be a safe file name under nodes/ and a valid CN.
-absl::Status CheckNodeName(const std::string& node) {
+absl::Status CheckNodeFileName(const std::string& node) {
+  if (auto s = CheckNodeName(node); !s.ok()) return s;
   if (node.empty()) return absl::InvalidArgumentError("node name is empty");
   if (node.front() == '.') {
     return absl::InvalidArgumentError("node name \"" + node + "\" starts with '.'");
@@ -521,14 +532,15 @@ absl::Status WriteKeyPair(const KeyPair& pair, const std::string& cert_path,
 absl::StatusOr<std::vector<std::string>> InitCertificateDirectory(
     const std::string& dir, const std::vector<std::string>& nodes,
     const std::vector<std::string>& collector_dns, const std::vector<std::string>& collector_ips,
-    bool overwrite) {
+    bool overwrite, const std::string& cluster) {
   if (dir.empty()) return absl::InvalidArgumentError("certificate directory is not set");
+  if (auto s = CheckIdentityName("cluster name", cluster); !s.ok()) return s;
   const std::string collector_cn =
       collector_dns.empty() ? std::string(kDefaultCollectorName) : collector_dns.front();
   // Every CN the collector could see from a peer must name one identity only.
   std::set<std::string> taken = {kCaCommonName, kCtlCommonName, collector_cn};
   for (const auto& node : nodes) {
-    if (auto s = CheckNodeName(node); !s.ok()) return s;
+    if (auto s = CheckNodeFileName(node); !s.ok()) return s;
     if (!taken.insert(node).second) {
       return absl::InvalidArgumentError("node name \"" + node +
                                         "\" is repeated or names another certificate");
@@ -550,12 +562,14 @@ absl::StatusOr<std::vector<std::string>> InitCertificateDirectory(
   collector.ip_addresses = collector_ips;
   collector.server = true;
   collector.client = true;
+  collector.uris = {IdentityUri({Role::kServer, cluster, "collector"})};
   auto collector_pair = IssueCertificate(*ca, collector);
   if (!collector_pair.ok()) return collector_pair.status();
   plan.push_back(planned(*std::move(collector_pair), root / "collector"));
 
   CertificateRequest ctl;
   ctl.common_name = kCtlCommonName;
+  ctl.uris = {IdentityUri({Role::kOperator, cluster, kCtlCommonName})};
   auto ctl_pair = IssueCertificate(*ca, ctl);
   if (!ctl_pair.ok()) return ctl_pair.status();
   plan.push_back(planned(*std::move(ctl_pair), root / "kspmctl"));
@@ -563,6 +577,7 @@ absl::StatusOr<std::vector<std::string>> InitCertificateDirectory(
   for (const auto& node : nodes) {
     CertificateRequest request;
     request.common_name = node;
+    request.uris = {IdentityUri({Role::kNode, cluster, node})};
     auto node_pair = IssueCertificate(*ca, request);
     if (!node_pair.ok()) return node_pair.status();
     plan.push_back(planned(*std::move(node_pair), root / "nodes" / node));
@@ -589,6 +604,39 @@ absl::StatusOr<std::vector<std::string>> InitCertificateDirectory(
     written.push_back(p.key_path);
   }
   return written;
+}
+
+absl::StatusOr<std::chrono::system_clock::time_point> CertificateNotAfter(const std::string& pem) {
+  auto cert = ParseCertificate(pem, "certificate");
+  if (!cert.ok()) return cert.status();
+  struct tm t {};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert->get()), &t) != 1) {
+    return SslError("reading the certificate's expiry");
+  }
+  return std::chrono::system_clock::from_time_t(timegm(&t));
+}
+
+absl::Status CheckCertificateLifetime(const std::string& pem, const std::string& path,
+                                      std::chrono::system_clock::time_point now,
+                                      std::string* warning) {
+  auto not_after = CertificateNotAfter(pem);
+  if (!not_after.ok())
+    return absl::InvalidArgumentError(path + ": " + std::string(not_after.status().message()));
+  char date[32];
+  const std::time_t t = std::chrono::system_clock::to_time_t(*not_after);
+  struct tm utc {};
+  gmtime_r(&t, &utc);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  if (*not_after <= now) {
+    return absl::FailedPreconditionError("certificate " + path + " expired on " + date +
+                                         "; issue a new one (kspmctl certs issue)");
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::hours>(*not_after - now).count() / 24;
+  if (left < 30 && warning != nullptr) {
+    *warning = "certificate " + path + " expires on " + date + " (in " + std::to_string(left) +
+               " days); issue a new one (kspmctl certs issue)";
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kspm::common

@@ -4,6 +4,7 @@
 // signs, and the directory layout `kspmctl certs init` writes. Keys are ECDSA P-256, signatures
 // ECDSA with SHA-256. Nothing here reads global state other than OpenSSL's random generator;
 // every function is safe to call from several threads at once.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct CertificateRequest {
   std::string common_name;                // subject CN; the collector binds agents by it
   std::vector<std::string> dns_names;     // subjectAltName DNS entries (a leading "*." is allowed)
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries, IPv4 or IPv6 text
+  std::vector<std::string> uris;          // subjectAltName URI entries (the kspm identity)
   bool server = false;                    // extendedKeyUsage serverAuth
   bool client = true;                     // extendedKeyUsage clientAuth
   int days = 365;                         // validity from now, clamped to the CA's expiry
@@ -57,6 +59,9 @@ struct KeyPair {
 //                                           "kspm-collector"
 //   DIR/kspmctl.crt, DIR/kspmctl.key        client usage, CN "kspmctl"
 //   DIR/nodes/<node>.crt, DIR/nodes/<node>.key   client usage, CN = the node name
+// Each carries its role as a subjectAltName URI (common/identity.h): the collector
+// spiffe://kspm/<cluster>/server/collector, kspmctl .../client/operator/kspmctl, each node
+// .../node/<node>. The node name "cluster" is reserved.
 // The collector takes an agent's node identity from its certificate's CN, so node names must be
 // unique, usable as file names (letters, digits, '.', '-', '_', not starting with '.'), and must
 // not equal "kspmctl" or the collector's CN. All certificates are generated before anything is
@@ -65,6 +70,17 @@ struct KeyPair {
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> InitCertificateDirectory(
     const std::string& dir, const std::vector<std::string>& nodes,
     const std::vector<std::string>& collector_dns, const std::vector<std::string>& collector_ips,
-    bool overwrite = false);
+    bool overwrite = false, const std::string& cluster = "default");
+
+// A certificate's notAfter.
+[[nodiscard]] absl::StatusOr<std::chrono::system_clock::time_point> CertificateNotAfter(
+    const std::string& pem);
+
+// FailedPrecondition naming `path` and the date when the certificate has expired (a TLS
+// handshake would fail with nothing better than "Socket closed"); within 30 days of expiry,
+// OK with `warning` set to say so.
+[[nodiscard]] absl::Status CheckCertificateLifetime(const std::string& pem, const std::string& path,
+                                                    std::chrono::system_clock::time_point now,
+                                                    std::string* warning);
 
 }  // namespace kspm::common

@@ -7,6 +7,8 @@
 
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
+#include "kspm/common/certs.h"
+#include "spdlog/spdlog.h"
 
 namespace kspm::common {
 
@@ -26,6 +28,21 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* wh
   return text;
 }
 
+namespace {
+
+// An expired certificate stops here with its path and date; one close to expiry is a warning.
+absl::Status CheckLifetime(const std::string& pem, const std::string& path) {
+  std::string warning;
+  if (auto s = CheckCertificateLifetime(pem, path, std::chrono::system_clock::now(), &warning);
+      !s.ok()) {
+    return s;
+  }
+  if (!warning.empty()) spdlog::warn("{}", warning);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
     const TlsFiles& files) {
   if (files.insecure) return grpc::InsecureChannelCredentials();
@@ -33,6 +50,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
   if (!ca.ok()) return ca.status();
   auto cert = ReadTextFile(files.cert, "client certificate");
   if (!cert.ok()) return cert.status();
+  if (auto s = CheckLifetime(*cert, files.cert); !s.ok()) return s;
   auto key = ReadTextFile(files.key, "client key");
   if (!key.ok()) return key.status();
   grpc::SslCredentialsOptions options;
@@ -49,6 +67,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (!ca.ok()) return ca.status();
   auto cert = ReadTextFile(files.cert, "server certificate");
   if (!cert.ok()) return cert.status();
+  if (auto s = CheckLifetime(*cert, files.cert); !s.ok()) return s;
   auto key = ReadTextFile(files.key, "server key");
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions options(

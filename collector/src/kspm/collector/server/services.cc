@@ -4,7 +4,9 @@
 
 #include <deque>
 #include <mutex>
+#include <optional>
 
+#include "kspm/common/identity.h"
 #include "kspm/common/render.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -20,6 +22,27 @@ std::string PeerCommonName(const grpc::CallbackServerContext& context) {
   const auto values = auth->FindPropertyValues("x509_common_name");
   if (values.empty()) return "";
   return std::string(values.front().data(), values.front().size());
+}
+
+// The kspm identity in an authenticated peer's certificate (a subjectAltName URI), or why
+// there is none. Unauthenticated peers (--insecure) have none and are judged by the caller.
+absl::StatusOr<common::Identity> PeerIdentity(const grpc::CallbackServerContext& context) {
+  const auto auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) {
+    return absl::UnauthenticatedError("no client certificate");
+  }
+  absl::Status last = absl::PermissionDeniedError(
+      "the certificate (CN " + PeerCommonName(context) +
+      ") carries no kspm identity (a spiffe://kspm/... subjectAltName URI with its role); issue "
+      "it again with kspmctl certs");
+  for (const auto& value : auth->FindPropertyValues("x509_subject_alternative_name")) {
+    const std::string_view text(value.data(), value.size());
+    if (!text.starts_with("spiffe://kspm/")) continue;
+    auto id = common::ParseIdentityUri(text);
+    if (id.ok()) return id;
+    last = absl::PermissionDeniedError(std::string(id.status().message()));
+  }
+  return last;
 }
 
 class ConnectReactor;
@@ -47,6 +70,21 @@ class ConnectReactor final
     if (cert_name_.empty() && !limits_.allow_unauthenticated) {
       Fail(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "client certificate required"));
       return;
+    }
+    if (!cert_name_.empty()) {
+      // Only a node's certificate may report, and only for that node in its cluster.
+      auto id = PeerIdentity(*context);
+      if (!id.ok()) {
+        Fail(ToGrpc(id.status()));
+        return;
+      }
+      if (id->role != common::Role::kNode) {
+        Fail(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "a " + std::string(common::RoleName(id->role)) + " certificate ('" +
+                              id->name + "') cannot report; the node role is needed"));
+        return;
+      }
+      identity_ = *std::move(id);
     }
     ArmRead();
   }
@@ -155,10 +193,14 @@ class ConnectReactor final
           Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello without a node name"));
           return false;
         }
-        if (!cert_name_.empty() && cert_name_ != name) {
+        if (identity_ && identity_->name != name) {
           Fail(grpc::Status(
               grpc::StatusCode::PERMISSION_DENIED,
-              "certificate of node '" + cert_name_ + "' cannot report as '" + name + "'"));
+              "certificate of node '" + identity_->name + "' cannot report as '" + name + "'"));
+          return false;
+        }
+        if (auto s = common::CheckNodeName(name); !s.ok()) {
+          Fail(ToGrpc(s));
           return false;
         }
         node_ = name;
@@ -249,6 +291,14 @@ class ConnectReactor final
             "stream of node '" + node_ + "' carries a drift event of node '" + d.node_name() + "'"};
       }
     }
+    // The store files an empty cluster under "default", so that is what it is checked as.
+    const std::string& cluster =
+        report.node().cluster().empty() ? std::string("default") : report.node().cluster();
+    if (identity_ && cluster != identity_->cluster) {
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "certificate of node '" + node_ + "' belongs to cluster '" + identity_->cluster +
+                  "', not '" + cluster + "'"};
+    }
     if (static_cast<size_t>(report.results_size()) > limits_.max_results_per_report) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
               "report holds " + std::to_string(report.results_size()) + " results, limit " +
@@ -257,6 +307,17 @@ class ConnectReactor final
     for (const auto& r : report.results()) {
       if (r.check_id().empty() || r.benchmark().empty()) {
         return {grpc::StatusCode::INVALID_ARGUMENT, "a result has no check id or benchmark"};
+      }
+      // Host results only: objects and accepted exceptions are the collector's own to write.
+      if (r.has_resource()) {
+        return {grpc::StatusCode::PERMISSION_DENIED,
+                "result " + r.check_id() +
+                    " names a Kubernetes object; nodes report host results only"};
+      }
+      if (r.has_accepted()) {
+        return {grpc::StatusCode::PERMISSION_DENIED,
+                "result " + r.check_id() +
+                    " is marked accepted; only the collector's exceptions accept findings"};
       }
       if (limits_.known_checks && !limits_.known_checks->contains(r.check_id())) {
         return {grpc::StatusCode::INVALID_ARGUMENT,
@@ -309,6 +370,7 @@ class ConnectReactor final
   InFlightBudget& budget_;
   const std::string peer_;
   const std::string cert_name_;
+  std::optional<common::Identity> identity_;  // set when the peer has a certificate
   const std::shared_ptr<ReactorGate> gate_;
   static constexpr const char* kUnread = "\x01kspm-unread";
   v1::AgentMessage in_;
@@ -391,10 +453,32 @@ size_t InFlightBudget::waiting() const {
   return waiters_.size();
 }
 
+// Who may ask what: readers and operators query, operators also ask for cluster scans; a node's
+// or the collector's certificate asks nothing. A peer without a certificate exists only with
+// --insecure, where everything is allowed.
+static absl::Status AuthorizeQuery(const grpc::CallbackServerContext& context, std::string_view rpc,
+                                   bool operator_needed) {
+  const auto auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return absl::OkStatus();
+  auto id = PeerIdentity(context);
+  if (!id.ok()) return id.status();
+  const bool allowed = id->role == common::Role::kOperator ||
+                       (id->role == common::Role::kReader && !operator_needed);
+  if (allowed) return absl::OkStatus();
+  return absl::PermissionDeniedError(std::string(rpc) + " needs the " +
+                                     (operator_needed ? "operator" : "reader or operator") +
+                                     " role; the certificate '" + id->name + "' has the " +
+                                     std::string(common::RoleName(id->role)) + " role");
+}
+
 grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext* context,
                                                     const v1::SummaryRequest* request,
                                                     v1::SummaryResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "Summary", false); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   auto summary = store_.Summary(request->cluster(), common::Clock::now());
   if (summary.ok()) *response = *std::move(summary);
   reactor->Finish(ToGrpc(summary.status()));
@@ -405,6 +489,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
                                                         const v1::ScanClusterRequest* request,
                                                         v1::ScanClusterResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "ScanCluster", true); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   ClusterScanTrigger* trigger = cluster_scan_.load();
   if (trigger == nullptr) {
     reactor->Finish(grpc::Status(
@@ -501,6 +589,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
                                                          const v1::FindingsRequest* request,
                                                          v1::FindingsResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "ListFindings", false); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   store::FindingFilter filter;
   filter.cluster = request->cluster();
   filter.node = request->node();
@@ -550,6 +642,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContex
                                                       const v1::NodesRequest* request,
                                                       v1::NodesResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "ListNodes", false); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   auto nodes = store_.Nodes(request->cluster(), common::Clock::now());
   if (nodes.ok()) {
     for (auto& n : *nodes) *response->add_nodes() = std::move(n);
@@ -566,6 +662,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListDrift(grpc::CallbackServerContex
                                                       const v1::DriftRequest* request,
                                                       v1::DriftResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "ListDrift", false); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   store::DriftFilter filter;
   filter.cluster = request->cluster();
   filter.node = request->node();
@@ -584,6 +684,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext*
                                                     const v1::HistoryRequest* request,
                                                     v1::HistoryResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto s = AuthorizeQuery(*context, "History", false); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
   store::HistoryFilter filter;
   filter.cluster = request->cluster();
   filter.node = request->node();
