@@ -132,6 +132,11 @@ int main(int argc, char** argv) {
                    "Database connections queries run on, beside the one writer")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  serve
+      ->add_option("--tls-reload-seconds", options.tls_reload_seconds,
+                   "Read the TLS files again this often, so a renewed certificate is served "
+                   "without a restart (0: only at start)")
+      ->capture_default_str();
   serve->add_flag("--accept-damaged-log", options.accept_damaged_log,
                   "Start even though the database's write-ahead log is damaged, keeping the "
                   "commits before the damage (see kspm-collector check)");

@@ -52,8 +52,10 @@ class PipelineTest : public ::testing::Test {
   }
 
   void StartCollector(const std::string& listen,
-                      std::chrono::milliseconds min_ping = std::chrono::seconds(10)) {
+                      std::chrono::milliseconds min_ping = std::chrono::seconds(10),
+                      unsigned tls_reload_seconds = 60) {
     collector::server::ServerOptions options;
+    options.tls_reload_seconds = tls_reload_seconds;
     options.listen = listen;
     options.min_agent_ping_interval = min_ping;
     options.db_path = db_;
@@ -274,6 +276,67 @@ TEST_F(PipelineTest, EachRoleMayDoExactlyWhatItsRoleAllows) {
     }
   }
   EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);  // node-a's only
+}
+
+// cert-manager (or an operator with kspmctl certs issue) replaces the collector's certificate:
+// new handshakes get the new one within the reload interval, and a stream opened before keeps
+// reporting; nobody restarts the collector.
+TEST_F(PipelineTest, ARenewedCollectorCertificateIsServedWithoutDroppingStreams) {
+  server_->Shutdown(0ms);
+  server_.reset();
+  StartCollector("127.0.0.1:0", std::chrono::seconds(10), /*tls_reload_seconds=*/1);
+  auto served_cert = [&] {
+    auto stub = v1::QueryService::NewStub(Channel("kspmctl"));  // a fresh connection
+    grpc::ClientContext ctx;
+    v1::SummaryRequest req;
+    v1::SummaryResponse resp;
+    EXPECT_TRUE(stub->Summary(&ctx, req, &resp).ok());
+    const auto pem = ctx.auth_context()->FindPropertyValues("x509_pem_cert");
+    return pem.empty() ? std::string() : std::string(pem.front().data(), pem.front().size());
+  };
+  std::string before;
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/collector.crt", &before).ok());
+  EXPECT_EQ(served_cert(), before);
+
+  // A stream opened on the old certificate.
+  auto stub = v1::AgentService::NewStub(Channel("nodes/node-a"));
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+  v1::AgentMessage hello;
+  hello.mutable_hello()->mutable_node()->set_node_name("node-a");
+  ASSERT_TRUE(stream->Write(hello));
+
+  common::KeyPair ca;
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/ca.crt", &ca.cert_pem).ok());
+  ASSERT_TRUE(kspm::testing::ReadFileText(certs_ + "/ca.key", &ca.key_pem).ok());
+  common::CertificateRequest request;
+  request.common_name = "localhost";
+  request.dns_names = {"localhost"};
+  request.ip_addresses = {"127.0.0.1"};
+  request.server = true;
+  request.uris = {"spiffe://kspm/test/server/collector"};
+  auto renewed = common::IssueCertificate(ca, request);
+  ASSERT_TRUE(renewed.ok());
+  ASSERT_TRUE(common::WriteKeyPair(*renewed, certs_ + "/collector.crt", certs_ + "/collector.key",
+                                   /*overwrite=*/true)
+                  .ok());
+  EXPECT_TRUE(WaitFor([&] { return served_cert() == renewed->cert_pem; }, 10s))
+      << "the renewed certificate was not served";
+
+  v1::AgentMessage report;
+  report.mutable_report()->set_scan_id("after-renewal");
+  report.mutable_report()->mutable_node()->set_node_name("node-a");
+  report.mutable_report()->mutable_node()->set_cluster("test");
+  auto* r = report.mutable_report()->add_results();
+  r->set_check_id("kubelet.anonymous-auth");
+  r->set_benchmark("cis-kubernetes-1.12");
+  r->set_status(v1::STATUS_FAIL);
+  ASSERT_TRUE(stream->Write(report)) << "the old stream was dropped";
+  v1::CollectorMessage reply;
+  ASSERT_TRUE(stream->Read(&reply));
+  EXPECT_TRUE(reply.ack().accepted());
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 // What no node may write: results about Kubernetes objects, accepted findings, another cluster.

@@ -7,6 +7,8 @@
 
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "kspm/common/certs.h"
 #include "spdlog/spdlog.h"
 
@@ -61,7 +63,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& files) {
+    const TlsFiles& files, unsigned reload_seconds) {
   if (files.insecure) return grpc::InsecureServerCredentials();
   auto ca = ReadTextFile(files.ca, "CA certificate");
   if (!ca.ok()) return ca.status();
@@ -70,6 +72,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (auto s = CheckLifetime(*cert, files.cert); !s.ok()) return s;
   auto key = ReadTextFile(files.key, "server key");
   if (!key.ok()) return key.status();
+  if (reload_seconds > 0) {
+    auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        files.key, files.cert, files.ca, reload_seconds);
+    grpc::experimental::TlsServerCredentialsOptions options(provider);
+    options.watch_root_certs();
+    options.watch_identity_key_cert_pairs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    return grpc::experimental::TlsServerCredentials(options);
+  }
   grpc::SslServerCredentialsOptions options(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_root_certs = *ca;

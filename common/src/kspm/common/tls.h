@@ -20,9 +20,12 @@ struct TlsFiles {
 // Reads the files; errors name the file that is missing or unreadable.
 [[nodiscard]] absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
     const TlsFiles& files);
-// The server requires and verifies a client certificate signed by `ca`.
+// The server requires and verifies a client certificate signed by `ca`. With `reload_seconds`
+// > 0 the three files are read again that often and new handshakes use what they hold
+// (cert-manager or `kspmctl certs issue` replacing them), while open connections keep going; a
+// key and certificate that do not match (a half-done replacement) are skipped until they do.
 [[nodiscard]] absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& files);
+    const TlsFiles& files, unsigned reload_seconds = 0);
 
 // Reads a whole file; the error names it.
 [[nodiscard]] absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* what);

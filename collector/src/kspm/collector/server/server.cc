@@ -26,7 +26,7 @@ std::string DescribeSpace(const store::StoreSpace& space) {
 absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
-  auto creds = common::MakeServerCredentials(options.tls);
+  auto creds = common::MakeServerCredentials(options.tls, options.tls_reload_seconds);
   if (!creds.ok()) return creds.status();
   auto store =
       store::OpenSqliteStore(options.db_path, options.query_readers, options.accept_damaged_log);

@@ -26,6 +26,8 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // HOST:PORT; port 0 picks a free port
   std::string db_path = "var/kspm.db";
   common::TlsFiles tls;
+  // How often the TLS files are read again (cert-manager rotation); 0: only at start.
+  unsigned tls_reload_seconds = 60;
   size_t max_message_bytes = 16 << 20;
   // Report bytes read from all agent streams and not yet committed (see AgentServiceLimits).
   size_t max_in_flight_bytes = 32u << 20;
