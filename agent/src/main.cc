@@ -17,6 +17,8 @@
 #include "kspm/agent/host/guarded_host_view.h"
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/client.h"
+#include "kspm/agent/transport/enroll.h"
+#include "kspm/common/time.h"
 #include "kspm/common/export.h"
 #include "kspm/common/health_server.h"
 #include "kspm/common/logging.h"
@@ -260,7 +262,9 @@ const std::map<std::string, std::string>& RunEnvironment() {
   static const std::map<std::string, std::string> kEnv = {
       {"collector", "KSPM_COLLECTOR"}, {"cluster", "KSPM_CLUSTER"},
       {"node-name", "NODE_NAME"},      {"interval", "KSPM_INTERVAL"},
-      {"host-root", "KSPM_HOST_ROOT"}, {"state-dir", "KSPM_STATE_DIR"}};
+      {"host-root", "KSPM_HOST_ROOT"}, {"state-dir", "KSPM_STATE_DIR"},
+      {"enroll-token-file", "KSPM_ENROLL_TOKEN_FILE"}, {"join-token", "KSPM_JOIN_TOKEN"},
+      {"ca-hash", "KSPM_CA_HASH"}};
   return kEnv;
 }
 
@@ -340,8 +344,6 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
         "--insecure: reports travel in plaintext without authentication; use this "
         "only on loopback for development");
   }
-  auto creds = kspm::common::MakeClientCredentials(tls);
-  if (!creds.ok()) Die(std::string(creds.status().message()));
 
   Options scan_options = o;
   scan_options.host_root = get("host-root");
@@ -390,10 +392,63 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Enrolled identity: no certificate given, and a credential to get one (or one got earlier).
+  std::unique_ptr<kspm::agent::transport::CertificateKeeper> keeper;
+  kspm::agent::transport::EnrollSettings enroll;
+  enroll.collector = collector;
+  enroll.node_name = kspm::agent::ResolveNodeName(settings.node, *host);
+  enroll.identity_dir = get("state-dir") + "/identity";
+  enroll.ca_file = get("tls-ca");
+  enroll.ca_hash = get("ca-hash");
+  enroll.token_file = get("enroll-token-file");
+  enroll.join_token = get("join-token");
+  const bool enrolled_identity =
+      !tls.insecure && tls.cert.empty() && tls.key.empty() &&
+      (!enroll.token_file.empty() || !enroll.join_token.empty() ||
+       kspm::agent::transport::CurrentIdentity(enroll).ok());
+  std::chrono::system_clock::time_point renew_time{};
+  if (enrolled_identity) {
+    auto renew_at = kspm::agent::transport::CurrentIdentity(enroll);
+    std::chrono::milliseconds backoff{1000};
+    while (!renew_at.ok() || *renew_at <= std::chrono::system_clock::now()) {
+      if (renew_at.ok() || absl::IsNotFound(renew_at.status()) ||
+          absl::IsFailedPrecondition(renew_at.status())) {
+        // None yet, expired, or due: enrol (renewing with the current one when it is valid).
+        const bool renew = renew_at.ok();
+        renew_at = kspm::agent::transport::EnrollOnce(enroll, renew);
+        if (renew_at.ok()) break;
+      }
+      spdlog::error("{} (retrying in {} s)", std::string(renew_at.status().message()),
+                    backoff.count() / 1000);
+      const timespec wait{static_cast<time_t>(backoff.count() / 1000), 0};
+      if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+        spdlog::info("stopping before enrolment completed");
+        return 0;
+      }
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(60));
+      renew_at = absl::NotFoundError("retry");
+    }
+    renew_time = *renew_at;
+    tls = kspm::agent::transport::IdentityFiles(enroll);
+  }
+  // Read again at every connection, so a renewed certificate is used from the next one on; if
+  // the files cannot be read (a renewal half-written), the last good credentials serve.
+  auto creds = kspm::common::MakeClientCredentials(tls);
+  if (!creds.ok()) Die(std::string(creds.status().message()));
+  std::shared_ptr<grpc::ChannelCredentials> last_creds = *creds;
   const grpc::ChannelArguments args = kspm::agent::transport::AgentChannelArguments();
   kspm::agent::AgentDaemon daemon(*host, catalog, selection, settings, **spool, [&] {
-    return grpc::CreateCustomChannel(collector, *creds, args);
+    if (auto fresh = kspm::common::MakeClientCredentials(tls); fresh.ok()) {
+      last_creds = *fresh;
+    } else {
+      spdlog::warn("TLS files: {}; using the last good ones", std::string(fresh.status().message()));
+    }
+    return grpc::CreateCustomChannel(collector, last_creds, args);
   });
+  if (enrolled_identity) {
+    keeper = std::make_unique<kspm::agent::transport::CertificateKeeper>(
+        enroll, renew_time, [&daemon] { daemon.Reconnect(); });
+  }
   std::unique_ptr<kspm::common::HealthServer> health;
   if (!get("health-listen").empty()) {
     auto started = kspm::common::HealthServer::Start(get("health-listen"), [&daemon, &host] {
@@ -412,7 +467,33 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, stopping; {} reports stay queued",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", (*spool)->size());
+  if (keeper) keeper->Stop();
   daemon.Stop();
+  return 0;
+}
+
+// `kspm-agent enroll`: gets this node its certificate once, e.g. on a VM with a join token
+// before the service starts; `run` then finds it in the state directory and renews it.
+int RunEnrollCommand(const Options& o, const std::string& state_dir, const std::string& token,
+                     const std::string& ca_hash, const std::string& token_file) {
+  auto host = MakeHost(o);
+  kspm::agent::transport::EnrollSettings enroll;
+  enroll.collector = o.collector;
+  enroll.node_name = kspm::agent::ResolveNodeName(o.node, *host);
+  enroll.identity_dir = state_dir + "/identity";
+  enroll.ca_file = o.tls.ca;
+  enroll.ca_hash = ca_hash;
+  enroll.join_token = token;
+  enroll.token_file = token_file;
+  enroll.timeout = std::chrono::seconds(o.timeout_seconds);
+  if (token.empty() && token_file.empty()) Die("enroll needs --token or --token-file");
+  auto renew_at = kspm::agent::transport::EnrollOnce(enroll, false);
+  if (!renew_at.ok()) {
+    std::cerr << "kspm-agent: " << renew_at.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "enrolled node " << enroll.node_name << ": " << enroll.identity_dir
+            << "/node.crt (renewal due " << kspm::common::FormatRfc3339(*renew_at) << ")\n";
   return 0;
 }
 
@@ -466,6 +547,25 @@ int main(int argc, char** argv) {
   send->add_option("--timeout", o.timeout_seconds, "Seconds to wait for the collector")
       ->capture_default_str();
 
+  CLI::App* enroll = app.add_subcommand(
+      "enroll", "Get this node's certificate from the collector (a VM with a join token)");
+  std::string enroll_state_dir = "/var/lib/kspm-agent", enroll_token, enroll_ca_hash,
+              enroll_token_file;
+  enroll->add_option("--collector", o.collector, "Collector address HOST:PORT")->required();
+  enroll->add_option("--token", enroll_token, "Join token from kspmctl tokens create");
+  enroll->add_option("--token-file", enroll_token_file, "A service-account token file instead");
+  enroll->add_option("--ca-hash", enroll_ca_hash,
+                     "sha256:<hex> of the collector's CA public key (kspmctl tokens create "
+                     "prints it); the CA is fetched and trusted only if it matches");
+  enroll->add_option("--tls-ca", o.tls.ca, "The collector's CA file instead of --ca-hash");
+  enroll->add_option("--state-dir", enroll_state_dir, "Where the identity is kept")
+      ->capture_default_str();
+  enroll->add_option("--node-name", o.node.node_name, "Node name (default: $NODE_NAME, hostname)");
+  enroll->add_option("--host-root", o.host_root, "The host's root (for its host name)")
+      ->capture_default_str();
+  enroll->add_option("--timeout", o.timeout_seconds, "Seconds to wait for the collector")
+      ->capture_default_str();
+
   RunFlags run_flags;
   CLI::App* run = app.add_subcommand("run",
                                      "Run as the node agent: scan every interval and "
@@ -492,7 +592,12 @@ int main(int argc, char** argv) {
            {"spool-max-mb", "Bound of the on-disk spool in MiB (default 64)"},
            {"drift-mode", "auto (eBPF, else inotify), ebpf, inotify or rescan (default auto)"},
            {"read-timeout",
-            "Seconds one host read may take before it is abandoned as hung (default 5)"}}) {
+            "Seconds one host read may take before it is abandoned as hung (default 5)"},
+           {"enroll-token-file",
+            "Projected service-account token (audience kspm-collector): without --tls-cert the "
+            "agent enrols with it and keeps its identity in STATE_DIR/identity"},
+           {"join-token", "Join token (kspmctl tokens create) for the first enrolment of a VM"},
+           {"ca-hash", "sha256:<hex> pinning the collector's CA when there is no --tls-ca"}}) {
     run->add_option("--" + name, run_values[name], help);
   }
   bool run_insecure = false;
@@ -515,5 +620,8 @@ int main(int argc, char** argv) {
   if (checks->parsed()) return RunChecksCommand(o);
   if (send->parsed()) return RunSendCommand(o);
   if (run->parsed()) return RunDaemonCommand(o, run_flags);
+  if (enroll->parsed()) {
+    return RunEnrollCommand(o, enroll_state_dir, enroll_token, enroll_ca_hash, enroll_token_file);
+  }
   return kExitUsage;
 }

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
 
 #include "CLI/CLI.hpp"
@@ -24,7 +25,9 @@
 #include "kspm/common/render.h"
 #include "kspm/common/time.h"
 #include "kspm/common/tls.h"
+#include "kspm/v1/fleet.grpc.pb.h"
 #include "kspm/v1/query.grpc.pb.h"
+#include "yaml-cpp/yaml.h"
 
 namespace {
 
@@ -278,23 +281,40 @@ int Nodes(const Options& o) {
       j["counts"] = kspm::common::StatusCountsJson(n.counts());
       j["stale"] = n.stale();
       j["scan_interval_seconds"] = n.scan_interval_seconds();
+      if (n.has_certificate_not_after()) {
+        j["certificate_not_after"] =
+            kspm::common::FormatRfc3339(kspm::common::FromProto(n.certificate_not_after()));
+      }
+      j["revoked"] = n.revoked();
       list.push_back(std::move(j));
     }
     std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
     return 0;
   }
-  kspm::common::Table table(
-      {"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN", "AGENT"});
+  kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN",
+                             "AGENT", "CERT EXPIRES"});
+  const auto now = kspm::common::Clock::now();
   for (const auto& n : resp.nodes()) {
     std::string roles;
     for (int r : n.identity().roles()) {
       roles += (roles.empty() ? "" : ",") +
                std::string(kspm::common::RoleName(static_cast<kspm::v1::NodeRole>(r)));
     }
+    std::string expires = "-";
+    if (n.has_certificate_not_after()) {
+      const auto at = kspm::common::FromProto(n.certificate_not_after());
+      expires = kspm::common::FormatRfc3339(at);
+      if (at <= now) {
+        expires += " (EXPIRED)";
+      } else if (at - now < std::chrono::hours(24 * 30)) {
+        expires += " (in " + std::to_string(std::chrono::duration_cast<std::chrono::hours>(at - now).count()) + " h)";
+      }
+    }
     table.AddRow({n.identity().node_name(), n.identity().cluster(), roles.empty() ? "-" : roles,
                   kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen())),
-                  n.stale() ? "STALE" : "ok", std::to_string(n.counts().fail()),
-                  std::to_string(n.counts().warn()), n.identity().agent_version()});
+                  n.revoked() ? "REVOKED" : (n.stale() ? "STALE" : "ok"),
+                  std::to_string(n.counts().fail()), std::to_string(n.counts().warn()),
+                  n.identity().agent_version(), expires});
   }
   table.Print(std::cout, false);
   return 0;
@@ -444,7 +464,13 @@ struct CertsOptions {
   std::string role = "reader";
   std::string out_dir;
   int days = 365;
+  std::string write_config;  // client certificates: a settings file naming them
+  std::string collector;
 };
+
+void WriteConfigFile(const std::string& path, const std::string& collector,
+                     const std::string& ca, const std::string& cert, const std::string& key,
+                     const std::string& cluster, bool overwrite);
 
 // `kspmctl certs issue --ca DIR (--node NAME | --client NAME --role reader|operator)`: one more
 // certificate from the existing CA in DIR (ca.crt, ca.key), which stays as it is, so the new
@@ -498,6 +524,11 @@ int CertsIssue(const CertsOptions& c) {
   std::cout << stem << ".crt\n" << stem << ".key\n";
   std::cerr << "kspmctl: " << kspm::common::IdentityUri(id) << ", signed by " << c.ca_dir
             << "/ca.crt\n";
+  if (!c.write_config.empty()) {
+    if (!c.node.empty()) Die(kExitUsage, "--write-config is for client certificates");
+    WriteConfigFile(c.write_config, c.collector, c.ca_dir + "/ca.crt", stem + ".crt",
+                    stem + ".key", c.cluster, c.overwrite);
+  }
   return 0;
 }
 
@@ -570,6 +601,168 @@ int Drift(const Options& o) {
   return 0;
 }
 
+std::unique_ptr<kspm::v1::FleetService::Stub> ConnectFleet(const Options& o) {
+  auto creds = kspm::common::MakeClientCredentials(o.tls);
+  if (!creds.ok()) Die(kExitUsage, std::string(creds.status().message()));
+  return kspm::v1::FleetService::NewStub(grpc::CreateChannel(o.collector, *creds));
+}
+
+// `1h`, `30m`, `7d`, `90s` or plain seconds.
+uint32_t ParseDuration(const std::string& text, const char* flag) {
+  if (text.empty()) Die(kExitUsage, std::string(flag) + " is empty");
+  const char unit = text.back();
+  const bool has_unit = unit == 's' || unit == 'm' || unit == 'h' || unit == 'd';
+  const std::string number = has_unit ? text.substr(0, text.size() - 1) : text;
+  if (number.empty() || number.size() > 7 ||
+      number.find_first_not_of("0123456789") != std::string::npos) {
+    Die(kExitUsage, std::string(flag) + " '" + text + "': use a duration such as 90s, 30m, 1h, 7d");
+  }
+  const uint64_t n = std::stoull(number);
+  const uint64_t mult = unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 1;
+  if (n * mult == 0 || n * mult > 0xffffffffull) {
+    Die(kExitUsage, std::string(flag) + " '" + text + "' is out of range");
+  }
+  return static_cast<uint32_t>(n * mult);
+}
+
+int TokensCreate(const Options& o, const std::string& node, const std::string& ttl, int uses) {
+  if (uses < 1) Die(kExitUsage, "--uses must be at least 1");
+  auto stub = ConnectFleet(o);
+  kspm::v1::CreateJoinTokenRequest req;
+  req.set_node_name(node);
+  req.set_ttl_seconds(ParseDuration(ttl, "--ttl"));
+  req.set_uses(static_cast<uint32_t>(uses));
+  req.set_cluster(o.cluster);
+  kspm::v1::CreateJoinTokenResponse resp;
+  Check(stub->CreateJoinToken(Context(o).get(), req, &resp), o);
+  const std::string expires = kspm::common::FormatRfc3339(kspm::common::FromProto(resp.expires()));
+  if (o.format == "json") {
+    std::cout << nlohmann::json{{"token", resp.token()},
+                                {"expires", expires},
+                                {"ca_hash", resp.ca_hash()},
+                                {"node", node},
+                                {"uses", uses}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  std::cout << resp.token() << "\n";
+  std::cerr << "kspmctl: join token for " << (node.empty() ? "any node" : "node " + node) << ", "
+            << uses << (uses == 1 ? " use" : " uses") << ", expires " << expires
+            << "\nkspmctl: on the node: kspm-agent enroll --collector " << o.collector
+            << " --token " << resp.token() << " --ca-hash " << resp.ca_hash() << "\n";
+  return 0;
+}
+
+int NodeAccess(const Options& o, const std::string& node, bool revoke) {
+  auto stub = ConnectFleet(o);
+  kspm::v1::NodeAccessRequest req;
+  req.set_cluster(o.cluster);
+  req.set_node_name(node);
+  kspm::v1::NodeAccessResponse resp;
+  Check(revoke ? stub->RevokeNode(Context(o).get(), req, &resp)
+               : stub->AllowNode(Context(o).get(), req, &resp),
+        o);
+  if (revoke) {
+    std::cout << "node " << node << " revoked; " << resp.streams_closed()
+              << " open streams closed; its reports and enrolment are refused until "
+              << "kspmctl nodes allow " << node << "\n";
+  } else {
+    std::cout << "node " << node << " may enrol again (certificates issued before its "
+              << "revocation stay refused)\n";
+  }
+  return 0;
+}
+
+// The settings file: `--config`, else $KSPM_CONFIG, else $XDG_CONFIG_HOME/kspm/config.yaml
+// (~/.config/kspm/config.yaml). Keys: collector, tls-ca, tls-cert, tls-key, cluster, insecure.
+// Flags win over the environment, which wins over the file.
+std::string DefaultConfigPath() {
+  if (const char* env = std::getenv("KSPM_CONFIG"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/kspm/config.yaml";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::string(home) + "/.config/kspm/config.yaml";
+  }
+  return "";
+}
+
+void ApplyConfigFile(const std::string& path, bool required, CLI::App& app, Options& o) {
+  if (path.empty()) return;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (required) Die(kExitUsage, "cannot read settings file " + path);
+    return;
+  }
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    Die(kExitUsage, path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (!root || root.IsNull()) return;
+  if (!root.IsMap()) Die(kExitUsage, path + ": expected a map of settings");
+  const auto dir = std::filesystem::path(path).parent_path();
+  for (const auto& kv : root) {
+    const std::string key = kv.first.Scalar();
+    if (!kv.second.IsScalar()) {
+      Die(kExitUsage, path + ":" + std::to_string(kv.first.Mark().line + 1) + ": '" + key +
+                          "' must be a single value");
+    }
+    std::string value = kv.second.Scalar();
+    // File names relative to the settings file, as kubeconfig does.
+    if ((key == "tls-ca" || key == "tls-cert" || key == "tls-key") && !value.empty() &&
+        value.front() != '/') {
+      value = (dir / value).string();
+    }
+    static const std::map<std::string, std::string> kFlags = {
+        {"collector", "--collector"}, {"tls-ca", "--tls-ca"}, {"tls-cert", "--tls-cert"},
+        {"tls-key", "--tls-key"},     {"cluster", "--cluster"}, {"insecure", "--insecure"}};
+    const auto flag = kFlags.find(key);
+    if (flag == kFlags.end()) {
+      Die(kExitUsage, path + ":" + std::to_string(kv.first.Mark().line + 1) +
+                          ": unknown setting '" + key +
+                          "' (collector, tls-ca, tls-cert, tls-key, cluster, insecure)");
+    }
+    if (app.get_option(flag->second)->count() > 0) continue;  // the flag wins
+    if (key == "collector") {
+      if (std::getenv("KSPM_COLLECTOR") == nullptr) o.collector = value;
+    } else if (key == "tls-ca") {
+      o.tls.ca = value;
+    } else if (key == "tls-cert") {
+      o.tls.cert = value;
+    } else if (key == "tls-key") {
+      o.tls.key = value;
+    } else if (key == "cluster") {
+      o.cluster = value;
+    } else {
+      o.tls.insecure = value == "true";
+    }
+  }
+}
+
+// Writes a settings file for a client certificate just issued; refuses to replace one.
+void WriteConfigFile(const std::string& path, const std::string& collector,
+                     const std::string& ca, const std::string& cert, const std::string& key,
+                     const std::string& cluster, bool overwrite) {
+  std::error_code ec;
+  if (!overwrite && std::filesystem::exists(path, ec)) {
+    Die(1, "settings file " + path + " exists; pass --overwrite to replace it");
+  }
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  auto abs = [](const std::string& p) { return std::filesystem::absolute(p).string(); };
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "collector" << YAML::Value << collector << YAML::Key
+      << "tls-ca" << YAML::Value << abs(ca) << YAML::Key << "tls-cert" << YAML::Value
+      << abs(cert) << YAML::Key << "tls-key" << YAML::Value << abs(key) << YAML::Key
+      << "cluster" << YAML::Value << cluster << YAML::EndMap;
+  std::ofstream file(path, std::ios::trunc);
+  file << "# kspmctl settings (written by kspmctl certs issue)\n" << out.c_str() << "\n";
+  if (!file.flush()) Die(1, "cannot write " + path);
+  std::cerr << "kspmctl: settings written to " << path << "\n";
+}
+
 void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--node", o.node, "Only this node");
   cmd->add_option(
@@ -609,6 +802,26 @@ int main(int argc, char** argv) {
   CLI::App* summary = app.add_subcommand("summary", "Posture score and counts");
   CLI::App* findings = app.add_subcommand("findings", "Current results that do not pass");
   CLI::App* nodes = app.add_subcommand("nodes", "Known nodes and their health");
+  std::string access_node;
+  CLI::App* nodes_revoke = nodes->add_subcommand(
+      "revoke", "Refuse a node's certificates, stream and enrolment (operator)");
+  nodes_revoke->add_option("name", access_node, "Node name")->required();
+  CLI::App* nodes_allow =
+      nodes->add_subcommand("allow", "Let a revoked node enrol again (operator)");
+  nodes_allow->add_option("name", access_node, "Node name")->required();
+  CLI::App* tokens = app.add_subcommand("tokens", "Join tokens for enrolling VMs (operator)");
+  tokens->require_subcommand(1);
+  CLI::App* tokens_create = tokens->add_subcommand("create", "Make a join token");
+  std::string token_node, token_ttl = "1h";
+  int token_uses = 1;
+  tokens_create->add_option("--node", token_node, "Only this node may use it (default: any)");
+  tokens_create->add_option("--ttl", token_ttl, "Lifetime (90s, 30m, 1h, 7d at most)")
+      ->capture_default_str();
+  tokens_create->add_option("--uses", token_uses, "Enrolments it allows")->capture_default_str();
+  tokens_create->add_option("--format", o.format, "table or json")->capture_default_str();
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "Settings file (default: $KSPM_CONFIG, else ~/.config/kspm/config.yaml)");
   CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
   CLI::App* drift = app.add_subcommand("drift", "Changes seen between scans (drift events)");
   drift->add_option("--node", o.node, "Only this node");
@@ -649,6 +862,10 @@ int main(int argc, char** argv) {
                           "for a node)");
   certs_issue->add_option("--days", certs_options.days, "Validity in days")->capture_default_str();
   certs_issue->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
+  certs_issue
+      ->add_option("--write-config", certs_options.write_config,
+                   "With --client: also write a kspmctl settings file naming the collector and "
+                   "these files (e.g. ~/.config/kspm/config.yaml)");
   CLI::App* history =
       app.add_subcommand("history", "Verdict changes of a node or a check over time");
   history->add_option("--node", o.node, "Only this node");
@@ -669,6 +886,14 @@ int main(int argc, char** argv) {
   AddFilters(exp, o);
 
   CLI11_PARSE(app, argc, argv);
+  if (!certs->parsed()) {
+    const bool given = !config_path.empty();
+    ApplyConfigFile(given ? config_path : DefaultConfigPath(), given, app, o);
+  }
+  certs_options.collector = o.collector;
+  if (tokens_create->parsed()) return TokensCreate(o, token_node, token_ttl, token_uses);
+  if (nodes_revoke->parsed()) return NodeAccess(o, access_node, true);
+  if (nodes_allow->parsed()) return NodeAccess(o, access_node, false);
   if (o.format != "table" && o.format != "json" && !exp->parsed()) {
     Die(kExitUsage, "unknown format '" + o.format + "' (table, json)");
   }

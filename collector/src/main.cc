@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -151,6 +152,48 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   kspm::collector::cluster::ServeClusterFlags cluster_flags;
   kspm::collector::cluster::AddServeClusterFlags(*serve, cluster_flags);
+  auto& fleet = options.fleet;
+  serve->add_option("--enroll-ca-key", fleet.ca_key_path,
+                    "Private key of the CA (--tls-ca) that signs node certificates: turns "
+                    "enrolment on (service-account tokens, join tokens, renewal)");
+  int cert_hours = 24;
+  serve
+      ->add_option("--enroll-cert-hours", cert_hours,
+                   "Lifetime of certificates issued by enrolment; agents renew at two thirds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 24 * 366));
+  int cert_seconds = 0;  // tests: a lifetime of seconds
+  serve->add_option("--enroll-cert-seconds", cert_seconds)->group("");
+  serve->add_option("--enroll-audience", fleet.audience,
+                    "Audience the agents' projected service-account tokens must carry")
+      ->capture_default_str();
+  const char* pod_namespace = std::getenv("POD_NAMESPACE");
+  fleet.agent_namespace = pod_namespace != nullptr && *pod_namespace != '\0' ? pod_namespace : "kspm";
+  serve->add_option("--agent-namespace", fleet.agent_namespace,
+                    "Namespace of the agent DaemonSet (default: $POD_NAMESPACE, else kspm)");
+  serve->add_option("--agent-service-account", fleet.agent_service_account,
+                    "Service account the agent pods run as")
+      ->capture_default_str();
+  serve->add_option("--agent-daemonset", fleet.agent_daemonset,
+                    "DaemonSet that owns the agent pods")
+      ->capture_default_str();
+  serve
+      ->add_option("--enroll-burst", fleet.per_source_burst,
+                   "Enrolments one address may make at once before the rate applies")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  int enroll_per_minute = 12;
+  serve
+      ->add_option("--enroll-per-minute", enroll_per_minute,
+                   "Enrolments per minute one address may make after its burst")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  serve
+      ->add_option("--max-reports-per-minute", options.max_reports_per_minute,
+                   "Reports one node may send per minute (bursts up to it); the excess is refused "
+                   "and stays in the agent's spool (0: no bound)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
 
   kspm::collector::cluster::ScanClusterCommand scan_cluster;
   CLI::App* scan = app.add_subcommand(
@@ -226,6 +269,15 @@ int main(int argc, char** argv) {
               << options.listen << " needs --insecure-any-address too, or mutual TLS\n";
     return kExitUsage;
   }
-  if (serve->parsed()) return Serve(options, port_file, grace_seconds, cluster_flags);
+  if (serve->parsed()) {
+    fleet.cluster = cluster_flags.cluster_name;
+    fleet.per_source_interval = std::chrono::milliseconds(60000 / enroll_per_minute);
+    fleet.certificate_lifetime =
+        std::chrono::seconds(cert_seconds > 0 ? cert_seconds : cert_hours * 3600);
+    if (!fleet.ca_key_path.empty()) {
+      fleet.reviewer = kspm::collector::cluster::MakeReviewerFactory(cluster_flags);
+    }
+    return Serve(options, port_file, grace_seconds, cluster_flags);
+  }
   return kExitUsage;
 }

@@ -19,6 +19,7 @@
 
 #include "absl/strings/escaping.h"
 #include "cluster_test_util.h"
+#include "fake_apiserver.h"
 #include "fixtures/host_builder.h"
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/scanner.h"
@@ -31,97 +32,6 @@ namespace {
 
 using collector::k8s::ClientOptions;
 using collector::k8s::Connection;
-
-constexpr char kToken[] = "kspm-test-token-7f3a";
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Certificates made at test time: a CA, the server's (127.0.0.1), a client's.
-struct Pki {
-  common::KeyPair ca, server, client;
-};
-
-Pki MakePki() {
-  Pki p;
-  auto ca = common::MakeCa("kspm-test-apiserver-ca", 2);
-  EXPECT_TRUE(ca.ok()) << ca.status().message();
-  p.ca = *ca;
-  common::CertificateRequest server;
-  server.common_name = "kube-apiserver";
-  server.dns_names = {"localhost"};
-  server.ip_addresses = {"127.0.0.1"};
-  server.server = true;
-  server.client = false;
-  server.days = 1;
-  p.server = *common::IssueCertificate(p.ca, server);
-  common::CertificateRequest client;
-  client.common_name = "kspm-reader";
-  client.days = 1;
-  p.client = *common::IssueCertificate(p.ca, client);
-  return p;
-}
-
-// One fake API server process, started by the test and stopped by its destructor.
-class FakeApiServer {
- public:
-  FakeApiServer(const std::string& dir, const Pki& pki, std::vector<std::string> extra) {
-    WriteFile(dir + "/server.crt", pki.server.cert_pem);
-    WriteFile(dir + "/server.key", pki.server.key_pem);
-    WriteFile(dir + "/ca.crt", pki.ca.cert_pem);
-    log_ = dir + "/requests.log";
-    const std::string port_file = dir + "/port";
-    std::vector<std::string> args = {
-        "python3",     SourceDir() + "/tests/cluster/fake_apiserver.py",
-        "--fixtures",  SourceDir() + "/tests/fixtures/cluster/kubeadm",
-        "--cert",      dir + "/server.crt",
-        "--key",       dir + "/server.key",
-        "--client-ca", dir + "/ca.crt",
-        "--token",     kToken,
-        "--port-file", port_file,
-        "--log",       log_};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawnp(&pid_, "python3", nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    for (int i = 0; i < 200 && pid_ > 0; ++i) {
-      const std::string port = ReadAll(port_file);
-      if (!port.empty()) {
-        port_ = std::stoi(port);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-  }
-  ~FakeApiServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  int port() const { return port_; }
-  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
-  // The requests the server saw, one JSON object each.
-  std::vector<nlohmann::json> Requests() const {
-    std::vector<nlohmann::json> out;
-    std::ifstream in(log_);
-    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-    return out;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string log_;
-};
 
 // How many fixture objects the client lists: those of the kinds kspm reads.
 size_t ApiObjects() {

@@ -4,21 +4,37 @@
 No Kubernetes API server can run on the build machine. This one serves the objects of a fixture
 directory (YAML manifests, e.g. tests/fixtures/cluster/kubeadm) the way the API server does:
 
-  * GET /version, /api/v1/<resource>, /apis/<group>/<version>/<resource>; anything else 404
-    with a metav1.Status body; anything but GET 405;
+  * GET /version, /api/v1/<resource>, /apis/<group>/<version>/<resource>,
+    /api/v1/namespaces/<ns>/pods/<name>; POST /apis/authentication.k8s.io/v1/tokenreviews;
+    any other path 404 with a metav1.Status body; any other POST/PUT/PATCH/DELETE 405;
   * bearer token authentication (Authorization: Bearer <token>), or a client certificate signed
     by --client-ca; without either, 401 Unauthorized;
   * lists as <Kind>List with apiVersion and metadata.resourceVersion, items WITHOUT kind and
     apiVersion (as the real server omits them), sorted by namespace and name;
   * paging: `limit` caps a page, metadata.continue carries an opaque token and
     metadata.remainingItemCount the rest; a continue token for another resource is 400;
-  * --forbid RESOURCE: 403 with the real server's message naming user, verb, resource and group;
+  * --forbid RESOURCE: 403 with the real server's message naming user, verb, resource and group
+    (RESOURCE is a listed resource, `tokenreviews`, or `pods-get` for the single-Pod GET);
   * --throttle RESOURCE=N: the first N requests get 429 with Retry-After: 1;
-  * --fail RESOURCE=N: the first N requests get 500;
+  * --fail RESOURCE=N: the first N requests get 500 (both take the same names as --forbid);
   * --expire RESOURCE: the first request with a continue token gets 410 Gone (Expired).
 
-Every request is appended to --log as one JSON line (path, query, auth kind, status), so tests
-can check what the client sent. The chosen port is written to --port-file once listening.
+Node enrolment with projected service-account tokens: --identities FILE, a JSON file read again
+on every request that uses it (tests replace it atomically to add nodes), holds
+  {"tokens": {TOKEN: {"username", "uid", "audiences", "expired", "pod": {"name", "uid"},
+                      "node": {"name", "uid"}}},   # pod and node optional
+   "pods": [Pod objects, as JSON objects or YAML/JSON strings]}
+A TokenReview (201) is answered as pkg/serviceaccount does: unknown token, audiences that miss
+the requested ones (default: the server's, https://kubernetes.default.svc.cluster.local),
+expiry, and a bound pod that is gone (or has another uid) give authenticated: false with the
+real error text; success gives the user (service-account groups, extra pod-name/pod-uid/
+node-name/node-uid/credential-id as far as known) and the audiences matched. The single-Pod GET
+serves the identities' pods, then the fixture's; otherwise 404 `pods "<name>" not found`.
+Lists serve only the fixture objects. A TokenReview body that is not one is 400, a Content-Type
+other than JSON/YAML 415, a missing one taken for JSON, as the real server does.
+
+Every request is appended to --log as one JSON line (method, path, query, auth kind, status), so
+tests can check what the client sent. The chosen port is written to --port-file once listening.
 """
 import argparse
 import base64
@@ -29,6 +45,7 @@ import ssl
 import sys
 import threading
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
@@ -60,6 +77,12 @@ RESOURCES = {
     # Not served: like a server older than 1.30, validatingadmissionpolicybindings is 404.
 }
 
+TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+POD_PREFIX = "/api/v1/namespaces/"  # + <ns>/pods/<name>
+# The audiences a kubeadm API server accepts (--api-audiences defaults to the issuer).
+API_AUDIENCES = ["https://kubernetes.default.svc.cluster.local"]
+EXTRA = "authentication.kubernetes.io/"
+
 
 def status(code, reason, message, details=None):
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -67,6 +90,25 @@ def status(code, reason, message, details=None):
     if details:
         body["details"] = details
     return body
+
+
+def forbidden(user, verb, resource, group, namespace=None, name=None):
+    """The real server's 403 (apiserver's forbiddenMessage and errors.NewForbidden)."""
+    qualified = resource + ("." + group if group else "")
+    scope = ('in the namespace "%s"' % namespace) if namespace else "at the cluster scope"
+    message = ('%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s" %s'
+               % (qualified + (' "%s"' % name if name else ""), user, verb, resource, group,
+                  scope))
+    details = {"name": name} if name else {}
+    if group or not name:  # the list's 403 has always named the (empty) core group
+        details["group"] = group
+    details["kind"] = resource
+    return status(403, "Forbidden", message, details)
+
+
+def go_quote(strings):
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(x) for x in strings) + "]"
 
 
 def load_objects(directory):
@@ -92,6 +134,28 @@ class State:
         self.expire = set(args.expire)
         self.resource_version = 4711
 
+    def identities(self):
+        """The --identities file as it is now: (tokens, pods). Missing file: nothing."""
+        if not self.args.identities:
+            return {}, []
+        try:
+            with open(self.args.identities) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}, []
+        pods = []
+        for pod in data.get("pods") or []:
+            pods.append(yaml.safe_load(pod) if isinstance(pod, str) else pod)
+        return data.get("tokens") or {}, pods
+
+    def pod(self, pods, namespace, name):
+        """The Pod namespace/name: the identities' pods first, then the fixture's."""
+        for pod in list(pods) + self.objects.get("Pod", []):
+            meta = pod.get("metadata") or {}
+            if meta.get("name") == name and meta.get("namespace", "default") == namespace:
+                return pod
+        return None
+
 
 def parse_counts(items):
     for item in items:
@@ -110,8 +174,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.state.args.log:
             return
         url = urllib.parse.urlsplit(self.path)
-        line = {"path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
-                "auth": auth, "status": code}
+        line = {"method": self.command, "path": url.path,
+                "query": dict(urllib.parse.parse_qsl(url.query)), "auth": auth, "status": code}
         with self.state.lock, open(self.state.args.log, "a") as f:
             f.write(json.dumps(line) + "\n")
 
@@ -136,10 +200,182 @@ class Handler(BaseHTTPRequestHandler):
             return "certificate", subject.get("commonName", "")
         return None, None
 
+    def read_body(self):
+        """The request body (Content-Length or chunked), read whole so the connection stays
+        usable for the next request."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def injected(self, key, auth):
+        """--throttle / --fail for `key`: True when a 429 or 500 has been sent."""
+        with self.state.lock:
+            if self.state.throttle.get(key, 0) > 0:
+                self.state.throttle[key] -= 1
+                self.send(429, status(429, "TooManyRequests", "too many requests, please try "
+                                      "again later"), auth, {"Retry-After": "1"})
+                return True
+            if self.state.fail.get(key, 0) > 0:
+                self.state.fail[key] -= 1
+                self.send(500, status(500, "InternalError", "etcdserver: request timed out"),
+                          auth)
+                return True
+        return False
+
     def do_POST(self):
+        body = self.read_body()
+        if self.command == "POST" and urllib.parse.urlsplit(self.path).path == TOKENREVIEWS:
+            self.token_review(body)
+            return
         self.send(405, status(405, "MethodNotAllowed", "kspm's test server is read-only"), None)
 
     do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def token_review(self, body):
+        auth, user = self.authenticate()
+        if auth is None:
+            self.send(401, status(401, "Unauthorized", "Unauthorized"), None)
+            return
+        if self.injected("tokenreviews", auth):
+            return
+        if "tokenreviews" in self.state.args.forbid:
+            self.send(403, forbidden(user, "create", "tokenreviews", "authentication.k8s.io"),
+                      auth)
+            return
+        media = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media not in ("", "application/json", "application/yaml"):
+            self.send(415, status(415, "UnsupportedMediaType", "the body of the request was in an "
+                                  "unknown format - accepted media types include: "
+                                  "application/json, application/yaml, "
+                                  "application/vnd.kubernetes.protobuf"), auth)
+            return
+        try:
+            review = (yaml.safe_load if media == "application/yaml" else json.loads)(body)
+        except Exception as e:
+            self.send(400, status(400, "BadRequest", "couldn't get version/kind; json parse "
+                                  "error: %s" % e), auth)
+            return
+        error = self.review_error(review, body)
+        if error:
+            self.send(400, status(400, "BadRequest", error), auth)
+            return
+        spec = review.get("spec") or {}
+        try:
+            tokens, pods = self.state.identities()
+        except Exception as e:  # a half-written identities file is the test's bug
+            self.send(500, status(500, "InternalError", "identities: %s" % e), auth)
+            return
+        result = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                  "metadata": {"creationTimestamp": None}, "spec": spec,
+                  "status": self.review_status(spec, tokens, pods)}
+        self.send(201, result, auth)
+
+    @staticmethod
+    def review_error(review, body):
+        """Why a decoded body is not a TokenReview the server would take, or None."""
+        if not isinstance(review, dict):
+            return "couldn't get version/kind; json parse error: not an object"
+        if not review.get("kind"):
+            return "Object 'Kind' is missing in '%s'" % body.decode("utf-8", "replace")
+        if review.get("apiVersion") != "authentication.k8s.io/v1":
+            return ("the API version in the data (%s) does not match the expected API version "
+                    "(authentication.k8s.io/v1)" % review.get("apiVersion", ""))
+        if review["kind"] != "TokenReview":
+            return ("the kind in the data (%s) does not match the expected kind (TokenReview)"
+                    % review["kind"])
+        spec = review.get("spec")
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            return ("TokenReview in version \"v1\" cannot be handled as a TokenReview: json: "
+                    "cannot unmarshal into Go struct field TokenReview.spec")
+        token, audiences = spec.get("token", ""), spec.get("audiences") or []
+        if not isinstance(token, str) or not isinstance(audiences, list) or \
+                not all(isinstance(a, str) for a in audiences):
+            return ("TokenReview in version \"v1\" cannot be handled as a TokenReview: json: "
+                    "cannot unmarshal into Go struct field TokenReviewSpec.spec")
+        if not token:
+            return "token is required for TokenReview in authentication"
+        return None
+
+    def review_status(self, spec, tokens, pods):
+        """status as the API server fills it (authenticator/token, pkg/serviceaccount)."""
+        def failed(reason):
+            return {"authenticated": False, "user": {},
+                    "error": "[invalid bearer token, %s]" % reason}
+        token = spec["token"]
+        entry = tokens.get(token)
+        if not isinstance(entry, dict):
+            return failed("square/go-jose: error in cryptographic primitive")
+        token_audiences = list(entry.get("audiences") or []) or API_AUDIENCES
+        requested = list(spec.get("audiences") or []) or API_AUDIENCES
+        audiences = [a for a in requested if a in token_audiences]
+        if not audiences:
+            return failed("token audiences %s is invalid for the target audiences %s"
+                          % (go_quote(token_audiences), go_quote(requested)))
+        if entry.get("expired"):
+            return failed("service account token has expired")
+        username = entry.get("username", "")
+        parts = username.split(":")
+        service_account = len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]
+        namespace = parts[2] if service_account else "default"
+        extra = {}
+        bound_pod = entry.get("pod")
+        if bound_pod:
+            pod = self.state.pod(pods, bound_pod.get("namespace", namespace),
+                                 bound_pod.get("name"))
+            if pod is None:
+                return failed("service account token has been invalidated")
+            pod_uid = (pod.get("metadata") or {}).get("uid", "")
+            if pod_uid != bound_pod.get("uid"):
+                return failed("pod UID (%s) does not match service account pod ref claim (%s)"
+                              % (pod_uid, bound_pod.get("uid", "")))
+            extra[EXTRA + "pod-name"] = [bound_pod["name"]]
+            extra[EXTRA + "pod-uid"] = [bound_pod.get("uid", "")]
+        node = entry.get("node")
+        if node:
+            extra[EXTRA + "node-name"] = [node.get("name", "")]
+            extra[EXTRA + "node-uid"] = [node.get("uid", "")]
+        jti = entry.get("jti") or str(uuid.uuid5(uuid.NAMESPACE_URL, "kspm-token:" + token))
+        extra[EXTRA + "credential-id"] = ["JTI=" + jti]
+        groups = (["system:serviceaccounts", "system:serviceaccounts:" + namespace]
+                  if service_account else []) + ["system:authenticated"]
+        user = {"username": username, "uid": entry.get("uid", ""), "groups": groups,
+                "extra": extra}
+        return {"authenticated": True, "user": user, "audiences": audiences}
+
+    def get_pod(self, path, auth, user):
+        parts = path[len(POD_PREFIX):].split("/")
+        if len(parts) != 3 or parts[1] != "pods" or not parts[0] or not parts[2]:
+            self.send(404, status(404, "NotFound", "the server could not find the requested "
+                                  "resource"), auth)
+            return
+        namespace, _, name = parts
+        if self.injected("pods-get", auth):
+            return
+        if "pods-get" in self.state.args.forbid:
+            self.send(403, forbidden(user, "get", "pods", "", namespace, name), auth)
+            return
+        try:
+            _, pods = self.state.identities()
+        except Exception as e:
+            self.send(500, status(500, "InternalError", "identities: %s" % e), auth)
+            return
+        pod = self.state.pod(pods, namespace, name)
+        if pod is None:
+            self.send(404, status(404, "NotFound", 'pods "%s" not found' % name,
+                                  {"name": name, "kind": "pods"}), auth)
+            return
+        self.send(200, dict(pod, kind="Pod", apiVersion="v1"), auth)
 
     def do_GET(self):
         auth, user = self.authenticate()
@@ -152,6 +388,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.2",
                             "platform": "linux/amd64"}, auth)
             return
+        if url.path.startswith(POD_PREFIX) and url.path.count("/") == 6:
+            self.get_pod(url.path, auth, user)
+            return
         if url.path not in RESOURCES:
             self.send(404, status(404, "NotFound", "the server could not find the requested "
                                   "resource"), auth)
@@ -161,23 +400,10 @@ class Handler(BaseHTTPRequestHandler):
         resource = parts[-1]
         group = "" if parts[1] == "api" else parts[2]
         version = parts[2] if parts[1] == "api" else parts[3]
-        with self.state.lock:
-            if self.state.throttle.get(resource, 0) > 0:
-                self.state.throttle[resource] -= 1
-                self.send(429, status(429, "TooManyRequests", "too many requests, please try "
-                                      "again later"), auth, {"Retry-After": "1"})
-                return
-            if self.state.fail.get(resource, 0) > 0:
-                self.state.fail[resource] -= 1
-                self.send(500, status(500, "InternalError", "etcdserver: request timed out"),
-                          auth)
-                return
+        if self.injected(resource, auth):
+            return
         if resource in self.state.args.forbid:
-            scope = "at the cluster scope"
-            message = ('%s%s is forbidden: User "%s" cannot list resource "%s" in API group "%s" %s'
-                       % (resource, "." + group if group else "", user, resource, group, scope))
-            self.send(403, status(403, "Forbidden", message,
-                                  {"group": group, "kind": resource}), auth)
+            self.send(403, forbidden(user, "list", resource, group), auth)
             return
         items = self.state.objects.get(kind, [])
         offset = 0
@@ -226,6 +452,7 @@ def main():
     p.add_argument("--throttle", action="append", default=[])
     p.add_argument("--fail", action="append", default=[])
     p.add_argument("--expire", action="append", default=[])
+    p.add_argument("--identities", help="JSON file of tokens and pods, read on every request")
     args = p.parse_args()
 
     Handler.state = State(args)

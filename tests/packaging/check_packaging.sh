@@ -3,10 +3,12 @@
 #   1. systemd units: `systemd-analyze verify` (no warning tolerated), the hardening each unit
 #      promises, and `systemd-analyze security` exposure thresholds;
 #   2. Kubernetes: the Kustomize base renders, and a structural test of the rendered objects
-#      (every toleration, host mount, capability and RBAC rule of the agent and the collector);
+#      (every toleration, host mount, capability and RBAC rule of the agent and the collector,
+#      and how agents get their node certificate: token enrolment in the base, static
+#      certificates with components/static-certs);
 #   3. Helm: template syntax (balanced actions and blocks, defined includes, existing values),
 #      then the chart rendered (by helm when installed, else by a small renderer of the template
-#      subset the chart uses) and put through the same structural test as the Kustomize base;
+#      subset the chart uses) in both enrolment modes and put through the same structural test;
 #   4. Debian maintainer scripts: POSIX syntax, shellcheck, and a sandboxed install, upgrade,
 #      remove and purge (a private mount namespace with /etc, /usr and /var on overlays, as root);
 #   5. Dockerfiles: multi-stage on Debian 12, slim runtime, the collector non-root.
@@ -233,11 +235,18 @@ grep -q '^ProtectProc=invisible' "$PKG/systemd/kspm-agent.service" \
 # Structural test, shared by the Kustomize and the Helm renderings.
 # ---------------------------------------------------------------------------------------------
 cat >"$TMP/structure.py" <<'PY'
-"""Structural test of rendered kspm manifests: python3 structure.py LABEL NAMESPACE FILE."""
+"""Structural test of rendered kspm manifests: python3 structure.py LABEL NAMESPACE FILE [MODE].
+
+MODE is how agents get their node certificate: token (enrolment with a projected service-account
+token, the default) or static (one certificate per node from a Secret).
+"""
+import os
 import sys
 import yaml
 
 label, namespace, path = sys.argv[1:4]
+mode = sys.argv[4] if len(sys.argv) > 4 else "token"
+assert mode in ("token", "static"), mode
 errors = []
 
 
@@ -273,8 +282,8 @@ for d in docs:
     if d["kind"] not in cluster_scoped and d["metadata"].get("namespace") != namespace:
         err(f"{d['kind']} {d['metadata']['name']} not in namespace {namespace}")
 
-# What the collector's cluster checks read: (apiGroup, resource). Nothing else may be granted.
-EXPECTED_RULES = {
+# What the collector's cluster checks read: (apiGroup, resource), each with get, list and watch.
+CHECK_READS = {
     ("", "pods"), ("", "namespaces"), ("", "serviceaccounts"), ("", "nodes"),
     ("", "services"), ("", "replicationcontrollers"),
     ("apps", "deployments"), ("apps", "daemonsets"), ("apps", "statefulsets"),
@@ -288,6 +297,18 @@ EXPECTED_RULES = {
     ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
 }
 READ_VERBS = {"get", "list", "watch"}
+# Token enrolment: review an agent's token, then read the pod it names (already granted by the
+# checks: listing it here says enrolment needs it, not that it is granted twice).
+ENROLMENT_GRANTS = {("authentication.k8s.io", "tokenreviews", "create"), ("", "pods", "get")}
+# The ClusterRole grants exactly these (apiGroup, resource, verb); anything more fails.
+EXPECTED_GRANTS = {(g, r, v) for g, r in CHECK_READS for v in READ_VERBS}
+if mode == "token":
+    EXPECTED_GRANTS |= ENROLMENT_GRANTS
+ENROLL_AUDIENCE = "kspm-collector"
+CA_KEY_SECRET = "kspm-ca-key"
+MAX_TOKEN_SECONDS = 3600      # the README promises a stolen token is good for an hour at most
+MAX_CERT_HOURS = 24           # and a stolen enrolled node key for a day at most
+AGENT_STATE_DIR = "/var/lib/kspm-agent"  # kspm-agent's --state-dir default
 AGENT_CAPS = {"DAC_READ_SEARCH", "SYS_PTRACE", "BPF", "PERFMON", "SYS_RESOURCE"}
 # Host paths the agent mounts, and whether each may be written.
 AGENT_HOST_PATHS = {"/": False, "/sys/kernel/btf": False, "/sys/kernel/tracing": False,
@@ -323,8 +344,24 @@ def probes(kind, c, port_number, paths):
             err(f"{kind}: {probe} is {hg.get('path')} on {port}, expected {want} on {port_number}")
 
 
+def volume_secrets(v):
+    """Secrets a volume carries, projected sources included."""
+    names = {get(v, "secret", "secretName")} if "secret" in v else set()
+    return names | {get(s, "secret", "name") for s in get(v, "projected", "sources") or []
+                    if "secret" in s}
+
+
 def secret_names(spec):
-    return {get(v, "secret", "secretName") for v in spec.get("volumes") or [] if "secret" in v}
+    return set().union(*[volume_secrets(v) for v in spec.get("volumes") or []])
+
+
+def flag_values(args):
+    """--name=value arguments as {"--name": value} (the last one wins, as in the programs)."""
+    return dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+
+
+def env_from_field(env, name, field):
+    return get(env.get(name, {}), "valueFrom", "fieldRef", "fieldPath") == field
 
 
 # ---- agent DaemonSet
@@ -367,8 +404,9 @@ if ds:
             err(f"{kind}: argument {want} missing from {args}")
     if not any(a.startswith(f"--collector=kspm-collector.{namespace}.svc:7443") for a in args):
         err(f"{kind}: --collector is not kspm-collector.{namespace}.svc:7443")
-    if "--tls-cert=/etc/kspm/tls/$(NODE_NAME).crt" not in args:
-        err(f"{kind}: the node's certificate is not chosen by $(NODE_NAME)")
+    agent_flags = flag_values(args)
+    if not agent_flags.get("--tls-ca"):
+        err(f"{kind}: no --tls-ca to verify the collector")
     vols = {v["name"]: v for v in spec.get("volumes") or []}
     mounts = {m["name"]: m for m in c.get("volumeMounts") or []}
     host_paths = {}
@@ -387,8 +425,52 @@ if ds:
         err(f"{kind}: the host's / is not mounted read-only at /host")
     elif root.get("mountPropagation") != "HostToContainer":
         err(f"{kind}: /host mountPropagation is not HostToContainer")
-    if secret_names(spec) != {"kspm-ca", "kspm-agent-tls"}:
-        err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-agent-tls")
+    # Projected service-account tokens: (volume name, source).
+    tokens = [(name, s["serviceAccountToken"]) for name, v in vols.items()
+              for s in get(v, "projected", "sources") or [] if "serviceAccountToken" in s]
+    token_env = env.get("KSPM_ENROLL_TOKEN_FILE")
+    if mode == "token":
+        # The node makes its own key: no node key in any Secret, none passed by flag.
+        if secret_names(spec) != {"kspm-ca"}:
+            err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca only (no node keys)")
+        for v in vols.values():
+            if "kspm-ca" in volume_secrets(v) and \
+                    [i.get("key") for i in get(v, "secret", "items") or []] != ["ca.crt"]:
+                err(f"{kind}: volume {v['name']} takes more than ca.crt from kspm-ca")
+        for a in args:
+            if a.startswith(("--tls-cert", "--tls-key")):
+                err(f"{kind}: {a}: an enrolling agent has no static certificate")
+        if len(tokens) != 1:
+            err(f"{kind}: {len(tokens)} projected serviceAccountToken sources, expected 1")
+        else:
+            name, sat = tokens[0]
+            if sat.get("audience") != ENROLL_AUDIENCE:
+                err(f"{kind}: token audience {sat.get('audience')}, expected {ENROLL_AUDIENCE}")
+            secs = sat.get("expirationSeconds")
+            if not isinstance(secs, int) or not 600 <= secs <= MAX_TOKEN_SECONDS:
+                err(f"{kind}: token expirationSeconds {secs}, expected 600..{MAX_TOKEN_SECONDS}")
+            m = mounts.get(name)
+            if not m or m.get("readOnly") is not True:
+                err(f"{kind}: token volume {name} is not mounted read-only")
+            elif get(token_env or {}, "value") != f"{m['mountPath'].rstrip('/')}/{sat.get('path')}":
+                err(f"{kind}: KSPM_ENROLL_TOKEN_FILE is {get(token_env or {}, 'value')}, not "
+                    f"the token at {m['mountPath']}/{sat.get('path')}")
+        # The node's key and certificate live in STATE_DIR/identity/: on the host, so that they
+        # outlive the pod (a new pod would enrol again, but reports spooled meanwhile need them).
+        state = agent_flags.get("--state-dir", AGENT_STATE_DIR).rstrip("/")
+        if not any(m and m.get("mountPath", "").rstrip("/") == state and not m.get("readOnly")
+                   for hp, (_, m) in host_paths.items()):
+            err(f"{kind}: state dir {state} is not a writable host path mount")
+    else:
+        if "--tls-cert=/etc/kspm/tls/$(NODE_NAME).crt" not in args or \
+                "--tls-key=/etc/kspm/tls/$(NODE_NAME).key" not in args:
+            err(f"{kind}: the node's certificate and key are not chosen by $(NODE_NAME)")
+        if secret_names(spec) != {"kspm-ca", "kspm-agent-tls"}:
+            err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-agent-tls")
+        if tokens:
+            err(f"{kind}: a projected serviceAccountToken in static mode")
+        if token_env:
+            err(f"{kind}: KSPM_ENROLL_TOKEN_FILE set in static mode")
     if get(spec, "securityContext", "seccompProfile", "type") != "RuntimeDefault":
         err(f"{kind}: seccomp profile is not RuntimeDefault")
 
@@ -438,8 +520,50 @@ if dep:
         err(f"{kind}: no PersistentVolumeClaim mounted at /var/lib/kspm")
     else:
         one("PersistentVolumeClaim", claim)
-    if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"}:
-        err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-collector-tls")
+    flags = flag_values(args)
+    enrol_flags = sorted(f for f in flags if f.startswith(("--enroll-", "--agent-")))
+    if mode == "token":
+        want = {"kspm-ca", "kspm-collector-tls", CA_KEY_SECRET}
+        if secret_names(spec) != want:
+            err(f"{kind}: secrets {secret_names(spec)}, expected {sorted(want)}")
+        key = flags.get("--enroll-ca-key")
+        vols = {v["name"]: v for v in spec.get("volumes") or []}
+        mounted = {m["mountPath"].rstrip("/"): m for m in c.get("volumeMounts") or []}
+        if not key:
+            err(f"{kind}: no --enroll-ca-key: agents cannot enrol")
+        else:
+            m = mounted.get(os.path.dirname(key))
+            v = vols.get(m["name"]) if m else None
+            items = {i.get("key"): i for i in get(v, "secret", "items") or []}
+            if not v or get(v, "secret", "secretName") != CA_KEY_SECRET:
+                err(f"{kind}: --enroll-ca-key {key} is not in a mount of Secret {CA_KEY_SECRET}")
+            elif set(items) != {"ca.key"} or items["ca.key"].get("path") != os.path.basename(key):
+                err(f"{kind}: {CA_KEY_SECRET} volume does not hold exactly ca.key at {key}")
+            elif items["ca.key"].get("mode", get(v, "secret", "defaultMode")) != 0o400:
+                err(f"{kind}: the CA key's mode is not 0400")
+            elif m.get("readOnly") is not True:
+                err(f"{kind}: the CA key is mounted writable")
+        if flags.get("--enroll-audience", ENROLL_AUDIENCE) != ENROLL_AUDIENCE:
+            err(f"{kind}: --enroll-audience is not {ENROLL_AUDIENCE}, the agents' token audience")
+        hours = flags.get("--enroll-cert-hours", "24")
+        if not hours.isdigit() or not 1 <= int(hours) <= MAX_CERT_HOURS:
+            err(f"{kind}: --enroll-cert-hours {hours}, expected 1..{MAX_CERT_HOURS}")
+        for flag, want in (("--agent-service-account", "kspm-agent"),
+                           ("--agent-daemonset", "kspm-agent")):
+            if flags.get(flag, want) != want:
+                err(f"{kind}: {flag} is {flags.get(flag)}, expected {want}")
+        cenv = {e["name"]: e for e in c.get("env") or []}
+        ns = flags.get("--agent-namespace", "$(POD_NAMESPACE)")
+        if ns != namespace and not (ns == "$(POD_NAMESPACE)" and
+                                    env_from_field(cenv, "POD_NAMESPACE", "metadata.namespace")):
+            err(f"{kind}: --agent-namespace {ns} is not the agents' namespace {namespace}")
+        if spec.get("automountServiceAccountToken") is not True:
+            err(f"{kind}: no API token: enrolment needs TokenReview")
+    else:
+        if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"}:
+            err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-collector-tls")
+        if enrol_flags:
+            err(f"{kind}: enrolment flags {enrol_flags} in static mode")
     if spec.get("serviceAccountName") != "kspm-collector":
         err(f"{kind}: serviceAccountName is {spec.get('serviceAccountName')}")
     svc = one("Service", "kspm-collector")
@@ -451,27 +575,27 @@ if dep:
         if 7443 not in [p.get("port") for p in svc["spec"].get("ports") or []]:
             err("Service kspm-collector does not serve port 7443")
 
-# ---- RBAC: read-only, exactly what the cluster checks read, never Secrets.
+# ---- RBAC: exactly what the cluster checks read (+ enrolment in token mode), never Secrets.
 role = one("ClusterRole", "kspm-collector-read")
 if role:
     granted = set()
     for r in role.get("rules") or []:
-        verbs = set(r.get("verbs") or [])
-        if not verbs <= READ_VERBS:
-            err(f"ClusterRole: verbs {sorted(verbs - READ_VERBS)} beyond get/list/watch")
         if r.get("nonResourceURLs"):
             err("ClusterRole: grants nonResourceURLs")
+        if r.get("resourceNames"):
+            err("ClusterRole: resourceNames (this test does not model them)")
         for g in r.get("apiGroups") or []:
             for res in r.get("resources") or []:
-                granted.add((g, res))
-    for g, res in sorted(granted):
-        if "*" in (g, res) or "/" in res:
-            err(f"ClusterRole: wildcard or subresource {g}/{res}")
+                for verb in r.get("verbs") or []:
+                    granted.add((g, res, verb))
+    for g, res, verb in sorted(granted):
+        if "*" in (g, res, verb) or "/" in res:
+            err(f"ClusterRole: wildcard or subresource {g}/{res} {verb}")
         if res in ("secrets", "configmaps"):
             err(f"ClusterRole: grants {res}")
-    if granted != EXPECTED_RULES:
-        extra, missing = granted - EXPECTED_RULES, EXPECTED_RULES - granted
-        err(f"ClusterRole: extra {sorted(extra)} missing {sorted(missing)}")
+    if granted != EXPECTED_GRANTS:
+        extra, missing = granted - EXPECTED_GRANTS, EXPECTED_GRANTS - granted
+        err(f"ClusterRole ({mode} mode): extra {sorted(extra)} missing {sorted(missing)}")
 for kind in ("Role", "ClusterRole"):
     for r in by_kind.get(kind, []):
         if r["metadata"]["name"] != "kspm-collector-read":
@@ -520,21 +644,24 @@ for ns in by_kind.get("Namespace", []):
     if ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "privileged":
         err(f"Namespace {ns['metadata']['name']}: the agent needs PSA enforce=privileged")
 
-# Nothing anywhere is privileged, whatever its kind.
+# Nothing anywhere is privileged, whatever its kind; only the collector holds the CA key.
 for d in docs:
     spec = get(d, "spec", "template", "spec") or (d.get("spec") if d["kind"] == "Pod" else None)
     if spec:
         for c in pod_containers(spec):
             if get(c, "securityContext", "privileged") is True:
                 err(f"{d['kind']} {d['metadata']['name']}: privileged container")
+        if CA_KEY_SECRET in secret_names(spec) and \
+                (d["kind"], d["metadata"]["name"]) != ("Deployment", "kspm-collector"):
+            err(f"{d['kind']} {d['metadata']['name']}: mounts the CA key")
 
 for e in errors:
     print(f"{label}: {e}")
-print(f"{label}: {len(docs)} objects, {len(errors)} problems")
+print(f"{label}: {len(docs)} objects, {mode} mode, {len(errors)} problems")
 sys.exit(1 if errors else 0)
 PY
 
-structure() {  # label namespace file
+structure() {  # label namespace file [token|static]
   local out
   if out=$(python3 "$TMP/structure.py" "$@" 2>&1); then
     ok "$(tail -1 <<<"$out")"
@@ -549,20 +676,37 @@ structure() {  # label namespace file
 if need kubectl; then
   if kubectl kustomize "$PKG/kubernetes/base" >"$TMP/kustomize.yaml" 2>"$TMP/kustomize.err"; then
     ok "kubernetes: kubectl kustomize packaging/kubernetes/base"
-    ((HAVE_PY)) && structure kustomize kspm-system "$TMP/kustomize.yaml"
+    ((HAVE_PY)) && structure kustomize kspm-system "$TMP/kustomize.yaml" token
   else
     fail "kubernetes: kubectl kustomize failed: $(cat "$TMP/kustomize.err")"
+  fi
+  # The static-certs component, through an overlay as a user would write it (kustomize takes
+  # relative paths only).
+  mkdir -p "$TMP/static-overlay"
+  rel=$(realpath --relative-to="$TMP/static-overlay" "$PKG/kubernetes")
+  printf 'resources: [%s/base]\ncomponents: [%s/components/static-certs]\n' "$rel" "$rel" \
+    >"$TMP/static-overlay/kustomization.yaml"
+  if kubectl kustomize "$TMP/static-overlay" >"$TMP/kustomize-static.yaml" \
+    2>"$TMP/kustomize.err"; then
+    ok "kubernetes: kubectl kustomize base + components/static-certs"
+    ((HAVE_PY)) && structure "kustomize (static-certs)" kspm-system "$TMP/kustomize-static.yaml" \
+      static
+  else
+    fail "kubernetes: static-certs component failed: $(cat "$TMP/kustomize.err")"
   fi
 else
   fail "kubernetes: kubectl not found"
 fi
 grep -q 'kspmctl certs init' "$PKG/kubernetes/README.md" \
   || fail "kubernetes: README does not say how to create the certificates"
-for s in kspm-ca kspm-collector-tls kspm-agent-tls; do
+for s in kspm-ca kspm-ca-key kspm-collector-tls kspm-agent-tls; do
   grep -q "create secret .*$s" "$PKG/kubernetes/README.md" \
     || fail "kubernetes: README does not create Secret $s"
 done
-if grep -rqE '^kind: Secret' "$PKG/kubernetes/base" "$PKG/helm/kspm/templates"; then
+for cmd in 'kspmctl nodes revoke' 'kspmctl nodes allow' 'kspmctl certs issue'; do
+  grep -q "$cmd" "$PKG/kubernetes/README.md" || fail "kubernetes: README does not explain $cmd"
+done
+if grep -rqE '^kind: Secret' "$PKG/kubernetes" "$PKG/helm/kspm/templates"; then
   fail "kubernetes: a Secret is in the manifests; certificates are created by the user"
 fi
 
@@ -570,12 +714,14 @@ fi
 # 3. Helm chart
 # ---------------------------------------------------------------------------------------------
 cat >"$TMP/helm_render.py" <<'PY'
-"""Lints and renders the kspm chart without Helm: python3 helm_render.py CHART NAMESPACE OUT.
+"""Lints and renders the kspm chart without Helm.
 
+Usage: python3 helm_render.py CHART NAMESPACE OUT [--set KEY=VALUE ...]
 Lint: balanced {{ }} and blocks, every include defined, every .Values path present.
 Render: the subset of Go templates and Helm functions the chart uses (if/else/with/define/end,
-include, toYaml, nindent, indent, quote, default, printf, replace); anything else is an error,
-so that a template construct this renderer does not know fails loudly instead of passing.
+include, toYaml, nindent, indent, quote, default, printf, replace, eq, fail); anything else is an
+error, so that a template construct this renderer does not know fails loudly instead of passing.
+--set as Helm's for plain dotted keys (the value read as YAML: true, 24, static).
 """
 import json
 import os
@@ -588,6 +734,17 @@ errors = []
 
 chart = yaml.safe_load(open(os.path.join(chart_dir, "Chart.yaml")))
 values = yaml.safe_load(open(os.path.join(chart_dir, "values.yaml")))
+overrides = sys.argv[4:]
+while overrides:
+    if overrides[0] != "--set" or len(overrides) < 2 or "=" not in overrides[1]:
+        sys.exit(f"helm: bad arguments {overrides}")
+    key, value = overrides[1].split("=", 1)
+    *parents, leaf = key.split(".")
+    node = values
+    for k in parents:
+        node = node.setdefault(k, {})
+    node[leaf] = yaml.safe_load(value)
+    overrides = overrides[2:]
 for k in ("apiVersion", "name", "version", "appVersion"):
     if k not in chart:
         errors.append(f"Chart.yaml: no {k}")
@@ -599,7 +756,8 @@ for k in ("clusterName",):
 for path in (("agent", "image", "repository"), ("agent", "image", "tag"), ("agent", "interval"),
              ("agent", "resources"), ("agent", "tolerations"), ("agent", "nodeSelector"),
              ("collector", "image", "repository"), ("collector", "resources"),
-             ("collector", "storage", "size")):
+             ("collector", "storage", "size"), ("enrollment", "mode"),
+             ("enrollment", "certificateHours"), ("tls", "caKeySecret")):
     v = values
     for k in path:
         v = v.get(k) if isinstance(v, dict) else None
@@ -758,6 +916,10 @@ class Renderer:
             return args[0].replace("%v", "%s") % tuple(gostr(a) for a in args[1:])
         if fn == "replace":
             return gostr(args[2]).replace(args[0], args[1])
+        if fn == "eq":
+            return args[0] == args[1]
+        if fn == "fail":
+            raise TemplateError(f"fail: {args[0]}")
         raise TemplateError(f"function {fn} is not supported by this renderer")
 
     def pipeline(self, p, dot):
@@ -850,31 +1012,52 @@ if ((HAVE_PY)); then
     c=$(grep -o '}}' "$f" | wc -l)
     ((o == c)) || fail "helm: $(basename "$f"): $o '{{' but $c '}}'"
   done
+  # helm_template OUT [--set K=V ...]: the chart rendered by helm, else by the built-in renderer.
+  helm_template() {
+    local out=$1
+    shift
+    if need helm; then
+      helm template kspm "$CHART" --namespace kspm-system --set namespace.create=true "$@" \
+        >"$out" 2>"$out.log"
+    else
+      python3 "$TMP/helm_render.py" "$CHART" kspm-system "$out" "$@" >"$out.log" 2>&1
+    fi
+  }
   if need helm; then
-    if helm lint --strict "$CHART" >"$TMP/helm.log" 2>&1 \
-      && helm template kspm "$CHART" --namespace kspm-system --set namespace.create=true \
-        >"$TMP/helm.yaml" 2>>"$TMP/helm.log"; then
+    if helm lint --strict "$CHART" >"$TMP/helm.log" 2>&1 && helm_template "$TMP/helm.yaml"; then
       ok "helm: helm lint --strict and helm template"
     else
-      fail "helm: $(cat "$TMP/helm.log")"
+      fail "helm: $(cat "$TMP/helm.log" "$TMP/helm.yaml.log" 2>/dev/null)"
     fi
-  elif python3 "$TMP/helm_render.py" "$CHART" kspm-system "$TMP/helm.yaml" \
-    >"$TMP/helm.log" 2>&1; then
+  elif helm_template "$TMP/helm.yaml"; then
     ok "helm: chart lint and render (helm is not installed: built-in renderer)"
   else
-    while IFS= read -r line; do fail "$line"; done <"$TMP/helm.log"
+    while IFS= read -r line; do fail "$line"; done <"$TMP/helm.yaml.log"
   fi
-  [[ -s "$TMP/helm.yaml" ]] && structure helm kspm-system "$TMP/helm.yaml"
-  # Both ways install the same RBAC rules.
-  if [[ -s "$TMP/helm.yaml" && -s "$TMP/kustomize.yaml" ]]; then
-    python3 - "$TMP/kustomize.yaml" "$TMP/helm.yaml" <<'PY' \
-      || fail "helm: ClusterRole rules differ from the Kustomize base"
+  [[ -s "$TMP/helm.yaml" ]] && structure helm kspm-system "$TMP/helm.yaml" token
+  if helm_template "$TMP/helm-static.yaml" --set enrollment.mode=static; then
+    structure "helm (enrollment.mode=static)" kspm-system "$TMP/helm-static.yaml" static
+  else
+    fail "helm: enrollment.mode=static: $(cat "$TMP/helm-static.yaml.log")"
+  fi
+  if helm_template "$TMP/helm-bad.yaml" --set enrollment.mode=tokn; then
+    fail "helm: enrollment.mode=tokn rendered instead of failing"
+  elif grep -q 'enrollment.mode must be token or static' "$TMP/helm-bad.yaml.log"; then
+    ok "helm: an unknown enrollment.mode fails the rendering"
+  else
+    fail "helm: enrollment.mode=tokn failed for another reason: $(cat "$TMP/helm-bad.yaml.log")"
+  fi
+  # Both ways install the same RBAC rules, in either mode.
+  for m in "" -static; do
+    [[ -s "$TMP/helm$m.yaml" && -s "$TMP/kustomize$m.yaml" ]] || continue
+    python3 - "$TMP/kustomize$m.yaml" "$TMP/helm$m.yaml" <<'PY' \
+      || fail "helm: ClusterRole rules differ from the Kustomize base${m:+ with static-certs}"
 import sys, yaml
 def rules(p):
     return [d["rules"] for d in yaml.safe_load_all(open(p)) if d and d["kind"] == "ClusterRole"]
 sys.exit(0 if rules(sys.argv[1]) == rules(sys.argv[2]) else 1)
 PY
-  fi
+  done
 fi
 
 # ---------------------------------------------------------------------------------------------

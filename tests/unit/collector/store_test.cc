@@ -212,7 +212,7 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 6);
+  EXPECT_EQ(Count("PRAGMA user_version"), 7);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
@@ -319,7 +319,7 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   WriteSchema4Database(path_, now_);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 6);
+  EXPECT_EQ(Count("PRAGMA user_version"), 7);
   // The cluster result is found by its bare check id, with the suffix gone from the stored result.
   FindingFilter filter;
   filter.id = "pod.privileged";
@@ -374,7 +374,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 6);  // every migration ran again
+  EXPECT_EQ(Count("PRAGMA user_version"), 7);  // every migration ran again
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows

@@ -160,13 +160,37 @@ void AgentDaemon::SendLoop() {
     spdlog::info("reconnecting to the collector in {} ms ({} reports queued)", wait.count(),
                  spool_.size());
     std::unique_lock lock(mu_);
-    spool_cv_.wait_for(lock, wait, [this] { return Stopping(); });
+    spool_cv_.wait_for(lock, wait, [this] { return Stopping() || reconnect_now_; });
+    if (reconnect_now_) backoff = settings_.backoff_min;
+    reconnect_now_ = false;
   }
+}
+
+void AgentDaemon::Reconnect() {
+  {
+    std::lock_guard lock(mu_);
+    reconnect_now_ = true;
+    // An open stream is ended too: the collector then sees the new certificate, and the old one
+    // is no longer in use when it expires. Unacked reports are sent again (idempotent).
+    if (session_context_ != nullptr) session_context_->TryCancel();
+  }
+  spool_cv_.notify_all();
 }
 
 void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
   auto stub = v1::AgentService::NewStub(channel);
   grpc::ClientContext context;
+  {
+    std::lock_guard lock(mu_);
+    session_context_ = &context;
+  }
+  struct Unpublish {
+    AgentDaemon* d;
+    ~Unpublish() {
+      std::lock_guard lock(d->mu_);
+      d->session_context_ = nullptr;
+    }
+  } unpublish{this};
   auto stream = stub->Connect(&context);
   v1::AgentMessage hello;
   hello.mutable_hello()->mutable_node()->set_node_name(ResolveNodeName(settings_.node, host_));

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/channel.h"
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/checks/evaluator.h"
@@ -79,6 +80,9 @@ class AgentDaemon {
   void Stop();
   // Asks for a scan now (a collector's rescan request, a drift event).
   void RequestScan();
+  // Ends the open stream, or a wait between connections, at once, with the backoff reset: new
+  // credentials (a renewed certificate) are used from the next connection on.
+  void Reconnect();
   const DaemonStats& stats() const { return stats_; }
   // Empty when ready (a scan done and a stream up), else why not.
   std::string NotReadyReason() const;
@@ -111,6 +115,8 @@ class AgentDaemon {
   std::condition_variable scan_cv_;   // wakes the scan loop
   std::condition_variable spool_cv_;  // wakes the sender
   bool scan_requested_ = false;
+  bool reconnect_now_ = false;
+  grpc::ClientContext* session_context_ = nullptr;  // the open session's, under mu_
   uint64_t spool_generation_ = 0;  // bumped under mu_ on every append: no lost wake-ups
   void NotifySpool();
   std::thread scanner_;

@@ -5,6 +5,7 @@
 // ECDSA with SHA-256. Nothing here reads global state other than OpenSSL's random generator;
 // every function is safe to call from several threads at once.
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct CertificateRequest {
   bool server = false;                    // extendedKeyUsage serverAuth
   bool client = true;                     // extendedKeyUsage clientAuth
   int days = 365;                         // validity from now, clamped to the CA's expiry
+  std::chrono::seconds lifetime{0};       // > 0: valid this long from now instead of `days`
+  // Set: notBefore is exactly this (instead of five minutes ago).
+  std::optional<std::chrono::system_clock::time_point> not_before;
 };
 
 // A certificate and its unencrypted private key (PKCS#8), both PEM.
@@ -72,13 +76,49 @@ struct KeyPair {
     const std::vector<std::string>& collector_dns, const std::vector<std::string>& collector_ips,
     bool overwrite = false, const std::string& cluster = "default");
 
+// A private key made here and a PKCS#10 request for it (subject CN = common_name), both PEM:
+// what an agent sends to enrol; the key never leaves the node.
+struct SigningRequest {
+  std::string key_pem;
+  std::string csr_pem;
+};
+[[nodiscard]] absl::StatusOr<SigningRequest> MakeSigningRequest(const std::string& common_name);
+
+// What a received request says, once its signature is verified and its key judged strong
+// enough (ECDSA of 256 bits or more, RSA of 2048 or more, Ed25519). InvalidArgument otherwise.
+struct RequestFacts {
+  std::string common_name;  // empty when the subject has none
+  std::string key;          // e.g. "EC 256 bits"
+};
+[[nodiscard]] absl::StatusOr<RequestFacts> CheckSigningRequest(const std::string& csr_pem);
+
+// A certificate for the request's key, as IssueCertificate would make it (`request` says
+// everything but the key; the request's own subject is not copied). PEM.
+[[nodiscard]] absl::StatusOr<std::string> SignSigningRequest(const KeyPair& ca,
+                                                             const std::string& csr_pem,
+                                                             const CertificateRequest& request);
+
+// What a certificate says, for logs, renewal and revocation.
+struct CertificateFacts {
+  std::chrono::system_clock::time_point not_before;
+  std::chrono::system_clock::time_point not_after;
+  std::string serial;  // hex
+  std::string common_name;
+  std::vector<std::string> uris;  // subjectAltName URIs
+};
+[[nodiscard]] absl::StatusOr<CertificateFacts> ReadCertificate(const std::string& pem);
+
+// "sha256:<hex>" of the certificate's DER SubjectPublicKeyInfo: the form kubeadm's
+// --discovery-token-ca-cert-hash uses, so a CA is pinned by something short to copy.
+[[nodiscard]] absl::StatusOr<std::string> PublicKeyHash(const std::string& cert_pem);
+
 // A certificate's notAfter.
 [[nodiscard]] absl::StatusOr<std::chrono::system_clock::time_point> CertificateNotAfter(
     const std::string& pem);
 
 // FailedPrecondition naming `path` and the date when the certificate has expired (a TLS
-// handshake would fail with nothing better than "Socket closed"); within 30 days of expiry,
-// OK with `warning` set to say so.
+// handshake would fail with nothing better than "Socket closed"); within 30 days of expiry (or
+// the last quarter of a shorter life), OK with `warning` set to say so.
 [[nodiscard]] absl::Status CheckCertificateLifetime(const std::string& pem, const std::string& path,
                                                     std::chrono::system_clock::time_point now,
                                                     std::string* warning);

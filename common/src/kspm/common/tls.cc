@@ -63,7 +63,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& files, unsigned reload_seconds) {
+    const TlsFiles& files, unsigned reload_seconds, bool client_certificate_optional) {
+  const auto request_type = client_certificate_optional
+                                ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   if (files.insecure) return grpc::InsecureServerCredentials();
   auto ca = ReadTextFile(files.ca, "CA certificate");
   if (!ca.ok()) return ca.status();
@@ -78,11 +81,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     grpc::experimental::TlsServerCredentialsOptions options(provider);
     options.watch_root_certs();
     options.watch_identity_key_cert_pairs();
-    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    options.set_cert_request_type(request_type);
     return grpc::experimental::TlsServerCredentials(options);
   }
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions options(request_type);
   options.pem_root_certs = *ca;
   options.pem_key_cert_pairs.push_back({*key, *cert});
   return grpc::SslServerCredentials(options);

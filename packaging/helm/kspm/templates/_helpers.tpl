@@ -53,3 +53,18 @@ The collector's address as agents dial it; the collector's certificate must name
 {{- define "kspm.collector.address" -}}
 kspm-collector.{{ .Release.Namespace }}.svc:{{ .Values.collector.grpcPort }}
 {{- end -}}
+
+{{/*
+"true" when agents enrol with a projected token, "" in static mode; any other mode fails the
+rendering. Use as: if include "kspm.tokenEnrollment" .
+*/}}
+{{- define "kspm.tokenEnrollment" -}}
+{{- if eq .Values.enrollment.mode "token" -}}
+true
+{{- else -}}
+{{- if eq .Values.enrollment.mode "static" -}}
+{{- else -}}
+{{- fail "enrollment.mode must be token or static" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

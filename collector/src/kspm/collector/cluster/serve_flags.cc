@@ -48,6 +48,53 @@ std::string OwnNamespace() {
   return ns;
 }
 
+namespace {
+
+// TokenReview and pod reads through the API client: short timeouts and few retries, since an
+// agent waiting to enrol retries on its own.
+class ApiReviewer final : public server::KubernetesReviewer {
+ public:
+  explicit ApiReviewer(std::unique_ptr<k8s::ApiClient> client) : client_(std::move(client)) {}
+
+  absl::StatusOr<nlohmann::json> ReviewToken(const std::string& token,
+                                             const std::string& audience) override {
+    nlohmann::json review = {{"apiVersion", "authentication.k8s.io/v1"},
+                             {"kind", "TokenReview"},
+                             {"spec", {{"token", token}, {"audiences", {audience}}}}};
+    return client_->Create("/apis/authentication.k8s.io/v1/tokenreviews", review,
+                           "tokenreviews.authentication.k8s.io");
+  }
+
+  absl::StatusOr<nlohmann::json> GetPod(const std::string& ns, const std::string& name) override {
+    return client_->GetObject("/api/v1/namespaces/" + ns + "/pods/" + name,
+                              "pod " + ns + "/" + name);
+  }
+
+ private:
+  std::unique_ptr<k8s::ApiClient> client_;
+};
+
+}  // namespace
+
+std::function<absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>>()> MakeReviewerFactory(
+    const ServeClusterFlags& flags) {
+  auto connection = SelectConnection(flags.kubeconfig, flags.context);
+  if (!connection.ok()) {
+    spdlog::info("enrolment with service-account tokens off: {}",
+                 std::string(connection.status().message()));
+    return nullptr;
+  }
+  return [connection = *std::move(connection)]()
+             -> absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>> {
+    k8s::ClientOptions options;
+    options.timeout = std::chrono::seconds(10);
+    options.max_attempts = 3;
+    auto client = k8s::MakeApiClient(connection, options);
+    if (!client.ok()) return client.status();
+    return std::make_unique<ApiReviewer>(*std::move(client));
+  };
+}
+
 absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     const ServeClusterFlags& flags, store::Store& store) {
   if (flags.disabled) return std::unique_ptr<PeriodicClusterScan>();

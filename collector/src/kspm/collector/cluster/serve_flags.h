@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "kspm/collector/cluster/scanner.h"
+#include "kspm/collector/server/fleet.h"
 #include "kspm/collector/store/store.h"
 
 namespace kspm::collector::cluster {
@@ -37,6 +38,11 @@ void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);
 // The collector's own namespace when it runs in a pod with in-cluster credentials (read from the
 // service account), else empty: it is treated as a system namespace.
 std::string OwnNamespace();
+
+// The API enrolment verifies service-account tokens with: the connection the flags select
+// (--kubeconfig, or in-cluster), whether the cluster scan is on or not. Null when there is none.
+std::function<absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>>()> MakeReviewerFactory(
+    const ServeClusterFlags& flags);
 
 // Builds and starts the periodic scan; null when it is off. Start-up errors (unreadable
 // kubeconfig, exceptions file, snapshot directory) are returned, naming the file.

@@ -186,15 +186,40 @@ class CurlApiClient final : public ApiClient {
     }
   }
 
+  absl::StatusOr<nlohmann::json> GetObject(const std::string& path,
+                                           const std::string& what) override {
+    auto r = Get(path, "get", what);
+    if (!r.ok()) return r.status();
+    return ParseBody(*r, what);
+  }
+
+  absl::StatusOr<nlohmann::json> Create(const std::string& path, const nlohmann::json& body,
+                                        const std::string& what) override {
+    const std::string text = body.dump();
+    auto r = Get(path, "create", what, &text);
+    if (!r.ok()) return r.status();
+    return ParseBody(*r, what);
+  }
+
   size_t requests() const { return requests_; }
 
  private:
-  // One GET with retries. `verb` and `what` name the permission for 403 messages.
-  absl::StatusOr<Response> Get(const std::string& path, const char* verb, const std::string& what) {
+  absl::StatusOr<nlohmann::json> ParseBody(const Response& r, const std::string& what) {
+    try {
+      return nlohmann::json::parse(r.body);
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InternalError(what + ": the answer is not JSON: " + e.what());
+    }
+  }
+
+  // One request with retries: GET, or POST of `body` when given. `verb` and `what` name the
+  // permission for 403 messages.
+  absl::StatusOr<Response> Get(const std::string& path, const char* verb, const std::string& what,
+                               const std::string* body = nullptr) {
     std::string last_error;
     bool refreshed = false;
     for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-      auto r = Once(path);
+      auto r = Once(path, body);
       std::chrono::milliseconds wait = Backoff(attempt);
       if (!r.ok()) {
         // Could not connect, TLS failure or timeout: retried, since an API server restarting
@@ -258,7 +283,7 @@ class CurlApiClient final : public ApiClient {
     return d + std::chrono::milliseconds(jitter(rng_));
   }
 
-  absl::StatusOr<Response> Once(const std::string& path) {
+  absl::StatusOr<Response> Once(const std::string& path, const std::string* body) {
     ++requests_;
     Curl curl(curl_easy_init());
     if (!curl) return absl::InternalError("curl_easy_init failed");
@@ -299,7 +324,14 @@ class CurlApiClient final : public ApiClient {
     const std::string url = conn_.server + path;
     CURL* c = curl.get();
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    if (body != nullptr) {
+      headers.reset(curl_slist_append(headers.release(), "Content-Type: application/json"));
+      curl_easy_setopt(c, CURLOPT_POST, 1L);
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->c_str());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+    } else {
+      curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(c, CURLOPT_USERAGENT, "kspm-collector/" KSPM_VERSION);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -332,7 +364,7 @@ class CurlApiClient final : public ApiClient {
     const CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
       const std::string msg =
-          "GET " + url + ": " + (error[0] ? std::string(error) : curl_easy_strerror(rc));
+          std::string(body != nullptr ? "POST " : "GET ") + url + ": " + (error[0] ? std::string(error) : curl_easy_strerror(rc));
       if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
           rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
         return absl::InvalidArgumentError(msg);

@@ -1,6 +1,6 @@
 #pragma once
 
-// A read-only Kubernetes API client: GET only, HTTPS with libcurl, bearer tokens or client
+// A Kubernetes API client: reads (GET), plus POST for reviews such as TokenReview; HTTPS with libcurl, bearer tokens or client
 // certificates, paged lists, retries with backoff on 429 (honouring Retry-After) and 5xx, and
 // errors that say what to fix (401: the credentials; 403: the permission, named as verb,
 // resource and group).
@@ -104,6 +104,13 @@ class ApiClient {
                                           const std::function<void()>& restart) = 0;
   // The server's version (`gitVersion` of GET /version).
   [[nodiscard]] virtual absl::StatusOr<std::string> ServerVersion() = 0;
+  // One object (GET `path`); NotFound on 404. `what` names it in errors.
+  [[nodiscard]] virtual absl::StatusOr<nlohmann::json> GetObject(const std::string& path,
+                                                                 const std::string& what) = 0;
+  // POST `body` to `path` (a create, or a review such as TokenReview) and the object answered.
+  [[nodiscard]] virtual absl::StatusOr<nlohmann::json> Create(const std::string& path,
+                                                              const nlohmann::json& body,
+                                                              const std::string& what) = 0;
   virtual const std::string& description() const = 0;
 };
 

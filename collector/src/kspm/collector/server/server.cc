@@ -26,7 +26,8 @@ std::string DescribeSpace(const store::StoreSpace& space) {
 absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
-  auto creds = common::MakeServerCredentials(options.tls, options.tls_reload_seconds);
+  auto creds = common::MakeServerCredentials(options.tls, options.tls_reload_seconds,
+                                             !options.fleet.ca_key_path.empty());
   if (!creds.ok()) return creds.status();
   auto store =
       store::OpenSqliteStore(options.db_path, options.query_readers, options.accept_damaged_log);
@@ -43,9 +44,29 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     return known.status();
   }
   limits.known_checks = *std::move(known);
-  s->agent_service_ = std::make_unique<AgentServiceImpl>(*s->ingest_, limits);
+  limits.max_reports_per_minute = options.max_reports_per_minute;
+  FleetOptions fleet = options.fleet;
+  if (fleet.ca_cert_path.empty()) fleet.ca_cert_path = options.tls.ca;
+  if (!fleet.ca_key_path.empty()) {
+    // Refuse at start what would refuse every enrolment later.
+    auto ca = common::ReadTextFile(fleet.ca_cert_path, "CA certificate");
+    auto key = ca.ok() ? common::ReadTextFile(fleet.ca_key_path, "CA key") : ca.status();
+    if (!key.ok()) {
+      s->ingest_->Stop();
+      return absl::InvalidArgumentError("--enroll-ca-key: " + std::string(key.status().message()));
+    }
+  }
+  s->fleet_ = std::make_unique<Fleet>(*s->store_, std::move(fleet));
+  if (auto st = s->fleet_->Start(); !st.ok()) {
+    s->ingest_->Stop();
+    return st;
+  }
+  s->agent_service_ = std::make_unique<AgentServiceImpl>(*s->ingest_, limits, s->fleet_.get());
   s->query_service_ = std::make_unique<QueryServiceImpl>(
-      *s->store_, std::set<std::string>(options.scan_clients.begin(), options.scan_clients.end()));
+      *s->store_, std::set<std::string>(options.scan_clients.begin(), options.scan_clients.end()),
+      options.tls.insecure);
+  s->enrollment_service_ = std::make_unique<EnrollmentServiceImpl>(*s->fleet_);
+  s->fleet_service_ = std::make_unique<FleetServiceImpl>(*s->fleet_, options.tls.insecure);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -65,6 +86,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
                              static_cast<int>(options.keepalive_timeout.count()));
   builder.RegisterService(s->agent_service_.get());
   builder.RegisterService(s->query_service_.get());
+  builder.RegisterService(s->enrollment_service_.get());
+  builder.RegisterService(s->fleet_service_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     s->ingest_->Stop();
@@ -98,8 +121,9 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     } while (!raw->maintenance_cv_.wait_for(lock, std::chrono::hours(1),
                                             [raw] { return !raw->serving_.load(); }));
   });
-  spdlog::info("collector listening on {} (port {}), store {}, {}", options.listen, s->port_,
-               options.db_path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS");
+  spdlog::info("collector listening on {} (port {}), store {}, {}{}", options.listen, s->port_,
+               options.db_path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS",
+               s->fleet_->enrolment_enabled() ? ", enrolment on" : "");
   return s;
 }
 
@@ -114,6 +138,8 @@ void CollectorServer::Shutdown(std::chrono::milliseconds grace) {
   }
   maintenance_cv_.notify_all();
   if (maintenance_.joinable()) maintenance_.join();
+  // Enrolments still queued are answered UNAVAILABLE first, so no call waits on a worker.
+  if (fleet_) fleet_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (ingest_) ingest_->Stop();
   spdlog::info("collector stopped");

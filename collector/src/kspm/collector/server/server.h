@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "kspm/collector/server/fleet.h"
 #include "kspm/collector/server/ingest.h"
 #include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
@@ -47,6 +48,10 @@ struct ServerOptions {
   // The collector's own pings on idle connections, to find agents that vanished.
   std::chrono::milliseconds keepalive_time{60000};
   std::chrono::milliseconds keepalive_timeout{20000};
+  // Enrolment, join tokens and revocation (fleet.h). With a CA key the collector lets clients
+  // without a certificate connect, to enrol; every other RPC still needs one.
+  FleetOptions fleet;
+  int max_reports_per_minute = 120;  // per node (AgentServiceLimits)
 };
 
 // The running collector: store, single writer, gRPC services. Start-up steps in order: open the
@@ -67,6 +72,7 @@ class CollectorServer {
   }
   const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
   const InFlightBudget& in_flight_budget() const { return agent_service_->budget(); }
+  Fleet& fleet() { return *fleet_; }
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
   void Wait() { server_->Wait(); }
 
@@ -74,7 +80,10 @@ class CollectorServer {
   CollectorServer() = default;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Ingest> ingest_;
+  std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<EnrollmentServiceImpl> enrollment_service_;
+  std::unique_ptr<FleetServiceImpl> fleet_service_;
   std::unique_ptr<QueryServiceImpl> query_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<common::HealthServer> health_;

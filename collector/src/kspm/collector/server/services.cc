@@ -6,6 +6,8 @@
 #include <mutex>
 #include <optional>
 
+#include "kspm/collector/server/fleet.h"
+#include "kspm/common/certs.h"
 #include "kspm/common/identity.h"
 #include "kspm/common/render.h"
 #include "nlohmann/json.hpp"
@@ -57,11 +59,14 @@ class ConnectReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage> {
  public:
   ConnectReactor(grpc::CallbackServerContext* context, Ingest& ingest,
-                 const AgentServiceLimits& limits, AgentServiceStats& stats, InFlightBudget& budget)
+                 const AgentServiceLimits& limits, AgentServiceStats& stats, InFlightBudget& budget,
+                 NodeReportRate& rate, Fleet* fleet)
       : ingest_(ingest),
         limits_(limits),
         stats_(stats),
         budget_(budget),
+        rate_(rate),
+        fleet_(fleet),
         peer_(context->peer()),
         cert_name_(PeerCommonName(*context)),
         gate_(std::make_shared<ReactorGate>()) {
@@ -85,6 +90,24 @@ class ConnectReactor final
         return;
       }
       identity_ = *std::move(id);
+      if (fleet_ != nullptr) {
+        // Revoked nodes, and certificates issued before a revocation, are refused; an open
+        // stream is closed when its node is revoked.
+        const Caller caller = CallerOf(*context);
+        auto facts = common::ReadCertificate(caller.certificate_pem);
+        absl::Status allowed = facts.ok() ? fleet_->CheckNode(identity_->cluster, identity_->name,
+                                                             facts->not_before)
+                                          : facts.status();
+        if (!allowed.ok()) {
+          stats_.reports_rejected++;
+          Fail(ToGrpc(allowed));
+          return;
+        }
+        stream_id_ = fleet_->RegisterStream(identity_->cluster, identity_->name,
+                                            facts->not_after,
+                                            [context] { context->TryCancel(); });
+        fleet_->NoteCertificate(identity_->cluster, identity_->name, caller.certificate_pem);
+      }
     }
     ArmRead();
   }
@@ -176,6 +199,7 @@ class ConnectReactor final
   }
 
   void OnDone() override {
+    if (stream_id_ != 0) fleet_->UnregisterStream(stream_id_);
     {
       std::lock_guard gate_lock(gate_->mu);
       gate_->reactor = nullptr;
@@ -214,7 +238,16 @@ class ConnectReactor final
           return false;
         }
         auto report = std::make_shared<v1::NodeReport>(std::move(*in_.mutable_report()));
-        if (auto s = Validate(*report); !s.ok()) {
+        grpc::Status s = Validate(*report);
+        if (s.ok() && identity_ && !rate_.Admit(identity_->cluster + "/" + node_)) {
+          stats_.reports_rate_limited++;
+          s = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "node '" + node_ + "' sent more than " +
+                               std::to_string(limits_.max_reports_per_minute) +
+                               " reports in a minute; the report stays with the agent, which "
+                               "sends it again after backing off");
+        }
+        if (!s.ok()) {
           stats_.reports_rejected++;
           spdlog::warn("rejected report {} from node {} ({}): {}", report->scan_id(), node_, peer_,
                        s.error_message());
@@ -368,6 +401,9 @@ class ConnectReactor final
   const AgentServiceLimits& limits_;
   AgentServiceStats& stats_;
   InFlightBudget& budget_;
+  NodeReportRate& rate_;
+  Fleet* const fleet_;
+  uint64_t stream_id_ = 0;
   const std::string peer_;
   const std::string cert_name_;
   std::optional<common::Identity> identity_;  // set when the peer has a certificate
@@ -397,7 +433,27 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  return new ConnectReactor(context, ingest_, limits_, stats_, budget_);
+  return new ConnectReactor(context, ingest_, limits_, stats_, budget_, rate_, fleet_);
+}
+
+bool NodeReportRate::Admit(const std::string& node) {
+  if (per_minute_ <= 0) return true;
+  const auto now = std::chrono::steady_clock::now();
+  const double per_ms = per_minute_ / 60000.0;
+  std::lock_guard lock(mu_);
+  auto [it, fresh] = buckets_.try_emplace(node);
+  auto& [tokens, at] = it->second;
+  if (fresh) {
+    tokens = per_minute_;
+  } else {
+    tokens = std::min<double>(per_minute_,
+                              tokens + std::chrono::duration<double, std::milli>(now - at).count() *
+                                           per_ms);
+  }
+  at = now;
+  if (tokens < 1) return false;
+  tokens -= 1;
+  return true;
 }
 
 void InFlightBudget::Acquire(size_t bytes) {
@@ -457,9 +513,14 @@ size_t InFlightBudget::waiting() const {
 // or the collector's certificate asks nothing. A peer without a certificate exists only with
 // --insecure, where everything is allowed.
 static absl::Status AuthorizeQuery(const grpc::CallbackServerContext& context, std::string_view rpc,
-                                   bool operator_needed) {
+                                   bool operator_needed, bool allow_unauthenticated) {
   const auto auth = context.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return absl::OkStatus();
+  // The collector asks for a client certificate but (for enrolment) does not require one: a
+  // caller without one may only enrol, unless the whole server is --insecure.
+  if (!auth || !auth->IsPeerAuthenticated()) {
+    if (allow_unauthenticated) return absl::OkStatus();
+    return absl::UnauthenticatedError(std::string(rpc) + " needs a client certificate");
+  }
   auto id = PeerIdentity(context);
   if (!id.ok()) return id.status();
   const bool allowed = id->role == common::Role::kOperator ||
@@ -475,7 +536,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Summary(grpc::CallbackServerContext*
                                                     const v1::SummaryRequest* request,
                                                     v1::SummaryResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "Summary", false); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "Summary", false, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
@@ -489,7 +550,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
                                                         const v1::ScanClusterRequest* request,
                                                         v1::ScanClusterResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "ScanCluster", true); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "ScanCluster", true, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
@@ -589,7 +650,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListFindings(grpc::CallbackServerCon
                                                          const v1::FindingsRequest* request,
                                                          v1::FindingsResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "ListFindings", false); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "ListFindings", false, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
@@ -642,7 +703,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContex
                                                       const v1::NodesRequest* request,
                                                       v1::NodesResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "ListNodes", false); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "ListNodes", false, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
@@ -662,7 +723,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListDrift(grpc::CallbackServerContex
                                                       const v1::DriftRequest* request,
                                                       v1::DriftResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "ListDrift", false); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "ListDrift", false, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
@@ -684,7 +745,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext*
                                                     const v1::HistoryRequest* request,
                                                     v1::HistoryResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = AuthorizeQuery(*context, "History", false); !s.ok()) {
+  if (auto s = AuthorizeQuery(*context, "History", false, allow_unauthenticated_); !s.ok()) {
     reactor->Finish(ToGrpc(s));
     return reactor;
   }

@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <deque>
+#include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -27,6 +29,23 @@ struct AgentServiceStats {
   std::atomic<uint64_t> duplicates{0};
   // Times a stream stopped being read because it had too many reports in flight.
   std::atomic<uint64_t> reads_paused{0};
+  // Reports refused because their node sent more than its per-minute bound.
+  std::atomic<uint64_t> reports_rate_limited{0};
+};
+
+class Fleet;
+
+// Reports per node and minute: a bucket of `per_minute` that refills continuously, so a node
+// may burst (drift) but not flood. Thread-safe.
+class NodeReportRate {
+ public:
+  explicit NodeReportRate(int per_minute) : per_minute_(per_minute) {}
+  bool Admit(const std::string& node);
+
+ private:
+  const int per_minute_;
+  std::mutex mu_;
+  std::map<std::string, std::pair<double, std::chrono::steady_clock::time_point>> buckets_;
 };
 
 // The collector-wide bound on report bytes read and not yet answered. A stream that finds the
@@ -63,6 +82,9 @@ class InFlightBudget {
 // Limits on what an agent may send.
 struct AgentServiceLimits {
   size_t max_results_per_report = 20000;
+  // Reports one node may send per minute (a bucket: bursts up to this, then this rate); the
+  // excess is refused with RESOURCE_EXHAUSTED and stays in the agent's spool. 0: no bound.
+  int max_reports_per_minute = 120;
   // Reports read from one stream and not yet answered: beyond it the stream is not read (gRPC's
   // flow control then holds the sender back), so a client that never waits for acks cannot
   // grow the collector. With the 16 MiB message limit, at most 64 MiB per stream.
@@ -86,8 +108,13 @@ LoadKnownChecks(const std::string& rules_dir);
 // common name when TLS is on), then reports acked after commit.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(Ingest& ingest, AgentServiceLimits limits)
-      : ingest_(ingest), limits_(limits), budget_(limits.max_in_flight_bytes) {}
+  // `fleet` (may be null: no revocation checks) must outlive the service.
+  AgentServiceImpl(Ingest& ingest, AgentServiceLimits limits, Fleet* fleet = nullptr)
+      : ingest_(ingest),
+        limits_(limits),
+        budget_(limits.max_in_flight_bytes),
+        rate_(limits.max_reports_per_minute),
+        fleet_(fleet) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::CollectorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
   const AgentServiceStats& stats() const { return stats_; }
@@ -98,6 +125,8 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   AgentServiceLimits limits_;
   AgentServiceStats stats_;
   InFlightBudget budget_;
+  NodeReportRate rate_;
+  Fleet* fleet_;
 };
 
 // Cluster scans on demand, for QueryService.ScanCluster. The cluster module provides it
@@ -119,8 +148,12 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
  public:
   // `scan_clients`: certificate names allowed to call ScanCluster; empty: any authenticated
   // client whose name is not that of a node reporting to this collector.
-  explicit QueryServiceImpl(store::Store& store, std::set<std::string> scan_clients = {})
-      : store_(store), scan_clients_(std::move(scan_clients)) {}
+  // `allow_unauthenticated`: --insecure, where callers have no certificates at all.
+  explicit QueryServiceImpl(store::Store& store, std::set<std::string> scan_clients = {},
+                            bool allow_unauthenticated = false)
+      : store_(store),
+        scan_clients_(std::move(scan_clients)),
+        allow_unauthenticated_(allow_unauthenticated) {}
   // Where ScanCluster goes; null (the default) answers FAILED_PRECONDITION. The trigger must
   // outlive every call that may still use it: clear it, then stop the trigger, before shutdown.
   void SetClusterScanTrigger(ClusterScanTrigger* trigger) { cluster_scan_.store(trigger); }
@@ -146,6 +179,7 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
  private:
   store::Store& store_;
   const std::set<std::string> scan_clients_;
+  const bool allow_unauthenticated_;
   std::atomic<ClusterScanTrigger*> cluster_scan_{nullptr};
 };
 

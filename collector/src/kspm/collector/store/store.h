@@ -66,6 +66,36 @@ struct StoreSpace {
                             // while they succeed
 };
 
+// A join token as stored: the secret only as its SHA-256 (hex).
+struct JoinToken {
+  std::string id;
+  std::string secret_sha256;
+  std::string cluster;
+  std::string node;  // empty: any node name
+  common::Clock::time_point expires;
+  uint32_t uses = 1;  // left
+  std::string created_by;
+};
+
+// Whether a node may report and enrol. A revoked node is refused; once allowed again, its
+// certificates issued before `revoked_at` stay refused.
+struct NodeAccess {
+  std::string cluster;
+  std::string node;
+  bool revoked = false;
+  common::Clock::time_point revoked_at;
+};
+
+// A certificate signed by enrolment.
+struct IssuedCertificate {
+  std::string serial;
+  std::string cluster;
+  std::string node;
+  common::Clock::time_point not_after;
+  std::string method;  // service-account-token, join-token, renewal
+  std::string source;  // the caller's address
+};
+
 // Persistence of posture: nodes, current results per (node, check, benchmark, object: the
 // common::ResourceKey of a cluster result, empty on nodes), scans and the history of verdict
 // changes. Implementations are thread-safe.
@@ -95,6 +125,27 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) = 0;
   // Space as of the last commit (or open).
   virtual StoreSpace Space() const = 0;
+
+  // Fleet identity.
+  [[nodiscard]] virtual absl::Status AddJoinToken(const JoinToken& token,
+                                                  common::Clock::time_point now) = 0;
+  // Takes one use of token `id` for `node`, atomically. PermissionDenied naming why: unknown,
+  // wrong secret, expired, used up, or made for another node.
+  [[nodiscard]] virtual absl::StatusOr<JoinToken> RedeemJoinToken(
+      const std::string& id, const std::string& secret_sha256, const std::string& node,
+      common::Clock::time_point now) = 0;
+  [[nodiscard]] virtual absl::Status SetNodeAccess(const NodeAccess& access,
+                                                   const std::string& by,
+                                                   common::Clock::time_point now) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<NodeAccess>> NodeAccessList() = 0;
+  [[nodiscard]] virtual absl::Status RecordIssued(const IssuedCertificate& cert,
+                                                  common::Clock::time_point now) = 0;
+  // The certificate a node presented on its stream (shown by kspmctl nodes).
+  [[nodiscard]] virtual absl::Status RecordNodeCertificate(const std::string& cluster,
+                                                           const std::string& node,
+                                                           const std::string& serial,
+                                                           common::Clock::time_point not_after,
+                                                           common::Clock::time_point now) = 0;
 };
 
 // Below this much free space the sqlite store checkpoints and truncates its log after every
