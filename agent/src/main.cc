@@ -18,13 +18,13 @@
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/client.h"
 #include "kspm/agent/transport/enroll.h"
-#include "kspm/common/time.h"
 #include "kspm/common/export.h"
 #include "kspm/common/health_server.h"
 #include "kspm/common/logging.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/strings.h"
+#include "kspm/common/time.h"
 #include "kspm/common/tls.h"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
@@ -260,10 +260,14 @@ struct RunFlags {
 
 const std::map<std::string, std::string>& RunEnvironment() {
   static const std::map<std::string, std::string> kEnv = {
-      {"collector", "KSPM_COLLECTOR"}, {"cluster", "KSPM_CLUSTER"},
-      {"node-name", "NODE_NAME"},      {"interval", "KSPM_INTERVAL"},
-      {"host-root", "KSPM_HOST_ROOT"}, {"state-dir", "KSPM_STATE_DIR"},
-      {"enroll-token-file", "KSPM_ENROLL_TOKEN_FILE"}, {"join-token", "KSPM_JOIN_TOKEN"},
+      {"collector", "KSPM_COLLECTOR"},
+      {"cluster", "KSPM_CLUSTER"},
+      {"node-name", "NODE_NAME"},
+      {"interval", "KSPM_INTERVAL"},
+      {"host-root", "KSPM_HOST_ROOT"},
+      {"state-dir", "KSPM_STATE_DIR"},
+      {"enroll-token-file", "KSPM_ENROLL_TOKEN_FILE"},
+      {"join-token", "KSPM_JOIN_TOKEN"},
       {"ca-hash", "KSPM_CA_HASH"}};
   return kEnv;
 }
@@ -402,10 +406,9 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
   enroll.ca_hash = get("ca-hash");
   enroll.token_file = get("enroll-token-file");
   enroll.join_token = get("join-token");
-  const bool enrolled_identity =
-      !tls.insecure && tls.cert.empty() && tls.key.empty() &&
-      (!enroll.token_file.empty() || !enroll.join_token.empty() ||
-       kspm::agent::transport::CurrentIdentity(enroll).ok());
+  const bool enrolled_identity = !tls.insecure && tls.cert.empty() && tls.key.empty() &&
+                                 (!enroll.token_file.empty() || !enroll.join_token.empty() ||
+                                  kspm::agent::transport::CurrentIdentity(enroll).ok());
   std::chrono::system_clock::time_point renew_time{};
   if (enrolled_identity) {
     auto renew_at = kspm::agent::transport::CurrentIdentity(enroll);
@@ -441,7 +444,8 @@ int RunDaemonCommand(const Options& o, const RunFlags& flags) {
     if (auto fresh = kspm::common::MakeClientCredentials(tls); fresh.ok()) {
       last_creds = *fresh;
     } else {
-      spdlog::warn("TLS files: {}; using the last good ones", std::string(fresh.status().message()));
+      spdlog::warn("TLS files: {}; using the last good ones",
+                   std::string(fresh.status().message()));
     }
     return grpc::CreateCustomChannel(collector, last_creds, args);
   });

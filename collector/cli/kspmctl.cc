@@ -291,8 +291,8 @@ int Nodes(const Options& o) {
     std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
     return 0;
   }
-  kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN",
-                             "AGENT", "CERT EXPIRES"});
+  kspm::common::Table table(
+      {"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN", "AGENT", "CERT EXPIRES"});
   const auto now = kspm::common::Clock::now();
   for (const auto& n : resp.nodes()) {
     std::string roles;
@@ -307,7 +307,10 @@ int Nodes(const Options& o) {
       if (at <= now) {
         expires += " (EXPIRED)";
       } else if (at - now < std::chrono::hours(24 * 30)) {
-        expires += " (in " + std::to_string(std::chrono::duration_cast<std::chrono::hours>(at - now).count()) + " h)";
+        expires +=
+            " (in " +
+            std::to_string(std::chrono::duration_cast<std::chrono::hours>(at - now).count()) +
+            " h)";
       }
     }
     table.AddRow({n.identity().node_name(), n.identity().cluster(), roles.empty() ? "-" : roles,
@@ -468,9 +471,9 @@ struct CertsOptions {
   std::string collector;
 };
 
-void WriteConfigFile(const std::string& path, const std::string& collector,
-                     const std::string& ca, const std::string& cert, const std::string& key,
-                     const std::string& cluster, bool overwrite);
+void WriteConfigFile(const std::string& path, const std::string& collector, const std::string& ca,
+                     const std::string& cert, const std::string& key, const std::string& cluster,
+                     bool overwrite);
 
 // `kspmctl certs issue --ca DIR (--node NAME | --client NAME --role reader|operator)`: one more
 // certificate from the existing CA in DIR (ca.crt, ca.key), which stays as it is, so the new
@@ -526,8 +529,8 @@ int CertsIssue(const CertsOptions& c) {
             << "/ca.crt\n";
   if (!c.write_config.empty()) {
     if (!c.node.empty()) Die(kExitUsage, "--write-config is for client certificates");
-    WriteConfigFile(c.write_config, c.collector, c.ca_dir + "/ca.crt", stem + ".crt",
-                    stem + ".key", c.cluster, c.overwrite);
+    WriteConfigFile(c.write_config, c.collector, c.ca_dir + "/ca.crt", stem + ".crt", stem + ".key",
+                    c.cluster, c.overwrite);
   }
   return 0;
 }
@@ -717,7 +720,7 @@ void ApplyConfigFile(const std::string& path, bool required, CLI::App& app, Opti
       value = (dir / value).string();
     }
     static const std::map<std::string, std::string> kFlags = {
-        {"collector", "--collector"}, {"tls-ca", "--tls-ca"}, {"tls-cert", "--tls-cert"},
+        {"collector", "--collector"}, {"tls-ca", "--tls-ca"},   {"tls-cert", "--tls-cert"},
         {"tls-key", "--tls-key"},     {"cluster", "--cluster"}, {"insecure", "--insecure"}};
     const auto flag = kFlags.find(key);
     if (flag == kFlags.end()) {
@@ -743,9 +746,9 @@ void ApplyConfigFile(const std::string& path, bool required, CLI::App& app, Opti
 }
 
 // Writes a settings file for a client certificate just issued; refuses to replace one.
-void WriteConfigFile(const std::string& path, const std::string& collector,
-                     const std::string& ca, const std::string& cert, const std::string& key,
-                     const std::string& cluster, bool overwrite) {
+void WriteConfigFile(const std::string& path, const std::string& collector, const std::string& ca,
+                     const std::string& cert, const std::string& key, const std::string& cluster,
+                     bool overwrite) {
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(path, ec)) {
     Die(1, "settings file " + path + " exists; pass --overwrite to replace it");
@@ -754,9 +757,9 @@ void WriteConfigFile(const std::string& path, const std::string& collector,
   auto abs = [](const std::string& p) { return std::filesystem::absolute(p).string(); };
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "collector" << YAML::Value << collector << YAML::Key
-      << "tls-ca" << YAML::Value << abs(ca) << YAML::Key << "tls-cert" << YAML::Value
-      << abs(cert) << YAML::Key << "tls-key" << YAML::Value << abs(key) << YAML::Key
-      << "cluster" << YAML::Value << cluster << YAML::EndMap;
+      << "tls-ca" << YAML::Value << abs(ca) << YAML::Key << "tls-cert" << YAML::Value << abs(cert)
+      << YAML::Key << "tls-key" << YAML::Value << abs(key) << YAML::Key << "cluster" << YAML::Value
+      << cluster << YAML::EndMap;
   std::ofstream file(path, std::ios::trunc);
   file << "# kspmctl settings (written by kspmctl certs issue)\n" << out.c_str() << "\n";
   if (!file.flush()) Die(1, "cannot write " + path);
@@ -862,10 +865,10 @@ int main(int argc, char** argv) {
                           "for a node)");
   certs_issue->add_option("--days", certs_options.days, "Validity in days")->capture_default_str();
   certs_issue->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
-  certs_issue
-      ->add_option("--write-config", certs_options.write_config,
-                   "With --client: also write a kspmctl settings file naming the collector and "
-                   "these files (e.g. ~/.config/kspm/config.yaml)");
+  certs_issue->add_option(
+      "--write-config", certs_options.write_config,
+      "With --client: also write a kspmctl settings file naming the collector and "
+      "these files (e.g. ~/.config/kspm/config.yaml)");
   CLI::App* history =
       app.add_subcommand("history", "Verdict changes of a node or a check over time");
   history->add_option("--node", o.node, "Only this node");

@@ -164,18 +164,21 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 24 * 366));
   int cert_seconds = 0;  // tests: a lifetime of seconds
   serve->add_option("--enroll-cert-seconds", cert_seconds)->group("");
-  serve->add_option("--enroll-audience", fleet.audience,
-                    "Audience the agents' projected service-account tokens must carry")
+  serve
+      ->add_option("--enroll-audience", fleet.audience,
+                   "Audience the agents' projected service-account tokens must carry")
       ->capture_default_str();
   const char* pod_namespace = std::getenv("POD_NAMESPACE");
-  fleet.agent_namespace = pod_namespace != nullptr && *pod_namespace != '\0' ? pod_namespace : "kspm";
+  fleet.agent_namespace =
+      pod_namespace != nullptr && *pod_namespace != '\0' ? pod_namespace : "kspm";
   serve->add_option("--agent-namespace", fleet.agent_namespace,
                     "Namespace of the agent DaemonSet (default: $POD_NAMESPACE, else kspm)");
-  serve->add_option("--agent-service-account", fleet.agent_service_account,
-                    "Service account the agent pods run as")
+  serve
+      ->add_option("--agent-service-account", fleet.agent_service_account,
+                   "Service account the agent pods run as")
       ->capture_default_str();
-  serve->add_option("--agent-daemonset", fleet.agent_daemonset,
-                    "DaemonSet that owns the agent pods")
+  serve
+      ->add_option("--agent-daemonset", fleet.agent_daemonset, "DaemonSet that owns the agent pods")
       ->capture_default_str();
   serve
       ->add_option("--enroll-burst", fleet.per_source_burst,

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/stat.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -49,8 +49,7 @@ class Child {
   Child(std::vector<std::string> args, const std::string& log) : log_(log) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -111,11 +110,13 @@ class EnrollmentTest : public ::testing::Test {
     api_ = std::make_unique<FakeApiServer>(dir_.path(), api_pki_,
                                            std::vector<std::string>{"--identities", ids_});
     ASSERT_GT(api_->port(), 0);
-    WriteFile(kubeconfig_, "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n"
-                           "    server: " + api_->url() + "\n    certificate-authority: " +
-                               dir_.path() + "/ca.crt\nusers:\n- name: c\n  user:\n    token: " +
-                               kToken + "\ncontexts:\n- name: lab\n  context: {cluster: lab, "
-                               "user: c}\ncurrent-context: lab\n");
+    WriteFile(kubeconfig_,
+              "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n"
+              "    server: " +
+                  api_->url() + "\n    certificate-authority: " + dir_.path() +
+                  "/ca.crt\nusers:\n- name: c\n  user:\n    token: " + kToken +
+                  "\ncontexts:\n- name: lab\n  context: {cluster: lab, "
+                  "user: c}\ncurrent-context: lab\n");
     auto files = common::InitCertificateDirectory(certs_, {"static-node"}, {"localhost"},
                                                   {"127.0.0.1"}, false, "lab");
     ASSERT_TRUE(files.ok()) << files.status().message();
@@ -124,8 +125,8 @@ class EnrollmentTest : public ::testing::Test {
     common::CertificateRequest reader;
     reader.common_name = "auditor";
     reader.uris = {common::IdentityUri({common::Role::kReader, "lab", "auditor"})};
-    ASSERT_TRUE(common::WriteKeyPair(*common::IssueCertificate(ca, reader),
-                                     certs_ + "/auditor.crt", certs_ + "/auditor.key")
+    ASSERT_TRUE(common::WriteKeyPair(*common::IssueCertificate(ca, reader), certs_ + "/auditor.crt",
+                                     certs_ + "/auditor.key")
                     .ok());
     for (int n = 1; n <= 4; ++n) AddNode("node-" + std::to_string(n), n <= 3);
     SaveIdentities();
@@ -155,14 +156,33 @@ class EnrollmentTest : public ::testing::Test {
   void StartCollector(const std::vector<std::string>& extra) {
     std::remove(port_file_.c_str());
     collector_.reset();
-    std::vector<std::string> args{kBin + "/kspm-collector", "--log-level", "info", "serve",
-                                 "--listen", "127.0.0.1:" + std::to_string(port_), "--port-file",
-                                 port_file_, "--db", db_, "--tls-ca", certs_ + "/ca.crt",
-                                 "--tls-cert", certs_ + "/collector.crt", "--tls-key",
-                                 certs_ + "/collector.key", "--enroll-ca-key",
-                                 certs_ + "/ca.key", "--enroll-cert-seconds", "9",
-                                 "--kubeconfig", kubeconfig_, "--no-cluster-scan",
-                                 "--cluster-name", "lab", "--agent-namespace", "kspm"};
+    std::vector<std::string> args{kBin + "/kspm-collector",
+                                  "--log-level",
+                                  "info",
+                                  "serve",
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(port_),
+                                  "--port-file",
+                                  port_file_,
+                                  "--db",
+                                  db_,
+                                  "--tls-ca",
+                                  certs_ + "/ca.crt",
+                                  "--tls-cert",
+                                  certs_ + "/collector.crt",
+                                  "--tls-key",
+                                  certs_ + "/collector.key",
+                                  "--enroll-ca-key",
+                                  certs_ + "/ca.key",
+                                  "--enroll-cert-seconds",
+                                  "9",
+                                  "--kubeconfig",
+                                  kubeconfig_,
+                                  "--no-cluster-scan",
+                                  "--cluster-name",
+                                  "lab",
+                                  "--agent-namespace",
+                                  "kspm"};
     args.insert(args.end(), extra.begin(), extra.end());
     collector_ = std::make_unique<Child>(args, dir_.path() + "/collector.log");
     ASSERT_TRUE(WaitUntil([&] { return !ReadAll(port_file_).empty(); }, 10s))
@@ -172,14 +192,31 @@ class EnrollmentTest : public ::testing::Test {
   }
 
   std::unique_ptr<Child> StartAgent(const std::string& node) {
-    return std::make_unique<Child>(
-        std::vector<std::string>{kBin + "/kspm-agent", "--log-level", "info", "run",
-                                 "--collector", address_, "--node-name", node, "--cluster", "lab",
-                                 "--host-root", root_, "--interval", "2", "--drift-mode",
-                                 "rescan", "--state-dir", dir_.path() + "/state-" + node,
-                                 "--tls-ca", certs_ + "/ca.crt", "--enroll-token-file",
-                                 TokenFile(node), "--config", dir_.path() + "/none.yaml"},
-        dir_.path() + "/agent-" + node + ".log");
+    return std::make_unique<Child>(std::vector<std::string>{kBin + "/kspm-agent",
+                                                            "--log-level",
+                                                            "info",
+                                                            "run",
+                                                            "--collector",
+                                                            address_,
+                                                            "--node-name",
+                                                            node,
+                                                            "--cluster",
+                                                            "lab",
+                                                            "--host-root",
+                                                            root_,
+                                                            "--interval",
+                                                            "2",
+                                                            "--drift-mode",
+                                                            "rescan",
+                                                            "--state-dir",
+                                                            dir_.path() + "/state-" + node,
+                                                            "--tls-ca",
+                                                            certs_ + "/ca.crt",
+                                                            "--enroll-token-file",
+                                                            TokenFile(node),
+                                                            "--config",
+                                                            dir_.path() + "/none.yaml"},
+                                   dir_.path() + "/agent-" + node + ".log");
   }
 
   // kspmctl with the operator's certificate (or another), JSON parsed when asked.
@@ -212,8 +249,8 @@ class EnrollmentTest : public ::testing::Test {
     sqlite3_busy_timeout(db, 2000);
     sqlite3_stmt* stmt = nullptr;
     int n = -1;
-    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM issued_certificates WHERE node = ?", -1,
-                           &stmt, nullptr) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM issued_certificates WHERE node = ?", -1, &stmt,
+                           nullptr) == SQLITE_OK) {
       sqlite3_bind_text(stmt, 1, node.c_str(), -1, SQLITE_TRANSIENT);
       if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int(stmt, 0);
     }
@@ -267,7 +304,8 @@ TEST_F(EnrollmentTest, ANewNodeEnrolsReportsRenewsAndIsRevoked) {
   ASSERT_TRUE(WaitUntil([&] {
     const auto nodes = Nodes();
     return nodes.contains("nodes") && nodes["nodes"].size() == 3;
-  })) << Nodes().dump() << ReadAll(dir_.path() + "/collector.log");
+  })) << Nodes().dump()
+      << ReadAll(dir_.path() + "/collector.log");
 
   // node-4 joins: its pod appears (the DaemonSet schedules it), then its agent starts.
   pods_.push_back(AgentPod("node-4"));
@@ -287,10 +325,13 @@ TEST_F(EnrollmentTest, ANewNodeEnrolsReportsRenewsAndIsRevoked) {
   // Renewal: at two thirds of 9 s; reports keep arriving after it with the new certificate.
   ASSERT_TRUE(WaitUntil([&] { return Issued("node-4") >= 2; }, 20s)) << agents.back()->Log();
   const std::string renewed_expiry = NodeInfo("node-4")->value("certificate_not_after", "");
-  EXPECT_TRUE(WaitUntil([&] {
-    const auto n = NodeInfo("node-4");
-    return n && n->value("certificate_not_after", "") != renewed_expiry;
-  }, 20s)) << "a later stream presents a renewed certificate";
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const auto n = NodeInfo("node-4");
+        return n && n->value("certificate_not_after", "") != renewed_expiry;
+      },
+      20s))
+      << "a later stream presents a renewed certificate";
   EXPECT_EQ(agents.back()->Log().find("renewing the certificate"), std::string::npos)
       << agents.back()->Log();
 
@@ -314,10 +355,13 @@ TEST_F(EnrollmentTest, ANewNodeEnrolsReportsRenewsAndIsRevoked) {
 
   // Allowed again, the agent gets a new certificate with its token and reports again.
   ASSERT_EQ(Ctl("--cluster lab nodes allow node-4").exit_code, 0);
-  EXPECT_TRUE(WaitUntil([&] {
-    const auto n = NodeInfo("node-4");
-    return n && !n->value("revoked", true) && n->value("last_seen", "") > last_seen;
-  }, 60s)) << agents.back()->Log();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const auto n = NodeInfo("node-4");
+        return n && !n->value("revoked", true) && n->value("last_seen", "") > last_seen;
+      },
+      60s))
+      << agents.back()->Log();
 }
 
 // Every refusal is its own case: a clear status, nothing issued, the collector still serving.
@@ -329,8 +373,8 @@ TEST_F(EnrollmentTest, BadCredentialsAreRefusedWithTheirReason) {
   pods_.push_back(AgentPod("node-8", "Deployment", "not-the-agent"));
   tokens_["tok-other-pod"] = PodToken("kspm-agent-node-8", "node-8");
   pods_.push_back(AgentPod("node-9", "DaemonSet", "kspm-agent", "default"));
-  tokens_["tok-other-sa"] = PodToken("kspm-agent-node-9", "node-9",
-                                     "system:serviceaccount:kspm:default");
+  tokens_["tok-other-sa"] =
+      PodToken("kspm-agent-node-9", "node-9", "system:serviceaccount:kspm:default");
   tokens_["tok-no-node-claim"] = PodToken("kspm-agent-node-1", "");
   tokens_["tok-gone"] = PodToken("kspm-agent-node-4", "node-4");  // node-4's pod is not there
   SaveIdentities();
@@ -345,12 +389,12 @@ TEST_F(EnrollmentTest, BadCredentialsAreRefusedWithTheirReason) {
       {"another audience", TokenRequest("node-1", "tok-vault"), grpc::PERMISSION_DENIED,
        "invalid for the target audiences"},
       {"expired", TokenRequest("node-1", "tok-expired"), grpc::PERMISSION_DENIED, "expired"},
-      {"forged", TokenRequest("node-1", "eyJhbGciOiJSUzI1NiJ9.forged.sig"),
-       grpc::PERMISSION_DENIED, "invalid bearer token"},
+      {"forged", TokenRequest("node-1", "eyJhbGciOiJSUzI1NiJ9.forged.sig"), grpc::PERMISSION_DENIED,
+       "invalid bearer token"},
       {"pod of another owner", TokenRequest("node-8", "tok-other-pod"), grpc::PERMISSION_DENIED,
        "not a pod of DaemonSet kspm/kspm-agent"},
-      {"another service account", TokenRequest("node-9", "tok-other-sa"),
-       grpc::PERMISSION_DENIED, "not to the agent's service account"},
+      {"another service account", TokenRequest("node-9", "tok-other-sa"), grpc::PERMISSION_DENIED,
+       "not to the agent's service account"},
       {"token of a pod on another node", TokenRequest("node-2", "tok-node-1"),
        grpc::PERMISSION_DENIED, "issued to a pod on node 'node-1'"},
       {"pod on another node (no node claim)", TokenRequest("node-2", "tok-no-node-claim"),
@@ -365,7 +409,8 @@ TEST_F(EnrollmentTest, BadCredentialsAreRefusedWithTheirReason) {
   cases.back().request.clear_service_account_token();
   {
     v1::EnrollRequest garbage = TokenRequest("node-1", "tok-node-1");
-    garbage.set_csr_pem("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    garbage.set_csr_pem(
+        "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
     cases.push_back({"garbage CSR", garbage, grpc::INVALID_ARGUMENT, "certificate request"});
     // A weak key, made by the openssl tool rather than by kspm.
     const auto weak = kspm::testing::RunCommand(
@@ -378,8 +423,8 @@ TEST_F(EnrollmentTest, BadCredentialsAreRefusedWithTheirReason) {
   for (const auto& c : cases) {
     const auto s = Enroll(c.request);
     EXPECT_EQ(s.error_code(), c.code) << c.what << ": " << s.error_message();
-    EXPECT_NE(s.error_message().find(c.says), std::string::npos) << c.what << ": "
-                                                                 << s.error_message();
+    EXPECT_NE(s.error_message().find(c.says), std::string::npos)
+        << c.what << ": " << s.error_message();
   }
   EXPECT_EQ(Issued("node-1") + Issued("node-2") + Issued("node-8") + Issued("node-9"), 0);
   // The good token still works afterwards, and the certificate says who and what it is.
@@ -455,9 +500,25 @@ TEST_F(EnrollmentTest, AVmEnrolsWithAJoinTokenAndThePinnedCaHash) {
   EXPECT_EQ(reused.exit_code, 1);
   EXPECT_NE(reused.out.find("used up"), std::string::npos) << reused.out;
   // The enrolled VM reports through `run`, which finds its identity and renews it.
-  Child agent({kBin + "/kspm-agent", "--log-level", "info", "run", "--collector", address_,
-               "--node-name", "vm-1", "--cluster", "lab", "--host-root", root_, "--interval",
-               "2", "--drift-mode", "rescan", "--state-dir", dir_.path() + "/vm-c", "--config",
+  Child agent({kBin + "/kspm-agent",
+               "--log-level",
+               "info",
+               "run",
+               "--collector",
+               address_,
+               "--node-name",
+               "vm-1",
+               "--cluster",
+               "lab",
+               "--host-root",
+               root_,
+               "--interval",
+               "2",
+               "--drift-mode",
+               "rescan",
+               "--state-dir",
+               dir_.path() + "/vm-c",
+               "--config",
                dir_.path() + "/none.yaml"},
               dir_.path() + "/vm.log");
   EXPECT_TRUE(WaitUntil([&] { return NodeInfo("vm-1").has_value(); })) << agent.Log();

@@ -111,5 +111,4 @@ class FakeApiServer {
   std::string log_;
 };
 
-
 }  // namespace kspm::cluster_test

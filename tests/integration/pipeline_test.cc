@@ -53,8 +53,9 @@ class PipelineTest : public ::testing::Test {
 
   void StartCollector(const std::string& listen,
                       std::chrono::milliseconds min_ping = std::chrono::seconds(10),
-                      unsigned tls_reload_seconds = 60) {
+                      unsigned tls_reload_seconds = 60, int reports_per_minute = 120) {
     collector::server::ServerOptions options;
+    options.max_reports_per_minute = reports_per_minute;
     options.tls_reload_seconds = tls_reload_seconds;
     options.listen = listen;
     options.min_agent_ping_interval = min_ping;
@@ -432,6 +433,9 @@ TEST_F(PipelineTest, HealthEndpointsAnswer) {
   EXPECT_EQ(ready.rfind("HTTP/1.0 200", 0), 0u);
   // The store's free space and log size are shown to the operator.
   EXPECT_NE(ready.find(" MiB free, log "), std::string::npos) << ready;
+  // And the collector's certificate with its expiry (a year: no warning).
+  EXPECT_NE(ready.find("collector.crt: valid until "), std::string::npos) << ready;
+  EXPECT_EQ(ready.find("WARNING"), std::string::npos) << ready;
   EXPECT_EQ(get("/nope").rfind("HTTP/1.0 404", 0), 0u);
 }
 
@@ -445,6 +449,26 @@ TEST_F(PipelineTest, IdleStreamOutlivesTheAgentsKeepalivePings) {
 // per 5 minutes) closes the idle stream (GOAWAY too_many_pings) and the agent reconnects.
 TEST_F(PipelineTest, MismatchedKeepaliveClosesIdleStreams) {
   EXPECT_GE(IdleConnects(5s, 30s, 2), 2u);
+}
+
+// A node may burst up to its per-minute bound, then its reports are refused (and stay with the
+// agent) while other nodes go on.
+TEST_F(PipelineTest, ANodeBeyondItsReportRateIsRefusedAndOthersAreNot) {
+  server_->Shutdown(0ms);
+  server_.reset();
+  StartCollector("127.0.0.1:0", 10s, 60, 3);
+  auto channel_a = Channel("nodes/node-a");
+  for (int i = 0; i < 3; ++i) {
+    const auto s = SendOne(channel_a, "node-a", "a-" + std::to_string(i));
+    EXPECT_TRUE(s.ok()) << i << ": " << s.error_message();
+  }
+  const auto refused = SendOne(channel_a, "node-a", "a-3");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("more than 3 reports in a minute"), std::string::npos)
+      << refused.error_message();
+  EXPECT_TRUE(SendOne(Channel("nodes/node-b"), "node-b", "b-0").ok());
+  EXPECT_EQ(server_->agent_stats().reports_rate_limited.load(), 1u);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 4);
 }
 
 TEST_F(PipelineTest, CollectorRestartMidStreamLosesAndDuplicatesNothing) {

@@ -797,3 +797,72 @@ TEST_F(FullDiskTest, CommitsFailClearlyWhileFullAndResumeOnceSpaceIsFreed) {
 
 }  // namespace
 }  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// Join tokens: one use each unless made for more, for one node if named, never after expiry;
+// only the secret's hash is kept; and a wrong secret for a real id is refused like any other.
+TEST_F(StoreTest, JoinTokensAreRedeemedOnceForTheirNodeBeforeTheyExpire) {
+  const auto now = common::Clock::now();
+  JoinToken vm{"abc", "hash-1", "lab", "vm-1", now + std::chrono::hours(1), 1, "operator ops"};
+  JoinToken any{"def", "hash-2", "lab", "", now + std::chrono::hours(1), 2, "operator ops"};
+  JoinToken old{"ghi", "hash-3", "lab", "", now - std::chrono::seconds(1), 5, "operator ops"};
+  for (const auto* t : {&vm, &any, &old}) ASSERT_TRUE(store_->AddJoinToken(*t, now).ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM join_tokens WHERE secret_sha256 LIKE 'hash-%'"), 3);
+
+  auto wrong_node = store_->RedeemJoinToken("abc", "hash-1", "vm-2", now);
+  EXPECT_EQ(wrong_node.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(wrong_node.status().message().find("is for node 'vm-1'"), std::string::npos);
+  EXPECT_EQ(store_->RedeemJoinToken("abc", "hash-X", "vm-1", now).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto used = store_->RedeemJoinToken("abc", "hash-1", "vm-1", now);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(used->cluster, "lab");
+  auto again = store_->RedeemJoinToken("abc", "hash-1", "vm-1", now);
+  EXPECT_NE(again.status().message().find("used up"), std::string::npos) << again.status();
+
+  EXPECT_TRUE(store_->RedeemJoinToken("def", "hash-2", "a", now).ok());
+  EXPECT_TRUE(store_->RedeemJoinToken("def", "hash-2", "b", now).ok());
+  EXPECT_FALSE(store_->RedeemJoinToken("def", "hash-2", "c", now).ok());
+  auto expired = store_->RedeemJoinToken("ghi", "hash-3", "a", now);
+  EXPECT_NE(expired.status().message().find("expired"), std::string::npos) << expired.status();
+  EXPECT_NE(store_->RedeemJoinToken("zzz", "hash-3", "a", now).status().message().find("unknown"),
+            std::string::npos);
+}
+
+// A revocation and its time survive reopening; allowing keeps the time (older certificates stay
+// refused) and shows in the node list.
+TEST_F(StoreTest, RevocationsSurviveReopenAndAllowKeepsTheirTime) {
+  const auto now = common::Clock::now();
+  ASSERT_TRUE(store_->CommitReport(Report("scan-1", "node-a", {}), now).ok());
+  const auto revoked_at = common::FromUnixMillis(common::ToUnixMillis(now));
+  ASSERT_TRUE(store_->SetNodeAccess({"prod", "node-a", true, revoked_at}, "ops", now).ok());
+  store_.reset();
+  auto reopened = OpenSqliteStore(path_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = *std::move(reopened);
+  auto list = store_->NodeAccessList();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_TRUE((*list)[0].revoked);
+  EXPECT_EQ((*list)[0].revoked_at, revoked_at);
+  auto nodes = store_->Nodes("", now);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_TRUE((*nodes)[0].revoked());
+
+  ASSERT_TRUE(store_->SetNodeAccess({"prod", "node-a", false, {}}, "ops", now).ok());
+  list = store_->NodeAccessList();
+  EXPECT_FALSE((*list)[0].revoked);
+  EXPECT_EQ((*list)[0].revoked_at, revoked_at);
+  ASSERT_TRUE(
+      store_->RecordNodeCertificate("prod", "node-a", "AB", now + std::chrono::hours(2), now).ok());
+  nodes = store_->Nodes("", now);
+  EXPECT_FALSE((*nodes)[0].revoked());
+  EXPECT_EQ(common::FromProto((*nodes)[0].certificate_not_after()),
+            common::FromUnixMillis(common::ToUnixMillis(now + std::chrono::hours(2))));
+}
+
+}  // namespace
+}  // namespace kspm::collector::store

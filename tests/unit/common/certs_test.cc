@@ -462,6 +462,109 @@ TEST(CertificateLifetime, ExpiredIsAnErrorWithTheDateAndSoonIsAWarning) {
       << expired;
 }
 
+// Enrolment: the key stays with the node; the CA signs its request, and what it signs carries the
+// request's key, the identity kspm gives it and the life enrolment chooses, not what the request
+// asked for.
+TEST(SigningRequest, TheSignedCertificateCarriesTheRequestsKeyAndOurSubject) {
+  auto ca = MakeCa("test-ca");
+  ASSERT_TRUE(ca.ok());
+  auto csr = MakeSigningRequest("node-a");
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  auto facts = CheckSigningRequest(csr->csr_pem);
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_EQ(facts->common_name, "node-a");
+  EXPECT_EQ(facts->key, "EC 256 bits");
+  CertificateRequest request;
+  request.common_name = "node-a";
+  request.uris = {"spiffe://kspm/lab/node/node-a"};
+  request.lifetime = std::chrono::seconds(90);
+  const auto floor = std::chrono::system_clock::now() - std::chrono::seconds(10);
+  request.not_before = std::chrono::time_point_cast<std::chrono::seconds>(floor);
+  auto pem = SignSigningRequest(*ca, csr->csr_pem, request);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  auto cert = Cert(*pem);
+  auto key = Key(csr->key_pem);
+  ASSERT_TRUE(cert && key);
+  EXPECT_EQ(X509_check_private_key(cert.get(), key.get()), 1) << "the node's key, not a new one";
+  EXPECT_EQ(Verify(ca->cert_pem, *pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+  EXPECT_NE(Verify(ca->cert_pem, *pem, X509_PURPOSE_SSL_SERVER), X509_V_OK);
+  auto read = ReadCertificate(*pem);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->common_name, "node-a");
+  EXPECT_EQ(read->uris, std::vector<std::string>{"spiffe://kspm/lab/node/node-a"});
+  EXPECT_EQ(read->not_before, request.not_before);
+  const auto life = std::chrono::duration_cast<std::chrono::seconds>(
+      read->not_after - std::chrono::system_clock::now());
+  EXPECT_GE(life.count(), 80);
+  EXPECT_LE(life.count(), 91);
+}
+
+TEST(SigningRequest, ForgedWeakAndForeignRequestsAreRefused) {
+  auto csr = MakeSigningRequest("node-a");
+  ASSERT_TRUE(csr.ok());
+  // One byte of the signature changed: the key did not sign what the request says.
+  std::string tampered = csr->csr_pem;
+  const size_t end = tampered.find("-----END");
+  ASSERT_NE(end, std::string::npos);
+  char& c = tampered[end - 6];
+  c = c == 'A' ? 'B' : 'A';
+  auto forged = CheckSigningRequest(tampered);
+  EXPECT_FALSE(forged.ok());
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kInvalidArgument);
+  // Requests made by the openssl tool: a 1024-bit RSA key is too weak, a 2048-bit one is fine.
+  const auto weak = kspm::testing::RunCommand(
+      "openssl req -new -newkey rsa:1024 -nodes -keyout /dev/null -subj /CN=n 2>/dev/null");
+  ASSERT_EQ(weak.exit_code, 0);
+  auto weak_facts = CheckSigningRequest(weak.out);
+  ASSERT_FALSE(weak_facts.ok());
+  EXPECT_NE(weak_facts.status().message().find("2048 or more"), std::string::npos);
+  const auto strong = kspm::testing::RunCommand(
+      "openssl req -new -newkey rsa:2048 -nodes -keyout /dev/null -subj /CN=n 2>/dev/null");
+  ASSERT_EQ(strong.exit_code, 0);
+  EXPECT_TRUE(CheckSigningRequest(strong.out).ok());
+  EXPECT_FALSE(CheckSigningRequest("not a request").ok());
+  EXPECT_FALSE(CheckSigningRequest(std::string(20000, 'A')).ok());
+}
+
+// The CA pin is the hash kubeadm users already know how to compute with openssl.
+TEST(PublicKeyHash, MatchesTheOpensslPipelineKubeadmDocuments) {
+  TempDir dir;
+  auto ca = MakeCa("test-ca");
+  ASSERT_TRUE(ca.ok());
+  Spit(dir.path() + "/ca.crt", ca->cert_pem, 0644);
+  const auto openssl = kspm::testing::RunCommand(
+      "openssl x509 -pubkey -noout -in " + dir.path() +
+      "/ca.crt | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1");
+  ASSERT_EQ(openssl.exit_code, 0);
+  auto hash = PublicKeyHash(ca->cert_pem);
+  ASSERT_TRUE(hash.ok());
+  EXPECT_EQ(*hash, "sha256:" + openssl.out.substr(0, 64));
+  auto other = MakeCa("test-ca");
+  EXPECT_NE(*PublicKeyHash(other->cert_pem), *hash);
+}
+
+// A short-lived certificate warns in its last quarter, not 30 days ahead (it would always).
+TEST(CertificateLifetime, AShortLifeWarnsOnlyInItsLastQuarter) {
+  auto ca = MakeCa("test-ca");
+  CertificateRequest request;
+  request.common_name = "node-a";
+  request.lifetime = std::chrono::hours(24);
+  request.not_before =
+      std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  auto leaf = IssueCertificate(*ca, request);
+  ASSERT_TRUE(leaf.ok());
+  const auto now = std::chrono::system_clock::now();
+  std::string warning;
+  EXPECT_TRUE(
+      CheckCertificateLifetime(leaf->cert_pem, "n.crt", now + std::chrono::hours(12), &warning)
+          .ok());
+  EXPECT_EQ(warning, "");
+  EXPECT_TRUE(
+      CheckCertificateLifetime(leaf->cert_pem, "n.crt", now + std::chrono::hours(19), &warning)
+          .ok());
+  EXPECT_NE(warning, "");
+}
+
 TEST(InitCertificateDirectory, TheNodeNameClusterIsReserved) {
   TempDir tmp;
   const auto refused =

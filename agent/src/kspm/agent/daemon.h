@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "absl/status/status.h"
-#include "grpcpp/client_context.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/checks/evaluator.h"
 #include "kspm/agent/drift/engine.h"

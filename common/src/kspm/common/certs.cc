@@ -588,8 +588,8 @@ absl::StatusOr<SigningRequest> MakeSigningRequest(const std::string& common_name
   if (!csr.ok()) return csr.status();
   // The key alone, through the same encoder as key pairs.
   BioPtr key_bio(BIO_new(BIO_s_mem()));
-  if (!key_bio || PEM_write_bio_PrivateKey(key_bio.get(), key->get(), nullptr, nullptr, 0,
-                                           nullptr, nullptr) != 1) {
+  if (!key_bio || PEM_write_bio_PrivateKey(key_bio.get(), key->get(), nullptr, nullptr, 0, nullptr,
+                                           nullptr) != 1) {
     return SslError("encoding private key");
   }
   auto key_pem = MemoryBioText(key_bio.get());
@@ -833,9 +833,8 @@ absl::Status CheckCertificateLifetime(const std::string& pem, const std::string&
   const auto left = std::chrono::duration_cast<std::chrono::hours>(*not_after - now).count() / 24;
   // Short-lived (enrolled) certificates are renewed long before the end: warn only when less
   // than a quarter of their life is left, and for long-lived ones from 30 days before.
-  const auto threshold =
-      std::min<std::chrono::system_clock::duration>(std::chrono::hours(24 * 30),
-                                                     (facts->not_after - facts->not_before) / 4);
+  const auto threshold = std::min<std::chrono::system_clock::duration>(
+      std::chrono::hours(24 * 30), (facts->not_after - facts->not_before) / 4);
   if (*not_after - now < threshold && warning != nullptr) {
     *warning = "certificate " + path + " expires on " + date + " (in " + std::to_string(left) +
                " days); issue a new one (kspmctl certs issue)";

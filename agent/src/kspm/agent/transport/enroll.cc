@@ -45,8 +45,7 @@ absl::StatusOr<std::string> FetchPinnedCa(const EnrollSettings& s) {
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_verify_server_certs(false);
   options.set_check_call_host(false);
-  options.set_certificate_verifier(
-      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  options.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   auto channel = grpc::CreateChannel(s.collector, grpc::experimental::TlsCredentials(options));
   auto stub = v1::EnrollmentService::NewStub(channel);
   grpc::ClientContext context;
@@ -64,8 +63,8 @@ absl::StatusOr<std::string> FetchPinnedCa(const EnrollSettings& s) {
     seen.push_back(*hash);
   }
   return absl::PermissionDeniedError(
-      "the CA served by " + s.collector + " does not match --ca-hash " + s.ca_hash +
-      " (it has " + (seen.empty() ? std::string("no certificate") : seen.front()) +
+      "the CA served by " + s.collector + " does not match --ca-hash " + s.ca_hash + " (it has " +
+      (seen.empty() ? std::string("no certificate") : seen.front()) +
       "): refusing to trust it; check the hash, or someone is between you and the collector");
 }
 
@@ -195,8 +194,8 @@ absl::StatusOr<std::chrono::system_clock::time_point> EnrollOnce(const EnrollSet
     tls.pem_cert_chain = *cert;
     tls.pem_private_key = *key;
   }
-  auto stub = v1::EnrollmentService::NewStub(
-      grpc::CreateChannel(s.collector, grpc::SslCredentials(tls)));
+  auto stub =
+      v1::EnrollmentService::NewStub(grpc::CreateChannel(s.collector, grpc::SslCredentials(tls)));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + s.timeout);
   v1::EnrollResponse response;
@@ -224,9 +223,8 @@ absl::StatusOr<std::chrono::system_clock::time_point> EnrollOnce(const EnrollSet
       return st;
     }
   }
-  spdlog::info("node {} enrolled with {} (cluster {}): certificate {} valid until {}",
-               s.node_name, how, response.cluster(), facts->serial,
-               common::FormatRfc3339(facts->not_after));
+  spdlog::info("node {} enrolled with {} (cluster {}): certificate {} valid until {}", s.node_name,
+               how, response.cluster(), facts->serial, common::FormatRfc3339(facts->not_after));
   return RenewAt(facts->not_before, facts->not_after);
 }
 

@@ -22,7 +22,7 @@
 namespace kspm::agent::transport {
 
 struct EnrollSettings {
-  std::string collector;     // HOST:PORT
+  std::string collector;  // HOST:PORT
   std::string node_name;
   std::string identity_dir;  // node.key, node.crt, ca.crt
   // How the collector is trusted: this CA file; else, with `ca_hash` (sha256:<hex> of a CA's

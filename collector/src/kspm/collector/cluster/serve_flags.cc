@@ -84,8 +84,8 @@ std::function<absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>>()> Mak
                  std::string(connection.status().message()));
     return nullptr;
   }
-  return [connection = *std::move(connection)]()
-             -> absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>> {
+  return [connection = *std::move(
+              connection)]() -> absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>> {
     k8s::ClientOptions options;
     options.timeout = std::chrono::seconds(10);
     options.max_attempts = 3;

@@ -363,8 +363,8 @@ class CurlApiClient final : public ApiClient {
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
     const CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
-      const std::string msg =
-          std::string(body != nullptr ? "POST " : "GET ") + url + ": " + (error[0] ? std::string(error) : curl_easy_strerror(rc));
+      const std::string msg = std::string(body != nullptr ? "POST " : "GET ") + url + ": " +
+                              (error[0] ? std::string(error) : curl_easy_strerror(rc));
       if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
           rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
         return absl::InvalidArgumentError(msg);

@@ -1,9 +1,9 @@
 #pragma once
 
-// A Kubernetes API client: reads (GET), plus POST for reviews such as TokenReview; HTTPS with libcurl, bearer tokens or client
-// certificates, paged lists, retries with backoff on 429 (honouring Retry-After) and 5xx, and
-// errors that say what to fix (401: the credentials; 403: the permission, named as verb,
-// resource and group).
+// A Kubernetes API client: reads (GET), plus POST for reviews such as TokenReview; HTTPS with
+// libcurl, bearer tokens or client certificates, paged lists, retries with backoff on 429
+// (honouring Retry-After) and 5xx, and errors that say what to fix (401: the credentials; 403: the
+// permission, named as verb, resource and group).
 #include <chrono>
 #include <functional>
 #include <memory>

@@ -173,14 +173,13 @@ void Fleet::Work() {
 absl::Status Fleet::AdmitSource(const std::string& peer) {
   const std::string source = SourceOf(peer);
   const auto now = std::chrono::steady_clock::now();
-  const double per_ms = 1.0 / static_cast<double>(std::max<int64_t>(
-                                  1, options_.per_source_interval.count()));
+  const double per_ms =
+      1.0 / static_cast<double>(std::max<int64_t>(1, options_.per_source_interval.count()));
   std::lock_guard lock(rate_mu_);
   if (buckets_.size() > 10000) {
     // Forget sources that have refilled completely; they lose nothing by it.
     for (auto it = buckets_.begin(); it != buckets_.end();) {
-      const double ms =
-          std::chrono::duration<double, std::milli>(now - it->second.at).count();
+      const double ms = std::chrono::duration<double, std::milli>(now - it->second.at).count();
       if (it->second.tokens + ms * per_ms >= options_.per_source_burst) {
         it = buckets_.erase(it);
       } else {
@@ -327,8 +326,8 @@ absl::StatusOr<std::string> Fleet::VerifyServiceAccountToken(const std::string& 
   }
   const std::string pod_node = StringAt(*pod, {"spec", "nodeName"});
   if (pod_node != node) {
-    return absl::PermissionDeniedError(where + " runs on node '" + pod_node + "', not on '" +
-                                       node + "'");
+    return absl::PermissionDeniedError(where + " runs on node '" + pod_node + "', not on '" + node +
+                                       "'");
   }
   return where;
 }
@@ -373,8 +372,8 @@ absl::StatusOr<v1::EnrollResponse> Fleet::EnrollNow(const v1::EnrollRequest& req
         return refuse(absl::InvalidArgumentError("a join token looks like kspm.<id>.<secret>"));
       }
       const std::string id = t.substr(a + 1, b - a - 1);
-      auto token = store_.RedeemJoinToken(id, Sha256Hex(t.substr(b + 1)), node,
-                                          common::Clock::now());
+      auto token =
+          store_.RedeemJoinToken(id, Sha256Hex(t.substr(b + 1)), node, common::Clock::now());
       if (!token.ok()) return refuse(token.status());
       cluster = token->cluster;
       method = "join-token";
@@ -388,9 +387,8 @@ absl::StatusOr<v1::EnrollResponse> Fleet::EnrollNow(const v1::EnrollRequest& req
             "node's current certificate"));
       }
       if (caller.identity->name != node) {
-        return refuse(absl::PermissionDeniedError("the certificate of node '" +
-                                                  caller.identity->name + "' cannot renew '" +
-                                                  node + "'"));
+        return refuse(absl::PermissionDeniedError(
+            "the certificate of node '" + caller.identity->name + "' cannot renew '" + node + "'"));
       }
       cluster = caller.identity->cluster;
       auto presented = common::ReadCertificate(caller.certificate_pem);
@@ -408,9 +406,9 @@ absl::StatusOr<v1::EnrollResponse> Fleet::EnrollNow(const v1::EnrollRequest& req
     const auto it = access_.find({cluster, node});
     if (it != access_.end()) {
       if (it->second.revoked) {
-        return refuse(absl::PermissionDeniedError(
-            "node '" + node + "' is revoked (since " +
-            common::FormatRfc3339(it->second.revoked_at) + "); kspmctl nodes allow " + node));
+        return refuse(absl::PermissionDeniedError("node '" + node + "' is revoked (since " +
+                                                  common::FormatRfc3339(it->second.revoked_at) +
+                                                  "); kspmctl nodes allow " + node));
       }
       floor = it->second.revoked_at + std::chrono::seconds(1);
     }
@@ -432,18 +430,18 @@ absl::StatusOr<v1::EnrollResponse> Fleet::EnrollNow(const v1::EnrollRequest& req
   auto not_before = now - std::min<std::chrono::system_clock::duration>(
                               std::chrono::minutes(5), options_.certificate_lifetime / 8);
   if (floor && not_before < *floor) not_before = *floor;
-  cert.not_before = std::chrono::time_point_cast<std::chrono::seconds>(not_before) +
-                    std::chrono::seconds(1);
+  cert.not_before =
+      std::chrono::time_point_cast<std::chrono::seconds>(not_before) + std::chrono::seconds(1);
   auto pem = common::SignSigningRequest({*ca_cert, *ca_key}, request.csr_pem(), cert);
   if (!pem.ok()) return refuse(pem.status());
   auto issued = common::ReadCertificate(*pem);
   if (!issued.ok()) return refuse(issued.status());
-  store::IssuedCertificate record{issued->serial, cluster, node, issued->not_after, method,
-                                  caller.peer};
+  store::IssuedCertificate record{issued->serial,    cluster, node,
+                                  issued->not_after, method,  caller.peer};
   if (auto s = store_.RecordIssued(record, common::Clock::now()); !s.ok()) {
     // Not issued unless recorded: the record is the audit trail.
-    return refuse(absl::UnavailableError("cannot record the certificate: " +
-                                         std::string(s.message())));
+    return refuse(
+        absl::UnavailableError("cannot record the certificate: " + std::string(s.message())));
   }
   stats_.enrolled++;
   spdlog::info("enrolled node {} of cluster {} ({}, {}): certificate {} valid until {}", node,

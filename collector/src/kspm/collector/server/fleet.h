@@ -74,9 +74,9 @@ struct FleetStats {
 
 // Who called, as the TLS layer saw it.
 struct Caller {
-  std::string peer;                         // gRPC's peer string, e.g. ipv4:10.0.0.7:51234
-  std::optional<common::Identity> identity; // from a verified client certificate
-  std::string certificate_pem;              // that certificate
+  std::string peer;                          // gRPC's peer string, e.g. ipv4:10.0.0.7:51234
+  std::optional<common::Identity> identity;  // from a verified client certificate
+  std::string certificate_pem;               // that certificate
 };
 
 class Fleet {
@@ -106,8 +106,8 @@ class Fleet {
   [[nodiscard]] absl::StatusOr<v1::CreateJoinTokenResponse> CreateJoinToken(
       const v1::CreateJoinTokenRequest& request, const std::string& by);
   // Revocation closes the node's open streams; returns how many.
-  [[nodiscard]] absl::StatusOr<uint32_t> Revoke(const std::string& cluster,
-                                                const std::string& node, const std::string& by);
+  [[nodiscard]] absl::StatusOr<uint32_t> Revoke(const std::string& cluster, const std::string& node,
+                                                const std::string& by);
   [[nodiscard]] absl::Status Allow(const std::string& cluster, const std::string& node,
                                    const std::string& by);
 

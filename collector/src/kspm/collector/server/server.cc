@@ -4,6 +4,9 @@
 
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
+#include "kspm/common/certs.h"
+#include "kspm/common/time.h"
+#include "kspm/common/tls.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::server {
@@ -21,6 +24,20 @@ std::string DescribeSpace(const store::StoreSpace& space) {
            ": commits fail, agents keep their reports and resend them once space is freed\n";
   }
   return out;
+}
+
+std::string DescribeCertificate(const std::string& path) {
+  if (path.empty()) return "";
+  auto pem = common::ReadTextFile(path, "certificate");
+  if (!pem.ok()) return std::string(pem.status().message()) + "\n";
+  auto facts = common::ReadCertificate(*pem);
+  if (!facts.ok()) return path + ": " + std::string(facts.status().message()) + "\n";
+  std::string warning;
+  const auto lifetime =
+      common::CheckCertificateLifetime(*pem, path, std::chrono::system_clock::now(), &warning);
+  if (!lifetime.ok()) return "WARNING " + std::string(lifetime.message()) + "\n";
+  if (!warning.empty()) return "WARNING " + warning + "\n";
+  return "certificate " + path + ": valid until " + common::FormatRfc3339(facts->not_after) + "\n";
 }
 
 absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
@@ -101,7 +118,9 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
         [raw = s.get()] {
           return raw->serving_.load() ? std::string() : std::string("shutting down");
         },
-        [raw = s.get()] { return DescribeSpace(raw->store_->Space()); });
+        [raw = s.get(), cert = options.tls.cert] {
+          return DescribeSpace(raw->store_->Space()) + DescribeCertificate(cert);
+        });
     if (!health.ok()) {
       s->Shutdown(std::chrono::seconds(1));
       return health.status();

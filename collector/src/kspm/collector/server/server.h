@@ -22,6 +22,8 @@ namespace kspm::collector::server {
 
 // The store's space as lines for /readyz.
 std::string DescribeSpace(const store::StoreSpace& space);
+// The collector's certificate for /readyz: its expiry, or a WARNING line within 30 days of it.
+std::string DescribeCertificate(const std::string& path);
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // HOST:PORT; port 0 picks a free port

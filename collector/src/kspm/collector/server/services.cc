@@ -95,16 +95,15 @@ class ConnectReactor final
         // stream is closed when its node is revoked.
         const Caller caller = CallerOf(*context);
         auto facts = common::ReadCertificate(caller.certificate_pem);
-        absl::Status allowed = facts.ok() ? fleet_->CheckNode(identity_->cluster, identity_->name,
-                                                             facts->not_before)
-                                          : facts.status();
+        absl::Status allowed =
+            facts.ok() ? fleet_->CheckNode(identity_->cluster, identity_->name, facts->not_before)
+                       : facts.status();
         if (!allowed.ok()) {
           stats_.reports_rejected++;
           Fail(ToGrpc(allowed));
           return;
         }
-        stream_id_ = fleet_->RegisterStream(identity_->cluster, identity_->name,
-                                            facts->not_after,
+        stream_id_ = fleet_->RegisterStream(identity_->cluster, identity_->name, facts->not_after,
                                             [context] { context->TryCancel(); });
         fleet_->NoteCertificate(identity_->cluster, identity_->name, caller.certificate_pem);
       }
@@ -446,9 +445,8 @@ bool NodeReportRate::Admit(const std::string& node) {
   if (fresh) {
     tokens = per_minute_;
   } else {
-    tokens = std::min<double>(per_minute_,
-                              tokens + std::chrono::duration<double, std::milli>(now - at).count() *
-                                           per_ms);
+    tokens = std::min<double>(
+        per_minute_, tokens + std::chrono::duration<double, std::milli>(now - at).count() * per_ms);
   }
   at = now;
   if (tokens < 1) return false;

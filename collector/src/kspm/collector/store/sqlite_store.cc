@@ -748,7 +748,8 @@ class SqliteStore final : public Store {
     sqlite3_bind_int64(stmt->get(), 6, common::ToUnixMillis(token.expires));
     sqlite3_bind_int64(stmt->get(), 7, token.uses);
     sqlite3_bind_text(stmt->get(), 8, token.created_by.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(stmt->get()) != SQLITE_DONE) return Error(writer_.get(), "adding a join token");
+    if (sqlite3_step(stmt->get()) != SQLITE_DONE)
+      return Error(writer_.get(), "adding a join token");
     return absl::OkStatus();
   }
 
@@ -846,9 +847,10 @@ class SqliteStore final : public Store {
 
   absl::Status RecordIssued(const IssuedCertificate& cert, common::Clock::time_point now) override {
     std::lock_guard lock(write_mu_);
-    auto stmt = PrepareRead(writer_.get(),
-                            "INSERT OR REPLACE INTO issued_certificates(serial, cluster, node, "
-                            "issued_ms, not_after_ms, method, source) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    auto stmt =
+        PrepareRead(writer_.get(),
+                    "INSERT OR REPLACE INTO issued_certificates(serial, cluster, node, "
+                    "issued_ms, not_after_ms, method, source) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!stmt.ok()) return stmt.status();
     BindTexts(stmt->get(), {cert.serial, cert.cluster, cert.node});
     sqlite3_bind_int64(stmt->get(), 4, common::ToUnixMillis(now));
@@ -862,8 +864,7 @@ class SqliteStore final : public Store {
   }
 
   absl::Status RecordNodeCertificate(const std::string& cluster, const std::string& node,
-                                     const std::string& serial,
-                                     common::Clock::time_point not_after,
+                                     const std::string& serial, common::Clock::time_point not_after,
                                      common::Clock::time_point now) override {
     std::lock_guard lock(write_mu_);
     auto stmt = PrepareRead(writer_.get(),

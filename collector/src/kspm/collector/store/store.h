@@ -134,8 +134,7 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<JoinToken> RedeemJoinToken(
       const std::string& id, const std::string& secret_sha256, const std::string& node,
       common::Clock::time_point now) = 0;
-  [[nodiscard]] virtual absl::Status SetNodeAccess(const NodeAccess& access,
-                                                   const std::string& by,
+  [[nodiscard]] virtual absl::Status SetNodeAccess(const NodeAccess& access, const std::string& by,
                                                    common::Clock::time_point now) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<NodeAccess>> NodeAccessList() = 0;
   [[nodiscard]] virtual absl::Status RecordIssued(const IssuedCertificate& cert,
