@@ -869,6 +869,22 @@ int main(int argc, char** argv) {
       "--write-config", certs_options.write_config,
       "With --client: also write a kspmctl settings file naming the collector and "
       "these files (e.g. ~/.config/kspm/config.yaml)");
+  CLI::App* certs_client = certs->add_subcommand(
+      "client",
+      "A kspmctl certificate from an existing CA, and a settings file naming it (default "
+      "~/.config/kspm/config.yaml)");
+  certs_client->add_option("name", certs_options.client, "Client name")->required();
+  certs_client->add_option("--ca", certs_options.ca_dir, "Directory holding ca.crt and ca.key")
+      ->required();
+  certs_client->add_option("--role", certs_options.role, "reader or operator")
+      ->capture_default_str();
+  certs_client->add_option("--cluster", certs_options.cluster, "Cluster")->capture_default_str();
+  certs_client->add_option("--out", certs_options.out_dir, "Directory for NAME.crt and NAME.key");
+  certs_client->add_option("--days", certs_options.days, "Validity in days")->capture_default_str();
+  certs_client->add_option("--write-config", certs_options.write_config,
+                           "Settings file to write (default: $KSPM_CONFIG or "
+                           "~/.config/kspm/config.yaml)");
+  certs_client->add_flag("--overwrite", certs_options.overwrite, "Replace existing files");
   CLI::App* history =
       app.add_subcommand("history", "Verdict changes of a node or a check over time");
   history->add_option("--node", o.node, "Only this node");
@@ -908,6 +924,13 @@ int main(int argc, char** argv) {
   if (drift->parsed()) return Drift(o);
   if (scan_cluster->parsed()) return ScanCluster(o);
   if (certs_issue->parsed()) return CertsIssue(certs_options);
+  if (certs_client->parsed()) {
+    if (certs_options.write_config.empty()) certs_options.write_config = DefaultConfigPath();
+    if (certs_options.write_config.empty()) {
+      Die(kExitUsage, "certs client: no HOME; give --write-config PATH");
+    }
+    return CertsIssue(certs_options);
+  }
   if (certs_init->parsed()) {
     if (certs_options.dns.empty() && certs_options.ips.empty()) {
       certs_options.dns = {"kspm-collector", "localhost"};

@@ -270,6 +270,23 @@ class EnrollmentTest : public ::testing::Test {
     v1::EnrollResponse ignored;
     return stub->Enroll(&context, request, response ? response : &ignored);
   }
+  // A renewal: no token, the node's current certificate as the TLS client certificate.
+  grpc::Status Renew(const std::string& node, const std::string& cert_pem,
+                     const std::string& key_pem) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = ReadAll(certs_ + "/ca.crt");
+    tls.pem_cert_chain = cert_pem;
+    tls.pem_private_key = key_pem;
+    auto stub =
+        v1::EnrollmentService::NewStub(grpc::CreateChannel(address_, grpc::SslCredentials(tls)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 20s);
+    v1::EnrollRequest request;
+    request.set_node_name(node);
+    request.set_csr_pem(common::MakeSigningRequest(node)->csr_pem);
+    v1::EnrollResponse response;
+    return stub->Enroll(&context, request, &response);
+  }
   v1::EnrollRequest TokenRequest(const std::string& node, const std::string& token,
                                  const std::string& cn = "") {
     v1::EnrollRequest r;
@@ -317,7 +334,7 @@ TEST_F(EnrollmentTest, ANewNodeEnrolsReportsRenewsAndIsRevoked) {
     return n && n->contains("counts") &&
            (*n)["counts"].value("FAIL", 0) + (*n)["counts"].value("PASS", 0) > 0;
   })) << agents.back()->Log();
-  EXPECT_LT(std::chrono::steady_clock::now() - joined, 10s) << "within a couple of intervals";
+  EXPECT_LT(std::chrono::steady_clock::now() - joined, 15s) << "within a few 2 s intervals";
   struct stat key {};
   ASSERT_EQ(::stat((dir_.path() + "/state-node-4/identity/node.key").c_str(), &key), 0);
   EXPECT_EQ(key.st_mode & 0777, 0600u);
@@ -429,7 +446,16 @@ TEST_F(EnrollmentTest, BadCredentialsAreRefusedWithTheirReason) {
   EXPECT_EQ(Issued("node-1") + Issued("node-2") + Issued("node-8") + Issued("node-9"), 0);
   // The good token still works afterwards, and the certificate says who and what it is.
   v1::EnrollResponse ok;
-  ASSERT_TRUE(Enroll(TokenRequest("node-1", "tok-node-1"), &ok).ok());
+  auto csr = common::MakeSigningRequest("node-1");
+  v1::EnrollRequest good = TokenRequest("node-1", "tok-node-1");
+  good.set_csr_pem(csr->csr_pem);
+  ASSERT_TRUE(Enroll(good, &ok).ok());
+  // A node that enrols with its token renews with it: its certificate alone is not enough, so a
+  // key stolen from it dies with its certificate.
+  const auto renewal = Renew("node-1", ok.certificate_pem(), csr->key_pem);
+  EXPECT_EQ(renewal.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(renewal.error_message().find("renews with one"), std::string::npos)
+      << renewal.error_message();
   const auto facts = common::ReadCertificate(ok.certificate_pem());
   ASSERT_TRUE(facts.ok());
   EXPECT_EQ(facts->common_name, "node-1");
@@ -455,8 +481,11 @@ TEST_F(EnrollmentTest, AnEnrolmentStormIsRateLimitedAndQueriesGoOn) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(summary.exit_code, 0) << summary.out;
   EXPECT_LT(took, 5s);
-  EXPECT_EQ(other.load(), 10) << "the burst is processed (and refused for its bad token)";
-  EXPECT_EQ(exhausted.load(), 30);
+  // The burst of 10 is processed (and refused for its bad token); the rate refills one every
+  // 5 s, so a slow machine may let one or two more through.
+  EXPECT_GE(other.load(), 10);
+  EXPECT_LE(other.load(), 12);
+  EXPECT_EQ(exhausted.load() + other.load(), 40);
 }
 
 // A VM: an operator makes a join token with kspmctl (reading a settings file), the node enrols
@@ -465,14 +494,26 @@ TEST_F(EnrollmentTest, AnEnrolmentStormIsRateLimitedAndQueriesGoOn) {
 TEST_F(EnrollmentTest, AVmEnrolsWithAJoinTokenAndThePinnedCaHash) {
   const std::string config = dir_.path() + "/ops/config.yaml";
   const auto issue = kspm::testing::RunCommand(
-      kBin + "/kspmctl --collector " + address_ + " certs issue --ca " + certs_ +
-          " --client ops --role operator --cluster lab --write-config " + config,
+      "KSPM_CONFIG=" + config + " " + kBin + "/kspmctl --collector " + address_ +
+          " certs client ops --ca " + certs_ + " --role operator --cluster lab",
       true);
   ASSERT_EQ(issue.exit_code, 0) << issue.out;
   const auto created = kspm::testing::RunCommand(
       "KSPM_CONFIG=" + config + " " + kBin + "/kspmctl tokens create --node vm-1 --format json");
   ASSERT_EQ(created.exit_code, 0) << created.out;
   const auto token = nlohmann::json::parse(created.out);
+  // The settings file names what is wrong in it, and a flag wins over it.
+  WriteFile(dir_.path() + "/bad.yaml", "collector: x:1\ncolour: red\n");
+  const auto bad = kspm::testing::RunCommand(
+      kBin + "/kspmctl --config " + dir_.path() + "/bad.yaml summary", true);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.out.find("bad.yaml:2: unknown setting 'colour'"), std::string::npos) << bad.out;
+  const auto flag_wins = kspm::testing::RunCommand("KSPM_CONFIG=" + config + " " + kBin +
+                                                       "/kspmctl --timeout 1 --collector "
+                                                       "127.0.0.1:1 summary",
+                                                   true);
+  EXPECT_EQ(flag_wins.exit_code, 1);
+  EXPECT_NE(flag_wins.out.find("collector 127.0.0.1:1"), std::string::npos) << flag_wins.out;
   // The hash is what kubeadm users compute from the CA file with openssl.
   const auto openssl = kspm::testing::RunCommand(
       "openssl x509 -pubkey -noout -in " + certs_ +
@@ -499,6 +540,12 @@ TEST_F(EnrollmentTest, AVmEnrolsWithAJoinTokenAndThePinnedCaHash) {
   const auto reused = enroll("vm-1", token["ca_hash"], "vm-d");
   EXPECT_EQ(reused.exit_code, 1);
   EXPECT_NE(reused.out.find("used up"), std::string::npos) << reused.out;
+  // A VM renews with its current certificate (its join token is spent), and only for itself.
+  const std::string vm_cert = ReadAll(dir_.path() + "/vm-c/identity/node.crt");
+  const std::string vm_key = ReadAll(dir_.path() + "/vm-c/identity/node.key");
+  EXPECT_TRUE(Renew("vm-1", vm_cert, vm_key).ok());
+  EXPECT_EQ(Renew("vm-2", vm_cert, vm_key).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Issued("vm-1"), 2);
   // The enrolled VM reports through `run`, which finds its identity and renews it.
   Child agent({kBin + "/kspm-agent",
                "--log-level",

@@ -394,6 +394,16 @@ absl::StatusOr<v1::EnrollResponse> Fleet::EnrollNow(const v1::EnrollRequest& req
       auto presented = common::ReadCertificate(caller.certificate_pem);
       if (!presented.ok()) return refuse(presented.status());
       if (auto s = CheckNode(cluster, node, presented->not_before); !s.ok()) return refuse(s);
+      // A node that proves itself with its pod's token keeps doing so: a key stolen from it
+      // then dies with its certificate (at most a lifetime) instead of renewing itself.
+      auto last = store_.LastIssueMethod(cluster, node);
+      if (!last.ok()) return refuse(last.status());
+      if (*last == "service-account-token") {
+        return refuse(absl::PermissionDeniedError(
+            "node '" + node +
+            "' enrolled with a service-account token and renews with one, not "
+            "with its certificate"));
+      }
       method = "renewal";
       proof = "certificate " + presented->serial;
       break;

@@ -863,6 +863,20 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::string> LastIssueMethod(const std::string& cluster,
+                                              const std::string& node) override {
+    const ReaderPool::Lease reader = readers_.Acquire();
+    auto stmt = PrepareRead(reader.db(),
+                            "SELECT method FROM issued_certificates WHERE cluster = ? AND node = ? "
+                            "ORDER BY issued_ms DESC LIMIT 1");
+    if (!stmt.ok()) return stmt.status();
+    BindTexts(stmt->get(), {cluster, node});
+    const int rc = sqlite3_step(stmt->get());
+    if (rc == SQLITE_ROW) return Text(stmt->get(), 0);
+    if (rc != SQLITE_DONE) return Error(reader.db(), "reading issued certificates");
+    return std::string();
+  }
+
   absl::Status RecordNodeCertificate(const std::string& cluster, const std::string& node,
                                      const std::string& serial, common::Clock::time_point not_after,
                                      common::Clock::time_point now) override {

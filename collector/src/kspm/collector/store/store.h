@@ -139,6 +139,10 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<std::vector<NodeAccess>> NodeAccessList() = 0;
   [[nodiscard]] virtual absl::Status RecordIssued(const IssuedCertificate& cert,
                                                   common::Clock::time_point now) = 0;
+  // How the node's latest enrolled certificate was issued (IssuedCertificate::method); empty
+  // when enrolment never issued one.
+  [[nodiscard]] virtual absl::StatusOr<std::string> LastIssueMethod(const std::string& cluster,
+                                                                    const std::string& node) = 0;
   // The certificate a node presented on its stream (shown by kspmctl nodes).
   [[nodiscard]] virtual absl::Status RecordNodeCertificate(const std::string& cluster,
                                                            const std::string& node,
