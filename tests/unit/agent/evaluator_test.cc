@@ -78,14 +78,158 @@ processes:
 )",
      "kubelet.read-only-port", v1::STATUS_PASS, "", v1::SOURCE_KIND_DROP_IN},
 
-    // Blind spot 7: `0s` is a zero duration although it is not the string "0".
-    {"ZeroDurationWithUnitFails", R"(
+    // Component defaulting (class 1 of issue 13), as SetDefaults_KubeletConfiguration
+    // (kubernetes/kubernetes pkg/kubelet/apis/config/v1beta1/defaults.go) does it: a zero
+    // streamingConnectionIdleTimeout in the config file becomes 4h (kubeadm writes 0s on every
+    // node); only the flag set to 0 disables it ("0 indicates no timeout", options.go); a
+    // drop-in is merged after defaulting and keeps its 0 (cmd/kubelet/app/server.go,
+    // mergeKubeletConfigurations).
+    {"ZeroIdleTimeoutInTheConfigFileIsDefaultedTo4h", R"(
 entries:
   - {path: /var/lib/kubelet/config.yaml, content: "streamingConnectionIdleTimeout: 0s"}
 processes:
   - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
 )",
-     "kubelet.streaming-idle-timeout", v1::STATUS_WARN, "0s", v1::SOURCE_KIND_CONFIG_FILE},
+     "kubelet.streaming-idle-timeout", v1::STATUS_PASS, "4h0m0s", v1::SOURCE_KIND_DEFAULT},
+    {"ZeroIdleTimeoutFlagDisablesIt", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "streamingConnectionIdleTimeout: 0s"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, --streaming-connection-idle-timeout=0]}
+)",
+     "kubelet.streaming-idle-timeout", v1::STATUS_WARN, "is 0", v1::SOURCE_KIND_FLAG},
+    {"ZeroIdleTimeoutInADropInStaysZero", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "kind: KubeletConfiguration"}
+  - {path: /etc/kubelet.d/10.conf, content: "streamingConnectionIdleTimeout: 0s"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, --config-dir=/etc/kubelet.d]}
+)",
+     "kubelet.streaming-idle-timeout", v1::STATUS_WARN, "0s", v1::SOURCE_KIND_DROP_IN},
+    // Blind spot 7 still holds where nothing defaults: `0s` is a zero duration.
+    {"ZeroDurationFromAFlagWithUnitFails", R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --streaming-connection-idle-timeout=0s]}
+)",
+     "kubelet.streaming-idle-timeout", v1::STATUS_WARN, "0s", v1::SOURCE_KIND_FLAG},
+    // An empty authorization.mode in the config file becomes Webhook (same function).
+    {"EmptyAuthorizationModeInTheConfigFileIsWebhook", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "authorization: {mode: ''}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.authorization-mode", v1::STATUS_PASS, "Webhook", v1::SOURCE_KIND_DEFAULT},
+    // kube-proxy: SetDefaults_KubeProxyConfiguration (pkg/proxy/apis/config/v1alpha1/
+    // defaults.go) turns "" into 127.0.0.1:10249; kubeadm's kube-proxy ConfigMap has "".
+    {"EmptyMetricsBindAddressInKubeProxyConfigIsLoopback", R"(
+entries:
+  - {path: /var/lib/kube-proxy/config.conf, content: "kind: KubeProxyConfiguration\nmetricsBindAddress: \"\"\n"}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_PASS, "127.0.0.1:10249",
+     v1::SOURCE_KIND_DEFAULT},
+    // A port alone is kept as it is (AppendPortIfNeeded): every interface.
+    {"PortOnlyMetricsBindAddressListensEverywhere", R"(
+entries:
+  - {path: /var/lib/kube-proxy/config.conf, content: "metricsBindAddress: ':10249'"}
+processes:
+  - {pid: 900, comm: kube-proxy, argv: [kube-proxy, --config=/var/lib/kube-proxy/config.conf]}
+)",
+     "kube-proxy.metrics-bind-address", v1::STATUS_FAIL, ":10249", v1::SOURCE_KIND_CONFIG_FILE},
+
+    // Drop-ins without --config (class 2): RKE2 runs its kubelet with --config-dir only
+    // (k3s-io/k3s pkg/daemons/agent/agent_linux.go, kubeletArgsAndConfig) and sets anonymous
+    // auth and the authorization mode in 00-rke2-defaults.conf.
+    {"DropInsApplyWithoutAConfigFile", R"(
+entries:
+  - path: /var/lib/rancher/rke2/agent/etc/kubelet.conf.d/00-rke2-defaults.conf
+    content: |
+      apiVersion: kubelet.config.k8s.io/v1beta1
+      kind: KubeletConfiguration
+      authentication: {anonymous: {enabled: false}, webhook: {enabled: true}}
+      authorization: {mode: Webhook}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config-dir=/var/lib/rancher/rke2/agent/etc/kubelet.conf.d, --read-only-port=0]}
+)",
+     "kubelet.authorization-mode", v1::STATUS_PASS, "Webhook", v1::SOURCE_KIND_DROP_IN},
+    // Without a config file the base under the drop-ins is the flag defaults: a drop-in that
+    // does not set anonymous auth leaves it on.
+    {"DropInsWithoutAConfigFileSitOnFlagDefaults", R"(
+entries:
+  - {path: /etc/kubelet.d/10.conf, content: "authorization: {mode: Webhook}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config-dir=/etc/kubelet.d]}
+)",
+     "kubelet.anonymous-auth", v1::STATUS_FAIL, "true", v1::SOURCE_KIND_DEFAULT},
+    // The walk is filepath.WalkDir's: lexical, into subdirectories where they sort, .conf only.
+    {"DropInsAreWalkedRecursivelyInLexicalOrder", R"(
+entries:
+  - {path: /etc/kubelet.d/10.conf, content: "authorization: {mode: AlwaysAllow}"}
+  - {path: /etc/kubelet.d/20-site/30.conf, content: "authorization: {mode: Webhook}"}
+  - {path: /etc/kubelet.d/20-site/40.yaml, content: "authorization: {mode: AlwaysAllow}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config-dir=/etc/kubelet.d]}
+)",
+     "kubelet.authorization-mode", v1::STATUS_PASS, "Webhook", v1::SOURCE_KIND_DROP_IN},
+    {"ALaterTopLevelDropInWinsOverASubdirectory", R"(
+entries:
+  - {path: /etc/kubelet.d/10-site/1.conf, content: "authorization: {mode: Webhook}"}
+  - {path: /etc/kubelet.d/90.conf, content: "authorization: {mode: AlwaysAllow}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config-dir=/etc/kubelet.d]}
+)",
+     "kubelet.authorization-mode", v1::STATUS_FAIL, "AlwaysAllow", v1::SOURCE_KIND_DROP_IN},
+
+    // Absent passes where the CIS audit says so (class 3): 4.2.10 "not present, or set to
+    // true"; only an explicit false fails.
+    {"RotateCertificatesAbsentPassesAsTheAuditSays", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "kind: KubeletConfiguration"}
+  - path: /etc/kubernetes/kubelet.conf
+    content: |
+      apiVersion: v1
+      kind: Config
+      current-context: default
+      contexts: [{name: default, context: {cluster: default, user: default-auth}}]
+      users: [{name: default-auth, user: {client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem, client-key: /var/lib/kubelet/pki/kubelet-client-current.pem}}]
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml, --kubeconfig=/etc/kubernetes/kubelet.conf]}
+)",
+     "kubelet.rotate-certificates", v1::STATUS_PASS, "not set", v1::SOURCE_KIND_DEFAULT},
+    {"RotateCertificatesExplicitFalseFails", R"(
+entries:
+  - {path: /var/lib/kubelet/config.yaml, content: "rotateCertificates: false"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/var/lib/kubelet/config.yaml]}
+)",
+     "kubelet.rotate-certificates", v1::STATUS_FAIL, "false", v1::SOURCE_KIND_CONFIG_FILE},
+    // The item's note: a kubelet authenticating with an exec plugin (EKS:
+    // aws-iam-authenticator, awslabs/amazon-eks-ami templates/al2/runtime/kubelet-kubeconfig)
+    // has no API-server-issued client certificate to rotate.
+    {"RotateCertificatesDoesNotApplyToAnExecPluginKubelet", R"(
+entries:
+  - {path: /etc/kubernetes/kubelet/kubelet-config.json, content: "{\"rotateCertificates\": false}"}
+  - path: /var/lib/kubelet/kubeconfig
+    content: |
+      apiVersion: v1
+      kind: Config
+      clusters: [{name: kubernetes, cluster: {certificate-authority: /etc/kubernetes/pki/ca.crt, server: https://example.eks.amazonaws.com}}]
+      contexts: [{name: kubelet, context: {cluster: kubernetes, user: kubelet}}]
+      current-context: kubelet
+      users:
+      - name: kubelet
+        user:
+          exec:
+            apiVersion: client.authentication.k8s.io/v1beta1
+            command: /usr/bin/aws-iam-authenticator
+            args: [token, -i, example]
+processes:
+  - {pid: 812, comm: kubelet, argv: [kubelet, --config=/etc/kubernetes/kubelet/kubelet-config.json, --kubeconfig=/var/lib/kubelet/kubeconfig]}
+)",
+     "kubelet.rotate-certificates", v1::STATUS_NOT_APPLICABLE, "aws-iam-authenticator",
+     v1::SOURCE_KIND_CONFIG_FILE},
 
     // Blind spot 7: a pid limit of -1 is no limit, although the key is present.
     {"UnlimitedPodPidsFails", R"(

@@ -53,6 +53,10 @@ SettingSpec ParseSetting(const YAML::Node& node) {
   s.type = ParseType(node, Scalar(node, "type"));
   if (node["default"]) s.default_value = Scalar(node, "default");
   if (node["config_default"]) s.config_default = Scalar(node, "config_default");
+  if (node["config_zero"]) {
+    if (s.key.empty()) throw CatalogError(node, "config_zero needs a config key");
+    s.config_zero = Scalar(node, "config_zero");
+  }
   if (s.flag.empty() && s.key.empty() && s.env.empty()) {
     throw CatalogError(node, "a setting needs at least one of flag, key, env");
   }
@@ -143,11 +147,15 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
     c.file = std::move(spec);
   }
   if (const YAML::Node o = node["only_if"]) {
-    if (!o["setting"] || !o["expect"]) {
-      throw CatalogError(o, "'only_if' needs 'setting' and 'expect'");
+    if (o["client_certificate"]) {
+      c.only_if_client_certificate = Scalar(o, "client_certificate");
+    } else if (!o["setting"] || !o["expect"]) {
+      throw CatalogError(o, "'only_if' needs 'setting' and 'expect', or 'client_certificate'");
+    } else {
+      c.only_if = Precondition{ParseSetting(o["setting"]), ParseExpect(o["expect"])};
     }
-    c.only_if = Precondition{ParseSetting(o["setting"]), ParseExpect(o["expect"])};
   }
+  c.absent_passes = Scalar(node, "absent_passes");
   if (const YAML::Node e = node["encryption"]) {
     c.encryption = EncryptionSpec{Scalar(e, "role")};
     if (c.encryption->role.empty()) throw CatalogError(e, "'encryption' needs a role");

@@ -31,6 +31,11 @@ struct SettingSpec {
   // The default that applies instead when the component runs from a config file (the kubelet's
   // KubeletConfiguration v1beta1 defaults differ from its legacy flag defaults).
   std::optional<std::string> config_default;
+  // What the component makes of the zero value of this (non-pointer) field when its config file
+  // holds it: its SetDefaults function replaces 0s, 0 or "" with this (the kubelet's
+  // streamingConnectionIdleTimeout 0s becomes 4h; kube-proxy's metricsBindAddress "" becomes
+  // 127.0.0.1:10249). Only the config file is defaulted; a flag or a drop-in keeps its zero.
+  std::optional<std::string> config_zero;
 
   // `--anonymous-auth` or `authentication.anonymous.enabled`, for messages.
   std::string Describe() const;
@@ -102,6 +107,13 @@ struct Check {
   std::vector<SettingSpec> settings;  // every setting must meet `expect`
   std::optional<FileSpec> file;
   std::optional<Precondition> only_if;
+  // A file role of the component holding a kubeconfig: the check applies only when that
+  // kubeconfig authenticates with a client certificate (CIS 4.2.10 is about certificates the API
+  // server issues; an exec plugin or a token has none to rotate).
+  std::string only_if_client_certificate;
+  // Non-empty: the item passes when nothing sets the value (the CIS audit text says so, even
+  // where the component's own default differs); the text says why, for the result.
+  std::string absent_passes;
   std::optional<AuditSpec> audit;
   std::optional<EncryptionSpec> encryption;
   Expectation expect;

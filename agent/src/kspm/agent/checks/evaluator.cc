@@ -100,7 +100,8 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
     // Name the value by where it was read: `readOnlyPort` from a file, `--read-only-port` from
     // the command line.
     const std::string name =
-        r.found && !r.evidence.empty() && r.evidence[0].source_kind() != v1::SOURCE_KIND_DEFAULT
+        r.found && !r.evidence.empty() &&
+                (r.evidence[0].source_kind() != v1::SOURCE_KIND_DEFAULT || r.evidence.size() > 1)
             ? r.evidence[0].key()
             : spec.Describe();
     for (auto& e : r.evidence) *out.add_evidence() = std::move(e);
@@ -108,6 +109,15 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
       out.set_status(v1::STATUS_ERROR);
       out.set_reason(*r.error);
       return;
+    }
+    if (!check.absent_passes.empty() && (!r.found || r.from_default)) {
+      if (!r.found) {
+        *out.add_evidence() = MakeEvidence(
+            name, "", false, c.flags_kind,
+            "not set by " + c.flags_source + (c.layers.empty() ? "" : " or its config files"));
+      }
+      passes.push_back(name + " is not set (" + check.absent_passes + ")");
+      continue;
     }
     const bool wants_absence = check.expect.op == Op::kAbsent;
     if (!r.found) {
@@ -574,6 +584,25 @@ bool Meets(const Expectation& expect, ValueType type, const std::string& actual,
   }
 }
 
+// Whether `value` is the Go zero value of the setting's type: a duration or integer of 0, an
+// empty string (YAML null or "").
+bool IsZeroValue(const SettingSpec& spec, const std::string& value) {
+  switch (spec.type) {
+    case ValueType::kDuration: {
+      const auto nanos = ParseDurationNanos(value);
+      return nanos && *nanos == 0;
+    }
+    case ValueType::kInt: {
+      const auto n = ParseInt(value);
+      return n && *n == 0;
+    }
+    case ValueType::kString:
+      return value.empty() || value == "null" || value == "~";
+    default:
+      return false;
+  }
+}
+
 ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
   ResolvedSetting r;
   auto record = [&](std::string key, std::string value, v1::SourceKind kind, std::string source,
@@ -645,6 +674,20 @@ ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
       }
     }
   }
+  // The component defaults a zero value read from its config file (SetDefaults_*): the value in
+  // effect is the default, and the evidence shows both.
+  if (r.found && spec.config_zero && !r.evidence.empty() &&
+      r.evidence.front().source_kind() == v1::SOURCE_KIND_CONFIG_FILE && IsZeroValue(spec, r.value)) {
+    r.value = *spec.config_zero;
+    r.evidence.insert(r.evidence.begin(),
+                      MakeEvidence(r.evidence.front().key(), *spec.config_zero, true,
+                                   v1::SOURCE_KIND_DEFAULT,
+                                   "default " + c.name + " applies to the zero value " +
+                                       (r.evidence.front().value().empty()
+                                            ? std::string("\"\"")
+                                            : r.evidence.front().value()) +
+                                       " in its config file"));
+  }
   if (!r.found) {
     const bool config_mode = c.uses_config_file && spec.config_default.has_value();
     const auto& def = config_mode ? spec.config_default : spec.default_value;
@@ -665,6 +708,61 @@ ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
     }
   }
   return r;
+}
+
+// Whether the kubeconfig of file role `role` authenticates with a client certificate. False (and
+// `why` says how it does authenticate) only when the file is read and its user has none but an
+// exec plugin, a token or an auth provider; a file that cannot be read or parsed says nothing,
+// and the check applies.
+bool AuthenticatesWithClientCertificate(const Component& c, const std::string& role,
+                                        const host::HostView& host, v1::CheckResult& out,
+                                        std::string* why) {
+  const auto file = c.files.find(role);
+  if (file == c.files.end() || file->second.path.empty()) return true;
+  const std::string& path = file->second.path;
+  auto text = host.ReadFile(path);
+  if (!text.ok()) return true;
+  auto parsed = discovery::ParseYaml(*text, path);  // bounded: aliases, nesting
+  if (!parsed.ok()) return true;
+  const YAML::Node root = *parsed;
+  if (!root.IsMap() || !root["users"] || !root["users"].IsSequence()) return true;
+  // The user of the current context, or the only user.
+  std::string user_name;
+  const std::string current =
+      root["current-context"] && root["current-context"].IsScalar() ? root["current-context"].Scalar() : "";
+  if (root["contexts"] && root["contexts"].IsSequence()) {
+    for (const auto& ctx : root["contexts"]) {
+      if (ctx["name"] && ctx["name"].Scalar() == current && ctx["context"] &&
+          ctx["context"]["user"]) {
+        user_name = ctx["context"]["user"].Scalar();
+      }
+    }
+  }
+  YAML::Node user;
+  for (const auto& u : root["users"]) {
+    if ((user_name.empty() && root["users"].size() == 1) ||
+        (u["name"] && u["name"].Scalar() == user_name)) {
+      user = u["user"];
+    }
+  }
+  if (!user || !user.IsMap()) return true;
+  if (user["client-certificate"] || user["client-certificate-data"]) return true;
+  std::string how;
+  if (user["exec"] && user["exec"]["command"]) {
+    how = "an exec plugin (" + user["exec"]["command"].Scalar() + ")";
+  } else if (user["token"] || user["tokenFile"]) {
+    how = "a bearer token";
+  } else if (user["auth-provider"]) {
+    how = "an auth provider";
+  } else {
+    return true;
+  }
+  *out.add_evidence() =
+      MakeEvidence("users[" + (user_name.empty() ? std::string("0") : user_name) + "]", how, true,
+                   v1::SOURCE_KIND_CONFIG_FILE, file->second.how, path);
+  *why = c.name + " authenticates to the API server with " + how + " (" + path +
+         "), not with a client certificate the API server issued: there is none to rotate";
+  return false;
 }
 
 v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
@@ -718,6 +816,14 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
                      check.only_if->expect.Describe() + "; it is " +
                      (pre.found && !pre.value.empty() ? pre.value : "not set"));
       for (const auto& e : pre.evidence) *out.add_evidence() = e;
+      return out;
+    }
+  }
+  if (!check.only_if_client_certificate.empty()) {
+    std::string why;
+    if (!AuthenticatesWithClientCertificate(c, check.only_if_client_certificate, host, out, &why)) {
+      out.set_status(v1::STATUS_NOT_APPLICABLE);
+      out.set_reason(why);
       return out;
     }
   }

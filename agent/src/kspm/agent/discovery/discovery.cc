@@ -58,7 +58,8 @@ ResolvedFile InProcessView(const host::HostView& host, const Component& c, Resol
   return file;
 }
 
-void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
+// The component's own config file, if it reads one.
+void LoadConfigFile(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
   ResolvedFile file;
   const bool live_flags = c.present && !c.config_exclusive;
   if (!spec.flag.empty() && live_flags && c.flags.Has(spec.flag)) {
@@ -96,34 +97,69 @@ void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Comp
   }
   c.layers.push_back({file.path, v1::SOURCE_KIND_CONFIG_FILE, *root});
   if (spec.exclusive) c.config_exclusive = true;
+}
 
-  if (!spec.dropin_flag.empty() && c.flags.Has(spec.dropin_flag)) {
-    const std::string dir = *c.flags.Value(spec.dropin_flag);
-    auto names = host.ListDir(dir);
-    if (!names.ok()) {
-      c.config_error =
-          absl::Status(names.status().code(), "drop-in directory " + dir + " (--" +
-                                                  spec.dropin_flag + " of " + c.flags_source +
-                                                  "): " + std::string(names.status().message()));
-      return;
-    }
-    // The kubelet reads drop-ins with the .conf suffix in lexical order; later ones win.
-    for (const auto& name : *names) {
-      if (!name.ends_with(".conf")) continue;
-      const std::string path = dir + "/" + name;
-      auto dropin_text = host.ReadFile(path);
-      if (!dropin_text.ok()) {
-        c.config_error = dropin_text.status();
-        return;
+// The drop-in files of `dir` as the kubelet reads them (cmd/kubelet/app/server.go,
+// mergeKubeletConfigurations: filepath.WalkDir, files whose extension is `.conf`): entries in
+// lexical order, a subdirectory walked where it sorts, depth first. Bounded (depth 8, 1,000
+// files) so a hostile tree cannot hold the scan.
+absl::Status WalkDropIns(const host::HostView& host, const std::string& dir, int depth,
+                         std::vector<std::string>& out) {
+  auto names = host.ListDir(dir);
+  if (!names.ok()) return names.status();
+  for (const auto& name : *names) {
+    const std::string path = dir + "/" + name;
+    auto info = host.Stat(path);
+    if (!info.ok()) continue;  // vanished, or a dangling link: WalkDir would not read it either
+    if (info->IsDirectory()) {
+      if (depth >= 8) {
+        return absl::ResourceExhaustedError("drop-in directory " + dir + " nests deeper than 8");
       }
-      auto dropin = ParseYaml(*dropin_text, path);
-      if (!dropin.ok()) {
-        c.config_error = dropin.status();
-        return;
+      if (auto s = WalkDropIns(host, path, depth + 1, out); !s.ok()) return s;
+    } else if (name.size() > 5 && name.ends_with(".conf")) {
+      if (out.size() >= 1000) {
+        return absl::ResourceExhaustedError("drop-in directory " + dir +
+                                            " holds more than 1000 .conf files");
       }
-      c.layers.push_back({path, v1::SOURCE_KIND_DROP_IN, *dropin});
+      out.push_back(path);
     }
   }
+  return absl::OkStatus();
+}
+
+void LoadDropIns(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
+  if (spec.dropin_flag.empty() || c.config_exclusive || !c.flags.Has(spec.dropin_flag)) {
+    return;
+  }
+  const ResolvedFile dir = InProcessView(
+      host, c, {*c.flags.Value(spec.dropin_flag),
+                "--" + spec.dropin_flag + " of " + c.flags_source, true});
+  std::vector<std::string> paths;
+  if (auto s = WalkDropIns(host, dir.path, 0, paths); !s.ok()) {
+    c.config_error = absl::Status(s.code(), "drop-in directory " + dir.path + " (" + dir.how +
+                                                "): " + std::string(s.message()));
+    return;
+  }
+  // Later files win (an RFC 7386 merge patch each, over the config file or, without one, over
+  // the flag defaults).
+  for (const auto& path : paths) {
+    auto dropin_text = host.ReadFile(path);
+    if (!dropin_text.ok()) {
+      c.config_error = dropin_text.status();
+      return;
+    }
+    auto dropin = ParseYaml(*dropin_text, path);
+    if (!dropin.ok()) {
+      c.config_error = dropin.status();
+      return;
+    }
+    c.layers.push_back({path, v1::SOURCE_KIND_DROP_IN, *dropin});
+  }
+}
+
+void LoadConfig(const host::HostView& host, const checks::ConfigSpec& spec, Component& c) {
+  LoadConfigFile(host, spec, c);
+  if (!c.config_error) LoadDropIns(host, spec, c);
 }
 
 void ResolveFiles(const host::HostView& host, const checks::ComponentSpec& spec, Component& c) {
