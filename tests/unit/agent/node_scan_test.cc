@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
+#include <sstream>
 
 #include "fixtures/host_builder.h"
 #include "kspm/agent/scan.h"
@@ -193,6 +195,57 @@ TEST(FixtureScan, DockerHostChecksDaemonAndFiles) {
   }
   EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.2.1"), "NOT_APPLICABLE");
 }
+
+}  // namespace
+}  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// Nodes built from real distributions' files (each entry cites its upstream repository, path and
+// commit). Each fixture's header lists the verdict every CIS Kubernetes section-4 item should get
+// from the components' real behaviour (`#   4.2.10 NOT_APPLICABLE  why`); the scan must agree
+// with every line, and there must be a line for every item.
+class RealDistributionNode : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RealDistributionNode, EverySectionFourItemGetsItsExpectedVerdict) {
+  const std::string name = GetParam();
+  std::string text;
+  ASSERT_TRUE(kspm::testing::ReadFileText(
+                  std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/" + name + ".yaml", &text)
+                  .ok());
+  std::map<std::string, std::string> expected;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string hash, item, status;
+    if (!(words >> hash >> item >> status) || hash != "#" || !item.starts_with("4.")) continue;
+    if (status == "PASS" || status == "FAIL" || status == "WARN" || status == "MANUAL" ||
+        status == "NOT_APPLICABLE") {
+      expected[item] = status;
+    }
+  }
+  ASSERT_EQ(expected.size(), 25u) << "the header lists 4.1.1-4.1.10, 4.2.1-4.2.14 and 4.3.1";
+  bool owners = false;
+  const auto results = ScanFixture(name, &owners);
+  for (const auto& [item, status] : expected) {
+    const auto it = results.find("cis-kubernetes-1.12/" + item);
+    ASSERT_NE(it, results.end()) << item;
+    // Owners are only real as root; an owner item cannot be judged otherwise.
+    if (!owners && it->second.title().find("owned by") != std::string::npos) continue;
+    EXPECT_EQ(common::StatusName(it->second.status()), status)
+        << name << " " << item << ": " << it->second.reason() << "\n"
+        << common::EvidenceSummary(it->second);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, RealDistributionNode,
+                         ::testing::Values("eks-al2-worker", "eks-al2023-worker"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace kspm::agent
