@@ -73,7 +73,7 @@ TEST_F(DemoNodeScan, FindsTheDemoMistakesWithEvidence) {
   ASSERT_GE(idle.evidence_size(), 2);
   EXPECT_EQ(idle.evidence(0).value(), "4h0m0s");
   EXPECT_EQ(idle.evidence(1).value(), "0s");
-  EXPECT_EQ(Item("1.2.8").status(), v1::STATUS_PASS);   // Node,RBAC
+  EXPECT_EQ(Item("1.2.8").status(), v1::STATUS_PASS);  // Node,RBAC
   EXPECT_EQ(Item("1.2.6").status(), v1::STATUS_PASS);
   EXPECT_EQ(Item("1.2.15").status(), v1::STATUS_FAIL);  // profiling defaults to true
   EXPECT_EQ(Item("1.3.2").status(), v1::STATUS_PASS);   // --profiling=false
@@ -240,7 +240,8 @@ TEST_P(RealDistributionNode, EverySectionFourItemGetsItsExpectedVerdict) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, RealDistributionNode,
-                         ::testing::Values("eks-al2-worker", "eks-al2023-worker"),
+                         ::testing::Values("eks-al2-worker", "eks-al2023-worker", "kind-worker",
+                                           "rke2-agent"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -181,7 +181,21 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
   std::vector<std::string> looked_at;
   if (!spec.role.empty()) {
     const auto it = c.files.find(spec.role);
-    if (it == c.files.end()) {
+    // The config role covers the drop-ins too: they configure the component as much as its
+    // config file does (RKE2's kubelet has drop-ins only, k3s writes them 0600).
+    std::vector<Target> dropins;
+    if (spec.role == "config") {
+      for (const auto& layer : c.layers) {
+        if (layer.kind == v1::SOURCE_KIND_DROP_IN) {
+          dropins.push_back(
+              {layer.path,
+               "drop-in of --" + (c.spec && c.spec->config ? c.spec->config->dropin_flag
+                                                           : std::string("config-dir")),
+               true});
+        }
+      }
+    }
+    if (it == c.files.end() && dropins.empty()) {
       std::string where;
       if (const auto* role = c.spec ? &c.spec->files : nullptr; role && role->contains(spec.role)) {
         const auto& r = role->at(spec.role);
@@ -198,7 +212,8 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
                      (where.empty() ? "" : " (looked at " + where + ")"));
       return;
     }
-    targets.push_back({it->second.path, it->second.how, it->second.named});
+    if (it != c.files.end()) targets.push_back({it->second.path, it->second.how, it->second.named});
+    targets.insert(targets.end(), dropins.begin(), dropins.end());
   }
   for (const auto& p : spec.paths) targets.push_back({p, "known path", false});
   if (!spec.walk.empty()) {
@@ -677,16 +692,16 @@ ResolvedSetting ResolveSetting(const Component& c, const SettingSpec& spec) {
   // The component defaults a zero value read from its config file (SetDefaults_*): the value in
   // effect is the default, and the evidence shows both.
   if (r.found && spec.config_zero && !r.evidence.empty() &&
-      r.evidence.front().source_kind() == v1::SOURCE_KIND_CONFIG_FILE && IsZeroValue(spec, r.value)) {
+      r.evidence.front().source_kind() == v1::SOURCE_KIND_CONFIG_FILE &&
+      IsZeroValue(spec, r.value)) {
     r.value = *spec.config_zero;
-    r.evidence.insert(r.evidence.begin(),
-                      MakeEvidence(r.evidence.front().key(), *spec.config_zero, true,
-                                   v1::SOURCE_KIND_DEFAULT,
-                                   "default " + c.name + " applies to the zero value " +
-                                       (r.evidence.front().value().empty()
-                                            ? std::string("\"\"")
-                                            : r.evidence.front().value()) +
-                                       " in its config file"));
+    r.evidence.insert(
+        r.evidence.begin(),
+        MakeEvidence(r.evidence.front().key(), *spec.config_zero, true, v1::SOURCE_KIND_DEFAULT,
+                     "default " + c.name + " applies to the zero value " +
+                         (r.evidence.front().value().empty() ? std::string("\"\"")
+                                                             : r.evidence.front().value()) +
+                         " in its config file"));
   }
   if (!r.found) {
     const bool config_mode = c.uses_config_file && spec.config_default.has_value();
@@ -728,8 +743,9 @@ bool AuthenticatesWithClientCertificate(const Component& c, const std::string& r
   if (!root.IsMap() || !root["users"] || !root["users"].IsSequence()) return true;
   // The user of the current context, or the only user.
   std::string user_name;
-  const std::string current =
-      root["current-context"] && root["current-context"].IsScalar() ? root["current-context"].Scalar() : "";
+  const std::string current = root["current-context"] && root["current-context"].IsScalar()
+                                  ? root["current-context"].Scalar()
+                                  : "";
   if (root["contexts"] && root["contexts"].IsSequence()) {
     for (const auto& ctx : root["contexts"]) {
       if (ctx["name"] && ctx["name"].Scalar() == current && ctx["context"] &&

@@ -132,8 +132,8 @@ void LoadDropIns(const host::HostView& host, const checks::ConfigSpec& spec, Com
     return;
   }
   const ResolvedFile dir = InProcessView(
-      host, c, {*c.flags.Value(spec.dropin_flag),
-                "--" + spec.dropin_flag + " of " + c.flags_source, true});
+      host, c,
+      {*c.flags.Value(spec.dropin_flag), "--" + spec.dropin_flag + " of " + c.flags_source, true});
   std::vector<std::string> paths;
   if (auto s = WalkDropIns(host, dir.path, 0, paths); !s.ok()) {
     c.config_error = absl::Status(s.code(), "drop-in directory " + dir.path + " (" + dir.how +
