@@ -23,6 +23,7 @@
 #include "kspm/common/logging.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/safe_text.h"
 #include "kspm/common/strings.h"
 #include "kspm/common/time.h"
 #include "kspm/common/tls.h"
@@ -88,14 +89,24 @@ Selection MakeSelection(const Options& o, const Catalog& catalog) {
     return std::find(known.begin(), known.end(), b) != known.end();
   };
   for (const auto& b : SplitIds(o.benchmarks)) {
+    if (b == "auto") {
+      sel.auto_platform = true;
+      continue;
+    }
     // `cis-1.12` is accepted for `cis-kubernetes-1.12`, as kube-bench users type it.
-    const std::string alias = b.starts_with("cis-") ? "cis-kubernetes-" + b.substr(4) : "";
+    std::string alias = b.starts_with("cis-") ? "cis-kubernetes-" + b.substr(4) : "";
+    // kube-bench's platform names: eks-1.8.0 is cis-eks-1.8.
+    if (b.starts_with("eks-") || b.starts_with("gke-") || b.starts_with("aks-")) {
+      alias = "cis-" + (b.ends_with(".0") && std::count(b.begin(), b.end(), '.') == 2
+                            ? b.substr(0, b.size() - 2)
+                            : b);
+    }
     if (is_known(b)) {
       sel.benchmarks.insert(b);
     } else if (!alias.empty() && is_known(alias)) {
       sel.benchmarks.insert(alias);
     } else {
-      Die("unknown benchmark '" + b + "' (known: " + kspm::common::Join(known, ", ") + ")");
+      Die("unknown benchmark '" + b + "' (known: auto, " + kspm::common::Join(known, ", ") + ")");
     }
   }
   sel.only = SplitIds(o.only);
@@ -174,6 +185,11 @@ int RunScanCommand(const Options& o) {
       }
       out << "node " << report.node().node_name() << " (" << (roles.empty() ? "no roles" : roles)
           << ") host root " << report.host_root() << "\n";
+      if (!report.node().platform().empty()) {
+        out << "platform " << report.node().platform() << ": "
+            << kspm::common::TerminalSafe(report.node().platform_reason()) << "; benchmark "
+            << report.node().platform_benchmark() << "\n";
+      }
       kspm::common::WriteText(rows, out, colour, o.verbose);
       out << "\n"
           << counts[kspm::v1::STATUS_PASS] << " pass, " << counts[kspm::v1::STATUS_FAIL]
@@ -197,11 +213,12 @@ int RunChecksCommand(const Options& o) {
     for (const auto& [benchmark, item] : c.benchmarks) {
       if (!selection.benchmarks.empty() && !selection.benchmarks.contains(benchmark)) continue;
       const std::string severity(kspm::common::SeverityName(c.severity));
-      table.AddRow({benchmark, item, c.id, c.scored ? "yes" : "no", severity, c.title});
+      table.AddRow(
+          {benchmark, item, c.id, c.ScoredIn(benchmark) ? "yes" : "no", severity, c.title});
       list.push_back({{"benchmark", benchmark},
                       {"id", item},
                       {"check_id", c.id},
-                      {"scored", c.scored},
+                      {"scored", c.ScoredIn(benchmark)},
                       {"severity", severity},
                       {"title", c.title},
                       {"component", c.component},
@@ -506,7 +523,8 @@ void AddScanOptions(CLI::App* cmd, Options& o) {
       ->capture_default_str();
   cmd->add_option("--proc-root", o.proc_root, "The host's /proc (default: HOST_ROOT/proc)");
   cmd->add_option("--benchmark", o.benchmarks,
-                  "Benchmarks to report (cis-kubernetes-1.12, cis-docker-1.6, kspm-1); default all")
+                  "Benchmarks to report (auto: the Kubernetes benchmark of the node's platform, "
+                  "cis-kubernetes-1.12, cis-docker-1.6, kspm-1); default all")
       ->delimiter(',');
   cmd->add_option("--only", o.only, "Check ids or item ids (or prefixes such as 4.2) to run");
   cmd->add_option("--skip", o.skip, "Check ids or item ids (or prefixes) to skip");

@@ -572,7 +572,11 @@ TEST_P(EvaluatorCase, Verdict) {
   auto host = host::MakeFsHostView(dir.path());
   ASSERT_TRUE(host.ok());
   const auto state = discovery::Discover(**host, *catalog);
-  const auto result = Evaluate(*check, check->benchmarks.begin()->first, **host, state);
+  const auto result = Evaluate(
+      *check,
+      (check->benchmarks.contains("cis-kubernetes-1.12") ? std::string("cis-kubernetes-1.12")
+                                                         : check->benchmarks.begin()->first),
+      **host, state);
   EXPECT_EQ(common::StatusName(result.status()), common::StatusName(c.want))
       << "reason: " << result.reason() << "\nevidence: " << common::EvidenceSummary(result);
   EXPECT_NE(result.reason().find(c.reason_has), std::string::npos) << "reason: " << result.reason();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "fixtures/host_builder.h"
@@ -247,6 +248,53 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, RealDistributionNode,
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
+
+}  // namespace
+}  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// Auto-detection: each node says which platform it belongs to from its own files and processes,
+// and why; `--benchmark auto` then keeps that platform's Kubernetes benchmark only.
+TEST(PlatformDetection, EachFixtureNodeNamesItsPlatformAndWhy) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"eks-al2-worker", "eks"}, {"eks-al2023-worker", "eks"}, {"kind-worker", "kubernetes"},
+      {"rke2-agent", "rke2"},    {"k3s-server", "k3s"},        {"demo-kubeadm-node", "kubernetes"},
+      {"docker-host", "none"}};
+  auto catalog = checks::Catalog::Builtin();
+  ASSERT_TRUE(catalog.ok());
+  const auto known = catalog->Benchmarks();
+  for (const auto& [fixture, platform] : cases) {
+    bool owners = false;
+    v1::NodeIdentity node;
+    (void)ScanFixture(fixture, &owners, &node);
+    EXPECT_EQ(node.platform(), platform) << fixture << ": " << node.platform_reason();
+    EXPECT_FALSE(node.platform_reason().empty()) << fixture;
+    EXPECT_NE(std::find(known.begin(), known.end(), node.platform_benchmark()), known.end())
+        << fixture << ": " << node.platform_benchmark();
+  }
+}
+
+TEST(PlatformDetection, AutoKeepsOnlyThePlatformsKubernetesBenchmark) {
+  kspm::testing::TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildFixtureHost("eks-al2-worker", dir.path(), &owners).ok());
+  auto catalog = checks::Catalog::Builtin();
+  auto host = host::MakeFsHostView(dir.path());
+  checks::Selection selection;
+  selection.auto_platform = true;
+  const auto report = RunScan(**host, *catalog, selection, {});
+  std::set<std::string> benchmarks;
+  for (const auto& r : report.results()) benchmarks.insert(r.benchmark());
+  EXPECT_TRUE(benchmarks.contains(report.node().platform_benchmark()));
+  for (const auto& b : benchmarks) {
+    if (checks::IsKubernetesBenchmark(b)) {
+      EXPECT_EQ(b, report.node().platform_benchmark());
+    }
+  }
+  EXPECT_TRUE(benchmarks.contains("kspm-1"));
+}
 
 }  // namespace
 }  // namespace kspm::agent

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "kspm/agent/platform.h"
 #include "kspm/common/safe_text.h"
 #include "kspm/common/strings.h"
 #include "kspm/common/time.h"
@@ -23,7 +24,7 @@ std::string ResolveNodeName(const NodeSettings& settings, const host::HostView& 
 }
 
 v1::NodeIdentity MakeIdentity(const discovery::HostState& state, const NodeSettings& settings,
-                              const host::HostView& host) {
+                              const host::HostView& host, const checks::Catalog* catalog) {
   v1::NodeIdentity id;
   id.set_node_name(ResolveNodeName(settings, host));
   id.set_cluster(settings.cluster);
@@ -34,6 +35,12 @@ v1::NodeIdentity MakeIdentity(const discovery::HostState& state, const NodeSetti
   id.set_container_runtime(state.container_runtime);
   id.set_agent_version(KSPM_VERSION);
   id.set_drift_mode(settings.drift_mode);
+  if (catalog != nullptr) {
+    const Platform platform = DetectPlatform(host, state, *catalog);
+    id.set_platform(platform.name);
+    id.set_platform_benchmark(platform.benchmark);
+    id.set_platform_reason(platform.why);
+  }
   return id;
 }
 
@@ -43,8 +50,19 @@ v1::NodeReport RunScan(const host::HostView& host, const checks::Catalog& catalo
   report.set_scan_id(common::NewUuid());
   *report.mutable_started_at() = common::ToProto(common::Clock::now());
   const discovery::HostState state = discovery::Discover(host, catalog);
-  *report.mutable_node() = MakeIdentity(state, settings, host);
-  for (auto& r : checks::EvaluateAll(catalog, selection, host, state)) {
+  *report.mutable_node() = MakeIdentity(state, settings, host, &catalog);
+  checks::Selection chosen = selection;
+  if (selection.auto_platform) {
+    // The platform's benchmark, and every benchmark outside the Kubernetes family.
+    chosen.benchmarks.clear();
+    for (const auto& b : catalog.Benchmarks()) {
+      const bool wanted = selection.benchmarks.empty() || selection.benchmarks.contains(b);
+      if (checks::IsKubernetesBenchmark(b) ? b == report.node().platform_benchmark() : wanted) {
+        chosen.benchmarks.insert(b);
+      }
+    }
+  }
+  for (auto& r : checks::EvaluateAll(catalog, chosen, host, state)) {
     *report.add_results() = std::move(r);
   }
   report.set_full(true);

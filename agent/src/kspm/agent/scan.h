@@ -28,8 +28,9 @@ std::string ResolveNodeName(const NodeSettings& settings, const host::HostView& 
 v1::NodeReport RunScan(const host::HostView& host, const checks::Catalog& catalog,
                        const checks::Selection& selection, const NodeSettings& settings);
 
-// The identity part of a report, from what discovery found.
+// The identity part of a report, from what discovery found; with the catalogue, the platform
+// and its benchmark too (DetectPlatform).
 v1::NodeIdentity MakeIdentity(const discovery::HostState& state, const NodeSettings& settings,
-                              const host::HostView& host);
+                              const host::HostView& host, const checks::Catalog* catalog = nullptr);
 
 }  // namespace kspm::agent

@@ -81,15 +81,21 @@ std::string ResourceScope(const v1::CheckResult& result) {
 nlohmann::json NodeToJson(const v1::NodeIdentity& node) {
   nlohmann::json roles = nlohmann::json::array();
   for (int r : node.roles()) roles.push_back(RoleName(static_cast<v1::NodeRole>(r)));
-  return {{"name", node.node_name()},
-          {"cluster", node.cluster()},
-          {"roles", std::move(roles)},
-          {"os", node.os()},
-          {"kernel", node.kernel()},
-          {"kubelet_version", node.kubelet_version()},
-          {"container_runtime", node.container_runtime()},
-          {"agent_version", node.agent_version()},
-          {"drift_mode", node.drift_mode()}};
+  nlohmann::json out = {{"name", node.node_name()},
+                        {"cluster", node.cluster()},
+                        {"roles", std::move(roles)},
+                        {"os", node.os()},
+                        {"kernel", node.kernel()},
+                        {"kubelet_version", node.kubelet_version()},
+                        {"container_runtime", node.container_runtime()},
+                        {"agent_version", node.agent_version()},
+                        {"drift_mode", node.drift_mode()}};
+  if (!node.platform().empty()) {
+    out["platform"] = {{"name", node.platform()},
+                       {"benchmark", node.platform_benchmark()},
+                       {"reason", node.platform_reason()}};
+  }
+  return out;
 }
 
 std::string EvidenceText(const v1::Evidence& e) {

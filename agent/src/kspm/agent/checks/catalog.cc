@@ -128,7 +128,19 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
   if (!benchmarks || !benchmarks.IsMap() || benchmarks.size() == 0) {
     throw CatalogError(node, "check '" + c.id + "' needs 'benchmarks' (benchmark: item id)");
   }
-  for (const auto& b : benchmarks) c.benchmarks[b.first.Scalar()] = b.second.Scalar();
+  // `benchmark: item`, or `benchmark: {id: item, scored: false}` where a benchmark scores the
+  // item differently from the check's own `scored`.
+  for (const auto& b : benchmarks) {
+    if (b.second.IsMap()) {
+      c.benchmarks[b.first.Scalar()] = Scalar(b.second, "id");
+      if (c.benchmarks[b.first.Scalar()].empty()) {
+        throw CatalogError(b.second, "benchmark '" + b.first.Scalar() + "' needs an 'id'");
+      }
+      if (b.second["scored"]) c.scored_in[b.first.Scalar()] = b.second["scored"].as<bool>();
+    } else {
+      c.benchmarks[b.first.Scalar()] = b.second.Scalar();
+    }
+  }
   if (const YAML::Node s = node["setting"]) c.settings.push_back(ParseSetting(s));
   if (const YAML::Node s = node["settings"]) {
     if (!s.IsSequence()) throw CatalogError(s, "'settings' must be a list");

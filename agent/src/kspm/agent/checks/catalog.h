@@ -100,6 +100,11 @@ struct Precondition {
 struct Check {
   std::string id;                                 // stable internal id
   std::map<std::string, std::string> benchmarks;  // benchmark name -> item id
+  std::map<std::string, bool> scored_in;          // benchmarks that score it otherwise
+  bool ScoredIn(const std::string& benchmark) const {
+    const auto it = scored_in.find(benchmark);
+    return it == scored_in.end() ? scored : it->second;
+  }
   std::string title;
   v1::Severity severity = v1::SEVERITY_MEDIUM;
   bool scored = true;

@@ -88,8 +88,10 @@ struct Verdict {
   std::string reason;
 };
 
-v1::Status FailStatus(const Check& check) {
-  return check.scored ? v1::STATUS_FAIL : v1::STATUS_WARN;
+// A failure of a scored item is FAIL, of an unscored (Manual) one WARN: as the result's benchmark
+// scores it (the same check may be Automated in one benchmark and Manual in another).
+v1::Status FailStatus(const v1::CheckResult& out) {
+  return out.scored() ? v1::STATUS_FAIL : v1::STATUS_WARN;
 }
 
 void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& out) {
@@ -159,7 +161,7 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
     }
   }
   if (!failures.empty()) {
-    out.set_status(FailStatus(check));
+    out.set_status(FailStatus(out));
     out.set_reason(common::Join(failures, "; ") + "; expected " + out.expected());
   } else {
     out.set_status(v1::STATUS_PASS);
@@ -326,7 +328,7 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
     if (!ok) failures.push_back(t.path + " is " + actual + (why.empty() ? "" : " (" + why + ")"));
   }
   if (!missing_named.empty()) {
-    out.set_status(FailStatus(check));
+    out.set_status(FailStatus(out));
     out.set_reason(common::Join(missing_named, "; ") + ": named but missing");
     return;
   }
@@ -339,7 +341,7 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
     return;
   }
   if (!failures.empty()) {
-    out.set_status(FailStatus(check));
+    out.set_status(FailStatus(out));
     std::string reason = failures.size() > 3
                              ? std::to_string(failures.size()) + " of " + std::to_string(present) +
                                    " files fail, e.g. " + failures[0]
@@ -420,7 +422,7 @@ void EvaluateAudit(const Check& check, const Component& c, const host::HostView&
       MakeEvidence("audit rule for " + path, "", false, v1::SOURCE_KIND_CONFIG_FILE,
                    files.empty() ? "no /etc/audit/audit.rules or /etc/audit/rules.d/*.rules"
                                  : "none in " + common::Join(files, ", "));
-  out.set_status(FailStatus(check));
+  out.set_status(FailStatus(out));
   out.set_reason("no audit rule watches " + path + "; expected " + out.expected());
 }
 
@@ -456,7 +458,7 @@ void EvaluateEncryption(const Check& check, const Component& c, const host::Host
   if (it == c.files.end()) {
     *out.add_evidence() = MakeEvidence("--encryption-provider-config", "", false, c.flags_kind,
                                        "flag of " + c.flags_source, "", c.pid);
-    out.set_status(FailStatus(check));
+    out.set_status(FailStatus(out));
     out.set_reason(
         "no --encryption-provider-config: Secrets are written to etcd unencrypted (see 1.2.27)");
     return;
@@ -502,7 +504,7 @@ void EvaluateEncryption(const Check& check, const Component& c, const host::Host
                      "] of " + file.path + ")" +
                      (first == "kms" ? "; prefer KMS v2 (apiVersion: v2), v1 is deprecated" : ""));
     } else {
-      out.set_status(FailStatus(check));
+      out.set_status(FailStatus(out));
       out.set_reason(
           "the first provider for Secrets in " + file.path + " is " +
           (first.empty() ? "missing" : first) +
@@ -513,7 +515,7 @@ void EvaluateEncryption(const Check& check, const Component& c, const host::Host
   }
   *out.add_evidence() = MakeEvidence("resources[].resources", "secrets", false,
                                      v1::SOURCE_KIND_CONFIG_FILE, where, file.path);
-  out.set_status(FailStatus(check));
+  out.set_status(FailStatus(out));
   out.set_reason("no entry of " + file.path + " lists secrets: they are written unencrypted");
 }
 
@@ -790,7 +792,7 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
     out.set_benchmark_id(it->second);
   }
   out.set_title(check.title);
-  out.set_scored(check.scored);
+  out.set_scored(check.ScoredIn(benchmark));
   out.set_severity(check.severity);
   out.set_remediation(check.remediation);
   out.set_component(check.component);
@@ -853,6 +855,13 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
     EvaluateSettings(check, c, out);
   }
   return out;
+}
+
+bool IsKubernetesBenchmark(const std::string& benchmark) {
+  for (const char* prefix : {"cis-kubernetes-", "cis-eks-", "cis-gke-", "cis-aks-"}) {
+    if (benchmark.starts_with(prefix)) return true;
+  }
+  return false;
 }
 
 std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,

@@ -19,7 +19,14 @@ struct Selection {
   std::set<std::string> only;
   // Check ids or item ids (or prefixes) to drop.
   std::set<std::string> skip;
+  // `--benchmark auto`: of the Kubernetes benchmarks (CIS Kubernetes and the platform ones),
+  // only the one of the platform the node shows (DetectPlatform); the others (Docker, kspm's
+  // own) as `benchmarks` says.
+  bool auto_platform = false;
 };
+
+// Whether a benchmark is one of the Kubernetes family (one applies per node).
+bool IsKubernetesBenchmark(const std::string& benchmark);
 
 // An effective setting value and every source consulted.
 struct ResolvedSetting {

@@ -347,7 +347,7 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
   report.set_scan_id(common::NewUuid());
   *report.mutable_started_at() = event.observed_at();
   *report.mutable_finished_at() = common::ToProto(common::Clock::now());
-  *report.mutable_node() = MakeIdentity(state, node_, host_);
+  *report.mutable_node() = MakeIdentity(state, node_, host_, &catalog_);
   report.set_full(false);
   report.set_host_root(host_.root());
   *report.add_drift() = event;
