@@ -291,8 +291,8 @@ int Nodes(const Options& o) {
     std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
     return 0;
   }
-  kspm::common::Table table(
-      {"NODE", "CLUSTER", "ROLES", "LAST SEEN", "HEALTH", "FAIL", "WARN", "AGENT", "CERT EXPIRES"});
+  kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "PLATFORM", "LAST SEEN", "HEALTH", "FAIL",
+                             "WARN", "AGENT", "CERT EXPIRES"});
   const auto now = kspm::common::Clock::now();
   for (const auto& n : resp.nodes()) {
     std::string roles;
@@ -313,8 +313,12 @@ int Nodes(const Options& o) {
             " h)";
       }
     }
+    const std::string platform =
+        n.identity().platform().empty()
+            ? "-"
+            : n.identity().platform() + " (" + n.identity().platform_benchmark() + ")";
     table.AddRow({n.identity().node_name(), n.identity().cluster(), roles.empty() ? "-" : roles,
-                  kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen())),
+                  platform, kspm::common::FormatRfc3339(kspm::common::FromProto(n.last_seen())),
                   n.revoked() ? "REVOKED" : (n.stale() ? "STALE" : "ok"),
                   std::to_string(n.counts().fail()), std::to_string(n.counts().warn()),
                   n.identity().agent_version(), expires});

@@ -335,6 +335,11 @@ TEST_F(EnrollmentTest, ANewNodeEnrolsReportsRenewsAndIsRevoked) {
            (*n)["counts"].value("FAIL", 0) + (*n)["counts"].value("PASS", 0) > 0;
   })) << agents.back()->Log();
   EXPECT_LT(std::chrono::steady_clock::now() - joined, 15s) << "within a few 2 s intervals";
+  // The platform the agent detected travels with the node (kubeadm-worker: plain kubeadm).
+  const auto joined_node = NodeInfo("node-4");
+  ASSERT_TRUE(joined_node.has_value());
+  EXPECT_EQ((*joined_node)["platform"].value("name", ""), "kubernetes") << joined_node->dump();
+  EXPECT_EQ((*joined_node)["platform"].value("benchmark", ""), "cis-kubernetes-1.12");
   struct stat key {};
   ASSERT_EQ(::stat((dir_.path() + "/state-node-4/identity/node.key").c_str(), &key), 0);
   EXPECT_EQ(key.st_mode & 0777, 0600u);
