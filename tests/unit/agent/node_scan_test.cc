@@ -298,3 +298,39 @@ TEST(PlatformDetection, AutoKeepsOnlyThePlatformsKubernetesBenchmark) {
 
 }  // namespace
 }  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// An AKS node shows its cloud-provider file; the catalogue has the AKS benchmark, and its
+// azure.json items judge that file.
+TEST(PlatformDetection, AnAksNodeIsJudgedByTheAksBenchmark) {
+  kspm::testing::TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildHostRoot(R"(
+entries:
+  - {path: /etc/kubernetes/azure.json, mode: "0644", content: "{\"cloud\": \"AzurePublicCloud\"}"}
+  - {path: /etc/default/kubeletconfig.json, mode: "0644", content: "{\"readOnlyPort\": 0}"}
+processes:
+  - {pid: 812, comm: kubelet, argv: [/usr/local/bin/kubelet, --config=/etc/default/kubeletconfig.json]}
+)",
+                                           dir.path(), &owners)
+                  .ok());
+  auto catalog = checks::Catalog::Builtin();
+  auto host = host::MakeFsHostView(dir.path());
+  checks::Selection selection;
+  selection.auto_platform = true;
+  const auto report = RunScan(**host, *catalog, selection, {});
+  EXPECT_EQ(report.node().platform(), "aks") << report.node().platform_reason();
+  EXPECT_EQ(report.node().platform_benchmark(), "cis-aks-1.8");
+  std::map<std::string, std::string> status;
+  for (const auto& r : report.results()) {
+    status[r.benchmark() + "/" + r.benchmark_id()] = common::StatusName(r.status());
+  }
+  EXPECT_EQ(status["cis-aks-1.8/3.1.3"], "PASS");  // 0644
+  EXPECT_EQ(status["cis-aks-1.8/3.2.4"], "PASS");  // readOnlyPort 0, scored in AKS
+  EXPECT_EQ(status.count("cis-kubernetes-1.12/4.2.4"), 0u);
+}
+
+}  // namespace
+}  // namespace kspm::agent
