@@ -631,21 +631,13 @@ namespace {
 // Operators only; with --insecure (no certificates at all) everything is allowed.
 absl::StatusOr<std::string> AuthorizeOperator(const grpc::CallbackServerContext& context,
                                               std::string_view rpc, bool allow_unauthenticated) {
+  if (auto s = AuthorizeQuery(context, rpc, /*operator_needed=*/true, allow_unauthenticated);
+      !s.ok()) {
+    return s;
+  }
   const Caller caller = CallerOf(context);
-  if (caller.certificate_pem.empty()) {
-    if (allow_unauthenticated) return std::string("an unauthenticated client");
-    return absl::UnauthenticatedError(std::string(rpc) + " needs a client certificate");
-  }
-  if (!caller.identity) {
-    return absl::PermissionDeniedError(
-        "the certificate carries no kspm identity; issue it again with kspmctl certs");
-  }
-  if (caller.identity->role != common::Role::kOperator) {
-    return absl::PermissionDeniedError(
-        std::string(rpc) + " needs the operator role; the certificate '" + caller.identity->name +
-        "' has the " + std::string(common::RoleName(caller.identity->role)) + " role");
-  }
-  return "operator " + caller.identity->name;
+  return caller.identity ? "operator " + caller.identity->name
+                         : std::string("an unauthenticated client");
 }
 
 }  // namespace

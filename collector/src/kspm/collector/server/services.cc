@@ -510,8 +510,8 @@ size_t InFlightBudget::waiting() const {
 // Who may ask what: readers and operators query, operators also ask for cluster scans; a node's
 // or the collector's certificate asks nothing. A peer without a certificate exists only with
 // --insecure, where everything is allowed.
-static absl::Status AuthorizeQuery(const grpc::CallbackServerContext& context, std::string_view rpc,
-                                   bool operator_needed, bool allow_unauthenticated) {
+absl::Status AuthorizeQuery(const grpc::CallbackServerContext& context, std::string_view rpc,
+                            bool operator_needed, bool allow_unauthenticated) {
   const auto auth = context.auth_context();
   // The collector asks for a client certificate but (for enrolment) does not require one: a
   // caller without one may only enrol, unless the whole server is --insecure.

@@ -183,6 +183,13 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
   std::atomic<ClusterScanTrigger*> cluster_scan_{nullptr};
 };
 
+// Whether the caller's role may call `rpc`: readers and operators query, operators also ask for
+// cluster scans and manage the fleet (`operator_needed`). A caller without a certificate passes
+// only with `allow_unauthenticated` (--insecure). PERMISSION_DENIED names the role needed.
+[[nodiscard]] absl::Status AuthorizeQuery(const grpc::CallbackServerContext& context,
+                                          std::string_view rpc, bool operator_needed,
+                                          bool allow_unauthenticated);
+
 // absl::Status to grpc::Status, once, at the service edge.
 grpc::Status ToGrpc(const absl::Status& status);
 
