@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "fixtures/host_builder.h"
 #include "kspm/agent/scan.h"
@@ -204,39 +206,92 @@ namespace kspm::agent {
 namespace {
 
 // Nodes built from real distributions' files (each entry cites its upstream repository, path and
-// commit). Each fixture's header lists the verdict every CIS Kubernetes section-4 item should get
-// from the components' real behaviour (`#   4.2.10 NOT_APPLICABLE  why`); the scan must agree
-// with every line, and there must be a line for every item.
+// commit). Each fixture's header has a block per benchmark, `# Expected verdicts: BENCHMARK`, with
+// the verdict every item should get from the components' real behaviour and the benchmark's text
+// (`#   4.2.10 NOT_APPLICABLE  why`; `#   1.* NOT_APPLICABLE  why` covers a whole section). The
+// scan must agree with every line, and every item the scan reports must have a line.
+struct ExpectedBlock {
+  std::string benchmark;
+  std::map<std::string, std::string> items;     // item id -> status
+  std::map<std::string, std::string> prefixes;  // "1." -> status, from `1.*`
+};
+
+std::vector<ExpectedBlock> ParseExpectedVerdicts(const std::string& text) {
+  std::vector<ExpectedBlock> blocks;
+  std::istringstream lines(text);
+  const std::set<std::string> statuses = {"PASS",   "FAIL",           "WARN",
+                                          "MANUAL", "NOT_APPLICABLE", "ERROR"};
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("#")) continue;
+    if (const auto at = line.find("Expected verdicts:"); at != std::string::npos) {
+      std::istringstream rest(line.substr(at + 18));
+      ExpectedBlock block;
+      rest >> block.benchmark;
+      blocks.push_back(std::move(block));
+      continue;
+    }
+    if (blocks.empty()) continue;
+    std::istringstream words(line);
+    std::string hash, item, status;
+    if (!(words >> hash >> item >> status) || hash != "#" || !statuses.contains(status)) continue;
+    if (item.empty() || !std::isdigit(static_cast<unsigned char>(item[0]))) continue;
+    if (item.ends_with("*")) {
+      blocks.back().prefixes[item.substr(0, item.size() - 1)] = status;
+    } else {
+      blocks.back().items[item] = status;
+    }
+  }
+  return blocks;
+}
+
 class RealDistributionNode : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(RealDistributionNode, EverySectionFourItemGetsItsExpectedVerdict) {
+TEST_P(RealDistributionNode, EveryItemGetsItsExpectedVerdictUnderEachBenchmark) {
   const std::string name = GetParam();
   std::string text;
   ASSERT_TRUE(kspm::testing::ReadFileText(
                   std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/" + name + ".yaml", &text)
                   .ok());
-  std::map<std::string, std::string> expected;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream words(line);
-    std::string hash, item, status;
-    if (!(words >> hash >> item >> status) || hash != "#" || !item.starts_with("4.")) continue;
-    if (status == "PASS" || status == "FAIL" || status == "WARN" || status == "MANUAL" ||
-        status == "NOT_APPLICABLE") {
-      expected[item] = status;
-    }
-  }
-  ASSERT_EQ(expected.size(), 25u) << "the header lists 4.1.1-4.1.10, 4.2.1-4.2.14 and 4.3.1";
+  const auto blocks = ParseExpectedVerdicts(text);
+  ASSERT_FALSE(blocks.empty()) << name << " has no `# Expected verdicts: BENCHMARK` block";
+  kspm::testing::TempDir dir;
   bool owners = false;
-  const auto results = ScanFixture(name, &owners);
-  for (const auto& [item, status] : expected) {
-    const auto it = results.find("cis-kubernetes-1.12/" + item);
-    ASSERT_NE(it, results.end()) << item;
-    // Owners are only real as root; an owner item cannot be judged otherwise.
-    if (!owners && it->second.title().find("owned by") != std::string::npos) continue;
-    EXPECT_EQ(common::StatusName(it->second.status()), status)
-        << name << " " << item << ": " << it->second.reason() << "\n"
-        << common::EvidenceSummary(it->second);
+  ASSERT_TRUE(kspm::testing::BuildFixtureHost(name, dir.path(), &owners).ok());
+  auto catalog = checks::Catalog::Builtin();
+  ASSERT_TRUE(catalog.ok());
+  auto host = host::MakeFsHostView(dir.path());
+  ASSERT_TRUE(host.ok());
+  const auto report = RunScan(**host, *catalog, {}, {});
+  for (const auto& block : blocks) {
+    SCOPED_TRACE(name + " under " + block.benchmark);
+    std::set<std::string> seen;
+    for (const auto& r : report.results()) {
+      if (r.benchmark() != block.benchmark) continue;
+      const std::string& item = r.benchmark_id();
+      seen.insert(item);
+      std::string want;
+      if (const auto it = block.items.find(item); it != block.items.end()) {
+        want = it->second;
+      } else {
+        for (const auto& [prefix, status] : block.prefixes) {
+          if (item.starts_with(prefix)) want = status;
+        }
+      }
+      if (want.empty()) {
+        ADD_FAILURE() << item << " is reported (" << common::StatusName(r.status())
+                      << ") but the fixture gives no verdict for it";
+        continue;
+      }
+      // Owners are only real as root; an owner item cannot be judged otherwise.
+      if (!owners && r.title().find("owned by") != std::string::npos) continue;
+      EXPECT_EQ(common::StatusName(r.status()), want)
+          << item << " (" << r.check_id() << "): " << r.reason() << "\n"
+          << common::EvidenceSummary(r);
+    }
+    EXPECT_FALSE(seen.empty()) << "nothing was reported under " << block.benchmark;
+    for (const auto& [item, status] : block.items) {
+      EXPECT_TRUE(seen.contains(item)) << item << " is listed but not reported";
+    }
   }
 }
 
