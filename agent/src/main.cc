@@ -82,17 +82,22 @@ Catalog LoadCatalog(const Options& o) {
   return *std::move(catalog);
 }
 
-Selection MakeSelection(const Options& o, const Catalog& catalog) {
+// Scans default to `auto` (the node's platform benchmark); listing the catalogue defaults to
+// every benchmark. `all` is every benchmark of the catalogue.
+Selection MakeSelection(const Options& o, const Catalog& catalog, bool default_auto = true) {
   Selection sel;
   const auto known = catalog.Benchmarks();
   auto is_known = [&known](const std::string& b) {
     return std::find(known.begin(), known.end(), b) != known.end();
   };
-  for (const auto& b : SplitIds(o.benchmarks)) {
+  const std::set<std::string> names = SplitIds(o.benchmarks);
+  sel.auto_platform = names.empty() && default_auto;
+  for (const auto& b : names) {
     if (b == "auto") {
       sel.auto_platform = true;
       continue;
     }
+    if (b == "all") continue;
     // `cis-1.12` is accepted for `cis-kubernetes-1.12`, as kube-bench users type it.
     std::string alias = b.starts_with("cis-") ? "cis-kubernetes-" + b.substr(4) : "";
     // kube-bench's platform names: eks-1.8.0 is cis-eks-1.8.
@@ -106,8 +111,12 @@ Selection MakeSelection(const Options& o, const Catalog& catalog) {
     } else if (!alias.empty() && is_known(alias)) {
       sel.benchmarks.insert(alias);
     } else {
-      Die("unknown benchmark '" + b + "' (known: auto, " + kspm::common::Join(known, ", ") + ")");
+      Die("unknown benchmark '" + b + "' (known: auto, all, " + kspm::common::Join(known, ", ") + ")");
     }
+  }
+  if (names.contains("all")) {
+    sel.benchmarks.clear();
+    sel.auto_platform = false;
   }
   sel.only = SplitIds(o.only);
   sel.skip = SplitIds(o.skip);
@@ -206,7 +215,7 @@ int RunScanCommand(const Options& o) {
 
 int RunChecksCommand(const Options& o) {
   const Catalog catalog = LoadCatalog(o);
-  const Selection selection = MakeSelection(o, catalog);
+  const Selection selection = MakeSelection(o, catalog, false);
   kspm::common::Table table({"BENCHMARK", "ID", "CHECK", "SCORED", "SEVERITY", "TITLE"});
   nlohmann::json list = nlohmann::json::array();
   for (const auto& c : catalog.checks()) {
@@ -523,8 +532,9 @@ void AddScanOptions(CLI::App* cmd, Options& o) {
       ->capture_default_str();
   cmd->add_option("--proc-root", o.proc_root, "The host's /proc (default: HOST_ROOT/proc)");
   cmd->add_option("--benchmark", o.benchmarks,
-                  "Benchmarks to report (auto: the Kubernetes benchmark of the node's platform, "
-                  "cis-kubernetes-1.12, cis-docker-1.6, kspm-1); default all")
+                  "Benchmarks to report: auto (the default: the Kubernetes benchmark of the node's "
+                  "platform, with Docker's and kspm's own), all, or names from `kspm-agent "
+                  "checks`")
       ->delimiter(',');
   cmd->add_option("--only", o.only, "Check ids or item ids (or prefixes such as 4.2) to run");
   cmd->add_option("--skip", o.skip, "Check ids or item ids (or prefixes) to skip");

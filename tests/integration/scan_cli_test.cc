@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "fixtures/host_builder.h"
 #include "nlohmann/json.hpp"
@@ -45,6 +46,38 @@ TEST_F(ScanCli, JsonHasNodeAndResultsWithTheDocumentedFields) {
     EXPECT_EQ(r["benchmark"], "cis-kubernetes-1.12");
   }
   EXPECT_EQ(doc["totals"]["ERROR"], 0);
+}
+
+// Without --benchmark a scan judges the node by its platform's benchmark: an EKS worker by CIS
+// EKS, not by CIS Kubernetes as well; `all` brings every benchmark back.
+TEST(ScanCliPlatform, TheDefaultIsThePlatformsBenchmarkAndAllIsEverything) {
+  kspm::testing::TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildFixtureHost("eks-al2023-worker", dir.path(), &owners).ok());
+  auto benchmarks = [&](const std::string& args) {
+    const auto o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent scan --format json --host-root " +
+                         dir.path() + " " + args);
+    EXPECT_EQ(o.exit_code, 0) << o.out;
+    std::set<std::string> out;
+    const auto doc = nlohmann::json::parse(o.out, nullptr, false);
+    if (doc.is_discarded()) return out;
+    EXPECT_EQ(doc["node"]["platform"]["benchmark"], "cis-eks-1.8");
+    for (const auto& r : doc["results"]) out.insert(r["benchmark"].get<std::string>());
+    return out;
+  };
+  const auto chosen = benchmarks("");
+  EXPECT_TRUE(chosen.contains("cis-eks-1.8"));
+  EXPECT_FALSE(chosen.contains("cis-kubernetes-1.12"));
+  EXPECT_FALSE(chosen.contains("cis-aks-1.8"));
+  EXPECT_EQ(benchmarks("--benchmark auto"), chosen);
+  const auto all = benchmarks("--benchmark all");
+  EXPECT_TRUE(all.contains("cis-kubernetes-1.12"));
+  EXPECT_TRUE(all.contains("cis-eks-1.8"));
+  EXPECT_TRUE(all.contains("cis-aks-1.8"));
+  const auto o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent scan --host-root " + dir.path() +
+                       " --benchmark cis-nope-9");
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.out.find("known: auto, all, "), std::string::npos) << o.out;
 }
 
 TEST_F(ScanCli, ExitCodeOnlyWhenSomethingFails) {

@@ -297,7 +297,7 @@ TEST_P(RealDistributionNode, EveryItemGetsItsExpectedVerdictUnderEachBenchmark) 
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, RealDistributionNode,
                          ::testing::Values("eks-al2-worker", "eks-al2023-worker", "kind-worker",
-                                           "rke2-agent"),
+                                           "kind-control-plane", "rke2-agent"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');
@@ -328,6 +328,26 @@ TEST(PlatformDetection, EachFixtureNodeNamesItsPlatformAndWhy) {
     EXPECT_FALSE(node.platform_reason().empty()) << fixture;
     EXPECT_NE(std::find(known.begin(), known.end(), node.platform_benchmark()), known.end())
         << fixture << ": " << node.platform_benchmark();
+  }
+}
+
+// On a managed platform the control plane is the provider's: its items say so, and a
+// self-managed node's say only that the component is not there.
+TEST(PlatformDetection, ControlPlaneItemsOnAManagedNodeAreTheProviders) {
+  for (const auto& [fixture, provider] : std::vector<std::pair<std::string, std::string>>{
+           {"eks-al2-worker", "Amazon EKS"}, {"kind-worker", ""}}) {
+    bool owners = false;
+    const auto r = ScanFixture(fixture, &owners);
+    for (const char* item : {"cis-kubernetes-1.12/1.2.1", "cis-kubernetes-1.12/2.1",
+                             "cis-kubernetes-1.12/1.3.2"}) {
+      const auto it = r.find(item);
+      ASSERT_NE(it, r.end()) << item;
+      EXPECT_EQ(it->second.status(), v1::STATUS_NOT_APPLICABLE);
+      const bool managed = it->second.reason().starts_with("managed by the provider: " + provider);
+      EXPECT_EQ(managed, !provider.empty()) << fixture << " " << item << ": " << it->second.reason();
+    }
+    // Node items are judged whatever the platform.
+    EXPECT_NE(r.at("cis-kubernetes-1.12/4.2.1").reason().find("managed"), 0u);
   }
 }
 

@@ -319,7 +319,8 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
   // of what was read.
   const auto sequence = held_.Sequence();
   const discovery::HostState state = discovery::Discover(host_, catalog_);
-  auto results = checks::EvaluateAll(catalog_, selection_, host_, state, &components);
+  auto results = EvaluateNode(host_, catalog_, selection_, state,
+                              DetectPlatform(host_, state, catalog_), &components);
   v1::NodeReport report;
   v1::DriftEvent event;
   for (auto& r : results) {
