@@ -111,7 +111,8 @@ Selection MakeSelection(const Options& o, const Catalog& catalog, bool default_a
     } else if (!alias.empty() && is_known(alias)) {
       sel.benchmarks.insert(alias);
     } else {
-      Die("unknown benchmark '" + b + "' (known: auto, all, " + kspm::common::Join(known, ", ") + ")");
+      Die("unknown benchmark '" + b + "' (known: auto, all, " + kspm::common::Join(known, ", ") +
+          ")");
     }
   }
   if (names.contains("all")) {

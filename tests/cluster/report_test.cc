@@ -147,8 +147,17 @@ TEST(Report, ControlPlaneSectionsComeFromTheAgentCatalogue) {
     if (r.benchmark_id().rfind("1.", 0) == 0) ++one;
     if (r.benchmark_id().rfind("2.", 0) == 0) ++two;
   }
-  EXPECT_EQ(one, 60u);  // CIS 1.12 section 1
-  EXPECT_EQ(two, 7u);   // section 2
+  EXPECT_EQ(one, 60u);                                                        // CIS 1.12 section 1
+  EXPECT_EQ(two, 7u);                                                         // section 2
+  for (const auto& r : all) EXPECT_EQ(r.benchmark(), "cis-kubernetes-1.12");  // the newest
+  // Under the benchmark the cluster's nodes are judged by; one the catalogue does not map
+  // (a platform benchmark with no control-plane items) falls back to the newest.
+  const auto older = ControlPlaneNotApplicable({"1"}, "r", {"cis-kubernetes-1.11", "cis-eks-1.8"});
+  EXPECT_EQ(older.size(), 60u);
+  for (const auto& r : older) EXPECT_EQ(r.benchmark(), "cis-kubernetes-1.11");
+  const auto eks = ControlPlaneNotApplicable({"2"}, "r", {"cis-eks-1.8"});
+  ASSERT_EQ(eks.size(), 7u);
+  EXPECT_EQ(eks[0].benchmark(), "cis-kubernetes-1.12");
 
   v1::NodeInfo cp;
   cp.mutable_identity()->set_node_name("cp-1");

@@ -28,6 +28,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// What the agent selects by default: the node's platform benchmark (kspm-agent --benchmark auto).
+agent::checks::Selection Auto() {
+  agent::checks::Selection selection;
+  selection.auto_platform = true;
+  return selection;
+}
+
 template <typename Pred>
 bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 5s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -87,15 +94,14 @@ class DriftTest : public ::testing::Test {
     ASSERT_TRUE(host.ok());
     host_ = *std::move(host);
     engine_ = std::make_unique<agent::drift::DriftEngine>(
-        *host_, *catalog_, agent::checks::Selection{}, agent::NodeSettings{}, held_,
-        [this](const v1::NodeReport& r) {
+        *host_, *catalog_, Auto(), agent::NodeSettings{}, held_, [this](const v1::NodeReport& r) {
           std::lock_guard lock(mu_);
           reports_.push_back(r);
           return true;
         });
     ASSERT_EQ(engine_->Start(mode, root_, proc), mode);
     // The collector holds the first scan: drift is measured against it.
-    const v1::NodeReport baseline = agent::RunScan(*host_, *catalog_, {}, {});
+    const v1::NodeReport baseline = agent::RunScan(*host_, *catalog_, Auto(), {});
     held_.Queued(baseline);
     held_.Acked(baseline);
     engine_->SetBaseline(baseline);
@@ -276,7 +282,7 @@ TEST_F(DriftTest, DriftEventReachesTheCollector) {
   settings.proc_root = root_ + "/proc";
   settings.interval = 3600s;
   const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
-  agent::AgentDaemon daemon(**host, *catalog_, {}, settings, **spool, [&] {
+  agent::AgentDaemon daemon(**host, *catalog_, Auto(), settings, **spool, [&] {
     return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   });
   daemon.Start();
@@ -358,8 +364,8 @@ class DriftTruthTest : public ::testing::TestWithParam<std::string> {
   }
 
   void StartAgent(const agent::DaemonSettings& settings) {
-    daemon_ = std::make_unique<agent::AgentDaemon>(
-        *host_, *catalog_, agent::checks::Selection{}, settings, *spool_, [this] {
+    daemon_ =
+        std::make_unique<agent::AgentDaemon>(*host_, *catalog_, Auto(), settings, *spool_, [this] {
           std::lock_guard lock(address_mu_);
           return grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
         });

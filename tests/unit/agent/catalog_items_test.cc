@@ -200,7 +200,7 @@ TEST_P(CatalogItem, PassesFailsDoesNotApplyAndErrs) {
   } else if (!f.paths.empty()) {
     path = f.paths.front();
   } else {
-    path = f.walk + "/item" + (f.match.empty() ? ".conf" : f.match.front());
+    path = f.walk.front() + "/item" + (f.match.empty() ? ".conf" : f.match.front());
   }
   const bool dir =
       c.id.find("data-dir") != std::string::npos || (path == "/etc/docker" && f.walk.empty());

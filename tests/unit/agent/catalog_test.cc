@@ -4,6 +4,9 @@
 
 #include <set>
 
+#include "kspm/agent/checks/evaluator.h"
+#include "kspm/agent/host/host_view.h"
+
 namespace kspm::agent::checks {
 
 // The generated sources (agent/embed_catalog.cmake, agent/tools/catalog_to_cpp.cc).
@@ -150,6 +153,93 @@ TEST(TypedValues, MapsAndLists) {
   EXPECT_EQ(m["RotateKubeletServerCertificate"], "false");
   EXPECT_EQ(m["Foo"], "true");
   EXPECT_EQ(SplitList("Node, RBAC,,"), (std::vector<std::string>{"Node", "RBAC"}));
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks
+
+namespace kspm::agent::checks {
+namespace {
+
+// A distribution profile reports every check of its base benchmark under its own name, with the
+// items its guide marks Not Applicable as such (whatever the node shows) and its own scoring;
+// the order of files does not matter.
+TEST(CatalogProfiles, AProfileFollowsItsBaseWithItsOwnExceptionsAndScoring) {
+  const std::string profile = R"(
+profiles:
+  - name: distro-cis-1.0
+    base: base-1.0
+    not_applicable: {"1.1": "the distribution has no such file"}
+    scored: {"1.2": false}
+)";
+  const std::string checks = R"(
+components:
+  - {name: widget, processes: [widget]}
+checks:
+  - {id: a, benchmarks: {base-1.0: "1.1"}, title: A, component: widget, setting: {flag: x},
+     expect: {equals: "1"}, remediation: r}
+  - {id: b, benchmarks: {base-1.0: "1.2", other-2: "9"}, title: B, component: widget,
+     setting: {flag: y}, expect: {equals: "1"}, remediation: r}
+  - {id: c, benchmarks: {other-2: "3"}, title: C, component: widget, setting: {flag: z},
+     expect: {equals: "1"}, remediation: r}
+)";
+  for (const bool profile_first : {true, false}) {
+    Catalog catalog;
+    ASSERT_TRUE(catalog.AddYaml(profile_first ? profile : checks, "one").ok());
+    ASSERT_TRUE(catalog.AddYaml(profile_first ? checks : profile, "two").ok());
+    const Check* a = catalog.FindCheck("a");
+    const Check* b = catalog.FindCheck("b");
+    const Check* c = catalog.FindCheck("c");
+    EXPECT_EQ(a->benchmarks.at("distro-cis-1.0"), "1.1");
+    EXPECT_EQ(b->benchmarks.at("distro-cis-1.0"), "1.2");
+    EXPECT_FALSE(c->benchmarks.contains("distro-cis-1.0"));  // not in the base benchmark
+    EXPECT_TRUE(a->ScoredIn("distro-cis-1.0"));
+    EXPECT_FALSE(b->ScoredIn("distro-cis-1.0"));
+    EXPECT_TRUE(b->ScoredIn("base-1.0"));
+
+    discovery::HostState state;
+    state.components["widget"].name = "widget";
+    state.components["widget"].present = true;
+    auto host = host::MakeFsHostView("/");
+    ASSERT_TRUE(host.ok());
+    const auto under_profile = Evaluate(*a, "distro-cis-1.0", **host, state);
+    EXPECT_EQ(under_profile.status(), v1::STATUS_NOT_APPLICABLE);
+    EXPECT_EQ(under_profile.reason(), "the distribution has no such file");
+    EXPECT_EQ(under_profile.benchmark_id(), "1.1");
+    const auto under_base = Evaluate(*a, "base-1.0", **host, state);
+    EXPECT_NE(under_base.status(), v1::STATUS_NOT_APPLICABLE) << under_base.reason();
+  }
+  Catalog twice;
+  ASSERT_TRUE(twice.AddYaml(profile, "one").ok());
+  const auto again = twice.AddYaml(profile, "two");
+  EXPECT_FALSE(again.ok());
+  EXPECT_NE(again.message().find("profile 'distro-cis-1.0' is defined twice"), std::string::npos);
+}
+
+// The built-in k3s and RKE2 profiles cover every CIS Kubernetes 1.12 item, and the items their
+// guides mark Not Applicable are items of that benchmark.
+TEST(CatalogProfiles, TheBuiltinDistributionProfilesCoverTheirBase) {
+  auto catalog = Catalog::Builtin();
+  ASSERT_TRUE(catalog.ok());
+  ASSERT_EQ(catalog->profiles().size(), 2u);
+  for (const auto& p : catalog->profiles()) {
+    std::set<std::string> base_items;
+    size_t covered = 0;
+    for (const auto& c : catalog->checks()) {
+      if (!c.benchmarks.contains(p.base)) continue;
+      base_items.insert(c.benchmarks.at(p.base));
+      EXPECT_EQ(c.benchmarks.at(p.name), c.benchmarks.at(p.base)) << p.name << " " << c.id;
+      ++covered;
+    }
+    EXPECT_GE(covered, 97u) << p.name;
+    for (const auto& [item, why] : p.not_applicable) {
+      EXPECT_TRUE(base_items.contains(item)) << p.name << " marks unknown item " << item;
+      EXPECT_FALSE(why.empty());
+    }
+    for (const auto& [item, scored] : p.scored) {
+      EXPECT_TRUE(base_items.contains(item)) << p.name << " scores unknown item " << item;
+    }
+  }
 }
 
 }  // namespace

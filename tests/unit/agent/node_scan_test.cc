@@ -297,7 +297,8 @@ TEST_P(RealDistributionNode, EveryItemGetsItsExpectedVerdictUnderEachBenchmark) 
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, RealDistributionNode,
                          ::testing::Values("eks-al2-worker", "eks-al2023-worker", "kind-worker",
-                                           "kind-control-plane", "rke2-agent"),
+                                           "kind-control-plane", "rke2-agent", "rke2-server",
+                                           "gke-cos-worker", "k3s-server-hardened"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');
@@ -338,16 +339,70 @@ TEST(PlatformDetection, ControlPlaneItemsOnAManagedNodeAreTheProviders) {
            {"eks-al2-worker", "Amazon EKS"}, {"kind-worker", ""}}) {
     bool owners = false;
     const auto r = ScanFixture(fixture, &owners);
-    for (const char* item : {"cis-kubernetes-1.12/1.2.1", "cis-kubernetes-1.12/2.1",
-                             "cis-kubernetes-1.12/1.3.2"}) {
+    for (const char* item :
+         {"cis-kubernetes-1.12/1.2.1", "cis-kubernetes-1.12/2.1", "cis-kubernetes-1.12/1.3.2"}) {
       const auto it = r.find(item);
       ASSERT_NE(it, r.end()) << item;
       EXPECT_EQ(it->second.status(), v1::STATUS_NOT_APPLICABLE);
       const bool managed = it->second.reason().starts_with("managed by the provider: " + provider);
-      EXPECT_EQ(managed, !provider.empty()) << fixture << " " << item << ": " << it->second.reason();
+      EXPECT_EQ(managed, !provider.empty())
+          << fixture << " " << item << ": " << it->second.reason();
     }
     // Node items are judged whatever the platform.
     EXPECT_NE(r.at("cis-kubernetes-1.12/4.2.1").reason().find("managed"), 0u);
+  }
+}
+
+// The CIS Kubernetes version follows the node's Kubernetes version (kube-bench's version
+// mapping): 1.29-1.31 are audited against 1.11, 1.32 and later against 1.12; the version is read
+// from a static pod's image tag, the kubelet's dpkg package or kind's /kind/version.
+TEST(PlatformDetection, TheCisVersionFollowsTheKubernetesVersion) {
+  struct Case {
+    std::string files;
+    std::string benchmark;
+    std::string why;
+  };
+  const std::vector<Case> cases = {
+      {"  - {path: /etc/kubernetes/manifests/kube-apiserver.yaml, content: \"spec:\\n  "
+       "containers:\\n"
+       "    - image: registry.k8s.io/kube-apiserver:v1.30.4\\n      command: "
+       "[kube-apiserver]\\n\"}\n",
+       "cis-kubernetes-1.11", "Kubernetes v1.30 (the image tag in /etc/kubernetes/manifests/"},
+      {"  - {path: /var/lib/dpkg/status, content: \"Package: kubeadm\\nVersion: 1.33.0-1.1\\n\\n"
+       "Package: kubelet\\nStatus: install ok installed\\nVersion: 1.31.2-1.1\\n\\n\"}\n",
+       "cis-kubernetes-1.11", "Kubernetes v1.31 (the kubelet package in /var/lib/dpkg/status)"},
+      {"  - {path: /kind/version, content: \"v1.34.0\\n\"}\n", "cis-kubernetes-1.12",
+       "Kubernetes v1.34 (/kind/version)"},
+      {"  - {path: /kind/version, content: \"v1.27.3\\n\"}\n", "cis-kubernetes-1.11",
+       "older than any benchmark kspm has"},
+      {"", "cis-kubernetes-1.12", "hand-made)"},
+  };
+  for (const auto& c : cases) {
+    kspm::testing::TempDir dir;
+    bool owners = false;
+    ASSERT_TRUE(kspm::testing::BuildHostRoot(
+                    "entries:\n"
+                    "  - {path: /var/lib/kubelet/config.yaml, content: \"readOnlyPort: 0\\n\"}\n" +
+                        c.files +
+                        "processes:\n"
+                        "  - {pid: 700, comm: kubelet, argv: [/usr/bin/kubelet, "
+                        "--config=/var/lib/kubelet/config.yaml]}\n",
+                    dir.path(), &owners)
+                    .ok())
+        << c.files;
+    auto catalog = checks::Catalog::Builtin();
+    auto host = host::MakeFsHostView(dir.path());
+    checks::Selection selection;
+    selection.auto_platform = true;
+    const auto report = RunScan(**host, *catalog, selection, {});
+    EXPECT_EQ(report.node().platform_benchmark(), c.benchmark) << report.node().platform_reason();
+    EXPECT_NE(report.node().platform_reason().find(c.why), std::string::npos)
+        << report.node().platform_reason();
+    for (const auto& r : report.results()) {
+      if (checks::IsKubernetesBenchmark(r.benchmark())) {
+        EXPECT_EQ(r.benchmark(), c.benchmark);
+      }
+    }
   }
 }
 

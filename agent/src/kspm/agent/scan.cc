@@ -77,8 +77,8 @@ std::vector<v1::CheckResult> EvaluateNode(const host::HostView& host,
                                           const discovery::HostState& state,
                                           const Platform& platform,
                                           const std::set<std::string>* components) {
-  auto results = checks::EvaluateAll(catalog, ChooseBenchmarks(selection, catalog, platform),
-                                     host, state, components);
+  auto results = checks::EvaluateAll(catalog, ChooseBenchmarks(selection, catalog, platform), host,
+                                     state, components);
   const std::string provider = Provider(platform.name);
   if (provider.empty()) return results;
   for (auto& r : results) {

@@ -150,7 +150,8 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
     FileSpec spec;
     spec.role = Scalar(f, "role");
     spec.paths = StringList(f, "paths");
-    spec.walk = Scalar(f, "walk");
+    spec.walk = f["walk"] && f["walk"].IsScalar() ? std::vector<std::string>{f["walk"].Scalar()}
+                                                  : StringList(f, "walk");
     spec.match = StringList(f, "match");
     if (f["include_dir"]) spec.include_dir = f["include_dir"].as<bool>();
     if (spec.role.empty() && spec.paths.empty() && spec.walk.empty()) {
@@ -229,10 +230,26 @@ ComponentSpec ParseComponent(const YAML::Node& node) {
       for (auto w : common::Split(Scalar(e, "process", true), ' ', true)) {
         spec.process.emplace_back(w);
       }
-      spec.arg_flag = Scalar(e, "arg_flag", true);
+      spec.arg_flag = Scalar(e, "arg_flag");
       spec.config = Scalar(e, "config");
       spec.config_flag = Scalar(e, "config_flag");
+      spec.units = StringList(e, "units");
+      for (auto& b : StringList(e, "bool_options")) spec.bool_options.insert(std::move(b));
       spec.base_args = StringList(e, "base_args");
+      auto condition = [](const YAML::Node& w) {
+        if (!w.IsMap()) throw CatalogError(w, "a condition is a map (options, paths, unless)");
+        EmbeddedCondition when;
+        when.options = StringList(w, "options");
+        when.paths = StringList(w, "paths");
+        when.missing = StringList(w, "missing");
+        when.unless = StringList(w, "unless");
+        return when;
+      };
+      for (const auto& ca : e["conditional_args"]) {
+        if (!ca["when"]) throw CatalogError(ca, "conditional_args entries need 'when'");
+        spec.conditional_args.push_back({condition(ca["when"]), StringList(ca, "args")});
+      }
+      if (e["runs_if"]) spec.runs_if = condition(e["runs_if"]);
       c.embedded.push_back(std::move(spec));
     }
   }
@@ -303,11 +320,47 @@ absl::Status Catalog::AddYaml(std::string_view text, std::string_view origin) {
   return AddTree(root, origin);
 }
 
+namespace {
+
+Profile ParseProfile(const YAML::Node& node) {
+  if (!node.IsMap()) throw CatalogError(node, "a profile must be a map");
+  Profile p;
+  p.name = Scalar(node, "name", true);
+  p.base = Scalar(node, "base", true);
+  p.source = Scalar(node, "source");
+  for (const auto& item : node["not_applicable"]) {
+    p.not_applicable[item.first.Scalar()] = item.second.Scalar();
+  }
+  for (const auto& item : node["scored"]) {
+    p.scored[item.first.Scalar()] = item.second.as<bool>();
+  }
+  return p;
+}
+
+// Reports a check of the profile's base benchmark under the profile too.
+void ApplyProfile(const Profile& p, Check& c) {
+  const auto base = c.benchmarks.find(p.base);
+  if (base == c.benchmarks.end()) return;
+  const std::string item = base->second;
+  c.benchmarks[p.name] = item;
+  if (const auto s = p.scored.find(item); s != p.scored.end()) {
+    c.scored_in[p.name] = s->second;
+  } else if (const auto b = c.scored_in.find(p.base); b != c.scored_in.end()) {
+    c.scored_in[p.name] = b->second;
+  }
+  if (const auto na = p.not_applicable.find(item); na != p.not_applicable.end()) {
+    c.not_applicable_in[p.name] = na->second;
+  }
+}
+
+}  // namespace
+
 absl::Status Catalog::AddTree(const YAML::Node& root, std::string_view origin) {
   try {
     if (!root.IsMap()) {
       return absl::InvalidArgumentError(
-          std::string(origin) + ": a catalogue file is a map with 'components' and/or 'checks'");
+          std::string(origin) +
+          ": a catalogue file is a map with 'components', 'checks' and/or 'profiles'");
     }
     std::vector<ComponentSpec> components;
     std::vector<Check> checks;
@@ -317,6 +370,10 @@ absl::Status Catalog::AddTree(const YAML::Node& root, std::string_view origin) {
     }
     if (const YAML::Node cs = root["checks"]) {
       for (const auto& c : cs) checks.push_back(ParseCheck(c, origin));
+    }
+    std::vector<Profile> profiles;
+    if (const YAML::Node ps = root["profiles"]) {
+      for (const auto& p : ps) profiles.push_back(ParseProfile(p));
     }
     for (auto& c : components) {
       if (FindComponent(c.name)) {
@@ -330,7 +387,18 @@ absl::Status Catalog::AddTree(const YAML::Node& root, std::string_view origin) {
         return absl::AlreadyExistsError(std::string(origin) + ": check id '" + c.id +
                                         "' already defined in " + other->origin);
       }
+      for (const auto& p : profiles_) ApplyProfile(p, c);
       checks_.push_back(std::move(c));
+    }
+    for (auto& p : profiles) {
+      for (const auto& other : profiles_) {
+        if (other.name == p.name) {
+          return absl::AlreadyExistsError(std::string(origin) + ": profile '" + p.name +
+                                          "' is defined twice");
+        }
+      }
+      for (auto& c : checks_) ApplyProfile(p, c);
+      profiles_.push_back(std::move(p));
     }
   } catch (const CatalogError& e) {
     return absl::InvalidArgumentError(std::string(origin) + ":" +

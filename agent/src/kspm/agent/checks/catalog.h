@@ -45,7 +45,9 @@ struct SettingSpec {
 struct FileSpec {
   std::string role;                // a file role of the check's component (`config`, ...)
   std::vector<std::string> paths;  // literal host paths
-  std::string walk;                // a directory whose files (recursively) are all checked
+  // Directories whose files (recursively) are all checked; those that do not exist are skipped
+  // (each distribution keeps its PKI elsewhere).
+  std::vector<std::string> walk;
   std::vector<std::string> match;  // name suffixes kept by `walk`; empty keeps all files
   bool include_dir = false;        // `walk` also checks the directory itself
 };
@@ -101,6 +103,8 @@ struct Check {
   std::string id;                                 // stable internal id
   std::map<std::string, std::string> benchmarks;  // benchmark name -> item id
   std::map<std::string, bool> scored_in;          // benchmarks that score it otherwise
+  // Benchmarks (distribution profiles) under which the item cannot apply, and why.
+  std::map<std::string, std::string> not_applicable_in;
   bool ScoredIn(const std::string& benchmark) const {
     const auto it = scored_in.find(benchmark);
     return it == scored_in.end() ? scored : it->second;
@@ -128,6 +132,18 @@ struct Check {
   std::string origin;
 };
 
+// A distribution's CIS profile (k3s, RKE2): a CIS Kubernetes version as the distribution's own
+// self-assessment applies it. Every check of the base benchmark is reported under the profile too,
+// with the same item id; the profile says which items cannot apply to the distribution (and why)
+// and which it scores differently.
+struct Profile {
+  std::string name;                                   // rke2-cis-1.12
+  std::string base;                                   // cis-kubernetes-1.12
+  std::string source;                                 // the self-assessment it follows
+  std::map<std::string, std::string> not_applicable;  // item id -> why
+  std::map<std::string, bool> scored;                 // item id -> scored in the profile
+};
+
 // How a component's configuration file is read.
 struct ConfigSpec {
   std::string flag;                     // flag naming the file (kubelet --config)
@@ -148,15 +164,39 @@ struct FileRoleSpec {
   std::vector<std::string> candidates;
 };
 
+// When a distribution option applies: any of `options` is set (to anything but "false") or any
+// of `paths` exists or any of `missing` does not; and none of `unless` is set. Empty `options`,
+// `paths` and `missing` hold always.
+struct EmbeddedCondition {
+  std::vector<std::string> options;
+  std::vector<std::string> paths;
+  std::vector<std::string> missing;
+  std::vector<std::string> unless;
+};
+
+// Arguments a distribution gives a component only under a condition (k3s gives the API server
+// --encryption-provider-config when `secrets-encryption` is set).
+struct ConditionalArgs {
+  EmbeddedCondition when;
+  std::vector<std::string> args;
+};
+
 // A component that runs inside another process (k3s runs the kubelet, the API server and the
 // rest in one `k3s server` process). Its effective command line is built from the host
-// process's built-in arguments, its config file's list, then its own flags, in that order.
+// process's built-in arguments (with the conditional ones), then the `arg_flag` list of the
+// host's options, in that order. The host's options come from its config file and that file's
+// `.d` drop-ins, then its command line; k3s hides its command line (setproctitle), so the
+// ExecStart of its systemd unit stands in for it.
 struct EmbeddedSpec {
-  std::vector<std::string> process;    // argv[0] basename and sub-command: [k3s, server]
-  std::string arg_flag;                // host flag carrying one argument each (kubelet-arg)
-  std::string config;                  // host config file (/etc/rancher/k3s/config.yaml)
-  std::string config_flag;             // host flag naming another config file (config)
-  std::vector<std::string> base_args;  // arguments the host process always passes
+  std::vector<std::string> process;  // argv[0] basename and sub-command: [k3s, server]
+  std::string arg_flag;              // host flag carrying one argument each (kubelet-arg)
+  std::string config;                // host config file (/etc/rancher/k3s/config.yaml)
+  std::string config_flag;           // host flag naming another config file (config)
+  std::vector<std::string> units;    // systemd units whose ExecStart starts the host process
+  std::set<std::string, std::less<>> bool_options;  // host flags that take no separate value
+  std::vector<std::string> base_args;               // arguments the host process always passes
+  std::vector<ConditionalArgs> conditional_args;
+  std::optional<EmbeddedCondition> runs_if;  // the component runs only then (embedded etcd)
 };
 
 // A component kspm knows how to find.
@@ -188,6 +228,7 @@ class Catalog {
 
   const std::vector<Check>& checks() const { return checks_; }
   const std::vector<ComponentSpec>& components() const { return components_; }
+  const std::vector<Profile>& profiles() const { return profiles_; }
   const ComponentSpec* FindComponent(std::string_view name) const;
   const Check* FindCheck(std::string_view id) const;
   // Benchmarks named by any check, sorted.
@@ -197,6 +238,7 @@ class Catalog {
  private:
   std::vector<Check> checks_;
   std::vector<ComponentSpec> components_;
+  std::vector<Profile> profiles_;
   std::string version_ = "0";
 };
 

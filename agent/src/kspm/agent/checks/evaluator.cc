@@ -219,47 +219,54 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
   }
   for (const auto& p : spec.paths) targets.push_back({p, "known path", false});
   if (!spec.walk.empty()) {
-    auto root = host.Stat(spec.walk);
-    if (!root.ok()) {
-      if (root.status().code() == absl::StatusCode::kNotFound) {
-        out.set_status(v1::STATUS_NOT_APPLICABLE);
-        out.set_reason(spec.walk + " does not exist on this node");
-      } else {
+    std::vector<std::string> walked;
+    for (const auto& top : spec.walk) {
+      auto root = host.Stat(top);
+      if (!root.ok()) {
+        if (root.status().code() == absl::StatusCode::kNotFound) continue;
         out.set_status(v1::STATUS_ERROR);
         out.set_reason(std::string(root.status().message()));
-      }
-      return;
-    }
-    if (spec.include_dir) targets.push_back({spec.walk, "directory walked", false});
-    std::vector<std::string> stack{spec.walk};
-    size_t visited = 0;
-    while (!stack.empty() && visited < 10000) {
-      const std::string dir = stack.back();
-      stack.pop_back();
-      auto names = host.ListDir(dir);
-      if (!names.ok()) {
-        out.set_status(v1::STATUS_ERROR);
-        out.set_reason(std::string(names.status().message()));
         return;
       }
-      for (const auto& name : *names) {
-        ++visited;
-        const std::string path = dir + "/" + name;
-        auto info = host.Stat(path);
-        if (!info.ok()) continue;  // vanished or dangling: not a file the component can use
-        if (info->IsDirectory()) {
-          stack.push_back(path);
-          continue;
+      walked.push_back(top);
+      if (spec.include_dir) targets.push_back({top, "directory walked", false});
+      std::vector<std::string> stack{top};
+      size_t visited = 0;
+      while (!stack.empty() && visited < 10000) {
+        const std::string dir = stack.back();
+        stack.pop_back();
+        auto names = host.ListDir(dir);
+        if (!names.ok()) {
+          out.set_status(v1::STATUS_ERROR);
+          out.set_reason(std::string(names.status().message()));
+          return;
         }
-        const bool keep = spec.match.empty() ||
-                          std::any_of(spec.match.begin(), spec.match.end(),
-                                      [&](const std::string& m) { return name.ends_with(m); });
-        if (keep) targets.push_back({path, "under " + spec.walk, false});
+        for (const auto& name : *names) {
+          ++visited;
+          const std::string path = dir + "/" + name;
+          auto info = host.Stat(path);
+          if (!info.ok()) continue;  // vanished or dangling: not a file the component can use
+          if (info->IsDirectory()) {
+            stack.push_back(path);
+            continue;
+          }
+          const bool keep = spec.match.empty() ||
+                            std::any_of(spec.match.begin(), spec.match.end(),
+                                        [&](const std::string& m) { return name.ends_with(m); });
+          if (keep) targets.push_back({path, "under " + top, false});
+        }
       }
+    }
+    if (walked.empty() && targets.empty()) {
+      out.set_status(v1::STATUS_NOT_APPLICABLE);
+      out.set_reason(common::Join(spec.walk, ", ") +
+                     (spec.walk.size() == 1 ? " does not exist" : ": none exists") +
+                     " on this node");
+      return;
     }
     if (targets.empty()) {
       out.set_status(v1::STATUS_NOT_APPLICABLE);
-      out.set_reason("no matching files under " + spec.walk);
+      out.set_reason("no matching files under " + common::Join(walked, ", "));
       return;
     }
   }
@@ -806,6 +813,12 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
     out.set_expected(check.expect.Describe());
   }
 
+  if (const auto na = check.not_applicable_in.find(benchmark);
+      na != check.not_applicable_in.end()) {
+    out.set_status(v1::STATUS_NOT_APPLICABLE);
+    out.set_reason(na->second);
+    return out;
+  }
   const auto it = state.components.find(check.component);
   if (it == state.components.end()) {
     out.set_status(v1::STATUS_ERROR);
@@ -858,7 +871,8 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
 }
 
 bool IsKubernetesBenchmark(const std::string& benchmark) {
-  for (const char* prefix : {"cis-kubernetes-", "cis-eks-", "cis-gke-", "cis-aks-"}) {
+  for (const char* prefix :
+       {"cis-kubernetes-", "cis-eks-", "cis-gke-", "cis-aks-", "k3s-cis-", "rke2-cis-"}) {
     if (benchmark.starts_with(prefix)) return true;
   }
   return false;

@@ -37,6 +37,8 @@ class FlagSet {
   std::vector<FlagOccurrence> All(std::string_view name) const;
   // Arguments that are not flags.
   const std::vector<std::string>& positional() const { return positional_; }
+  // Every flag occurrence in command-line order, by name.
+  const std::vector<std::pair<std::string, FlagOccurrence>>& occurrences() const { return flags_; }
 
  private:
   std::vector<std::pair<std::string, FlagOccurrence>> flags_;

@@ -1,6 +1,8 @@
 #include "kspm/collector/cluster/report.h"
 
+#include <cstdlib>
 #include <map>
+#include <set>
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
@@ -154,7 +156,8 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
 }
 
 std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::string>& sections,
-                                                       const std::string& reason) {
+                                                       const std::string& reason,
+                                                       const std::set<std::string>& benchmarks) {
   std::vector<v1::CheckResult> out;
   YAML::Node root;
   try {
@@ -165,11 +168,37 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
   }
   const YAML::Node checks = root["checks"];
   if (!checks || !checks.IsSequence()) return out;
+  // The benchmarks to report under: those asked for that the catalogue maps, else the newest
+  // CIS Kubernetes version (compared by minor number: 1.12 is newer than 1.9).
+  std::set<std::string> mapped;
   for (const auto& c : checks) {
-    const YAML::Node benchmarks = c["benchmarks"];
-    if (!benchmarks || !benchmarks.IsMap()) continue;
-    for (const auto& b : benchmarks) {
-      const std::string item = b.second.as<std::string>("");
+    for (const auto& b : c["benchmarks"]) mapped.insert(b.first.as<std::string>(""));
+  }
+  std::set<std::string> chosen;
+  for (const auto& b : benchmarks) {
+    if (mapped.contains(b)) chosen.insert(b);
+  }
+  if (chosen.empty()) {
+    constexpr std::string_view kCis = "cis-kubernetes-1.";
+    std::string newest;
+    int newest_minor = -1;
+    for (const auto& b : mapped) {
+      if (!b.starts_with(kCis)) continue;
+      const int minor = std::atoi(b.c_str() + kCis.size());
+      if (minor > newest_minor) {
+        newest_minor = minor;
+        newest = b;
+      }
+    }
+    if (!newest.empty()) chosen.insert(newest);
+  }
+  for (const auto& c : checks) {
+    const YAML::Node benchmarks_of = c["benchmarks"];
+    if (!benchmarks_of || !benchmarks_of.IsMap()) continue;
+    for (const auto& b : benchmarks_of) {
+      if (!chosen.contains(b.first.as<std::string>(""))) continue;
+      const std::string item =
+          b.second.IsMap() ? b.second["id"].as<std::string>("") : b.second.as<std::string>("");
       const std::string section = item.substr(0, item.find('.'));
       if (std::find(sections.begin(), sections.end(), section) == sections.end()) continue;
       v1::CheckResult r;

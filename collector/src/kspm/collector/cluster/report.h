@@ -5,6 +5,7 @@
 // collector's posture next to the nodes' results.
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,8 +52,11 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
 // Sections 1 (control plane) and 2 (etcd) of CIS Kubernetes 1.12 as NOT_APPLICABLE with
 // `reason`, read from the agent's control-plane catalogue (data embedded at build time).
 // `sections` selects "1", "2" or both.
-std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::string>& sections,
-                                                       const std::string& reason);
+// Only under `benchmarks` (the ones the cluster's nodes are judged by); when the catalogue maps
+// none of them, under the newest CIS Kubernetes version it has.
+std::vector<v1::CheckResult> ControlPlaneNotApplicable(
+    const std::vector<std::string>& sections, const std::string& reason,
+    const std::set<std::string>& benchmarks = {});
 
 // A full report of the pseudo-node kClusterNodeName: the scan's results (moved, not copied). The
 // store keeps one current result per (node, check id, benchmark, object), the object being
