@@ -13,6 +13,7 @@
 #include "kspm/agent/scan.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/strings.h"
 
 namespace kspm::agent {
 namespace {
@@ -460,6 +461,87 @@ processes:
   EXPECT_EQ(status["cis-aks-1.8/3.1.3"], "PASS");  // 0644
   EXPECT_EQ(status["cis-aks-1.8/3.2.4"], "PASS");  // readOnlyPort 0, scored in AKS
   EXPECT_EQ(status.count("cis-kubernetes-1.12/4.2.4"), 0u);
+}
+
+}  // namespace
+}  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// k3s hides its flags (setproctitle leaves `/usr/local/bin/k3s server` as one argument), so its
+// options come from config.yaml, then config.yaml.d (a later file replaces a key, `key+`
+// appends), then the unit's ExecStart; the components' arguments merge the built-ins with them
+// (`key+=value` appends to a built-in list); embedded etcd runs only when k3s says so.
+TEST(K3sModel, OptionsComeFromTheConfigItsDropInsAndTheUnitsExecStart) {
+  const std::string common = R"(
+  - path: /etc/rancher/k3s/config.yaml
+    content: "secrets-encryption: false\nkube-apiserver-arg:\n  - audit-log-maxage=30\n"
+  - path: /etc/rancher/k3s/config.yaml.d/10-audit.yaml
+    content: "secrets-encryption: true\nkube-apiserver-arg+:\n  - audit-log-path=/var/log/k3s-audit.log\n"
+  - path: /etc/rancher/k3s/config.yaml.d/README.txt
+    content: "secrets-encryption: false\n"
+  - path: /var/lib/rancher/k3s/server/db/etcd/config
+    mode: "0600"
+    content: |
+      data-dir: /var/lib/rancher/k3s/server/db/etcd
+      client-transport-security:
+        cert-file: /var/lib/rancher/k3s/server/tls/etcd/server-client.crt
+        key-file: /var/lib/rancher/k3s/server/tls/etcd/server-client.key
+        client-cert-auth: true
+        trusted-ca-file: /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt
+  - {path: /var/lib/rancher/k3s/server/db/etcd/name, mode: "0600", content: "k3s-1\n"}
+processes:
+  - {pid: 501, comm: k3s-server, argv: ["/usr/local/bin/k3s server"]}
+)";
+  auto scan = [](const std::string& unit_flags, const std::string& more) {
+    kspm::testing::TempDir dir;
+    bool owners = false;
+    const std::string unit =
+        "[Service]\nExecStart=/usr/local/bin/k3s \\\n    server \\\n" + unit_flags + "\n";
+    std::string yaml = "entries:\n  - path: /etc/systemd/system/k3s.service\n    content: |\n";
+    for (std::string_view line : common::Split(unit, '\n')) {
+      yaml += "      " + std::string(line) + "\n";
+    }
+    EXPECT_TRUE(kspm::testing::BuildHostRoot(yaml + more, dir.path(), &owners).ok()) << yaml;
+    auto catalog = checks::Catalog::Builtin();
+    auto host = host::MakeFsHostView(dir.path());
+    const auto report = RunScan(**host, *catalog, {}, {});
+    std::map<std::string, v1::CheckResult> out;
+    for (const auto& r : report.results()) out[r.benchmark() + "/" + r.benchmark_id()] = r;
+    return out;
+  };
+  auto r = scan(
+      "\t'--kube-apiserver-arg' 'enable-admission-plugins+=EventRateLimit' \\\n"
+      "\t'--cluster-init'",
+      common);
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.17"), "PASS") << r["k3s-cis-1.12/1.2.17"].reason();
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.16"), "PASS") << r["k3s-cis-1.12/1.2.16"].reason();
+  // secrets-encryption: the drop-in's true replaced config.yaml's false; README.txt is no drop-in.
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.27"), "PASS") << r["k3s-cis-1.12/1.2.27"].reason();
+  // The unit's `+=` appended to the built-in NodeRestriction.
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.9"), "PASS") << r["k3s-cis-1.12/1.2.9"].reason();
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.14"), "PASS") << r["k3s-cis-1.12/1.2.14"].reason();
+  // --cluster-init in the unit: etcd runs embedded and is judged from its config file.
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/2.1"), "PASS") << r["k3s-cis-1.12/2.1"].reason();
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/2.2"), "PASS") << r["k3s-cis-1.12/2.2"].reason();
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/1.2.26"), "PASS") << r["k3s-cis-1.12/1.2.26"].reason();
+  const std::string evidence = common::EvidenceSummary(r["k3s-cis-1.12/1.2.16"]);
+  EXPECT_NE(evidence.find("ExecStart of /etc/systemd/system/k3s.service"), std::string::npos)
+      << evidence;
+  EXPECT_NE(evidence.find("/etc/rancher/k3s/config.yaml.d/10-audit.yaml"), std::string::npos)
+      << evidence;
+
+  // Without cluster-init, a server URL or an etcd database, k3s keeps its state in sqlite (kine):
+  // no etcd, and the item says why.
+  r = scan("\t'--write-kubeconfig-mode' '0600'", common);
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/2.1"), "NOT_APPLICABLE");
+  EXPECT_NE(r["k3s-cis-1.12/2.1"].reason().find("runs without an embedded etcd"), std::string::npos)
+      << r["k3s-cis-1.12/2.1"].reason();
+  // --disable-kube-proxy in the unit: no kube-proxy to judge.
+  r = scan("\t--cluster-init --disable-kube-proxy", common);
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/2.1"), "PASS");
+  EXPECT_EQ(Status(r, "k3s-cis-1.12/4.3.1"), "NOT_APPLICABLE");
 }
 
 }  // namespace
