@@ -866,3 +866,43 @@ TEST_F(StoreTest, RevocationsSurviveReopenAndAllowKeepsTheirTime) {
 
 }  // namespace
 }  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// A node is scored under the benchmark its agent judged it by: what it also reported under
+// another Kubernetes benchmark (`--benchmark all`) shows in that benchmark's own row only.
+TEST_F(StoreTest, EachNodeIsScoredUnderTheBenchmarkItWasJudgedBy) {
+  auto under = [](v1::CheckResult r, const std::string& benchmark) {
+    r.set_benchmark(benchmark);
+    return r;
+  };
+  auto rep = Report(
+      "s1", "eks-1",
+      {under(Result("kubelet.kubeconfig.mode-644", "3.1.1", v1::STATUS_PASS), "cis-eks-1.8"),
+       under(Result("kubelet.kubeconfig.mode", "4.1.5", v1::STATUS_FAIL), "cis-kubernetes-1.12"),
+       under(Result("docker.icc", "2.2", v1::STATUS_PASS), "cis-docker-1.6")});
+  rep.mutable_node()->set_platform("eks");
+  rep.mutable_node()->set_platform_benchmark("cis-eks-1.8");
+  ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
+  // A node without a platform choice (an older agent) counts everything, as before.
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "old-1", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_)
+          .ok());
+  auto s = store_->Summary("", now_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::map<std::string, v1::Score> by;
+  for (const auto& n : s->nodes()) by["node/" + n.scope()] = n;
+  for (const auto& b : s->benchmarks()) by[b.scope()] = b;
+  EXPECT_EQ(by["node/eks-1"].counts().pass(), 2u);
+  EXPECT_EQ(by["node/eks-1"].counts().fail(), 0u);
+  EXPECT_DOUBLE_EQ(by["node/eks-1"].score(), 100.0);
+  EXPECT_EQ(by["node/old-1"].counts().fail(), 1u);
+  EXPECT_EQ(by["cis-kubernetes-1.12"].counts().fail(), 2u);  // its own row keeps both
+  EXPECT_EQ(s->overall().counts().fail(), 1u);               // old-1's only
+  EXPECT_EQ(s->overall().counts().pass(), 2u);
+  EXPECT_EQ(s->failed_by_severity().at("high"), 1u);
+}
+
+}  // namespace
+}  // namespace kspm::collector::store

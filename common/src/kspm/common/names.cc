@@ -128,4 +128,12 @@ void AddStatusCount(v1::StatusCounts& c, v1::Status status, uint32_t n) {
   }
 }
 
+bool IsKubernetesBenchmark(std::string_view benchmark) {
+  for (std::string_view prefix :
+       {"cis-kubernetes-", "cis-eks-", "cis-gke-", "cis-aks-", "k3s-cis-", "rke2-cis-"}) {
+    if (benchmark.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
 }  // namespace kspm::common

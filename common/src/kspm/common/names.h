@@ -27,4 +27,8 @@ std::string_view RoleName(v1::NodeRole role);
 // Short source names for text output: flag, config, drop-in, env, default, stat, manifest, api.
 std::string_view SourceKindName(v1::SourceKind kind);
 
+// Whether a benchmark is one of the Kubernetes family (CIS Kubernetes, the platform benchmarks,
+// the distribution profiles): a node is judged by one of them.
+bool IsKubernetesBenchmark(std::string_view benchmark);
+
 }  // namespace kspm::common

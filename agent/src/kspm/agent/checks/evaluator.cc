@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "kspm/common/names.h"
 #include "kspm/common/strings.h"
 
 namespace kspm::agent::checks {
@@ -871,11 +872,7 @@ v1::CheckResult Evaluate(const Check& check, const std::string& benchmark,
 }
 
 bool IsKubernetesBenchmark(const std::string& benchmark) {
-  for (const char* prefix :
-       {"cis-kubernetes-", "cis-eks-", "cis-gke-", "cis-aks-", "k3s-cis-", "rke2-cis-"}) {
-    if (benchmark.starts_with(prefix)) return true;
-  }
-  return false;
+  return common::IsKubernetesBenchmark(benchmark);
 }
 
 std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,

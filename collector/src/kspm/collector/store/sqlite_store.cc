@@ -606,6 +606,26 @@ class SqliteStore final : public Store {
       node_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 0));
       stale_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 1));
     }
+    // Each node is scored under the Kubernetes benchmark it was judged by (its agent's platform
+    // choice): results it also reported under other benchmarks of that family (`--benchmark
+    // all`) count for those benchmarks' own rows, not for the node or the overall score.
+    std::map<std::string, std::string> judged_by;
+    {
+      auto ids = PrepareRead(reader.db(),
+                             "SELECT n.name, n.identity FROM nodes n JOIN clusters c ON c.id = "
+                             "n.cluster_id WHERE (?1 = '' OR c.name = ?1)");
+      if (!ids.ok()) return ids.status();
+      sqlite3_bind_text(ids->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+      while (sqlite3_step(ids->get()) == SQLITE_ROW) {
+        v1::NodeIdentity identity;
+        const void* blob = sqlite3_column_blob(ids->get(), 1);
+        const int size = sqlite3_column_bytes(ids->get(), 1);
+        if (blob != nullptr && identity.ParseFromArray(blob, size) &&
+            !identity.platform_benchmark().empty()) {
+          judged_by[Text(ids->get(), 0)] = identity.platform_benchmark();
+        }
+      }
+    }
     // One pass over current results, grouped by what a score needs.
     auto stmt =
         PrepareRead(reader.db(),
@@ -628,12 +648,21 @@ class SqliteStore final : public Store {
       const auto count = static_cast<uint32_t>(sqlite3_column_int64(stmt->get(), 5));
       const std::string section = Text(stmt->get(), 6);
       const std::string ns = Text(stmt->get(), 7);
-      for (auto* acc :
-           {&overall, &nodes[node], &benchmarks[benchmark], &sections[benchmark + " " + section]}) {
+      const auto judged = judged_by.find(node);
+      const bool counts_for_node = judged == judged_by.end() ||
+                                   !common::IsKubernetesBenchmark(benchmark) ||
+                                   benchmark == judged->second;
+      for (auto* acc : {&benchmarks[benchmark], &sections[benchmark + " " + section]}) {
         acc->Add(status, severity, scored, count);
       }
+      if (counts_for_node) {
+        overall.Add(status, severity, scored, count);
+        nodes[node].Add(status, severity, scored, count);
+      }
       if (!ns.empty()) namespaces[ns].Add(status, severity, scored, count);
-      if (status == v1::STATUS_FAIL) failed[std::string(common::SeverityName(severity))] += count;
+      if (status == v1::STATUS_FAIL && counts_for_node) {
+        failed[std::string(common::SeverityName(severity))] += count;
+      }
     }
     if (rc != SQLITE_DONE) return Error(reader.db(), "reading summary");
     v1::SummaryResponse out;
