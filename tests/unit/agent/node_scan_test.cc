@@ -314,22 +314,30 @@ namespace {
 
 // Auto-detection: each node says which platform it belongs to from its own files and processes,
 // and why; `--benchmark auto` then keeps that platform's Kubernetes benchmark only.
-TEST(PlatformDetection, EachFixtureNodeNamesItsPlatformAndWhy) {
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"eks-al2-worker", "eks"}, {"eks-al2023-worker", "eks"}, {"kind-worker", "kubernetes"},
-      {"rke2-agent", "rke2"},    {"k3s-server", "k3s"},        {"demo-kubeadm-node", "kubernetes"},
-      {"docker-host", "none"}};
-  auto catalog = checks::Catalog::Builtin();
-  ASSERT_TRUE(catalog.ok());
-  const auto known = catalog->Benchmarks();
-  for (const auto& [fixture, platform] : cases) {
+TEST(PlatformDetection, EachFixtureNodeNamesItsPlatformItsBenchmarkAndWhy) {
+  struct Case {
+    std::string fixture, platform, benchmark;
+  };
+  const std::vector<Case> cases = {
+      {"eks-al2-worker", "eks", "cis-eks-1.8"},
+      {"eks-al2023-worker", "eks", "cis-eks-1.8"},
+      {"kind-worker", "kubernetes", "cis-kubernetes-1.12"},
+      {"kind-control-plane", "kubernetes", "cis-kubernetes-1.12"},  // v1.35 image tags
+      {"rke2-agent", "rke2", "rke2-cis-1.12"},
+      {"rke2-server", "rke2", "rke2-cis-1.12"},
+      {"k3s-server", "k3s", "k3s-cis-1.12"},
+      {"k3s-server-hardened", "k3s", "k3s-cis-1.12"},
+      {"gke-cos-worker", "gke", "cis-gke-1.9"},
+      {"demo-kubeadm-node", "kubernetes", "cis-kubernetes-1.12"},
+      {"docker-host", "none", "cis-kubernetes-1.12"}};
+  for (const auto& c : cases) {
     bool owners = false;
     v1::NodeIdentity node;
-    (void)ScanFixture(fixture, &owners, &node);
-    EXPECT_EQ(node.platform(), platform) << fixture << ": " << node.platform_reason();
-    EXPECT_FALSE(node.platform_reason().empty()) << fixture;
-    EXPECT_NE(std::find(known.begin(), known.end(), node.platform_benchmark()), known.end())
-        << fixture << ": " << node.platform_benchmark();
+    (void)ScanFixture(c.fixture, &owners, &node);
+    EXPECT_EQ(node.platform(), c.platform) << c.fixture << ": " << node.platform_reason();
+    EXPECT_EQ(node.platform_benchmark(), c.benchmark)
+        << c.fixture << ": " << node.platform_reason();
+    EXPECT_FALSE(node.platform_reason().empty()) << c.fixture;
   }
 }
 
@@ -542,6 +550,40 @@ processes:
   r = scan("\t--cluster-init --disable-kube-proxy", common);
   EXPECT_EQ(Status(r, "k3s-cis-1.12/2.1"), "PASS");
   EXPECT_EQ(Status(r, "k3s-cis-1.12/4.3.1"), "NOT_APPLICABLE");
+}
+
+}  // namespace
+}  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// Without hostPID (or before the pod starts) kube-proxy's process is not visible; RKE2's static
+// pod manifest stands in for it, so its kubeconfig and metrics items are still judged.
+TEST(FixtureScan, KubeProxyIsReadFromItsStaticPodWhenTheProcessIsNotVisible) {
+  std::string text;
+  ASSERT_TRUE(kspm::testing::ReadFileText(
+                  std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/hosts/rke2-agent.yaml", &text)
+                  .ok());
+  const size_t at = text.find("  - pid: 2210\n    comm: kube-proxy\n");
+  ASSERT_NE(at, std::string::npos);
+  text = text.substr(0, at);  // the kube-proxy process is the last entry
+  kspm::testing::TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildHostRoot(text, dir.path(), &owners).ok());
+  auto catalog = checks::Catalog::Builtin();
+  auto host = host::MakeFsHostView(dir.path());
+  const auto report = RunScan(**host, *catalog, {}, {});
+  std::map<std::string, v1::CheckResult> r;
+  for (const auto& x : report.results()) r[x.benchmark() + "/" + x.benchmark_id()] = x;
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.1.3"), "PASS")
+      << r["cis-kubernetes-1.12/4.1.3"].reason();
+  EXPECT_EQ(Status(r, "cis-kubernetes-1.12/4.3.1"), "PASS")
+      << r["cis-kubernetes-1.12/4.3.1"].reason();
+  EXPECT_NE(common::EvidenceSummary(r["cis-kubernetes-1.12/4.1.3"])
+                .find("/var/lib/rancher/rke2/agent/pod-manifests/kube-proxy.yaml"),
+            std::string::npos)
+      << common::EvidenceSummary(r["cis-kubernetes-1.12/4.1.3"]);
 }
 
 }  // namespace
