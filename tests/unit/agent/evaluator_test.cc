@@ -529,6 +529,36 @@ processes:
 )",
      "docker.tls-verify", v1::STATUS_FAIL, "", v1::SOURCE_KIND_DEFAULT},
 
+    // The short flags dockerd accepts (-l for --log-level, -s for --storage-driver) are read.
+    {"DockerShortLogLevelFlagIsRead", R"(
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, -l, debug]}
+)",
+     "docker.log-level", v1::STATUS_FAIL, "debug", v1::SOURCE_KIND_FLAG},
+
+    {"DockerShortStorageDriverFlagIsRead", R"(
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd, -s, aufs]}
+)",
+     "docker.storage-driver", v1::STATUS_FAIL, "aufs", v1::SOURCE_KIND_FLAG},
+
+    // dockerd treats an empty cgroup-parent as unset.
+    {"DockerEmptyCgroupParentIsNotSet", R"(
+entries:
+  - {path: /etc/docker/daemon.json, content: '{"cgroup-parent": ""}'}
+processes:
+  - {pid: 700, comm: dockerd, argv: [/usr/bin/dockerd]}
+)",
+     "docker.cgroup-parent", v1::STATUS_PASS, "not set"},
+
+    // CIS 1.2.17: the audit asks for the flag; absent is "not set", not a made-up default of 0
+    // (Kubernetes 1.36 defaults it to 366 days, which the audit does not accept either).
+    {"ApiServerAuditLogMaxAgeAbsentIsNotSet", R"(
+processes:
+  - {pid: 900, comm: kube-apiserver, argv: [kube-apiserver, --audit-log-path=/var/log/a.log]}
+)",
+     "apiserver.audit-log-maxage", v1::STATUS_FAIL, "--audit-log-maxage is not set"},
+
     {"DockerIccFromDaemonJson", R"(
 entries:
   - {path: /etc/docker/daemon.json, content: '{"icc": false}'}

@@ -145,8 +145,10 @@ void EvaluateSettings(const Check& check, const Component& c, v1::CheckResult& o
       continue;
     }
     if (wants_absence) {
-      // An explicitly empty list (`"insecure-registries": []`) sets nothing.
-      if (r.from_default || (spec.type == ValueType::kList && SplitList(r.value).empty())) {
+      // An explicitly empty list (`"insecure-registries": []`) or string (`"cgroup-parent": ""`,
+      // which dockerd treats as unset) sets nothing.
+      if (r.from_default || r.value.empty() ||
+          (spec.type == ValueType::kList && SplitList(r.value).empty())) {
         passes.push_back(name + " is not set");
       } else {
         failures.push_back(name + " is set to " + r.value);

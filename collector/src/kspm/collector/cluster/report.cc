@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "kspm/agent/checks/catalog.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
@@ -13,7 +14,6 @@
 namespace kspm::collector::cluster {
 
 // Defined in the generated cluster_catalog.cc: agent/catalog/kubernetes-control-plane.yaml.
-extern std::string_view EmbeddedControlPlaneCatalog();
 
 namespace {
 
@@ -159,20 +159,23 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
                                                        const std::string& reason,
                                                        const std::set<std::string>& benchmarks) {
   std::vector<v1::CheckResult> out;
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(EmbeddedControlPlaneCatalog()));
-  } catch (const YAML::Exception& e) {
-    spdlog::error("embedded control-plane catalogue: {}", e.what());
+  static const auto catalog = agent::checks::Catalog::Builtin();
+  if (!catalog.ok()) {
+    spdlog::error("built-in catalogue: {}", catalog.status().ToString());
     return out;
   }
-  const YAML::Node checks = root["checks"];
-  if (!checks || !checks.IsSequence()) return out;
-  // The benchmarks to report under: those asked for that the catalogue maps, else the newest
-  // CIS Kubernetes version (compared by minor number: 1.12 is newer than 1.9).
+  auto in_sections = [&sections](const std::string& item) {
+    return std::find(sections.begin(), sections.end(), item.substr(0, item.find('.'))) !=
+           sections.end();
+  };
+  // The benchmarks to report under: those asked for that have items in these sections (a
+  // platform benchmark has none: its control plane is the provider's), else the newest CIS
+  // Kubernetes version (compared by minor number: 1.12 is newer than 1.9).
   std::set<std::string> mapped;
-  for (const auto& c : checks) {
-    for (const auto& b : c["benchmarks"]) mapped.insert(b.first.as<std::string>(""));
+  for (const auto& c : catalog->checks()) {
+    for (const auto& [benchmark, item] : c.benchmarks) {
+      if (common::IsKubernetesBenchmark(benchmark) && in_sections(item)) mapped.insert(benchmark);
+    }
   }
   std::set<std::string> chosen;
   for (const auto& b : benchmarks) {
@@ -192,26 +195,19 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
     }
     if (!newest.empty()) chosen.insert(newest);
   }
-  for (const auto& c : checks) {
-    const YAML::Node benchmarks_of = c["benchmarks"];
-    if (!benchmarks_of || !benchmarks_of.IsMap()) continue;
-    for (const auto& b : benchmarks_of) {
-      if (!chosen.contains(b.first.as<std::string>(""))) continue;
-      const std::string item =
-          b.second.IsMap() ? b.second["id"].as<std::string>("") : b.second.as<std::string>("");
-      const std::string section = item.substr(0, item.find('.'));
-      if (std::find(sections.begin(), sections.end(), section) == sections.end()) continue;
+  for (const auto& c : catalog->checks()) {
+    for (const auto& [benchmark, item] : c.benchmarks) {
+      if (!chosen.contains(benchmark) || !in_sections(item)) continue;
       v1::CheckResult r;
-      r.set_check_id(c["id"].as<std::string>(""));
-      r.set_benchmark(b.first.as<std::string>(""));
+      r.set_check_id(c.id);
+      r.set_benchmark(benchmark);
       r.set_benchmark_id(item);
-      r.set_title(c["title"].as<std::string>(""));
+      r.set_title(c.title);
       r.set_status(v1::STATUS_NOT_APPLICABLE);
-      r.set_scored(c["scored"].as<std::string>("true") == "true");
-      r.set_severity(common::ParseSeverity(c["severity"].as<std::string>("medium"))
-                         .value_or(v1::SEVERITY_MEDIUM));
-      r.set_component(c["component"].as<std::string>(""));
-      r.set_remediation(c["remediation"].as<std::string>(""));
+      r.set_scored(c.ScoredIn(benchmark));
+      r.set_severity(c.severity);
+      r.set_component(c.component);
+      r.set_remediation(c.remediation);
       r.set_reason(reason);
       out.push_back(std::move(r));
     }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 
+#include "kspm/agent/checks/catalog.h"
 #include "kspm/collector/server/fleet.h"
 #include "kspm/common/certs.h"
 #include "kspm/common/identity.h"
@@ -767,26 +768,13 @@ namespace kspm::collector::server {
 
 absl::StatusOr<std::shared_ptr<const std::set<std::string, std::less<>>>> LoadKnownChecks(
     const std::string& rules_dir) {
+  auto catalog = agent::checks::Catalog::Builtin();
+  if (!catalog.ok()) return catalog.status();
+  if (!rules_dir.empty()) {
+    if (auto s = catalog->AddDirectory(rules_dir); !s.ok()) return s;
+  }
   auto ids = std::make_shared<std::set<std::string, std::less<>>>();
-  for (auto id : BuiltinCheckIds()) ids->emplace(id);
-  if (rules_dir.empty()) return std::shared_ptr<const std::set<std::string, std::less<>>>(ids);
-  DIR* dir = ::opendir(rules_dir.c_str());
-  if (dir == nullptr) return absl::InvalidArgumentError("cannot open rules directory " + rules_dir);
-  std::vector<std::string> files;
-  while (const dirent* e = ::readdir(dir)) {
-    const std::string name = e->d_name;
-    if (name.ends_with(".yaml") || name.ends_with(".yml")) files.push_back(rules_dir + "/" + name);
-  }
-  ::closedir(dir);
-  for (const auto& file : files) {
-    try {
-      const YAML::Node root = YAML::LoadFile(file);
-      for (const auto& check : root["checks"]) ids->insert(check["id"].as<std::string>());
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(file + ":" + std::to_string(e.mark.line + 1) + ": " +
-                                        e.msg);
-    }
-  }
+  for (const auto& c : catalog->checks()) ids->insert(c.id);
   return std::shared_ptr<const std::set<std::string, std::less<>>>(ids);
 }
 

@@ -15,10 +15,6 @@
 #include "kspm/v1/agent.grpc.pb.h"
 #include "kspm/v1/query.grpc.pb.h"
 
-namespace kspm::collector {
-const std::vector<std::string_view>& BuiltinCheckIds();
-}  // namespace kspm::collector
-
 namespace kspm::collector::server {
 
 // Counters the service keeps for logs and health.
@@ -99,8 +95,9 @@ struct AgentServiceLimits {
   std::shared_ptr<const std::set<std::string, std::less<>>> known_checks;
 };
 
-// The built-in catalogue's check ids plus the ids of custom rule files in `rules_dir` (empty:
-// none). Errors name the file.
+// The built-in catalogue's check ids plus those of the custom rule files in `rules_dir` (empty:
+// none), read by the agent's own catalogue reader, so a rule file the agent would refuse is
+// refused here too. Errors name the file, line and column.
 [[nodiscard]] absl::StatusOr<std::shared_ptr<const std::set<std::string, std::less<>>>>
 LoadKnownChecks(const std::string& rules_dir);
 
