@@ -244,3 +244,29 @@ TEST(CatalogProfiles, TheBuiltinDistributionProfilesCoverTheirBase) {
 
 }  // namespace
 }  // namespace kspm::agent::checks
+
+namespace kspm::agent::checks {
+namespace {
+
+// A custom rule's mode is refused at load, with its position, when it is not a permission mode
+// (a 25-digit octal number used to throw out of the evaluator).
+TEST(Catalog, AModeThatIsNoPermissionModeIsRefusedAtLoad) {
+  for (const char* mode : {"7777777777777777777777777", "0x644", "", "88"}) {
+    Catalog c;
+    auto s = c.AddYaml(std::string(R"(checks:
+  - id: custom.mode
+    benchmarks: {custom: "1"}
+    title: t
+    component: kubelet
+    file: {paths: [/etc/x]}
+    expect: {mode_at_most: ")") +
+                           mode + "\"}\n",
+                       "custom.yaml");
+    ASSERT_FALSE(s.ok()) << mode;
+    EXPECT_NE(std::string(s.message()).find("custom.yaml:7:"), std::string::npos) << s;
+    EXPECT_NE(std::string(s.message()).find("octal mode"), std::string::npos) << s;
+  }
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks

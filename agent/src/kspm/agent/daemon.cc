@@ -222,9 +222,6 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
         std::lock_guard lock(ack_mu);
         acks[msg.ack().scan_id()] = msg.ack();
         ack_cv.notify_all();
-      } else if (msg.has_rescan()) {
-        spdlog::info("collector asks for a rescan: {}", msg.rescan().reason());
-        RequestScan();
       }
     }
     std::lock_guard lock(ack_mu);

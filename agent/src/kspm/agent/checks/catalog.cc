@@ -101,8 +101,10 @@ Expectation ParseExpect(const YAML::Node& node) {
     throw CatalogError(entry.second, "operator '" + name + "' needs a value or a list");
   }
   if (e.op == Expectation::Op::kModeAtMost) {
-    if (e.value.empty() || e.value.find_first_not_of("01234567") != std::string::npos) {
-      throw CatalogError(entry.second, "mode_at_most needs an octal mode such as 600");
+    if (e.value.empty() || e.value.size() > 4 ||
+        e.value.find_first_not_of("01234567") != std::string::npos) {
+      throw CatalogError(entry.second,
+                         "mode_at_most needs an octal mode of at most four digits such as 600");
     }
   }
   return e;

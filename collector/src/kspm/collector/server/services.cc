@@ -299,9 +299,6 @@ class ConnectReactor final
         });
         return true;
       }
-      case v1::AgentMessage::kDrift:
-        // Drift events are stored by the drift pipeline; accepted and ignored here.
-        return true;
       default:
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty agent message"));
         return false;
