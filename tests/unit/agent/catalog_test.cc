@@ -270,3 +270,62 @@ TEST(Catalog, AModeThatIsNoPermissionModeIsRefusedAtLoad) {
 
 }  // namespace
 }  // namespace kspm::agent::checks
+
+namespace kspm::agent::checks {
+namespace {
+
+// The kind of a check is decided once, at load; `evaluate:` may name it and must agree.
+TEST(Catalog, TheKindOfACheckIsDecidedAtLoadAndEvaluateMustAgree) {
+  auto load = [](const std::string& extra, const std::string& body) {
+    Catalog c;
+    auto s = c.AddYaml(
+        "checks:\n  - id: custom.k\n    benchmarks: {custom: \"1\"}\n    title: t\n"
+        "    component: kubelet\n" +
+            body + extra,
+        "custom.yaml");
+    return std::make_pair(
+        s, c.FindCheck("custom.k") ? c.FindCheck("custom.k")->kind : CheckKind::kSettings);
+  };
+  const std::string settings = "    setting: {flag: x}\n    expect: {equals: \"1\"}\n";
+  const std::string files = "    file: {paths: [/etc/x]}\n    expect: {mode_at_most: 600}\n";
+  const std::string manual = "    manual: look at it\n";
+  EXPECT_EQ(load("", settings).second, CheckKind::kSettings);
+  EXPECT_EQ(load("", files).second, CheckKind::kFiles);
+  EXPECT_EQ(load("", manual).second, CheckKind::kManual);
+  EXPECT_EQ(load("    audit: {path: /usr/bin/dockerd}\n", "").second, CheckKind::kAudit);
+  auto ok = load("    evaluate: files\n", files);
+  EXPECT_TRUE(ok.first.ok()) << ok.first;
+  auto wrong = load("    evaluate: settings\n", files);
+  ASSERT_FALSE(wrong.first.ok());
+  EXPECT_NE(std::string(wrong.first.message()).find("describe another kind"), std::string::npos)
+      << wrong.first;
+  auto unknown = load("    evaluate: vibes\n", settings);
+  ASSERT_FALSE(unknown.first.ok());
+  EXPECT_NE(std::string(unknown.first.message()).find("unknown 'evaluate' kind 'vibes'"),
+            std::string::npos)
+      << unknown.first;
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks
+
+namespace kspm::agent::checks {
+namespace {
+
+// The built-in catalogue names the kind of every check (custom rules may leave it out).
+TEST(Catalog, EveryBuiltinCheckNamesItsKind) {
+  for (const auto& [name, text] : BuiltinCatalogFiles()) {
+    size_t checks = 0, kinds = 0;
+    for (std::string_view rest = text; !rest.empty();) {
+      const size_t nl = rest.find('\n');
+      const std::string_view line = rest.substr(0, nl);
+      checks += line.starts_with("  - id: ") ? 1 : 0;
+      kinds += line.starts_with("    evaluate: ") ? 1 : 0;
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    }
+    EXPECT_EQ(checks, kinds) << name;
+  }
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks

@@ -174,22 +174,40 @@ Check ParseCheck(const YAML::Node& node, std::string_view origin) {
   if (const YAML::Node e = node["encryption"]) {
     c.encryption = EncryptionSpec{Scalar(e, "role")};
     if (c.encryption->role.empty()) throw CatalogError(e, "'encryption' needs a role");
-    return c;  // the expectation is implied: a real cipher writes Secrets
-  }
-  if (const YAML::Node a = node["audit"]) {
+    c.kind = CheckKind::kEncryption;  // the expectation is implied: a real cipher writes Secrets
+  } else if (const YAML::Node a = node["audit"]) {
     c.audit = AuditSpec{Scalar(a, "path"), Scalar(a, "role")};
     if (c.audit->path.empty() == c.audit->role.empty()) {
       throw CatalogError(a, "'audit' needs exactly one of path, role");
     }
-    return c;  // the expectation is implied: a rule watches the path
-  }
-  const bool has_target = !c.settings.empty() || c.file.has_value();
-  if (c.manual.empty()) {
-    if (!has_target)
+    c.kind = CheckKind::kAudit;  // the expectation is implied: a rule watches the path
+  } else if (!c.manual.empty()) {
+    c.kind = CheckKind::kManual;
+  } else {
+    if (c.settings.empty() && !c.file) {
       throw CatalogError(node,
                          "check '" + c.id + "' reads nothing: add setting(s), file or manual");
+    }
     if (!node["expect"]) throw CatalogError(node, "check '" + c.id + "' has no 'expect'");
     c.expect = ParseExpect(node["expect"]);
+    c.kind = c.file ? CheckKind::kFiles : CheckKind::kSettings;
+  }
+  // `evaluate:` names the kind; it must be what the fields describe.
+  if (const YAML::Node e = node["evaluate"]) {
+    static const std::map<std::string, CheckKind> kKinds = {{"settings", CheckKind::kSettings},
+                                                            {"files", CheckKind::kFiles},
+                                                            {"audit", CheckKind::kAudit},
+                                                            {"encryption", CheckKind::kEncryption},
+                                                            {"manual", CheckKind::kManual}};
+    const auto it = kKinds.find(e.Scalar());
+    if (it == kKinds.end()) {
+      throw CatalogError(e, "unknown 'evaluate' kind '" + e.Scalar() +
+                                "' (settings, files, audit, encryption, manual)");
+    }
+    if (it->second != c.kind) {
+      throw CatalogError(e, "check '" + c.id + "' says 'evaluate: " + e.Scalar() +
+                                "' but its fields describe another kind");
+    }
   }
   return c;
 }

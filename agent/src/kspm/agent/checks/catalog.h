@@ -98,6 +98,16 @@ struct Precondition {
   Expectation expect;
 };
 
+// What a check evaluates, named by `evaluate:` in the catalogue or decided once from its fields
+// when it is left out (custom rules): each kind has one evaluator (evaluator.cc).
+enum class CheckKind {
+  kSettings,    // setting(s) + expect
+  kFiles,       // file + expect
+  kAudit,       // audit
+  kEncryption,  // encryption
+  kManual,      // manual: a person must look
+};
+
 // One check of the catalogue.
 struct Check {
   std::string id;                                 // stable internal id
@@ -127,6 +137,7 @@ struct Check {
   std::optional<EncryptionSpec> encryption;
   Expectation expect;
   std::string manual;  // non-empty: no program can judge this; what a person must look at
+  CheckKind kind = CheckKind::kSettings;
   std::string remediation;
   // Where the check came from (`builtin:kubernetes.yaml` or a --rules file), for errors.
   std::string origin;
