@@ -4,14 +4,7 @@
 #include "kspm/agent/checks/evaluate_kinds.h"
 #include "kspm/common/strings.h"
 
-namespace kspm::agent::checks {
-
-using discovery::Component;
-using internal::FailStatus;
-using internal::kMaxFileEvidence;
-using internal::MakeEvidence;
-using internal::OctalMode;
-using Op = Expectation::Op;
+namespace kspm::agent::checks::internal {
 namespace {
 
 // The auditd rule files of the host, in the order auditd reads them.
@@ -39,8 +32,6 @@ bool RuleWatches(std::string_view line, const std::string& path) {
 }
 
 }  // namespace
-
-namespace internal {
 
 void EvaluateAudit(const Check& check, const Component& c, const host::HostView& host,
                    v1::CheckResult& out) {
@@ -90,5 +81,4 @@ void EvaluateAudit(const Check& check, const Component& c, const host::HostView&
   out.set_reason("no audit rule watches " + path + "; expected " + out.expected());
 }
 
-}  // namespace internal
-}  // namespace kspm::agent::checks
+}  // namespace kspm::agent::checks::internal

@@ -4,14 +4,7 @@
 #include "kspm/agent/checks/evaluate_kinds.h"
 #include "kspm/common/strings.h"
 
-namespace kspm::agent::checks {
-
-using discovery::Component;
-using internal::FailStatus;
-using internal::kMaxFileEvidence;
-using internal::MakeEvidence;
-using internal::OctalMode;
-using Op = Expectation::Op;
+namespace kspm::agent::checks::internal {
 namespace {
 
 // Providers that encrypt. kms is v1 or v2 (apiVersion inside); identity stores plain text.
@@ -32,8 +25,6 @@ bool CoversSecrets(const YAML::Node& names) {
 }
 
 }  // namespace
-
-namespace internal {
 
 // CIS 1.2.28: the API server applies, for each resource, the first `resources` entry that
 // lists it, and in that entry the first provider encrypts new data (later ones only decrypt).
@@ -111,5 +102,4 @@ void EvaluateEncryption(const Check& check, const Component& c, const host::Host
   out.set_reason("no entry of " + file.path + " lists secrets: they are written unencrypted");
 }
 
-}  // namespace internal
-}  // namespace kspm::agent::checks
+}  // namespace kspm::agent::checks::internal

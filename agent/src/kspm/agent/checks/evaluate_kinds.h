@@ -9,6 +9,9 @@
 
 namespace kspm::agent::checks::internal {
 
+using discovery::Component;
+using Op = Expectation::Op;
+
 // Most file paths one result lists as evidence.
 inline constexpr size_t kMaxFileEvidence = 20;
 

@@ -5,14 +5,7 @@
 #include "kspm/agent/checks/evaluate_kinds.h"
 #include "kspm/common/strings.h"
 
-namespace kspm::agent::checks {
-
-using discovery::Component;
-using internal::FailStatus;
-using internal::kMaxFileEvidence;
-using internal::MakeEvidence;
-using internal::OctalMode;
-using Op = Expectation::Op;
+namespace kspm::agent::checks::internal {
 namespace {
 
 // Collects the files a file check reads, with how each was found.
@@ -22,8 +15,6 @@ struct Target {
   bool named = false;
 };
 }  // namespace
-
-namespace internal {
 
 void EvaluateFiles(const Check& check, const Component& c, const host::HostView& host,
                    v1::CheckResult& out) {
@@ -212,5 +203,4 @@ void EvaluateFiles(const Check& check, const Component& c, const host::HostView&
   }
 }
 
-}  // namespace internal
-}  // namespace kspm::agent::checks
+}  // namespace kspm::agent::checks::internal

@@ -7,12 +7,10 @@
 
 namespace kspm::agent::checks {
 
-using discovery::Component;
+using internal::Component;
 using internal::FailStatus;
-using internal::kMaxFileEvidence;
 using internal::MakeEvidence;
-using internal::OctalMode;
-using Op = Expectation::Op;
+using internal::Op;
 namespace {
 
 // Compares two typed values: <0, 0, >0; nullopt when either does not parse as `type`.
