@@ -329,3 +329,29 @@ TEST(Catalog, EveryBuiltinCheckNamesItsKind) {
 
 }  // namespace
 }  // namespace kspm::agent::checks
+
+namespace kspm::agent::checks {
+namespace {
+
+// yaml-cpp does not merge `<<: *anchor`: a catalogue entry written with one would quietly lose
+// the merged fields, so it is refused with its position.
+TEST(Catalog, AYamlMergeKeyIsRefusedWithItsPosition) {
+  Catalog c;
+  auto s = c.AddYaml(R"(checks:
+  - &base
+    id: custom.a
+    benchmarks: {custom: "1"}
+    title: t
+    component: kubelet
+    manual: look
+  - <<: *base
+    id: custom.b
+)",
+                     "custom.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("custom.yaml:8:"), std::string::npos) << s;
+  EXPECT_NE(std::string(s.message()).find("merge keys"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace kspm::agent::checks

@@ -375,8 +375,30 @@ void ApplyProfile(const Profile& p, Check& c) {
 
 }  // namespace
 
+namespace {
+
+// yaml-cpp keeps a merge key (`<<: *anchor`) as an ordinary key named "<<", so an entry written
+// with one would silently lose every merged field: refused, with its position.
+void RejectMergeKeys(const YAML::Node& node, int depth = 0) {
+  if (depth > 64) return;  // the catalogue is shallow; CheckYamlSize bounds custom files
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (kv.first.IsScalar() && kv.first.Scalar() == "<<") {
+        throw CatalogError(kv.first,
+                           "YAML merge keys (<<) are not supported: write the entry out in full");
+      }
+      RejectMergeKeys(kv.second, depth + 1);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) RejectMergeKeys(item, depth + 1);
+  }
+}
+
+}  // namespace
+
 absl::Status Catalog::AddTree(const YAML::Node& root, std::string_view origin) {
   try {
+    RejectMergeKeys(root);
     if (!root.IsMap()) {
       return absl::InvalidArgumentError(
           std::string(origin) +
