@@ -197,3 +197,48 @@ TEST(SafeText, TerminalControlsAreShownNotSent) {
 
 }  // namespace
 }  // namespace kspm::agent
+
+namespace kspm::agent {
+namespace {
+
+// A static pod manifest is read for its image tag (the node's Kubernetes version): a 3 MiB image
+// line is read in one pass (a regular expression recursed per character and could exhaust the
+// stack), and the real tag after it still counts.
+TEST_F(HostileHostTest, AHugeImageLineInAManifestIsReadWithoutRecursion) {
+  const std::string manifest = Real("/etc/kubernetes/manifests/kube-apiserver.yaml");
+  std::string text;
+  ASSERT_TRUE(kspm::testing::ReadFileText(manifest, &text).ok());
+  const size_t image = text.find("image:");
+  ASSERT_NE(image, std::string::npos);
+  const size_t eol = text.find('\n', image);
+  text = text.substr(0, image) + "# image: kube" + std::string(3 << 20, 'x') + "\n" +
+         text.substr(0, 0) + "image: registry.k8s.io/kube-apiserver:v1.30.4" + text.substr(eol);
+  std::ofstream(manifest, std::ios::trunc) << text;
+  auto catalog = checks::Catalog::Builtin();
+  ASSERT_TRUE(catalog.ok());
+  const auto state = discovery::Discover(*host_, *catalog);
+  const KubernetesVersion v = DetectKubernetesVersion(*host_, state);
+  EXPECT_EQ(v.minor, 30) << v.where;
+}
+
+// A process whose title merely looks like a component's command line (one argument with spaces,
+// as setproctitle leaves it) is not taken for that component; only k3s, which is known to do it,
+// is matched that way.
+TEST(ProcessTitles, OnlyAKnownTitleRewriterIsMatchedByItsTitle) {
+  TempDir dir;
+  bool owners = false;
+  ASSERT_TRUE(kspm::testing::BuildHostRoot(R"(
+processes:
+  - {pid: 812, comm: kubelet, argv: ["/usr/bin/kubelet --anonymous-auth=true"]}
+)",
+                                           dir.path(), &owners)
+                  .ok());
+  auto catalog = checks::Catalog::Builtin();
+  auto host = host::MakeFsHostView(dir.path());
+  ASSERT_TRUE(host.ok());
+  const auto state = discovery::Discover(**host, *catalog);
+  EXPECT_FALSE(state.components.at("kubelet").present);
+}
+
+}  // namespace
+}  // namespace kspm::agent

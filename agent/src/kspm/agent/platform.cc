@@ -1,7 +1,8 @@
 #include "kspm/agent/platform.h"
 
 #include <algorithm>
-#include <regex>
+
+#include "kspm/common/strings.h"
 
 namespace kspm::agent {
 namespace {
@@ -38,34 +39,61 @@ bool Exists(const host::HostView& host, const std::string& path) { return host.S
 
 }  // namespace
 
+namespace {
+
+// `MAJOR.MINOR.` at the start of `text` (after an optional `v`), as Kubernetes versions and
+// their package versions are written. No regular expression: the text comes from host files of
+// up to 4 MiB, and libstdc++'s regex recurses per character.
+bool ParseMinor(std::string_view text, KubernetesVersion& v) {
+  if (text.starts_with("v")) text.remove_prefix(1);
+  int parts[2] = {0, 0};
+  for (int& part : parts) {
+    size_t n = 0;
+    while (n < text.size() && n < 4 && text[n] >= '0' && text[n] <= '9') {
+      part = part * 10 + (text[n] - '0');
+      ++n;
+    }
+    if (n == 0 || n >= text.size() || text[n] != '.') return false;
+    text.remove_prefix(n + 1);
+  }
+  if (parts[0] != 1 || parts[1] <= 0) return false;
+  v.major = parts[0];
+  v.minor = parts[1];
+  return true;
+}
+
+}  // namespace
+
 KubernetesVersion DetectKubernetesVersion(const host::HostView& host,
                                           const discovery::HostState& state) {
   KubernetesVersion v;
-  auto parse = [&v](const std::string& text, const std::regex& re, const std::string& where) {
-    std::smatch m;
-    if (!std::regex_search(text, m, re)) return false;
-    try {
-      v.major = std::stoi(m[1].str());
-      v.minor = std::stoi(m[2].str());
-    } catch (const std::exception&) {
-      return false;
-    }
-    if (v.major != 1 || v.minor <= 0 || v.minor > 999) return false;
-    v.where = where;
-    return true;
-  };
   // kind writes the node image's Kubernetes version in /kind/version.
-  if (auto text = host.ReadFile("/kind/version"); text.ok()) {
-    if (parse(*text, std::regex(R"(^v(\d+)\.(\d+)\.)"), "/kind/version")) return v;
+  if (auto text = host.ReadFile("/kind/version"); text.ok() && ParseMinor(*text, v)) {
+    v.where = "/kind/version";
+    return v;
   }
-  // A control-plane or kube-proxy static pod's image tag (kubeadm, RKE2's hardened images).
+  // A control-plane or kube-proxy static pod's image tag (kubeadm's registry.k8s.io/kube-*,
+  // RKE2's rancher/hardened-kubernetes).
   for (const auto& [name, c] : state.components) {
     if (c.manifest_path.empty()) continue;
     auto text = host.ReadFile(c.manifest_path);
     if (!text.ok()) continue;
-    if (parse(*text, std::regex(R"(image:\s*\S*kube[a-z-]*:v(\d+)\.(\d+)\.)"),
-              "the image tag in " + c.manifest_path)) {
-      return v;
+    for (std::string_view line : common::Split(*text, '\n')) {
+      const size_t at = line.find("image:");
+      if (at == std::string_view::npos) continue;
+      std::string_view image = common::Trim(line.substr(at + 6));
+      while (!image.empty() && (image.front() == '"' || image.front() == '\'')) {
+        image.remove_prefix(1);
+      }
+      const size_t colon = image.rfind(':');
+      if (colon == std::string_view::npos ||
+          image.substr(0, colon).find("kube") == std::string_view::npos) {
+        continue;
+      }
+      if (ParseMinor(image.substr(colon + 1), v)) {
+        v.where = "the image tag in " + c.manifest_path;
+        return v;
+      }
     }
   }
   // The kubelet package of a Debian-family node (pkgs.k8s.io's deb): its stanza's Version.
@@ -75,8 +103,8 @@ KubernetesVersion DetectKubernetesVersion(const host::HostView& host,
       const size_t end = std::min(text->find("\n\n", at), text->size());
       const size_t version = text->find("\nVersion: ", at);
       if (version != std::string::npos && version < end &&
-          parse(text->substr(version, 40), std::regex(R"(^\nVersion: (\d+)\.(\d+)\.)"),
-                "the kubelet package in /var/lib/dpkg/status")) {
+          ParseMinor(std::string_view(*text).substr(version + 10, 40), v)) {
+        v.where = "the kubelet package in /var/lib/dpkg/status";
         return v;
       }
     }

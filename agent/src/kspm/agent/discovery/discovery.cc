@@ -27,11 +27,13 @@ bool TitleOnly(const std::vector<std::string>& argv) {
   return argv.size() == 1 && argv[0].find(' ') != std::string::npos;
 }
 
-// The index of the first flag when `argv` runs `pattern` (`kubelet`, `hyperkube kubelet`). A
-// title-only command line is matched by its words (and has no flags: the index is past its end).
+// The index of the first flag when `argv` runs `pattern` (`kubelet`, `hyperkube kubelet`). With
+// `title_ok` (hosts known to rewrite their title: k3s), a title-only command line is matched by
+// its words (and has no flags: the index is past its end); any other component is matched by
+// its real argv only, so a process merely titled like one is not taken for it.
 std::optional<size_t> MatchProcess(const std::vector<std::string>& argv,
-                                   const std::vector<std::string>& pattern) {
-  if (TitleOnly(argv)) {
+                                   const std::vector<std::string>& pattern, bool title_ok = false) {
+  if (title_ok && TitleOnly(argv)) {
     std::vector<std::string> words;
     for (auto w : common::Split(argv[0], ' ', true)) words.emplace_back(w);
     if (words.size() < pattern.size() || Basename(words[0]) != pattern[0]) return std::nullopt;
@@ -433,7 +435,7 @@ void FindEmbedded(const host::HostView& host, const checks::ComponentSpec& spec,
                   const std::vector<host::ProcessInfo>& processes, Component& c) {
   for (const auto& embedded : spec.embedded) {
     for (auto it = processes.rbegin(); it != processes.rend(); ++it) {
-      const auto first = MatchProcess(it->argv, embedded.process);
+      const auto first = MatchProcess(it->argv, embedded.process, /*title_ok=*/true);
       if (!first) continue;
       const HostOptions options = ReadHostOptions(host, embedded, *it, *first);
       const std::string host_name = common::Join(embedded.process, " ");
