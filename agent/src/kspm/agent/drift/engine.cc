@@ -94,6 +94,11 @@ void DriftEngine::Stop() {
 }
 
 void DriftEngine::SetBaseline(const v1::NodeReport& full) {
+  if (!full.node().platform().empty()) {
+    std::lock_guard lock(mu_);
+    platform_ = Platform{full.node().platform(), full.node().platform_benchmark(),
+                         full.node().platform_reason(), ""};
+  }
   const discovery::HostState state = discovery::Discover(host_, catalog_);
   std::map<std::string, std::set<std::string>> owners;
   WatchSet set = ComputeWatchSet(catalog_, state, full, &owners);
@@ -319,8 +324,13 @@ bool DriftEngine::Reevaluate(const std::set<std::string>& components,
   // of what was read.
   const auto sequence = held_.Sequence();
   const discovery::HostState state = discovery::Discover(host_, catalog_);
-  auto results = EvaluateNode(host_, catalog_, selection_, state,
-                              DetectPlatform(host_, state, catalog_), &components);
+  std::optional<Platform> platform;
+  {
+    std::lock_guard lock(mu_);
+    platform = platform_;
+  }
+  if (!platform) platform = DetectPlatform(host_, state, catalog_);
+  auto results = EvaluateNode(host_, catalog_, selection_, state, *platform, &components);
   v1::NodeReport report;
   v1::DriftEvent event;
   for (auto& r : results) {

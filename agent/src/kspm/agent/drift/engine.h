@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -123,6 +124,9 @@ class DriftEngine {
   // Guarded by mu_: who reads which path, the watched paths by inode, and the last signature of
   // every watched path (polled every sweep, or every link poll when it has several links).
   std::map<std::string, std::set<std::string>> owners_;
+  // Guarded by mu_: the platform the last full scan chose (its report says it); re-checks judge by
+  // the same benchmark without detecting it again on every event.
+  std::optional<Platform> platform_;
   std::map<uint64_t, std::set<std::string>> paths_by_inode_;
   std::map<std::string, Signature> signatures_;
 };
