@@ -14,7 +14,7 @@
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/daemon.h"
-#include "kspm/agent/transport/client.h"
+#include "kspm/agent/transport/collector_stream.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/common/certs.h"
 #include "kspm/common/tls.h"

@@ -3,9 +3,7 @@
 #include <random>
 #include <set>
 
-#include "grpcpp/client_context.h"
 #include "kspm/common/time.h"
-#include "kspm/v1/agent.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::agent {
@@ -172,62 +170,39 @@ void AgentDaemon::Reconnect() {
     reconnect_now_ = true;
     // An open stream is ended too: the collector then sees the new certificate, and the old one
     // is no longer in use when it expires. Unacked reports are sent again (idempotent).
-    if (session_context_ != nullptr) session_context_->TryCancel();
+    if (session_ != nullptr) session_->Cancel();
   }
   spool_cv_.notify_all();
 }
 
 void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::AgentService::NewStub(channel);
-  grpc::ClientContext context;
+  v1::NodeIdentity node;
+  node.set_node_name(ResolveNodeName(settings_.node, host_));
+  node.set_cluster(settings_.node.cluster);
+  node.set_agent_version(KSPM_VERSION);
+  node.set_drift_mode(node_.drift_mode);
+  auto opened = transport::CollectorStream::Open(
+      channel, transport::MakeHello(node, catalog_.version(), settings_.interval));
+  if (!opened.ok()) {
+    spdlog::warn("collector unreachable: {}", std::string(opened.status().message()));
+    return;
+  }
+  transport::CollectorStream& stream = **opened;
   {
     std::lock_guard lock(mu_);
-    session_context_ = &context;
+    session_ = &stream;
   }
   struct Unpublish {
     AgentDaemon* d;
     ~Unpublish() {
       std::lock_guard lock(d->mu_);
-      d->session_context_ = nullptr;
+      d->session_ = nullptr;
     }
   } unpublish{this};
-  auto stream = stub->Connect(&context);
-  v1::AgentMessage hello;
-  hello.mutable_hello()->mutable_node()->set_node_name(ResolveNodeName(settings_.node, host_));
-  hello.mutable_hello()->mutable_node()->set_cluster(settings_.node.cluster);
-  hello.mutable_hello()->mutable_node()->set_agent_version(KSPM_VERSION);
-  hello.mutable_hello()->mutable_node()->set_drift_mode(node_.drift_mode);
-  hello.mutable_hello()->set_catalog_version(catalog_.version());
-  hello.mutable_hello()->set_scan_interval_seconds(
-      static_cast<uint32_t>(settings_.interval.count()));
-  if (!stream->Write(hello)) {
-    const grpc::Status s = stream->Finish();
-    spdlog::warn("collector unreachable: {}", s.error_message());
-    return;
-  }
   stats_.connects++;
   // A new session may be a new collector (or a restored database): the next scan sends a full
   // report.
   held_.Lost();
-
-  // The reader collects acks and handles the collector's requests.
-  std::mutex ack_mu;
-  std::condition_variable ack_cv;
-  std::map<std::string, v1::Ack> acks;
-  bool ended = false;
-  std::thread reader([&] {
-    v1::CollectorMessage msg;
-    while (stream->Read(&msg)) {
-      if (msg.has_ack()) {
-        std::lock_guard lock(ack_mu);
-        acks[msg.ack().scan_id()] = msg.ack();
-        ack_cv.notify_all();
-      }
-    }
-    std::lock_guard lock(ack_mu);
-    ended = true;
-    ack_cv.notify_all();
-  });
   stats_.connected = true;
 
   std::string in_flight;
@@ -242,37 +217,26 @@ void AgentDaemon::Session(const std::shared_ptr<grpc::Channel>& channel) {
       std::unique_lock lock(mu_);
       spool_cv_.wait_for(lock, std::chrono::seconds(1),
                          [&] { return Stopping() || spool_generation_ != generation; });
-      std::lock_guard ack_lock(ack_mu);
-      if (ended) break;
+      if (stream.Ended()) break;
       continue;
     }
-    v1::AgentMessage msg;
-    *msg.mutable_report() = item->report;
     in_flight = item->report.scan_id();
-    if (!stream->Write(msg)) break;
-    std::unique_lock lock(ack_mu);
-    const bool got = ack_cv.wait_for(lock, settings_.ack_timeout, [&] {
-      return ended || acks.contains(in_flight) || Stopping();
-    });
-    if (!got || !acks.contains(in_flight)) break;  // timeout, stream end or stop: retry later
-    const v1::Ack ack = acks[in_flight];
-    acks.erase(in_flight);
-    lock.unlock();
-    if (ack.accepted()) {
-      held_.Acked(item->report);
-      spool_.Pop(item->sequence);
-      stats_.delivered++;
-      in_flight.clear();
-    } else {
+    const absl::Status delivered =
+        stream.Deliver(item->report, settings_.ack_timeout, [this] { return Stopping(); });
+    if (absl::IsUnavailable(delivered)) {
       // Not committed (the collector's store failed): keep it and retry after a pause.
-      spdlog::warn("collector did not commit scan {}: {}", in_flight, ack.error());
+      spdlog::warn("collector did not commit scan {}: {}", in_flight,
+                   std::string(delivered.message()));
       break;
     }
+    if (!delivered.ok()) break;  // timeout, stream end or stop: retry later
+    held_.Acked(item->report);
+    spool_.Pop(item->sequence);
+    stats_.delivered++;
+    in_flight.clear();
   }
-  context.TryCancel();
-  stream->WritesDone();
-  reader.join();
-  const grpc::Status status = stream->Finish();
+  stream.Cancel();
+  const grpc::Status status = stream.Finish();
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
     spdlog::warn("stream to the collector ended: {} ({})", status.error_message(),
                  static_cast<int>(status.error_code()));

@@ -12,13 +12,13 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/channel.h"
-#include "grpcpp/client_context.h"
 #include "kspm/agent/checks/catalog.h"
 #include "kspm/agent/checks/evaluator.h"
 #include "kspm/agent/drift/engine.h"
 #include "kspm/agent/held_results.h"
 #include "kspm/agent/host/host_view.h"
 #include "kspm/agent/scan.h"
+#include "kspm/agent/transport/collector_stream.h"
 #include "kspm/agent/transport/spool.h"
 
 namespace kspm::agent {
@@ -116,7 +116,7 @@ class AgentDaemon {
   std::condition_variable spool_cv_;  // wakes the sender
   bool scan_requested_ = false;
   bool reconnect_now_ = false;
-  grpc::ClientContext* session_context_ = nullptr;  // the open session's, under mu_
+  transport::CollectorStream* session_ = nullptr;  // the open session's stream, under mu_
   uint64_t spool_generation_ = 0;  // bumped under mu_ on every append: no lost wake-ups
   void NotifySpool();
   std::thread scanner_;
