@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Helm: balanced template actions, then the chart linted and rendered (by helm when installed,
+# else by helm_render.py, a renderer of the template subset the chart uses) in both enrolment
+# modes and put through the same structural test as the Kustomize base; an unknown mode must
+# fail, and both ways must install the same RBAC rules. Sourced by check_packaging.sh after
+# kubernetes.sh (HERE, PKG, TMP, HAVE_PY, ok, fail, need, structure).
+
+CHART="$PKG/helm/kspm"
+if ((HAVE_PY)); then
+  # Balanced actions, independently of the renderer.
+  for f in "$CHART"/templates/*; do
+    o=$(grep -o '{{' "$f" | wc -l)
+    c=$(grep -o '}}' "$f" | wc -l)
+    ((o == c)) || fail "helm: $(basename "$f"): $o '{{' but $c '}}'"
+  done
+  # helm_template OUT [--set K=V ...]: the chart rendered by helm, else by the built-in renderer.
+  helm_template() {
+    local out=$1
+    shift
+    if need helm; then
+      helm template kspm "$CHART" --namespace kspm-system --set namespace.create=true "$@" \
+        >"$out" 2>"$out.log"
+    else
+      python3 "$HERE/helm_render.py" "$CHART" kspm-system "$out" "$@" >"$out.log" 2>&1
+    fi
+  }
+  if need helm; then
+    if helm lint --strict "$CHART" >"$TMP/helm.log" 2>&1 && helm_template "$TMP/helm.yaml"; then
+      ok "helm: helm lint --strict and helm template"
+    else
+      fail "helm: $(cat "$TMP/helm.log" "$TMP/helm.yaml.log" 2>/dev/null)"
+    fi
+  elif helm_template "$TMP/helm.yaml"; then
+    ok "helm: chart lint and render (helm is not installed: built-in renderer)"
+  else
+    while IFS= read -r line; do fail "$line"; done <"$TMP/helm.yaml.log"
+  fi
+  [[ -s "$TMP/helm.yaml" ]] && structure helm kspm-system "$TMP/helm.yaml" token
+  if helm_template "$TMP/helm-static.yaml" --set enrollment.mode=static; then
+    structure "helm (enrollment.mode=static)" kspm-system "$TMP/helm-static.yaml" static
+  else
+    fail "helm: enrollment.mode=static: $(cat "$TMP/helm-static.yaml.log")"
+  fi
+  if helm_template "$TMP/helm-bad.yaml" --set enrollment.mode=tokn; then
+    fail "helm: enrollment.mode=tokn rendered instead of failing"
+  elif grep -q 'enrollment.mode must be token or static' "$TMP/helm-bad.yaml.log"; then
+    ok "helm: an unknown enrollment.mode fails the rendering"
+  else
+    fail "helm: enrollment.mode=tokn failed for another reason: $(cat "$TMP/helm-bad.yaml.log")"
+  fi
+  # Both ways install the same RBAC rules, in either mode.
+  for m in "" -static; do
+    [[ -s "$TMP/helm$m.yaml" && -s "$TMP/kustomize$m.yaml" ]] || continue
+    python3 - "$TMP/kustomize$m.yaml" "$TMP/helm$m.yaml" <<'PY' \
+      || fail "helm: ClusterRole rules differ from the Kustomize base${m:+ with static-certs}"
+import sys, yaml
+def rules(p):
+    return [d["rules"] for d in yaml.safe_load_all(open(p)) if d and d["kind"] == "ClusterRole"]
+sys.exit(0 if rules(sys.argv[1]) == rules(sys.argv[2]) else 1)
+PY
+  done
+fi
