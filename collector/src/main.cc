@@ -14,6 +14,7 @@
 #include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/lifecycle.h"
 #include "kspm/common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -47,38 +48,64 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
         "--insecure: agents and kspmctl connect in plaintext without certificates; "
         "use this only on loopback for development");
   }
-  auto server = kspm::collector::server::CollectorServer::Start(options);
-  if (!server.ok()) {
-    std::cerr << "kspm-collector: " << server.status().message() << "\n";
+  std::unique_ptr<kspm::collector::server::CollectorServer> server;
+  std::unique_ptr<kspm::collector::cluster::PeriodicClusterScan> cluster_scan;
+  kspm::common::Lifecycle life;
+  const absl::Status started = life.Start({
+      {"server",
+       [&] {
+         auto s = kspm::collector::server::CollectorServer::Start(options);
+         if (!s.ok()) return s.status();
+         server = *std::move(s);
+         return absl::OkStatus();
+       },
+       [&] { server->Shutdown(std::chrono::seconds(grace_seconds)); }},
+      // The periodic cluster scan commits through the same store, as the pseudo-node `cluster`.
+      {"cluster scan",
+       [&] {
+         auto s = kspm::collector::cluster::StartClusterScan(cluster_flags, server->store());
+         if (!s.ok()) return s.status();
+         cluster_scan = *std::move(s);
+         return absl::OkStatus();
+       },
+       // Answers on-demand requests still waiting.
+       [&] {
+         if (cluster_scan) cluster_scan->Stop();
+       }},
+      // kspmctl scan-cluster asks the same scanner for a scan now.
+      {"scan trigger",
+       [&] {
+         if (cluster_scan) server->SetClusterScanTrigger(cluster_scan.get());
+         return absl::OkStatus();
+       },
+       [&] { server->SetClusterScanTrigger(nullptr); }},
+      {"port file",
+       [&] {
+         if (port_file.empty()) return absl::OkStatus();
+         std::ofstream out(port_file + ".tmp");
+         out << server->port() << "\n";
+         out.close();
+         if (!out || std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+           return absl::InternalError("cannot write " + port_file);
+         }
+         return absl::OkStatus();
+       },
+       nullptr},
+  });
+  if (!started.ok()) {
+    std::cerr << "kspm-collector: " << started.message() << "\n";
     return 1;
-  }
-  // The periodic cluster scan commits through the same store, as the pseudo-node `cluster`.
-  auto cluster_scan = kspm::collector::cluster::StartClusterScan(cluster_flags, (*server)->store());
-  if (!cluster_scan.ok()) {
-    std::cerr << "kspm-collector: " << cluster_scan.status().message() << "\n";
-    (*server)->Shutdown(std::chrono::seconds(0));
-    return 1;
-  }
-  // kspmctl scan-cluster asks the same scanner for a scan now.
-  if (*cluster_scan) (*server)->SetClusterScanTrigger(cluster_scan->get());
-  if (!port_file.empty()) {
-    std::ofstream out(port_file + ".tmp");
-    out << (*server)->port() << "\n";
-    out.close();
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-    if (*cluster_scan) {
+    if (cluster_scan) {
       spdlog::info("received SIGHUP: cluster scan now");
-      (*cluster_scan)->Trigger();
+      cluster_scan->Trigger();
     }
   }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  (*server)->SetClusterScanTrigger(nullptr);
-  if (*cluster_scan) (*cluster_scan)->Stop();  // answers on-demand requests still waiting
-  (*server)->Shutdown(std::chrono::seconds(grace_seconds));
-  const auto& stats = (*server)->agent_stats();
+  life.Stop();
+  const auto& stats = server->agent_stats();
   spdlog::info("served {} streams, {} reports accepted, {} duplicates, {} rejected",
                stats.streams.load(), stats.reports_accepted.load(), stats.duplicates.load(),
                stats.reports_rejected.load());

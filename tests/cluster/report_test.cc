@@ -9,6 +9,7 @@
 #include "fixtures/host_builder.h"
 #include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
+#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/render.h"
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "kspm/agent/checks/catalog.h"
+#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
@@ -37,29 +38,15 @@ std::string StatusCell(const v1::CheckResult& r, bool colour) {
 }  // namespace
 
 std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& results) {
-  struct Acc {
-    NamespaceScore score;
-    double pass = 0, total = 0;
-  };
-  std::map<std::string, Acc> by_scope;
+  std::map<std::string, std::pair<store::ScoreAccumulator, size_t>> by_scope;
   for (const auto& r : results) {
-    auto& acc = by_scope[ScopeOf(r)];
-    common::AddStatusCount(acc.score.counts, r.status());
-    if (r.has_accepted()) ++acc.score.accepted;
-    if (!r.scored()) continue;
-    const double w = store::SeverityWeight(r.severity());
-    if (r.status() == v1::STATUS_PASS) {
-      acc.pass += w;
-      acc.total += w;
-    } else if (r.status() == v1::STATUS_FAIL || r.status() == v1::STATUS_ERROR) {
-      acc.total += w;
-    }
+    auto& [acc, accepted] = by_scope[ScopeOf(r)];
+    acc.Add(r.status(), r.severity(), r.scored());
+    if (r.has_accepted()) ++accepted;
   }
   std::vector<NamespaceScore> out;
-  for (auto& [scope, acc] : by_scope) {
-    acc.score.scope = scope;
-    acc.score.score = acc.total == 0 ? 100.0 : 100.0 * acc.pass / acc.total;
-    out.push_back(acc.score);
+  for (const auto& [scope, entry] : by_scope) {
+    out.push_back({scope, entry.first.Score(), entry.first.counts(), entry.second});
   }
   return out;
 }

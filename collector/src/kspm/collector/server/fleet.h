@@ -196,6 +196,9 @@ class FleetServiceImpl final : public v1::FleetService::CallbackService {
                                       v1::NodeAccessResponse* response) override;
 
  private:
+  // The request's cluster, or the collector's own when it names none.
+  std::string ClusterOf(const v1::NodeAccessRequest& request) const;
+
   Fleet& fleet_;
   const bool allow_unauthenticated_;
 };

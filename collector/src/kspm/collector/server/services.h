@@ -12,6 +12,7 @@
 
 #include "kspm/collector/server/ingest.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/identity.h"
 #include "kspm/v1/agent.grpc.pb.h"
 #include "kspm/v1/query.grpc.pb.h"
 
@@ -189,5 +190,19 @@ class QueryServiceImpl final : public v1::QueryService::CallbackService {
 
 // absl::Status to grpc::Status, once, at the service edge.
 grpc::Status ToGrpc(const absl::Status& status);
+
+// A unary call answered at once: finishes its reactor with `status` and returns the reactor.
+inline grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
+                                        const absl::Status& status) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+// The common name of an authenticated peer's certificate, or empty.
+std::string PeerCommonName(const grpc::CallbackServerContext& context);
+// The kspm identity in an authenticated peer's certificate (a subjectAltName URI), or why
+// there is none. Unauthenticated peers (--insecure) have none and are judged by the caller.
+absl::StatusOr<common::Identity> PeerIdentity(const grpc::CallbackServerContext& context);
 
 }  // namespace kspm::collector::server

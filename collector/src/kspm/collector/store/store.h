@@ -181,7 +181,4 @@ inline constexpr int kStaleIntervals = 3;
 // writes; the copy is checked before this returns. `to` must not exist.
 [[nodiscard]] absl::Status BackupSqliteStore(const std::string& path, const std::string& to);
 
-// Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
-int SeverityWeight(v1::Severity severity);
-
 }  // namespace kspm::collector::store

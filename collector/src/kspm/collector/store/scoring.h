@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kspm/v1/query.pb.h"
+#include "kspm/v1/results.pb.h"
+
+// The one home of kspm's score, used by the store's summary and the cluster scan's per-namespace
+// scores alike (README "Scores").
+namespace kspm::collector::store {
+
+// Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
+int SeverityWeight(v1::Severity severity);
+
+// Score = 100 * weight of passing scored results / weight of scored results that were evaluated
+// (PASS, FAIL, ERROR). Unscored, manual and not-applicable results do not count; with nothing
+// scored evaluated the score is 100. Counts take every result.
+class ScoreAccumulator {
+ public:
+  // Adds `n` results of one status, severity and scoring.
+  void Add(v1::Status status, v1::Severity severity, bool scored, uint32_t n = 1);
+  double Score() const { return total_weight_ == 0 ? 100.0 : 100.0 * pass_weight_ / total_weight_; }
+  const v1::StatusCounts& counts() const { return counts_; }
+  v1::Score ToScore(const std::string& scope) const;
+
+ private:
+  v1::StatusCounts counts_;
+  double pass_weight_ = 0;
+  double total_weight_ = 0;
+};
+
+}  // namespace kspm::collector::store

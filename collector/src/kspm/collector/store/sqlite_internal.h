@@ -1,0 +1,196 @@
+#pragma once
+
+// The sqlite store's parts, shared by its files (sqlite_store.cc: opening and statements;
+// sqlite_schema.cc: migrations, integrity and backup; sqlite_writer.cc: commits and retention;
+// sqlite_queries.cc: findings, nodes, summary, history and drift; sqlite_fleet.cc: join tokens,
+// node access and certificates). Nothing here is used outside store/.
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kspm/collector/store/store.h"
+
+namespace kspm::collector::store::internal {
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// FNV-1a over a serialized result; never 0, which marks rows stored before schema 6.
+inline int64_t Digest(const std::string& bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h == 0 ? 1 : static_cast<int64_t>(h);
+}
+
+// The part of a benchmark item id a section score groups by: `1.2.3` -> `1`, `pod.privileged` ->
+// `pod` (same as the SQL of migration 5).
+inline std::string SectionOf(const std::string& benchmark_id) {
+  return benchmark_id.substr(0, benchmark_id.find('.'));
+}
+
+// Interval assumed for one-shot reports (kspm-agent send), for staleness.
+inline constexpr int kDefaultIntervalSeconds = 300;
+
+// SQL expression: the node row `n` has missed kStaleIntervals scans at ?now (milliseconds).
+std::string StaleExpr(const std::string& now_param);
+
+// Opens one connection (busy timeout, extended result codes); the error names the file.
+[[nodiscard]] absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly);
+// Runs `sql` on `db`; the error names the file.
+[[nodiscard]] absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql);
+// Brings the schema to the newest version, one migration at a time in a transaction each.
+[[nodiscard]] absl::Status Migrate(sqlite3* db, const std::string& path);
+// sqlite's own check of `db` (quick, or full): an error quoting its first complaints.
+[[nodiscard]] absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full);
+
+// Read-only connections for queries. WAL lets each read in its own snapshot beside the writer,
+// so queries neither wait for commits nor for each other (up to the pool's size).
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::vector<Db> readers) : idle_(std::move(readers)) {}
+
+  // A connection for the lifetime of the lease; waits while all are in use.
+  class Lease {
+   public:
+    Lease(ReaderPool& pool, Db db) : pool_(pool), db_(std::move(db)) {}
+    ~Lease() { pool_.Return(std::move(db_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    sqlite3* db() const { return db_.get(); }
+
+   private:
+    ReaderPool& pool_;
+    Db db_;
+  };
+
+  Lease Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !idle_.empty(); });
+    Db db = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(*this, std::move(db));
+  }
+
+ private:
+  void Return(Db db) {
+    {
+      std::lock_guard lock(mu_);
+      idle_.push_back(std::move(db));
+    }
+    cv_.notify_one();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Db> idle_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, Db writer, std::vector<Db> readers)
+      : path_(std::move(path)), writer_(std::move(writer)), readers_(std::move(readers)) {}
+
+  absl::Status Prepare();
+
+  absl::StatusOr<CommitStats> CommitReport(const v1::NodeReport& report,
+                                           common::Clock::time_point now) override;
+
+  std::vector<absl::StatusOr<CommitStats>> CommitBatch(
+      const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) override;
+
+  StoreSpace Space() const override;
+
+  // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
+  // the log into the database and truncates it, so the log never holds space the database
+  // needs. A commit that failed is retried by its agent; once space is back the next one
+  // succeeds on the same connection, without a restart.
+  void AfterCommit(bool full, common::Clock::time_point now);
+
+  StoreSpace Measure() const;
+
+  absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override;
+
+  absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(const std::string& cluster,
+                                                  common::Clock::time_point now) override;
+
+  absl::StatusOr<v1::SummaryResponse> Summary(const std::string& cluster,
+                                              common::Clock::time_point now) override;
+
+  absl::StatusOr<std::vector<v1::Transition>> History(const HistoryFilter& filter) override;
+
+  absl::StatusOr<std::vector<v1::DriftRecord>> Drift(const DriftFilter& filter) override;
+
+  absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) override;
+
+  absl::Status AddJoinToken(const JoinToken& token, common::Clock::time_point now) override;
+
+  absl::StatusOr<JoinToken> RedeemJoinToken(const std::string& id, const std::string& secret_sha256,
+                                            const std::string& node,
+                                            common::Clock::time_point now) override;
+
+  absl::Status SetNodeAccess(const NodeAccess& access, const std::string& by,
+                             common::Clock::time_point now) override;
+
+  absl::StatusOr<std::vector<NodeAccess>> NodeAccessList() override;
+
+  absl::Status RecordIssued(const IssuedCertificate& cert, common::Clock::time_point now) override;
+
+  absl::StatusOr<std::string> LastIssueMethod(const std::string& cluster,
+                                              const std::string& node) override;
+
+  absl::Status RecordNodeCertificate(const std::string& cluster, const std::string& node,
+                                     const std::string& serial, common::Clock::time_point not_after,
+                                     common::Clock::time_point now) override;
+
+ private:
+  static void BindTexts(sqlite3_stmt* stmt, std::initializer_list<std::string> values);
+
+  static std::string Text(sqlite3_stmt* s, int col);
+
+  absl::Status Error(sqlite3* db, const std::string& what) const;
+
+  absl::Status Exec(sqlite3* db, const char* sql) const;
+
+  absl::StatusOr<Stmt> PrepareRead(sqlite3* db, const std::string& sql);
+
+  // Runs a prepared statement to completion; resets it for reuse.
+  absl::Status Step(const Stmt& stmt, const char* what);
+
+  absl::StatusOr<int64_t> StepId(const Stmt& stmt, const char* what);
+
+  // The bound string must outlive the statement's next step (every caller steps right away).
+  static void BindText(const Stmt& s, int i, const std::string& v);
+
+  // A result_counts row: benchmark, section, namespace, status, severity, scored.
+  using CountBucket = std::tuple<std::string, std::string, std::string, int, int, int>;
+
+  absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
+                                        common::Clock::time_point now);
+
+  std::string path_;
+  mutable std::mutex space_mu_;
+  StoreSpace space_;
+  std::mutex write_mu_;
+  Db writer_;
+  ReaderPool readers_;
+  Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
+      upsert_result_, insert_transition_, delete_result_, bump_count_, insert_drift_;
+};
+
+}  // namespace kspm::collector::store::internal

@@ -1,0 +1,326 @@
+// The sqlite store's queries: findings, nodes, summary and scores, history and drift, each on a
+// pooled read-only connection.
+#include "kspm/collector/store/scoring.h"
+#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::store::internal {
+
+std::string StaleExpr(const std::string& now_param) {
+  return "((" + now_param + " - n.last_seen_ms) > " + std::to_string(kStaleIntervals) +
+         " * 1000 * n.scan_interval_s)";
+}
+
+absl::StatusOr<std::vector<v1::Finding>> SqliteStore::Findings(const FindingFilter& filter) {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  const std::string now = std::to_string(common::ToUnixMillis(filter.now));
+  // reported_at is the node's last report: every report (full, or changes only) vouches for
+  // the node's results as of its scan, and unchanged rows are not rewritten.
+  // The page is chosen on small columns only; the stored results (about a kilobyte each) are
+  // read for the chosen rows, so the sort never carries them.
+  std::string sql =
+      "SELECT c.name AS k1, n.name AS k2, r.node_id AS nid, n.last_seen_ms, r.changed_ms, " +
+      StaleExpr(now) +
+      ", -r.severity AS k3, r.benchmark AS k4, r.benchmark_id AS k5, r.object AS k6, "
+      "r.check_id AS k7 FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c "
+      "ON c.id = n.cluster_id WHERE 1=1";
+  std::vector<std::string> args;
+  if (filter.since) {
+    sql += " AND r.changed_ms >= " + std::to_string(common::ToUnixMillis(*filter.since));
+  }
+  if (!filter.cluster.empty()) {
+    sql += " AND c.name = ?";
+    args.push_back(filter.cluster);
+  }
+  if (!filter.node.empty()) {
+    sql += " AND n.name = ?";
+    args.push_back(filter.node);
+  }
+  if (!filter.benchmark.empty()) {
+    sql += " AND r.benchmark = ?";
+    args.push_back(filter.benchmark);
+  }
+  if (!filter.id.empty()) {
+    sql += " AND (r.check_id = ? OR r.benchmark_id = ? OR r.benchmark_id LIKE ? || '.%')";
+    args.push_back(filter.id);
+    args.push_back(filter.id);
+    args.push_back(filter.id);
+  }
+  if (!filter.ns.empty()) {
+    sql += " AND r.namespace = ?";
+    args.push_back(filter.ns);
+  }
+  if (filter.statuses.empty()) {
+    sql += " AND r.status <> " + std::to_string(v1::STATUS_PASS);
+  } else {
+    sql += " AND r.status IN (";
+    for (size_t i = 0; i < filter.statuses.size(); ++i) {
+      sql += (i ? "," : "") + std::to_string(static_cast<int>(filter.statuses[i]));
+    }
+    sql += ")";
+  }
+  if (filter.min_severity != v1::SEVERITY_UNSPECIFIED) {
+    sql += " AND r.severity >= " + std::to_string(static_cast<int>(filter.min_severity));
+  }
+  // A total order (the last column makes it unique), so that a page can start after a row.
+  const std::string order =
+      "c.name, n.name, -r.severity, r.benchmark, r.benchmark_id, r.object, r.check_id";
+  if (filter.after) {
+    if (filter.after->size() != 7) return absl::InvalidArgumentError("malformed page token");
+    sql += " AND (" + order + ") > (?, ?, ?, ?, ?, ?, ?)";
+  }
+  sql += " ORDER BY " + order;
+  if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
+  sql =
+      "SELECT p.*, (SELECT result FROM results WHERE node_id = p.nid AND check_id = p.k7 AND "
+      "benchmark = p.k4 AND object = p.k6) FROM (" +
+      sql + ") p ORDER BY k1, k2, k3, k4, k5, k6, k7";
+  auto stmt = PrepareRead(reader.db(), sql);
+  if (!stmt.ok()) return stmt.status();
+  for (size_t i = 0; i < args.size(); ++i) {
+    sqlite3_bind_text(stmt->get(), static_cast<int>(i + 1), args[i].c_str(), -1, SQLITE_TRANSIENT);
+  }
+  if (filter.after) {
+    for (size_t i = 0; i < filter.after->size(); ++i) {
+      const int index = static_cast<int>(args.size() + i + 1);
+      const std::string& value = (*filter.after)[i];
+      if (i == 2) {  // -severity, an integer
+        sqlite3_bind_int64(stmt->get(), index, std::strtoll(value.c_str(), nullptr, 10));
+      } else {
+        sqlite3_bind_text(stmt->get(), index, value.c_str(), -1, SQLITE_TRANSIENT);
+      }
+    }
+  }
+  std::vector<v1::Finding> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    v1::Finding f;
+    f.set_cluster(Text(stmt->get(), 0));
+    f.set_node(Text(stmt->get(), 1));
+    if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 11),
+                                            sqlite3_column_bytes(stmt->get(), 11))) {
+      return absl::DataLossError(path_ + ": a stored result does not parse");
+    }
+    *f.mutable_reported_at() =
+        common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 3)));
+    *f.mutable_changed_at() =
+        common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 4)));
+    f.set_stale(sqlite3_column_int(stmt->get(), 5) != 0);
+    out.push_back(std::move(f));
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "reading findings");
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::NodeInfo>> SqliteStore::Nodes(const std::string& cluster,
+                                                             common::Clock::time_point now) {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  auto stmt = PrepareRead(
+      reader.db(), "SELECT n.id, n.identity, n.last_seen_ms, n.last_scan_id, " +
+                       StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                       ", n.scan_interval_s, nc.not_after_ms, COALESCE(na.revoked, 0) "
+                       "FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                       "LEFT JOIN node_certificates nc ON nc.cluster = c.name AND nc.node = "
+                       "n.name LEFT JOIN node_access na ON na.cluster = c.name AND na.node = "
+                       "n.name WHERE (?1 = '' OR c.name = ?1) ORDER BY c.name, n.name");
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+  std::vector<v1::NodeInfo> out;
+  std::map<int64_t, size_t> index;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    v1::NodeInfo info;
+    if (!info.mutable_identity()->ParseFromArray(sqlite3_column_blob(stmt->get(), 1),
+                                                 sqlite3_column_bytes(stmt->get(), 1))) {
+      return absl::DataLossError(path_ + ": a stored node identity does not parse");
+    }
+    *info.mutable_last_seen() =
+        common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 2)));
+    info.set_last_scan_id(Text(stmt->get(), 3));
+    info.set_stale(sqlite3_column_int(stmt->get(), 4) != 0);
+    info.set_scan_interval_seconds(static_cast<uint32_t>(sqlite3_column_int(stmt->get(), 5)));
+    if (sqlite3_column_type(stmt->get(), 6) != SQLITE_NULL) {
+      *info.mutable_certificate_not_after() =
+          common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 6)));
+    }
+    info.set_revoked(sqlite3_column_int(stmt->get(), 7) != 0);
+    index[sqlite3_column_int64(stmt->get(), 0)] = out.size();
+    out.push_back(std::move(info));
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "reading nodes");
+  auto counts = PrepareRead(
+      reader.db(), "SELECT node_id, status, SUM(n) FROM result_counts WHERE n > 0 GROUP BY 1, 2");
+  if (!counts.ok()) return counts.status();
+  while ((rc = sqlite3_step(counts->get())) == SQLITE_ROW) {
+    const auto it = index.find(sqlite3_column_int64(counts->get(), 0));
+    if (it == index.end()) continue;
+    common::AddStatusCount(*out[it->second].mutable_counts(),
+                           static_cast<v1::Status>(sqlite3_column_int(counts->get(), 1)),
+                           static_cast<uint32_t>(sqlite3_column_int64(counts->get(), 2)));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::SummaryResponse> SqliteStore::Summary(const std::string& cluster,
+                                                         common::Clock::time_point now) {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  auto node_stmt =
+      PrepareRead(reader.db(), "SELECT COUNT(*), COALESCE(SUM(" +
+                                   StaleExpr(std::to_string(common::ToUnixMillis(now))) +
+                                   "), 0) FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
+                                   "WHERE (?1 = '' OR c.name = ?1)");
+  if (!node_stmt.ok()) return node_stmt.status();
+  sqlite3_bind_text(node_stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+  uint32_t node_count = 0, stale_count = 0;
+  if (sqlite3_step(node_stmt->get()) == SQLITE_ROW) {
+    node_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 0));
+    stale_count = static_cast<uint32_t>(sqlite3_column_int64(node_stmt->get(), 1));
+  }
+  // Each node is scored under the Kubernetes benchmark it was judged by (its agent's platform
+  // choice): results it also reported under other benchmarks of that family (`--benchmark
+  // all`) count for those benchmarks' own rows, not for the node or the overall score.
+  std::map<std::string, std::string> judged_by;
+  {
+    auto ids = PrepareRead(reader.db(),
+                           "SELECT n.name, n.identity FROM nodes n JOIN clusters c ON c.id = "
+                           "n.cluster_id WHERE (?1 = '' OR c.name = ?1)");
+    if (!ids.ok()) return ids.status();
+    sqlite3_bind_text(ids->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(ids->get()) == SQLITE_ROW) {
+      v1::NodeIdentity identity;
+      const void* blob = sqlite3_column_blob(ids->get(), 1);
+      const int size = sqlite3_column_bytes(ids->get(), 1);
+      if (blob != nullptr && identity.ParseFromArray(blob, size) &&
+          !identity.platform_benchmark().empty()) {
+        judged_by[Text(ids->get(), 0)] = identity.platform_benchmark();
+      }
+    }
+  }
+  // One pass over current results, grouped by what a score needs.
+  auto stmt =
+      PrepareRead(reader.db(),
+                  "SELECT n.name, r.benchmark, r.status, r.severity, r.scored, r.n, r.section, "
+                  "r.namespace FROM result_counts r "
+                  "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
+                  "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
+  ScoreAccumulator overall;
+  std::map<std::string, ScoreAccumulator> nodes, benchmarks, sections, namespaces;
+  std::map<std::string, uint32_t> failed;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    const std::string node = Text(stmt->get(), 0);
+    const std::string benchmark = Text(stmt->get(), 1);
+    const auto status = static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 2));
+    const auto severity = static_cast<v1::Severity>(sqlite3_column_int(stmt->get(), 3));
+    const bool scored = sqlite3_column_int(stmt->get(), 4) != 0;
+    const auto count = static_cast<uint32_t>(sqlite3_column_int64(stmt->get(), 5));
+    const std::string section = Text(stmt->get(), 6);
+    const std::string ns = Text(stmt->get(), 7);
+    const auto judged = judged_by.find(node);
+    const bool counts_for_node = judged == judged_by.end() ||
+                                 !common::IsKubernetesBenchmark(benchmark) ||
+                                 benchmark == judged->second;
+    for (auto* acc : {&benchmarks[benchmark], &sections[benchmark + " " + section]}) {
+      acc->Add(status, severity, scored, count);
+    }
+    if (counts_for_node) {
+      overall.Add(status, severity, scored, count);
+      nodes[node].Add(status, severity, scored, count);
+    }
+    if (!ns.empty()) namespaces[ns].Add(status, severity, scored, count);
+    if (status == v1::STATUS_FAIL && counts_for_node) {
+      failed[std::string(common::SeverityName(severity))] += count;
+    }
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "reading summary");
+  v1::SummaryResponse out;
+  out.set_node_count(node_count);
+  out.set_stale_node_count(stale_count);
+  *out.mutable_overall() = overall.ToScore("overall");
+  for (const auto& [name, acc] : nodes) *out.add_nodes() = acc.ToScore(name);
+  for (const auto& [name, acc] : benchmarks) *out.add_benchmarks() = acc.ToScore(name);
+  for (const auto& [name, acc] : sections) *out.add_sections() = acc.ToScore(name);
+  for (const auto& [name, acc] : namespaces) *out.add_namespaces() = acc.ToScore(name);
+  for (const auto& [severity, count] : failed)
+    (*out.mutable_failed_by_severity())[severity] = count;
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFilter& filter) {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  std::string sql =
+      "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
+      "t.old_status, t.new_status, t.at_ms, t.scan_id, t.object FROM transitions t "
+      "JOIN nodes n ON n.id = t.node_id JOIN clusters c ON c.id = n.cluster_id "
+      "LEFT JOIN results r ON r.node_id = t.node_id AND r.check_id = t.check_id AND "
+      "r.benchmark = t.benchmark AND r.object = t.object "
+      "WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
+      "AND (?3 = '' OR t.check_id = ?3 OR r.benchmark_id = ?3) AND t.at_ms >= ?4 "
+      "ORDER BY t.at_ms DESC, t.id DESC LIMIT ?5";
+  auto stmt = PrepareRead(reader.db(), sql);
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_text(stmt->get(), 1, filter.cluster.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt->get(), 2, filter.node.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt->get(), 3, filter.id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(stmt->get(), 4, filter.since ? common::ToUnixMillis(*filter.since) : 0);
+  sqlite3_bind_int64(stmt->get(), 5, filter.limit == 0 ? 1000 : static_cast<int64_t>(filter.limit));
+  std::vector<v1::Transition> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    v1::Transition t;
+    t.set_cluster(Text(stmt->get(), 0));
+    t.set_node(Text(stmt->get(), 1));
+    t.set_check_id(Text(stmt->get(), 2));
+    t.set_benchmark(Text(stmt->get(), 3));
+    t.set_benchmark_id(Text(stmt->get(), 4));
+    t.set_old_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 5)));
+    t.set_new_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 6)));
+    *t.mutable_at() = common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 7)));
+    t.set_scan_id(Text(stmt->get(), 8));
+    t.set_object(Text(stmt->get(), 9));
+    out.push_back(std::move(t));
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "reading history");
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::DriftRecord>> SqliteStore::Drift(const DriftFilter& filter) {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  auto stmt = PrepareRead(
+      reader.db(),
+      "SELECT c.name, d.event, d.received_ms FROM drift_events d JOIN nodes n ON n.id = "
+      "d.node_id JOIN clusters c ON c.id = n.cluster_id WHERE (?1 = '' OR c.name = ?1) AND "
+      "(?2 = '' OR n.name = ?2) AND d.observed_ms >= ?3 ORDER BY d.observed_ms DESC, d.id DESC");
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_text(stmt->get(), 1, filter.cluster.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(stmt->get(), 2, filter.node.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(stmt->get(), 3, filter.since ? common::ToUnixMillis(*filter.since) : 0);
+  std::vector<v1::DriftRecord> out;
+  const size_t limit = filter.limit == 0 ? 1000 : filter.limit;
+  int rc;
+  while (out.size() < limit && (rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    v1::DriftRecord rec;
+    rec.set_cluster(Text(stmt->get(), 0));
+    if (!rec.mutable_event()->ParseFromArray(sqlite3_column_blob(stmt->get(), 1),
+                                             sqlite3_column_bytes(stmt->get(), 1))) {
+      return absl::DataLossError(path_ + ": a stored drift event does not parse");
+    }
+    if (!filter.id.empty()) {
+      bool match = false;
+      for (const auto& ch : rec.event().changes()) {
+        match |= ch.check_id() == filter.id || ch.result().benchmark_id() == filter.id;
+      }
+      if (!match) continue;
+    }
+    *rec.mutable_received_at() =
+        common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 2)));
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+}  // namespace kspm::collector::store::internal

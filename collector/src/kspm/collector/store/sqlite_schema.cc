@@ -1,0 +1,479 @@
+// The sqlite store's schema: migrations in order, sqlite's integrity checks, the write-ahead
+// log's own check before sqlite recovers it, and backups.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/common/render.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::store::internal {
+
+namespace {
+
+// Schema versions, applied in order. Never edit a released step: append a new one.
+const char* const kMigrations[] = {
+    // 1: clusters, nodes, scans, current results, transitions.
+    R"sql(
+CREATE TABLE clusters (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY,
+  cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+  name TEXT NOT NULL,
+  identity BLOB NOT NULL,          -- kspm.v1.NodeIdentity
+  first_seen_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  last_scan_id TEXT NOT NULL,
+  UNIQUE (cluster_id, name)
+);
+CREATE TABLE scans (
+  scan_id TEXT PRIMARY KEY,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  full INTEGER NOT NULL,
+  results INTEGER NOT NULL
+);
+CREATE TABLE results (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  benchmark_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  result BLOB NOT NULL,            -- kspm.v1.CheckResult
+  scan_id TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,     -- last report that carried this result
+  changed_ms INTEGER NOT NULL,     -- last time the status changed
+  PRIMARY KEY (node_id, check_id, benchmark)
+) WITHOUT ROWID;
+CREATE TABLE transitions (
+  id INTEGER PRIMARY KEY,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  old_status INTEGER NOT NULL,     -- 0 when the result is new
+  new_status INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  scan_id TEXT NOT NULL
+);
+CREATE INDEX transitions_by_node ON transitions (node_id, at_ms);
+CREATE INDEX transitions_by_check ON transitions (check_id, at_ms);
+)sql",
+    // 2: each node's scan interval, for staleness.
+    R"sql(
+ALTER TABLE nodes ADD COLUMN scan_interval_s INTEGER NOT NULL DEFAULT 300;
+CREATE INDEX results_by_changed ON results (changed_ms);
+)sql",
+    // 3: counts of current results per node and bucket, kept up to date by every commit, so
+    // that summaries read thousands of rows instead of millions.
+    R"sql(
+CREATE TABLE result_counts (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  benchmark TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (node_id, benchmark, status, severity, scored)
+) WITHOUT ROWID;
+INSERT INTO result_counts
+  SELECT node_id, benchmark, status, severity, scored, COUNT(*) FROM results GROUP BY 1, 2, 3, 4, 5;
+-- Maintaining this index cost more on every commit than it saves the rare `--since` query.
+DROP INDEX IF EXISTS results_by_changed;
+)sql",
+    // 4: drift events, as the agents observed them.
+    R"sql(
+CREATE TABLE drift_events (
+  id INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  observed_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  scan_id TEXT NOT NULL,
+  event BLOB NOT NULL              -- kspm.v1.DriftEvent
+);
+CREATE INDEX drift_by_node ON drift_events (node_id, observed_ms);
+CREATE INDEX drift_by_time ON drift_events (observed_ms);
+)sql",
+    // 5: cluster results keyed by their object instead of a suffixed check id, and counts per
+    // section and namespace for scores. Schema 4 stored `check[object]` as the check id; the
+    // step after this SQL (SplitObjectKeys) splits those rows and rebuilds the counts.
+    R"sql(
+CREATE TABLE results_v5 (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  object TEXT NOT NULL,            -- common::ResourceKey of a cluster result; '' on nodes
+  namespace TEXT NOT NULL,         -- common::ResourceScope: the namespace it is scored under
+  section TEXT NOT NULL,           -- benchmark_id up to its first dot: `1`, `5`, `pod`
+  benchmark_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  result BLOB NOT NULL,            -- kspm.v1.CheckResult
+  scan_id TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  changed_ms INTEGER NOT NULL,
+  PRIMARY KEY (node_id, check_id, benchmark, object)
+) WITHOUT ROWID;
+INSERT INTO results_v5
+  SELECT node_id, check_id, benchmark, '', '',
+         CASE WHEN instr(benchmark_id, '.') > 0
+              THEN substr(benchmark_id, 1, instr(benchmark_id, '.') - 1) ELSE benchmark_id END,
+         benchmark_id, status, severity, scored, result, scan_id, updated_ms, changed_ms
+  FROM results;
+DROP TABLE results;
+ALTER TABLE results_v5 RENAME TO results;
+ALTER TABLE transitions ADD COLUMN object TEXT NOT NULL DEFAULT '';
+UPDATE transitions
+  SET object = substr(check_id, instr(check_id, '[') + 1, length(check_id) - instr(check_id, '[') - 1),
+      check_id = substr(check_id, 1, instr(check_id, '[') - 1)
+  WHERE instr(check_id, '[') > 1 AND check_id LIKE '%]';
+DROP TABLE result_counts;
+CREATE TABLE result_counts (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  benchmark TEXT NOT NULL,
+  section TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (node_id, benchmark, section, namespace, status, severity, scored)
+) WITHOUT ROWID;
+)sql",
+    // 6: a digest of each stored result, so that a report repeating a result unchanged writes
+    // nothing for it (0: not known yet, the next report writes the row once).
+    R"sql(
+ALTER TABLE results ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 7: fleet identity: join tokens (only a hash of the secret), revocations, certificates
+    // issued by enrolment, and the certificate each node last presented.
+    R"sql(
+CREATE TABLE join_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  node TEXT NOT NULL,              -- '' : any node
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  uses_left INTEGER NOT NULL,
+  created_by TEXT NOT NULL
+);
+CREATE TABLE node_access (
+  cluster TEXT NOT NULL,
+  node TEXT NOT NULL,
+  revoked INTEGER NOT NULL,
+  revoked_ms INTEGER NOT NULL,     -- certificates issued before this stay refused
+  changed_by TEXT NOT NULL,
+  changed_ms INTEGER NOT NULL,
+  PRIMARY KEY (cluster, node)
+) WITHOUT ROWID;
+CREATE TABLE issued_certificates (
+  serial TEXT PRIMARY KEY,
+  cluster TEXT NOT NULL,
+  node TEXT NOT NULL,
+  issued_ms INTEGER NOT NULL,
+  not_after_ms INTEGER NOT NULL,
+  method TEXT NOT NULL,            -- service-account-token, join-token, renewal
+  source TEXT NOT NULL             -- the caller's address
+);
+CREATE INDEX issued_by_node ON issued_certificates (cluster, node, issued_ms);
+CREATE TABLE node_certificates (
+  cluster TEXT NOT NULL,
+  node TEXT NOT NULL,
+  serial TEXT NOT NULL,
+  not_after_ms INTEGER NOT NULL,
+  seen_ms INTEGER NOT NULL,
+  PRIMARY KEY (cluster, node)
+) WITHOUT ROWID;
+)sql",
+};
+
+// After migration 5's SQL: rows that schema 4 stored as `check[object]` get their check id, object
+// and namespace from the stored result, whose check id loses the suffix too, and the pseudo-node
+// `cluster`'s other rows (cluster-wide verdicts) their namespace; then the counts are rebuilt
+// with their section and namespace.
+absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
+  auto prepare = [&](const char* sql) -> absl::StatusOr<Stmt> {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+      return absl::InternalError(path + ": " + sqlite3_errmsg(db));
+    }
+    return Stmt(raw);
+  };
+  auto select = prepare(
+      "SELECT node_id, check_id, benchmark, result FROM results WHERE object = '' AND "
+      "((instr(check_id, '[') > 1 AND check_id LIKE '%]') OR "
+      "node_id IN (SELECT id FROM nodes WHERE name = 'cluster'))");
+  auto update = prepare(
+      "UPDATE results SET check_id = ?1, object = ?2, namespace = ?3, result = ?4 WHERE "
+      "node_id = ?5 AND check_id = ?6 AND benchmark = ?7 AND object = ''");
+  if (!select.ok()) return select.status();
+  if (!update.ok()) return update.status();
+  struct Row {
+    int64_t node_id;
+    std::string key, benchmark, blob;
+  };
+  std::vector<Row> rows;  // read first: updating the primary key while scanning it is unsafe
+  while (sqlite3_step(select->get()) == SQLITE_ROW) {
+    sqlite3_stmt* st = select->get();
+    const auto* blob = static_cast<const char*>(sqlite3_column_blob(st, 3));
+    rows.push_back(
+        {sqlite3_column_int64(st, 0), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
+         reinterpret_cast<const char*>(sqlite3_column_text(st, 2)),
+         std::string(blob ? blob : "", static_cast<size_t>(sqlite3_column_bytes(st, 3)))});
+  }
+  for (const auto& row : rows) {
+    v1::CheckResult r;
+    if (!r.ParseFromString(row.blob)) {
+      return absl::DataLossError(path + ": stored result " + row.key + " does not parse");
+    }
+    const bool suffixed = row.key.find('[') != std::string::npos;
+    const std::string check_id = row.key.substr(0, row.key.find('['));
+    r.set_check_id(check_id);
+    std::string object = common::ResourceKey(r.resource());
+    if (object.empty() && suffixed) {
+      object = row.key.substr(check_id.size() + 1, row.key.size() - check_id.size() - 2);
+    }
+    const std::string ns = common::ResourceScope(r);
+    const std::string blob = r.SerializeAsString();
+    sqlite3_stmt* st = update->get();
+    sqlite3_bind_text(st, 1, check_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, object.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, ns.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 4, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, row.node_id);
+    sqlite3_bind_text(st, 6, row.key.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, row.benchmark.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      return absl::InternalError(path + ": splitting " + row.key + ": " + sqlite3_errmsg(db));
+    }
+    sqlite3_reset(st);
+  }
+  select->reset();
+  update->reset();
+  return ExecOn(db, path,
+                "INSERT INTO result_counts SELECT node_id, benchmark, section, namespace, status, "
+                "severity, scored, COUNT(*) FROM results GROUP BY 1, 2, 3, 4, 5, 6, 7");
+}
+
+}  // namespace
+
+absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {
+  sqlite3* raw = nullptr;
+  const int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  Db db(raw);
+  if (rc != SQLITE_OK) {
+    return absl::InvalidArgumentError("cannot open database " + path + ": " +
+                                      (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_busy_timeout(db.get(), 5000);
+  sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return absl::InternalError(path + ": " + msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Migrate(sqlite3* db, const std::string& path) {
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
+  Stmt stmt(raw);
+  int version = 0;
+  if (stmt && sqlite3_step(stmt.get()) == SQLITE_ROW) version = sqlite3_column_int(stmt.get(), 0);
+  stmt.reset();  // an open statement would lock the schema against DROP
+  const int latest = static_cast<int>(std::size(kMigrations));
+  if (version > latest) {
+    return absl::FailedPreconditionError(path + " has schema version " + std::to_string(version) +
+                                         ", newer than this collector's " + std::to_string(latest) +
+                                         "; upgrade kspm-collector");
+  }
+  for (int v = version; v < latest; ++v) {
+    // Each step in one transaction: SQL, then the step's code, then the version.
+    auto s = ExecOn(db, path, std::string("BEGIN;") + kMigrations[v]);
+    if (s.ok() && v + 1 == 5) s = SplitObjectKeys(db, path);
+    if (s.ok()) s = ExecOn(db, path, "PRAGMA user_version = " + std::to_string(v + 1) + ";COMMIT;");
+    if (!s.ok()) {
+      (void)ExecOn(db, path, "ROLLBACK");
+      return absl::InternalError("migrating " + path + " to schema " + std::to_string(v + 1) +
+                                 ": " + std::string(s.message()));
+    }
+    spdlog::info("store {}: migrated to schema version {}", path, v + 1);
+  }
+  return absl::OkStatus();
+}
+
+// sqlite's own check of `db`: empty when it answers "ok", else its first complaints.
+absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full) {
+  sqlite3_stmt* raw = nullptr;
+  const char* sql = full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+  if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+    const std::string why = sqlite3_errmsg(db);
+    sqlite3_finalize(raw);
+    return absl::DataLossError("database " + path + " cannot be checked: " + why);
+  }
+  Stmt stmt(raw);
+  std::vector<std::string> problems;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    const auto* text = sqlite3_column_text(stmt.get(), 0);
+    const std::string line = text ? reinterpret_cast<const char*>(text) : "";
+    if (line != "ok") problems.push_back(line);
+  }
+  if (rc != SQLITE_DONE) problems.push_back(sqlite3_errmsg(db));
+  if (problems.empty()) return absl::OkStatus();
+  std::string msg = "database " + path + " is corrupt (" + (full ? "integrity" : "quick") +
+                    "_check): " + problems[0];
+  if (problems.size() > 1) msg += " (and " + std::to_string(problems.size() - 1) + " more)";
+  msg += "; restore a backup (kspm-collector backup) or move the file aside to start empty";
+  return absl::DataLossError(msg);
+}
+
+}  // namespace kspm::collector::store::internal
+
+namespace kspm::collector::store {
+
+using internal::Db;
+using internal::IntegrityOf;
+using internal::OpenDb;
+using internal::Stmt;
+
+namespace {
+
+uint32_t Be32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// sqlite's WAL checksum (https://www.sqlite.org/fileformat2.html#walformat): over 32-bit words
+// in the byte order the log's magic number names, two running sums seeded by the previous ones.
+void WalChecksum(bool big_endian, const unsigned char* data, size_t n, uint32_t& s0, uint32_t& s1) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint32_t x0, x1;
+    if (big_endian) {
+      x0 = Be32(data + i);
+      x1 = Be32(data + i + 4);
+    } else {
+      std::memcpy(&x0, data + i, 4);
+      std::memcpy(&x1, data + i + 4, 4);
+    }
+    s0 += x0 + s1;
+    s1 += x1 + s0;
+  }
+}
+
+}  // namespace
+
+absl::Status CheckSqliteLog(const std::string& path) {
+  const std::string wal = path + "-wal";
+  std::ifstream in(wal, std::ios::binary);
+  if (!in) return absl::OkStatus();  // no log: nothing waits to be replayed
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  if (bytes.size() < 32) return absl::OkStatus();
+  const uint32_t magic = Be32(bytes.data());
+  if (magic != 0x377f0682 && magic != 0x377f0683) {
+    return absl::DataLossError(wal +
+                               ": not a write-ahead log (bad magic number); sqlite would "
+                               "ignore it and every commit in it");
+  }
+  const bool big_endian = (magic & 1) != 0;
+  const uint32_t page_size = Be32(bytes.data() + 8);
+  const uint32_t salt1 = Be32(bytes.data() + 16), salt2 = Be32(bytes.data() + 20);
+  uint32_t s0 = 0, s1 = 0;
+  WalChecksum(big_endian, bytes.data(), 24, s0, s1);
+  if (s0 != Be32(bytes.data() + 24) || s1 != Be32(bytes.data() + 28)) {
+    // A damaged header makes sqlite ignore the whole log; only a concern if frames follow.
+    if (bytes.size() > 32) {
+      return absl::DataLossError(wal +
+                                 ": the log's header fails its checksum; sqlite would "
+                                 "ignore the log and every commit in it");
+    }
+    return absl::OkStatus();
+  }
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0) {
+    return absl::DataLossError(wal + ": the log's header names page size " +
+                               std::to_string(page_size));
+  }
+  const size_t frame_size = 24 + static_cast<size_t>(page_size);
+  const size_t frames = (bytes.size() - 32) / frame_size;
+  for (size_t i = 0; i < frames; ++i) {
+    const unsigned char* f = bytes.data() + 32 + i * frame_size;
+    // Frames of an older generation (the log restarts after a checkpoint) carry other salts:
+    // they end the log, legitimately.
+    if (Be32(f + 8) != salt1 || Be32(f + 12) != salt2) return absl::OkStatus();
+    WalChecksum(big_endian, f, 8, s0, s1);
+    WalChecksum(big_endian, f + 24, page_size, s0, s1);
+    if (s0 == Be32(f + 16) && s1 == Be32(f + 20)) continue;
+    // A bad frame at the very end is a write cut short by a crash; a bad frame followed by more
+    // frames of the same generation is damage: sqlite stops at it and silently drops every
+    // commit after it.
+    size_t commits_after = 0;
+    for (size_t j = i + 1; j < frames; ++j) {
+      const unsigned char* g = bytes.data() + 32 + j * frame_size;
+      if (Be32(g + 8) != salt1 || Be32(g + 12) != salt2) break;
+      if (Be32(g + 4) != 0) ++commits_after;
+    }
+    if (commits_after == 0) return absl::OkStatus();
+    return absl::DataLossError(
+        wal + ": frame " + std::to_string(i + 1) + " (offset " +
+        std::to_string(32 + i * frame_size) +
+        ") fails its checksum; sqlite would silently drop "
+        "it and the " +
+        std::to_string(commits_after) +
+        " commit(s) after it. Keep a copy of "
+        "the file; then restore a backup, or start with --accept-damaged-log to keep the "
+        "commits before the damage (agents resend the rest with their next full report)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSqliteStore(const std::string& path, bool full) {
+  if (auto s = CheckSqliteLog(path); !s.ok()) return s;
+  auto db = OpenDb(path, true);
+  if (!db.ok()) return db.status();
+  return IntegrityOf(db->get(), path, full);
+}
+
+absl::Status BackupSqliteStore(const std::string& path, const std::string& to) {
+  if (::access(to.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError("backup target " + to + " exists; not overwritten");
+  }
+  auto db = OpenDb(path, true);
+  if (!db.ok()) return db.status();
+  // One read transaction: the copy is the database as of its start, writers go on meanwhile.
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db->get(), "VACUUM INTO ?", -1, &raw, nullptr) != SQLITE_OK) {
+    const std::string why = sqlite3_errmsg(db->get());
+    sqlite3_finalize(raw);
+    return absl::InternalError("cannot back up " + path + ": " + why);
+  }
+  Stmt stmt(raw);
+  sqlite3_bind_text(stmt.get(), 1, to.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+    return absl::InternalError("cannot back up " + path + " to " + to + ": " +
+                               sqlite3_errmsg(db->get()));
+  }
+  return CheckSqliteStore(to, /*full=*/true);
+}
+
+}  // namespace kspm::collector::store

@@ -1,0 +1,260 @@
+// The sqlite store's writer: a batch of reports in one transaction, each report's results,
+// transitions, counts and drift events, and pruning of old history.
+#include "kspm/collector/store/scoring.h"
+#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/common/names.h"
+#include "kspm/common/render.h"
+#include "spdlog/spdlog.h"
+
+namespace kspm::collector::store::internal {
+
+absl::StatusOr<CommitStats> SqliteStore::CommitReport(const v1::NodeReport& report,
+                                                      common::Clock::time_point now) {
+  auto out = CommitBatch({&report}, now);
+  return out[0];
+}
+
+std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
+    const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) {
+  std::lock_guard lock(write_mu_);
+  std::vector<absl::StatusOr<CommitStats>> out;
+  out.reserve(reports.size());
+  if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) {
+    for (size_t i = 0; i < reports.size(); ++i) out.emplace_back(s);
+    return out;
+  }
+  for (const auto* report : reports) {
+    (void)Exec(writer_.get(), "SAVEPOINT report");
+    auto stats = CommitOne(*report, now);
+    if (stats.ok()) {
+      (void)Exec(writer_.get(), "RELEASE report");
+    } else {
+      (void)Exec(writer_.get(), "ROLLBACK TO report");
+      (void)Exec(writer_.get(), "RELEASE report");
+    }
+    out.push_back(std::move(stats));
+  }
+  if (auto s = Exec(writer_.get(), "COMMIT"); !s.ok()) {
+    (void)Exec(writer_.get(), "ROLLBACK");
+    for (auto& o : out) {
+      if (o.ok()) o = s;
+    }
+  }
+  bool full = false;
+  for (const auto& o : out)
+    full |= !o.ok() && o.status().code() == absl::StatusCode::kResourceExhausted &&
+            o.status().message().find("(disk full)") != std::string::npos;
+  AfterCommit(full, now);
+  return out;
+}
+
+absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
+                                                   common::Clock::time_point now) {
+  CommitStats stats;
+  if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
+  const std::string& node_name = report.node().node_name();
+  if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
+
+  BindText(find_scan_, 1, report.scan_id());
+  const int found = sqlite3_step(find_scan_.get());
+  sqlite3_reset(find_scan_.get());
+  sqlite3_clear_bindings(find_scan_.get());
+  if (found == SQLITE_ROW) {
+    stats.duplicate = true;
+    return stats;
+  }
+  const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
+  const int interval = report.scan_interval_seconds() > 0
+                           ? static_cast<int>(report.scan_interval_seconds())
+                           : kDefaultIntervalSeconds;
+  // A heartbeat (a scan that found nothing the collector does not hold) only says the node is
+  // alive: no scan row, so the scans table grows with what changes, not with time. Sent again,
+  // it does the same. A node not known yet takes the full path.
+  if (!report.full() && report.results_size() == 0 && report.drift_size() == 0) {
+    const std::string identity = report.node().SerializeAsString();
+    sqlite3_bind_blob(touch_node_.get(), 1, identity.data(), static_cast<int>(identity.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(touch_node_.get(), 2, common::ToUnixMillis(now));
+    sqlite3_bind_int(touch_node_.get(), 3, interval);
+    BindText(touch_node_, 4, node_name);
+    BindText(touch_node_, 5, cluster);
+    if (auto s = Step(touch_node_, "storing a heartbeat"); !s.ok()) return s;
+    if (sqlite3_changes(writer_.get()) > 0) return stats;
+  }
+  BindText(upsert_cluster_, 1, cluster);
+  auto cluster_id = StepId(upsert_cluster_, "storing cluster");
+  if (!cluster_id.ok()) return cluster_id.status();
+
+  const int64_t now_ms = common::ToUnixMillis(now);
+  const std::string identity = report.node().SerializeAsString();
+  sqlite3_bind_int64(upsert_node_.get(), 1, *cluster_id);
+  BindText(upsert_node_, 2, node_name);
+  sqlite3_bind_blob(upsert_node_.get(), 3, identity.data(), static_cast<int>(identity.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_int64(upsert_node_.get(), 4, now_ms);
+  BindText(upsert_node_, 5, report.scan_id());
+  sqlite3_bind_int(upsert_node_.get(), 6, interval);
+  auto node_id = StepId(upsert_node_, "storing node");
+  if (!node_id.ok()) return node_id.status();
+
+  BindText(insert_scan_, 1, report.scan_id());
+  sqlite3_bind_int64(insert_scan_.get(), 2, *node_id);
+  sqlite3_bind_int64(insert_scan_.get(), 3,
+                     common::ToUnixMillis(common::FromProto(report.started_at())));
+  sqlite3_bind_int64(insert_scan_.get(), 4,
+                     common::ToUnixMillis(common::FromProto(report.finished_at())));
+  sqlite3_bind_int64(insert_scan_.get(), 5, now_ms);
+  sqlite3_bind_int(insert_scan_.get(), 6, report.full() ? 1 : 0);
+  sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
+  if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
+
+  // The node's current verdicts, in one read: what each result replaces.
+  struct Current {
+    std::string check_id, benchmark, object;
+    int status, severity, scored;
+    std::string section, ns;
+    int64_t digest;
+  };
+  std::unordered_map<std::string, Current> current;
+  sqlite3_bind_int64(current_status_.get(), 1, *node_id);
+  while (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
+    sqlite3_stmt* row = current_status_.get();
+    Current c{Text(row, 0),
+              Text(row, 1),
+              Text(row, 2),
+              sqlite3_column_int(row, 3),
+              sqlite3_column_int(row, 4),
+              sqlite3_column_int(row, 5),
+              Text(row, 6),
+              Text(row, 7),
+              sqlite3_column_int64(row, 8)};
+    std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object;
+    current.emplace(std::move(key), std::move(c));
+  }
+  sqlite3_reset(current_status_.get());
+  sqlite3_clear_bindings(current_status_.get());
+
+  // Changes to result_counts, applied once per bucket.
+  std::map<CountBucket, int64_t> counts;
+  std::unordered_map<std::string, CountBucket> written;  // rows this report carried
+  std::string blob, object, ns, section;
+  for (const auto& r : report.results()) {
+    ++stats.results;
+    object = common::ResourceKey(r.resource());
+    ns = common::ResourceScope(r);
+    section = SectionOf(r.benchmark_id());
+    blob.clear();
+    r.SerializeToString(&blob);
+    const int64_t digest = Digest(blob);
+    std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object;
+    const CountBucket bucket{r.benchmark(), section,      ns,
+                             r.status(),    r.severity(), r.scored() ? 1 : 0};
+    int old_status = 0;
+    if (const auto again = written.find(key); again != written.end()) {
+      // Listed twice in one report: the later copy replaces the earlier one, row and count.
+      counts[again->second]--;
+      old_status = std::get<3>(again->second);
+    } else if (const auto it = current.find(key); it != current.end()) {
+      if (it->second.digest == digest) {
+        // Repeated unchanged (most of a full report): nothing to write or count.
+        current.erase(it);
+        written[std::move(key)] = bucket;
+        continue;
+      }
+      counts[{r.benchmark(), it->second.section, it->second.ns, it->second.status,
+              it->second.severity, it->second.scored}]--;
+      old_status = it->second.status;
+      current.erase(it);
+    }
+    counts[bucket]++;
+    written[std::move(key)] = bucket;
+
+    sqlite3_bind_int64(upsert_result_.get(), 1, *node_id);
+    BindText(upsert_result_, 2, r.check_id());
+    BindText(upsert_result_, 3, r.benchmark());
+    BindText(upsert_result_, 4, r.benchmark_id());
+    sqlite3_bind_int(upsert_result_.get(), 5, r.status());
+    sqlite3_bind_int(upsert_result_.get(), 6, r.severity());
+    sqlite3_bind_int(upsert_result_.get(), 7, r.scored() ? 1 : 0);
+    sqlite3_bind_blob(upsert_result_.get(), 8, blob.data(), static_cast<int>(blob.size()),
+                      SQLITE_STATIC);
+    BindText(upsert_result_, 9, report.scan_id());
+    sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
+    BindText(upsert_result_, 11, object);
+    BindText(upsert_result_, 12, ns);
+    BindText(upsert_result_, 13, section);
+    sqlite3_bind_int64(upsert_result_.get(), 14, digest);
+    if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
+    ++stats.written;
+
+    // A result seen for the first time is not a change: history starts at the first change
+    // (the first verdict is the oldest change's old status, or the current one).
+    if (old_status != 0 && old_status != r.status()) {
+      sqlite3_bind_int64(insert_transition_.get(), 1, *node_id);
+      BindText(insert_transition_, 2, r.check_id());
+      BindText(insert_transition_, 3, r.benchmark());
+      sqlite3_bind_int(insert_transition_.get(), 4, old_status);
+      sqlite3_bind_int(insert_transition_.get(), 5, r.status());
+      sqlite3_bind_int64(insert_transition_.get(), 6, now_ms);
+      BindText(insert_transition_, 7, report.scan_id());
+      BindText(insert_transition_, 8, object);
+      if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
+      ++stats.transitions;
+    }
+  }
+  if (report.full()) {
+    // A full report is the whole truth: the current results it did not carry are gone.
+    for (const auto& [key, c] : current) {
+      sqlite3_bind_int64(delete_result_.get(), 1, *node_id);
+      BindText(delete_result_, 2, c.check_id);
+      BindText(delete_result_, 3, c.benchmark);
+      BindText(delete_result_, 4, c.object);
+      if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
+      counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
+    }
+  }
+  std::string event_blob;
+  for (const auto& d : report.drift()) {
+    if (d.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
+    event_blob.clear();
+    d.SerializeToString(&event_blob);
+    BindText(insert_drift_, 1, d.event_id());
+    sqlite3_bind_int64(insert_drift_.get(), 2, *node_id);
+    sqlite3_bind_int64(insert_drift_.get(), 3,
+                       common::ToUnixMillis(common::FromProto(d.observed_at())));
+    sqlite3_bind_int64(insert_drift_.get(), 4, now_ms);
+    BindText(insert_drift_, 5, report.scan_id());
+    sqlite3_bind_blob(insert_drift_.get(), 6, event_blob.data(),
+                      static_cast<int>(event_blob.size()), SQLITE_STATIC);
+    if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
+  }
+  for (const auto& [bucket, delta] : counts) {
+    if (delta == 0) continue;
+    const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
+    sqlite3_bind_int64(bump_count_.get(), 1, *node_id);
+    BindText(bump_count_, 2, benchmark);
+    BindText(bump_count_, 3, bucket_section);
+    BindText(bump_count_, 4, bucket_ns);
+    sqlite3_bind_int(bump_count_.get(), 5, status);
+    sqlite3_bind_int(bump_count_.get(), 6, severity);
+    sqlite3_bind_int(bump_count_.get(), 7, scored);
+    sqlite3_bind_int64(bump_count_.get(), 8, delta);
+    if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
+  }
+  return stats;
+}
+
+absl::StatusOr<size_t> SqliteStore::PruneHistory(common::Clock::time_point cutoff) {
+  std::lock_guard lock(write_mu_);
+  const std::string ms = std::to_string(common::ToUnixMillis(cutoff));
+  // Scans still named as a node's last scan stay, so the node keeps its reference.
+  const std::string sql = "DELETE FROM transitions WHERE at_ms < " + ms +
+                          "; DELETE FROM drift_events WHERE observed_ms < " + ms +
+                          "; DELETE FROM scans WHERE received_ms < " + ms +
+                          " AND scan_id NOT IN (SELECT last_scan_id FROM nodes);";
+  const int before = sqlite3_total_changes(writer_.get());
+  if (auto s = Exec(writer_.get(), sql.c_str()); !s.ok()) return s;
+  return static_cast<size_t>(sqlite3_total_changes(writer_.get()) - before);
+}
+
+}  // namespace kspm::collector::store::internal
