@@ -25,6 +25,7 @@
 #include "cluster_test_util.h"
 #include "fake_apiserver.h"
 #include "fixtures/host_builder.h"
+#include "fixtures/process.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -39,42 +40,14 @@ using namespace std::chrono_literals;
 inline const std::string kBin = KSPM_BIN_DIR;
 
 inline bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return done();
+  return kspm::testing::WaitUntil(done, timeout, 100ms);
 }
 
 // A child process with its output in a log file; stopped with SIGTERM by the destructor.
-class Child {
+class Child : public kspm::testing::Process {
  public:
-  Child(std::vector<std::string> args, const std::string& log) : log_(log) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~Child() { Stop(); }
-  int Stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  std::string Log() const { return ReadAll(log_); }
-
- private:
-  pid_t pid_ = -1;
-  std::string log_;
+  Child(std::vector<std::string> args, const std::string& log)
+      : Process(std::move(args), {.log = log, .search_path = false}) {}
 };
 
 inline nlohmann::json AgentPod(const std::string& node, const std::string& owner_kind = "DaemonSet",

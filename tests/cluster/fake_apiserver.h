@@ -8,11 +8,13 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cluster_test_util.h"
+#include "fixtures/process.h"
 #include "kspm/common/certs.h"
 #include "nlohmann/json.hpp"
 
@@ -75,24 +77,15 @@ class FakeApiServer {
         "--port-file", port_file,
         "--log",       log_};
     args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawnp(&pid_, "python3", nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+    server_ = std::make_unique<kspm::testing::Process>(
+        std::move(args), kspm::testing::Process::Options{.log = "", .search_path = true});
+    for (int i = 0; i < 200 && server_->started(); ++i) {
       const std::string port = ReadAll(port_file);
       if (!port.empty()) {
         port_ = std::stoi(port);
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-  }
-  ~FakeApiServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
     }
   }
   int port() const { return port_; }
@@ -106,7 +99,7 @@ class FakeApiServer {
   }
 
  private:
-  pid_t pid_ = -1;
+  std::unique_ptr<kspm::testing::Process> server_;
   int port_ = 0;
   std::string log_;
 };

@@ -14,6 +14,7 @@
 
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
+#include "fixtures/process.h"
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/certs.h"
@@ -29,44 +30,20 @@ std::string Slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-class Collector {
+// kspm-collector with `args`.
+class Collector : public kspm::testing::Process {
  public:
-  explicit Collector(std::vector<std::string> args) {
-    args.insert(args.begin(), std::string(KSPM_BIN_DIR) + "/kspm-collector");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
-  }
-  ~Collector() { Stop(); }
-  int Stop() {
-    if (pid_ <= 0) return status_;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return status_;
-  }
-  int Wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  pid_t pid() const { return pid_; }
+  explicit Collector(std::vector<std::string> args) : Process(WithBinary(std::move(args))) {}
 
  private:
-  pid_t pid_ = -1;
-  int status_ = -1;
+  static std::vector<std::string> WithBinary(std::vector<std::string> args) {
+    args.insert(args.begin(), std::string(KSPM_BIN_DIR) + "/kspm-collector");
+    return args;
+  }
 };
 
 bool WaitFor(const std::function<bool()>& done) {
-  for (int i = 0; i < 200; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+  return kspm::testing::WaitUntil(done, std::chrono::seconds(10), std::chrono::milliseconds(50));
 }
 
 TEST(Serve, TheClusterSnapshotIsInTheStoreAtStartAndSighupScansAgain) {

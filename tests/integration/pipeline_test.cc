@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fixtures/host_builder.h"
+#include "fixtures/process.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/daemon.h"
 #include "kspm/agent/transport/collector_stream.h"
@@ -27,14 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 
 // Polls `pred` until it holds or `timeout` passes.
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
+  return kspm::testing::WaitUntil(pred, timeout);
 }
 
 class PipelineTest : public ::testing::Test {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "fixtures/host_builder.h"
+#include "fixtures/process.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/agent/daemon.h"
 #include "kspm/agent/drift/engine.h"
@@ -35,14 +36,8 @@ agent::checks::Selection Auto() {
   return selection;
 }
 
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
+  return kspm::testing::WaitUntil(pred, timeout, 5ms);
 }
 
 std::string EbpfUnavailable() {

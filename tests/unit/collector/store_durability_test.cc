@@ -33,7 +33,7 @@ TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
-  EXPECT_EQ(Count("PRAGMA user_version"), 7);
+  EXPECT_EQ(Count("PRAGMA user_version"), 8);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->Findings({})->size(), 1u);
@@ -140,7 +140,7 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   WriteSchema4Database(path_, now_);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 7);
+  EXPECT_EQ(Count("PRAGMA user_version"), 8);
   // The cluster result is found by its bare check id, with the suffix gone from the stored result.
   FindingFilter filter;
   filter.id = "pod.privileged";
@@ -149,6 +149,13 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   ASSERT_EQ(found->size(), 1u);
   EXPECT_EQ((*found)[0].result().check_id(), "pod.privileged");
   EXPECT_EQ((*found)[0].result().resource().name(), "web");
+  // Keyed by the object's own columns (schema 8), not by the text people read.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE kind = 'Deployment' AND "
+                  "object_namespace = 'shop' AND name = 'web' AND container = 'app'"),
+            1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions WHERE kind = 'Deployment' AND "
+                  "object_namespace = 'shop' AND name = 'web' AND container = 'app'"),
+            1);
   filter.id.clear();
   filter.ns = "shop";
   EXPECT_EQ((*reopened)->Findings(filter)->size(), 1u);
@@ -195,7 +202,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   sqlite3_close(db);
   auto reopened = OpenSqliteStore(path_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ(Count("PRAGMA user_version"), 7);  // every migration ran again
+  EXPECT_EQ(Count("PRAGMA user_version"), 8);  // every migration ran again
   auto nodes = (*reopened)->Nodes("", now_);
   ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].scan_interval_seconds(), 300u);  // the default for old rows

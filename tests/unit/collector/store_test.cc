@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,39 @@ TEST_F(StoreTest, FullReportDropsResultsItNoLongerCarries) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s3", "n", {Result("a", "1", v1::STATUS_FAIL)}), now_).ok());
   EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 1);
+}
+
+// Two objects that read alike (`Pod a/b`) stay two results: the store keys an object by its
+// kind, namespace, name and container, not by the text shown to people; a page token carries
+// the same fields, so paging walks past both.
+TEST_F(StoreTest, ObjectsAreKeyedByTheirFieldsNotByTheirText) {
+  auto about = [](const std::string& ns, const std::string& name, const std::string& container) {
+    v1::CheckResult r = Result("pod.privileged", "5.2.2", v1::STATUS_FAIL);
+    r.mutable_resource()->set_kind("Pod");
+    r.mutable_resource()->set_namespace_(ns);
+    r.mutable_resource()->set_name(name);
+    r.mutable_resource()->set_container(container);
+    return r;
+  };
+  ASSERT_TRUE(
+      store_
+          ->CommitReport(Report("s1", "cluster",
+                                {about("a", "b", ""), about("", "a/b", ""), about("a", "b", "c")}),
+                         now_)
+          .ok());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 3);
+  FindingFilter filter;
+  filter.limit = 1;
+  std::set<std::string> seen;
+  for (int page = 0; page < 4; ++page) {
+    auto found = store_->Findings(filter);
+    ASSERT_TRUE(found.ok()) << found.status();
+    if (found->empty()) break;
+    const auto& r = (*found)[0].result().resource();
+    seen.insert(r.namespace_() + "|" + r.name() + "|" + r.container());
+    filter.after = FindingPosition((*found)[0]);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"a|b|", "|a/b|", "a|b|c"}));
 }
 
 TEST_F(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {

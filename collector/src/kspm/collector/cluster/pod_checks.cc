@@ -170,15 +170,24 @@ void RunAsRoot(const Workload& w, const std::vector<Container>& cs, Outcome& o) 
   }
 }
 
+// A container's capabilities.add and .drop, each recorded as evidence (unset when empty).
+std::pair<std::vector<std::string>, std::vector<std::string>> RecordCapabilities(const Workload& w,
+                                                                                 const Container& c,
+                                                                                 Outcome& o) {
+  std::pair<std::vector<std::string>, std::vector<std::string>> lists{Capabilities(c, "add"),
+                                                                      Capabilities(c, "drop")};
+  const std::string base = c.path + ".securityContext.capabilities.";
+  for (const auto& [field, list] : {std::pair{"add", &lists.first}, {"drop", &lists.second}}) {
+    o.evidence.push_back(
+        ApiEvidence(base + field, w.evidence_source,
+                    list->empty() ? std::nullopt : std::optional(ListText(*list))));
+  }
+  return lists;
+}
+
 void NetRaw(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   for (const auto& c : cs) {
-    const auto add = Capabilities(c, "add");
-    const auto drop = Capabilities(c, "drop");
-    const std::string base = c.path + ".securityContext.capabilities.";
-    o.evidence.push_back(ApiEvidence(base + "drop", w.evidence_source,
-                                     drop.empty() ? std::nullopt : std::optional(ListText(drop))));
-    if (!add.empty())
-      o.evidence.push_back(ApiEvidence(base + "add", w.evidence_source, ListText(add)));
+    const auto [add, drop] = RecordCapabilities(w, c, o);
     if (ContainerField(c, "privileged").IsTrue()) {
       o.Fail(c.name, "container " + c.name + " is privileged and so holds NET_RAW");
     } else if (Has(add, "NET_RAW") || Has(add, "ALL")) {
@@ -192,13 +201,7 @@ void NetRaw(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
 
 void CapabilitiesRule(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   for (const auto& c : cs) {
-    const auto add = Capabilities(c, "add");
-    const auto drop = Capabilities(c, "drop");
-    const std::string base = c.path + ".securityContext.capabilities.";
-    o.evidence.push_back(ApiEvidence(base + "add", w.evidence_source,
-                                     add.empty() ? std::nullopt : std::optional(ListText(add))));
-    o.evidence.push_back(ApiEvidence(base + "drop", w.evidence_source,
-                                     drop.empty() ? std::nullopt : std::optional(ListText(drop))));
+    const auto [add, drop] = RecordCapabilities(w, c, o);
     std::vector<std::string> extra;
     for (const auto& cap : add) {
       if (cap != "NET_BIND_SERVICE") extra.push_back(cap);

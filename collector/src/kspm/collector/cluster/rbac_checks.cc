@@ -60,18 +60,32 @@ std::string GrantText(const GrantMatch& m) {
 
 const char* kNoRbac = "the snapshot holds no Roles, ClusterRoles or bindings";
 
+// The bindings a binding check judges: every one, or all but the system baseline when the
+// policy skips it (counted, for the PASS reason).
+struct JudgedBindings {
+  std::vector<const Binding*> bindings;
+  size_t skipped = 0;
+};
+JudgedBindings Judged(const Context& ctx) {
+  JudgedBindings out;
+  for (const auto& b : ctx.rbac.bindings()) {
+    if (b.system && ctx.policy.skip()) {
+      ++out.skipped;
+    } else {
+      out.bindings.push_back(&b);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx) {
   if (ctx.rbac.bindings().empty()) return {NotApplicable(kNoRbac)};
   std::vector<Finding> out;
-  size_t checked = 0, skipped = 0;
-  for (const auto& b : ctx.rbac.bindings()) {
-    if (b.system && ctx.policy.skip()) {
-      ++skipped;
-      continue;
-    }
-    ++checked;
+  const JudgedBindings judged = Judged(ctx);
+  for (const Binding* binding : judged.bindings) {
+    const Binding& b = *binding;
     if (b.subjects.empty()) continue;  // grants nobody anything (system:node is served otherwise)
     for (const auto& spec : c.grants) {
       const auto m = ctx.rbac.FindGrant(b, spec);
@@ -91,8 +105,8 @@ std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx) {
     out.push_back(ClusterVerdict(v1::STATUS_PASS,
                                  "no binding outside the system baseline grants "
                                  "it; " +
-                                     std::to_string(checked) + " bindings checked" +
-                                     SkipNote(skipped, "bindings")));
+                                     std::to_string(judged.bindings.size()) + " bindings checked" +
+                                     SkipNote(judged.skipped, "bindings")));
   }
   return out;
 }
@@ -100,13 +114,9 @@ std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx) {
 std::vector<Finding> RbacClusterAdmin(const CheckDef& c, const Context& ctx) {
   if (ctx.rbac.bindings().empty()) return {NotApplicable(kNoRbac)};
   std::vector<Finding> out;
-  size_t checked = 0, skipped = 0;
-  for (const auto& b : ctx.rbac.bindings()) {
-    if (b.system && ctx.policy.skip()) {
-      ++skipped;
-      continue;
-    }
-    ++checked;
+  const JudgedBindings judged = Judged(ctx);
+  for (const Binding* binding : judged.bindings) {
+    const Binding& b = *binding;
     const bool by_name = b.role_kind == "ClusterRole" && b.role_name == "cluster-admin";
     const RuleRef* full = nullptr;
     if (b.role) {
@@ -126,11 +136,12 @@ std::vector<Finding> RbacClusterAdmin(const CheckDef& c, const Context& ctx) {
     out.push_back(BindingFinding(b, std::move(reason), BindingEvidence(b, full)));
   }
   if (out.empty()) {
-    out.push_back(ClusterVerdict(
-        v1::STATUS_PASS,
-        "no binding outside the system baseline references cluster-admin or a "
-        "role granting everything; " +
-            std::to_string(checked) + " bindings checked" + SkipNote(skipped, "bindings")));
+    out.push_back(
+        ClusterVerdict(v1::STATUS_PASS,
+                       "no binding outside the system baseline references cluster-admin or a "
+                       "role granting everything; " +
+                           std::to_string(judged.bindings.size()) + " bindings checked" +
+                           SkipNote(judged.skipped, "bindings")));
   }
   return out;
 }

@@ -49,52 +49,34 @@ std::optional<OwnerRef> Owner(const k8s::Object& o) {
   return out;
 }
 
+// Where a kind keeps its pod template: `prefix` leads to the object holding `spec` and
+// `metadata` (empty for a Pod itself).
 struct Layout {
   const char* kind;
-  std::vector<const char*> spec;
-  std::vector<const char*> metadata;
-  const char* spec_path;
-  const char* metadata_path;
+  std::vector<const char*> prefix;
+
+  std::vector<const char*> Under(const char* field) const {
+    std::vector<const char*> path = prefix;
+    path.push_back(field);
+    return path;
+  }
+  std::string PathText(const char* field) const {
+    std::string text;
+    for (const char* p : prefix) text += std::string(p) + ".";
+    return text + field;
+  }
 };
 
 const std::vector<Layout>& Layouts() {
   static const std::vector<Layout> kLayouts = {
-      {"Deployment",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"DaemonSet",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"StatefulSet",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"CronJob",
-       {"spec", "jobTemplate", "spec", "template", "spec"},
-       {"spec", "jobTemplate", "spec", "template", "metadata"},
-       "spec.jobTemplate.spec.template.spec",
-       "spec.jobTemplate.spec.template.metadata"},
-      {"Job",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"ReplicaSet",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"ReplicationController",
-       {"spec", "template", "spec"},
-       {"spec", "template", "metadata"},
-       "spec.template.spec",
-       "spec.template.metadata"},
-      {"Pod", {"spec"}, {"metadata"}, "spec", "metadata"},
+      {"Deployment", {"spec", "template"}},
+      {"DaemonSet", {"spec", "template"}},
+      {"StatefulSet", {"spec", "template"}},
+      {"CronJob", {"spec", "jobTemplate", "spec", "template"}},
+      {"Job", {"spec", "template"}},
+      {"ReplicaSet", {"spec", "template"}},
+      {"ReplicationController", {"spec", "template"}},
+      {"Pod", {}},
   };
   return kLayouts;
 }
@@ -180,10 +162,10 @@ WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& 
         ++out.system_skipped;
         continue;
       }
-      w.spec = Path(o.doc, layout.spec);
-      w.template_metadata = Path(o.doc, layout.metadata);
-      w.spec_path = layout.spec_path;
-      w.metadata_path = layout.metadata_path;
+      w.spec = Path(o.doc, layout.Under("spec"));
+      w.template_metadata = Path(o.doc, layout.Under("metadata"));
+      w.spec_path = layout.PathText("spec");
+      w.metadata_path = layout.PathText("metadata");
       if (w.spec == nullptr || !w.spec->is_object()) continue;  // nothing to judge
       out.workloads.push_back(std::move(w));
     }

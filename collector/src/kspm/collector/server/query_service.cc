@@ -122,19 +122,23 @@ constexpr size_t kDefaultPageSize = 1000;
 constexpr size_t kMaxPageSize = 5000;
 constexpr size_t kMaxPageBytes = 3 << 20;
 
+// The store's rows into a response's repeated field, or the store's error.
+template <typename Rows, typename Field>
+absl::Status MoveRows(absl::StatusOr<Rows> rows, Field* out) {
+  if (!rows.ok()) return rows.status();
+  for (auto& row : *rows) *out->Add() = std::move(row);
+  return absl::OkStatus();
+}
+
 // A page token is the position of the page's last finding in the store's order (see
 // store::FindingFilter::after), as a JSON array; opaque to clients.
 std::string PageToken(const v1::Finding& last) {
-  const auto& r = last.result();
-  return nlohmann::json::array({last.cluster(), last.node(),
-                                std::to_string(-static_cast<int>(r.severity())), r.benchmark(),
-                                r.benchmark_id(), common::ResourceKey(r.resource()), r.check_id()})
-      .dump();
+  return nlohmann::json(store::FindingPosition(last)).dump();
 }
 
 absl::StatusOr<std::vector<std::string>> ParsePageToken(const std::string& token) {
   const auto parsed = nlohmann::json::parse(token, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_array() || parsed.size() != 7) {
+  if (!parsed.is_array() || parsed.size() != store::kFindingPositionSize) {
     return absl::InvalidArgumentError("malformed page token (pass next_page_token unchanged)");
   }
   std::vector<std::string> out;
@@ -207,10 +211,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListNodes(grpc::CallbackServerContex
     if (auto s = AuthorizeQuery(*context, "ListNodes", false, allow_unauthenticated_); !s.ok()) {
       return s;
     }
-    auto nodes = store_.Nodes(request->cluster(), common::Clock::now());
-    if (!nodes.ok()) return nodes.status();
-    for (auto& n : *nodes) *response->add_nodes() = std::move(n);
-    return absl::OkStatus();
+    return MoveRows(store_.Nodes(request->cluster(), common::Clock::now()),
+                    response->mutable_nodes());
   }());
 }
 
@@ -237,10 +239,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ListDrift(grpc::CallbackServerContex
     if (auto s = AuthorizeQuery(*context, "ListDrift", false, allow_unauthenticated_); !s.ok()) {
       return s;
     }
-    auto events = store_.Drift(TimeFilter<store::DriftFilter>(*request));
-    if (!events.ok()) return events.status();
-    for (auto& e : *events) *response->add_events() = std::move(e);
-    return absl::OkStatus();
+    return MoveRows(store_.Drift(TimeFilter<store::DriftFilter>(*request)),
+                    response->mutable_events());
   }());
 }
 
@@ -251,10 +251,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::History(grpc::CallbackServerContext*
     if (auto s = AuthorizeQuery(*context, "History", false, allow_unauthenticated_); !s.ok()) {
       return s;
     }
-    auto history = store_.History(TimeFilter<store::HistoryFilter>(*request));
-    if (!history.ok()) return history.status();
-    for (auto& t : *history) *response->add_transitions() = std::move(t);
-    return absl::OkStatus();
+    return MoveRows(store_.History(TimeFilter<store::HistoryFilter>(*request)),
+                    response->mutable_transitions());
   }());
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kspm/collector/store/store.h"
+#include "kspm/common/render.h"
 
 namespace kspm::collector::store::internal {
 
@@ -43,6 +44,32 @@ inline int64_t Digest(const std::string& bytes) {
 inline std::string SectionOf(const std::string& benchmark_id) {
   return benchmark_id.substr(0, benchmark_id.find('.'));
 }
+
+// The object a result is about, as the store keys it: kind, namespace, name and container, in
+// columns of their own (never a string made for people). All four are empty for node results
+// and for results about the cluster as a whole (kind `Cluster` or none).
+struct ObjectKey {
+  std::string kind, ns, name, container;
+
+  static ObjectKey Of(const v1::Resource& resource) {
+    if (resource.kind().empty() || resource.kind() == "Cluster") return {};
+    return {resource.kind(), resource.namespace_(), resource.name(), resource.container()};
+  }
+  // One string for in-memory maps (fields joined with \x1f, which no Kubernetes name holds).
+  std::string Joined() const { return kind + '\x1f' + ns + '\x1f' + name + '\x1f' + container; }
+  // As people read it (common::ResourceKey's form): `DaemonSet monitoring/node-exporter [c]`.
+  std::string Text() const {
+    v1::Resource r;
+    r.set_kind(kind);
+    r.set_namespace_(ns);
+    r.set_name(name);
+    r.set_container(container);
+    return common::ResourceKey(r);
+  }
+};
+
+// The SQL columns of an ObjectKey, in key order.
+inline constexpr const char* kObjectColumns = "kind, object_namespace, name, container";
 
 // Interval assumed for one-shot reports (kspm-agent send), for staleness.
 inline constexpr int kDefaultIntervalSeconds = 300;
@@ -176,6 +203,8 @@ class SqliteStore final : public Store {
 
   // The bound string must outlive the statement's next step (every caller steps right away).
   static void BindText(const Stmt& s, int i, const std::string& v);
+  // The four columns of `object` from parameter `first` on (same lifetime rule as BindText).
+  static void BindObject(const Stmt& s, int first, const ObjectKey& object);
 
   // A result_counts row: benchmark, section, namespace, status, severity, scored.
   using CountBucket = std::tuple<std::string, std::string, std::string, int, int, int>;

@@ -8,6 +8,18 @@
 
 namespace kspm::collector::store::internal {
 
+namespace {
+
+// `AND column = ?` with `value` bound, when a filter asks for it (non-empty).
+void AndEquals(const char* column, const std::string& value, std::string& sql,
+               std::vector<std::string>& args) {
+  if (value.empty()) return;
+  sql += std::string(" AND ") + column + " = ?";
+  args.push_back(value);
+}
+
+}  // namespace
+
 std::string StaleExpr(const std::string& now_param) {
   return "((" + now_param + " - n.last_seen_ms) > " + std::to_string(kStaleIntervals) +
          " * 1000 * n.scan_interval_s)";
@@ -23,35 +35,24 @@ absl::StatusOr<std::vector<v1::Finding>> SqliteStore::Findings(const FindingFilt
   std::string sql =
       "SELECT c.name AS k1, n.name AS k2, r.node_id AS nid, n.last_seen_ms, r.changed_ms, " +
       StaleExpr(now) +
-      ", -r.severity AS k3, r.benchmark AS k4, r.benchmark_id AS k5, r.object AS k6, "
-      "r.check_id AS k7 FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c "
+      ", -r.severity AS k3, r.benchmark AS k4, r.benchmark_id AS k5, r.kind AS k6, "
+      "r.object_namespace AS k7, r.name AS k8, r.container AS k9, r.check_id AS k10 FROM results r "
+      "JOIN nodes n ON n.id = r.node_id JOIN clusters c "
       "ON c.id = n.cluster_id WHERE 1=1";
   std::vector<std::string> args;
   if (filter.since) {
     sql += " AND r.changed_ms >= " + std::to_string(common::ToUnixMillis(*filter.since));
   }
-  if (!filter.cluster.empty()) {
-    sql += " AND c.name = ?";
-    args.push_back(filter.cluster);
-  }
-  if (!filter.node.empty()) {
-    sql += " AND n.name = ?";
-    args.push_back(filter.node);
-  }
-  if (!filter.benchmark.empty()) {
-    sql += " AND r.benchmark = ?";
-    args.push_back(filter.benchmark);
-  }
+  AndEquals("c.name", filter.cluster, sql, args);
+  AndEquals("n.name", filter.node, sql, args);
+  AndEquals("r.benchmark", filter.benchmark, sql, args);
   if (!filter.id.empty()) {
     sql += " AND (r.check_id = ? OR r.benchmark_id = ? OR r.benchmark_id LIKE ? || '.%')";
     args.push_back(filter.id);
     args.push_back(filter.id);
     args.push_back(filter.id);
   }
-  if (!filter.ns.empty()) {
-    sql += " AND r.namespace = ?";
-    args.push_back(filter.ns);
-  }
+  AndEquals("r.namespace", filter.ns, sql, args);
   if (filter.statuses.empty()) {
     sql += " AND r.status <> " + std::to_string(v1::STATUS_PASS);
   } else {
@@ -66,17 +67,20 @@ absl::StatusOr<std::vector<v1::Finding>> SqliteStore::Findings(const FindingFilt
   }
   // A total order (the last column makes it unique), so that a page can start after a row.
   const std::string order =
-      "c.name, n.name, -r.severity, r.benchmark, r.benchmark_id, r.object, r.check_id";
+      "c.name, n.name, -r.severity, r.benchmark, r.benchmark_id, r.kind, r.object_namespace, "
+      "r.name, r.container, r.check_id";
   if (filter.after) {
-    if (filter.after->size() != 7) return absl::InvalidArgumentError("malformed page token");
-    sql += " AND (" + order + ") > (?, ?, ?, ?, ?, ?, ?)";
+    if (filter.after->size() != kFindingPositionSize)
+      return absl::InvalidArgumentError("malformed page token");
+    sql += " AND (" + order + ") > (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
   }
   sql += " ORDER BY " + order;
   if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
   sql =
-      "SELECT p.*, (SELECT result FROM results WHERE node_id = p.nid AND check_id = p.k7 AND "
-      "benchmark = p.k4 AND object = p.k6) FROM (" +
-      sql + ") p ORDER BY k1, k2, k3, k4, k5, k6, k7";
+      "SELECT p.*, (SELECT result FROM results WHERE node_id = p.nid AND check_id = p.k10 AND "
+      "benchmark = p.k4 AND kind = p.k6 AND object_namespace = p.k7 AND name = p.k8 AND "
+      "container = p.k9) FROM (" +
+      sql + ") p ORDER BY k1, k2, k3, k4, k5, k6, k7, k8, k9, k10";
   auto stmt = PrepareRead(reader.db(), sql);
   if (!stmt.ok()) return stmt.status();
   for (size_t i = 0; i < args.size(); ++i) {
@@ -99,8 +103,8 @@ absl::StatusOr<std::vector<v1::Finding>> SqliteStore::Findings(const FindingFilt
     v1::Finding f;
     f.set_cluster(Text(stmt->get(), 0));
     f.set_node(Text(stmt->get(), 1));
-    if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 11),
-                                            sqlite3_column_bytes(stmt->get(), 11))) {
+    if (!f.mutable_result()->ParseFromArray(sqlite3_column_blob(stmt->get(), 14),
+                                            sqlite3_column_bytes(stmt->get(), 14))) {
       return absl::DataLossError(path_ + ": a stored result does not parse");
     }
     *f.mutable_reported_at() =
@@ -254,10 +258,12 @@ absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFi
   const ReaderPool::Lease reader = readers_.Acquire();
   std::string sql =
       "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
-      "t.old_status, t.new_status, t.at_ms, t.scan_id, t.object FROM transitions t "
+      "t.old_status, t.new_status, t.at_ms, t.scan_id, t.kind, t.object_namespace, t.name, "
+      "t.container FROM transitions t "
       "JOIN nodes n ON n.id = t.node_id JOIN clusters c ON c.id = n.cluster_id "
       "LEFT JOIN results r ON r.node_id = t.node_id AND r.check_id = t.check_id AND "
-      "r.benchmark = t.benchmark AND r.object = t.object "
+      "r.benchmark = t.benchmark AND r.kind = t.kind AND r.object_namespace = t.object_namespace "
+      "AND r.name = t.name AND r.container = t.container "
       "WHERE (?1 = '' OR c.name = ?1) AND (?2 = '' OR n.name = ?2) "
       "AND (?3 = '' OR t.check_id = ?3 OR r.benchmark_id = ?3) AND t.at_ms >= ?4 "
       "ORDER BY t.at_ms DESC, t.id DESC LIMIT ?5";
@@ -281,7 +287,9 @@ absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFi
     t.set_new_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 6)));
     *t.mutable_at() = common::ToProto(common::FromUnixMillis(sqlite3_column_int64(stmt->get(), 7)));
     t.set_scan_id(Text(stmt->get(), 8));
-    t.set_object(Text(stmt->get(), 9));
+    t.set_object(ObjectKey{Text(stmt->get(), 9), Text(stmt->get(), 10), Text(stmt->get(), 11),
+                           Text(stmt->get(), 12)}
+                     .Text());
     out.push_back(std::move(t));
   }
   if (rc != SQLITE_DONE) return Error(reader.db(), "reading history");
@@ -324,3 +332,16 @@ absl::StatusOr<std::vector<v1::DriftRecord>> SqliteStore::Drift(const DriftFilte
 }
 
 }  // namespace kspm::collector::store::internal
+
+namespace kspm::collector::store {
+
+std::vector<std::string> FindingPosition(const v1::Finding& finding) {
+  const auto& r = finding.result();
+  const auto object = internal::ObjectKey::Of(r.resource());
+  return {finding.cluster(), finding.node(),   std::to_string(-static_cast<int>(r.severity())),
+          r.benchmark(),     r.benchmark_id(), object.kind,
+          object.ns,         object.name,      object.container,
+          r.check_id()};
+}
+
+}  // namespace kspm::collector::store

@@ -198,6 +198,37 @@ CREATE TABLE node_certificates (
   PRIMARY KEY (cluster, node)
 ) WITHOUT ROWID;
 )sql",
+    // 8: cluster results keyed by their object's kind, namespace, name and container, each a
+    // column, instead of the string made for people (common::ResourceKey); transitions name
+    // their object the same way. The step after this SQL (StructureObjectKeys) copies the
+    // results, taking each key from the stored result, and splits the transitions' text.
+    R"sql(
+CREATE TABLE results_v8 (
+  node_id INTEGER NOT NULL REFERENCES nodes(id),
+  check_id TEXT NOT NULL,
+  benchmark TEXT NOT NULL,
+  kind TEXT NOT NULL,              -- the object of a cluster result; the four are '' on nodes
+  object_namespace TEXT NOT NULL,
+  name TEXT NOT NULL,
+  container TEXT NOT NULL,
+  namespace TEXT NOT NULL,         -- common::ResourceScope: the namespace it is scored under
+  section TEXT NOT NULL,
+  benchmark_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  severity INTEGER NOT NULL,
+  scored INTEGER NOT NULL,
+  result BLOB NOT NULL,            -- kspm.v1.CheckResult
+  scan_id TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  changed_ms INTEGER NOT NULL,
+  digest INTEGER NOT NULL,
+  PRIMARY KEY (node_id, check_id, benchmark, kind, object_namespace, name, container)
+) WITHOUT ROWID;
+ALTER TABLE transitions ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE transitions ADD COLUMN object_namespace TEXT NOT NULL DEFAULT '';
+ALTER TABLE transitions ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE transitions ADD COLUMN container TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 // After migration 5's SQL: rows that schema 4 stored as `check[object]` get their check id, object
@@ -268,6 +299,113 @@ absl::Status SplitObjectKeys(sqlite3* db, const std::string& path) {
                 "severity, scored, COUNT(*) FROM results GROUP BY 1, 2, 3, 4, 5, 6, 7");
 }
 
+// Schema 7 keyed a cluster result by `Kind ns/name [container]`; schema 8 by four columns.
+// Parses `text` back into them (Kubernetes names hold no space or slash, so the text is not
+// ambiguous).
+ObjectKey ParseObjectText(const std::string& text) {
+  ObjectKey key;
+  if (text.empty()) return key;
+  std::string rest = text;
+  const size_t space = rest.find(' ');
+  key.kind = rest.substr(0, space);
+  rest = space == std::string::npos ? "" : rest.substr(space + 1);
+  if (const size_t open = rest.rfind(" ["); open != std::string::npos && rest.ends_with("]")) {
+    key.container = rest.substr(open + 2, rest.size() - open - 3);
+    rest = rest.substr(0, open);
+  }
+  if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+    key.ns = rest.substr(0, slash);
+    rest = rest.substr(slash + 1);
+  }
+  key.name = rest;
+  return key;
+}
+
+// After migration 8's SQL: each result moves to the new table with its object's columns taken
+// from the stored result; each transition's object text is split into the same columns.
+absl::Status StructureObjectKeys(sqlite3* db, const std::string& path) {
+  auto prepare = [&](const char* sql) -> absl::StatusOr<Stmt> {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
+      return absl::InternalError(path + ": " + sqlite3_errmsg(db));
+    }
+    return Stmt(raw);
+  };
+  auto select = prepare(
+      "SELECT node_id, check_id, benchmark, namespace, section, benchmark_id, status, severity, "
+      "scored, result, scan_id, updated_ms, changed_ms, digest FROM results");
+  if (!select.ok()) return select.status();
+  auto insert = prepare(
+      "INSERT INTO results_v8(node_id, check_id, benchmark, kind, object_namespace, name, "
+      "container, namespace, section, benchmark_id, status, severity, scored, result, scan_id, "
+      "updated_ms, changed_ms, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+      "?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+  if (!insert.ok()) return insert.status();
+  while (sqlite3_step(select->get()) == SQLITE_ROW) {
+    sqlite3_stmt* from = select->get();
+    sqlite3_stmt* to = insert->get();
+    v1::CheckResult r;
+    if (!r.ParseFromArray(sqlite3_column_blob(from, 9), sqlite3_column_bytes(from, 9))) {
+      return absl::DataLossError(path + ": a stored result of check " +
+                                 reinterpret_cast<const char*>(sqlite3_column_text(from, 1)) +
+                                 " does not parse");
+    }
+    const ObjectKey key = ObjectKey::Of(r.resource());
+    // Parameters are 1-based, and the object's four come right after the benchmark.
+    for (int col : {0, 6, 7, 8, 11, 12, 13}) {
+      sqlite3_bind_int64(to, col < 3 ? col + 1 : col + 5, sqlite3_column_int64(from, col));
+    }
+    for (int col : {1, 2, 3, 4, 5, 10}) {
+      sqlite3_bind_text(to, col < 3 ? col + 1 : col + 5,
+                        reinterpret_cast<const char*>(sqlite3_column_text(from, col)), -1,
+                        SQLITE_TRANSIENT);
+    }
+    sqlite3_bind_blob(to, 14, sqlite3_column_blob(from, 9), sqlite3_column_bytes(from, 9),
+                      SQLITE_TRANSIENT);
+    int i = 4;
+    for (const std::string* v : {&key.kind, &key.ns, &key.name, &key.container}) {
+      sqlite3_bind_text(to, i++, v->c_str(), -1, SQLITE_TRANSIENT);
+    }
+    if (sqlite3_step(to) != SQLITE_DONE) {
+      return absl::InternalError(path + ": copying a result: " + sqlite3_errmsg(db));
+    }
+    sqlite3_reset(to);
+  }
+  select->reset();
+  insert->reset();
+  if (auto s = ExecOn(db, path, "DROP TABLE results; ALTER TABLE results_v8 RENAME TO results");
+      !s.ok()) {
+    return s;
+  }
+  auto objects = prepare("SELECT id, object FROM transitions WHERE object <> ''");
+  if (!objects.ok()) return objects.status();
+  std::vector<std::pair<int64_t, ObjectKey>> split;
+  while (sqlite3_step(objects->get()) == SQLITE_ROW) {
+    split.emplace_back(
+        sqlite3_column_int64(objects->get(), 0),
+        ParseObjectText(reinterpret_cast<const char*>(sqlite3_column_text(objects->get(), 1))));
+  }
+  objects->reset();
+  auto update = prepare(
+      "UPDATE transitions SET kind = ?, object_namespace = ?, name = ?, container = ? "
+      "WHERE id = ?");
+  if (!update.ok()) return update.status();
+  for (const auto& [id, key] : split) {
+    sqlite3_stmt* st = update->get();
+    int i = 1;
+    for (const std::string* v : {&key.kind, &key.ns, &key.name, &key.container}) {
+      sqlite3_bind_text(st, i++, v->c_str(), -1, SQLITE_TRANSIENT);
+    }
+    sqlite3_bind_int64(st, 5, id);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      return absl::InternalError(path + ": splitting a transition's object: " + sqlite3_errmsg(db));
+    }
+    sqlite3_reset(st);
+  }
+  update->reset();
+  return ExecOn(db, path, "ALTER TABLE transitions DROP COLUMN object");
+}
+
 }  // namespace
 
 absl::StatusOr<Db> OpenDb(const std::string& path, bool readonly) {
@@ -312,6 +450,7 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
     // Each step in one transaction: SQL, then the step's code, then the version.
     auto s = ExecOn(db, path, std::string("BEGIN;") + kMigrations[v]);
     if (s.ok() && v + 1 == 5) s = SplitObjectKeys(db, path);
+    if (s.ok() && v + 1 == 8) s = StructureObjectKeys(db, path);
     if (s.ok()) s = ExecOn(db, path, "PRAGMA user_version = " + std::to_string(v + 1) + ";COMMIT;");
     if (!s.ok()) {
       (void)ExecOn(db, path, "ROLLBACK");

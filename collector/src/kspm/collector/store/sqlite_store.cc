@@ -32,17 +32,19 @@ absl::Status SqliteStore::Prepare() {
        "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, full, results) "
        "VALUES (?, ?, ?, ?, ?, ?, ?)"},
       {&current_status_,
-       "SELECT check_id, benchmark, object, status, severity, scored, section, namespace, "
-       "digest FROM results WHERE node_id = ?"},
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ?"},
       {&bump_count_,
        "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
        "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "
        "namespace, status, severity, scored) DO UPDATE SET n = n + excluded.n"},
       {&upsert_result_,
        "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
-       "scored, result, scan_id, updated_ms, changed_ms, object, namespace, section, digest) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14) "
-       "ON CONFLICT(node_id, check_id, benchmark, object) DO UPDATE SET "
+       "scored, result, scan_id, updated_ms, changed_ms, kind, object_namespace, name, "
+       "container, namespace, section, digest) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+       "ON CONFLICT(node_id, check_id, benchmark, kind, object_namespace, name, container) "
+       "DO UPDATE SET "
        "benchmark_id = excluded.benchmark_id, status = excluded.status, "
        "namespace = excluded.namespace, section = excluded.section, "
        "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
@@ -54,10 +56,11 @@ absl::Status SqliteStore::Prepare() {
        "event) VALUES (?, ?, ?, ?, ?, ?)"},
       {&insert_transition_,
        "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
-       "scan_id, object) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
+       "scan_id, kind, object_namespace, name, container) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
       {&delete_result_,
        "DELETE FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ? AND "
-       "object = ?"},
+       "kind = ? AND object_namespace = ? AND name = ? AND container = ?"},
   };
   for (const auto& spec : specs) {
     sqlite3_stmt* stmt = nullptr;
@@ -181,6 +184,13 @@ absl::StatusOr<int64_t> SqliteStore::StepId(const Stmt& stmt, const char* what) 
 // The bound string must outlive the statement's next step (every caller steps right away).
 void SqliteStore::BindText(const Stmt& s, int i, const std::string& v) {
   sqlite3_bind_text(s.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+
+void SqliteStore::BindObject(const Stmt& s, int first, const ObjectKey& object) {
+  BindText(s, first, object.kind);
+  BindText(s, first + 1, object.ns);
+  BindText(s, first + 2, object.name);
+  BindText(s, first + 3, object.container);
 }
 
 }  // namespace internal

@@ -110,7 +110,8 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
 
   // The node's current verdicts, in one read: what each result replaces.
   struct Current {
-    std::string check_id, benchmark, object;
+    std::string check_id, benchmark;
+    ObjectKey object;
     int status, severity, scored;
     std::string section, ns;
     int64_t digest;
@@ -121,14 +122,14 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     sqlite3_stmt* row = current_status_.get();
     Current c{Text(row, 0),
               Text(row, 1),
-              Text(row, 2),
-              sqlite3_column_int(row, 3),
-              sqlite3_column_int(row, 4),
-              sqlite3_column_int(row, 5),
-              Text(row, 6),
-              Text(row, 7),
-              sqlite3_column_int64(row, 8)};
-    std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object;
+              {Text(row, 2), Text(row, 3), Text(row, 4), Text(row, 5)},
+              sqlite3_column_int(row, 6),
+              sqlite3_column_int(row, 7),
+              sqlite3_column_int(row, 8),
+              Text(row, 9),
+              Text(row, 10),
+              sqlite3_column_int64(row, 11)};
+    std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object.Joined();
     current.emplace(std::move(key), std::move(c));
   }
   sqlite3_reset(current_status_.get());
@@ -137,16 +138,17 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
   // Changes to result_counts, applied once per bucket.
   std::map<CountBucket, int64_t> counts;
   std::unordered_map<std::string, CountBucket> written;  // rows this report carried
-  std::string blob, object, ns, section;
+  std::string blob, ns, section;
+  ObjectKey object;
   for (const auto& r : report.results()) {
     ++stats.results;
-    object = common::ResourceKey(r.resource());
+    object = ObjectKey::Of(r.resource());
     ns = common::ResourceScope(r);
     section = SectionOf(r.benchmark_id());
     blob.clear();
     r.SerializeToString(&blob);
     const int64_t digest = Digest(blob);
-    std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object;
+    std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object.Joined();
     const CountBucket bucket{r.benchmark(), section,      ns,
                              r.status(),    r.severity(), r.scored() ? 1 : 0};
     int old_status = 0;
@@ -180,10 +182,10 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
                       SQLITE_STATIC);
     BindText(upsert_result_, 9, report.scan_id());
     sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
-    BindText(upsert_result_, 11, object);
-    BindText(upsert_result_, 12, ns);
-    BindText(upsert_result_, 13, section);
-    sqlite3_bind_int64(upsert_result_.get(), 14, digest);
+    BindObject(upsert_result_, 11, object);
+    BindText(upsert_result_, 15, ns);
+    BindText(upsert_result_, 16, section);
+    sqlite3_bind_int64(upsert_result_.get(), 17, digest);
     if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
     ++stats.written;
 
@@ -197,7 +199,7 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
       sqlite3_bind_int(insert_transition_.get(), 5, r.status());
       sqlite3_bind_int64(insert_transition_.get(), 6, now_ms);
       BindText(insert_transition_, 7, report.scan_id());
-      BindText(insert_transition_, 8, object);
+      BindObject(insert_transition_, 8, object);
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
       ++stats.transitions;
     }
@@ -208,7 +210,7 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
       sqlite3_bind_int64(delete_result_.get(), 1, *node_id);
       BindText(delete_result_, 2, c.check_id);
       BindText(delete_result_, 3, c.benchmark);
-      BindText(delete_result_, 4, c.object);
+      BindObject(delete_result_, 4, c.object);
       if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
       counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
     }

@@ -14,6 +14,11 @@
 namespace kspm::collector::store {
 
 // Filters for current results. Empty fields match everything.
+// Where a finding stands in Findings' order, as FindingFilter::after takes it: cluster, node,
+// -severity, benchmark, item id, the object's kind, namespace, name and container, check id.
+inline constexpr size_t kFindingPositionSize = 10;
+std::vector<std::string> FindingPosition(const v1::Finding& finding);
+
 struct FindingFilter {
   std::string cluster;
   std::string node;
@@ -24,7 +29,7 @@ struct FindingFilter {
   std::string ns;    // namespace a cluster result is scored under (`(cluster)` for cluster-scoped)
   size_t limit = 0;  // 0: no limit
   // Only findings after this position in the order (a page token's content): cluster, node,
-  // severity, benchmark, benchmark item, object, check id of the last finding already seen.
+  // FindingPosition of the last finding already seen.
   std::optional<std::vector<std::string>> after;
   std::optional<common::Clock::time_point> since;        // verdict changed at or after
   common::Clock::time_point now = common::Clock::now();  // for staleness
