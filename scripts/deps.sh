@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format-14 openssl systemd kubectl dpkg-dev python3 python3-yaml shellcheck
+  python3-jsonschema libxml2-utils
 )
 
 missing=()

@@ -7,6 +7,7 @@
 // Each command lives in commands/; this file only reads the command line.
 #include "CLI/CLI.hpp"
 #include "commands/commands.h"
+#include "kspm/common/cli.h"
 #include "kspm/common/logging.h"
 
 int main(int argc, char** argv) {
@@ -26,6 +27,10 @@ int main(int argc, char** argv) {
   scan->add_option("--format", o.format, "text, json, csv, junit, sarif")->capture_default_str();
   scan->add_option("--output,-o", o.output, "Write to a file instead of stdout");
   scan->add_option("--exit-code", o.exit_code, "Exit with this code when any check fails");
+  scan->add_option("--fail-on", o.fail_on,
+                   "Exit 3 when a FAIL of this severity or higher (critical, high, medium, low, "
+                   "info) is found");
+  scan->add_option("--min-score", o.min_score, "Exit 3 when the score is below this (0-100)");
   scan->add_flag("--verbose,-v", o.verbose, "Show passing checks and remediation too");
 
   CLI::App* checks = app.add_subcommand("checks", "List the check catalogue");
@@ -79,7 +84,7 @@ int main(int argc, char** argv) {
   }
   run->add_option("--config", run_sources.path, "YAML settings file")->capture_default_str();
 
-  CLI11_PARSE(app, argc, argv);
+  if (auto exit = kspm::common::ParseCommandLine(app, argc, argv, "kspm-agent")) return *exit;
   if (run->parsed()) {
     for (const auto& [name, value] : run_values) {
       if (run->get_option("--" + name)->count() > 0) run_sources.flags[name] = value;

@@ -184,7 +184,10 @@ int Findings(const Options& o) {
     std::cout << nlohmann::json{{"findings", list}}.dump(2) << "\n";
   } else {
     std::vector<kspm::common::ResultRow> rows;
-    for (const auto& f : resp.findings()) rows.push_back({f.cluster(), f.node(), &f.result()});
+    for (const auto& f : resp.findings()) {
+      rows.push_back({f.cluster(), f.node(), &f.result(),
+                      kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()))});
+    }
     if (rows.empty()) {
       std::cout << "no findings match\n";
     } else {
@@ -263,7 +266,10 @@ int Export(const Options& o) {
   }
   const auto resp = QueryFindings(o, true);
   std::vector<kspm::common::ResultRow> rows;
-  for (const auto& f : resp.findings()) rows.push_back({f.cluster(), f.node(), &f.result()});
+  for (const auto& f : resp.findings()) {
+    rows.push_back({f.cluster(), f.node(), &f.result(),
+                    kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()))});
+  }
   switch (format) {
     case kspm::common::Format::kCsv:
       kspm::common::WriteCsv(rows, std::cout);

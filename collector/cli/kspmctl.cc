@@ -19,6 +19,7 @@
 
 #include "CLI/CLI.hpp"
 #include "grpcpp/create_channel.h"
+#include "kspm/common/cli.h"
 #include "kspm/common/time.h"
 #include "kspm/common/tls.h"
 #include "yaml-cpp/yaml.h"
@@ -303,7 +304,7 @@ int Main(int argc, char** argv) {
   AddFilters(findings, o);
   AddFilters(exp, o);
 
-  CLI11_PARSE(app, argc, argv);
+  if (auto exit = kspm::common::ParseCommandLine(app, argc, argv, "kspmctl")) return *exit;
   if (!certs->parsed()) {
     const bool given = !config_path.empty();
     ApplyConfigFile(given ? config_path : DefaultConfigPath(), given, app, o);

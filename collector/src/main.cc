@@ -14,6 +14,7 @@
 #include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/collector/server/server.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/cli.h"
 #include "kspm/common/lifecycle.h"
 #include "kspm/common/logging.h"
 #include "spdlog/spdlog.h"
@@ -234,7 +235,12 @@ int main(int argc, char** argv) {
                    "Read the API with this kubeconfig (default: in-cluster credentials)");
   scan->add_option("--context", scan_cluster.context, "kubeconfig context (default: current)");
   scan->add_option("--cluster-name", scan_cluster.cluster_name, "Cluster name shown in output");
-  scan->add_option("--format", scan_cluster.format, "text or json")->capture_default_str();
+  scan->add_option("--format", scan_cluster.format, "text, json, csv, junit or sarif")
+      ->capture_default_str();
+  scan->add_option("--fail-on", scan_cluster.fail_on,
+                   "Exit 3 when an unaccepted FAIL of this severity or higher is found");
+  scan->add_option("--min-score", scan_cluster.min_score,
+                   "Exit 3 when the cluster's score is below this (0-100)");
   scan->add_option("--exceptions", scan_cluster.exceptions,
                    "YAML file of accepted findings (reason and expiry each)");
   scan->add_flag("--include-system", scan_cluster.include_system,
@@ -260,7 +266,7 @@ int main(int argc, char** argv) {
   check->add_option("--db", db_path, "sqlite database file")->capture_default_str();
   check->add_flag("--full", full_check, "integrity_check (slower) instead of quick_check");
 
-  CLI11_PARSE(app, argc, argv);
+  if (auto exit = kspm::common::ParseCommandLine(app, argc, argv, "kspm-collector")) return *exit;
   options.max_in_flight_bytes = in_flight_mb << 20;
   if (backup->parsed() || check->parsed()) {
     const absl::Status s = backup->parsed()

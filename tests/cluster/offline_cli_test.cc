@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "cluster_test_util.h"
+#include "fixtures/consumers.h"
 #include "fixtures/host_builder.h"
 
 namespace kspm::cluster_test {
@@ -161,6 +162,38 @@ TEST(OfflineCli, ExitCodeOnlyForFailuresNoExceptionAccepted) {
   const auto accepted = ScanCluster("--from " + snap + " --exit-code 7 --exceptions " + tmp.path() +
                                     "/exceptions.yaml");
   EXPECT_EQ(accepted.exit_code, 0) << accepted.out;
+}
+
+// scan-cluster writes every CI format; SARIF and JUnit pass what reads them (GitHub's upload
+// rules and the SARIF schema, the JUnit schema), and the gates exit 3 saying why.
+TEST(OfflineCli, CiFormatsPassTheirConsumersAndGatesExitThree) {
+  kspm::testing::TempDir tmp;
+  for (const std::string format : {"sarif", "junit"}) {
+    const auto o =
+        ScanCluster("--from " + Fixture("demo") + " --cluster-name lab --format " + format);
+    ASSERT_EQ(o.exit_code, 0) << o.err;
+    const auto check = kspm::testing::CheckWithConsumer(format, o.out, tmp.path());
+    EXPECT_EQ(check.exit_code, 0) << format << ":\n" << check.out;
+  }
+  const auto sarif = nlohmann::json::parse(
+      ScanCluster("--from " + Fixture("demo") + " --cluster-name lab --format sarif").out);
+  const auto& result = sarif["runs"][0]["results"][0];
+  EXPECT_TRUE(result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                  .get<std::string>()
+                  .starts_with("k8s/"))
+      << result.dump();
+  const auto csv = ScanCluster("--from " + Fixture("demo") + " --format csv");
+  EXPECT_EQ(csv.exit_code, 0);
+  EXPECT_TRUE(csv.out.starts_with("cluster,node,benchmark,id,")) << csv.out.substr(0, 200);
+
+  const auto gated = ScanCluster("--from " + Fixture("demo") + " --fail-on high");
+  EXPECT_EQ(gated.exit_code, 3);
+  EXPECT_NE(gated.err.find("gate failed: "), std::string::npos) << gated.err;
+  EXPECT_EQ(
+      ScanCluster("--from " + Fixture("kubeadm") + " --fail-on low --min-score 100").exit_code,
+      0);  // a clean cluster passes both
+  EXPECT_EQ(ScanCluster("--from " + Fixture("demo") + " --min-score 99").exit_code, 3);
+  EXPECT_EQ(ScanCluster("--from " + Fixture("demo") + " --min-score x").exit_code, 2);
 }
 
 TEST(OfflineCli, UsageAndStartUpErrorsExitTwo) {

@@ -9,9 +9,9 @@
 #include "fixtures/host_builder.h"
 #include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
-#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 
 namespace kspm::cluster_test {
 namespace {
@@ -179,7 +179,7 @@ TEST(Report, NamespaceScoresUseTheReadmeFormula) {
     const bool in_shop = r.resource().namespace_() == "shop" ||
                          (r.resource().kind() == "Namespace" && r.resource().name() == "shop");
     if (!in_shop || !r.scored()) continue;
-    const double w = collector::store::SeverityWeight(r.severity());
+    const double w = common::SeverityWeight(r.severity());
     if (r.status() == v1::STATUS_PASS) pass += w;
     if (r.status() == v1::STATUS_PASS || r.status() == v1::STATUS_FAIL ||
         r.status() == v1::STATUS_ERROR) {

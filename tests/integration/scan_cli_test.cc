@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "fixtures/consumers.h"
 #include "fixtures/host_builder.h"
 #include "nlohmann/json.hpp"
 
@@ -146,6 +147,66 @@ TEST_F(ScanCli, UsageErrorsExitTwoWithAMessage) {
   EXPECT_NE(o.out.find("/nonexistent/root"), std::string::npos) << o.out;
   o = Scan("--format yaml");
   EXPECT_EQ(o.exit_code, 2);
+}
+
+// Each format is read by what reads it in CI: GitHub code scanning (SARIF schema and upload
+// rules) and Jenkins/GitLab (JUnit schema), on real distributions' node files.
+TEST(ScanCliFormats, SarifAndJunitAreAcceptedByTheirConsumers) {
+  for (const std::string fixture :
+       {"kind-control-plane", "eks-al2-worker", "k3s-server-hardened", "demo-kubeadm-node"}) {
+    kspm::testing::TempDir dir;
+    const std::string root = dir.path() + "/root";
+    bool owners = false;
+    ASSERT_TRUE(kspm::testing::BuildFixtureHost(fixture, root, &owners).ok()) << fixture;
+    for (const std::string format : {"sarif", "junit"}) {
+      const auto o = kspm::testing::RunCommand(std::string(KSPM_BIN_DIR) +
+                                               "/kspm-agent scan --cluster prod --host-root " +
+                                               root + " --format " + format);
+      ASSERT_EQ(o.exit_code, 0) << fixture;
+      const auto check = kspm::testing::CheckWithConsumer(format, o.out, dir.path());
+      EXPECT_EQ(check.exit_code, 0) << fixture << " " << format << ":\n" << check.out;
+    }
+  }
+}
+
+TEST_F(ScanCli, GatesExitThreeAndSayWhy) {
+  auto o = Scan("--fail-on high");
+  EXPECT_EQ(o.exit_code, 3) << o.out;
+  EXPECT_NE(o.out.find("gate failed: "), std::string::npos) << o.out;
+  o = Scan("--min-score 100");
+  EXPECT_EQ(o.exit_code, 3) << o.out;
+  EXPECT_NE(o.out.find("is below 100.0"), std::string::npos) << o.out;
+  EXPECT_EQ(Scan("--min-score 0").exit_code, 0);
+  EXPECT_EQ(Scan("--fail-on severe").exit_code, 2);
+  EXPECT_EQ(Scan("--min-score 101").exit_code, 2);
+}
+
+// Usage errors exit 2 (the units' RestartPreventExitStatus) in one line naming the problem, with
+// the closest valid name for a typo; a selection of nothing is such an error too.
+TEST(ScanCliUsage, EveryUsageErrorExitsTwoWithTheClosestName) {
+  const std::string bin = std::string(KSPM_BIN_DIR) + "/";
+  struct Case {
+    std::string command, want;
+  };
+  const std::vector<Case> cases = {
+      {"kspm-agent scna", "did you mean 'scan'?"},
+      {"kspm-agent scan --fomat json", "did you mean '--format'?"},
+      {"kspm-agent run --intervall 5", "did you mean '--interval'?"},
+      {"kspm-agent scan --read-timeout soon", "--read-timeout"},
+      {"kspm-agent scan --only 9.9.9", "--only 9.9.9: no check id or benchmark item"},
+      {"kspm-agent scan --skip kubelet.anonymous-auht", "--skip kubelet.anonymous-auht"},
+      {"kspm-agent", "A subcommand is required"},
+      {"kspm-collector serv", "did you mean 'serve'?"},
+      {"kspm-collector scan-cluster --from /nonexistent --formt json", "did you mean '--format'?"},
+      {"kspmctl findngs", "did you mean 'findings'?"},
+      {"kspmctl findings --sevrity high", "unknown flag '--sevrity'"},
+  };
+  for (const auto& c : cases) {
+    const auto o = kspm::testing::RunCommand(bin + c.command, true);
+    EXPECT_EQ(o.exit_code, 2) << c.command << "\n" << o.out;
+    EXPECT_NE(o.out.find(c.want), std::string::npos) << c.command << "\n" << o.out;
+    EXPECT_EQ(o.out.find("terminate called"), std::string::npos) << o.out;
+  }
 }
 
 TEST_F(ScanCli, ChecksListsTheCatalogue) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "fixtures/consumers.h"
 #include "fixtures/host_builder.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -96,6 +97,13 @@ TEST_F(SliceTest, AgentScanReachesKspmctlThroughCollectorAndSqlite) {
   const auto sarif = Shell(Ctl("export --format sarif"));
   ASSERT_EQ(sarif.exit_code, 0);
   EXPECT_EQ(nlohmann::json::parse(sarif.out)["version"], "2.1.0");
+  // What GitHub code scanning and Jenkins accept, from the stored posture.
+  for (const std::string format : {"sarif", "junit"}) {
+    const auto exported = Shell(Ctl("export --format " + format));
+    ASSERT_EQ(exported.exit_code, 0);
+    const auto check = kspm::testing::CheckWithConsumer(format, exported.out, dir_.path());
+    EXPECT_EQ(check.exit_code, 0) << format << ":\n" << check.out;
+  }
 }
 
 // 5,000 nodes with 20 findings each (100,000, about 30 MiB of findings): far past gRPC's 4 MiB

@@ -28,6 +28,9 @@ struct Options {
   std::string format = "text";
   std::string output;
   int exit_code = 0;
+  // Gates (scan): --fail-on SEVERITY and --min-score N; exit 3 when the scan fails them.
+  std::string fail_on;
+  std::string min_score;
   bool verbose = false;
   NodeSettings node;
   // send and enroll

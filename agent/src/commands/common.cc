@@ -70,6 +70,13 @@ checks::Selection MakeSelection(const checks::Catalog& catalog,
   }
   sel.only = SplitIds(only);
   sel.skip = SplitIds(skip);
+  for (const auto& [flag, ids] : {std::pair{"--only", &sel.only}, {"--skip", &sel.skip}}) {
+    if (const auto unknown = checks::UnknownSelectors(catalog, *ids); !unknown.empty()) {
+      Die(std::string(flag) + " " + common::Join(unknown, ",") +
+          ": no check id or benchmark item of the catalogue matches (`kspm-agent checks` lists "
+          "them, e.g. 4.2.1, 4.2 or kubelet.anonymous-auth)");
+    }
+  }
   return sel;
 }
 

@@ -5,9 +5,11 @@
 
 #include "commands/commands.h"
 #include "kspm/common/export.h"
+#include "kspm/common/gate.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/safe_text.h"
+#include "kspm/common/time.h"
 
 // `kspm-agent scan` (one scan, results on stdout or a file) and `kspm-agent checks` (the
 // catalogue).
@@ -16,6 +18,8 @@ namespace kspm::agent::commands {
 int RunScanCommand(const Options& o) {
   common::Format format;
   if (auto s = common::ParseFormat(o.format, &format); !s.ok()) Die(std::string(s.message()));
+  const auto gate = common::ParseGate(o.fail_on, o.min_score);
+  if (!gate.ok()) Die(std::string(gate.status().message()));
   const checks::Catalog catalog = LoadCatalog(o.rules_dir);
   const checks::Selection selection = MakeSelection(catalog, o.benchmarks, o.only, o.skip);
   auto host = MakeHost(o.host_root, o.proc_root, o.read_timeout_seconds);
@@ -28,8 +32,9 @@ int RunScanCommand(const Options& o) {
   }
   std::ostream& out = o.output.empty() ? std::cout : file;
   std::vector<common::ResultRow> rows;
+  const std::string observed = common::FormatRfc3339(common::FromProto(report.finished_at()));
   for (const auto& r : report.results()) {
-    rows.push_back({report.node().cluster(), report.node().node_name(), &r});
+    rows.push_back({report.node().cluster(), report.node().node_name(), &r, observed});
   }
   std::map<v1::Status, int> counts;
   for (const auto& r : report.results()) counts[r.status()]++;
@@ -80,6 +85,17 @@ int RunScanCommand(const Options& o) {
           << counts[v1::STATUS_NOT_APPLICABLE] << " not applicable, " << counts[v1::STATUS_ERROR]
           << " error\n";
       break;
+    }
+  }
+  if (!gate->empty()) {
+    std::vector<const v1::CheckResult*> results;
+    for (const auto& r : report.results()) results.push_back(&r);
+    std::string note;
+    const std::string failed = common::GateFailure(*gate, results, &note);
+    if (!note.empty()) std::cerr << "kspm-agent: " << note << "\n";
+    if (!failed.empty()) {
+      std::cerr << "kspm-agent: gate failed: " << failed << "\n";
+      return common::kExitGate;
     }
   }
   if (o.exit_code != 0 && counts[v1::STATUS_FAIL] > 0) return o.exit_code;

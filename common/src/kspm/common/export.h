@@ -15,20 +15,31 @@ struct ResultRow {
   std::string cluster;
   std::string node;
   const v1::CheckResult* result = nullptr;
+  // When the verdict was read (RFC 3339), if known: the scan's time or the store's.
+  std::string observed_at;
 };
 
 // Output formats shared by `kspm-agent scan` and `kspmctl export`.
 enum class Format { kText, kJson, kCsv, kJunit, kSarif };
 [[nodiscard]] absl::Status ParseFormat(std::string_view name, Format* out);
 
+// One CSV cell: RFC 4180 quoting, and a cell a spreadsheet would run as a formula (starting
+// with =, +, -, @, a tab or a carriage return) is prefixed with ' (OWASP's advice on CSV
+// injection), so evidence read from a hostile host cannot run in the reader's spreadsheet.
+std::string CsvCell(const std::string& text);
 // CSV with a header: cluster,node,benchmark,id,check_id,status,severity,scored,title,evidence,
-// expected,reason. RFC 4180 quoting.
+// expected,reason,resource,accepted,remediation,observed_at.
 void WriteCsv(const std::vector<ResultRow>& rows, std::ostream& out);
-// JUnit XML: one test suite per node, one test case per result; FAIL is a failure, ERROR an
-// error, WARN a failure of an unscored item, NOT_APPLICABLE and MANUAL are skipped.
+// JUnit XML as Jenkins and GitLab read it: one test suite per node (hostname, timestamp, time),
+// one test case per result. FAIL is a failure and ERROR an error; WARN (an unscored item, as
+// kube-bench writes it), MANUAL and NOT_APPLICABLE are skipped, so a pipeline moving from
+// kube-bench does not fail on Manual items.
 void WriteJunit(const std::vector<ResultRow>& rows, std::ostream& out);
-// SARIF 2.1.0: one rule per check, one result per FAIL/WARN/ERROR with the evidence as message
-// and the first file path read as location.
+// SARIF 2.1.0 for GitHub code scanning: one rule per (benchmark, item), with its
+// security-severity and tags; one result per FAIL, WARN and ERROR, each with a physical
+// location (the file read on the node, `nodes/NODE/PATH`; else `nodes/NODE/COMPONENT`; a
+// cluster object `k8s/NAMESPACE/KIND/NAME`), a logical location and a partial fingerprint that
+// stays the same across runs.
 void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out);
 // The plain text report for people: a table of failing, warning and erroring results (every
 // result when `verbose`), then the evidence of each of them.

@@ -179,6 +179,21 @@ bool IsKubernetesBenchmark(const std::string& benchmark) {
   return common::IsKubernetesBenchmark(benchmark);
 }
 
+std::vector<std::string> UnknownSelectors(const Catalog& catalog,
+                                          const std::set<std::string>& selectors) {
+  std::vector<std::string> unknown;
+  for (const auto& id : selectors) {
+    const std::set<std::string> one{id};
+    const bool known =
+        std::any_of(catalog.checks().begin(), catalog.checks().end(), [&one](const Check& check) {
+          return std::any_of(check.benchmarks.begin(), check.benchmarks.end(),
+                             [&](const auto& b) { return Matches(check, b.second, one); });
+        });
+    if (!known) unknown.push_back(id);
+  }
+  return unknown;
+}
+
 std::vector<v1::CheckResult> EvaluateAll(const Catalog& catalog, const Selection& selection,
                                          const host::HostView& host,
                                          const discovery::HostState& state,

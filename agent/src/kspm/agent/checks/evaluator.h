@@ -25,6 +25,11 @@ struct Selection {
   bool auto_platform = false;
 };
 
+// The ids of `selectors` (an --only or --skip list) that match no check id and no benchmark item
+// (or item prefix) of the catalogue: a selection naming them would silently select nothing.
+std::vector<std::string> UnknownSelectors(const Catalog& catalog,
+                                          const std::set<std::string>& selectors);
+
 // Whether a benchmark is one of the Kubernetes family (one applies per node).
 bool IsKubernetesBenchmark(const std::string& benchmark);
 

@@ -12,6 +12,9 @@
 #include "kspm/collector/cluster/scan.h"
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/collector/cluster/serve_flags.h"
+#include "kspm/common/export.h"
+#include "kspm/common/gate.h"
+#include "kspm/common/time.h"
 
 namespace kspm::collector::cluster {
 namespace {
@@ -24,9 +27,12 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int RunScanCluster(const ScanClusterCommand& command) {
-  if (command.format != "text" && command.format != "json") {
-    return Fail("unknown format '" + command.format + "' (text, json)");
+  common::Format format;
+  if (auto s = common::ParseFormat(command.format, &format); !s.ok()) {
+    return Fail(std::string(s.message()));
   }
+  const auto gate = common::ParseGate(command.fail_on, command.min_score);
+  if (!gate.ok()) return Fail(std::string(gate.status().message()));
   ScanOptions options;
   options.policy.include_system = command.include_system;
   for (const auto& ns : command.system_namespaces) options.policy.namespaces.insert(ns);
@@ -76,12 +82,41 @@ int RunScanCluster(const ScanClusterCommand& command) {
     if (!file) return Fail("cannot write " + command.output);
   }
   std::ostream& out = command.output.empty() ? std::cout : file;
-  if (command.format == "json") {
-    out << ScanToJson(scan, snapshot, source).dump(2) << "\n";
-  } else {
-    const bool colour =
-        command.output.empty() && ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
-    WriteScanText(scan, snapshot, source, out, colour, command.verbose);
+  std::vector<common::ResultRow> rows;
+  std::vector<const v1::CheckResult*> results;
+  const std::string now = common::FormatRfc3339(common::Clock::now());
+  for (const auto& r : scan.results) {
+    rows.push_back({source.cluster, "cluster", &r, now});
+    results.push_back(&r);
+  }
+  switch (format) {
+    case common::Format::kJson:
+      out << ScanToJson(scan, snapshot, source).dump(2) << "\n";
+      break;
+    case common::Format::kCsv:
+      common::WriteCsv(rows, out);
+      break;
+    case common::Format::kJunit:
+      common::WriteJunit(rows, out);
+      break;
+    case common::Format::kSarif:
+      common::WriteSarif(rows, out);
+      break;
+    case common::Format::kText: {
+      const bool colour =
+          command.output.empty() && ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+      WriteScanText(scan, snapshot, source, out, colour, command.verbose);
+      break;
+    }
+  }
+  if (!gate->empty()) {
+    std::string note;
+    const std::string failed = common::GateFailure(*gate, results, &note);
+    if (!note.empty()) std::cerr << "kspm-collector scan-cluster: " << note << "\n";
+    if (!failed.empty()) {
+      std::cerr << "kspm-collector scan-cluster: gate failed: " << failed << "\n";
+      return common::kExitGate;
+    }
   }
   if (command.exit_code != 0) {
     for (const auto& r : scan.results) {

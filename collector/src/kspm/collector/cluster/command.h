@@ -19,7 +19,7 @@ struct ScanClusterCommand {
   std::string kubeconfig;  // kubeconfig for the API; empty: in-cluster credentials
   std::string context;     // kubeconfig context; empty: current-context
   std::string cluster_name;
-  std::string format = "text";  // text or json
+  std::string format = "text";  // text, json, csv, junit or sarif
   std::string exceptions;       // exceptions file
   bool include_system = false;
   std::vector<std::string> system_namespaces;  // added to the defaults
@@ -27,7 +27,9 @@ struct ScanClusterCommand {
   std::string output;                          // file; empty: stdout
   bool verbose = false;
   int timeout_seconds = 30;
-  int exit_code = 0;  // non-zero: exit with it when an unaccepted FAIL is found
+  int exit_code = 0;      // non-zero: exit with it when an unaccepted FAIL is found
+  std::string fail_on;    // --fail-on SEVERITY: exit 3 on an unaccepted FAIL at or above it
+  std::string min_score;  // --min-score N: exit 3 when the score is below it
 };
 
 int RunScanCluster(const ScanClusterCommand& command);

@@ -5,10 +5,10 @@
 #include <set>
 
 #include "kspm/agent/checks/catalog.h"
-#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
 
@@ -38,7 +38,7 @@ std::string StatusCell(const v1::CheckResult& r, bool colour) {
 }  // namespace
 
 std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& results) {
-  std::map<std::string, std::pair<store::ScoreAccumulator, size_t>> by_scope;
+  std::map<std::string, std::pair<common::ScoreAccumulator, size_t>> by_scope;
   for (const auto& r : results) {
     auto& [acc, accepted] = by_scope[ScopeOf(r)];
     acc.Add(r.status(), r.severity(), r.scored());

@@ -2,10 +2,10 @@
 // certificates and the certificate each node last used.
 #include <openssl/crypto.h>
 
-#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/sqlite_internal.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {

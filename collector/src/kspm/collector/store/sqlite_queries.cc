@@ -1,9 +1,9 @@
 // The sqlite store's queries: findings, nodes, summary and scores, history and drift, each on a
 // pooled read-only connection.
-#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/sqlite_internal.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {
@@ -211,8 +211,8 @@ absl::StatusOr<v1::SummaryResponse> SqliteStore::Summary(const std::string& clus
                   "WHERE (?1 = '' OR c.name = ?1) AND r.n > 0");
   if (!stmt.ok()) return stmt.status();
   sqlite3_bind_text(stmt->get(), 1, cluster.c_str(), -1, SQLITE_TRANSIENT);
-  ScoreAccumulator overall;
-  std::map<std::string, ScoreAccumulator> nodes, benchmarks, sections, namespaces;
+  common::ScoreAccumulator overall;
+  std::map<std::string, common::ScoreAccumulator> nodes, benchmarks, sections, namespaces;
   std::map<std::string, uint32_t> failed;
   int rc;
   while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {

@@ -1,9 +1,9 @@
 // The sqlite store's writer: a batch of reports in one transaction, each report's results,
 // transitions, counts and drift events, and pruning of old history.
-#include "kspm/collector/store/scoring.h"
 #include "kspm/collector/store/sqlite_internal.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {

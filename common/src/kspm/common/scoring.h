@@ -6,9 +6,9 @@
 #include "kspm/v1/query.pb.h"
 #include "kspm/v1/results.pb.h"
 
-// The one home of kspm's score, used by the store's summary and the cluster scan's per-namespace
-// scores alike (README "Scores").
-namespace kspm::collector::store {
+// The one home of kspm's score, used by the store's summary, the cluster scan's per-namespace
+// scores and the gates of `kspm-agent scan` and `scan-cluster` (README "Scores").
+namespace kspm::common {
 
 // Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
 int SeverityWeight(v1::Severity severity);
@@ -22,6 +22,9 @@ class ScoreAccumulator {
   void Add(v1::Status status, v1::Severity severity, bool scored, uint32_t n = 1);
   double Score() const { return total_weight_ == 0 ? 100.0 : 100.0 * pass_weight_ / total_weight_; }
   const v1::StatusCounts& counts() const { return counts_; }
+  // Whether any scored result was evaluated (PASS, FAIL or ERROR); without one the score is
+  // n/a, shown as such, though Score() answers 100.
+  bool evaluated() const { return total_weight_ > 0; }
   v1::Score ToScore(const std::string& scope) const;
 
  private:
@@ -30,4 +33,4 @@ class ScoreAccumulator {
   double total_weight_ = 0;
 };
 
-}  // namespace kspm::collector::store
+}  // namespace kspm::common

@@ -1,8 +1,8 @@
-#include "kspm/collector/store/scoring.h"
+#include "kspm/common/scoring.h"
 
 #include "kspm/common/names.h"
 
-namespace kspm::collector::store {
+namespace kspm::common {
 
 int SeverityWeight(v1::Severity severity) {
   switch (severity) {
@@ -39,4 +39,4 @@ v1::Score ScoreAccumulator::ToScore(const std::string& scope) const {
   return s;
 }
 
-}  // namespace kspm::collector::store
+}  // namespace kspm::common

@@ -1,0 +1,90 @@
+// Command-line conventions (common/cli) and CI gates (common/gate).
+#include "kspm/common/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kspm/common/gate.h"
+
+namespace kspm::common {
+namespace {
+
+TEST(ClosestMatch, SuggestsOnlyLikelyTypos) {
+  const std::vector<std::string> commands = {"scan", "send", "run", "checks", "enroll"};
+  EXPECT_EQ(ClosestMatch("scna", commands), "scan");  // two letters swapped: one edit
+  EXPECT_EQ(ClosestMatch("chekcs", commands), "checks");
+  EXPECT_EQ(ClosestMatch("enrol", commands), "enroll");
+  EXPECT_EQ(ClosestMatch("delete", commands), "");  // nothing close
+  EXPECT_EQ(ClosestMatch("x", commands), "");
+}
+
+int Parse(CLI::App& app, std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto exit = ParseCommandLine(app, static_cast<int>(argv.size()), argv.data(), "tool");
+  return exit ? *exit : -1;
+}
+
+TEST(ParseCommandLine, UsageErrorsExitTwoAndHelpExitsZero) {
+  CLI::App app{"tool"};
+  std::string format;
+  int count = 0;
+  CLI::App* scan = app.add_subcommand("scan", "scan");
+  scan->add_option("--format", format, "format");
+  scan->add_option("--count", count, "count");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(Parse(app, {"tool", "scan", "--format", "json"}), -1);  // go on
+  EXPECT_EQ(format, "json");
+  EXPECT_EQ(Parse(app, {"tool", "scan", "--fromat", "json"}), kExitUsage);
+  EXPECT_EQ(Parse(app, {"tool", "scan", "--count", "many"}), kExitUsage);
+  EXPECT_EQ(Parse(app, {"tool", "sacn"}), kExitUsage);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("tool: unknown flag '--fromat'; did you mean '--format'?"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("tool: unknown command 'sacn'; did you mean 'scan'?"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("Run 'tool scan --help' for usage."), std::string::npos) << err;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(Parse(app, {"tool", "--help"}), 0);
+  EXPECT_NE(testing::internal::GetCapturedStdout().find("scan"), std::string::npos);
+}
+
+v1::CheckResult Result(const std::string& id, v1::Status status, v1::Severity severity) {
+  v1::CheckResult r;
+  r.set_check_id("check." + id);
+  r.set_benchmark_id(id);
+  r.set_status(status);
+  r.set_severity(severity);
+  r.set_scored(true);
+  return r;
+}
+
+TEST(Gate, FailOnCountsUnacceptedFailsAtOrAboveTheSeverity) {
+  auto high = Result("4.2.1", v1::STATUS_FAIL, v1::SEVERITY_HIGH);
+  auto low = Result("4.2.2", v1::STATUS_FAIL, v1::SEVERITY_LOW);
+  auto accepted = Result("4.2.3", v1::STATUS_FAIL, v1::SEVERITY_CRITICAL);
+  accepted.mutable_accepted()->set_exception("x");
+  const std::vector<const v1::CheckResult*> results = {&high, &low, &accepted};
+  EXPECT_EQ(GateFailure(*ParseGate("high", ""), results), "1 FAIL at high or above: 4.2.1");
+  EXPECT_EQ(GateFailure(*ParseGate("critical", ""), results), "");  // the critical is accepted
+  EXPECT_EQ(GateFailure(*ParseGate("low", ""), results), "2 FAIL at low or above: 4.2.1, 4.2.2");
+  EXPECT_FALSE(ParseGate("severe", "").ok());
+  EXPECT_FALSE(ParseGate("", "101").ok());
+  EXPECT_FALSE(ParseGate("", "80%").ok());
+}
+
+TEST(Gate, MinScoreUsesTheScoreFormulaAndNothingEvaluatedIsNotAFailure) {
+  auto pass = Result("1", v1::STATUS_PASS, v1::SEVERITY_HIGH);
+  auto fail = Result("2", v1::STATUS_FAIL, v1::SEVERITY_HIGH);
+  const std::vector<const v1::CheckResult*> half = {&pass, &fail};
+  EXPECT_EQ(GateFailure(*ParseGate("", "60"), half), "score 50.0 is below 60.0");
+  EXPECT_EQ(GateFailure(*ParseGate("", "50"), half), "");
+  auto manual = Result("3", v1::STATUS_MANUAL, v1::SEVERITY_HIGH);
+  std::string note;
+  EXPECT_EQ(GateFailure(*ParseGate("", "90"), {&manual}, &note), "");
+  EXPECT_EQ(note, "score n/a: nothing scored was evaluated");
+}
+
+}  // namespace
+}  // namespace kspm::common
