@@ -6,6 +6,7 @@
 
 #include "cli/kspmctl.h"
 #include "grpcpp/create_channel.h"
+#include "kspm/common/render.h"
 #include "kspm/common/time.h"
 #include "kspm/common/tls.h"
 #include "kspm/v1/fleet.grpc.pb.h"
@@ -52,7 +53,8 @@ int TokensCreate(const Options& o, const std::string& node, const std::string& t
   Check(stub->CreateJoinToken(Context(o).get(), req, &resp), o);
   const std::string expires = kspm::common::FormatRfc3339(kspm::common::FromProto(resp.expires()));
   if (o.format == "json") {
-    std::cout << nlohmann::json{{"token", resp.token()},
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"token", resp.token()},
                                 {"expires", expires},
                                 {"ca_hash", resp.ca_hash()},
                                 {"node", node},

@@ -52,7 +52,10 @@ int History(const Options& o) {
                       {"to", name(t.new_status())},
                       {"scan_id", t.scan_id()}});
     }
-    std::cout << nlohmann::json{{"transitions", list}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"transitions", list}}
+                     .dump(2)
+              << "\n";
     return 0;
   }
   kspm::common::Table table({"TIME", "NODE", "BENCHMARK", "ID", "CHECK", "FROM", "TO"});
@@ -107,7 +110,10 @@ int Drift(const Options& o) {
            {"source", e.source()},
            {"changes", std::move(ch)}});
     }
-    std::cout << nlohmann::json{{"drift", list}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"drift", list}}
+                     .dump(2)
+              << "\n";
     return 0;
   }
   kspm::common::Table table({"TIME", "NODE", "WHAT", "PATH", "BY", "SEEN BY", "CHANGES"});

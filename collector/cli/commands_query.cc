@@ -59,7 +59,8 @@ int Summary(const Options& o) {
     for (const auto& s : resp.namespaces()) namespaces.push_back(score(s));
     nlohmann::json failed = nlohmann::json::object();
     for (const auto& [k, v] : resp.failed_by_severity()) failed[k] = v;
-    std::cout << nlohmann::json{{"overall", score(resp.overall())},
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"overall", score(resp.overall())},
                                 {"nodes", nodes},
                                 {"benchmarks", benchmarks},
                                 {"sections", sections},
@@ -153,6 +154,18 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
   return all;
 }
 
+// A stored finding as JSON: the result's own object (as `kspm-agent scan` writes it) with where
+// and when it was reported. The same in `findings` and `export`.
+nlohmann::json FindingToJson(const kspm::v1::Finding& f) {
+  auto j = kspm::common::ResultToJson(f.result());
+  j["cluster"] = f.cluster();
+  j["node"] = f.node();
+  j["reported_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()));
+  j["changed_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.changed_at()));
+  j["stale"] = f.stale();
+  return j;
+}
+
 // --fail-on SEVERITY: exit 3 when a FAIL at or above it is among the findings.
 int FailOn(const Options& o, const kspm::v1::FindingsResponse& resp) {
   if (o.fail_on.empty()) return 0;
@@ -172,16 +185,11 @@ int Findings(const Options& o) {
   const auto resp = QueryFindings(o, false);
   if (o.format == "json") {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& f : resp.findings()) {
-      auto j = kspm::common::ResultToJson(f.result());
-      j["cluster"] = f.cluster();
-      j["node"] = f.node();
-      j["reported_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.reported_at()));
-      j["changed_at"] = kspm::common::FormatRfc3339(kspm::common::FromProto(f.changed_at()));
-      j["stale"] = f.stale();
-      list.push_back(std::move(j));
-    }
-    std::cout << nlohmann::json{{"findings", list}}.dump(2) << "\n";
+    for (const auto& f : resp.findings()) list.push_back(FindingToJson(f));
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"findings", list}}
+                     .dump(2)
+              << "\n";
   } else {
     std::vector<kspm::common::ResultRow> rows;
     for (const auto& f : resp.findings()) {
@@ -219,7 +227,10 @@ int Nodes(const Options& o) {
       j["revoked"] = n.revoked();
       list.push_back(std::move(j));
     }
-    std::cout << nlohmann::json{{"nodes", list}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"nodes", list}}
+                     .dump(2)
+              << "\n";
     return 0;
   }
   kspm::common::Table table({"NODE", "CLUSTER", "ROLES", "PLATFORM", "LAST SEEN", "HEALTH", "FAIL",
@@ -285,13 +296,11 @@ int Export(const Options& o) {
       break;
     case kspm::common::Format::kJson: {
       nlohmann::json list = nlohmann::json::array();
-      for (const auto& row : rows) {
-        auto j = kspm::common::ResultToJson(*row.result);
-        j["cluster"] = row.cluster;
-        j["node"] = row.node;
-        list.push_back(std::move(j));
-      }
-      std::cout << nlohmann::json{{"results", list}}.dump(2) << "\n";
+      for (const auto& f : resp.findings()) list.push_back(FindingToJson(f));
+      std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                  {"results", list}}
+                       .dump(2)
+                << "\n";
       break;
     }
   }
@@ -312,7 +321,8 @@ int ScanCluster(const Options& o) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(finished - started);
   const auto& c = resp.counts();
   if (o.format == "json") {
-    std::cout << nlohmann::json{{"cluster", resp.cluster()},
+    std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
+                                {"cluster", resp.cluster()},
                                 {"source", resp.source()},
                                 {"scan_id", resp.scan_id()},
                                 {"started_at", kspm::common::FormatRfc3339(started)},

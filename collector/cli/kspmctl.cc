@@ -45,14 +45,10 @@ std::optional<google::protobuf::Timestamp> ParseSince(const std::string& text) {
     if (unit == 'd') back = std::chrono::hours(24 * n);
     if (back.count() > 0) return kspm::common::ToProto(now - back);
   }
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end != nullptr && (*end == '\0' || *end == 'Z')) {
-    return kspm::common::ToProto(kspm::common::Clock::from_time_t(timegm(&tm)));
-  }
+  if (const auto at = kspm::common::ParseRfc3339(text)) return kspm::common::ToProto(*at);
   Die(2, "--since '" + text +
-             "': use a duration such as 30m, 24h, 7d or a time such as "
-             "2026-11-26T08:00:00Z");
+             "': use a duration such as 30m, 24h, 7d or an RFC 3339 time such as "
+             "2026-11-26T08:00:00Z or 2026-11-26T09:00:00+01:00");
 }
 
 std::unique_ptr<kspm::v1::QueryService::Stub> Connect(const Options& o) {

@@ -182,6 +182,9 @@ TEST(OfflineCli, CiFormatsPassTheirConsumersAndGatesExitThree) {
                   .get<std::string>()
                   .starts_with("k8s/"))
       << result.dump();
+  const auto json = ScanCluster("--from " + Fixture("demo") + " --format json");
+  const auto schema = kspm::testing::CheckJsonSchema("clusterScan", json.out, tmp.path());
+  EXPECT_EQ(schema.exit_code, 0) << schema.out;
   const auto csv = ScanCluster("--from " + Fixture("demo") + " --format csv");
   EXPECT_EQ(csv.exit_code, 0);
   EXPECT_TRUE(csv.out.starts_with("cluster,node,benchmark,id,")) << csv.out.substr(0, 200);

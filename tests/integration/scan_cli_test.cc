@@ -151,19 +151,21 @@ TEST_F(ScanCli, UsageErrorsExitTwoWithAMessage) {
 
 // Each format is read by what reads it in CI: GitHub code scanning (SARIF schema and upload
 // rules) and Jenkins/GitLab (JUnit schema), on real distributions' node files.
-TEST(ScanCliFormats, SarifAndJunitAreAcceptedByTheirConsumers) {
+TEST(ScanCliFormats, SarifJunitAndJsonAreAcceptedByTheirConsumers) {
   for (const std::string fixture :
        {"kind-control-plane", "eks-al2-worker", "k3s-server-hardened", "demo-kubeadm-node"}) {
     kspm::testing::TempDir dir;
     const std::string root = dir.path() + "/root";
     bool owners = false;
     ASSERT_TRUE(kspm::testing::BuildFixtureHost(fixture, root, &owners).ok()) << fixture;
-    for (const std::string format : {"sarif", "junit"}) {
+    for (const std::string format : {"sarif", "junit", "json"}) {
       const auto o = kspm::testing::RunCommand(std::string(KSPM_BIN_DIR) +
                                                "/kspm-agent scan --cluster prod --host-root " +
                                                root + " --format " + format);
       ASSERT_EQ(o.exit_code, 0) << fixture;
-      const auto check = kspm::testing::CheckWithConsumer(format, o.out, dir.path());
+      const auto check = format == "json"
+                             ? kspm::testing::CheckJsonSchema("agentScan", o.out, dir.path())
+                             : kspm::testing::CheckWithConsumer(format, o.out, dir.path());
       EXPECT_EQ(check.exit_code, 0) << fixture << " " << format << ":\n" << check.out;
     }
   }
@@ -212,8 +214,12 @@ TEST(ScanCliUsage, EveryUsageErrorExitsTwoWithTheClosestName) {
 TEST_F(ScanCli, ChecksListsTheCatalogue) {
   const auto o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent checks --format json");
   ASSERT_EQ(o.exit_code, 0);
-  const auto list = nlohmann::json::parse(o.out);
-  EXPECT_GE(list.size(), 141u);
+  const auto doc = nlohmann::json::parse(o.out);
+  EXPECT_EQ(doc["schemaVersion"], 1);
+  EXPECT_GE(doc["checks"].size(), 141u);
+  kspm::testing::TempDir dir;
+  const auto check = kspm::testing::CheckJsonSchema("agentChecks", o.out, dir.path());
+  EXPECT_EQ(check.exit_code, 0) << check.out;
 }
 
 }  // namespace

@@ -104,6 +104,19 @@ TEST_F(SliceTest, AgentScanReachesKspmctlThroughCollectorAndSqlite) {
     const auto check = kspm::testing::CheckWithConsumer(format, exported.out, dir_.path());
     EXPECT_EQ(check.exit_code, 0) << format << ":\n" << check.out;
   }
+  // Every JSON document kspmctl prints has the documented shape (schemas/).
+  for (const auto& [command, definition] :
+       std::vector<std::pair<std::string, std::string>>{{"summary --format json", "ctlSummary"},
+                                                        {"findings --format json", "ctlFindings"},
+                                                        {"nodes --format json", "ctlNodes"},
+                                                        {"export --format json", "ctlExport"},
+                                                        {"history --format json", "ctlHistory"},
+                                                        {"drift --format json", "ctlDrift"}}) {
+    const auto o = Shell(Ctl(command));
+    ASSERT_EQ(o.exit_code, 0) << command << "\n" << o.out;
+    const auto check = kspm::testing::CheckJsonSchema(definition, o.out, dir_.path());
+    EXPECT_EQ(check.exit_code, 0) << command << ":\n" << check.out;
+  }
 }
 
 // 5,000 nodes with 20 findings each (100,000, about 30 MiB of findings): far past gRPC's 4 MiB

@@ -47,7 +47,8 @@ int RunScanCommand(const Options& o) {
                      v1::STATUS_NOT_APPLICABLE, v1::STATUS_ERROR}) {
         totals[std::string(common::StatusName(s))] = counts[s];
       }
-      nlohmann::json doc = {{"scan_id", report.scan_id()},
+      nlohmann::json doc = {{"schemaVersion", common::kJsonSchemaVersion},
+                            {"scan_id", report.scan_id()},
                             {"host_root", report.host_root()},
                             {"node", common::NodeToJson(report.node())},
                             {"totals", totals},
@@ -124,7 +125,9 @@ int RunChecksCommand(const Options& o) {
     }
   }
   if (o.format == "json") {
-    std::cout << list.dump(2) << "\n";
+    std::cout
+        << nlohmann::json{{"schemaVersion", common::kJsonSchemaVersion}, {"checks", list}}.dump(2)
+        << "\n";
   } else {
     table.Print(std::cout, false, 48);
     std::cout << "\n" << table.size() << " checks, catalogue " << catalog.version() << "\n";

@@ -317,7 +317,7 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
         {"properties",
          {{"node", row.node},
           {"cluster", row.cluster},
-          {"check", r.check_id()},
+          {"check_id", r.check_id()},
           {"status", StatusName(r.status())},
           {"severity", SeverityName(r.severity())}}}};
     if (!object.empty()) result["properties"]["resource"] = object;

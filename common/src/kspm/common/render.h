@@ -10,6 +10,10 @@
 
 namespace kspm::common {
 
+// The version of every JSON document kspm prints (`schemaVersion`), described by
+// schemas/kspm-output.schema.json; raised when a field changes meaning or goes away.
+inline constexpr int kJsonSchemaVersion = 1;
+
 // The JSON shape of one result, shared by `kspm-agent scan --format json` and kspmctl:
 // benchmark, id, check_id, status, scored, severity, title, component, evidence[], expected,
 // reason, remediation and, for cluster findings, resource.

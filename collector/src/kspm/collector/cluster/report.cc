@@ -73,7 +73,8 @@ nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot
   const auto& st = scan.stats;
   nlohmann::json totals_json = common::StatusCountsJson(totals);
   totals_json["ACCEPTED"] = st.accepted;
-  return {{"cluster",
+  return {{"schemaVersion", common::kJsonSchemaVersion},
+          {"cluster",
            {{"name", source.cluster},
             {"source", source.description},
             {"objects", objects},
