@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   CLI::App* checks = app.add_subcommand("checks", "List the check catalogue");
   checks->add_option("--benchmark", o.benchmarks, "Only this benchmark")->delimiter(',');
   checks->add_option("--rules", o.rules_dir, "Directory of custom rules");
-  checks->add_option("--format", o.format, "text or json")->capture_default_str();
+  checks->add_option("--format", o.format, "text, json or csv")->capture_default_str();
 
   CLI::App* send = app.add_subcommand("send", "Scan once and deliver the report to a collector");
   commands::AddScanOptions(send, o);

@@ -4,8 +4,10 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "fixtures/consumers.h"
 #include "fixtures/host_builder.h"
@@ -211,6 +213,40 @@ TEST(ScanCliUsage, EveryUsageErrorExitsTwoWithTheClosestName) {
   }
 }
 
+// --log-format json stays JSON: every stderr line parses, gRPC's own lines included (they go
+// through the same logger), and a message holding quotes and backslashes is escaped.
+TEST_F(ScanCli, JsonLogsStayJsonWithGrpcLinesAndQuotes) {
+  const std::string odd = dir_.path() + "/a\"b\\c";
+  std::filesystem::create_directories(odd);
+  const auto o = Shell("GRPC_VERBOSITY=debug " + std::string(KSPM_BIN_DIR) +
+                       "/kspm-agent --log-format json --log-level debug send --insecure "
+                       "--timeout 2 --collector 127.0.0.1:1 --host-root '" +
+                       odd + "'");
+  size_t lines = 0, grpc = 0;
+  std::istringstream in(o.out);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("{")) continue;  // the command's own one-line failure message
+    ++lines;
+    const auto doc = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(doc.is_discarded()) << line;
+    if (doc["msg"].get<std::string>().starts_with("grpc: ")) ++grpc;
+  }
+  EXPECT_GT(lines, 0u) << o.out;
+  EXPECT_GT(grpc, 0u) << o.out;
+}
+
+TEST(ScanCliEmptyHost, AHostWithoutKubernetesSaysSoInOneLine) {
+  kspm::testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/etc");
+  const auto o = kspm::testing::RunCommand(
+      std::string(KSPM_BIN_DIR) + "/kspm-agent scan --node-name vm-1 --host-root " + dir.path());
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+  EXPECT_TRUE(o.out.starts_with("nothing to check on vm-1: no Kubernetes or Docker component"))
+      << o.out;
+  EXPECT_NE(o.out.find("kubelet"), std::string::npos) << o.out;
+}
+
 TEST_F(ScanCli, ChecksListsTheCatalogue) {
   const auto o = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent checks --format json");
   ASSERT_EQ(o.exit_code, 0);
@@ -220,6 +256,12 @@ TEST_F(ScanCli, ChecksListsTheCatalogue) {
   kspm::testing::TempDir dir;
   const auto check = kspm::testing::CheckJsonSchema("agentChecks", o.out, dir.path());
   EXPECT_EQ(check.exit_code, 0) << check.out;
+  const auto csv = Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent checks --format csv");
+  ASSERT_EQ(csv.exit_code, 0);
+  EXPECT_TRUE(csv.out.starts_with("benchmark,id,check_id,scored,severity,title,component,manual\n"))
+      << csv.out.substr(0, 200);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), doc["checks"].size() + 1);
+  EXPECT_EQ(Shell(std::string(KSPM_BIN_DIR) + "/kspm-agent checks --format yaml").exit_code, 2);
 }
 
 }  // namespace

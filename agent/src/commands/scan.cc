@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "commands/commands.h"
 #include "kspm/common/export.h"
@@ -9,6 +10,7 @@
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/safe_text.h"
+#include "kspm/common/strings.h"
 #include "kspm/common/time.h"
 
 // `kspm-agent scan` (one scan, results on stdout or a file) and `kspm-agent checks` (the
@@ -66,6 +68,20 @@ int RunScanCommand(const Options& o) {
       common::WriteSarif(rows, out);
       break;
     case common::Format::kText: {
+      // A host without any component of the catalogue: one line and why, not a table of
+      // NOT_APPLICABLE rows.
+      if (!o.verbose && report.results_size() > 0 &&
+          counts[v1::STATUS_NOT_APPLICABLE] == report.results_size()) {
+        std::set<std::string> components;
+        for (const auto& r : report.results()) {
+          if (!r.component().empty()) components.insert(r.component());
+        }
+        out << "nothing to check on " << report.node().node_name() << ": no Kubernetes or Docker "
+            << "component was found under " << report.host_root() << " (no process, static pod "
+            << "manifest or config file of " << common::Join(components, ", ") << "); "
+            << report.results_size() << " checks are not applicable (-v lists them)\n";
+        break;
+      }
       const bool colour = o.output.empty() && ::isatty(STDOUT_FILENO);
       std::string roles;
       for (int r : report.node().roles()) {
@@ -104,6 +120,9 @@ int RunScanCommand(const Options& o) {
 }
 
 int RunChecksCommand(const Options& o) {
+  if (o.format != "text" && o.format != "json" && o.format != "csv") {
+    Die("unknown format '" + o.format + "' (text, json, csv)");
+  }
   const checks::Catalog catalog = LoadCatalog(o.rules_dir);
   const checks::Selection selection = MakeSelection(catalog, o.benchmarks, o.only, o.skip, false);
   common::Table table({"BENCHMARK", "ID", "CHECK", "SCORED", "SEVERITY", "TITLE"});
@@ -128,6 +147,16 @@ int RunChecksCommand(const Options& o) {
     std::cout
         << nlohmann::json{{"schemaVersion", common::kJsonSchemaVersion}, {"checks", list}}.dump(2)
         << "\n";
+  } else if (o.format == "csv") {
+    std::cout << "benchmark,id,check_id,scored,severity,title,component,manual\n";
+    for (const auto& c : list) {
+      std::cout << common::CsvCell(c["benchmark"]) << ',' << common::CsvCell(c["id"]) << ','
+                << common::CsvCell(c["check_id"]) << ','
+                << (c["scored"].get<bool>() ? "true" : "false") << ','
+                << common::CsvCell(c["severity"]) << ',' << common::CsvCell(c["title"]) << ','
+                << common::CsvCell(c["component"]) << ','
+                << (c["manual"].get<bool>() ? "true" : "false") << "\n";
+    }
   } else {
     table.Print(std::cout, false, 48);
     std::cout << "\n" << table.size() << " checks, catalogue " << catalog.version() << "\n";
