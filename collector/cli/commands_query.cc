@@ -28,7 +28,7 @@ bool Colour() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nul
 std::vector<std::string> CountsRow(const kspm::v1::Score& s) {
   const auto& c = s.counts();
   return {s.scope(),
-          kspm::common::FormatScore(s.score()),
+          kspm::common::FormatScore(s.score(), s.evaluated(), s.counts()),
           std::to_string(c.pass()),
           std::to_string(c.fail()),
           std::to_string(c.warn()),
@@ -49,6 +49,7 @@ int Summary(const Options& o) {
     auto score = [](const kspm::v1::Score& s) {
       return nlohmann::json{{"scope", s.scope()},
                             {"score", s.score()},
+                            {"evaluated", s.evaluated()},
                             {"counts", kspm::common::StatusCountsJson(s.counts())}};
     };
     nlohmann::json nodes = nlohmann::json::array(), benchmarks = nlohmann::json::array(),
@@ -76,8 +77,11 @@ int Summary(const Options& o) {
   const bool cluster = std::any_of(resp.nodes().begin(), resp.nodes().end(),
                                    [](const kspm::v1::Score& n) { return n.scope() == "cluster"; });
   const uint32_t machines = resp.node_count() - (cluster ? 1 : 0);
-  std::cout << "Posture score " << kspm::common::FormatScore(resp.overall().score())
-            << " / 100 over " << machines << " node" << (machines == 1 ? "" : "s")
+  std::cout << "Posture score "
+            << (resp.overall().evaluated()
+                    ? kspm::common::FormatScore(resp.overall().score()) + " / 100"
+                    : std::string("n/a (nothing scored was evaluated)"))
+            << " over " << machines << " node" << (machines == 1 ? "" : "s")
             << (cluster ? " and the cluster's objects" : "");
   if (resp.stale_node_count() > 0) {
     std::cout << " (" << resp.stale_node_count() << " stale: no report for 3 intervals)";
@@ -132,6 +136,12 @@ kspm::v1::FindingsResponse QueryFindings(const Options& o, bool all_statuses) {
   if (all_statuses && o.statuses.empty()) {
     for (int s = kspm::v1::STATUS_PASS; s <= kspm::v1::STATUS_ERROR; ++s)
       req.add_statuses(static_cast<kspm::v1::Status>(s));
+  } else if (o.statuses.empty()) {
+    // A triage list: what needs a look. NOT_APPLICABLE (and PASS) only when asked for.
+    for (auto s : {kspm::v1::STATUS_FAIL, kspm::v1::STATUS_WARN, kspm::v1::STATUS_MANUAL,
+                   kspm::v1::STATUS_ERROR}) {
+      req.add_statuses(s);
+    }
   }
   if (!o.severity.empty()) {
     auto parsed = kspm::common::ParseSeverity(o.severity);
@@ -166,6 +176,41 @@ nlohmann::json FindingToJson(const kspm::v1::Finding& f) {
   return j;
 }
 
+// Most severe first; then FAIL, ERROR, WARN, MANUAL; then by benchmark and item in natural order
+// (5.1.2 before 5.1.10), node and object.
+void SortForTriage(google::protobuf::RepeatedPtrField<kspm::v1::Finding>& findings) {
+  auto rank = [](kspm::v1::Status s) {
+    switch (s) {
+      case kspm::v1::STATUS_FAIL:
+        return 0;
+      case kspm::v1::STATUS_ERROR:
+        return 1;
+      case kspm::v1::STATUS_WARN:
+        return 2;
+      case kspm::v1::STATUS_MANUAL:
+        return 3;
+      default:
+        return 4;
+    }
+  };
+  std::stable_sort(findings.begin(), findings.end(),
+                   [&](const kspm::v1::Finding& a, const kspm::v1::Finding& b) {
+                     const auto& ra = a.result();
+                     const auto& rb = b.result();
+                     if (ra.severity() != rb.severity()) return ra.severity() > rb.severity();
+                     if (rank(ra.status()) != rank(rb.status())) {
+                       return rank(ra.status()) < rank(rb.status());
+                     }
+                     if (ra.benchmark() != rb.benchmark()) return ra.benchmark() < rb.benchmark();
+                     if (ra.benchmark_id() != rb.benchmark_id()) {
+                       return kspm::common::NaturalLess(ra.benchmark_id(), rb.benchmark_id());
+                     }
+                     if (a.node() != b.node()) return a.node() < b.node();
+                     return kspm::common::ResourceKey(ra.resource()) <
+                            kspm::common::ResourceKey(rb.resource());
+                   });
+}
+
 // --fail-on SEVERITY: exit 3 when a FAIL at or above it is among the findings.
 int FailOn(const Options& o, const kspm::v1::FindingsResponse& resp) {
   if (o.fail_on.empty()) return 0;
@@ -182,7 +227,8 @@ int FailOn(const Options& o, const kspm::v1::FindingsResponse& resp) {
 }  // namespace
 
 int Findings(const Options& o) {
-  const auto resp = QueryFindings(o, false);
+  auto resp = QueryFindings(o, false);
+  SortForTriage(*resp.mutable_findings());
   if (o.format == "json") {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& f : resp.findings()) list.push_back(FindingToJson(f));
@@ -199,7 +245,9 @@ int Findings(const Options& o) {
     if (rows.empty()) {
       std::cout << "no findings match\n";
     } else {
-      kspm::common::WriteText(rows, std::cout, Colour(), true);
+      kspm::common::WriteText(
+          rows, std::cout,
+          kspm::common::TextOptions{Colour(), true, o.verbose, kspm::common::TerminalWidth()});
     }
   }
   return FailOn(o, resp);

@@ -165,9 +165,9 @@ namespace {
 
 void AddFilters(CLI::App* cmd, Options& o) {
   cmd->add_option("--node", o.node, "Only this node");
-  cmd->add_option(
-         "--status", o.statuses,
-         "Statuses (PASS, FAIL, WARN, MANUAL, NOT_APPLICABLE, ERROR); default all but PASS")
+  cmd->add_option("--status", o.statuses,
+                  "Statuses (PASS, FAIL, WARN, MANUAL, NOT_APPLICABLE, ERROR); default FAIL, WARN, "
+                  "MANUAL and ERROR")
       ->delimiter(',');
   cmd->add_option("--severity", o.severity, "Minimum severity (info, low, medium, high, critical)");
   cmd->add_option("--benchmark", o.benchmark, "Only this benchmark");
@@ -298,6 +298,7 @@ int Main(int argc, char** argv) {
   }
   exp->add_option("--format", o.format, "json, csv, junit, sarif")->capture_default_str();
   AddFilters(findings, o);
+  findings->add_flag("--verbose,-v", o.verbose, "Show each finding's remediation too");
   AddFilters(exp, o);
 
   if (auto exit = kspm::common::ParseCommandLine(app, argc, argv, "kspmctl")) return *exit;

@@ -27,6 +27,7 @@ struct Options {
   std::string cluster;
   std::string node;
   std::vector<std::string> statuses;
+  bool verbose = false;  // findings: the remediation of each too
   std::string severity;
   std::string benchmark;
   std::string id;

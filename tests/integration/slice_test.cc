@@ -15,6 +15,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "kspm/collector/server/server.h"
+#include "kspm/common/names.h"
 #include "kspm/common/time.h"
 #include "kspm/v1/agent.grpc.pb.h"
 #include "kspm/v1/query.grpc.pb.h"
@@ -85,6 +86,26 @@ TEST_F(SliceTest, AgentScanReachesKspmctlThroughCollectorAndSqlite) {
   EXPECT_GT(s["overall"]["counts"]["PASS"].template get<int>(), 20);
   EXPECT_LT(s["overall"]["score"].template get<double>(), 100.0);
   EXPECT_EQ(s["nodes"][0]["scope"], "demo-cp-1");
+
+  // A triage list: NOT_APPLICABLE only when asked for, most severe first, items in natural order.
+  const auto triage = nlohmann::json::parse(Shell(Ctl("findings --format json")).out)["findings"];
+  ASSERT_GT(triage.size(), 5u);
+  for (size_t i = 0; i < triage.size(); ++i) {
+    EXPECT_NE(triage[i]["status"], "NOT_APPLICABLE");
+    EXPECT_NE(triage[i]["status"], "PASS");
+    if (i > 0) {
+      const int before = *kspm::common::ParseSeverity(triage[i - 1]["severity"].get<std::string>());
+      const int now = *kspm::common::ParseSeverity(triage[i]["severity"].get<std::string>());
+      EXPECT_GE(before, now) << triage[i - 1]["id"] << " then " << triage[i]["id"];
+    }
+  }
+  EXPECT_GT(nlohmann::json::parse(
+                Shell(Ctl("findings --format json --status NOT_APPLICABLE")).out)["findings"]
+                .size(),
+            0u);
+  const auto text = Shell(Ctl("findings --id 4.2.1 -v"));
+  EXPECT_NE(text.out.find("fix:"), std::string::npos) << text.out;
+  EXPECT_EQ(Shell(Ctl("findings --id 4.2.1")).out.find("fix:"), std::string::npos);
 
   // --fail-on gates pipelines: a critical FAIL exists (4.2.1).
   EXPECT_EQ(Shell(Ctl("findings --fail-on critical")).exit_code, 3);

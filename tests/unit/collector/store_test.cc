@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kspm/common/render.h"
 #include "kspm/common/time.h"
 #include "unit/collector/store_test_support.h"
 
@@ -113,6 +114,29 @@ TEST_F(StoreTest, ObjectsAreKeyedByTheirFieldsNotByTheirText) {
     filter.after = FindingPosition((*found)[0]);
   }
   EXPECT_EQ(seen, (std::set<std::string>{"a|b|", "|a/b|", "a|b|c"}));
+}
+
+// A scope with nothing scored evaluated has no score: n/a, not 100.
+TEST_F(StoreTest, AScopeWithNothingScoredEvaluatedIsNotScored) {
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s1", "n1",
+                                        {Result("a", "1.1.1", v1::STATUS_MANUAL),
+                                         Result("b", "1.1.2", v1::STATUS_PASS, v1::SEVERITY_HIGH,
+                                                /*scored=*/false)}),
+                                 now_)
+                  .ok());
+  auto summary = store_->Summary("", now_);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_FALSE(summary->overall().evaluated());
+  EXPECT_EQ(common::FormatScore(summary->overall().score(), summary->overall().evaluated(),
+                                summary->overall().counts()),
+            "n/a (not scored)");
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s2", "n2", {Result("c", "1.1.3", v1::STATUS_FAIL)}), now_).ok());
+  summary = store_->Summary("", now_);
+  EXPECT_TRUE(summary->overall().evaluated());
+  EXPECT_EQ(summary->overall().score(), 0.0);
+  for (const auto& n : summary->nodes()) EXPECT_EQ(n.evaluated(), n.scope() == "n2") << n.scope();
 }
 
 TEST_F(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {

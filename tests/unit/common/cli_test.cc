@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kspm/common/gate.h"
+#include "kspm/common/render.h"
 
 namespace kspm::common {
 namespace {
@@ -48,6 +49,24 @@ TEST(ParseCommandLine, UsageErrorsExitTwoAndHelpExitsZero) {
   testing::internal::CaptureStdout();
   EXPECT_EQ(Parse(app, {"tool", "--help"}), 0);
   EXPECT_NE(testing::internal::GetCapturedStdout().find("scan"), std::string::npos);
+}
+
+TEST(NaturalLess, CountsRunsOfDigitsByValue) {
+  EXPECT_TRUE(NaturalLess("5.1.2", "5.1.10"));
+  EXPECT_FALSE(NaturalLess("5.1.10", "5.1.2"));
+  EXPECT_TRUE(NaturalLess("4.2", "4.2.1"));
+  EXPECT_TRUE(NaturalLess("1.2.9", "1.10.1"));
+  EXPECT_FALSE(NaturalLess("1.2", "1.2"));
+  EXPECT_TRUE(NaturalLess("pod.a", "pod.b"));
+}
+
+TEST(WrapText, WrapsAtSpacesAndCutsOnlyWordsLongerThanALine) {
+  EXPECT_EQ(WrapText("short", 40), std::vector<std::string>{"short"});
+  EXPECT_EQ(WrapText("one two three four", 9),
+            (std::vector<std::string>{"one two", "three", "four"}));
+  EXPECT_EQ(WrapText("abcdefghij", 4), (std::vector<std::string>{"abcd", "efgh", "ij"}));
+  EXPECT_EQ(WrapText("no wrap at width zero", 0),
+            std::vector<std::string>{"no wrap at width zero"});
 }
 
 v1::CheckResult Result(const std::string& id, v1::Status status, v1::Severity severity) {

@@ -345,7 +345,8 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
   out << doc.dump(2) << '\n';
 }
 
-void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colour, bool verbose) {
+void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, const TextOptions& options) {
+  const bool colour = options.colour;
   // The RESOURCE column only when cluster results are among the rows.
   const bool objects = std::any_of(rows.begin(), rows.end(), [](const ResultRow& row) {
     return !ResourceKey(row.result->resource()).empty();
@@ -357,7 +358,7 @@ void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colou
   for (const auto& row : rows) {
     const auto& r = *row.result;
     // People first need what fails; the rest is counted in the totals line.
-    if (!verbose && r.status() != v1::STATUS_FAIL && r.status() != v1::STATUS_WARN &&
+    if (!options.all_rows && r.status() != v1::STATUS_FAIL && r.status() != v1::STATUS_WARN &&
         r.status() != v1::STATUS_ERROR) {
       continue;
     }
@@ -373,7 +374,15 @@ void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colou
     table.AddRow(std::move(cells));
     ++shown;
   }
-  if (shown > 0) table.Print(out, colour);
+  if (shown > 0) table.Print(out, colour, 60, options.wrap_width);
+  // A labelled line of evidence, wrapped under its label.
+  auto labelled = [&](std::string_view label, const std::string& text) {
+    const size_t width = options.wrap_width > 34 ? options.wrap_width - 14 : 0;
+    const auto lines = WrapText(text, width);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      out << "    " << (i == 0 ? label : std::string_view("          ")) << lines[i] << "\n";
+    }
+  };
   // Evidence for every failing, warning and erroring result.
   bool header = false;
   for (const auto& row : rows) {
@@ -391,16 +400,16 @@ void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colou
     out << (colour ? Colourise(status) : status) << (r.has_accepted() ? " (accepted)" : "") << " "
         << r.benchmark_id() << " " << r.title() << " [" << row.node
         << (object.empty() ? "" : ": " + object) << "]\n";
-    for (const auto& e : r.evidence()) out << "    read:     " << EvidenceText(e) << "\n";
-    out << "    expected: " << r.expected() << "\n";
-    out << "    reason:   " << r.reason() << "\n";
+    for (const auto& e : r.evidence()) labelled("read:     ", EvidenceText(e));
+    labelled("expected: ", r.expected());
+    labelled("reason:   ", r.reason());
     if (r.has_accepted()) {
       const auto& a = r.accepted();
       out << "    accepted: until " << FormatRfc3339(FromProto(a.expires_at())) << " by '"
           << a.exception() << "'" << (a.source().empty() ? "" : " (" + a.source() + ")") << ": "
           << a.reason() << "\n";
     }
-    if (verbose) out << "    fix:      " << r.remediation() << "\n";
+    if (options.remediation) labelled("fix:      ", r.remediation());
   }
 }
 

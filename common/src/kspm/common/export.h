@@ -42,7 +42,19 @@ void WriteJunit(const std::vector<ResultRow>& rows, std::ostream& out);
 // stays the same across runs.
 void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out);
 // The plain text report for people: a table of failing, warning and erroring results (every
-// result when `verbose`), then the evidence of each of them.
-void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colour, bool verbose);
+// row given with `all_rows`), then the evidence of each of them, with the remediation when
+// asked; long text wraps at `wrap_width` (a terminal's width; 0: no wrapping).
+struct TextOptions {
+  bool colour = false;
+  bool all_rows = false;
+  bool remediation = false;
+  size_t wrap_width = 0;
+};
+void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, const TextOptions& options);
+// `verbose`: every row and the remediation.
+inline void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, bool colour,
+                      bool verbose) {
+  WriteText(rows, out, TextOptions{colour, verbose, verbose, 0});
+}
 
 }  // namespace kspm::common

@@ -1,5 +1,8 @@
 #include "kspm/common/render.h"
 
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -60,6 +63,14 @@ std::string FormatScore(double score) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", score);
   return buf;
+}
+
+std::string FormatScore(double score, bool evaluated, const v1::StatusCounts& counts) {
+  if (evaluated) return FormatScore(score);
+  const uint64_t any = counts.pass() + counts.fail() + counts.warn() + counts.manual() +
+                       counts.not_applicable() + counts.error();
+  const uint64_t only_na = counts.not_applicable();
+  return any == 0 || any == only_na ? "n/a" : "n/a (not scored)";
 }
 
 std::string ResourceKey(const v1::Resource& r) {
@@ -135,7 +146,65 @@ std::string Colourise(const std::string& status) {
   return std::string(code) + status + "\033[0m";
 }
 
-void Table::Print(std::ostream& out, bool colour, size_t max_width) const {
+std::vector<std::string> WrapText(std::string_view text, size_t width) {
+  std::vector<std::string> lines;
+  if (width == 0 || text.size() <= width) return {std::string(text)};
+  std::string line;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find(' ', at);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view word = text.substr(at, end - at);
+    at = end + 1;
+    while (word.size() > width) {  // a word longer than a line: cut it
+      if (!line.empty()) lines.push_back(std::move(line)), line.clear();
+      lines.emplace_back(word.substr(0, width));
+      word.remove_prefix(width);
+    }
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      lines.push_back(std::move(line));
+      line.clear();
+    }
+    if (!line.empty()) line += ' ';
+    line += word;
+  }
+  if (!line.empty()) lines.push_back(std::move(line));
+  return lines;
+}
+
+bool NaturalLess(std::string_view a, std::string_view b) {
+  size_t i = 0, j = 0;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (i < a.size() && j < b.size()) {
+    if (digit(a[i]) && digit(b[j])) {
+      size_t ei = i, ej = j;
+      while (ei < a.size() && digit(a[ei])) ++ei;
+      while (ej < b.size() && digit(b[ej])) ++ej;
+      std::string_view na = a.substr(i, ei - i), nb = b.substr(j, ej - j);
+      while (na.size() > 1 && na.front() == '0') na.remove_prefix(1);
+      while (nb.size() > 1 && nb.front() == '0') nb.remove_prefix(1);
+      if (na.size() != nb.size()) return na.size() < nb.size();
+      if (na != nb) return na < nb;
+      i = ei;
+      j = ej;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+size_t TerminalWidth() {
+  winsize ws{};
+  if (::isatty(STDOUT_FILENO) && ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    return ws.ws_col;
+  }
+  return 0;
+}
+
+void Table::Print(std::ostream& out, bool colour, size_t max_width, size_t wrap_width) const {
   const size_t columns = header_.size();
   std::vector<size_t> width(columns, 0);
   // Cells may hold node-supplied text: control characters are shown, never sent.
@@ -149,17 +218,25 @@ void Table::Print(std::ostream& out, bool colour, size_t max_width) const {
     width[i] = cell(header_, i).size();
     for (const auto& row : rows_) width[i] = std::max(width[i], cell(row, i).size());
   }
+  size_t indent = 0;  // where the last column starts
+  for (size_t i = 0; i + 1 < columns; ++i) indent += width[i] + 2;
+  // The last column wraps only when enough of the line is left for it.
+  const size_t last_width = wrap_width > indent + 20 ? wrap_width - indent : 0;
   auto print_row = [&](const std::vector<std::string>& row, bool is_header) {
     std::string line;
-    for (size_t i = 0; i < columns; ++i) {
+    for (size_t i = 0; i + 1 < columns; ++i) {
       std::string text = cell(row, i);
       const size_t pad = width[i] - text.size();
       if (!is_header && colour && header_[i] == "STATUS") text = Colourise(text);
       line += text;
-      if (i + 1 < columns) line += std::string(pad + 2, ' ');
+      line += std::string(pad + 2, ' ');
     }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << '\n';
+    const auto last = WrapText(cell(row, columns - 1), last_width);
+    for (size_t k = 0; k < last.size(); ++k) {
+      std::string text = (k == 0 ? line : std::string(indent, ' ')) + last[k];
+      while (!text.empty() && text.back() == ' ') text.pop_back();
+      out << text << '\n';
+    }
   };
   print_row(header_, true);
   for (const auto& row : rows_) print_row(row, false);

@@ -24,6 +24,9 @@ nlohmann::json NodeToJson(const v1::NodeIdentity& node);
 nlohmann::json StatusCountsJson(const v1::StatusCounts& counts);
 // A score as shown in tables: one decimal (`82.9`).
 std::string FormatScore(double score);
+// A scope's score for people: one decimal when something scored was evaluated; else `n/a`, and
+// `n/a (not scored)` when the scope has results but none of them is scored.
+std::string FormatScore(double score, bool evaluated, const v1::StatusCounts& counts);
 
 // The object a cluster result is about, for people and as part of its key in the store:
 // `DaemonSet monitoring/node-exporter [node-exporter]`, `ClusterRoleBinding ops-admin`; empty for
@@ -43,14 +46,26 @@ class Table {
  public:
   explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
   void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  // Columns wider than `max_width` are cut with an ellipsis; the last column is never cut.
-  void Print(std::ostream& out, bool colour, size_t max_width = 60) const;
+  // Columns wider than `max_width` are cut with an ellipsis; the last column is never cut, and
+  // with `wrap_width` (a terminal's width) it wraps at spaces, continuing under itself.
+  void Print(std::ostream& out, bool colour, size_t max_width = 60, size_t wrap_width = 0) const;
   size_t size() const { return rows_.size(); }
 
  private:
   std::vector<std::string> header_;
   std::vector<std::vector<std::string>> rows_;
 };
+
+// Splits `text` into lines of at most `width` characters at spaces (a word longer than the line
+// is cut); `width` 0 leaves it whole.
+std::vector<std::string> WrapText(std::string_view text, size_t width);
+
+// Orders ids as people count: `5.1.2` before `5.1.10`, `4.2` before `4.2.1` (runs of digits
+// compare by value).
+bool NaturalLess(std::string_view a, std::string_view b);
+
+// The width of the terminal on standard output, or 0 when it is not a terminal.
+size_t TerminalWidth();
 
 // ANSI colour for a status name (PASS green, FAIL red, WARN yellow, ERROR magenta).
 std::string Colourise(const std::string& status_name);

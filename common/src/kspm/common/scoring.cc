@@ -35,6 +35,7 @@ v1::Score ScoreAccumulator::ToScore(const std::string& scope) const {
   v1::Score s;
   s.set_scope(scope);
   s.set_score(Score());
+  s.set_evaluated(evaluated());
   *s.mutable_counts() = counts_;
   return s;
 }

@@ -46,7 +46,8 @@ std::vector<NamespaceScore> NamespaceScores(const std::vector<v1::CheckResult>& 
   }
   std::vector<NamespaceScore> out;
   for (const auto& [scope, entry] : by_scope) {
-    out.push_back({scope, entry.first.Score(), entry.first.counts(), entry.second});
+    out.push_back(
+        {scope, entry.first.Score(), entry.first.evaluated(), entry.first.counts(), entry.second});
   }
   return out;
 }
@@ -63,6 +64,7 @@ nlohmann::json ScanToJson(const ClusterScan& scan, const k8s::Snapshot& snapshot
   for (const auto& s : NamespaceScores(scan.results)) {
     namespaces.push_back({{"namespace", s.scope},
                           {"score", s.score},
+                          {"evaluated", s.evaluated},
                           {"counts", common::StatusCountsJson(s.counts)},
                           {"accepted", s.accepted}});
   }
@@ -129,10 +131,10 @@ void WriteScanText(const ClusterScan& scan, const k8s::Snapshot& snapshot, const
       {"NAMESPACE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR", "ACCEPTED"});
   for (const auto& s : NamespaceScores(scan.results)) {
     const auto& c = s.counts;
-    scores.AddRow({s.scope, common::FormatScore(s.score), std::to_string(c.pass()),
-                   std::to_string(c.fail()), std::to_string(c.warn()), std::to_string(c.manual()),
-                   std::to_string(c.not_applicable()), std::to_string(c.error()),
-                   std::to_string(s.accepted)});
+    scores.AddRow({s.scope, common::FormatScore(s.score, s.evaluated, s.counts),
+                   std::to_string(c.pass()), std::to_string(c.fail()), std::to_string(c.warn()),
+                   std::to_string(c.manual()), std::to_string(c.not_applicable()),
+                   std::to_string(c.error()), std::to_string(s.accepted)});
   }
   scores.Print(out, false);
   v1::StatusCounts t;

@@ -35,6 +35,7 @@ struct ScanSource {
 struct NamespaceScore {
   std::string scope;
   double score = 100;
+  bool evaluated = false;  // anything scored evaluated; else the score is n/a
   v1::StatusCounts counts;
   size_t accepted = 0;
 };
