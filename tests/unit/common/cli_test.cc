@@ -7,6 +7,7 @@
 
 #include "kspm/common/gate.h"
 #include "kspm/common/render.h"
+#include "kspm/common/time.h"
 
 namespace kspm::common {
 namespace {
@@ -49,6 +50,24 @@ TEST(ParseCommandLine, UsageErrorsExitTwoAndHelpExitsZero) {
   testing::internal::CaptureStdout();
   EXPECT_EQ(Parse(app, {"tool", "--help"}), 0);
   EXPECT_NE(testing::internal::GetCapturedStdout().find("scan"), std::string::npos);
+}
+
+TEST(ParseRfc3339, TakesAnyOffsetAndFractionAndRefusesTheRest) {
+  const auto utc = ParseRfc3339("2026-11-26T08:00:00Z");
+  ASSERT_TRUE(utc.has_value());
+  EXPECT_EQ(FormatRfc3339(*utc), "2026-11-26T08:00:00Z");
+  EXPECT_EQ(ParseRfc3339("2026-11-26T09:00:00+01:00"), utc);
+  EXPECT_EQ(ParseRfc3339("2026-11-26T02:30:00-05:30"), utc);
+  EXPECT_EQ(ParseRfc3339("2026-11-26t08:00:00z"), utc);
+  EXPECT_EQ(ParseRfc3339("2026-11-26 08:00:00Z"), utc);
+  const auto fraction = ParseRfc3339("2026-11-26T08:00:00.250Z");
+  ASSERT_TRUE(fraction.has_value());
+  EXPECT_EQ(*fraction - *utc, std::chrono::milliseconds(250));
+  for (const char* bad : {"2026-11-26T08:00:00", "2026-11-26", "2026-13-01T00:00:00Z",
+                          "2026-02-30T00:00:00Z", "2026-11-26T08:00:00+0100", "yesterday",
+                          "2026-11-26T08:00:00Zjunk", "2026-11-26T08:00:00."}) {
+    EXPECT_FALSE(ParseRfc3339(bad).has_value()) << bad;
+  }
 }
 
 TEST(NaturalLess, CountsRunsOfDigitsByValue) {
