@@ -46,4 +46,11 @@ std::vector<const v1::CheckResult*> ResultsOf(const collector::cluster::ClusterS
 k8s::Snapshot KubeadmSnapshot();
 std::string SourceDir();
 
+// The one finding a stock cluster has: CIS 5.1.5 on the `default` namespace's default
+// ServiceAccount, whose token mounts automatically (see checks_test.cc).
+inline bool IsStockDefaultAccountFinding(const v1::CheckResult& r) {
+  return r.check_id() == "sa.default-not-used" && r.resource().name() == "default" &&
+         (r.status() == v1::STATUS_WARN || r.status() == v1::STATUS_FAIL);
+}
+
 }  // namespace kspm::cluster_test

@@ -67,8 +67,9 @@ TEST(OfflineCli, JsonHasTheAgentsShapePlusResource) {
                               "title", "evidence", "remediation", "reason", "resource"}) {
       EXPECT_TRUE(r.contains(field)) << field << " missing in " << r.dump();
     }
-    EXPECT_NE(r["status"], "FAIL");  // a stock kubeadm cluster
-    EXPECT_NE(r["status"], "WARN");
+    if (r["check_id"] == "sa.default-not-used" && r["resource"]["name"] == "default") continue;
+    EXPECT_NE(r["status"], "FAIL") << r.dump();  // a stock kubeadm cluster: only CIS 5.1.5
+    EXPECT_NE(r["status"], "WARN") << r.dump();
   }
   EXPECT_TRUE(doc["namespaces"].is_array());
 }

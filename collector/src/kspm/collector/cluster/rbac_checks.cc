@@ -309,13 +309,25 @@ std::vector<Finding> SaDefault(const CheckDef& c, const Context& ctx) {
           ApiEvidence("subjects", "bindings naming " + source, common::Join(bindings, ", ")));
       causes.push_back("is granted " + common::Join(bindings, ", "));
     }
-    if (causes.empty()) {
+    // CIS 5.1.5's audit: the default account must not be used, and its token must not mount
+    // automatically, used or not: a pod that names no service account would get it.
+    if (causes.empty() && sa != nullptr && automount != "false") {
+      f.status = v1::STATUS_FAIL;
+      f.reason = source +
+                 " is not used by any workload or binding, but its automountServiceAccountToken "
+                 "is " +
+                 automount.value_or("not set") +
+                 " (not false), so a pod that names no service account gets its token";
+    } else if (causes.empty() && sa == nullptr) {
+      f.status = v1::STATUS_MANUAL;
+      f.reason = source +
+                 " is not used by any workload or binding; the account is not in the snapshot, so "
+                 "whether its token mounts automatically is unknown";
+    } else if (causes.empty()) {
       f.status = v1::STATUS_PASS;
-      f.reason = source + " is not used by any workload or binding";
-      if (automount != "false") {
-        f.reason += "; automountServiceAccountToken is " + automount.value_or("not set") +
-                    ", so a pod that names no service account would still get its token";
-      }
+      f.reason = source +
+                 " is not used by any workload or binding and its token does not mount "
+                 "automatically";
     } else {
       f.status = v1::STATUS_FAIL;
       f.reason = source + " " + common::Join(causes, " and ");
