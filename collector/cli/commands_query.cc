@@ -331,13 +331,9 @@ int Export(const Options& o) {
   }
   switch (format) {
     case kspm::common::Format::kCsv:
-      kspm::common::WriteCsv(rows, std::cout);
-      break;
     case kspm::common::Format::kJunit:
-      kspm::common::WriteJunit(rows, std::cout);
-      break;
     case kspm::common::Format::kSarif:
-      kspm::common::WriteSarif(rows, std::cout);
+      kspm::common::WriteCiFormat(format, rows, std::cout);
       break;
     case kspm::common::Format::kText:
       kspm::common::WriteText(rows, std::cout, false, true);

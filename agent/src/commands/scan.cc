@@ -59,13 +59,9 @@ int RunScanCommand(const Options& o) {
       break;
     }
     case common::Format::kCsv:
-      common::WriteCsv(rows, out);
-      break;
     case common::Format::kJunit:
-      common::WriteJunit(rows, out);
-      break;
     case common::Format::kSarif:
-      common::WriteSarif(rows, out);
+      common::WriteCiFormat(format, rows, out);
       break;
     case common::Format::kText: {
       // A host without any component of the catalogue: one line and why, not a table of
@@ -104,17 +100,9 @@ int RunScanCommand(const Options& o) {
       break;
     }
   }
-  if (!gate->empty()) {
-    std::vector<const v1::CheckResult*> results;
-    for (const auto& r : report.results()) results.push_back(&r);
-    std::string note;
-    const std::string failed = common::GateFailure(*gate, results, &note);
-    if (!note.empty()) std::cerr << "kspm-agent: " << note << "\n";
-    if (!failed.empty()) {
-      std::cerr << "kspm-agent: gate failed: " << failed << "\n";
-      return common::kExitGate;
-    }
-  }
+  std::vector<const v1::CheckResult*> results;
+  for (const auto& r : report.results()) results.push_back(&r);
+  if (const int gated = common::CheckGate("kspm-agent", *gate, results)) return gated;
   if (o.exit_code != 0 && counts[v1::STATUS_FAIL] > 0) return o.exit_code;
   return 0;
 }

@@ -345,6 +345,22 @@ void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out) {
   out << doc.dump(2) << '\n';
 }
 
+bool WriteCiFormat(Format format, const std::vector<ResultRow>& rows, std::ostream& out) {
+  switch (format) {
+    case Format::kCsv:
+      WriteCsv(rows, out);
+      return true;
+    case Format::kJunit:
+      WriteJunit(rows, out);
+      return true;
+    case Format::kSarif:
+      WriteSarif(rows, out);
+      return true;
+    default:
+      return false;
+  }
+}
+
 void WriteText(const std::vector<ResultRow>& rows, std::ostream& out, const TextOptions& options) {
   const bool colour = options.colour;
   // The RESOURCE column only when cluster results are among the rows.

@@ -41,6 +41,10 @@ void WriteJunit(const std::vector<ResultRow>& rows, std::ostream& out);
 // cluster object `k8s/NAMESPACE/KIND/NAME`), a logical location and a partial fingerprint that
 // stays the same across runs.
 void WriteSarif(const std::vector<ResultRow>& rows, std::ostream& out);
+// Writes `rows` in a CI format (csv, junit or sarif) and returns true; false (nothing written)
+// for text and json, which each command writes in its own shape.
+bool WriteCiFormat(Format format, const std::vector<ResultRow>& rows, std::ostream& out);
+
 // The plain text report for people: a table of failing, warning and erroring results (every
 // row given with `all_rows`), then the evidence of each of them, with the remediation when
 // asked; long text wraps at `wrap_width` (a terminal's width; 0: no wrapping).

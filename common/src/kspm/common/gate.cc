@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iostream>
 
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
@@ -69,6 +70,17 @@ std::string GateFailure(const Gate& gate, const std::vector<const v1::CheckResul
     }
   }
   return Join(why, "; ");
+}
+
+int CheckGate(std::string_view program, const Gate& gate,
+              const std::vector<const v1::CheckResult*>& results) {
+  if (gate.empty()) return 0;
+  std::string note;
+  const std::string failed = GateFailure(gate, results, &note);
+  if (!note.empty()) std::cerr << program << ": " << note << "\n";
+  if (failed.empty()) return 0;
+  std::cerr << program << ": gate failed: " << failed << "\n";
+  return kExitGate;
 }
 
 }  // namespace kspm::common

@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,5 +30,10 @@ struct Gate {
 // nothing scored evaluated is n/a and passes, said by `note` when given.
 std::string GateFailure(const Gate& gate, const std::vector<const v1::CheckResult*>& results,
                         std::string* note = nullptr);
+
+// Applies the gate (when set) for `program`: says on stderr why the results fail it (and the
+// n/a note), and returns kExitGate then, else 0.
+int CheckGate(std::string_view program, const Gate& gate,
+              const std::vector<const v1::CheckResult*>& results);
 
 }  // namespace kspm::common

@@ -94,13 +94,9 @@ int RunScanCluster(const ScanClusterCommand& command) {
       out << ScanToJson(scan, snapshot, source).dump(2) << "\n";
       break;
     case common::Format::kCsv:
-      common::WriteCsv(rows, out);
-      break;
     case common::Format::kJunit:
-      common::WriteJunit(rows, out);
-      break;
     case common::Format::kSarif:
-      common::WriteSarif(rows, out);
+      common::WriteCiFormat(format, rows, out);
       break;
     case common::Format::kText: {
       const bool colour =
@@ -109,14 +105,8 @@ int RunScanCluster(const ScanClusterCommand& command) {
       break;
     }
   }
-  if (!gate->empty()) {
-    std::string note;
-    const std::string failed = common::GateFailure(*gate, results, &note);
-    if (!note.empty()) std::cerr << "kspm-collector scan-cluster: " << note << "\n";
-    if (!failed.empty()) {
-      std::cerr << "kspm-collector scan-cluster: gate failed: " << failed << "\n";
-      return common::kExitGate;
-    }
+  if (const int gated = common::CheckGate("kspm-collector scan-cluster", *gate, results)) {
+    return gated;
   }
   if (command.exit_code != 0) {
     for (const auto& r : scan.results) {
