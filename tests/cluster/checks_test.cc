@@ -204,15 +204,25 @@ std::vector<Case> Cases() {
        }(),
        {Namespace("shop")},
        "Namespace"},
+      {"netpol.workload-coverage",
+       // A policy that selects other pods does not cover web's.
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back(NetworkPolicy("shop", "db-only", {{"matchLabels", {{"app", "db"}}}}));
+         return objects;
+       }(),
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back(NetworkPolicy("shop", "web", {{"matchLabels", {{"app", "web"}}}}));
+         return objects;
+       }(),
+       {Namespace("shop")},
+       "Deployment"},
       {"netpol.namespace-coverage",
        App(nullptr),
        [] {
          auto objects = App(nullptr);
-         objects.push_back(
-             {{"apiVersion", "networking.k8s.io/v1"},
-              {"kind", "NetworkPolicy"},
-              {"metadata", {{"name", "default-deny"}, {"namespace", "shop"}}},
-              {"spec", {{"podSelector", json::object()}, {"policyTypes", {"Ingress", "Egress"}}}}});
+         objects.push_back(NetworkPolicy("shop", "default-deny", json::object()));
          return objects;
        }(),
        {Namespace("shop")},

@@ -37,6 +37,13 @@ json Deployment(const std::string& ns, const std::string& name, json pod_spec, j
             {"template", {{"metadata", {{"labels", {{"app", name}}}}}, {"spec", pod_spec}}}}}};
 }
 
+json NetworkPolicy(const std::string& ns, const std::string& name, json pod_selector) {
+  return {{"apiVersion", "networking.k8s.io/v1"},
+          {"kind", "NetworkPolicy"},
+          {"metadata", {{"name", name}, {"namespace", ns}}},
+          {"spec", {{"podSelector", pod_selector}, {"policyTypes", {"Ingress", "Egress"}}}}};
+}
+
 json Pod(const std::string& ns, const std::string& name, json spec, json owner, json labels) {
   json meta = {{"name", name}, {"namespace", ns}, {"labels", labels}};
   if (!owner.is_null()) meta["ownerReferences"] = json::array({owner});

@@ -35,6 +35,9 @@ json ClusterRoleBinding(const std::string& name, const std::string& role,
 json RoleBinding(const std::string& ns, const std::string& name, const std::string& role_kind,
                  const std::string& role, std::vector<json> subjects);
 
+// A networking.k8s.io NetworkPolicy with this podSelector, for Ingress and Egress.
+json NetworkPolicy(const std::string& ns, const std::string& name, json pod_selector);
+
 k8s::Snapshot Snapshot(const std::vector<json>& objects);
 collector::cluster::ClusterScan Scan(const k8s::Snapshot& snapshot, bool include_system = false);
 

@@ -4,7 +4,8 @@
 No Kubernetes API server can run on the build machine. This one serves the objects of a fixture
 directory (YAML manifests, e.g. tests/fixtures/cluster/kubeadm) the way the API server does:
 
-  * GET /version, /api/v1/<resource>, /apis/<group>/<version>/<resource>,
+  * GET /version, /apis (discovery: an APIGroupList), /api/v1/<resource>,
+    /apis/<group>/<version>/<resource> (custom groups only with --crd GROUP),
     /api/v1/namespaces/<ns>/pods/<name>; POST /apis/authentication.k8s.io/v1/tokenreviews;
     any other path 404 with a metav1.Status body; any other POST/PUT/PATCH/DELETE 405;
   * bearer token authentication (Authorization: Bearer <token>), or a client certificate signed
@@ -77,6 +78,27 @@ RESOURCES = {
     # Not served: like a server older than 1.30, validatingadmissionpolicybindings is 404.
 }
 
+# Custom resources, served (and shown by discovery) only for the groups given with --crd, as
+# when a CNI's CRDs are installed. Calico's NetworkPolicy is kept apart from networking.k8s.io's.
+CUSTOM = {
+    "cilium.io": {
+        "/apis/cilium.io/v2/ciliumnetworkpolicies": ("CiliumNetworkPolicy", True),
+        "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies":
+            ("CiliumClusterwideNetworkPolicy", False)},
+    "projectcalico.org": {
+        "/apis/projectcalico.org/v3/networkpolicies": ("NetworkPolicy.projectcalico.org", True),
+        "/apis/projectcalico.org/v3/globalnetworkpolicies": ("GlobalNetworkPolicy", False)},
+    "crd.projectcalico.org": {
+        "/apis/crd.projectcalico.org/v1/networkpolicies":
+            ("NetworkPolicy.projectcalico.org", True),
+        "/apis/crd.projectcalico.org/v1/globalnetworkpolicies": ("GlobalNetworkPolicy", False)},
+    "policy.networking.k8s.io": {
+        "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies":
+            ("AdminNetworkPolicy", False),
+        "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies":
+            ("BaselineAdminNetworkPolicy", False)},
+}
+
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 POD_PREFIX = "/api/v1/namespaces/"  # + <ns>/pods/<name>
 # The audiences a kubeadm API server accepts (--api-audiences defaults to the issuer).
@@ -111,13 +133,21 @@ def go_quote(strings):
     return "[" + " ".join(json.dumps(x) for x in strings) + "]"
 
 
-def load_objects(directory):
+def object_kind(doc):
+    kind = doc["kind"]
+    if kind == "NetworkPolicy" and "projectcalico.org/" in doc.get("apiVersion", ""):
+        return "NetworkPolicy.projectcalico.org"
+    return kind
+
+
+def load_objects(directories):
     objects = {}
-    for path in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
-        with open(path) as f:
-            for doc in yaml.safe_load_all(f):
-                if doc:
-                    objects.setdefault(doc["kind"], []).append(doc)
+    for directory in directories:
+        for path in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
+            with open(path) as f:
+                for doc in yaml.safe_load_all(f):
+                    if doc:
+                        objects.setdefault(object_kind(doc), []).append(doc)
     for kind in objects:
         objects[kind].sort(key=lambda o: (o["metadata"].get("namespace", ""),
                                           o["metadata"]["name"]))
@@ -133,6 +163,24 @@ class State:
         self.fail = dict(parse_counts(args.fail))
         self.expire = set(args.expire)
         self.resource_version = 4711
+        self.resources = dict(RESOURCES)
+        for group in args.crd:
+            self.resources.update(CUSTOM[group])
+
+    def discovery(self):
+        """GET /apis: an APIGroupList of the groups served (the core group is at /api)."""
+        versions = {}
+        for path in self.resources:
+            parts = path.split("/")
+            if parts[1] == "apis":
+                versions.setdefault(parts[2], [])
+                if parts[3] not in versions[parts[2]]:
+                    versions[parts[2]].append(parts[3])
+        groups = []
+        for name, vs in sorted(versions.items()):
+            entries = [{"groupVersion": name + "/" + v, "version": v} for v in vs]
+            groups.append({"name": name, "versions": entries, "preferredVersion": entries[0]})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def identities(self):
         """The --identities file as it is now: (tokens, pods). Missing file: nothing."""
@@ -391,11 +439,14 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith(POD_PREFIX) and url.path.count("/") == 6:
             self.get_pod(url.path, auth, user)
             return
-        if url.path not in RESOURCES:
+        if url.path == "/apis":
+            self.send(200, self.state.discovery(), auth)
+            return
+        if url.path not in self.state.resources:
             self.send(404, status(404, "NotFound", "the server could not find the requested "
                                   "resource"), auth)
             return
-        kind, _ = RESOURCES[url.path]
+        kind, _ = self.state.resources[url.path]
         parts = url.path.split("/")
         resource = parts[-1]
         group = "" if parts[1] == "api" else parts[2]
@@ -441,7 +492,10 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--fixtures", required=True)
+    p.add_argument("--fixtures", action="append", required=True,
+                   help="a directory of YAML manifests; repeatable")
+    p.add_argument("--crd", action="append", default=[], choices=sorted(CUSTOM),
+                   help="serve this custom resource group (and show it in /apis)")
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--client-ca")

@@ -86,7 +86,8 @@ def read(path):
 
 
 RESOURCE_ENTRY = re.compile(
-    r'\{\s*"(\w+)"\s*,\s*"([a-z0-9.]*)"\s*,\s*"(\w+)"\s*,\s*"([a-z]+)"\s*,\s*(true|false)\s*\}')
+    r'\{\s*"([\w.]+)"\s*,\s*"([a-z0-9.]*)"\s*,\s*"(\w+)"\s*,\s*"([a-z]+)"\s*,\s*(true|false)'
+    r'\s*(?:,\s*(true|false)\s*)?\}')
 
 
 def read_resources(text):
@@ -100,7 +101,7 @@ def read_resources(text):
         raise DerivationError(f"{rel(RESOURCES_H)}: {body.count('{')} entries in ReadResources(), "
                               f"{len(entries)} of the form {{kind, group, version, resource, "
                               f"namespaced}} with literals")
-    return [(group, resource) for _, group, _, resource, _ in entries]
+    return [(group, resource) for _, group, _, resource, _, _ in entries]
 
 
 def client_verbs(text):

@@ -40,6 +40,7 @@ const std::set<std::string, std::less<>>& Evaluators() {
                                                             "psa-level",
                                                             "policy-control",
                                                             "netpol-coverage",
+                                                            "netpol-workload-coverage",
                                                             "default-namespace"};
   return kNames;
 }

@@ -22,8 +22,13 @@ std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx);
 // Namespaces (namespace_checks.cc).
 std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx);
 std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx);
-std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx);
 std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx);
+// Objects Kubernetes itself keeps in `default`, by exact kind and name.
+bool IsKubernetesOwnObject(const k8s::Object& o);
+
+// Network policies of every kind (netpol_checks.cc).
+std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx);
+std::vector<Finding> NetpolWorkloadCoverage(const CheckDef& c, const Context& ctx);
 
 // Helpers.
 v1::Resource MakeResource(const std::string& kind, const std::string& ns, const std::string& name,

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "kspm/collector/cluster/checks_internal.h"
+#include "kspm/collector/cluster/netpol.h"
 
 namespace kspm::collector::cluster {
 
@@ -28,7 +29,8 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
                                           "MutatingWebhookConfiguration",
                                           "ValidatingAdmissionPolicyBinding"};
     admission.insert(admission.end(), workloads.begin(), workloads.end());
-    std::vector<std::string> netpol = {"Namespace", "NetworkPolicy"};
+    std::vector<std::string> netpol = {"Namespace"};
+    netpol.insert(netpol.end(), NetworkPolicyKinds().begin(), NetworkPolicyKinds().end());
     netpol.insert(netpol.end(), workloads.begin(), workloads.end());
     std::vector<std::string> default_ns = {"Namespace",      "Service", "ConfigMap",
                                            "ServiceAccount", "Role",    "RoleBinding"};
@@ -44,6 +46,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"psa-level", {internal::PsaLevel, admission}},
         {"policy-control", {internal::PolicyControl, admission}},
         {"netpol-coverage", {internal::NetpolCoverage, netpol}},
+        {"netpol-workload-coverage", {internal::NetpolWorkloadCoverage, netpol}},
         {"default-namespace", {internal::DefaultNamespace, default_ns}},
     };
   }();

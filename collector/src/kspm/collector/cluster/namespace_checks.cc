@@ -1,5 +1,5 @@
 // Namespace evaluators: Pod Security Admission labels (CIS 5.2.x on the admission side), policy
-// engines (5.2.1), NetworkPolicy coverage (5.3.2) and the default namespace (5.6.4).
+// engines (5.2.1) and the default namespace (5.6.4). Network policies: netpol_checks.cc.
 //
 // Namespaces that run no workload are counted but not judged one by one: a stock cluster's empty
 // `default` namespace is not a finding, and a namespace becomes one when a workload lands there.
@@ -157,72 +157,29 @@ std::vector<Finding> PolicyControl(const CheckDef&, const Context& ctx) {
   });
 }
 
-std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx) {
-  // Namespaced policy kinds of any CNI: networking.k8s.io, Cilium, Calico.
-  std::map<std::string, std::vector<const k8s::Object*>> policies;
-  for (const char* kind : {"NetworkPolicy", "CiliumNetworkPolicy"}) {
-    for (const auto& p : ctx.snapshot.Of(kind)) policies[p.ns].push_back(&p);
+// What Kubernetes itself creates in `default`, each by exact kind and name: the API server's
+// Service, Endpoints and EndpointSlice `kubernetes`, the namespace's ServiceAccount `default`
+// and ConfigMap `kube-root-ca.crt`, and the token Secret of that account (clusters before 1.24).
+// Events are records the control plane writes about other objects (Node events land in
+// `default`), not objects anyone placed there. Anything else, a Service `kubernetes-dashboard` or
+// a Lease included, was created by someone: Kubernetes keeps its Leases in kube-node-lease and
+// kube-system.
+bool IsKubernetesOwnObject(const k8s::Object& o) {
+  if (o.kind == "Service" || o.kind == "Endpoints" || o.kind == "EndpointSlice") {
+    return o.name == "kubernetes";
   }
-  // Namespaces come from Namespace objects, or from workloads when the snapshot has none.
-  std::set<std::string> names;
-  for (const auto& ns : ctx.snapshot.Of("Namespace")) names.insert(ns.name);
-  if (names.empty()) {
-    for (const auto& w : ctx.workloads.workloads) names.insert(w.ns);
+  if (o.kind == "ServiceAccount") return o.name == "default";
+  if (o.kind == "ConfigMap") return o.name == "kube-root-ca.crt";
+  if (o.kind == "Secret") {
+    const auto account = o.annotations().find("kubernetes.io/service-account.name");
+    return StrField(o.doc, "type") == "kubernetes.io/service-account-token" &&
+           account != o.annotations().end() && *account == "default";
   }
-  const auto busy = NamespacesWithWorkloads(ctx);
-  size_t system = 0, empty = 0;
-  std::vector<Finding> out;
-  for (const auto& name : names) {
-    if (ctx.policy.skip() && ctx.policy.IsSystemNamespace(name)) {
-      ++system;
-      continue;
-    }
-    if (!busy.contains(name)) {
-      ++empty;
-      continue;
-    }
-    Finding f;
-    f.resource = MakeResource("Namespace", "", name);
-    if (const auto* obj = ctx.snapshot.Find("Namespace", "", name)) f.labels = &obj->labels();
-    const auto& list = policies[name];
-    if (list.empty()) {
-      f.status = v1::STATUS_FAIL;
-      f.evidence.push_back(
-          ApiEvidence("NetworkPolicy", "NetworkPolicies in namespace " + name, std::nullopt));
-      f.reason = "namespace " + name +
-                 " runs workloads and has no NetworkPolicy: every pod "
-                 "accepts traffic from anywhere in the cluster";
-    } else {
-      f.status = v1::STATUS_PASS;
-      std::vector<std::string> names_of;
-      for (const auto* p : list) names_of.push_back(p->name);
-      f.evidence.push_back(ApiEvidence("NetworkPolicy", "NetworkPolicies in namespace " + name,
-                                       common::Join(names_of, ", ")));
-      f.reason = "namespace " + name + " has " + std::to_string(list.size()) + " NetworkPolicy " +
-                 (list.size() == 1 ? "object" : "objects");
-    }
-    out.push_back(std::move(f));
-  }
-  if (out.empty()) {
-    std::string note;
-    if (empty) note += " (" + std::to_string(empty) + " namespaces without workloads)";
-    return {NotApplicable("no namespace outside the system ones runs workloads" + note +
-                          SkipNote(system, "namespaces"))};
-  }
-  return out;
+  return o.kind == "Event";
 }
 
 std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx) {
-  // What Kubernetes itself keeps in `default`.
-  auto built_in = [](const k8s::Object& o) {
-    if (o.kind == "Service" || o.kind == "Endpoints" || o.kind == "EndpointSlice") {
-      return o.name == "kubernetes" || o.name.starts_with("kubernetes-");
-    }
-    if (o.kind == "ServiceAccount") return o.name == "default";
-    if (o.kind == "ConfigMap") return o.name == "kube-root-ca.crt";
-    if (o.kind == "Secret") return StrField(o.doc, "type") == "kubernetes.io/service-account-token";
-    return o.kind == "Event" || o.kind == "Lease";
-  };
+  const auto built_in = [](const k8s::Object& o) { return IsKubernetesOwnObject(o); };
   const auto& workload_kinds = WorkloadKinds();
   bool any_namespaced = false;
   std::vector<Finding> out;

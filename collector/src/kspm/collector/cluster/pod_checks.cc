@@ -2,6 +2,8 @@
 // controller. Containers, init containers and ephemeral containers are all read; fields that
 // exist at both levels (runAsUser, runAsNonRoot, seccompProfile, windowsOptions) take the
 // container's value over the pod's, as the kubelet does.
+#include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "kspm/collector/cluster/checks_internal.h"
@@ -65,17 +67,28 @@ Read Effective(const Workload& w, const Container& c, const char* field) {
   return r;
 }
 
-std::vector<std::string> Capabilities(const Container& c, const char* which) {
+// A container's capabilities.add or .drop as written.
+std::vector<std::string> WrittenCapabilities(const Container& c, const char* which) {
   std::vector<std::string> out;
   const auto* sc = SecurityContext(*c.spec);
   const auto* caps = sc ? Field(*sc, "capabilities") : nullptr;
   const auto* list = caps ? Field(*caps, which) : nullptr;
   if (list == nullptr || !list->is_array()) return out;
   for (const auto& v : *list) {
-    if (!v.is_string()) continue;
-    std::string cap = v.get<std::string>();
-    if (cap.starts_with("CAP_")) cap = cap.substr(4);  // runtimes accept both spellings
-    out.push_back(cap);
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+// The same names as the runtimes compare them: containerd and CRI-O upper-case each name and
+// accept it with or without `CAP_`, so `drop: [all]` drops every capability and `net_raw` is
+// NET_RAW.
+std::vector<std::string> Capabilities(const Container& c, const char* which) {
+  std::vector<std::string> out = WrittenCapabilities(c, which);
+  for (auto& cap : out) {
+    std::transform(cap.begin(), cap.end(), cap.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
+    if (cap.starts_with("CAP_")) cap = cap.substr(4);
   }
   return out;
 }
@@ -177,10 +190,11 @@ std::pair<std::vector<std::string>, std::vector<std::string>> RecordCapabilities
   std::pair<std::vector<std::string>, std::vector<std::string>> lists{Capabilities(c, "add"),
                                                                       Capabilities(c, "drop")};
   const std::string base = c.path + ".securityContext.capabilities.";
-  for (const auto& [field, list] : {std::pair{"add", &lists.first}, {"drop", &lists.second}}) {
+  for (const char* field : {"add", "drop"}) {
+    const auto written = WrittenCapabilities(c, field);
     o.evidence.push_back(
         ApiEvidence(base + field, w.evidence_source,
-                    list->empty() ? std::nullopt : std::optional(ListText(*list))));
+                    written.empty() ? std::nullopt : std::optional(ListText(written))));
   }
   return lists;
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -564,8 +565,35 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
   } else {
     stats.server_version = *version;
   }
+  // Discovery: which group versions this server serves, so that custom kinds (Cilium, Calico,
+  // AdminNetworkPolicy) are listed only where installed. Without an answer every custom kind is
+  // tried and a 404 means absent.
+  std::optional<std::set<std::string>> served;
+  if (auto groups = client.GetObject("/apis", "API discovery (/apis)"); groups.ok()) {
+    served.emplace();
+    if (const auto it = groups->find("groups"); it != groups->end() && it->is_array()) {
+      for (const auto& g : *it) {
+        const auto versions = g.find("versions");
+        if (!g.is_object() || versions == g.end() || !versions->is_array()) continue;
+        for (const auto& v : *versions) {
+          if (v.is_object() && v.contains("groupVersion") && v["groupVersion"].is_string()) {
+            served->insert(v["groupVersion"].get<std::string>());
+          }
+        }
+      }
+    }
+  } else {
+    spdlog::debug("{}; trying every custom policy kind", std::string(groups.status().message()));
+  }
+  // Calico's API server serves projectcalico.org/v3 over the crd.projectcalico.org/v1 CRDs: one
+  // of the two, not both.
+  std::set<std::string> listed_custom;
   size_t failed = 0;
   for (const auto& type : ReadResources()) {
+    if (type.custom) {
+      if (served && !served->contains(type.GroupVersion())) continue;
+      if (listed_custom.contains(type.kind)) continue;
+    }
     // Objects are added as pages arrive and pruned at once, so memory holds one raw page.
     Snapshot scratch;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
@@ -575,9 +603,11 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
       return absl::OkStatus();
     };
     const auto restart = [&] { scratch = Snapshot(); };
+    ++stats.kinds_tried;
     const auto s = client.List(type, page, restart);
     if (absl::IsNotFound(s)) continue;  // not served by this server version
     if (absl::IsUnauthenticated(s)) return s;
+    if (type.custom) listed_custom.insert(type.kind);
     if (!s.ok()) {
       ++failed;
       out.MarkFailed(type.kind, std::string(s.message()));
@@ -587,7 +617,7 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     stats.objects += scratch.size();
     out.Absorb(std::move(scratch));
   }
-  if (failed == ReadResources().size()) {
+  if (failed > 0 && failed == stats.kinds_tried) {
     return absl::UnavailableError("could not list anything from " + client.description() + ": " +
                                   out.errors().back());
   }

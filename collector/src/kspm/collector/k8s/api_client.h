@@ -121,6 +121,7 @@ class ApiClient {
 // What a fetch read, for logs and output.
 struct FetchStats {
   size_t objects = 0;
+  size_t kinds_tried = 0;  // kinds listed (custom kinds only where discovery found them)
   std::string server_version;
 };
 

@@ -1,5 +1,7 @@
 #include "kspm/collector/k8s/object.h"
 
+#include "kspm/collector/k8s/resources.h"
+
 namespace kspm::collector::k8s {
 namespace {
 
@@ -16,6 +18,24 @@ std::string StringField(const nlohmann::json& j, const char* key) {
 }
 
 }  // namespace
+
+std::string SnapshotKind(const std::string& api_version, const std::string& kind) {
+  const size_t slash = api_version.find('/');
+  if (slash == std::string::npos) return kind;  // the core group, or no apiVersion at all
+  std::string group = api_version.substr(0, slash);
+  // extensions/v1beta1 served Deployments, DaemonSets, ReplicaSets and NetworkPolicies before
+  // their own groups did: the same kinds.
+  if (group == "extensions") return kind;
+  if (group == "crd.projectcalico.org") group = "projectcalico.org";
+  for (const auto& type : ReadResources()) {
+    if (type.kind == kind) {
+      const std::string built_in =
+          type.group == "crd.projectcalico.org" ? "projectcalico.org" : type.group;
+      return built_in == group ? kind : kind + "." + group;
+    }
+  }
+  return kind;
+}
 
 const nlohmann::json& Object::metadata() const {
   const auto it = doc.find("metadata");
@@ -131,6 +151,7 @@ bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
     problems.push_back(where + " has no " + (o.kind.empty() ? "kind" : "metadata.name"));
     return false;
   }
+  o.kind = SnapshotKind(o.api_version, o.kind);
   o.doc = std::move(item);
   Prune(o.doc);
   o.origin = origin;

@@ -15,6 +15,9 @@ struct ResourceType {
   std::string version;   // e.g. `v1`
   std::string resource;  // plural, e.g. `clusterrolebindings`
   bool namespaced = true;
+  // A custom resource (CRD) kind: listed only when API discovery shows its group and version, and
+  // silently absent otherwise. Built-in kinds are always listed (404: an older server).
+  bool custom = false;
   // The list path: /api/v1/pods or /apis/rbac.authorization.k8s.io/v1/clusterrolebindings.
   std::string Path() const {
     return group.empty() ? "/api/" + version + "/" + resource
@@ -22,7 +25,14 @@ struct ResourceType {
   }
   // `clusterrolebindings.rbac.authorization.k8s.io`, as RBAC and error messages name it.
   std::string Qualified() const { return group.empty() ? resource : resource + "." + group; }
+  std::string GroupVersion() const { return group.empty() ? version : group + "/" + version; }
 };
+
+// The kind under which an object of `api_version` and `kind` is kept in a snapshot: the kind
+// itself, or `Kind.group` when a custom resource reuses the name of a kind read above from
+// another group (Calico's NetworkPolicy is `NetworkPolicy.projectcalico.org`, whether read
+// through projectcalico.org or crd.projectcalico.org). Defined in object.cc.
+std::string SnapshotKind(const std::string& api_version, const std::string& kind);
 
 inline const std::vector<ResourceType>& ReadResources() {
   static const std::vector<ResourceType> kResources = {
@@ -51,6 +61,23 @@ inline const std::vector<ResourceType>& ReadResources() {
       // v1 since Kubernetes 1.30; older servers answer 404 and the kind is simply absent.
       {"ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io", "v1",
        "validatingadmissionpolicybindings", false},
+      // Policy kinds of the CNIs and of the AdminNetworkPolicy API: each selects pods that a
+      // NetworkPolicy would otherwise have to (netpol.h). Calico's are served either by its API
+      // server (projectcalico.org/v3) or, without it, as the CRDs behind it
+      // (crd.projectcalico.org/v1); the first is read when served. A Calico NetworkPolicy is
+      // `NetworkPolicy.projectcalico.org` in the snapshot, apart from networking.k8s.io's.
+      {"CiliumNetworkPolicy", "cilium.io", "v2", "ciliumnetworkpolicies", true, true},
+      {"CiliumClusterwideNetworkPolicy", "cilium.io", "v2", "ciliumclusterwidenetworkpolicies",
+       false, true},
+      {"NetworkPolicy.projectcalico.org", "projectcalico.org", "v3", "networkpolicies", true, true},
+      {"GlobalNetworkPolicy", "projectcalico.org", "v3", "globalnetworkpolicies", false, true},
+      {"NetworkPolicy.projectcalico.org", "crd.projectcalico.org", "v1", "networkpolicies", true,
+       true},
+      {"GlobalNetworkPolicy", "crd.projectcalico.org", "v1", "globalnetworkpolicies", false, true},
+      {"AdminNetworkPolicy", "policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies", false,
+       true},
+      {"BaselineAdminNetworkPolicy", "policy.networking.k8s.io", "v1alpha1",
+       "baselineadminnetworkpolicies", false, true},
   };
   return kResources;
 }

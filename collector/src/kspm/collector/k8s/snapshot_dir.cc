@@ -1,8 +1,10 @@
 #include "kspm/collector/k8s/snapshot_dir.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -12,11 +14,37 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool IsInteger(const std::string& s) {
-  size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
-  if (i >= s.size()) return false;
-  return std::all_of(s.begin() + static_cast<long>(i), s.end(),
-                     [](char c) { return c >= '0' && c <= '9'; });
+// An integer as YAML 1.1 spells it and Go's strconv.ParseInt(s, 0, 64) reads it (after dropping
+// `_`): an optional sign, then decimal, `0x` hex, `0b` binary or `0` octal (`0644` is 420).
+std::optional<long long> Yaml11Integer(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
+  size_t i = 0;
+  bool negative = false;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) negative = s[i++] == '-';
+  int base = 10;
+  if (s.size() - i > 2 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
+    base = 16;
+    i += 2;
+  } else if (s.size() - i > 2 && s[i] == '0' && (s[i + 1] == 'b' || s[i + 1] == 'B')) {
+    base = 2;
+    i += 2;
+  } else if (s.size() - i > 1 && s[i] == '0') {
+    base = 8;
+    i += 1;
+  }
+  if (i >= s.size()) return std::nullopt;
+  unsigned long long value = 0;
+  for (; i < s.size(); ++i) {
+    const char c = s[i];
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    if (digit < 0 || digit >= base) return std::nullopt;
+    if (value > (static_cast<unsigned long long>(INT64_MAX) - digit) / base) return std::nullopt;
+    value = value * base + digit;
+  }
+  return negative ? -static_cast<long long>(value) : static_cast<long long>(value);
 }
 
 bool IsFloat(const std::string& s) {
@@ -24,14 +52,24 @@ bool IsFloat(const std::string& s) {
   return std::regex_match(s, kFloat);
 }
 
+// A plain (unquoted) scalar typed as Kubernetes reads manifests: sigs.k8s.io/yaml decodes with
+// go-yaml v2, whose YAML 1.1 rules make `yes`, `on`, `y` true and `no`, `off`, `n` false, and
+// read `0644` as octal. Quoted scalars stay strings.
 nlohmann::json Scalar(const YAML::Node& node) {
   const std::string& s = node.Scalar();
   // yaml-cpp tags quoted scalars "!" and plain ones "?": only plain scalars are typed.
   if (node.Tag() == "!") return s;
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (IsInteger(s) && s.size() < 19) return std::stoll(s);
+  static const std::set<std::string, std::less<>> kTrue = {
+      "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"};
+  static const std::set<std::string, std::less<>> kFalse = {
+      "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"};
+  if (kTrue.contains(s)) return true;
+  if (kFalse.contains(s)) return false;
+  const char first = s[0];
+  if ((first >= '0' && first <= '9') || first == '-' || first == '+') {
+    if (const auto n = Yaml11Integer(s)) return *n;
+  }
   if (IsFloat(s) && s.size() < 40) {
     try {
       return std::stod(s);
@@ -87,7 +125,15 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
     }
     case YAML::NodeType::Map: {
       nlohmann::json out = nlohmann::json::object();
-      for (const auto& kv : node) out[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      for (const auto& kv : node) {
+        // Keys are typed like values, then written as JSON keys (`on:` is the key "true").
+        std::string key = kv.first.IsScalar() ? kv.first.Scalar() : kv.first.as<std::string>();
+        if (kv.first.IsScalar()) {
+          const auto typed = Scalar(kv.first);
+          if (typed.is_boolean() || typed.is_number_integer()) key = typed.dump();
+        }
+        out[key] = YamlToJson(kv.second);
+      }
       return out;
     }
   }

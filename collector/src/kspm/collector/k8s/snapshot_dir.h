@@ -24,8 +24,10 @@ namespace kspm::collector::k8s {
 [[nodiscard]] absl::Status LoadSnapshotText(const std::string& text, const std::string& name,
                                             Snapshot& out);
 
-// YAML to JSON with YAML 1.2 core-schema typing for plain scalars (true/false, null and ~,
-// integers, floats); quoted scalars stay strings.
+// YAML to JSON as Kubernetes reads manifests (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1): plain
+// scalars are typed (yes/no/on/off/y/n and true/false are booleans, null and ~, integers with
+// 0 octal, 0x hex and 0b binary, floats); quoted scalars stay strings; keys are typed the same way
+// and written back as JSON keys.
 nlohmann::json YamlToJson(const YAML::Node& node);
 
 }  // namespace kspm::collector::k8s
