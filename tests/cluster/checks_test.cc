@@ -520,3 +520,47 @@ TEST(Checks, CompactingOwnedReplicasChangesNoResult) {
 
 }  // namespace
 }  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// What the collector's periodic scan streams to the store: one part per check, in catalogue
+// order, the same results as the whole evaluation, on any number of threads; a sink that fails
+// stops the evaluation.
+TEST(Checks, EvaluationInPartsHandsOverEachCheckOnceInCatalogueOrder) {
+  const auto snapshot = KubeadmSnapshot();
+  collector::cluster::ScanOptions options;
+  options.policy.include_system = true;
+  const auto whole = collector::cluster::EvaluateCluster(snapshot, options);
+  for (unsigned threads : {1u, 3u}) {
+    SCOPED_TRACE(threads);
+    options.threads = threads;
+    std::vector<v1::CheckResult> joined;
+    std::vector<std::string> order;
+    auto stats = collector::cluster::EvaluateClusterInParts(
+        snapshot, options, [&](std::vector<v1::CheckResult>&& part) {
+          EXPECT_FALSE(part.empty());
+          for (const auto& r : part) EXPECT_EQ(r.check_id(), part.front().check_id());
+          order.push_back(part.front().check_id());
+          std::move(part.begin(), part.end(), std::back_inserter(joined));
+          return absl::OkStatus();
+        });
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->workloads, whole.stats.workloads);
+    ASSERT_EQ(joined.size(), whole.results.size());
+    for (size_t i = 0; i < joined.size(); ++i) {
+      EXPECT_EQ(joined[i].SerializeAsString(), whole.results[i].SerializeAsString());
+    }
+    EXPECT_EQ(std::set<std::string>(order.begin(), order.end()).size(), order.size());
+  }
+  size_t parts = 0;
+  auto stopped = collector::cluster::EvaluateClusterInParts(
+      snapshot, options, [&](std::vector<v1::CheckResult>&&) {
+        return ++parts == 3 ? absl::ResourceExhaustedError("disk full") : absl::OkStatus();
+      });
+  EXPECT_TRUE(absl::IsResourceExhausted(stopped.status()));
+  EXPECT_EQ(parts, 3u);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test

@@ -485,3 +485,60 @@ TEST_F(StoreTest, EachNodeIsScoredUnderTheBenchmarkItWasJudgedBy) {
 
 }  // namespace
 }  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// A full report in parts (a cluster scan streamed check by check) ends where the same report in
+// one piece would: changed rows written with their transitions, unchanged ones left, objects and
+// whole checks no part carried removed, counts equal to the rows.
+TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
+  auto on = [](v1::CheckResult r, const std::string& name) {
+    r.mutable_resource()->set_kind("Deployment");
+    r.mutable_resource()->set_namespace_("shop");
+    r.mutable_resource()->set_name(name);
+    return r;
+  };
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s1", "cluster",
+                                        {on(Result("a", "1", v1::STATUS_PASS), "web"),
+                                         on(Result("b", "2", v1::STATUS_FAIL), "web"),
+                                         on(Result("b", "2", v1::STATUS_FAIL), "db"),
+                                         on(Result("c", "3", v1::STATUS_FAIL), "web")}),
+                                 now_)
+                  .ok());
+  auto header = Report("s2", "cluster", {});
+  auto writer = store_->BeginReport(header, now_);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "web")}).ok());
+  // Readers see a part as soon as it is committed.
+  EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'a'"), v1::STATUS_FAIL);
+  ASSERT_TRUE((*writer)->Add({on(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
+  // A check comes whole in one part.
+  const auto again = (*writer)->Add({on(Result("a", "1", v1::STATUS_PASS), "db")});
+  EXPECT_TRUE(absl::IsInvalidArgument(again)) << again;
+  const auto later = now_ + std::chrono::seconds(3);
+  auto stats = (*writer)->Finish(later);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->results, 2u);
+  EXPECT_EQ(stats->written, 1u);  // a changed; b/web is the same result
+  EXPECT_EQ(stats->transitions, 1u);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 2);  // b/db and check c are gone
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'c'"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions WHERE check_id = 'a'"), 1);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+  EXPECT_EQ(Count("SELECT results FROM scans WHERE scan_id = 's2'"), 2);
+  EXPECT_EQ(Count("SELECT finished_ms = " + std::to_string(common::ToUnixMillis(later)) +
+                  " FROM scans WHERE scan_id = 's2'"),
+            1);
+  auto summary = store_->Summary("", later);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->overall().counts().fail(), 2u);
+  EXPECT_EQ(summary->overall().counts().pass(), 0u);
+  // A scan id already stored is refused, as a redelivered report is not stored twice.
+  EXPECT_TRUE(absl::IsAlreadyExists(store_->BeginReport(header, later).status()));
+}
+
+}  // namespace
+}  // namespace kspm::collector::store

@@ -205,10 +205,9 @@ std::vector<v1::CheckResult> ControlPlaneNotApplicable(const std::vector<std::st
   return out;
 }
 
-v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster,
-                                  common::Clock::time_point started,
-                                  common::Clock::time_point finished, uint32_t interval_seconds,
-                                  const std::string& api_version) {
+v1::NodeReport ClusterReportHeader(const std::string& cluster, common::Clock::time_point started,
+                                   common::Clock::time_point finished, uint32_t interval_seconds,
+                                   const std::string& api_version) {
   v1::NodeReport report;
   report.set_scan_id(common::NewUuid());
   *report.mutable_started_at() = common::ToProto(started);
@@ -223,17 +222,30 @@ v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster
   report.set_full(true);
   report.set_host_root("");
   report.set_scan_interval_seconds(interval_seconds);
+  return report;
+}
+
+void PrepareClusterResult(v1::CheckResult& result) {
+  const auto& res = result.resource();
+  // The store keys a result by its object too (common::ResourceKey); a reason that does not
+  // name the object gets it in front, for readers of one line (history, exports).
+  const std::string object = common::ResourceKey(res);
+  if (!object.empty() && result.reason().find(res.name()) == std::string::npos) {
+    result.set_reason(object + ": " + result.reason());
+  }
+}
+
+v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster,
+                                  common::Clock::time_point started,
+                                  common::Clock::time_point finished, uint32_t interval_seconds,
+                                  const std::string& api_version) {
+  v1::NodeReport report =
+      ClusterReportHeader(cluster, started, finished, interval_seconds, api_version);
   report.mutable_results()->Reserve(static_cast<int>(scan.results.size()));
   for (auto& r : scan.results) {
     auto* out = report.add_results();
     *out = std::move(r);
-    const auto& res = out->resource();
-    // The store keys a result by its object too (common::ResourceKey); a reason that does not
-    // name the object gets it in front, for readers of one line (history, exports).
-    const std::string object = common::ResourceKey(res);
-    if (!object.empty() && out->reason().find(res.name()) == std::string::npos) {
-      out->set_reason(object + ": " + out->reason());
-    }
+    PrepareClusterResult(*out);
   }
   scan.results.clear();
   return report;

@@ -68,6 +68,15 @@ v1::NodeReport BuildClusterReport(ClusterScan&& scan, const std::string& cluster
                                   common::Clock::time_point finished, uint32_t interval_seconds,
                                   const std::string& api_version = "");
 
+// The same report without results: what ReportWriter (store.h) starts a report in parts with.
+v1::NodeReport ClusterReportHeader(const std::string& cluster, common::Clock::time_point started,
+                                   common::Clock::time_point finished, uint32_t interval_seconds,
+                                   const std::string& api_version = "");
+
+// What BuildClusterReport does to each result: the object in front of a reason that does not
+// name it.
+void PrepareClusterResult(v1::CheckResult& result);
+
 // Evidence that the control plane runs on the cluster's own nodes (a kube-apiserver or etcd
 // static pod, or a Node labelled node-role.kubernetes.io/control-plane or master), e.g.
 // `Pod kube-system/kube-apiserver-cp-1`; nothing for a managed control plane, which the API does

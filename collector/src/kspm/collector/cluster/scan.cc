@@ -1,7 +1,8 @@
 #include "kspm/collector/cluster/scan.h"
 
 #include <algorithm>
-#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <iterator>
 #include <thread>
 
@@ -59,23 +60,26 @@ std::string DescribeResource(const v1::Resource& r) {
   return out;
 }
 
-ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options) {
-  ClusterScan scan;
+absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
+                                                 const ScanOptions& options,
+                                                 const ResultSink& part) {
+  ScanStats stats;
   const Rbac rbac(snapshot, options.policy);
   const WorkloadSet workloads = CollectWorkloads(snapshot, options.policy);
   const Context ctx{snapshot, options.policy, rbac, workloads};
-  scan.stats.objects = snapshot.size();
-  scan.stats.workloads = workloads.workloads.size();
-  scan.stats.owned = workloads.owned;
-  scan.stats.system_workloads = workloads.system_skipped;
-  scan.stats.roles = rbac.roles().size();
-  scan.stats.bindings = rbac.bindings().size();
+  stats.objects = snapshot.size();
+  stats.workloads = workloads.workloads.size();
+  stats.owned = workloads.owned;
+  stats.system_workloads = workloads.system_skipped;
+  stats.roles = rbac.roles().size();
+  stats.bindings = rbac.bindings().size();
 
-  // Each check is evaluated on its own into its own slot; slots are joined in catalogue order,
-  // so the output does not depend on the number of threads.
+  // Each check is evaluated on its own into its own slot; slots are handed over in catalogue
+  // order, so the output does not depend on the number of threads.
   struct Slot {
     std::vector<v1::CheckResult> results;
     size_t accepted = 0, expired = 0;
+    bool done = false;
   };
   const auto& catalog = BuiltinCatalog();
   std::vector<Slot> slots(catalog.size());
@@ -113,6 +117,7 @@ ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& op
         findings = std::move(kept);
       }
     }
+    slot.results.reserve(findings.size() * items.size());
     for (auto& f : findings) {
       const ExceptionRule* rule = nullptr;
       const ExceptionRule* expired = nullptr;
@@ -141,28 +146,66 @@ ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& op
       }
     }
   };
-  // Threads take the next check as they finish one: check costs differ by orders of magnitude
-  // (a pod check visits every workload, an RBAC check every binding).
+  // Workers take the next check as they finish one (check costs differ by orders of magnitude:
+  // a pod check visits every workload, an RBAC check every binding), at most `window` checks
+  // ahead of the one being handed over, so memory holds a few checks' results, not all.
   unsigned threads = options.threads;
   if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
-  std::atomic<size_t> next{0};
+  const size_t window = threads + 2;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t next = 0, handed = 0;
+  bool stop = false;
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < catalog.size();) evaluate(catalog[i], slots[i]);
+    for (;;) {
+      size_t i;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stop || next >= catalog.size() || next < handed + window; });
+        if (stop || next >= catalog.size()) return;
+        i = next++;
+      }
+      evaluate(catalog[i], slots[i]);
+      {
+        std::lock_guard lock(mu);
+        slots[i].done = true;
+      }
+      cv.notify_all();
+    }
   };
-  std::vector<std::thread> helpers;
-  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-
-  size_t total = 0;
-  for (const auto& slot : slots) total += slot.results.size();
-  scan.results.reserve(total);
-  for (auto& slot : slots) {
-    scan.stats.accepted += slot.accepted;
-    scan.stats.expired += slot.expired;
-    std::move(slot.results.begin(), slot.results.end(), std::back_inserter(scan.results));
-    slot.results = {};  // freed as they are moved, so the peak holds one copy
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) workers.emplace_back(work);
+  absl::Status failed;
+  for (size_t i = 0; i < catalog.size(); ++i) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return slots[i].done; });
+    }
+    Slot& slot = slots[i];
+    stats.accepted += slot.accepted;
+    stats.expired += slot.expired;
+    if (failed.ok() && !slot.results.empty()) failed = part(std::move(slot.results));
+    slot.results = {};
+    {
+      std::lock_guard lock(mu);
+      handed = i + 1;
+      if (!failed.ok()) stop = true;
+    }
+    cv.notify_all();
+    if (!failed.ok()) break;
   }
+  for (auto& t : workers) t.join();
+  if (!failed.ok()) return failed;
+  return stats;
+}
+
+ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options) {
+  ClusterScan scan;
+  auto stats = EvaluateClusterInParts(snapshot, options, [&](std::vector<v1::CheckResult>&& part) {
+    std::move(part.begin(), part.end(), std::back_inserter(scan.results));
+    return absl::OkStatus();
+  });
+  scan.stats = *stats;  // the sink never fails
   return scan;
 }
 

@@ -2,10 +2,12 @@
 
 // One evaluation of a cluster: every check of the catalogue over a snapshot, exceptions applied,
 // one CheckResult per (finding, benchmark).
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "kspm/collector/cluster/catalog.h"
 #include "kspm/collector/cluster/exceptions.h"
 #include "kspm/collector/cluster/system_policy.h"
@@ -46,6 +48,15 @@ struct ClusterScan {
 // rely on it into ERROR, and a check that finds nothing to judge is NOT_APPLICABLE with the
 // reason. Results are ordered by check (catalogue order), then object.
 ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options);
+
+// The same results, handed to `part` one check at a time (every result of the check, under each
+// of its benchmarks), in catalogue order, while later checks are evaluated: memory holds a few
+// checks' results, never all of a large cluster's. An error from `part` stops the evaluation and
+// is returned.
+using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&&)>;
+[[nodiscard]] absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
+                                                               const ScanOptions& options,
+                                                               const ResultSink& part);
 
 // `Kind ns/name [container]`, or `Kind name` for cluster-scoped objects, `cluster` for
 // cluster-wide verdicts.

@@ -175,21 +175,35 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   options.policy = settings_.policy;
   options.exceptions = &exceptions_;
   options.now = started;
-  ClusterScan scan = EvaluateCluster(*snapshot, options);
-  const auto finished = common::Clock::now();
-  const ScanStats stats = scan.stats;
-  v1::NodeReport report =
-      BuildClusterReport(std::move(scan), settings_.cluster, started, finished,
-                         static_cast<uint32_t>(settings_.interval.count()), version);
+  // Results go to the store check by check as they are evaluated (ReportWriter): a cluster of
+  // 150,000 pods has millions of results, and holding them all is what makes scanners run out of
+  // memory.
+  const v1::NodeReport header =
+      ClusterReportHeader(settings_.cluster, started, started,
+                          static_cast<uint32_t>(settings_.interval.count()), version);
+  auto writer = store_.BeginReport(header, started);
+  if (!writer.ok()) return failed(writer.status());
+  v1::StatusCounts counts;
+  size_t results = 0;
+  const auto add = [&](std::vector<v1::CheckResult>&& part) {
+    for (auto& r : part) {
+      PrepareClusterResult(r);
+      common::AddStatusCount(counts, r.status());
+    }
+    results += part.size();
+    return (*writer)->Add(std::move(part));
+  };
+  auto evaluated = EvaluateClusterInParts(*snapshot, options, add);
+  if (!evaluated.ok()) return failed(evaluated.status());
+  const ScanStats stats = *evaluated;
   // Sections 1 and 2 are the nodes' to report. When no agent covers them and the API shows no
   // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
   // plane without an agent is a coverage gap that `kspmctl nodes` shows, not "not applicable".
   const auto self_hosted = SelfHostedControlPlane(*snapshot);
-  // The objects are done with: free them before the commit (a large cluster's snapshot is as big
-  // as its results), keeping only what the answer reports.
   const std::vector<std::string> warnings = snapshot->errors();
-  *snapshot = k8s::Snapshot();
-  auto nodes = store_.Nodes(settings_.cluster, finished);
+  *snapshot = k8s::Snapshot();  // the objects are done with
+  const auto evaluated_at = common::Clock::now();
+  auto nodes = store_.Nodes(settings_.cluster, evaluated_at);
   if (self_hosted) {
     spdlog::debug(
         "cluster scan: the control plane runs on the cluster's nodes ({}): sections 1 "
@@ -203,30 +217,35 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
         judged_by.insert(n.identity().platform_benchmark());
       }
     }
+    std::vector<v1::CheckResult> not_applicable;
     for (const auto& section : UncoveredControlPlaneSections(*nodes)) {
       for (auto& r :
            ControlPlaneNotApplicable({section}, UncoveredSectionReason(section), judged_by)) {
-        *report.add_results() = std::move(r);
+        not_applicable.push_back(std::move(r));
       }
+    }
+    if (!not_applicable.empty()) {
+      if (auto s = add(std::move(not_applicable)); !s.ok()) return failed(s);
     }
   } else {
     spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));
   }
-  auto committed = store_.CommitReport(report, finished);
+  const auto finished = common::Clock::now();
+  auto committed = (*writer)->Finish(finished);
   if (!committed.ok()) return failed(committed.status());
-  spdlog::info("cluster scan of {} ({}): {} objects, {} results, {} accepted, {} ms",
-               settings_.cluster, source_->Describe(), stats.objects, report.results_size(),
+  spdlog::info("cluster scan of {} ({}): {} objects, {} results ({} written), {} accepted, {} ms",
+               settings_.cluster, source_->Describe(), stats.objects, results, committed->written,
                stats.accepted,
                std::chrono::duration_cast<std::chrono::milliseconds>(finished - started).count());
   v1::ScanClusterResponse out;
   out.set_cluster(settings_.cluster);
   out.set_source(source_->Describe());
-  out.set_scan_id(report.scan_id());
-  *out.mutable_started_at() = report.started_at();
-  *out.mutable_finished_at() = report.finished_at();
+  out.set_scan_id(header.scan_id());
+  *out.mutable_started_at() = header.started_at();
+  *out.mutable_finished_at() = common::ToProto(finished);
   out.set_objects(static_cast<uint32_t>(stats.objects));
-  out.set_results(static_cast<uint32_t>(report.results_size()));
-  for (const auto& r : report.results()) common::AddStatusCount(*out.mutable_counts(), r.status());
+  out.set_results(static_cast<uint32_t>(results));
+  *out.mutable_counts() = counts;
   out.set_accepted(static_cast<uint32_t>(stats.accepted));
   for (const auto& e : warnings) out.add_warnings(e);
   return out;

@@ -1,5 +1,7 @@
 #include "kspm/collector/k8s/object.h"
 
+#include <utility>
+
 #include "kspm/collector/k8s/resources.h"
 
 namespace kspm::collector::k8s {
@@ -65,10 +67,34 @@ void Snapshot::Add(Object object) {
     ++duplicates_;
     return;
   }
+  DropReplicaSpec(object);
   auto& list = by_kind_[object.kind];
   index[key] = list.size();
   list.push_back(std::move(object));
   ++size_;
+}
+
+void Snapshot::DropReplicaSpec(Object& object) {
+  if (object.kind != "Pod" && object.kind != "ReplicaSet" && object.kind != "Job") return;
+  const auto refs = object.metadata().find("ownerReferences");
+  if (refs == object.metadata().end() || !refs->is_array()) return;
+  for (const auto& ref : *refs) {
+    const auto controller = ref.find("controller");
+    if (controller == ref.end() || !controller->is_boolean() || !controller->get<bool>()) continue;
+    const std::string owner_kind = StringField(ref, "kind"), owner = StringField(ref, "name");
+    // A static pod's mirror (owned by its Node) is a workload of its own.
+    if (owner_kind.empty() || owner.empty() || owner_kind == "Node") return;
+    std::string replica_of = object.kind;
+    for (const std::string* part : {&std::as_const(object.ns), &owner_kind, &owner}) {
+      replica_of += '\x1f';
+      replica_of += *part;
+    }
+    if (!replica_owners_.insert(std::move(replica_of)).second && object.doc.is_object()) {
+      object.doc.erase("spec");
+      ++replica_specs_dropped_;
+    }
+    return;
+  }
 }
 
 void Snapshot::Absorb(Snapshot&& other) {
@@ -117,7 +143,8 @@ void Prune(nlohmann::json& object) {
   for (const char* key : {"status", "data", "binaryData", "stringData"}) object.erase(key);
   const auto meta = object.find("metadata");
   if (meta == object.end() || !meta->is_object()) return;
-  for (const char* key : {"managedFields", "resourceVersion", "generation", "selfLink"}) {
+  for (const char* key : {"managedFields", "resourceVersion", "generation", "selfLink", "uid",
+                          "creationTimestamp", "generateName", "finalizers"}) {
     meta->erase(key);
   }
   const auto annotations = meta->find("annotations");
@@ -171,7 +198,7 @@ absl::Status Problems(const std::string& origin, const std::vector<std::string>&
 
 absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view list_kind,
                           std::string_view list_version, const std::string& origin, Snapshot& out,
-                          size_t* added, std::string_view default_kind) {
+                          size_t* added, std::string_view default_kind, size_t first_index) {
   std::string item_kind;
   if (list_kind.size() > 4 && list_kind != "List") {
     item_kind = std::string(list_kind.substr(0, list_kind.size() - 4));
@@ -181,7 +208,8 @@ absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view 
   std::vector<std::string> problems;
   size_t count = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    count += AddItem(std::move(items[i]), item_kind, version, "items[" + std::to_string(i) + "]",
+    count += AddItem(std::move(items[i]), item_kind, version,
+                     "items[" + std::to_string(first_index + i) + "]",
                      origin, out, problems);
   }
   if (added) *added = count;

@@ -38,8 +38,12 @@ struct Object {
 class Snapshot {
  public:
   // Adds an object; a second object with the same kind, namespace and name is ignored (the first
-  // file read wins) and counted in duplicates().
+  // file read wins) and counted in duplicates(). Replicas of one controller carry one pod
+  // template: a Pod, ReplicaSet or Job whose controlling owner already has a replica here is
+  // kept without its `spec` (checks read the owner's template, or the first replica when the
+  // owner is missing), so a Deployment of 300 pods holds one pod spec in memory, not 300.
   void Add(Object object);
+  size_t replica_specs_dropped() const { return replica_specs_dropped_; }
   // Moves every object of `other` into this snapshot (as Add does, one by one).
   void Absorb(Snapshot&& other);
   // The objects of one kind, in the order they were added (an empty list when none).
@@ -68,8 +72,12 @@ class Snapshot {
  private:
   std::map<std::string, std::vector<Object>, std::less<>> by_kind_;
   std::map<std::string, std::map<std::pair<std::string, std::string>, size_t>, std::less<>> index_;
+  void DropReplicaSpec(Object& object);
+
   size_t size_ = 0;
   size_t duplicates_ = 0;
+  std::set<std::string> replica_owners_;  // kind, namespace, owner kind and name, joined
+  size_t replica_specs_dropped_ = 0;
   std::map<std::string, std::string> failed_;
   std::optional<std::string> incomplete_;
   std::vector<std::string> errors_;
@@ -84,15 +92,18 @@ class Snapshot {
 [[nodiscard]] absl::Status AddDocument(nlohmann::json doc, const std::string& origin, Snapshot& out,
                                        size_t* added = nullptr, std::string_view default_kind = {});
 
-// Adds the items of a list already taken apart (a streaming parse hands them over one by one):
+// Adds the items of a list already taken apart (a streaming parse hands them over in chunks):
 // as AddDocument does for a list of kind `list_kind` (`PodList`, or `List`) and `list_version`.
+// `first_index` is the position of items[0] in the whole list, for messages.
 [[nodiscard]] absl::Status AddListItems(std::vector<nlohmann::json>&& items,
                                         std::string_view list_kind, std::string_view list_version,
                                         const std::string& origin, Snapshot& out,
                                         size_t* added = nullptr,
-                                        std::string_view default_kind = {});
+                                        std::string_view default_kind = {},
+                                        size_t first_index = 0);
 
-// Drops what checks never read (status, managedFields, data, last-applied annotation), in place.
+// Drops what checks never read (status, managedFields, data, last-applied annotation, uid,
+// creationTimestamp, generateName, finalizers), in place.
 void Prune(nlohmann::json& object);
 
 }  // namespace kspm::collector::k8s

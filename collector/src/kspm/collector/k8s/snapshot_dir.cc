@@ -150,13 +150,39 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
     // What Prune would drop is not even built: status, data and managedFields are most of a
     // live object's size.
     bool top_object = false;
-    std::string top_key, item_key;
+    std::string top_key, item_key, list_kind, list_version;
     std::vector<nlohmann::json> items;
+    size_t first_index = 0;  // of items[0] in the list, for messages
+    // Items join the snapshot in chunks while the rest of the list is parsed, so that replicas
+    // drop their pod spec as they arrive (Snapshot::Add). Items without a kind wait until the
+    // list's kind is known (the API writes it before `items`, kubectl after).
+    const auto flush = [&](bool at_end) {
+      const bool kinds_known = !list_kind.empty() || at_end;
+      if (!kinds_known) {
+        for (const auto& item : items) {
+          if (!item.is_object() || !item.contains("kind")) return;
+        }
+      }
+      if (items.empty()) return;
+      const std::string kind = list_kind.empty() ? "List" : list_kind;
+      const size_t n = items.size();
+      if (auto st = AddListItems(std::move(items), kind, list_version, name, out, nullptr, {},
+                                 first_index);
+          !st.ok() && problems.size() < 3) {
+        problems.emplace_back(st.message());
+      }
+      first_index += n;
+      items.clear();
+    };
     const auto take_items = [&](int depth, nlohmann::json::parse_event_t event,
                                 nlohmann::json& parsed) {
       using Event = nlohmann::json::parse_event_t;
       if (depth == 0 && event == Event::object_start) top_object = true;
       if (depth == 1 && event == Event::key && top_object) top_key = parsed.get<std::string>();
+      if (depth == 1 && event == Event::value && top_object && parsed.is_string()) {
+        if (top_key == "kind") list_kind = parsed.get<std::string>();
+        if (top_key == "apiVersion") list_version = parsed.get<std::string>();
+      }
       const bool in_items = top_object && top_key == "items";
       if (in_items && event == Event::key && depth == 3) {
         item_key = parsed.get<std::string>();
@@ -172,6 +198,7 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
       if (in_items && depth == 2 && event == Event::object_end) {
         Prune(parsed);
         items.push_back(std::move(parsed));
+        if (items.size() >= 256) flush(false);
         return false;  // not kept in the document
       }
       return true;
@@ -197,13 +224,12 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
         for (auto& v : *it) items.push_back(std::move(v));
       }
     }
-    if (!items.empty() || (doc.is_object() && doc.contains("items"))) {
-      const std::string kind = doc.is_object() ? doc.value("kind", std::string()) : "";
-      const std::string version = doc.is_object() ? doc.value("apiVersion", std::string()) : "";
-      if (auto s = AddListItems(std::move(items), kind.empty() ? "List" : kind, version, name, out);
-          !s.ok()) {
-        problems.emplace_back(s.message());
+    if (first_index > 0 || !items.empty() || (doc.is_object() && doc.contains("items"))) {
+      if (doc.is_object()) {
+        list_kind = doc.value("kind", std::string());
+        list_version = doc.value("apiVersion", std::string());
       }
+      flush(true);
     } else {
       auto docs = doc.is_array() ? std::move(doc) : nlohmann::json::array({std::move(doc)});
       for (size_t i = 0; i < docs.size(); ++i) {
@@ -266,15 +292,24 @@ absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
   std::sort(files.begin(), files.end());
   for (const auto& path : files) {
     const std::string name = fs::relative(path, dir, ec).string();
+    // Read straight into one string (a stringstream would hold a second copy).
     std::ifstream in(path, std::ios::binary);
-    std::stringstream buf;
-    buf << in.rdbuf();
+    std::string text;
+    if (in) {
+      in.seekg(0, std::ios::end);
+      const auto size = in.tellg();
+      in.seekg(0, std::ios::beg);
+      if (size > 0) {
+        text.resize(static_cast<size_t>(size));
+        in.read(text.data(), size);
+        text.resize(static_cast<size_t>(in.gcount()));
+      }
+    }
     if (!in.good() && !in.eof()) {
       out.AddError(name + ": cannot read");
       out.MarkIncomplete(name + " could not be read");
       continue;
     }
-    const std::string text = buf.str();
     if (auto s = LoadSnapshotText(text, name, out); !s.ok()) {
       out.AddError(std::string(s.message()));
       const auto kinds = SniffKinds(text);

@@ -9,6 +9,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -141,6 +145,9 @@ class SqliteStore final : public Store {
   std::vector<absl::StatusOr<CommitStats>> CommitBatch(
       const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) override;
 
+  absl::StatusOr<std::unique_ptr<ReportWriter>> BeginReport(const v1::NodeReport& header,
+                                                            common::Clock::time_point now) override;
+
   StoreSpace Space() const override;
 
   // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
@@ -212,6 +219,43 @@ class SqliteStore final : public Store {
   absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
                                         common::Clock::time_point now);
 
+  // Where a report's rows go.
+  struct Target {
+    int64_t node_id = 0;
+    std::string scan_id;
+    int64_t now_ms = 0;
+  };
+  // A current result row: what a new result replaces.
+  struct CurrentRow {
+    std::string check_id, benchmark;
+    ObjectKey object;
+    int status, severity, scored;
+    std::string section, ns;
+    int64_t digest;
+  };
+  // Keyed by check, benchmark and object, joined.
+  using CurrentRows = std::unordered_map<std::string, CurrentRow>;
+  using Counts = std::map<CountBucket, int64_t>;
+
+  // The head of a commit: duplicate scan id, heartbeat, cluster, node and scan rows. Nothing
+  // (with `stats` saying why) when the report needs no more.
+  absl::StatusOr<std::optional<Target>> StartScan(const v1::NodeReport& report,
+                                                  common::Clock::time_point now,
+                                                  CommitStats& stats);
+  // The node's current rows (of one check when `check_id` is given) into `out`.
+  absl::Status LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out);
+  // Writes what changed among `results`, with transitions; rows written leave `current`.
+  absl::Status WriteResults(const Target& target,
+                            const std::vector<const v1::CheckResult*>& results,
+                            CurrentRows& current, Counts& counts, CommitStats& stats);
+  // Deletes the rows left in `current` (no longer reported).
+  absl::Status DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts);
+  absl::Status ApplyCounts(int64_t node_id, const Counts& counts);
+  // The check ids of the node's current rows.
+  absl::StatusOr<std::set<std::string>> CurrentChecks(int64_t node_id);
+
+  friend class SqliteReportWriter;
+
   std::string path_;
   mutable std::mutex space_mu_;
   StoreSpace space_;
@@ -219,7 +263,8 @@ class SqliteStore final : public Store {
   Db writer_;
   ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
-      upsert_result_, insert_transition_, delete_result_, bump_count_, insert_drift_;
+      current_of_check_, current_checks_, set_scan_results_, upsert_result_, insert_transition_,
+      delete_result_, bump_count_, insert_drift_;
 };
 
 }  // namespace kspm::collector::store::internal

@@ -34,6 +34,11 @@ absl::Status SqliteStore::Prepare() {
       {&current_status_,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ?"},
+      {&current_of_check_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ?"},
+      {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
+      {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
       {&bump_count_,
        "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
        "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "

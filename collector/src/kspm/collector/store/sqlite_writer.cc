@@ -4,6 +4,8 @@
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/scoring.h"
+#include <functional>
+
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {
@@ -48,9 +50,8 @@ std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
   return out;
 }
 
-absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
-                                                   common::Clock::time_point now) {
-  CommitStats stats;
+absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
+    const v1::NodeReport& report, common::Clock::time_point now, CommitStats& stats) {
   if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
   const std::string& node_name = report.node().node_name();
   if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
@@ -61,7 +62,7 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
   sqlite3_clear_bindings(find_scan_.get());
   if (found == SQLITE_ROW) {
     stats.duplicate = true;
-    return stats;
+    return std::nullopt;
   }
   const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
   const int interval = report.scan_interval_seconds() > 0
@@ -79,7 +80,7 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     BindText(touch_node_, 4, node_name);
     BindText(touch_node_, 5, cluster);
     if (auto s = Step(touch_node_, "storing a heartbeat"); !s.ok()) return s;
-    if (sqlite3_changes(writer_.get()) > 0) return stats;
+    if (sqlite3_changes(writer_.get()) > 0) return std::nullopt;
   }
   BindText(upsert_cluster_, 1, cluster);
   auto cluster_id = StepId(upsert_cluster_, "storing cluster");
@@ -107,40 +108,43 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
   sqlite3_bind_int(insert_scan_.get(), 6, report.full() ? 1 : 0);
   sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
   if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
+  return Target{.node_id = *node_id, .scan_id = report.scan_id(), .now_ms = now_ms};
+}
 
-  // The node's current verdicts, in one read: what each result replaces.
-  struct Current {
-    std::string check_id, benchmark;
-    ObjectKey object;
-    int status, severity, scored;
-    std::string section, ns;
-    int64_t digest;
-  };
-  std::unordered_map<std::string, Current> current;
-  sqlite3_bind_int64(current_status_.get(), 1, *node_id);
-  while (sqlite3_step(current_status_.get()) == SQLITE_ROW) {
-    sqlite3_stmt* row = current_status_.get();
-    Current c{Text(row, 0),
-              Text(row, 1),
-              {Text(row, 2), Text(row, 3), Text(row, 4), Text(row, 5)},
-              sqlite3_column_int(row, 6),
-              sqlite3_column_int(row, 7),
-              sqlite3_column_int(row, 8),
-              Text(row, 9),
-              Text(row, 10),
-              sqlite3_column_int64(row, 11)};
+absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_id,
+                                      CurrentRows& out) {
+  const Stmt& stmt = check_id ? current_of_check_ : current_status_;
+  sqlite3_bind_int64(stmt.get(), 1, node_id);
+  if (check_id) BindText(stmt, 2, *check_id);
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    sqlite3_stmt* row = stmt.get();
+    CurrentRow c{Text(row, 0),
+                 Text(row, 1),
+                 {Text(row, 2), Text(row, 3), Text(row, 4), Text(row, 5)},
+                 sqlite3_column_int(row, 6),
+                 sqlite3_column_int(row, 7),
+                 sqlite3_column_int(row, 8),
+                 Text(row, 9),
+                 Text(row, 10),
+                 sqlite3_column_int64(row, 11)};
     std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object.Joined();
-    current.emplace(std::move(key), std::move(c));
+    out.emplace(std::move(key), std::move(c));
   }
-  sqlite3_reset(current_status_.get());
-  sqlite3_clear_bindings(current_status_.get());
+  sqlite3_reset(stmt.get());
+  sqlite3_clear_bindings(stmt.get());
+  if (rc != SQLITE_DONE) return Error(writer_.get(), "reading current results");
+  return absl::OkStatus();
+}
 
-  // Changes to result_counts, applied once per bucket.
-  std::map<CountBucket, int64_t> counts;
-  std::unordered_map<std::string, CountBucket> written;  // rows this report carried
+absl::Status SqliteStore::WriteResults(const Target& target,
+                                       const std::vector<const v1::CheckResult*>& results,
+                                       CurrentRows& current, Counts& counts, CommitStats& stats) {
+  std::unordered_map<std::string, CountBucket> written;  // rows these results carried
   std::string blob, ns, section;
   ObjectKey object;
-  for (const auto& r : report.results()) {
+  for (const v1::CheckResult* result : results) {
+    const v1::CheckResult& r = *result;
     ++stats.results;
     object = ObjectKey::Of(r.resource());
     ns = common::ResourceScope(r);
@@ -171,7 +175,7 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     counts[bucket]++;
     written[std::move(key)] = bucket;
 
-    sqlite3_bind_int64(upsert_result_.get(), 1, *node_id);
+    sqlite3_bind_int64(upsert_result_.get(), 1, target.node_id);
     BindText(upsert_result_, 2, r.check_id());
     BindText(upsert_result_, 3, r.benchmark());
     BindText(upsert_result_, 4, r.benchmark_id());
@@ -180,8 +184,8 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     sqlite3_bind_int(upsert_result_.get(), 7, r.scored() ? 1 : 0);
     sqlite3_bind_blob(upsert_result_.get(), 8, blob.data(), static_cast<int>(blob.size()),
                       SQLITE_STATIC);
-    BindText(upsert_result_, 9, report.scan_id());
-    sqlite3_bind_int64(upsert_result_.get(), 10, now_ms);
+    BindText(upsert_result_, 9, target.scan_id);
+    sqlite3_bind_int64(upsert_result_.get(), 10, target.now_ms);
     BindObject(upsert_result_, 11, object);
     BindText(upsert_result_, 15, ns);
     BindText(upsert_result_, 16, section);
@@ -192,48 +196,39 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     // A result seen for the first time is not a change: history starts at the first change
     // (the first verdict is the oldest change's old status, or the current one).
     if (old_status != 0 && old_status != r.status()) {
-      sqlite3_bind_int64(insert_transition_.get(), 1, *node_id);
+      sqlite3_bind_int64(insert_transition_.get(), 1, target.node_id);
       BindText(insert_transition_, 2, r.check_id());
       BindText(insert_transition_, 3, r.benchmark());
       sqlite3_bind_int(insert_transition_.get(), 4, old_status);
       sqlite3_bind_int(insert_transition_.get(), 5, r.status());
-      sqlite3_bind_int64(insert_transition_.get(), 6, now_ms);
-      BindText(insert_transition_, 7, report.scan_id());
+      sqlite3_bind_int64(insert_transition_.get(), 6, target.now_ms);
+      BindText(insert_transition_, 7, target.scan_id);
       BindObject(insert_transition_, 8, object);
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
       ++stats.transitions;
     }
   }
-  if (report.full()) {
-    // A full report is the whole truth: the current results it did not carry are gone.
-    for (const auto& [key, c] : current) {
-      sqlite3_bind_int64(delete_result_.get(), 1, *node_id);
-      BindText(delete_result_, 2, c.check_id);
-      BindText(delete_result_, 3, c.benchmark);
-      BindObject(delete_result_, 4, c.object);
-      if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
-      counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
-    }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current,
+                                     Counts& counts) {
+  for (const auto& [key, c] : current) {
+    sqlite3_bind_int64(delete_result_.get(), 1, node_id);
+    BindText(delete_result_, 2, c.check_id);
+    BindText(delete_result_, 3, c.benchmark);
+    BindObject(delete_result_, 4, c.object);
+    if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
+    counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
   }
-  std::string event_blob;
-  for (const auto& d : report.drift()) {
-    if (d.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
-    event_blob.clear();
-    d.SerializeToString(&event_blob);
-    BindText(insert_drift_, 1, d.event_id());
-    sqlite3_bind_int64(insert_drift_.get(), 2, *node_id);
-    sqlite3_bind_int64(insert_drift_.get(), 3,
-                       common::ToUnixMillis(common::FromProto(d.observed_at())));
-    sqlite3_bind_int64(insert_drift_.get(), 4, now_ms);
-    BindText(insert_drift_, 5, report.scan_id());
-    sqlite3_bind_blob(insert_drift_.get(), 6, event_blob.data(),
-                      static_cast<int>(event_blob.size()), SQLITE_STATIC);
-    if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
-  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::ApplyCounts(int64_t node_id, const Counts& counts) {
   for (const auto& [bucket, delta] : counts) {
     if (delta == 0) continue;
     const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
-    sqlite3_bind_int64(bump_count_.get(), 1, *node_id);
+    sqlite3_bind_int64(bump_count_.get(), 1, node_id);
     BindText(bump_count_, 2, benchmark);
     BindText(bump_count_, 3, bucket_section);
     BindText(bump_count_, 4, bucket_ns);
@@ -243,7 +238,155 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
     sqlite3_bind_int64(bump_count_.get(), 8, delta);
     if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::set<std::string>> SqliteStore::CurrentChecks(int64_t node_id) {
+  std::set<std::string> out;
+  sqlite3_bind_int64(current_checks_.get(), 1, node_id);
+  int rc;
+  while ((rc = sqlite3_step(current_checks_.get())) == SQLITE_ROW) {
+    out.insert(Text(current_checks_.get(), 0));
+  }
+  sqlite3_reset(current_checks_.get());
+  sqlite3_clear_bindings(current_checks_.get());
+  if (rc != SQLITE_DONE) return Error(writer_.get(), "reading current checks");
+  return out;
+}
+
+absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
+                                                   common::Clock::time_point now) {
+  CommitStats stats;
+  auto target = StartScan(report, now, stats);
+  if (!target.ok()) return target.status();
+  if (!target->has_value()) return stats;
+  const Target& t = **target;
+
+  // The node's current verdicts, in one read: what each result replaces.
+  CurrentRows current;
+  if (auto s = LoadCurrent(t.node_id, nullptr, current); !s.ok()) return s;
+  Counts counts;  // changes to result_counts, applied once per bucket
+  std::vector<const v1::CheckResult*> results;
+  results.reserve(report.results_size());
+  for (const auto& r : report.results()) results.push_back(&r);
+  if (auto s = WriteResults(t, results, current, counts, stats); !s.ok()) return s;
+  // A full report is the whole truth: the current results it did not carry are gone.
+  if (report.full()) {
+    if (auto s = DeleteRows(t.node_id, current, counts); !s.ok()) return s;
+  }
+  std::string event_blob;
+  for (const auto& d : report.drift()) {
+    if (d.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
+    event_blob.clear();
+    d.SerializeToString(&event_blob);
+    BindText(insert_drift_, 1, d.event_id());
+    sqlite3_bind_int64(insert_drift_.get(), 2, t.node_id);
+    sqlite3_bind_int64(insert_drift_.get(), 3,
+                       common::ToUnixMillis(common::FromProto(d.observed_at())));
+    sqlite3_bind_int64(insert_drift_.get(), 4, t.now_ms);
+    BindText(insert_drift_, 5, report.scan_id());
+    sqlite3_bind_blob(insert_drift_.get(), 6, event_blob.data(),
+                      static_cast<int>(event_blob.size()), SQLITE_STATIC);
+    if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
+  }
+  if (auto s = ApplyCounts(t.node_id, counts); !s.ok()) return s;
   return stats;
+}
+
+// A full report committed check by check: each part in its own transaction, under the store's
+// write lock only while it commits, so agents' reports go on between the parts.
+class SqliteReportWriter final : public ReportWriter {
+ public:
+  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target)
+      : store_(store), target_(std::move(target)) {}
+
+  absl::Status Add(std::vector<v1::CheckResult>&& results) override {
+    std::map<std::string, std::vector<const v1::CheckResult*>> by_check;
+    for (const auto& r : results) by_check[r.check_id()].push_back(&r);
+    for (const auto& [check, _] : by_check) {
+      if (seen_.contains(check)) {
+        return absl::InvalidArgumentError("check " + check +
+                                          " came in two parts of one report (scan " +
+                                          target_.scan_id + ")");
+      }
+    }
+    return InTransaction([&]() -> absl::Status {
+      SqliteStore::Counts counts;
+      for (const auto& [check, list] : by_check) {
+        SqliteStore::CurrentRows current;
+        if (auto s = store_.LoadCurrent(target_.node_id, &check, current); !s.ok()) return s;
+        if (auto s = store_.WriteResults(target_, list, current, counts, stats_); !s.ok()) {
+          return s;
+        }
+        if (auto s = store_.DeleteRows(target_.node_id, current, counts); !s.ok()) return s;
+      }
+      if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
+      for (const auto& [check, _] : by_check) seen_.insert(check);
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) override {
+    auto s = InTransaction([&]() -> absl::Status {
+      // Checks no part carried (removed from the catalogue, or a benchmark not scanned now).
+      auto checks = store_.CurrentChecks(target_.node_id);
+      if (!checks.ok()) return checks.status();
+      SqliteStore::Counts counts;
+      for (const auto& check : *checks) {
+        if (seen_.contains(check)) continue;
+        SqliteStore::CurrentRows gone;
+        if (auto st = store_.LoadCurrent(target_.node_id, &check, gone); !st.ok()) return st;
+        if (auto st = store_.DeleteRows(target_.node_id, gone, counts); !st.ok()) return st;
+      }
+      if (auto st = store_.ApplyCounts(target_.node_id, counts); !st.ok()) return st;
+      sqlite3_bind_int64(store_.set_scan_results_.get(), 1, static_cast<int64_t>(stats_.results));
+      sqlite3_bind_int64(store_.set_scan_results_.get(), 2, common::ToUnixMillis(finished));
+      SqliteStore::BindText(store_.set_scan_results_, 3, target_.scan_id);
+      return store_.Step(store_.set_scan_results_, "recording the scan's size");
+    });
+    if (!s.ok()) return s;
+    return stats_;
+  }
+
+ private:
+  absl::Status InTransaction(const std::function<absl::Status()>& body) {
+    std::lock_guard lock(store_.write_mu_);
+    if (auto s = store_.Exec(store_.writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) return s;
+    auto s = body();
+    if (s.ok()) s = store_.Exec(store_.writer_.get(), "COMMIT");
+    if (!s.ok()) (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    const bool full = s.code() == absl::StatusCode::kResourceExhausted &&
+                      s.message().find("(disk full)") != std::string::npos;
+    store_.AfterCommit(full, common::Clock::now());
+    return s;
+  }
+
+  SqliteStore& store_;
+  SqliteStore::Target target_;
+  std::set<std::string> seen_;
+  CommitStats stats_;
+};
+
+absl::StatusOr<std::unique_ptr<ReportWriter>> SqliteStore::BeginReport(
+    const v1::NodeReport& header, common::Clock::time_point now) {
+  v1::NodeReport head = header;
+  head.clear_results();
+  head.clear_drift();
+  head.set_full(true);
+  std::lock_guard lock(write_mu_);
+  if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) return s;
+  CommitStats stats;
+  auto target = StartScan(head, now, stats);
+  absl::Status s = target.status();
+  if (s.ok() && !target->has_value()) {
+    s = absl::AlreadyExistsError("scan " + header.scan_id() + " is already stored");
+  }
+  if (s.ok()) s = Exec(writer_.get(), "COMMIT");
+  if (!s.ok()) {
+    (void)Exec(writer_.get(), "ROLLBACK");
+    return s;
+  }
+  return std::unique_ptr<ReportWriter>(new SqliteReportWriter(*this, std::move(**target)));
 }
 
 absl::StatusOr<size_t> SqliteStore::PruneHistory(common::Clock::time_point cutoff) {

@@ -101,6 +101,20 @@ struct IssuedCertificate {
   std::string source;  // the caller's address
 };
 
+// A full report written in parts, for reports too large to hold at once (a cluster scan of
+// 150,000 pods): each part carries every result of the checks in it and commits on its own, so
+// readers see a check's new verdicts as soon as its part is in. Finish removes the results of
+// checks no part carried and records the scan's size. A writer dropped before Finish leaves the
+// parts committed so far; the next full report corrects the rest.
+class ReportWriter {
+ public:
+  virtual ~ReportWriter() = default;
+  // InvalidArgument when a part carries a check an earlier part carried.
+  [[nodiscard]] virtual absl::Status Add(std::vector<v1::CheckResult>&& results) = 0;
+  // `finished`: when the scan ended (the header's finished_at was not known yet).
+  [[nodiscard]] virtual absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) = 0;
+};
+
 // Persistence of posture: nodes, current results per (node, check, benchmark, object: the
 // common::ResourceKey of a cluster result, empty on nodes), scans and the history of verdict
 // changes. Implementations are thread-safe.
@@ -114,6 +128,10 @@ class Store {
   // that fails is rolled back alone; the others still commit.
   virtual std::vector<absl::StatusOr<CommitStats>> CommitBatch(
       const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) = 0;
+  // Starts a full report committed in parts (ReportWriter). `header` gives the scan id, node and
+  // times; its results, if any, are ignored. AlreadyExists for a scan id already stored.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ReportWriter>> BeginReport(
+      const v1::NodeReport& header, common::Clock::time_point now) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Finding>> Findings(
       const FindingFilter& filter) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(
