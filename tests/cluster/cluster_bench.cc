@@ -309,9 +309,10 @@ int RunOne(int pods, int namespaces, int roles) {
               Seconds(t1, t3));
   std::printf("  resident: %.1f MB with the snapshot loaded; peak %.1f MB through evaluation\n",
               rss_loaded / 1024.0, peak_evaluated / 1024.0);
-  std::printf("  scan into sqlite     %7.3f s   first scan, evaluated and committed in parts "
-              "(%zu rows written)\n",
-              Seconds(t5, t6), first_written);
+  std::printf(
+      "  scan into sqlite     %7.3f s   first scan, evaluated and committed in parts "
+      "(%zu rows written)\n",
+      Seconds(t5, t6), first_written);
   std::printf("  scan into sqlite     %7.3f s   next scan, same verdicts (%zu rows written)\n",
               Seconds(t6, t7), next_written);
   std::printf("  summary              %7.3f s   (%d namespace and %d section scores)\n",

@@ -46,10 +46,24 @@ const std::set<std::string, std::less<>>& Evaluators() {
 }
 
 const std::set<std::string, std::less<>>& PodRules() {
-  static const std::set<std::string, std::less<>> kNames = {
-      "privileged",  "host-pid",   "host-ipc",     "host-network",         "privilege-escalation",
-      "run-as-root", "net-raw",    "capabilities", "windows-host-process", "host-path",
-      "host-port",   "secret-env", "seccomp",      "security-context"};
+  static const std::set<std::string, std::less<>> kNames = {"privileged",
+                                                            "host-pid",
+                                                            "host-ipc",
+                                                            "host-network",
+                                                            "privilege-escalation",
+                                                            "run-as-root",
+                                                            "net-raw",
+                                                            "capabilities",
+                                                            "windows-host-process",
+                                                            "host-path",
+                                                            "host-port",
+                                                            "secret-env",
+                                                            "seccomp",
+                                                            "security-context",
+                                                            "image-tag",
+                                                            "image-digest",
+                                                            "pull-policy",
+                                                            "resource-limits"};
   return kNames;
 }
 

@@ -297,6 +297,104 @@ void HostPath(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   }
 }
 
+// An image reference taken apart: [registry[:port]/]repository[:tag][@digest].
+struct ImageRef {
+  std::string tag;     // empty when none is written
+  std::string digest;  // e.g. `sha256:...`, empty when none
+};
+
+ImageRef ParseImage(const std::string& image) {
+  ImageRef out;
+  std::string rest = image;
+  if (const size_t at = rest.find('@'); at != std::string::npos) {
+    out.digest = rest.substr(at + 1);
+    rest.resize(at);
+  }
+  // A tag follows the last ':' after the last '/' (a ':' before it is a registry's port).
+  const size_t slash = rest.rfind('/');
+  const size_t colon = rest.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    out.tag = rest.substr(colon + 1);
+  }
+  return out;
+}
+
+// Ephemeral containers are started by hand for debugging and take no resources or pull policy.
+bool IsEphemeral(const Container& c) {
+  return c.path.find(".ephemeralContainers[") != std::string::npos;
+}
+
+void ImageEvidence(const Workload& w, const Container& c, Outcome& o) {
+  const auto* image = Field(*c.spec, "image");
+  o.evidence.push_back(ApiEvidence(c.path + ".image", w.evidence_source,
+                                   image ? std::optional(ValueText(*image)) : std::nullopt));
+}
+
+// A tag names whatever was pushed last under it; `latest` (also when no tag is written) moves
+// with every push, so what runs is not what was reviewed.
+void ImageTag(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    ImageEvidence(w, c, o);
+    const std::string image = StrField(*c.spec, "image");
+    const ImageRef ref = ParseImage(image);
+    if (!ref.digest.empty()) continue;  // pinned: the tag does not decide what runs
+    if (ref.tag.empty()) {
+      o.Fail(c.name, "container " + c.name + " runs " + image + " with no tag (latest)");
+    } else if (ref.tag == "latest") {
+      o.Fail(c.name, "container " + c.name + " runs " + image + " (the latest tag)");
+    }
+  }
+}
+
+void ImageDigest(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    ImageEvidence(w, c, o);
+    const std::string image = StrField(*c.spec, "image");
+    if (ParseImage(image).digest.empty()) {
+      o.Fail(c.name, "container " + c.name + " runs " + image + ", not pinned by digest");
+    }
+  }
+}
+
+// A moving tag with IfNotPresent or Never runs whatever image the node pulled first: nodes of one
+// Deployment can run different code. Kubernetes defaults such images to Always.
+void PullPolicy(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    if (IsEphemeral(c)) continue;
+    ImageEvidence(w, c, o);
+    const std::string image = StrField(*c.spec, "image");
+    const ImageRef ref = ParseImage(image);
+    const auto* policy = Field(*c.spec, "imagePullPolicy");
+    o.evidence.push_back(ApiEvidence(c.path + ".imagePullPolicy", w.evidence_source,
+                                     policy ? std::optional(ValueText(*policy)) : std::nullopt));
+    const bool moving = ref.digest.empty() && (ref.tag.empty() || ref.tag == "latest");
+    const std::string p = policy && policy->is_string() ? policy->get<std::string>() : "";
+    if (moving && (p == "IfNotPresent" || p == "Never")) {
+      o.Fail(c.name, "container " + c.name + " runs the moving tag of " + image +
+                         " with imagePullPolicy " + p);
+    }
+  }
+}
+
+// CPU and memory limits on every container: without them one workload can starve its node.
+void ResourceLimits(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    if (IsEphemeral(c)) continue;
+    const auto* resources = Field(*c.spec, "resources");
+    const auto* limits = resources ? Field(*resources, "limits") : nullptr;
+    std::vector<std::string> missing;
+    for (const char* what : {"cpu", "memory"}) {
+      const auto* v = limits ? Field(*limits, what) : nullptr;
+      o.evidence.push_back(ApiEvidence(c.path + ".resources.limits." + what, w.evidence_source,
+                                       v ? std::optional(ValueText(*v)) : std::nullopt));
+      if (v == nullptr) missing.push_back(what);
+    }
+    if (!missing.empty()) {
+      o.Fail(c.name, "container " + c.name + " has no " + common::Join(missing, " or ") + " limit");
+    }
+  }
+}
+
 void HostPort(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   bool any = false;
   for (const auto& c : cs) {
@@ -425,6 +523,10 @@ Rule FindRule(const std::string& name) {
       {"host-port", HostPort},
       {"secret-env", SecretEnv},
       {"seccomp", Seccomp},
+      {"image-tag", ImageTag},
+      {"image-digest", ImageDigest},
+      {"pull-policy", PullPolicy},
+      {"resource-limits", ResourceLimits},
       {"security-context", SecurityContextRule},
   };
   const auto it = kRules.find(name);

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <mutex>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
 #include "kspm/collector/cluster/evaluators.h"
@@ -27,7 +27,7 @@ std::optional<std::string> MissingInput(const k8s::Snapshot& snapshot,
   return common::Join(reasons, "; ");
 }
 
-void FillResult(const CheckDef& c, const BenchmarkItem& b, const Finding& f, v1::CheckResult& out) {
+void FillResult(const CheckDef& c, const BenchmarkItem& b, Finding&& f, v1::CheckResult& out) {
   out.set_check_id(c.id);
   out.set_benchmark(b.benchmark);
   out.set_benchmark_id(b.item);
@@ -41,9 +41,10 @@ void FillResult(const CheckDef& c, const BenchmarkItem& b, const Finding& f, v1:
   if (f.status != v1::STATUS_PASS && f.status != v1::STATUS_NOT_APPLICABLE) {
     out.set_remediation(c.remediation);
   }
-  out.set_reason(f.reason);
-  *out.mutable_resource() = f.resource;
-  for (const auto& e : f.evidence) *out.add_evidence() = e;
+  out.set_reason(std::move(f.reason));
+  *out.mutable_resource() = std::move(f.resource);
+  out.mutable_evidence()->Reserve(static_cast<int>(f.evidence.size()));
+  for (auto& e : f.evidence) *out.add_evidence() = std::move(e);
   v1::Status status = f.status;
   // CIS "Manual" items that can be evaluated are, and fail as WARN (as on the nodes).
   if (status == v1::STATUS_FAIL && !b.scored) status = v1::STATUS_WARN;
@@ -132,9 +133,11 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
         slot.expired += items.size();
         f.reason += " (exception '" + expired->name + "' expired on " + expired->expires_text + ")";
       }
-      for (const auto* b : items) {
+      for (size_t k = 0; k < items.size(); ++k) {
+        const auto* b = items[k];
         v1::CheckResult& r = slot.results.emplace_back();
-        FillResult(check, *b, f, r);
+        // The last benchmark's result takes the finding's evidence instead of a copy.
+        FillResult(check, *b, k + 1 == items.size() ? std::move(f) : Finding(f), r);
         if (rule) {
           auto* a = r.mutable_accepted();
           a->set_exception(rule->name);
@@ -151,7 +154,7 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
   // ahead of the one being handed over, so memory holds a few checks' results, not all.
   unsigned threads = options.threads;
   if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
-  const size_t window = threads + 2;
+  const size_t window = threads;
   std::mutex mu;
   std::condition_variable cv;
   size_t next = 0, handed = 0;

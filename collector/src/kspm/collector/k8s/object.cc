@@ -89,8 +89,11 @@ void Snapshot::DropReplicaSpec(Object& object) {
       replica_of += '\x1f';
       replica_of += *part;
     }
-    if (!replica_owners_.insert(std::move(replica_of)).second && object.doc.is_object()) {
-      object.doc.erase("spec");
+    // Dropped when the owner is here already (its template is what checks read) or another
+    // replica of it kept the spec (the one read if the owner never comes).
+    const bool owner_here = Find(owner_kind, object.ns, owner) != nullptr;
+    if ((!replica_owners_.insert(std::move(replica_of)).second || owner_here) &&
+        object.doc.is_object() && object.doc.erase("spec") > 0) {
       ++replica_specs_dropped_;
     }
     return;
@@ -209,8 +212,7 @@ absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view 
   size_t count = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     count += AddItem(std::move(items[i]), item_kind, version,
-                     "items[" + std::to_string(first_index + i) + "]",
-                     origin, out, problems);
+                     "items[" + std::to_string(first_index + i) + "]", origin, out, problems);
   }
   if (added) *added = count;
   return Problems(origin, problems);

@@ -39,9 +39,10 @@ class Snapshot {
  public:
   // Adds an object; a second object with the same kind, namespace and name is ignored (the first
   // file read wins) and counted in duplicates(). Replicas of one controller carry one pod
-  // template: a Pod, ReplicaSet or Job whose controlling owner already has a replica here is
-  // kept without its `spec` (checks read the owner's template, or the first replica when the
-  // owner is missing), so a Deployment of 300 pods holds one pod spec in memory, not 300.
+  // template: a Pod, ReplicaSet or Job whose controlling owner is here already, or already has
+  // a replica here, is kept without its `spec` (checks read the owner's template, or the first
+  // replica when the owner is missing), so a Deployment of 300 pods holds one pod spec in
+  // memory, not 300. Adding owners before what they own (LoadSnapshotDir does) keeps none.
   void Add(Object object);
   size_t replica_specs_dropped() const { return replica_specs_dropped_; }
   // Moves every object of `other` into this snapshot (as Add does, one by one).
@@ -98,8 +99,7 @@ class Snapshot {
 [[nodiscard]] absl::Status AddListItems(std::vector<nlohmann::json>&& items,
                                         std::string_view list_kind, std::string_view list_version,
                                         const std::string& origin, Snapshot& out,
-                                        size_t* added = nullptr,
-                                        std::string_view default_kind = {},
+                                        size_t* added = nullptr, std::string_view default_kind = {},
                                         size_t first_index = 0);
 
 // Drops what checks never read (status, managedFields, data, last-applied annotation, uid,

@@ -10,13 +10,13 @@
 #include <cstdint>
 #include <initializer_list>
 #include <map>
-#include <optional>
-#include <set>
-#include <unordered_map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "kspm/collector/store/store.h"

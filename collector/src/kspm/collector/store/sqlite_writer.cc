@@ -1,11 +1,11 @@
 // The sqlite store's writer: a batch of reports in one transaction, each report's results,
 // transitions, counts and drift events, and pruning of old history.
+#include <functional>
+
 #include "kspm/collector/store/sqlite_internal.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/scoring.h"
-#include <functional>
-
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {
@@ -211,8 +211,7 @@ absl::Status SqliteStore::WriteResults(const Target& target,
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current,
-                                     Counts& counts) {
+absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
   for (const auto& [key, c] : current) {
     sqlite3_bind_int64(delete_result_.get(), 1, node_id);
     BindText(delete_result_, 2, c.check_id);
@@ -305,9 +304,8 @@ class SqliteReportWriter final : public ReportWriter {
     for (const auto& r : results) by_check[r.check_id()].push_back(&r);
     for (const auto& [check, _] : by_check) {
       if (seen_.contains(check)) {
-        return absl::InvalidArgumentError("check " + check +
-                                          " came in two parts of one report (scan " +
-                                          target_.scan_id + ")");
+        return absl::InvalidArgumentError(
+            "check " + check + " came in two parts of one report (scan " + target_.scan_id + ")");
       }
     }
     return InTransaction([&]() -> absl::Status {
