@@ -30,6 +30,7 @@ add_library(kspm_cluster_lib STATIC
   src/kspm/collector/cluster/namespace_checks.cc
   src/kspm/collector/cluster/netpol.cc
   src/kspm/collector/cluster/netpol_checks.cc
+  src/kspm/collector/cluster/takeover_checks.cc
   src/kspm/collector/cluster/exceptions.cc
   src/kspm/collector/cluster/scan.cc
   src/kspm/collector/cluster/report.cc

@@ -204,6 +204,22 @@ std::vector<Case> Cases() {
        }(),
        {Namespace("shop")},
        "Namespace"},
+      {"rbac.workload-takeover",
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back(Role("shop", "reader", {Rule({""}, {"secrets"}, {"get", "list"})}));
+         objects.push_back(RoleBinding("shop", "reader", "Role", "reader",
+                                       {Subject("ServiceAccount", "default", "shop")}));
+         return objects;
+       }(),
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back(Role("shop", "reader", {Rule({""}, {"configmaps"}, {"get"})}));
+         objects.push_back(RoleBinding("shop", "reader", "Role", "reader",
+                                       {Subject("ServiceAccount", "default", "shop")}));
+         return objects;
+       }(),
+       nothing, "Deployment"},
       {"pod.image-tag", App(nullptr, {}, "shop", {{"image", "registry.example.com:5000/app"}}),
        App(nullptr, {}, "shop", {{"image", "registry.example.com:5000/app:1.4.2"}}), nothing,
        "Deployment"},
@@ -575,6 +591,39 @@ TEST(Checks, EvaluationInPartsHandsOverEachCheckOnceInCatalogueOrder) {
       });
   EXPECT_TRUE(absl::IsResourceExhausted(stopped.status()));
   EXPECT_EQ(parts, 3u);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// A takeover path is reported at the workload with the whole join; an unmounted token has none.
+TEST(Checks, TakeoverPathsNameTheAccountBindingRoleAndRule) {
+  auto objects = App(nullptr, {{"serviceAccountName", "deployer"}});
+  objects.push_back(ClusterRole("deployer", {Rule({"apps"}, {"deployments"}, {"create"})}));
+  objects.push_back(RoleBinding("shop", "deployer", "ClusterRole", "deployer",
+                                {Subject("ServiceAccount", "deployer", "shop")}));
+  const auto scan = Scan(Snapshot(objects));
+  const auto r = ResultsOf(scan, "rbac.workload-takeover");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_FAIL);
+  EXPECT_EQ(r[0]->resource().name(), "web");
+  EXPECT_NE(r[0]->reason().find("ServiceAccount shop/deployer -> RoleBinding shop/deployer -> "
+                                "ClusterRole deployer: create on apps/deployments in namespace "
+                                "shop"),
+            std::string::npos)
+      << r[0]->reason();
+
+  auto unmounted =
+      App(nullptr, {{"serviceAccountName", "deployer"}, {"automountServiceAccountToken", false}});
+  unmounted.insert(unmounted.end(), objects.begin() + 2, objects.end());
+  const auto quiet = Scan(Snapshot(unmounted));
+  const auto q = ResultsOf(quiet, "rbac.workload-takeover");
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0]->status(), v1::STATUS_PASS);
+  EXPECT_NE(q[0]->reason().find("no token is mounted"), std::string::npos);
 }
 
 }  // namespace

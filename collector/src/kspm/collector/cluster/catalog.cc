@@ -30,18 +30,11 @@ std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
 }
 
 const std::set<std::string, std::less<>>& Evaluators() {
-  static const std::set<std::string, std::less<>> kNames = {"rbac-grant",
-                                                            "rbac-cluster-admin",
-                                                            "rbac-wildcard",
-                                                            "rbac-subjects",
-                                                            "sa-default",
-                                                            "sa-token-automount",
-                                                            "pod",
-                                                            "psa-level",
-                                                            "policy-control",
-                                                            "netpol-coverage",
-                                                            "netpol-workload-coverage",
-                                                            "default-namespace"};
+  static const std::set<std::string, std::less<>> kNames = {
+      "rbac-grant",       "rbac-cluster-admin", "rbac-wildcard",     "rbac-subjects",
+      "sa-default",       "sa-token-automount", "workload-takeover", "pod",
+      "psa-level",        "policy-control",     "netpol-coverage",   "netpol-workload-coverage",
+      "default-namespace"};
   return kNames;
 }
 
@@ -105,7 +98,7 @@ CheckDef ParseCheck(const YAML::Node& node) {
       throw EntryError(node["rule"], "check '" + c.id + "': unknown pod rule '" + c.rule + "'");
     }
   }
-  if (c.evaluate == "rbac-grant") {
+  if (c.evaluate == "rbac-grant" || c.evaluate == "workload-takeover") {
     const YAML::Node grants = node["grants"];
     if (!grants || !grants.IsSequence() || grants.size() == 0) {
       throw EntryError(node, "check '" + c.id + "' needs 'grants'");

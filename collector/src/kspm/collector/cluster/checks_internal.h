@@ -16,6 +16,22 @@ std::vector<Finding> RbacSubjects(const CheckDef& c, const Context& ctx);
 std::vector<Finding> SaDefault(const CheckDef& c, const Context& ctx);
 std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx);
 
+// Whether a workload's pods get their service account's token (the pod's
+// automountServiceAccountToken over the account's, true by default; static pods never), with
+// the fields read added to `evidence`.
+struct TokenMount {
+  std::string service_account;  // the account's name (`default` when the spec names none)
+  std::string sa_source;        // `ServiceAccount ns/name`
+  bool mounted = true;
+  bool static_pod = false;
+  std::string decided_by = "the default (true)";
+};
+TokenMount DecideTokenMount(const Workload& w, const Context& ctx,
+                            std::vector<v1::Evidence>& evidence);
+
+// Takeover paths: a workload whose mounted token is bound to a risky grant (takeover_checks.cc).
+std::vector<Finding> WorkloadTakeover(const CheckDef& c, const Context& ctx);
+
 // Pod specs of workloads (pod_checks.cc).
 std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx);
 

@@ -42,6 +42,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"rbac-subjects", {internal::RbacSubjects, rbac}},
         {"sa-default", {internal::SaDefault, service_accounts}},
         {"sa-token-automount", {internal::SaTokenAutomount, service_accounts}},
+        {"workload-takeover", {internal::WorkloadTakeover, service_accounts}},
         {"pod", {internal::PodRule, workloads}},
         {"psa-level", {internal::PsaLevel, admission}},
         {"policy-control", {internal::PolicyControl, admission}},

@@ -341,6 +341,42 @@ std::vector<Finding> SaDefault(const CheckDef& c, const Context& ctx) {
   return out;
 }
 
+TokenMount DecideTokenMount(const Workload& w, const Context& ctx,
+                            std::vector<v1::Evidence>& evidence) {
+  TokenMount out;
+  out.service_account = StrField(*w.spec, "serviceAccountName");
+  if (out.service_account.empty()) out.service_account = StrField(*w.spec, "serviceAccount");
+  if (out.service_account.empty()) out.service_account = "default";
+  out.sa_source = "ServiceAccount " + w.ns + "/" + out.service_account;
+  if (w.kind == "Pod" && w.source->annotations().contains("kubernetes.io/config.mirror")) {
+    // A static pod's mirror: the kubelet runs it from a file and mounts no token.
+    out.static_pod = true;
+    out.mounted = false;
+    evidence.push_back(
+        ApiEvidence("metadata.annotations[kubernetes.io/config.mirror]", w.evidence_source,
+                    ValueText(w.source->annotations()["kubernetes.io/config.mirror"])));
+    return out;
+  }
+  const k8s::Object* sa = ctx.snapshot.Find("ServiceAccount", w.ns, out.service_account);
+  const auto* pod_value = Field(*w.spec, "automountServiceAccountToken");
+  evidence.push_back(ApiEvidence(w.spec_path + ".automountServiceAccountToken", w.evidence_source,
+                                 pod_value ? std::optional(ValueText(*pod_value)) : std::nullopt));
+  if (pod_value && pod_value->is_boolean()) {
+    out.mounted = pod_value->get<bool>();
+    out.decided_by = "the pod spec";
+    return out;
+  }
+  const auto* sa_value = sa ? Field(sa->doc, "automountServiceAccountToken") : nullptr;
+  evidence.push_back(ApiEvidence("automountServiceAccountToken",
+                                 sa ? out.sa_source : out.sa_source + " (not in the snapshot)",
+                                 sa_value ? std::optional(ValueText(*sa_value)) : std::nullopt));
+  if (sa_value && sa_value->is_boolean()) {
+    out.mounted = sa_value->get<bool>();
+    out.decided_by = out.sa_source;
+  }
+  return out;
+}
+
 std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx) {
   if (ctx.workloads.workloads.empty()) {
     return {NotApplicable("no workload outside the system namespaces" +
@@ -348,44 +384,21 @@ std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx) {
   }
   std::vector<Finding> out;
   for (const auto& w : ctx.workloads.workloads) {
-    std::string sa_name = StrField(*w.spec, "serviceAccountName");
-    if (sa_name.empty()) sa_name = StrField(*w.spec, "serviceAccount");
-    if (sa_name.empty()) sa_name = "default";
-    const k8s::Object* sa = ctx.snapshot.Find("ServiceAccount", w.ns, sa_name);
     Finding f;
     f.resource = MakeResource(w.kind, w.ns, w.name);
     f.labels = &w.labels();
     f.pod_labels = &w.pod_labels();
-    const std::string sa_source = "ServiceAccount " + w.ns + "/" + sa_name;
-    if (w.kind == "Pod" && w.source->annotations().contains("kubernetes.io/config.mirror")) {
-      // A static pod's mirror: the kubelet runs it from a file and mounts no token.
+    const TokenMount token = DecideTokenMount(w, ctx, f.evidence);
+    const std::string& sa_name = token.service_account;
+    const std::string& sa_source = token.sa_source;
+    if (token.static_pod) {
       f.status = v1::STATUS_PASS;
-      f.evidence.push_back(
-          ApiEvidence("metadata.annotations[kubernetes.io/config.mirror]", w.evidence_source,
-                      ValueText(w.source->annotations()["kubernetes.io/config.mirror"])));
       f.reason = "a static pod: the kubelet mounts no service account token";
       out.push_back(std::move(f));
       continue;
     }
-    bool mounted = true;
-    std::string decided_by = "the default (true)";
-    const auto* pod_value = Field(*w.spec, "automountServiceAccountToken");
-    f.evidence.push_back(
-        ApiEvidence(w.spec_path + ".automountServiceAccountToken", w.evidence_source,
-                    pod_value ? std::optional(ValueText(*pod_value)) : std::nullopt));
-    if (pod_value && pod_value->is_boolean()) {
-      mounted = pod_value->get<bool>();
-      decided_by = "the pod spec";
-    } else {
-      const auto* sa_value = sa ? Field(sa->doc, "automountServiceAccountToken") : nullptr;
-      f.evidence.push_back(ApiEvidence(
-          "automountServiceAccountToken", sa ? sa_source : sa_source + " (not in the snapshot)",
-          sa_value ? std::optional(ValueText(*sa_value)) : std::nullopt));
-      if (sa_value && sa_value->is_boolean()) {
-        mounted = sa_value->get<bool>();
-        decided_by = sa_source;
-      }
-    }
+    const bool mounted = token.mounted;
+    const std::string& decided_by = token.decided_by;
     if (!mounted) {
       f.status = v1::STATUS_PASS;
       f.reason = "the token is not mounted (set by " + decided_by + ")";
