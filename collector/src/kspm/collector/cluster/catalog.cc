@@ -56,7 +56,12 @@ const std::set<std::string, std::less<>>& PodRules() {
                                                             "image-tag",
                                                             "image-digest",
                                                             "pull-policy",
-                                                            "resource-limits"};
+                                                            "resource-limits",
+                                                            "proc-mount",
+                                                            "selinux",
+                                                            "apparmor",
+                                                            "sysctls",
+                                                            "volume-types"};
   return kNames;
 }
 

@@ -297,6 +297,151 @@ void HostPath(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   }
 }
 
+// The Pod Security Standards controls, as the pod-security admission plugin judges them.
+
+// Baseline: /proc is masked (procMount unset or Default).
+void ProcMount(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const Read r = ContainerField(c, "procMount");
+    o.evidence.push_back(ApiEvidence(r.path, w.evidence_source, r.Text()));
+    if (r.value && !(r.value->is_string() && r.value->get<std::string>() == "Default")) {
+      o.Fail(c.name, "container " + c.name + " sets procMount " + ValueText(*r.value) +
+                         " (an unmasked /proc)");
+    }
+  }
+}
+
+// Baseline: SELinux type unset or one of the container types; user and role unset.
+void SeLinux(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  static const std::set<std::string> kTypes = {"container_t", "container_init_t", "container_kvm_t",
+                                               "container_engine_t"};
+  const auto judge = [&](const nlohmann::json* options, const std::string& path,
+                         const std::string& container) {
+    if (options == nullptr) return;
+    o.evidence.push_back(ApiEvidence(path, w.evidence_source, ValueText(*options)));
+    const std::string who = container.empty() ? "the pod" : "container " + container;
+    const std::string type = StrField(*options, "type");
+    if (!type.empty() && !kTypes.contains(type)) {
+      o.Fail(container, who + " sets SELinux type " + type);
+    }
+    for (const char* key : {"user", "role"}) {
+      if (!StrField(*options, key).empty()) {
+        o.Fail(container, who + " sets SELinux " + key + " " + StrField(*options, key));
+      }
+    }
+  };
+  const auto* pod_sc = SecurityContext(*w.spec);
+  judge(pod_sc ? Field(*pod_sc, "seLinuxOptions") : nullptr,
+        w.spec_path + ".securityContext.seLinuxOptions", "");
+  for (const auto& c : cs) {
+    const Read r = ContainerField(c, "seLinuxOptions");
+    judge(r.value, r.path, c.name);
+  }
+  if (o.evidence.empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".securityContext.seLinuxOptions",
+                                     w.evidence_source, std::nullopt));
+  }
+}
+
+// Baseline: no AppArmor profile of type Unconfined, by field (pod or container) or by the
+// annotation older clusters read (anything but runtime/default or localhost/...).
+void AppArmor(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  const auto judge = [&](const nlohmann::json* profile, const std::string& path,
+                         const std::string& container) {
+    if (profile == nullptr) return;
+    o.evidence.push_back(ApiEvidence(path, w.evidence_source, ValueText(*profile)));
+    const std::string type = StrField(*profile, "type");
+    if (type != "RuntimeDefault" && type != "Localhost") {
+      o.Fail(container, (container.empty() ? "the pod" : "container " + container) +
+                            " sets AppArmor profile type " + (type.empty() ? "(none)" : type));
+    }
+  };
+  const auto* pod_sc = SecurityContext(*w.spec);
+  judge(pod_sc ? Field(*pod_sc, "appArmorProfile") : nullptr,
+        w.spec_path + ".securityContext.appArmorProfile", "");
+  for (const auto& c : cs) {
+    const Read r = ContainerField(c, "appArmorProfile");
+    judge(r.value, r.path, c.name);
+  }
+  const nlohmann::json* annotations =
+      w.template_metadata ? Field(*w.template_metadata, "annotations") : nullptr;
+  if (annotations && annotations->is_object()) {
+    constexpr std::string_view kPrefix = "container.apparmor.security.beta.kubernetes.io/";
+    for (const auto& [key, value] : annotations->items()) {
+      if (!std::string_view(key).starts_with(kPrefix)) continue;
+      const std::string container = key.substr(kPrefix.size());
+      const std::string v = value.is_string() ? value.get<std::string>() : ValueText(value);
+      o.evidence.push_back(
+          ApiEvidence(w.metadata_path + ".annotations[" + key + "]", w.evidence_source, v));
+      if (v != "runtime/default" && !v.starts_with("localhost/")) {
+        o.Fail(container, "container " + container + " is annotated AppArmor " + v);
+      }
+    }
+  }
+  if (o.evidence.empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".securityContext.appArmorProfile",
+                                     w.evidence_source, std::nullopt));
+  }
+}
+
+// Baseline: only the sysctls the pod-security admission plugin calls safe (namespaced, isolated
+// from the node), as of the newest Kubernetes: older servers refuse some of these themselves.
+void Sysctls(const Workload& w, const std::vector<Container>&, Outcome& o) {
+  static const std::set<std::string> kSafe = {"kernel.shm_rmid_forced",
+                                              "net.ipv4.ip_local_port_range",
+                                              "net.ipv4.tcp_syncookies",
+                                              "net.ipv4.ping_group_range",
+                                              "net.ipv4.ip_unprivileged_port_start",
+                                              "net.ipv4.ip_local_reserved_ports",
+                                              "net.ipv4.tcp_keepalive_time",
+                                              "net.ipv4.tcp_fin_timeout",
+                                              "net.ipv4.tcp_keepalive_intvl",
+                                              "net.ipv4.tcp_keepalive_probes",
+                                              "net.ipv4.tcp_rmem",
+                                              "net.ipv4.tcp_wmem",
+                                              "net.ipv4.tcp_slow_start_after_idle",
+                                              "net.ipv4.tcp_notsent_lowat"};
+  const auto* sc = SecurityContext(*w.spec);
+  const auto* list = sc ? Field(*sc, "sysctls") : nullptr;
+  const std::string path = w.spec_path + ".securityContext.sysctls";
+  if (list == nullptr || !list->is_array() || list->empty()) {
+    o.evidence.push_back(ApiEvidence(path, w.evidence_source, std::nullopt));
+    return;
+  }
+  for (const auto& item : *list) {
+    const std::string name = StrField(item, "name");
+    o.evidence.push_back(ApiEvidence(path + "[" + name + "]", w.evidence_source,
+                                     ValueText(item.value("value", nlohmann::json()))));
+    if (!kSafe.contains(name)) o.Fail("", "the pod sets the unsafe sysctl " + name);
+  }
+}
+
+// Restricted: volumes only of the kinds that cannot reach the node or other tenants' data.
+void VolumeTypes(const Workload& w, const std::vector<Container>&, Outcome& o) {
+  static const std::set<std::string> kAllowed = {"configMap", "csi",       "downwardAPI",
+                                                 "emptyDir",  "ephemeral", "persistentVolumeClaim",
+                                                 "projected", "secret",    "name"};
+  const auto* volumes = Field(*w.spec, "volumes");
+  if (volumes == nullptr || !volumes->is_array() || volumes->empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".volumes", w.evidence_source, std::nullopt));
+    return;
+  }
+  for (const auto& v : *volumes) {
+    const std::string name = StrField(v, "name");
+    if (!v.is_object()) continue;
+    for (const auto& [type, _] : v.items()) {
+      if (kAllowed.contains(type)) continue;
+      o.evidence.push_back(
+          ApiEvidence(w.spec_path + ".volumes[" + name + "]." + type, w.evidence_source, type));
+      o.Fail("", "volume " + name + " is of type " + type);
+    }
+  }
+  if (o.violations.empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".volumes", w.evidence_source,
+                                     std::to_string(volumes->size()) + " volumes"));
+  }
+}
+
 // An image reference taken apart: [registry[:port]/]repository[:tag][@digest].
 struct ImageRef {
   std::string tag;     // empty when none is written
@@ -527,6 +672,11 @@ Rule FindRule(const std::string& name) {
       {"image-digest", ImageDigest},
       {"pull-policy", PullPolicy},
       {"resource-limits", ResourceLimits},
+      {"proc-mount", ProcMount},
+      {"selinux", SeLinux},
+      {"apparmor", AppArmor},
+      {"sysctls", Sysctls},
+      {"volume-types", VolumeTypes},
       {"security-context", SecurityContextRule},
   };
   const auto it = kRules.find(name);
