@@ -512,3 +512,36 @@ TEST(NetworkPolicies, UpstreamPoliciesSelectWhatTheirProjectsDocument) {
 
 }  // namespace
 }  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// A credential in plain env is reported by name and form; its value never appears anywhere in
+// the result. AWS's documented example key id and a private key are recognised by their form.
+TEST(Credentials, PlainEnvCredentialsAreReportedWithoutTheirValue) {
+  const std::string password = "correct-horse-battery-staple";
+  const std::string key_id = "AKIAIOSFODNN7EXAMPLE";
+  auto objects = Web(nullptr);
+  objects[1]["spec"]["template"]["spec"]["containers"][0]["env"] = {
+      {{"name", "DB_PASSWORD"}, {"value", password}},
+      {{"name", "AWS_KEY"}, {"value", key_id}},
+      {{"name", "TLS"},
+       {"value", "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----"}},
+      {{"name", "GREETING"}, {"value", "hello"}}};
+  const auto scan = Scan(Snapshot(objects));
+  const auto r = ResultsOf(scan, "secrets.env-literal");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]->status(), v1::STATUS_FAIL);
+  const std::string all = r[0]->SerializeAsString();
+  EXPECT_EQ(all.find(password), std::string::npos);
+  EXPECT_EQ(all.find(key_id), std::string::npos);
+  EXPECT_EQ(all.find("MHc"), std::string::npos);
+  EXPECT_NE(r[0]->reason().find("$DB_PASSWORD"), std::string::npos);
+  EXPECT_NE(r[0]->reason().find("AWS access key id"), std::string::npos);
+  EXPECT_NE(r[0]->reason().find("private key"), std::string::npos);
+  EXPECT_EQ(r[0]->reason().find("GREETING"), std::string::npos);
+  EXPECT_EQ(r[0]->evidence_size(), 3);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test

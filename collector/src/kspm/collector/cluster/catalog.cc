@@ -31,10 +31,10 @@ std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
 
 const std::set<std::string, std::less<>>& Evaluators() {
   static const std::set<std::string, std::less<>> kNames = {
-      "rbac-grant",       "rbac-cluster-admin", "rbac-wildcard",     "rbac-subjects",
-      "sa-default",       "sa-token-automount", "workload-takeover", "pod",
-      "psa-level",        "policy-control",     "netpol-coverage",   "netpol-workload-coverage",
-      "default-namespace"};
+      "rbac-grant",        "rbac-cluster-admin", "rbac-wildcard",     "rbac-subjects",
+      "sa-default",        "sa-token-automount", "workload-takeover", "pod",
+      "psa-level",         "policy-control",     "netpol-coverage",   "netpol-workload-coverage",
+      "default-namespace", "rbac-missing-role"};
   return kNames;
 }
 
@@ -61,7 +61,8 @@ const std::set<std::string, std::less<>>& PodRules() {
                                                             "selinux",
                                                             "apparmor",
                                                             "sysctls",
-                                                            "volume-types"};
+                                                            "volume-types",
+                                                            "env-credentials"};
   return kNames;
 }
 

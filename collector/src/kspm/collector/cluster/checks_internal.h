@@ -13,6 +13,7 @@ std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx);
 std::vector<Finding> RbacClusterAdmin(const CheckDef& c, const Context& ctx);
 std::vector<Finding> RbacWildcard(const CheckDef& c, const Context& ctx);
 std::vector<Finding> RbacSubjects(const CheckDef& c, const Context& ctx);
+std::vector<Finding> RbacMissingRole(const CheckDef& c, const Context& ctx);
 std::vector<Finding> SaDefault(const CheckDef& c, const Context& ctx);
 std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx);
 

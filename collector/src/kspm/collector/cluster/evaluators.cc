@@ -40,6 +40,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"rbac-cluster-admin", {internal::RbacClusterAdmin, rbac}},
         {"rbac-wildcard", {internal::RbacWildcard, rbac}},
         {"rbac-subjects", {internal::RbacSubjects, rbac}},
+        {"rbac-missing-role", {internal::RbacMissingRole, rbac}},
         {"sa-default", {internal::SaDefault, service_accounts}},
         {"sa-token-automount", {internal::SaTokenAutomount, service_accounts}},
         {"workload-takeover", {internal::WorkloadTakeover, service_accounts}},

@@ -563,6 +563,66 @@ void HostPort(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   }
 }
 
+// Why a literal environment value looks like a credential, or "" when it does not. Names are
+// compared upper-cased; values by the forms keys are issued in. The value itself is never shown.
+std::string CredentialLike(const std::string& name, const std::string& value) {
+  if (value.empty() || value.starts_with("$(")) return "";  // empty, or a reference to a var
+  if (value.find("-----BEGIN") != std::string::npos &&
+      value.find("PRIVATE KEY-----") != std::string::npos) {
+    return "its value is a private key";
+  }
+  const auto all_of = [&](size_t from, size_t n, auto pred) {
+    if (value.size() < from + n) return false;
+    for (size_t i = from; i < from + n; ++i) {
+      if (!pred(static_cast<unsigned char>(value[i]))) return false;
+    }
+    return true;
+  };
+  const auto upper_or_digit = [](unsigned char ch) { return std::isupper(ch) || std::isdigit(ch); };
+  if ((value.starts_with("AKIA") || value.starts_with("ASIA")) && value.size() == 20 &&
+      all_of(4, 16, upper_or_digit)) {
+    return "its value has the form of an AWS access key id";
+  }
+  for (const char* prefix : {"ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "xoxb-", "xoxp-"}) {
+    if (value.starts_with(prefix) && value.size() >= 20) {
+      return std::string("its value has the form of a token (") + prefix + "...)";
+    }
+  }
+  std::string upper = name;
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
+  for (const char* word : {"PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY",
+                           "ACCESS_KEY", "PRIVATE_KEY", "CREDENTIAL"}) {
+    if (upper.find(word) != std::string::npos) {
+      return "it is named like a credential (" + std::string(word) + ") and holds a literal value";
+    }
+  }
+  return "";
+}
+
+void EnvCredentials(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
+  for (const auto& c : cs) {
+    const auto* env = Field(*c.spec, "env");
+    if (env == nullptr || !env->is_array()) continue;
+    for (const auto& e : *env) {
+      const auto* v = Field(e, "value");
+      if (v == nullptr || !v->is_string()) continue;
+      const std::string var = StrField(e, "name");
+      const std::string why = CredentialLike(var, v->get<std::string>());
+      if (why.empty()) continue;
+      o.evidence.push_back(ApiEvidence(c.path + ".env[" + var + "].value", w.evidence_source,
+                                       "(a literal of " +
+                                           std::to_string(v->get_ref<const std::string&>().size()) +
+                                           " characters, not shown)"));
+      o.Fail(c.name, "container " + c.name + " sets $" + var + " in plain text: " + why);
+    }
+  }
+  if (o.evidence.empty()) {
+    o.evidence.push_back(ApiEvidence(w.spec_path + ".containers[].env[].value", w.evidence_source,
+                                     "no credential-like literal"));
+  }
+}
+
 void SecretEnv(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   for (const auto& c : cs) {
     if (const auto* env = Field(*c.spec, "env"); env && env->is_array()) {
@@ -667,6 +727,7 @@ Rule FindRule(const std::string& name) {
       {"host-path", HostPath},
       {"host-port", HostPort},
       {"secret-env", SecretEnv},
+      {"env-credentials", EnvCredentials},
       {"seccomp", Seccomp},
       {"image-tag", ImageTag},
       {"image-digest", ImageDigest},

@@ -80,6 +80,29 @@ JudgedBindings Judged(const Context& ctx) {
 
 }  // namespace
 
+std::vector<Finding> RbacMissingRole(const CheckDef& c, const Context& ctx) {
+  if (ctx.rbac.bindings().empty()) return {NotApplicable(kNoRbac)};
+  std::vector<Finding> out;
+  const JudgedBindings judged = Judged(ctx);
+  for (const Binding* b : judged.bindings) {
+    if (b->role != nullptr) continue;
+    out.push_back(BindingFinding(*b,
+                                 b->object->Describe() + " names " + b->role_kind + " " +
+                                     b->role_name +
+                                     ", which does not exist; whoever creates it "
+                                     "gives its rights to " +
+                                     Subjects(*b),
+                                 BindingEvidence(*b, nullptr)));
+  }
+  if (out.empty()) {
+    out.push_back(ClusterVerdict(v1::STATUS_PASS, "every binding names an existing role; " +
+                                                      std::to_string(judged.bindings.size()) +
+                                                      " bindings checked" +
+                                                      SkipNote(judged.skipped, "bindings")));
+  }
+  return out;
+}
+
 std::vector<Finding> RbacGrant(const CheckDef& c, const Context& ctx) {
   if (ctx.rbac.bindings().empty()) return {NotApplicable(kNoRbac)};
   std::vector<Finding> out;
