@@ -71,6 +71,7 @@ RESOURCES = {
     "/apis/rbac.authorization.k8s.io/v1/clusterroles": ("ClusterRole", False),
     "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings": ("ClusterRoleBinding", False),
     "/apis/networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
+    "/apis/networking.k8s.io/v1/ingresses": ("Ingress", True),
     "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations":
         ("ValidatingWebhookConfiguration", False),
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations":

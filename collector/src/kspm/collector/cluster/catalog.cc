@@ -34,7 +34,7 @@ const std::set<std::string, std::less<>>& Evaluators() {
       "rbac-grant",        "rbac-cluster-admin", "rbac-wildcard",     "rbac-subjects",
       "sa-default",        "sa-token-automount", "workload-takeover", "pod",
       "psa-level",         "policy-control",     "netpol-coverage",   "netpol-workload-coverage",
-      "default-namespace", "rbac-missing-role"};
+      "default-namespace", "rbac-missing-role",  "ingress-tls"};
   return kNames;
 }
 

@@ -50,6 +50,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"netpol-coverage", {internal::NetpolCoverage, netpol}},
         {"netpol-workload-coverage", {internal::NetpolWorkloadCoverage, netpol}},
         {"default-namespace", {internal::DefaultNamespace, default_ns}},
+        {"ingress-tls", {internal::IngressTls, {"Ingress"}}},
     };
   }();
   return kEvaluators;

@@ -1,6 +1,6 @@
-// Network policy evaluators: CIS 5.3.2 per namespace, and per workload (a policy of any kind must
-// select the workload's pods; one that selects nothing covers nothing). Both read every policy
-// kind of netpol.h.
+// Network evaluators: policies per namespace (CIS 5.3.2) and per workload (a policy of any kind
+// must select the workload's pods; one that selects nothing covers nothing), both over every
+// policy kind of netpol.h; and Ingress hosts served without TLS.
 #include <map>
 #include <set>
 
@@ -177,6 +177,76 @@ std::vector<Finding> NetpolWorkloadCoverage(const CheckDef& c, const Context& ct
                            w.ns + " selects its pods (labels " + labels + ")";
     }
     out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<Finding> IngressTls(const CheckDef& c, const Context& ctx) {
+  std::vector<Finding> out;
+  size_t system = 0;
+  for (const auto& ing : ctx.snapshot.Of("Ingress")) {
+    if (ctx.policy.skip() && ctx.policy.IsSystemNamespace(ing.ns)) {
+      ++system;
+      continue;
+    }
+    const auto* spec = Field(ing.doc, "spec");
+    std::set<std::string> covered;
+    bool covers_hostless = false;
+    std::vector<std::string> tls_hosts;
+    if (const auto* tls = spec ? Field(*spec, "tls") : nullptr; tls && tls->is_array()) {
+      for (const auto& t : *tls) {
+        const auto* hosts = Field(t, "hosts");
+        if (hosts == nullptr || !hosts->is_array() || hosts->empty()) {
+          covers_hostless = true;
+          continue;
+        }
+        for (const auto& h : *hosts) {
+          if (!h.is_string()) continue;
+          covered.insert(h.get<std::string>());
+          tls_hosts.push_back(h.get<std::string>());
+        }
+      }
+    }
+    // A wildcard certificate host (*.example.com) covers one label of its domain.
+    const auto is_covered = [&](const std::string& host) {
+      if (host.empty()) return covers_hostless;
+      if (covered.contains(host)) return true;
+      const size_t dot = host.find('.');
+      return dot != std::string::npos && covered.contains("*" + host.substr(dot));
+    };
+    std::vector<std::string> clear;
+    size_t rules = 0;
+    if (const auto* list = spec ? Field(*spec, "rules") : nullptr; list && list->is_array()) {
+      for (const auto& r : *list) {
+        ++rules;
+        const std::string host = StrField(r, "host");
+        if (!is_covered(host)) clear.push_back(host.empty() ? "(any host)" : host);
+      }
+    }
+    if (rules == 0 && spec && Field(*spec, "defaultBackend") && !covers_hostless) {
+      clear.push_back("(default backend)");
+    }
+    Finding f;
+    f.resource = MakeResource("Ingress", ing.ns, ing.name);
+    f.labels = &ing.labels();
+    f.evidence.push_back(ApiEvidence("spec.tls[].hosts", ing.Describe(),
+                                     tls_hosts.empty() && !covers_hostless
+                                         ? std::nullopt
+                                         : std::optional(common::Join(tls_hosts, ", "))));
+    if (clear.empty()) {
+      f.status = v1::STATUS_PASS;
+      f.reason = "every host of " + ing.Describe() + " is served over TLS";
+    } else {
+      f.status = v1::STATUS_FAIL;
+      f.evidence.push_back(
+          ApiEvidence("spec.rules[].host", ing.Describe(), common::Join(clear, ", ")));
+      f.reason = ing.Describe() + " serves " + common::Join(clear, ", ") + " without TLS";
+    }
+    out.push_back(std::move(f));
+  }
+  if (out.empty()) {
+    return {
+        NotApplicable("no Ingress outside the system namespaces" + SkipNote(system, "Ingresses"))};
   }
   return out;
 }

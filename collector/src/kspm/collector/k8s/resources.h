@@ -54,6 +54,7 @@ inline const std::vector<ResourceType>& ReadResources() {
       {"ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", false},
       {"ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", false},
       {"NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", true},
+      {"Ingress", "networking.k8s.io", "v1", "ingresses", true},
       {"ValidatingWebhookConfiguration", "admissionregistration.k8s.io", "v1",
        "validatingwebhookconfigurations", false},
       {"MutatingWebhookConfiguration", "admissionregistration.k8s.io", "v1",
