@@ -209,6 +209,49 @@ TEST(Serve, KspmctlScanClusterAnswersWithTheScanItAskedFor) {
   EXPECT_EQ(collector.Stop(), 0);
 }
 
+// A cluster change between two scans is drift, shown by `kspmctl drift` next to node drift: the
+// object, the rescan that saw it, and each verdict that changed.
+TEST(Serve, KspmctlDriftShowsAClusterChange) {
+  SmallSnapshot snap;
+  const auto write_app = [&](const char* host_pid) {
+    std::ofstream(snap.dir() + "/app.yaml")
+        << "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: a}\n"
+           "spec: {template: {spec: {hostPID: "
+        << host_pid << ", containers: [{name: app, image: x}]}}}\n";
+  };
+  write_app("false");
+  Collector collector({"--log-level", "warn", "serve", "--insecure", "--listen", "127.0.0.1:0",
+                       "--db", snap.db(), "--port-file", snap.port_file(), "--cluster-name", "lab",
+                       "--cluster-snapshot", snap.dir(), "--cluster-scan-interval", "3600"});
+  ASSERT_TRUE(WaitFor([&] { return !Slurp(snap.port_file()).empty(); }));
+  std::string port = Slurp(snap.port_file());
+  port.erase(port.find_last_not_of("\n") + 1);
+  const auto none = kspm::testing::RunCommand(Kspmctl(port, "drift"));
+  EXPECT_NE(none.out.find("no drift events match"), std::string::npos) << none.out;
+
+  write_app("true");  // someone gives the pods the host's PID namespace
+  ASSERT_EQ(kspm::testing::RunCommand(Kspmctl(port, "scan-cluster")).exit_code, 0);
+  const auto drift = kspm::testing::RunCommand(Kspmctl(port, "drift --format json"));
+  ASSERT_EQ(drift.exit_code, 0) << drift.out;
+  const auto events = nlohmann::json::parse(drift.out)["drift"];
+  ASSERT_EQ(events.size(), 1u) << drift.out;
+  EXPECT_EQ(events[0]["cluster"], "lab");
+  EXPECT_EQ(events[0]["node"], "cluster");
+  EXPECT_EQ(events[0]["path"], "Deployment a/web");
+  EXPECT_EQ(events[0]["source"], "rescan");
+  std::set<std::string> changed;
+  for (const auto& c : events[0]["changes"]) {
+    EXPECT_EQ(c["old_status"], "PASS");
+    changed.insert(c["check_id"].get<std::string>() + " " + c["status"].get<std::string>());
+  }
+  EXPECT_TRUE(changed.contains("pod.host-pid WARN")) << drift.out;  // CIS 5.2.3, unscored
+  EXPECT_TRUE(changed.contains("pod.host-pid FAIL")) << drift.out;  // NSA/CISA, scored
+  const auto table = kspm::testing::RunCommand(Kspmctl(port, "drift"));
+  EXPECT_NE(table.out.find("Deployment a/web"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("5.2.3 PASS->WARN"), std::string::npos) << table.out;
+  EXPECT_EQ(collector.Stop(), 0);
+}
+
 TEST(Serve, ANodeCertificateCannotAskForAClusterScan) {
   SmallSnapshot snap;
   kspm::testing::TempDir certs;

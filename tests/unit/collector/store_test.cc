@@ -532,6 +532,20 @@ TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
   EXPECT_EQ(Count("SELECT finished_ms = " + std::to_string(common::ToUnixMillis(later)) +
                   " FROM scans WHERE scan_id = 's2'"),
             1);
+  // The object whose verdict changed is a drift event of the node, seen by the rescan.
+  DriftFilter drift_filter;
+  auto drift = store_->Drift(drift_filter);
+  ASSERT_TRUE(drift.ok()) << drift.status();
+  ASSERT_EQ(drift->size(), 1u);
+  const auto& event = (*drift)[0].event();
+  EXPECT_EQ(event.node_name(), "cluster");
+  EXPECT_EQ(event.source(), "rescan");
+  EXPECT_EQ(event.operation(), "changed");
+  EXPECT_EQ(event.path(), "Deployment shop/web");
+  ASSERT_EQ(event.changes_size(), 1);
+  EXPECT_EQ(event.changes(0).check_id(), "a");
+  EXPECT_EQ(event.changes(0).old_status(), v1::STATUS_PASS);
+  EXPECT_EQ(event.changes(0).new_status(), v1::STATUS_FAIL);
   auto summary = store_->Summary("", later);
   ASSERT_TRUE(summary.ok());
   EXPECT_EQ(summary->overall().counts().fail(), 2u);

@@ -245,9 +245,16 @@ class SqliteStore final : public Store {
   // The node's current rows (of one check when `check_id` is given) into `out`.
   absl::Status LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out);
   // Writes what changed among `results`, with transitions; rows written leave `current`.
+  // A result whose verdict changed, with its old verdict.
+  struct Changed {
+    const v1::CheckResult* result;
+    int old_status;
+  };
   absl::Status WriteResults(const Target& target,
                             const std::vector<const v1::CheckResult*>& results,
-                            CurrentRows& current, Counts& counts, CommitStats& stats);
+                            CurrentRows& current, Counts& counts, CommitStats& stats,
+                            std::vector<Changed>* changed = nullptr);
+  absl::Status InsertDrift(const Target& target, const v1::DriftEvent& event);
   // Deletes the rows left in `current` (no longer reported).
   absl::Status DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts);
   absl::Status ApplyCounts(int64_t node_id, const Counts& counts);

@@ -139,7 +139,8 @@ absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_
 
 absl::Status SqliteStore::WriteResults(const Target& target,
                                        const std::vector<const v1::CheckResult*>& results,
-                                       CurrentRows& current, Counts& counts, CommitStats& stats) {
+                                       CurrentRows& current, Counts& counts, CommitStats& stats,
+                                       std::vector<Changed>* changed) {
   std::unordered_map<std::string, CountBucket> written;  // rows these results carried
   std::string blob, ns, section;
   ObjectKey object;
@@ -206,9 +207,24 @@ absl::Status SqliteStore::WriteResults(const Target& target,
       BindObject(insert_transition_, 8, object);
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
       ++stats.transitions;
+      if (changed) changed->push_back({&r, old_status});
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status SqliteStore::InsertDrift(const Target& target, const v1::DriftEvent& event) {
+  if (event.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
+  const std::string blob = event.SerializeAsString();
+  BindText(insert_drift_, 1, event.event_id());
+  sqlite3_bind_int64(insert_drift_.get(), 2, target.node_id);
+  sqlite3_bind_int64(insert_drift_.get(), 3,
+                     common::ToUnixMillis(common::FromProto(event.observed_at())));
+  sqlite3_bind_int64(insert_drift_.get(), 4, target.now_ms);
+  BindText(insert_drift_, 5, target.scan_id);
+  sqlite3_bind_blob(insert_drift_.get(), 6, blob.data(), static_cast<int>(blob.size()),
+                    SQLITE_STATIC);
+  return Step(insert_drift_, "storing drift event");
 }
 
 absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
@@ -273,20 +289,8 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
   if (report.full()) {
     if (auto s = DeleteRows(t.node_id, current, counts); !s.ok()) return s;
   }
-  std::string event_blob;
   for (const auto& d : report.drift()) {
-    if (d.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
-    event_blob.clear();
-    d.SerializeToString(&event_blob);
-    BindText(insert_drift_, 1, d.event_id());
-    sqlite3_bind_int64(insert_drift_.get(), 2, t.node_id);
-    sqlite3_bind_int64(insert_drift_.get(), 3,
-                       common::ToUnixMillis(common::FromProto(d.observed_at())));
-    sqlite3_bind_int64(insert_drift_.get(), 4, t.now_ms);
-    BindText(insert_drift_, 5, report.scan_id());
-    sqlite3_bind_blob(insert_drift_.get(), 6, event_blob.data(),
-                      static_cast<int>(event_blob.size()), SQLITE_STATIC);
-    if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
+    if (auto s = InsertDrift(t, d); !s.ok()) return s;
   }
   if (auto s = ApplyCounts(t.node_id, counts); !s.ok()) return s;
   return stats;
@@ -296,8 +300,8 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
 // write lock only while it commits, so agents' reports go on between the parts.
 class SqliteReportWriter final : public ReportWriter {
  public:
-  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target)
-      : store_(store), target_(std::move(target)) {}
+  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target, std::string node_name)
+      : store_(store), target_(std::move(target)), node_name_(std::move(node_name)) {}
 
   absl::Status Add(std::vector<v1::CheckResult>&& results) override {
     std::map<std::string, std::vector<const v1::CheckResult*>> by_check;
@@ -310,15 +314,40 @@ class SqliteReportWriter final : public ReportWriter {
     }
     return InTransaction([&]() -> absl::Status {
       SqliteStore::Counts counts;
+      std::vector<SqliteStore::Changed> changed;
       for (const auto& [check, list] : by_check) {
         SqliteStore::CurrentRows current;
         if (auto s = store_.LoadCurrent(target_.node_id, &check, current); !s.ok()) return s;
-        if (auto s = store_.WriteResults(target_, list, current, counts, stats_); !s.ok()) {
+        if (auto s = store_.WriteResults(target_, list, current, counts, stats_, &changed);
+            !s.ok()) {
           return s;
         }
         if (auto s = store_.DeleteRows(target_.node_id, current, counts); !s.ok()) return s;
       }
       if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
+      // Each object whose verdicts changed since the last scan is a drift event of the node
+      // (for a cluster scan: `Deployment shop/web`, seen by the rescan), as a node's file is.
+      std::map<std::string, v1::DriftEvent> events;
+      for (const auto& c : changed) {
+        const std::string object = common::ResourceKey(c.result->resource());
+        auto& e = events[object];
+        if (e.event_id().empty()) {
+          e.set_event_id(common::NewUuid());
+          e.set_node_name(node_name_);
+          e.set_source("rescan");
+          *e.mutable_observed_at() = common::ToProto(common::FromUnixMillis(target_.now_ms));
+          e.set_operation("changed");
+          e.set_path(object.empty() ? "cluster" : object);
+        }
+        auto* change = e.add_changes();
+        change->set_check_id(c.result->check_id());
+        change->set_old_status(static_cast<v1::Status>(c.old_status));
+        change->set_new_status(c.result->status());
+        *change->mutable_result() = *c.result;
+      }
+      for (const auto& [object, e] : events) {
+        if (auto s = store_.InsertDrift(target_, e); !s.ok()) return s;
+      }
       for (const auto& [check, _] : by_check) seen_.insert(check);
       return absl::OkStatus();
     });
@@ -361,6 +390,7 @@ class SqliteReportWriter final : public ReportWriter {
 
   SqliteStore& store_;
   SqliteStore::Target target_;
+  std::string node_name_;
   std::set<std::string> seen_;
   CommitStats stats_;
 };
@@ -384,7 +414,8 @@ absl::StatusOr<std::unique_ptr<ReportWriter>> SqliteStore::BeginReport(
     (void)Exec(writer_.get(), "ROLLBACK");
     return s;
   }
-  return std::unique_ptr<ReportWriter>(new SqliteReportWriter(*this, std::move(**target)));
+  return std::unique_ptr<ReportWriter>(
+      new SqliteReportWriter(*this, std::move(**target), header.node().node_name()));
 }
 
 absl::StatusOr<size_t> SqliteStore::PruneHistory(common::Clock::time_point cutoff) {
