@@ -270,6 +270,36 @@ std::vector<Case> Cases() {
         RoleBinding("shop", "here", "Role", "here", alice())},
        no_rbac,
        "RoleBinding"},
+      {"namespace.resource-policies",
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back({{"apiVersion", "v1"},
+                            {"kind", "LimitRange"},
+                            {"metadata", {{"name", "defaults"}, {"namespace", "shop"}}},
+                            {"spec",
+                             {{"limits",
+                               {{{"type", "Container"},
+                                 {"default", {{"cpu", "500m"}, {"memory", "256Mi"}}}}}}}}});
+         return objects;  // no ResourceQuota
+       }(),
+       [] {
+         auto objects = App(nullptr);
+         objects.push_back({{"apiVersion", "v1"},
+                            {"kind", "LimitRange"},
+                            {"metadata", {{"name", "defaults"}, {"namespace", "shop"}}},
+                            {"spec",
+                             {{"limits",
+                               {{{"type", "Container"},
+                                 {"default", {{"cpu", "500m"}, {"memory", "256Mi"}}}}}}}}});
+         objects.push_back(
+             {{"apiVersion", "v1"},
+              {"kind", "ResourceQuota"},
+              {"metadata", {{"name", "team"}, {"namespace", "shop"}}},
+              {"spec", {{"hard", {{"limits.cpu", "20"}, {"limits.memory", "64Gi"}}}}}});
+         return objects;
+       }(),
+       {Namespace("shop")},
+       "Namespace"},
       {"ingress.tls",
        {Namespace("shop"),
         {{"apiVersion", "networking.k8s.io/v1"},

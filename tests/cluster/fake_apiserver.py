@@ -60,6 +60,8 @@ RESOURCES = {
     "/api/v1/services": ("Service", True),
     "/api/v1/configmaps": ("ConfigMap", True),
     "/api/v1/replicationcontrollers": ("ReplicationController", True),
+    "/api/v1/limitranges": ("LimitRange", True),
+    "/api/v1/resourcequotas": ("ResourceQuota", True),
     "/apis/apps/v1/deployments": ("Deployment", True),
     "/apis/apps/v1/replicasets": ("ReplicaSet", True),
     "/apis/apps/v1/statefulsets": ("StatefulSet", True),

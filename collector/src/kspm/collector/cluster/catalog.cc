@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "kspm/collector/cluster/evaluators.h"
 #include "kspm/common/names.h"
 #include "kspm/common/yaml_fields.h"
 #include "spdlog/spdlog.h"
@@ -27,15 +28,6 @@ std::string Scalar(const YAML::Node& node, const char* field, bool required = fa
 
 std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
   return common::StringListField(node, field);
-}
-
-const std::set<std::string, std::less<>>& Evaluators() {
-  static const std::set<std::string, std::less<>> kNames = {
-      "rbac-grant",        "rbac-cluster-admin", "rbac-wildcard",     "rbac-subjects",
-      "sa-default",        "sa-token-automount", "workload-takeover", "pod",
-      "psa-level",         "policy-control",     "netpol-coverage",   "netpol-workload-coverage",
-      "default-namespace", "rbac-missing-role",  "ingress-tls"};
-  return kNames;
 }
 
 const std::set<std::string, std::less<>>& PodRules() {
@@ -78,7 +70,8 @@ CheckDef ParseCheck(const YAML::Node& node) {
   const auto severity = common::ParseSeverity(Scalar(node, "severity", true));
   if (!severity) throw EntryError(node["severity"], "unknown severity in check '" + c.id + "'");
   c.severity = *severity;
-  if (!Evaluators().contains(c.evaluate)) {
+  // The registry of evaluators (evaluators.cc) is the one list of their names.
+  if (!cluster::Evaluators().contains(c.evaluate)) {
     throw EntryError(node["evaluate"],
                      "check '" + c.id + "': unknown evaluator '" + c.evaluate + "'");
   }

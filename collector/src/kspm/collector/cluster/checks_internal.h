@@ -40,6 +40,7 @@ std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx);
 std::vector<Finding> PsaLevel(const CheckDef& c, const Context& ctx);
 std::vector<Finding> PolicyControl(const CheckDef& c, const Context& ctx);
 std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx);
+std::vector<Finding> NamespaceResourcePolicies(const CheckDef& c, const Context& ctx);
 // Objects Kubernetes itself keeps in `default`, by exact kind and name.
 bool IsKubernetesOwnObject(const k8s::Object& o);
 
@@ -53,6 +54,10 @@ std::vector<Finding> IngressTls(const CheckDef& c, const Context& ctx);
 v1::Resource MakeResource(const std::string& kind, const std::string& ns, const std::string& name,
                           const std::string& container = "");
 Finding NotApplicable(std::string reason);
+// The NOT_APPLICABLE of a workload check when no workload outside the system namespaces runs.
+Finding NoWorkloads(const Context& ctx);
+// A workload's finding before its verdict: its resource, and the labels exceptions match.
+Finding WorkloadFinding(const Workload& w);
 // A cluster-wide verdict (resource kind `Cluster`).
 Finding ClusterVerdict(v1::Status status, std::string reason,
                        std::vector<v1::Evidence> evidence = {});

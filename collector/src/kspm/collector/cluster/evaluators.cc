@@ -51,6 +51,8 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"netpol-workload-coverage", {internal::NetpolWorkloadCoverage, netpol}},
         {"default-namespace", {internal::DefaultNamespace, default_ns}},
         {"ingress-tls", {internal::IngressTls, {"Ingress"}}},
+        {"namespace-resource-policies",
+         {internal::NamespaceResourcePolicies, {"Namespace", "LimitRange", "ResourceQuota"}}},
     };
   }();
   return kEvaluators;
@@ -105,6 +107,19 @@ const nlohmann::json* Field(const nlohmann::json& j, const char* key) {
 std::string StrField(const nlohmann::json& j, const char* key) {
   const auto* v = Field(j, key);
   return v && v->is_string() ? v->get<std::string>() : "";
+}
+
+Finding NoWorkloads(const Context& ctx) {
+  return NotApplicable("no workload outside the system namespaces" +
+                       SkipNote(ctx.workloads.system_skipped, "workloads"));
+}
+
+Finding WorkloadFinding(const Workload& w) {
+  Finding f;
+  f.resource = MakeResource(w.kind, w.ns, w.name);
+  f.labels = &w.labels();
+  f.pod_labels = &w.pod_labels();
+  return f;
 }
 
 std::set<std::string> NamespacesWithWorkloads(const Context& ctx) {

@@ -3,6 +3,7 @@
 //
 // Namespaces that run no workload are counted but not judged one by one: a stock cluster's empty
 // `default` namespace is not a finding, and a namespace becomes one when a workload lands there.
+#include <map>
 #include <set>
 
 #include "kspm/collector/cluster/checks_internal.h"
@@ -157,6 +158,68 @@ std::vector<Finding> PolicyControl(const CheckDef&, const Context& ctx) {
   });
 }
 
+std::vector<Finding> NamespaceResourcePolicies(const CheckDef& c, const Context& ctx) {
+  const NamespaceSet set = JudgedNamespaces(ctx);
+  if (set.judged.empty()) {
+    return {NotApplicable("no namespace outside the system ones runs workloads" + Counted(set))};
+  }
+  // A LimitRange counts when it gives containers default limits for both cpu and memory (what
+  // a container without limits then gets); a ResourceQuota when it caps cpu and memory.
+  std::map<std::string, std::vector<std::string>> limit_ranges, quotas;
+  for (const auto& lr : ctx.snapshot.Of("LimitRange")) {
+    const auto* spec = Field(lr.doc, "spec");
+    const auto* limits = spec ? Field(*spec, "limits") : nullptr;
+    if (limits == nullptr || !limits->is_array()) continue;
+    for (const auto& l : *limits) {
+      if (StrField(l, "type") != "Container") continue;
+      const auto* def = Field(l, "default");
+      if (def && Field(*def, "cpu") && Field(*def, "memory")) {
+        limit_ranges[lr.ns].push_back(lr.name);
+        break;
+      }
+    }
+  }
+  for (const auto& q : ctx.snapshot.Of("ResourceQuota")) {
+    const auto* spec = Field(q.doc, "spec");
+    const auto* hard = spec ? Field(*spec, "hard") : nullptr;
+    if (hard == nullptr) continue;
+    const auto caps = [&](const char* what) {
+      for (const std::string& key :
+           {std::string(what), "limits." + std::string(what), "requests." + std::string(what)}) {
+        if (Field(*hard, key.c_str())) return true;
+      }
+      return false;
+    };
+    if (caps("cpu") && caps("memory")) quotas[q.ns].push_back(q.name);
+  }
+  std::vector<Finding> out;
+  for (const auto* ns : set.judged) {
+    Finding f = NamespaceFinding(*ns);
+    const auto& lr = limit_ranges[ns->name];
+    const auto& rq = quotas[ns->name];
+    f.evidence.push_back(ApiEvidence(
+        "LimitRange spec.limits[type=Container].default", "LimitRanges in namespace " + ns->name,
+        lr.empty() ? std::nullopt : std::optional(common::Join(lr, ", "))));
+    f.evidence.push_back(ApiEvidence(
+        "ResourceQuota spec.hard cpu and memory", "ResourceQuotas in namespace " + ns->name,
+        rq.empty() ? std::nullopt : std::optional(common::Join(rq, ", "))));
+    std::vector<std::string> missing;
+    if (lr.empty()) missing.push_back("a LimitRange with default cpu and memory limits");
+    if (rq.empty()) missing.push_back("a ResourceQuota on cpu and memory");
+    if (missing.empty()) {
+      f.status = v1::STATUS_PASS;
+      f.reason = "namespace " + ns->name + " has LimitRange " + lr.front() + " and ResourceQuota " +
+                 rq.front();
+    } else {
+      f.status = v1::STATUS_FAIL;
+      f.reason =
+          "namespace " + ns->name + " runs workloads without " + common::Join(missing, " or ");
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 // What Kubernetes itself creates in `default`, each by exact kind and name: the API server's
 // Service, Endpoints and EndpointSlice `kubernetes`, the namespace's ServiceAccount `default`
 // and ConfigMap `kube-root-ca.crt`, and the token Secret of that account (clusters before 1.24).
@@ -202,11 +265,8 @@ std::vector<Finding> DefaultNamespace(const CheckDef& c, const Context& ctx) {
   // Workloads once, at their controller.
   for (const auto& w : ctx.workloads.workloads) {
     if (w.ns != "default") continue;
-    Finding f;
+    Finding f = WorkloadFinding(w);
     f.status = v1::STATUS_FAIL;
-    f.resource = MakeResource(w.kind, w.ns, w.name);
-    f.labels = &w.labels();
-    f.pod_labels = &w.pod_labels();
     f.evidence.push_back(ApiEvidence("metadata.namespace", w.evidence_source, w.ns));
     f.reason = w.kind + " default/" + w.name + " runs in the default namespace";
     out.push_back(std::move(f));

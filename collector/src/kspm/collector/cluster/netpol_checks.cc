@@ -124,10 +124,7 @@ std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx) {
 }
 
 std::vector<Finding> NetpolWorkloadCoverage(const CheckDef& c, const Context& ctx) {
-  if (ctx.workloads.workloads.empty()) {
-    return {NotApplicable("no workload outside the system namespaces" +
-                          SkipNote(ctx.workloads.system_skipped, "workloads"))};
-  }
+  if (ctx.workloads.workloads.empty()) return {NoWorkloads(ctx)};
   const Policies policies(ctx.snapshot);
   std::vector<Finding> out;
   out.reserve(ctx.workloads.workloads.size());
@@ -147,10 +144,7 @@ std::vector<Finding> NetpolWorkloadCoverage(const CheckDef& c, const Context& ct
     };
     for (const auto* p : policies.In(w.ns)) judge(p);
     for (const auto* p : policies.cluster_wide) judge(p);
-    Finding f;
-    f.resource = MakeResource(w.kind, w.ns, w.name);
-    f.labels = &w.labels();
-    f.pod_labels = &w.pod_labels();
+    Finding f = WorkloadFinding(w);
     const std::string labels = ValueText(w.pod_labels());
     f.evidence.push_back(
         ApiEvidence(w.metadata_path.empty() ? "metadata.labels" : w.metadata_path + ".labels",

@@ -751,20 +751,14 @@ std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx) {
   if (rule == nullptr) {
     return {ClusterVerdict(v1::STATUS_ERROR, "unknown pod rule '" + c.rule + "'")};
   }
-  if (ctx.workloads.workloads.empty()) {
-    return {NotApplicable("no workload outside the system namespaces" +
-                          SkipNote(ctx.workloads.system_skipped, "workloads"))};
-  }
+  if (ctx.workloads.workloads.empty()) return {NoWorkloads(ctx)};
   std::vector<Finding> out;
   out.reserve(ctx.workloads.workloads.size());
   for (const auto& w : ctx.workloads.workloads) {
     const auto containers = Containers(w);
     Outcome o;
     rule(w, containers, o);
-    Finding f;
-    f.resource = MakeResource(w.kind, w.ns, w.name);
-    f.labels = &w.labels();
-    f.pod_labels = &w.pod_labels();
+    Finding f = WorkloadFinding(w);
     if (o.not_applicable) {
       f.status = v1::STATUS_NOT_APPLICABLE;
       f.reason = o.na_reason;

@@ -401,16 +401,10 @@ TokenMount DecideTokenMount(const Workload& w, const Context& ctx,
 }
 
 std::vector<Finding> SaTokenAutomount(const CheckDef& c, const Context& ctx) {
-  if (ctx.workloads.workloads.empty()) {
-    return {NotApplicable("no workload outside the system namespaces" +
-                          SkipNote(ctx.workloads.system_skipped, "workloads"))};
-  }
+  if (ctx.workloads.workloads.empty()) return {NoWorkloads(ctx)};
   std::vector<Finding> out;
   for (const auto& w : ctx.workloads.workloads) {
-    Finding f;
-    f.resource = MakeResource(w.kind, w.ns, w.name);
-    f.labels = &w.labels();
-    f.pod_labels = &w.pod_labels();
+    Finding f = WorkloadFinding(w);
     const TokenMount token = DecideTokenMount(w, ctx, f.evidence);
     const std::string& sa_name = token.service_account;
     const std::string& sa_source = token.sa_source;

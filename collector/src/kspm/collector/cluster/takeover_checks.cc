@@ -9,17 +9,11 @@
 namespace kspm::collector::cluster::internal {
 
 std::vector<Finding> WorkloadTakeover(const CheckDef& c, const Context& ctx) {
-  if (ctx.workloads.workloads.empty()) {
-    return {NotApplicable("no workload outside the system namespaces" +
-                          SkipNote(ctx.workloads.system_skipped, "workloads"))};
-  }
+  if (ctx.workloads.workloads.empty()) return {NoWorkloads(ctx)};
   std::vector<Finding> out;
   out.reserve(ctx.workloads.workloads.size());
   for (const auto& w : ctx.workloads.workloads) {
-    Finding f;
-    f.resource = MakeResource(w.kind, w.ns, w.name);
-    f.labels = &w.labels();
-    f.pod_labels = &w.pod_labels();
+    Finding f = WorkloadFinding(w);
     const TokenMount token = DecideTokenMount(w, ctx, f.evidence);
     if (!token.mounted) {
       f.status = v1::STATUS_PASS;

@@ -43,6 +43,8 @@ inline const std::vector<ResourceType>& ReadResources() {
       {"ServiceAccount", "", "v1", "serviceaccounts", true},
       {"Service", "", "v1", "services", true},
       {"ReplicationController", "", "v1", "replicationcontrollers", true},
+      {"LimitRange", "", "v1", "limitranges", true},
+      {"ResourceQuota", "", "v1", "resourcequotas", true},
       {"Deployment", "apps", "v1", "deployments", true},
       {"ReplicaSet", "apps", "v1", "replicasets", true},
       {"StatefulSet", "apps", "v1", "statefulsets", true},
