@@ -30,34 +30,6 @@ std::vector<std::string> StringList(const YAML::Node& node, const char* field) {
   return common::StringListField(node, field);
 }
 
-const std::set<std::string, std::less<>>& PodRules() {
-  static const std::set<std::string, std::less<>> kNames = {"privileged",
-                                                            "host-pid",
-                                                            "host-ipc",
-                                                            "host-network",
-                                                            "privilege-escalation",
-                                                            "run-as-root",
-                                                            "net-raw",
-                                                            "capabilities",
-                                                            "windows-host-process",
-                                                            "host-path",
-                                                            "host-port",
-                                                            "secret-env",
-                                                            "seccomp",
-                                                            "security-context",
-                                                            "image-tag",
-                                                            "image-digest",
-                                                            "pull-policy",
-                                                            "resource-limits",
-                                                            "proc-mount",
-                                                            "selinux",
-                                                            "apparmor",
-                                                            "sysctls",
-                                                            "volume-types",
-                                                            "env-credentials"};
-  return kNames;
-}
-
 CheckDef ParseCheck(const YAML::Node& node) {
   if (!node.IsMap()) throw EntryError(node, "a check must be a map");
   CheckDef c;
@@ -93,7 +65,7 @@ CheckDef ParseCheck(const YAML::Node& node) {
   }
   if (c.evaluate == "pod") {
     c.rule = Scalar(node, "rule", true);
-    if (!PodRules().contains(c.rule)) {
+    if (!IsPodRule(c.rule)) {
       throw EntryError(node["rule"], "check '" + c.id + "': unknown pod rule '" + c.rule + "'");
     }
   }

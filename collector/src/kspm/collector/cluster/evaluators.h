@@ -51,6 +51,9 @@ struct EvaluatorInfo {
 // Evaluator name (a CheckDef's `evaluate`) -> evaluator. Registered explicitly, once.
 const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators();
 
+// Whether `name` is a rule of the `pod` evaluator (pod_checks.cc holds the one table of them).
+bool IsPodRule(std::string_view name);
+
 // An evidence entry for an API object field.
 v1::Evidence ApiEvidence(std::string key, std::string source, std::optional<std::string> value);
 

@@ -713,7 +713,7 @@ void SecurityContextRule(const Workload& w, const std::vector<Container>& cs, Ou
   }
 }
 
-Rule FindRule(const std::string& name) {
+Rule FindRule(std::string_view name) {
   static const std::map<std::string, Rule, std::less<>> kRules = {
       {"privileged", Privileged},
       {"host-pid", HostPid},
@@ -795,3 +795,9 @@ std::vector<Finding> PodRule(const CheckDef& c, const Context& ctx) {
 }
 
 }  // namespace kspm::collector::cluster::internal
+
+namespace kspm::collector::cluster {
+
+bool IsPodRule(std::string_view name) { return internal::FindRule(name) != nullptr; }
+
+}  // namespace kspm::collector::cluster
