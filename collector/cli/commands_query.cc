@@ -23,8 +23,6 @@
 namespace kspm::collector::cli {
 namespace {
 
-bool Colour() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
-
 std::vector<std::string> CountsRow(const kspm::v1::Score& s) {
   const auto& c = s.counts();
   return {s.scope(),
@@ -245,9 +243,9 @@ int Findings(const Options& o) {
     if (rows.empty()) {
       std::cout << "no findings match\n";
     } else {
-      kspm::common::WriteText(
-          rows, std::cout,
-          kspm::common::TextOptions{Colour(), true, o.verbose, kspm::common::TerminalWidth()});
+      kspm::common::WriteText(rows, std::cout,
+                              kspm::common::TextOptions{kspm::common::StdoutWantsColour(), true,
+                                                        o.verbose, kspm::common::TerminalWidth()});
     }
   }
   return FailOn(o, resp);

@@ -78,7 +78,7 @@ int RunScanCommand(const Options& o) {
             << report.results_size() << " checks are not applicable (-v lists them)\n";
         break;
       }
-      const bool colour = o.output.empty() && ::isatty(STDOUT_FILENO);
+      const bool colour = o.output.empty() && common::StdoutWantsColour();
       std::string roles;
       for (int r : report.node().roles()) {
         roles += (roles.empty() ? "" : ",") +

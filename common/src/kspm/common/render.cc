@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "kspm/common/names.h"
 #include "kspm/common/safe_text.h"
 #include "kspm/common/time.h"
 
 namespace kspm::common {
+
+bool StdoutWantsColour() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
 
 nlohmann::json ResultToJson(const v1::CheckResult& result) {
   nlohmann::json evidence = nlohmann::json::array();

@@ -41,6 +41,10 @@ std::string EvidenceText(const v1::Evidence& evidence);
 // All evidence of a result joined by "; ".
 std::string EvidenceSummary(const v1::CheckResult& result);
 
+// Whether text written to standard output may be coloured: it is a terminal and NO_COLOR
+// (no-color.org) is not set. Output to a file (`-o`) is never coloured.
+bool StdoutWantsColour();
+
 // A column-aligned table for terminals. Colour (ANSI) only when asked, for the status column.
 class Table {
  public:

@@ -14,6 +14,7 @@
 #include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/common/export.h"
 #include "kspm/common/gate.h"
+#include "kspm/common/render.h"
 #include "kspm/common/time.h"
 
 namespace kspm::collector::cluster {
@@ -99,8 +100,7 @@ int RunScanCluster(const ScanClusterCommand& command) {
       common::WriteCiFormat(format, rows, out);
       break;
     case common::Format::kText: {
-      const bool colour =
-          command.output.empty() && ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+      const bool colour = command.output.empty() && common::StdoutWantsColour();
       WriteScanText(scan, snapshot, source, out, colour, command.verbose);
       break;
     }

@@ -1,5 +1,6 @@
 #include "kspm/collector/k8s/object.h"
 
+#include <unordered_map>
 #include <utility>
 
 #include "kspm/collector/k8s/resources.h"
@@ -29,12 +30,17 @@ std::string SnapshotKind(const std::string& api_version, const std::string& kind
   // their own groups did: the same kinds.
   if (group == "extensions") return kind;
   if (group == "crd.projectcalico.org") group = "projectcalico.org";
-  for (const auto& type : ReadResources()) {
-    if (type.kind == kind) {
-      const std::string built_in =
-          type.group == "crd.projectcalico.org" ? "projectcalico.org" : type.group;
-      return built_in == group ? kind : kind + "." + group;
+  // Built-in kind -> its group, once: this runs for every object read.
+  static const std::unordered_map<std::string, std::string> kGroups = [] {
+    std::unordered_map<std::string, std::string> out;
+    for (const auto& type : ReadResources()) {
+      out.emplace(type.kind,
+                  type.group == "crd.projectcalico.org" ? "projectcalico.org" : type.group);
     }
+    return out;
+  }();
+  if (const auto it = kGroups.find(kind); it != kGroups.end() && it->second != group) {
+    return kind + "." + group;
   }
   return kind;
 }
