@@ -36,6 +36,8 @@ add_library(kspm_cluster_lib STATIC
   src/kspm/collector/cluster/report.cc
   src/kspm/collector/cluster/command.cc
   src/kspm/collector/cluster/scanner.cc
+  src/kspm/collector/cluster/changes.cc
+  src/kspm/collector/cluster/watch.cc
   src/kspm/collector/cluster/serve_flags.cc)
 target_include_directories(kspm_cluster_lib PUBLIC src)
 target_link_libraries(kspm_cluster_lib PUBLIC kspm_collector_lib kspm_common kspm_proto yaml-cpp

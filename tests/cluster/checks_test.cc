@@ -8,6 +8,7 @@
 #include "cluster_test_util.h"
 #include "kspm/collector/cluster/catalog.h"
 #include "kspm/collector/cluster/workloads.h"
+#include "kspm/collector/k8s/snapshot_dir.h"
 
 namespace kspm::cluster_test {
 namespace {
@@ -688,6 +689,51 @@ TEST(Checks, EvaluationInPartsHandsOverEachCheckOnceInCatalogueOrder) {
       });
   EXPECT_TRUE(absl::IsResourceExhausted(stopped.status()));
   EXPECT_EQ(parts, 3u);
+}
+
+// A watched cluster re-evaluates per-workload checks for the workloads a change touched alone
+// (Focus): for every workload of the demo cluster, that gives exactly the results the whole
+// evaluation gives it; checks named whole give the whole evaluation's results.
+TEST(Checks, AFocusOnOneWorkloadGivesWhatTheWholeEvaluationGivesIt) {
+  k8s::Snapshot snapshot;
+  ASSERT_TRUE(k8s::LoadSnapshotDir(SourceDir() + "/tests/fixtures/cluster/demo", snapshot).ok());
+  collector::cluster::ScanOptions options;
+  const auto whole = collector::cluster::EvaluateCluster(snapshot, options);
+  std::set<std::string> per_workload;
+  for (const auto& c : collector::cluster::BuiltinCatalog()) {
+    if (collector::cluster::JudgedPerWorkload(c.evaluate)) per_workload.insert(c.id);
+  }
+  ASSERT_GE(per_workload.size(), 20u);
+  const auto text = [](const v1::CheckResult& r) { return r.SerializeAsString(); };
+  std::map<collector::cluster::WorkloadKey, std::multiset<std::string>> expected;
+  for (const auto& r : whole.results) {
+    if (!per_workload.contains(r.check_id()) || r.resource().kind() == "Cluster") continue;
+    expected[{r.resource().kind(), r.resource().namespace_(), r.resource().name()}].insert(text(r));
+  }
+  ASSERT_GE(expected.size(), 5u) << "the demo cluster should have workloads";
+  for (const auto& [key, results] : expected) {
+    SCOPED_TRACE(std::get<0>(key) + " " + std::get<1>(key) + "/" + std::get<2>(key));
+    collector::cluster::Focus focus;
+    focus.workload_checks = per_workload;
+    focus.workloads = {key};
+    options.focus = &focus;
+    const auto part = collector::cluster::EvaluateCluster(snapshot, options);
+    std::multiset<std::string> got;
+    for (const auto& r : part.results) got.insert(text(r));
+    EXPECT_EQ(got, results);
+  }
+  // A whole check in focus: the same results as in the whole evaluation, and nothing else.
+  collector::cluster::Focus focus;
+  focus.checks = {"rbac.cluster-admin-bindings"};
+  options.focus = &focus;
+  const auto part = collector::cluster::EvaluateCluster(snapshot, options);
+  std::vector<std::string> want, got;
+  for (const auto& r : whole.results) {
+    if (r.check_id() == "rbac.cluster-admin-bindings") want.push_back(text(r));
+  }
+  for (const auto& r : part.results) got.push_back(text(r));
+  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

@@ -18,7 +18,19 @@ directory (YAML manifests, e.g. tests/fixtures/cluster/kubeadm) the way the API 
     (RESOURCE is a listed resource, `tokenreviews`, or `pods-get` for the single-Pod GET);
   * --throttle RESOURCE=N: the first N requests get 429 with Retry-After: 1;
   * --fail RESOURCE=N: the first N requests get 500 (both take the same names as --forbid);
-  * --expire RESOURCE: the first request with a continue token gets 410 Gone (Expired).
+  * --expire RESOURCE: the first request with a continue token gets 410 Gone (Expired);
+  * watch: `?watch=1&resourceVersion=RV` streams (chunked, one JSON event per line) ADDED,
+    MODIFIED and DELETED events of the resource after RV, BOOKMARK events every
+    --bookmark-seconds with allowWatchBookmarks=true, and ends after timeoutSeconds; a RV older
+    than the last compaction is an ERROR event with a 410 Expired Status, as etcd's compaction
+    gives. --fail/--throttle RESOURCE-watch inject errors into watch requests only.
+
+Test control (bearer token required, never part of the real API):
+  * POST /_test/events {"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}: changes the
+    stored objects (later lists see it), gives the object the next resourceVersion and sends the
+    event to open watches of its kind; answers {"resourceVersion": RV}.
+  * POST /_test/compact: every resourceVersion so far is compacted away: open watches end with
+    an ERROR 410 event and watches from an older RV get one at once; a new list works.
 
 Node enrolment with projected service-account tokens: --identities FILE, a JSON file read again
 on every request that uses it (tests replace it atomically to add nodes), holds
@@ -45,6 +57,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -166,6 +179,9 @@ class State:
         self.fail = dict(parse_counts(args.fail))
         self.expire = set(args.expire)
         self.resource_version = 4711
+        self.compacted = 0  # watches from an older resourceVersion get 410
+        self.events = []    # (resourceVersion, kind, event) in order
+        self.changed = threading.Condition()  # notified on every event and compaction
         self.resources = dict(RESOURCES)
         for group in args.crd:
             self.resources.update(CUSTOM[group])
@@ -287,6 +303,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "POST" and urllib.parse.urlsplit(self.path).path == TOKENREVIEWS:
             self.token_review(body)
             return
+        if self.command == "POST" and self.path in ("/_test/events", "/_test/compact"):
+            self.control(body)
+            return
         self.send(405, status(405, "MethodNotAllowed", "kspm's test server is read-only"), None)
 
     do_PUT = do_PATCH = do_DELETE = do_POST
@@ -329,6 +348,103 @@ class Handler(BaseHTTPRequestHandler):
                   "metadata": {"creationTimestamp": None}, "spec": spec,
                   "status": self.review_status(spec, tokens, pods)}
         self.send(201, result, auth)
+
+    def control(self, body):
+        """The test-only endpoints: inject one event, or compact the event history."""
+        auth, _ = self.authenticate()
+        if auth is None:
+            self.send(401, status(401, "Unauthorized", "Unauthorized"), None)
+            return
+        state = self.state
+        with state.changed, state.lock:  # a list sees the objects and their version together
+            if self.path == "/_test/compact":
+                state.resource_version += 1
+                state.compacted = state.resource_version
+                state.events = []
+                state.changed.notify_all()
+                self.send(200, {"resourceVersion": str(state.resource_version)}, auth)
+                return
+            try:
+                event = json.loads(body)
+                kind, obj = object_kind(event["object"]), event["object"]
+                meta = obj.setdefault("metadata", {})
+                key = (meta.get("namespace", ""), meta["name"])
+                if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                    raise ValueError("type must be ADDED, MODIFIED or DELETED")
+            except Exception as e:
+                self.send(400, status(400, "BadRequest", "event: %s" % e), auth)
+                return
+            state.resource_version += 1
+            meta["resourceVersion"] = str(state.resource_version)
+            items = [o for o in state.objects.get(kind, [])
+                     if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) != key]
+            if event["type"] != "DELETED":
+                items.append(obj)
+            items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            state.objects[kind] = items
+            state.events.append((state.resource_version, kind,
+                                 {"type": event["type"], "object": obj}))
+            state.changed.notify_all()
+            self.send(200, {"resourceVersion": str(state.resource_version)}, auth)
+
+    def watch(self, kind, resource, auth, query):
+        """A watch stream: events of `kind` after the resourceVersion asked for."""
+        state = self.state
+        if self.injected(resource + "-watch", auth):
+            return
+        try:
+            since = int(query.get("resourceVersion") or 0)
+        except ValueError:
+            self.send(400, status(400, "BadRequest", "invalid resourceVersion"), auth)
+            return
+        if not since:
+            since = state.resource_version
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.record(200, auth)
+
+        def emit(events):
+            data = b"".join((json.dumps(e) + "\n").encode() for e in events)
+            self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+            self.wfile.flush()
+
+        def gone():
+            return {"type": "ERROR", "object": status(
+                410, "Expired", "too old resource version: %d (%d)" % (since, state.compacted))}
+        last_bookmark = time.monotonic()
+        try:
+            while True:
+                with state.changed:
+                    if since < state.compacted:
+                        emit([gone()])
+                        break
+                    pending = [e for rv, k, e in state.events if rv > since and k == kind]
+                    now = time.monotonic()
+                    if not pending:
+                        if now >= deadline:
+                            break
+                        if bookmarks and now - last_bookmark >= self.state.args.bookmark_seconds:
+                            last_bookmark = now
+                            since = state.resource_version
+                            pending = [{"type": "BOOKMARK", "object": {
+                                "kind": kind.split(".")[0],
+                                "metadata": {"resourceVersion": str(since)}}}]
+                        else:
+                            state.changed.wait(min(deadline - now,
+                                                   self.state.args.bookmark_seconds))
+                            continue
+                    else:
+                        since = max(rv for rv, k, e in state.events if rv > since and k == kind)
+                emit(pending)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass  # the client went away
+        self.close_connection = True
 
     @staticmethod
     def review_error(review, body):
@@ -454,12 +570,18 @@ class Handler(BaseHTTPRequestHandler):
         resource = parts[-1]
         group = "" if parts[1] == "api" else parts[2]
         version = parts[2] if parts[1] == "api" else parts[3]
+        if resource in self.state.args.forbid:
+            self.send(403, forbidden(user, "watch" if query.get("watch") else "list", resource,
+                                     group), auth)
+            return
+        if query.get("watch") in ("1", "true"):
+            self.watch(kind, resource, auth, query)
+            return
         if self.injected(resource, auth):
             return
-        if resource in self.state.args.forbid:
-            self.send(403, forbidden(user, "list", resource, group), auth)
-            return
-        items = self.state.objects.get(kind, [])
+        with self.state.lock:
+            items = list(self.state.objects.get(kind, []))
+            list_version = self.state.resource_version
         offset = 0
         token = query.get("continue")
         if token:
@@ -483,7 +605,7 @@ class Handler(BaseHTTPRequestHandler):
         for obj in items[offset:end]:
             item = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             page.append(item)
-        meta = {"resourceVersion": str(self.state.resource_version)}
+        meta = {"resourceVersion": str(list_version)}
         if end < len(items):
             meta["continue"] = base64.urlsafe_b64encode(json.dumps(
                 {"resource": resource, "offset": end}).encode()).decode()
@@ -510,6 +632,8 @@ def main():
     p.add_argument("--fail", action="append", default=[])
     p.add_argument("--expire", action="append", default=[])
     p.add_argument("--identities", help="JSON file of tokens and pods, read on every request")
+    p.add_argument("--bookmark-seconds", type=float, default=1.0,
+                   help="how often an idle watch gets a BOOKMARK event")
     args = p.parse_args()
 
     Handler.state = State(args)

@@ -6,6 +6,7 @@
 
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
+#include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
 
 namespace kspm::cluster_test {
@@ -160,6 +161,98 @@ TEST(Snapshot, AMissingDirectoryIsAnError) {
   const auto status = k8s::LoadSnapshotDir("/nonexistent/kspm-snapshot", s);
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("/nonexistent/kspm-snapshot"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// A watched cluster changes its snapshot object by object.
+TEST(LiveSnapshot, UpsertReplacesRemoveFillsTheGapAndReplaceKindStartsTheKindAfresh) {
+  k8s::Snapshot s;
+  s.set_live(true);
+  auto add = [&](const json& doc) {
+    size_t added = 0;
+    ASSERT_TRUE(k8s::AddDocument(doc, "test", s, &added).ok());
+  };
+  add(Deployment("shop", "web", PodSpec({Container("app")})));
+  const json owner = {{"apiVersion", "apps/v1"},
+                      {"kind", "ReplicaSet"},
+                      {"name", "web-5d9f"},
+                      {"controller", true}};
+  json rs = {{"apiVersion", "apps/v1"},
+             {"kind", "ReplicaSet"},
+             {"metadata",
+              {{"name", "web-5d9f"},
+               {"namespace", "shop"},
+               {"ownerReferences",
+                {{{"apiVersion", "apps/v1"},
+                  {"kind", "Deployment"},
+                  {"name", "web"},
+                  {"controller", true}}}}}},
+             {"spec", {{"template", {{"spec", PodSpec({Container("app")})}}}}}};
+  add(rs);
+  for (const char* name : {"web-5d9f-a", "web-5d9f-b", "web-5d9f-c"}) {
+    json pod = Pod("shop", name, PodSpec({Container("app")}), owner);
+    k8s::Snapshot one;
+    ASSERT_TRUE(k8s::AddDocument(pod, "test", one).ok());
+    EXPECT_FALSE(s.Upsert(std::move(one.MutableOf("Pod")->front())).has_value());
+  }
+  ASSERT_EQ(s.Of("Pod").size(), 3u);
+  // Owners here: the replicas keep no spec (the Deployment's template is read).
+  EXPECT_FALSE(s.Find("Pod", "shop", "web-5d9f-a")->doc.contains("spec"));
+  EXPECT_FALSE(s.Find("ReplicaSet", "shop", "web-5d9f")->doc.contains("spec"));
+  // Every replica is reported at its Deployment.
+  EXPECT_EQ(collector::cluster::ReportedAt(s, *s.Find("Pod", "shop", "web-5d9f-b")),
+            collector::cluster::WorkloadKey("Deployment", "shop", "web"));
+
+  // Replacing keeps one object; removing the first moves the last into its place.
+  k8s::Snapshot again;
+  ASSERT_TRUE(
+      k8s::AddDocument(Pod("shop", "web-5d9f-a", PodSpec({Container("v2")}), owner), "test", again)
+          .ok());
+  auto replaced = s.Upsert(std::move(again.MutableOf("Pod")->front()));
+  ASSERT_TRUE(replaced.has_value());
+  EXPECT_EQ(replaced->name, "web-5d9f-a");
+  EXPECT_EQ(s.Of("Pod").size(), 3u);
+  EXPECT_EQ(s.size(), 5u);
+  auto removed = s.Remove("Pod", "shop", "web-5d9f-a");
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(s.Find("Pod", "shop", "web-5d9f-a"), nullptr);
+  ASSERT_NE(s.Find("Pod", "shop", "web-5d9f-c"), nullptr);
+  EXPECT_EQ(s.Find("Pod", "shop", "web-5d9f-c")->name, "web-5d9f-c");
+  EXPECT_EQ(s.Of("Pod").size(), 2u);
+  EXPECT_FALSE(s.Remove("Pod", "shop", "web-5d9f-a").has_value());
+
+  // Once the Deployment and its ReplicaSet are gone (orphaned), a bare pod is its own workload
+  // and, added now, keeps its spec.
+  (void)s.Remove("Deployment", "shop", "web");
+  (void)s.Remove("ReplicaSet", "shop", "web-5d9f");
+  k8s::Snapshot orphan;
+  ASSERT_TRUE(
+      k8s::AddDocument(Pod("shop", "web-5d9f-b", PodSpec({Container("app")})), "test", orphan)
+          .ok());
+  (void)s.Upsert(std::move(orphan.MutableOf("Pod")->front()));
+  EXPECT_TRUE(s.Find("Pod", "shop", "web-5d9f-b")->doc.contains("spec"));
+  EXPECT_EQ(collector::cluster::ReportedAt(s, *s.Find("Pod", "shop", "web-5d9f-b")),
+            collector::cluster::WorkloadKey("Pod", "shop", "web-5d9f-b"));
+  // A pod whose ReplicaSet is missing (and without a pod-template-hash label) is reported at it.
+  EXPECT_EQ(collector::cluster::ReportedAt(s, *s.Find("Pod", "shop", "web-5d9f-c")),
+            collector::cluster::WorkloadKey("ReplicaSet", "shop", "web-5d9f"));
+
+  // A kind listed again: the old objects go, the new ones come, its failed mark is cleared.
+  s.MarkFailed("Pod", "403");
+  k8s::Snapshot relisted;
+  ASSERT_TRUE(
+      k8s::AddDocument(Pod("shop", "fresh", PodSpec({Container("app")})), "test", relisted).ok());
+  s.ReplaceKind("Pod", std::move(*relisted.MutableOf("Pod")));
+  EXPECT_EQ(s.Of("Pod").size(), 1u);
+  EXPECT_NE(s.Find("Pod", "shop", "fresh"), nullptr);
+  EXPECT_EQ(s.Find("Pod", "shop", "web-5d9f-b"), nullptr);
+  EXPECT_FALSE(s.failed_kinds().contains("Pod"));
+  EXPECT_EQ(s.size(), 1u);
 }
 
 }  // namespace

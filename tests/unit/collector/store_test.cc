@@ -554,5 +554,74 @@ TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
   EXPECT_TRUE(absl::IsAlreadyExists(store_->BeginReport(header, later).status()));
 }
 
+// A partial report (a watched cluster's change) replaces the results of some objects of some
+// checks and leaves the rest: other objects of a scoped check, other checks. A new object that
+// fails is a drift event; a scoped object with no result left loses its rows.
+TEST_F(StoreTest, APartialReportReplacesOnlyItsScope) {
+  auto on = [](v1::CheckResult r, const std::string& name, const std::string& container = "") {
+    r.mutable_resource()->set_kind("Pod");
+    r.mutable_resource()->set_namespace_("shop");
+    r.mutable_resource()->set_name(name);
+    r.mutable_resource()->set_container(container);
+    return r;
+  };
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s1", "cluster",
+                                        {on(Result("a", "1", v1::STATUS_PASS), "web", "app"),
+                                         on(Result("a", "1", v1::STATUS_PASS), "web", "sidecar"),
+                                         on(Result("a", "1", v1::STATUS_PASS), "db", "app"),
+                                         on(Result("a", "1", v1::STATUS_PASS), "cache", "app"),
+                                         on(Result("b", "2", v1::STATUS_FAIL), "web")}),
+                                 now_)
+                  .ok());
+  auto writer = store_->BeginReport(Report("w1", "cluster", {}), now_, /*partial=*/true);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  (*writer)->AnnotateDrift([](v1::DriftEvent& e) {
+    e.set_source("watch");
+    e.add_caused_by("Pod " + e.path().substr(4));
+  });
+  ResultScope scope;
+  scope.checks["a"] = {"cis-kubernetes-1.12"};
+  scope.objects = {{"Pod", "shop", "web"}, {"Pod", "shop", "db"}, {"Pod", "shop", "miner"}};
+  // Outside the scope: refused.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      (*writer)->AddScoped({on(Result("a", "1", v1::STATUS_FAIL), "cache", "app")}, scope)));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      (*writer)->AddScoped({on(Result("b", "2", v1::STATUS_FAIL), "web")}, scope)));
+  // web lost its sidecar; db was deleted (no result); miner is new and fails.
+  ASSERT_TRUE((*writer)
+                  ->AddScoped({on(Result("a", "1", v1::STATUS_FAIL), "web", "app"),
+                               on(Result("a", "1", v1::STATUS_FAIL), "miner", "app")},
+                              scope)
+                  .ok());
+  auto stats = (*writer)->Finish(now_ + std::chrono::seconds(1));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->written, 2u);
+  EXPECT_EQ(stats->transitions, 1u);  // web/app; miner is new
+  // cache (outside the scope) and check b (not in the report) stay.
+  EXPECT_EQ(Count("SELECT status FROM results WHERE name = 'cache'"), v1::STATUS_PASS);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'b'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE name = 'db'"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE name = 'web' AND container = 'sidecar'"), 0);
+  EXPECT_EQ(Count("SELECT status FROM results WHERE name = 'miner'"), v1::STATUS_FAIL);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+  DriftFilter filter;
+  auto drift = store_->Drift(filter);
+  ASSERT_TRUE(drift.ok());
+  std::map<std::string, v1::DriftEvent> by_path;
+  for (const auto& d : *drift) by_path[d.event().path()] = d.event();
+  ASSERT_TRUE(by_path.contains("Pod shop/miner [app]"));
+  EXPECT_EQ(by_path["Pod shop/miner [app]"].source(), "watch");
+  EXPECT_EQ(by_path["Pod shop/miner [app]"].changes(0).old_status(), v1::STATUS_UNSPECIFIED);
+  ASSERT_TRUE(by_path.contains("Pod shop/web [app]"));
+  EXPECT_EQ(by_path["Pod shop/web [app]"].changes(0).old_status(), v1::STATUS_PASS);
+  ASSERT_EQ(by_path["Pod shop/web [app]"].caused_by_size(), 1);
+  // A scoped part in a full report is refused.
+  auto full = store_->BeginReport(Report("s2", "cluster", {}), now_);
+  ASSERT_TRUE(full.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument((*full)->AddScoped({}, scope)));
+}
+
 }  // namespace
 }  // namespace kspm::collector::store

@@ -32,6 +32,9 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
     std::vector<std::string> netpol = {"Namespace"};
     netpol.insert(netpol.end(), NetworkPolicyKinds().begin(), NetworkPolicyKinds().end());
     netpol.insert(netpol.end(), workloads.begin(), workloads.end());
+    // Only namespaces that run workloads are judged.
+    std::vector<std::string> resource_policies = {"Namespace", "LimitRange", "ResourceQuota"};
+    resource_policies.insert(resource_policies.end(), workloads.begin(), workloads.end());
     std::vector<std::string> default_ns = {"Namespace",      "Service", "ConfigMap",
                                            "ServiceAccount", "Role",    "RoleBinding"};
     default_ns.insert(default_ns.end(), workloads.begin(), workloads.end());
@@ -51,8 +54,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"netpol-workload-coverage", {internal::NetpolWorkloadCoverage, netpol}},
         {"default-namespace", {internal::DefaultNamespace, default_ns}},
         {"ingress-tls", {internal::IngressTls, {"Ingress"}}},
-        {"namespace-resource-policies",
-         {internal::NamespaceResourcePolicies, {"Namespace", "LimitRange", "ResourceQuota"}}},
+        {"namespace-resource-policies", {internal::NamespaceResourcePolicies, resource_policies}},
     };
   }();
   return kEvaluators;

@@ -43,7 +43,8 @@ using Evaluator = std::function<std::vector<Finding>(const CheckDef&, const Cont
 
 struct EvaluatorInfo {
   Evaluator run;
-  // Kinds the evaluator reads: when one could not be read, its PASS and NOT_APPLICABLE
+  // Kinds the evaluator reads, all of them: a watched cluster re-evaluates it when one changes,
+  // and when one could not be read, its PASS and NOT_APPLICABLE
   // findings are replaced by one ERROR naming the kind.
   std::vector<std::string> reads;
 };

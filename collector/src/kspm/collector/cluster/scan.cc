@@ -61,13 +61,36 @@ std::string DescribeResource(const v1::Resource& r) {
   return out;
 }
 
+bool JudgedPerWorkload(const std::string& evaluate) {
+  return evaluate == "pod" || evaluate == "workload-takeover" ||
+         evaluate == "netpol-workload-coverage";
+}
+
+bool ChangeCanAffect(const std::string& evaluate, std::string_view kind, std::string_view ns) {
+  if (evaluate == "default-namespace" && ns == "default") return true;
+  const auto ev = Evaluators().find(evaluate);
+  if (ev == Evaluators().end()) return true;
+  const auto& reads = ev->second.reads;
+  return std::find(reads.begin(), reads.end(), kind) != reads.end();
+}
+
 absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
                                                  const ScanOptions& options,
                                                  const ResultSink& part) {
   ScanStats stats;
-  const Rbac rbac(snapshot, options.policy);
-  const WorkloadSet workloads = CollectWorkloads(snapshot, options.policy);
+  const Focus* focus = options.focus;
+  std::optional<Rbac> own_rbac;
+  if (!options.rbac) own_rbac.emplace(snapshot, options.policy);
+  const Rbac& rbac = options.rbac ? *options.rbac : *own_rbac;
+  // Every workload when a check is evaluated whole; the focused ones for per-workload checks.
+  WorkloadSet workloads;
+  if (!focus || !focus->checks.empty()) workloads = CollectWorkloads(snapshot, options.policy);
+  WorkloadSet focused;
+  if (focus && !focus->workload_checks.empty()) {
+    focused = CollectWorkloads(snapshot, options.policy, &focus->workloads);
+  }
   const Context ctx{snapshot, options.policy, rbac, workloads};
+  const Context focused_ctx{snapshot, options.policy, rbac, focused};
   stats.objects = snapshot.size();
   stats.workloads = workloads.workloads.size();
   stats.owned = workloads.owned;
@@ -93,6 +116,8 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       }
     }
     if (items.empty()) return;
+    const bool per_workload = focus && focus->workload_checks.contains(check.id);
+    if (focus && !per_workload && !focus->checks.contains(check.id)) return;
     const auto ev = evaluators.find(check.evaluate);
     std::vector<Finding> findings;
     if (ev == evaluators.end()) {
@@ -102,7 +127,12 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       f.reason = "no evaluator named '" + check.evaluate + "'";
       findings.push_back(std::move(f));
     } else {
-      findings = ev->second.run(check, ctx);
+      findings = ev->second.run(check, per_workload ? focused_ctx : ctx);
+      if (per_workload) {
+        std::erase_if(findings, [](const Finding& f) {
+          return f.resource.kind() == "Cluster" && f.status == v1::STATUS_NOT_APPLICABLE;
+        });
+      }
       // Never PASS or NOT_APPLICABLE on input that could not be read: the objects that would
       // fail may be the missing ones. Failures found in what was read still stand.
       if (const auto missing = MissingInput(snapshot, ev->second.reads)) {

@@ -11,11 +11,23 @@
 #include "kspm/collector/cluster/catalog.h"
 #include "kspm/collector/cluster/exceptions.h"
 #include "kspm/collector/cluster/system_policy.h"
+#include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/object.h"
 #include "kspm/common/time.h"
 #include "kspm/v1/results.pb.h"
 
 namespace kspm::collector::cluster {
+
+class Rbac;
+
+// Part of an evaluation, for a watched cluster (watch.h): some checks over everything, and
+// checks judged per workload for some workloads only. Their results replace only the results of
+// those workloads (store::ResultScope).
+struct Focus {
+  std::set<std::string> checks;           // check ids evaluated over the whole snapshot
+  std::set<std::string> workload_checks;  // check ids evaluated for `workloads` alone
+  std::set<WorkloadKey> workloads;        // as reported (kind, namespace, name)
+};
 
 struct ScanOptions {
   SystemPolicy policy;
@@ -26,6 +38,12 @@ struct ScanOptions {
   // Checks run on this many threads; 0: one per core, at most 4. The results are the same, in
   // the same order, whatever the number.
   unsigned threads = 0;
+  // Only part of the catalogue (not owned; null: everything). Workload checks in focus leave out
+  // their cluster-wide NOT_APPLICABLE ("no workloads"): the caller evaluates them whole when the
+  // cluster has no workload left.
+  const Focus* focus = nullptr;
+  // RBAC already indexed for this snapshot (not owned; null: built here).
+  const Rbac* rbac = nullptr;
 };
 
 struct ScanStats {
@@ -57,6 +75,14 @@ using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&&)>;
 [[nodiscard]] absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
                                                                const ScanOptions& options,
                                                                const ResultSink& part);
+
+// Whether checks of evaluator `evaluate` judge each workload on its own (a Focus may name them in
+// workload_checks).
+bool JudgedPerWorkload(const std::string& evaluate);
+
+// Whether a change to an object of `kind` in namespace `ns` can change the results of checks of
+// evaluator `evaluate` (the kinds it reads; `default-namespace` reads every kind in `default`).
+bool ChangeCanAffect(const std::string& evaluate, std::string_view kind, std::string_view ns);
 
 // `Kind ns/name [container]`, or `Kind name` for cluster-scoped objects, `cluster` for
 // cluster-wide verdicts.

@@ -46,6 +46,18 @@ class Api final : public ObjectSource {
 
 }  // namespace
 
+absl::Status ObjectSource::With(const Use& use) {
+  std::string version;
+  auto snapshot = Read(&version);
+  if (!snapshot.ok()) return snapshot.status();
+  return use(*snapshot, version);
+}
+
+std::string ObjectChange::Describe() const {
+  return kind + " " + (ns.empty() ? "" : ns + "/") + name + " (" + verb +
+         (manager.empty() ? "" : " by " + manager) + ")";
+}
+
 std::unique_ptr<ObjectSource> DirectorySource(std::string dir) {
   return std::make_unique<Directory>(std::move(dir));
 }
@@ -78,6 +90,13 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> PeriodicClusterScan::Create
 PeriodicClusterScan::~PeriodicClusterScan() { Stop(); }
 
 void PeriodicClusterScan::Start(bool first_inline) {
+  source_->StartWatching([this] {
+    {
+      std::lock_guard lock(mu_);
+      changes_ = true;
+    }
+    cv_.notify_all();
+  });
   if (first_inline) {
     if (auto s = RunOnce(); !s.ok()) spdlog::error("{}", std::string(s.status().message()));
   }
@@ -92,6 +111,7 @@ void PeriodicClusterScan::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  source_->StopWatching();
   if (thread_.joinable()) thread_.join();
   // Requests that came before Stop but after the thread last looked (or with no thread at all).
   std::vector<Done> left;
@@ -126,29 +146,46 @@ void PeriodicClusterScan::RequestScan(Done done) {
 }
 
 void PeriodicClusterScan::Loop(bool skip_first) {
-  for (bool first = true;; first = false) {
+  // When the next full scan is due (at once, unless Start ran the first one).
+  auto next_full = std::chrono::steady_clock::now();
+  if (skip_first) next_full += settings_.interval;
+  for (;;) {
     // The requests waiting now are answered by this scan; later ones by the next.
     // Taken together under the lock: a request that arrives later sets triggered_ again and is
     // answered by the next scan.
     std::vector<Done> waiting;
-    bool run = false;
+    bool run = false, changes = false;
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;  // Stop answers what is still pending
-      run = !(first && skip_first) || triggered_ || !pending_.empty();
+      const bool due = std::chrono::steady_clock::now() >= next_full;
+      run = due || triggered_ || !pending_.empty();
       if (run) {
         waiting.swap(pending_);
         triggered_ = false;
       }
+      changes = changes_ && !run;
+      if (changes) changes_ = false;
     }
     if (run) {
       auto outcome = RunOnce();
       if (!outcome.ok()) spdlog::error("{}", std::string(outcome.status().message()));
       for (auto& done : waiting) done(outcome);
+      next_full = std::chrono::steady_clock::now() + settings_.interval;
+    } else if (changes) {
+      // A moment for the rest of a burst (a rollout changes many pods at once) to arrive.
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, settings_.settle, [this] { return stopping_; });
+        changes_ = false;
+      }
+      if (auto outcome = RunChanges(); !outcome.ok()) {
+        spdlog::error("{}", std::string(outcome.status().message()));
+      }
     }
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, settings_.interval,
-                 [this] { return stopping_ || triggered_ || !pending_.empty(); });
+    cv_.wait_until(lock, next_full,
+                   [this] { return stopping_ || triggered_ || changes_ || !pending_.empty(); });
   }
 }
 
@@ -167,71 +204,78 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
                     std::string(reloaded.status().message()));
     }
   }
-  std::string version;
-  auto snapshot = source_->Read(&version);
-  if (!snapshot.ok()) return failed(snapshot.status());
-  for (const auto& e : snapshot->errors()) spdlog::warn("cluster scan: {}", e);
   ScanOptions options;
   options.policy = settings_.policy;
   options.exceptions = &exceptions_;
   options.now = started;
-  // Results go to the store check by check as they are evaluated (ReportWriter): a cluster of
-  // 150,000 pods has millions of results, and holding them all is what makes scanners run out of
-  // memory.
-  const v1::NodeReport header =
-      ClusterReportHeader(settings_.cluster, started, started,
-                          static_cast<uint32_t>(settings_.interval.count()), version);
-  auto writer = store_.BeginReport(header, started);
-  if (!writer.ok()) return failed(writer.status());
+  std::unique_ptr<store::ReportWriter> writer;
+  v1::NodeReport header;
   v1::StatusCounts counts;
   size_t results = 0;
+  ScanStats stats;
+  std::vector<std::string> warnings;
   const auto add = [&](std::vector<v1::CheckResult>&& part) {
     for (auto& r : part) {
       PrepareClusterResult(r);
       common::AddStatusCount(counts, r.status());
     }
     results += part.size();
-    return (*writer)->Add(std::move(part));
+    return writer->Add(std::move(part));
   };
-  auto evaluated = EvaluateClusterInParts(*snapshot, options, add);
-  if (!evaluated.ok()) return failed(evaluated.status());
-  const ScanStats stats = *evaluated;
-  // Sections 1 and 2 are the nodes' to report. When no agent covers them and the API shows no
-  // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
-  // plane without an agent is a coverage gap that `kspmctl nodes` shows, not "not applicable".
-  const auto self_hosted = SelfHostedControlPlane(*snapshot);
-  const std::vector<std::string> warnings = snapshot->errors();
-  *snapshot = k8s::Snapshot();  // the objects are done with
-  const auto evaluated_at = common::Clock::now();
-  auto nodes = store_.Nodes(settings_.cluster, evaluated_at);
-  if (self_hosted) {
-    spdlog::debug(
-        "cluster scan: the control plane runs on the cluster's nodes ({}): sections 1 "
-        "and 2 come from their agents",
-        *self_hosted);
-  } else if (nodes.ok()) {
-    // Under the benchmarks the cluster's nodes are judged by (their agents' platform choice).
-    std::set<std::string> judged_by;
-    for (const auto& n : *nodes) {
-      if (!n.identity().platform_benchmark().empty()) {
-        judged_by.insert(n.identity().platform_benchmark());
+  const auto scan = [&](const k8s::Snapshot& snapshot, const std::string& version) {
+    // Changes waiting are in these objects: this scan covers them.
+    (void)source_->TakeChanges();
+    for (const auto& e : snapshot.errors()) spdlog::warn("cluster scan: {}", e);
+    // Results go to the store check by check as they are evaluated (ReportWriter): a cluster of
+    // 150,000 pods has millions of results, and holding them all is what makes scanners run out
+    // of memory.
+    header = ClusterReportHeader(settings_.cluster, started, started,
+                                 static_cast<uint32_t>(settings_.interval.count()), version);
+    auto begun = store_.BeginReport(header, started);
+    if (!begun.ok()) return begun.status();
+    writer = *std::move(begun);
+    auto evaluated = EvaluateClusterInParts(snapshot, options, add);
+    if (!evaluated.ok()) return evaluated.status();
+    stats = *evaluated;
+    warnings = snapshot.errors();
+    // Sections 1 and 2 are the nodes' to report. When no agent covers them and the API shows no
+    // control plane of the cluster's own (a managed cluster), say so here; a self-hosted control
+    // plane without an agent is a coverage gap that `kspmctl nodes` shows, not "not
+    // applicable".
+    const auto self_hosted = SelfHostedControlPlane(snapshot);
+    const auto evaluated_at = common::Clock::now();
+    auto nodes = store_.Nodes(settings_.cluster, evaluated_at);
+    if (self_hosted) {
+      spdlog::debug(
+          "cluster scan: the control plane runs on the cluster's nodes ({}): sections 1 "
+          "and 2 come from their agents",
+          *self_hosted);
+    } else if (nodes.ok()) {
+      // Under the benchmarks the cluster's nodes are judged by (their agents' platform choice).
+      std::set<std::string> judged_by;
+      for (const auto& n : *nodes) {
+        if (!n.identity().platform_benchmark().empty()) {
+          judged_by.insert(n.identity().platform_benchmark());
+        }
       }
-    }
-    std::vector<v1::CheckResult> not_applicable;
-    for (const auto& section : UncoveredControlPlaneSections(*nodes)) {
-      for (auto& r :
-           ControlPlaneNotApplicable({section}, UncoveredSectionReason(section), judged_by)) {
-        not_applicable.push_back(std::move(r));
+      std::vector<v1::CheckResult> not_applicable;
+      for (const auto& section : UncoveredControlPlaneSections(*nodes)) {
+        for (auto& r :
+             ControlPlaneNotApplicable({section}, UncoveredSectionReason(section), judged_by)) {
+          not_applicable.push_back(std::move(r));
+        }
       }
+      if (!not_applicable.empty()) {
+        if (auto s = add(std::move(not_applicable)); !s.ok()) return s;
+      }
+    } else {
+      spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));
     }
-    if (!not_applicable.empty()) {
-      if (auto s = add(std::move(not_applicable)); !s.ok()) return failed(s);
-    }
-  } else {
-    spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));
-  }
+    return absl::OkStatus();
+  };
+  if (auto s = source_->With(scan); !s.ok()) return failed(s);
   const auto finished = common::Clock::now();
-  auto committed = (*writer)->Finish(finished);
+  auto committed = writer->Finish(finished);
   if (!committed.ok()) return failed(committed.status());
   spdlog::info("cluster scan of {} ({}): {} objects, {} results ({} written), {} accepted, {} ms",
                settings_.cluster, source_->Describe(), stats.objects, results, committed->written,

@@ -6,8 +6,10 @@
 // together.
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,12 +17,32 @@
 #include "absl/status/statusor.h"
 #include "kspm/collector/cluster/exceptions.h"
 #include "kspm/collector/cluster/scan.h"
+#include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/api_client.h"
 #include "kspm/collector/k8s/object.h"
 #include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
 
 namespace kspm::collector::cluster {
+
+// One object changed in a watched cluster.
+struct ObjectChange {
+  std::string kind, ns, name;
+  std::string verb;     // create, update or delete
+  std::string manager;  // the field manager of its latest change (managedFields), when known
+  // The workloads it belongs to (ReportedAt), before and after the change.
+  std::vector<WorkloadKey> workloads;
+  common::Clock::time_point seen;  // when the event arrived
+  // `Pod shop/web-1 (create)`.
+  std::string Describe() const;
+};
+
+// What changed since the last batch was taken.
+struct ChangeBatch {
+  std::vector<ObjectChange> changes;
+  std::set<std::string> relisted;  // kinds listed again: every check reading them is re-evaluated
+  bool empty() const { return changes.empty() && relisted.empty(); }
+};
 
 // Where one scan's objects come from.
 class ObjectSource {
@@ -29,6 +51,16 @@ class ObjectSource {
   // A fresh snapshot; an error when nothing could be read. `server_version` may stay empty.
   [[nodiscard]] virtual absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) = 0;
   virtual std::string Describe() const = 0;
+  using Use = std::function<absl::Status(const k8s::Snapshot&, const std::string& version)>;
+  // Runs `use` on the objects to scan (by default a fresh Read). A watching source hands over
+  // its current objects, which do not change while `use` runs.
+  [[nodiscard]] virtual absl::Status With(const Use& use);
+
+  // Sources that watch the cluster (WatchSource). `changed` is called from their threads when a
+  // batch waits in TakeChanges.
+  virtual void StartWatching(std::function<void()> changed) { (void)changed; }
+  virtual void StopWatching() {}
+  virtual ChangeBatch TakeChanges() { return {}; }
 };
 
 // A snapshot directory, re-read at every scan.
@@ -40,6 +72,8 @@ std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection,
 struct ClusterScanSettings {
   std::string cluster = "default";  // cluster name the results are stored under
   std::chrono::seconds interval{600};
+  // A watching source: changes gathered for this long before they are evaluated together.
+  std::chrono::milliseconds settle{50};
   std::string exceptions_file;  // re-read at every scan; a broken edit keeps the last good one
   SystemPolicy policy;
 };
@@ -66,8 +100,23 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   // are errors name the cluster and the source.
   void RequestScan(Done done) override;
   const std::string& cluster() const override { return settings_.cluster; }
+  const ObjectSource* source() const { return source_.get(); }
   // One scan and commit, in the caller. Errors: nothing could be read, or the commit failed.
   [[nodiscard]] absl::StatusOr<v1::ScanClusterResponse> RunOnce();
+  // A watching source's changes since the last call: the checks they can affect re-evaluated
+  // (per-workload checks for the changed workloads only), and the results that changed committed
+  // as a partial report whose drift events name the change and its field manager. In the
+  // caller; the scan thread calls it when the source reports changes.
+  struct ChangeStats {
+    size_t changes = 0;
+    size_t checks = 0;           // evaluated whole
+    size_t workload_checks = 0;  // evaluated for the changed workloads only
+    size_t workloads = 0;
+    size_t results = 0;
+    size_t written = 0;
+    common::Clock::time_point oldest_seen;  // the first change's arrival
+  };
+  [[nodiscard]] absl::StatusOr<ChangeStats> RunChanges();
 
  private:
   PeriodicClusterScan(std::unique_ptr<ObjectSource> source, ClusterScanSettings settings,
@@ -86,6 +135,7 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool triggered_ = false;
+  bool changes_ = false;       // the source has changes waiting
   std::vector<Done> pending_;  // RequestScan callers waiting for the next scan
   std::thread thread_;
 };

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kspm/collector/cluster/watch.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::cluster {
@@ -17,7 +18,20 @@ void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& f) {
   serve.add_option("--context", f.context, "kubeconfig context (default: current-context)");
   serve.add_option("--cluster-snapshot", f.snapshot_dir,
                    "Scan this snapshot directory instead of the API (offline, demos)");
-  serve.add_option("--cluster-scan-interval", f.interval_seconds, "Seconds between cluster scans")
+  serve
+      .add_option("--cluster-scan-interval", f.interval_seconds,
+                  "Seconds between full cluster scans (when watching: full re-evaluations of "
+                  "the watched objects, with no API request)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      .add_flag("--cluster-watch,!--no-cluster-watch", f.watch,
+                "Watch the API after one list and re-evaluate each change within a second "
+                "(default); --no-cluster-watch lists every kind at every scan instead")
+      ->capture_default_str();
+  serve
+      .add_option("--cluster-relist-interval", f.relist_seconds,
+                  "When watching: seconds between the safety-net lists of every kind")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve.add_option("--exceptions", f.exceptions, "YAML file of accepted cluster findings");
@@ -115,7 +129,13 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     if (!connection.ok()) return connection.status();
     k8s::ClientOptions options;
     options.timeout = std::chrono::seconds(flags.timeout_seconds);
-    source = ApiSource(*std::move(connection), options);
+    if (flags.watch) {
+      WatchSettings watch;
+      watch.relist = std::chrono::seconds(flags.relist_seconds);
+      source = WatchSource(*std::move(connection), options, watch);
+    } else {
+      source = ApiSource(*std::move(connection), options);
+    }
   }
   ClusterScanSettings settings;
   settings.cluster = flags.cluster_name;

@@ -27,6 +27,8 @@ struct ServeClusterFlags {
   std::vector<std::string> system_namespaces;
   int timeout_seconds = 30;
   bool disabled = false;  // --no-cluster-scan
+  bool watch = true;      // API sources: list then watch (--no-cluster-watch: list every interval)
+  int relist_seconds = 6 * 3600;
 };
 
 void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);

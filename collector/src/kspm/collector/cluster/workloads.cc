@@ -1,5 +1,6 @@
 #include "kspm/collector/cluster/workloads.h"
 
+#include <algorithm>
 #include <set>
 
 namespace kspm::collector::cluster {
@@ -116,11 +117,55 @@ size_t CompactOwnedObjects(k8s::Snapshot& snapshot) {
   return compacted;
 }
 
-WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy) {
+namespace {
+
+// The workload a Deployment's ReplicaSet stands for: <deployment>-<pod-template-hash>.
+std::optional<OwnerRef> DeploymentOf(const k8s::Object& o, const OwnerRef& owner) {
+  if (owner.kind != "ReplicaSet") return std::nullopt;
+  const std::string hash = Str(o.labels(), "pod-template-hash");
+  if (hash.empty() || owner.name.size() <= hash.size() + 1 || !owner.name.ends_with("-" + hash)) {
+    return std::nullopt;
+  }
+  return OwnerRef{"Deployment", owner.name.substr(0, owner.name.size() - hash.size() - 1)};
+}
+
+}  // namespace
+
+std::optional<WorkloadKey> ReportedAt(const k8s::Snapshot& snapshot, const k8s::Object& object) {
+  const auto& kinds = WorkloadKinds();
+  if (std::find(kinds.begin(), kinds.end(), object.kind) == kinds.end()) return std::nullopt;
+  const k8s::Object* at = &object;
+  for (int depth = 0; depth < 8; ++depth) {  // Pod -> ReplicaSet -> Deployment; Job -> CronJob
+    const auto owner = Owner(*at);
+    if (!owner || owner->kind == "Node") break;
+    if (const auto* up = snapshot.Find(owner->kind, at->ns, owner->name)) {
+      at = up;
+      continue;
+    }
+    const auto deployment = DeploymentOf(*at, *owner);
+    if (deployment) {
+      if (const auto* up = snapshot.Find(deployment->kind, at->ns, deployment->name)) {
+        at = up;
+        continue;
+      }
+    }
+    const OwnerRef& reported = deployment ? *deployment : *owner;
+    return WorkloadKey{reported.kind, at->ns, reported.name};
+  }
+  return WorkloadKey{at->kind, at->ns, at->name};
+}
+
+WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy,
+                             const std::set<WorkloadKey>* only) {
   WorkloadSet out;
+  std::set<std::string_view> namespaces;
+  if (only) {
+    for (const auto& key : *only) namespaces.insert(std::get<1>(key));
+  }
   std::set<std::tuple<std::string, std::string, std::string>> reported;
   for (const auto& layout : Layouts()) {
     for (const auto& o : snapshot.Of(layout.kind)) {
+      if (only && !namespaces.contains(o.ns)) continue;
       Workload w;
       w.kind = o.kind;
       w.ns = o.ns;
@@ -135,14 +180,7 @@ WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& 
         // The owner is not in the snapshot: report at the owner, reading this object's spec.
         OwnerRef at = *owner;
         std::string via = owner->kind + " " + owner->name;
-        if (owner->kind == "ReplicaSet") {
-          // A Deployment names its ReplicaSets <deployment>-<pod-template-hash>.
-          const std::string hash = Str(o.labels(), "pod-template-hash");
-          if (!hash.empty() && owner->name.size() > hash.size() + 1 &&
-              owner->name.ends_with("-" + hash)) {
-            at = {"Deployment", owner->name.substr(0, owner->name.size() - hash.size() - 1)};
-          }
-        }
+        if (const auto deployment = DeploymentOf(o, *owner)) at = *deployment;
         if (owner->kind == "Node") {
           at = {o.kind, o.name};  // a static pod's mirror: the Pod is the workload
         } else if (at.kind != owner->kind && snapshot.Find(at.kind, o.ns, at.name) != nullptr) {
@@ -167,6 +205,7 @@ WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& 
       w.spec_path = layout.PathText("spec");
       w.metadata_path = layout.PathText("metadata");
       if (w.spec == nullptr || !w.spec->is_object()) continue;  // nothing to judge
+      if (only && !only->contains({w.kind, w.ns, w.name})) continue;
       out.workloads.push_back(std::move(w));
     }
   }

@@ -5,7 +5,10 @@
 // whose owner is in the snapshot are left to the owner; an owner that is missing is reported in
 // their place (a Pod's ReplicaSet resolved to its Deployment through the pod-template-hash
 // label). Bare Pods are reported on their own.
+#include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kspm/collector/cluster/system_policy.h"
@@ -41,7 +44,16 @@ struct WorkloadSet {
 // Kinds that carry a pod spec and are read by workload checks.
 const std::vector<std::string>& WorkloadKinds();
 
-WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy);
+// A workload as reported: kind, namespace, name.
+using WorkloadKey = std::tuple<std::string, std::string, std::string>;
+
+// With `only`, the workloads of those keys alone (objects in other namespaces are not looked at).
+WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy,
+                             const std::set<WorkloadKey>* only = nullptr);
+
+// The workload an object of a WorkloadKinds() kind is reported at (its controller's, through
+// owners present in `snapshot`, as CollectWorkloads decides); nothing for other kinds.
+std::optional<WorkloadKey> ReportedAt(const k8s::Snapshot& snapshot, const k8s::Object& object);
 
 // Drops the pod spec of every Pod, ReplicaSet and Job whose controlling owner is in the snapshot:
 // checks read the owner's template instead, and in a large cluster these replicas are most of

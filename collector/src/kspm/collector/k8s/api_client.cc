@@ -129,6 +129,52 @@ struct Response {
   std::string retry_after;
 };
 
+// A streamed answer (a watch): a 2xx body is cut into lines for `line`; any other body is kept
+// in `error_body` for the message.
+struct Stream {
+  CURL* curl = nullptr;
+  std::chrono::milliseconds timeout{0};
+  const std::function<bool(std::string_view)>* line = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+  std::string pending;  // a line not ended yet
+  std::string error_body;
+  bool ended_by_reader = false;
+  std::string failure;  // why the reader gave up, when it did
+};
+
+// A watch event is one JSON document per line; a line longer than this is not one.
+constexpr size_t kMaxWatchLine = 64u << 20;
+
+size_t WriteStream(char* data, size_t size, size_t n, void* user) {
+  auto* s = static_cast<Stream*>(user);
+  long code = 0;
+  curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 200 || code >= 300) {
+    if (s->error_body.size() < 65536) s->error_body.append(data, size * n);
+    return size * n;
+  }
+  s->pending.append(data, size * n);
+  size_t start = 0;
+  for (size_t nl; (nl = s->pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+    const std::string_view line = std::string_view(s->pending).substr(start, nl - start);
+    if (!line.empty() && !(*s->line)(line)) {
+      s->ended_by_reader = true;
+      return 0;  // ends the transfer
+    }
+  }
+  s->pending.erase(0, start);
+  if (s->pending.size() > kMaxWatchLine) {
+    s->failure = "a watch event longer than 64 MiB";
+    return 0;
+  }
+  return size * n;
+}
+
+int StreamProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* s = static_cast<const Stream*>(user);
+  return s->stop->load() ? 1 : 0;
+}
+
 class CurlApiClient final : public ApiClient {
  public:
   CurlApiClient(Connection c, ClientOptions o) : conn_(std::move(c)), options_(std::move(o)) {
@@ -184,6 +230,70 @@ class CurlApiClient final : public ApiClient {
       }
       if (auto s = page(doc); !s.ok()) return s;
       if (token.empty()) return absl::OkStatus();
+    }
+  }
+
+  absl::Status Watch(const ResourceType& type, const std::string& resource_version,
+                     std::chrono::seconds timeout, const std::function<bool(WatchEvent&&)>& handle,
+                     const std::atomic<bool>& stop) override {
+    const std::string what = type.Qualified();
+    std::string path = type.Path() + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
+                       std::to_string(timeout.count());
+    if (!resource_version.empty()) path += "&resourceVersion=" + UrlEncode(resource_version);
+    absl::Status failed;
+    const std::function<bool(std::string_view)> line = [&](std::string_view text) {
+      WatchEvent event;
+      try {
+        auto doc = nlohmann::json::parse(text);
+        if (!doc.is_object() || !doc.contains("type") || !doc["type"].is_string()) {
+          failed = absl::UnavailableError(what + " watch: an event without a type");
+          return false;
+        }
+        event.type = doc["type"].get<std::string>();
+        event.object = std::move(doc["object"]);
+      } catch (const nlohmann::json::exception& e) {
+        failed = absl::UnavailableError(what + " watch: an event that is not JSON: " + e.what());
+        return false;
+      }
+      if (event.type == "ERROR") {
+        // A metav1.Status: 410 when the version was compacted away (or the watch cache lost it).
+        const long code = event.object.is_object() ? event.object.value("code", 0L) : 0L;
+        const std::string message = StatusMessage(event.object.dump());
+        failed = code == 410 ? absl::AbortedError(what + " watch: 410 Gone (" + message + ")")
+                             : absl::UnavailableError(what + " watch: error " +
+                                                      std::to_string(code) + ": " + message);
+        return false;
+      }
+      return handle(std::move(event));
+    };
+    Stream stream;
+    stream.timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout) + std::chrono::seconds(30);
+    stream.line = &line;
+    stream.stop = &stop;
+    auto r = Once(path, nullptr, &stream);
+    if (!r.ok()) return r.status();
+    if (!failed.ok()) return failed;
+    if (!stream.failure.empty()) return absl::UnavailableError(what + " watch: " + stream.failure);
+    if (r->code >= 200 && r->code < 300) return absl::OkStatus();
+    const std::string message = StatusMessage(stream.error_body);
+    switch (r->code) {
+      case 401:
+        return absl::UnauthenticatedError(conn_.server + " refused the credentials of " +
+                                          conn_.description + " (401 Unauthorized: " + message +
+                                          ")");
+      case 403:
+        return absl::PermissionDeniedError("forbidden: kspm needs 'watch' on " + what +
+                                           " in all namespaces; grant it in the collector's "
+                                           "ClusterRole (403: " +
+                                           message + ")");
+      case 404:
+        return absl::NotFoundError(what + " is not served by " + conn_.server);
+      case 410:
+        return absl::AbortedError(what + " watch: 410 Gone (" + message + ")");
+      default:
+        return absl::UnavailableError(what + " watch: HTTP " + std::to_string(r->code) + ": " +
+                                      message);
     }
   }
 
@@ -284,7 +394,9 @@ class CurlApiClient final : public ApiClient {
     return d + std::chrono::milliseconds(jitter(rng_));
   }
 
-  absl::StatusOr<Response> Once(const std::string& path, const std::string* body) {
+  // One request. With `stream`, a GET whose answer is handed over line by line as it arrives.
+  absl::StatusOr<Response> Once(const std::string& path, const std::string* body,
+                                Stream* stream = nullptr) {
     ++requests_;
     Curl curl(curl_easy_init());
     if (!curl) return absl::InternalError("curl_easy_init failed");
@@ -338,12 +450,23 @@ class CurlApiClient final : public ApiClient {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
+    curl_easy_setopt(
+        c, CURLOPT_TIMEOUT_MS,
+        static_cast<long>(stream ? stream->timeout.count() : options_.timeout.count()));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options_.connect_timeout.count()));
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // gzip when the server offers it
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+    if (stream) {
+      stream->curl = c;
+      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteStream);
+      curl_easy_setopt(c, CURLOPT_WRITEDATA, stream);
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, StreamProgress);
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, stream);
+    } else {
+      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+      curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+    }
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ReadHeader);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &out.retry_after);
     curl_blob ca{const_cast<char*>(conn_.ca_pem.data()), conn_.ca_pem.size(), CURL_BLOB_NOCOPY};
@@ -363,6 +486,16 @@ class CurlApiClient final : public ApiClient {
     char error[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
     const CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.code);
+    // A stream ends by our choice (the reader had enough, or stop), or at its time limit: the
+    // server's timeoutSeconds is shorter, so reaching ours means the stream went quiet.
+    if (stream && !stream->failure.empty()) {
+      return absl::UnavailableError("GET " + url + ": " + stream->failure);
+    }
+    if (stream && out.code >= 200 && out.code < 300 &&
+        ((rc == CURLE_WRITE_ERROR && stream->ended_by_reader) || rc == CURLE_ABORTED_BY_CALLBACK)) {
+      return out;
+    }
     if (rc != CURLE_OK) {
       const std::string msg = std::string(body != nullptr ? "POST " : "GET ") + url + ": " +
                               (error[0] ? std::string(error) : curl_easy_strerror(rc));
@@ -372,7 +505,6 @@ class CurlApiClient final : public ApiClient {
       }
       return absl::UnavailableError(msg);
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.code);
     return out;
   }
 
@@ -596,7 +728,13 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     }
     // Objects are added as pages arrive and pruned at once, so memory holds one raw page.
     Snapshot scratch;
+    std::string version;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
+      if (const auto meta = doc.find("metadata"); meta != doc.end() && meta->is_object()) {
+        if (const auto rv = meta->find("resourceVersion"); rv != meta->end() && rv->is_string()) {
+          version = rv->get<std::string>();
+        }
+      }
       size_t added = 0;
       const auto s = AddDocument(std::move(doc), "API", scratch, &added, type.kind);
       if (!s.ok()) out.AddError(std::string(s.message()));
@@ -608,6 +746,7 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     if (absl::IsNotFound(s)) continue;  // not served by this server version
     if (absl::IsUnauthenticated(s)) return s;
     if (type.custom) listed_custom.insert(type.kind);
+    stats.listed.emplace_back(type, s.ok() ? version : "");
     if (!s.ok()) {
       ++failed;
       out.MarkFailed(type.kind, std::string(s.message()));

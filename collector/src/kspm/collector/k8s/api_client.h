@@ -4,6 +4,7 @@
 // libcurl, bearer tokens or client certificates, paged lists, retries with backoff on 429
 // (honouring Retry-After) and 5xx, and errors that say what to fix (401: the credentials; 403: the
 // permission, named as verb, resource and group).
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -91,6 +92,12 @@ struct ClientOptions {
   std::function<void(std::chrono::milliseconds)> sleep;
 };
 
+// One change a watch saw.
+struct WatchEvent {
+  std::string type;  // ADDED, MODIFIED, DELETED or BOOKMARK
+  nlohmann::json object;
+};
+
 // The seam between the cluster checks and the API. Implementations are not thread-safe; use
 // one per scan.
 class ApiClient {
@@ -102,6 +109,18 @@ class ApiClient {
   [[nodiscard]] virtual absl::Status List(const ResourceType& type,
                                           const std::function<absl::Status(nlohmann::json&)>& page,
                                           const std::function<void()>& restart) = 0;
+  // Changes of `type` after `resource_version` (a list's metadata.resourceVersion, or the last
+  // event's or bookmark's), bookmarks included, handed to `handle` as they arrive (GET
+  // ?watch=1&allowWatchBookmarks=true). OK when the server ends the stream (about `timeout`
+  // later), when `handle` returns false, or when `stop` becomes true (checked about once a
+  // second). Aborted ("410 Gone") when the version is too old and the caller must list again;
+  // Unavailable for a broken stream or a server error; PermissionDenied, Unauthenticated and
+  // NotFound as for List. No retries here: the caller backs off.
+  [[nodiscard]] virtual absl::Status Watch(const ResourceType& type,
+                                           const std::string& resource_version,
+                                           std::chrono::seconds timeout,
+                                           const std::function<bool(WatchEvent&&)>& handle,
+                                           const std::atomic<bool>& stop) = 0;
   // The server's version (`gitVersion` of GET /version).
   [[nodiscard]] virtual absl::StatusOr<std::string> ServerVersion() = 0;
   // One object (GET `path`); NotFound on 404. `what` names it in errors.
@@ -123,6 +142,9 @@ struct FetchStats {
   size_t objects = 0;
   size_t kinds_tried = 0;  // kinds listed (custom kinds only where discovery found them)
   std::string server_version;
+  // Each kind served, with its list's resourceVersion (empty when the list failed): where a
+  // watch of it starts.
+  std::vector<std::pair<ResourceType, std::string>> listed;
 };
 
 // Lists every resource of ReadResources() into `out`. A resource the server does not serve

@@ -98,12 +98,57 @@ void Snapshot::DropReplicaSpec(Object& object) {
     // Dropped when the owner is here already (its template is what checks read) or another
     // replica of it kept the spec (the one read if the owner never comes).
     const bool owner_here = Find(owner_kind, object.ns, owner) != nullptr;
-    if ((!replica_owners_.insert(std::move(replica_of)).second || owner_here) &&
-        object.doc.is_object() && object.doc.erase("spec") > 0) {
+    const bool sibling_kept = !live_ && !replica_owners_.insert(std::move(replica_of)).second;
+    if ((sibling_kept || owner_here) && object.doc.is_object() && object.doc.erase("spec") > 0) {
       ++replica_specs_dropped_;
     }
     return;
   }
+}
+
+std::optional<Object> Snapshot::Upsert(Object object) {
+  DropReplicaSpec(object);
+  auto& index = index_[object.kind];
+  auto& list = by_kind_[object.kind];
+  const auto [it, added] = index.try_emplace({object.ns, object.name}, list.size());
+  if (added) {
+    list.push_back(std::move(object));
+    ++size_;
+    return std::nullopt;
+  }
+  std::optional<Object> old(std::move(list[it->second]));
+  list[it->second] = std::move(object);
+  return old;
+}
+
+std::optional<Object> Snapshot::Remove(std::string_view kind, std::string_view ns,
+                                       std::string_view name) {
+  const auto index = index_.find(kind);
+  if (index == index_.end()) return std::nullopt;
+  const auto pos = index->second.find({std::string(ns), std::string(name)});
+  if (pos == index->second.end()) return std::nullopt;
+  auto& list = by_kind_.find(kind)->second;
+  const size_t at = pos->second;
+  std::optional<Object> out(std::move(list[at]));
+  index->second.erase(pos);
+  // The last object takes the freed place, so removal costs no shifting.
+  if (at + 1 != list.size()) {
+    list[at] = std::move(list.back());
+    index->second[{list[at].ns, list[at].name}] = at;
+  }
+  list.pop_back();
+  --size_;
+  return out;
+}
+
+void Snapshot::ReplaceKind(const std::string& kind, std::vector<Object> objects) {
+  if (const auto it = by_kind_.find(kind); it != by_kind_.end()) {
+    size_ -= it->second.size();
+    by_kind_.erase(it);
+  }
+  if (const auto it = index_.find(kind); it != index_.end()) index_.erase(it);
+  failed_.erase(kind);
+  for (auto& o : objects) Upsert(std::move(o));
 }
 
 void Snapshot::Absorb(Snapshot&& other) {

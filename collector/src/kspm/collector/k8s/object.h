@@ -45,6 +45,19 @@ class Snapshot {
   // memory, not 300. Adding owners before what they own (LoadSnapshotDir does) keeps none.
   void Add(Object object);
   size_t replica_specs_dropped() const { return replica_specs_dropped_; }
+
+  // A watched cluster's snapshot, changed object by object. In live mode a replica drops its
+  // spec only while its owner is here: the sibling that kept it could be deleted first, and an
+  // owner deleted with orphaned dependents leaves them ownerless, which the API sends as a
+  // MODIFIED event carrying their spec.
+  void set_live(bool live) { live_ = live; }
+  // Adds `object`, or replaces the one of the same kind, namespace and name; returns the object
+  // replaced.
+  std::optional<Object> Upsert(Object object);
+  // Removes an object and returns it; nothing when it was not here.
+  std::optional<Object> Remove(std::string_view kind, std::string_view ns, std::string_view name);
+  // Every object of `kind` replaced by `objects` (a kind listed again), its failed mark cleared.
+  void ReplaceKind(const std::string& kind, std::vector<Object> objects);
   // Moves every object of `other` into this snapshot (as Add does, one by one).
   void Absorb(Snapshot&& other);
   // The objects of one kind, in the order they were added (an empty list when none).
@@ -75,6 +88,7 @@ class Snapshot {
   std::map<std::string, std::map<std::pair<std::string, std::string>, size_t>, std::less<>> index_;
   void DropReplicaSpec(Object& object);
 
+  bool live_ = false;
   size_t size_ = 0;
   size_t duplicates_ = 0;
   std::set<std::string> replica_owners_;  // kind, namespace, owner kind and name, joined

@@ -146,7 +146,8 @@ class SqliteStore final : public Store {
       const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) override;
 
   absl::StatusOr<std::unique_ptr<ReportWriter>> BeginReport(const v1::NodeReport& header,
-                                                            common::Clock::time_point now) override;
+                                                            common::Clock::time_point now,
+                                                            bool partial) override;
 
   StoreSpace Space() const override;
 
@@ -239,12 +240,21 @@ class SqliteStore final : public Store {
 
   // The head of a commit: duplicate scan id, heartbeat, cluster, node and scan rows. Nothing
   // (with `stats` saying why) when the report needs no more.
+  // `in_parts`: the results come later (ReportWriter), so an empty report is no heartbeat.
   absl::StatusOr<std::optional<Target>> StartScan(const v1::NodeReport& report,
-                                                  common::Clock::time_point now,
-                                                  CommitStats& stats);
+                                                  common::Clock::time_point now, CommitStats& stats,
+                                                  bool in_parts = false);
   // The node's current rows (of one check when `check_id` is given) into `out`.
   absl::Status LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out);
-  // Writes what changed among `results`, with transitions; rows written leave `current`.
+  absl::Status ReadCurrent(const Stmt& stmt, CurrentRows& out);
+  // The current results of one check, under one benchmark, about one object (kind, namespace,
+  // name; all empty: the check's cluster-wide results).
+  absl::Status LoadCurrentOf(int64_t node_id, const std::string& check_id,
+                             const std::string& benchmark, const std::array<std::string, 3>& object,
+                             CurrentRows& out);
+  // Writes what changed among `results`, with transitions; rows written leave `current`. With
+  // `new_findings`, new results other than PASS and NOT_APPLICABLE are in `changed` too (old
+  // verdict 0).
   // A result whose verdict changed, with its old verdict.
   struct Changed {
     const v1::CheckResult* result;
@@ -253,7 +263,7 @@ class SqliteStore final : public Store {
   absl::Status WriteResults(const Target& target,
                             const std::vector<const v1::CheckResult*>& results,
                             CurrentRows& current, Counts& counts, CommitStats& stats,
-                            std::vector<Changed>* changed = nullptr);
+                            std::vector<Changed>* changed = nullptr, bool new_findings = false);
   absl::Status InsertDrift(const Target& target, const v1::DriftEvent& event);
   // Deletes the rows left in `current` (no longer reported).
   absl::Status DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts);
@@ -270,8 +280,8 @@ class SqliteStore final : public Store {
   Db writer_;
   ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
-      current_of_check_, current_checks_, set_scan_results_, upsert_result_, insert_transition_,
-      delete_result_, bump_count_, insert_drift_;
+      current_of_check_, current_of_object_, current_checks_, set_scan_results_, upsert_result_,
+      insert_transition_, delete_result_, bump_count_, insert_drift_;
 };
 
 }  // namespace kspm::collector::store::internal

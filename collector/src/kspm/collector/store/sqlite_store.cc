@@ -37,6 +37,10 @@ absl::Status SqliteStore::Prepare() {
       {&current_of_check_,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ?"},
+      {&current_of_object_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ? AND "
+       "benchmark = ? AND kind = ? AND object_namespace = ? AND name = ?"},
       {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
       {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
       {&bump_count_,

@@ -51,7 +51,8 @@ std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
 }
 
 absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
-    const v1::NodeReport& report, common::Clock::time_point now, CommitStats& stats) {
+    const v1::NodeReport& report, common::Clock::time_point now, CommitStats& stats,
+    bool in_parts) {
   if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
   const std::string& node_name = report.node().node_name();
   if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
@@ -71,7 +72,7 @@ absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
   // A heartbeat (a scan that found nothing the collector does not hold) only says the node is
   // alive: no scan row, so the scans table grows with what changes, not with time. Sent again,
   // it does the same. A node not known yet takes the full path.
-  if (!report.full() && report.results_size() == 0 && report.drift_size() == 0) {
+  if (!in_parts && !report.full() && report.results_size() == 0 && report.drift_size() == 0) {
     const std::string identity = report.node().SerializeAsString();
     sqlite3_bind_blob(touch_node_.get(), 1, identity.data(), static_cast<int>(identity.size()),
                       SQLITE_TRANSIENT);
@@ -111,11 +112,8 @@ absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
   return Target{.node_id = *node_id, .scan_id = report.scan_id(), .now_ms = now_ms};
 }
 
-absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_id,
-                                      CurrentRows& out) {
-  const Stmt& stmt = check_id ? current_of_check_ : current_status_;
-  sqlite3_bind_int64(stmt.get(), 1, node_id);
-  if (check_id) BindText(stmt, 2, *check_id);
+// Reads the rows of a bound current_* statement into `out`, keyed as WriteResults looks them up.
+absl::Status SqliteStore::ReadCurrent(const Stmt& stmt, CurrentRows& out) {
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
     sqlite3_stmt* row = stmt.get();
@@ -137,10 +135,29 @@ absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_
   return absl::OkStatus();
 }
 
+absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_id,
+                                      CurrentRows& out) {
+  const Stmt& stmt = check_id ? current_of_check_ : current_status_;
+  sqlite3_bind_int64(stmt.get(), 1, node_id);
+  if (check_id) BindText(stmt, 2, *check_id);
+  return ReadCurrent(stmt, out);
+}
+
+absl::Status SqliteStore::LoadCurrentOf(int64_t node_id, const std::string& check_id,
+                                        const std::string& benchmark,
+                                        const std::array<std::string, 3>& object,
+                                        CurrentRows& out) {
+  sqlite3_bind_int64(current_of_object_.get(), 1, node_id);
+  BindText(current_of_object_, 2, check_id);
+  BindText(current_of_object_, 3, benchmark);
+  for (int i = 0; i < 3; ++i) BindText(current_of_object_, 4 + i, object[i]);
+  return ReadCurrent(current_of_object_, out);
+}
+
 absl::Status SqliteStore::WriteResults(const Target& target,
                                        const std::vector<const v1::CheckResult*>& results,
                                        CurrentRows& current, Counts& counts, CommitStats& stats,
-                                       std::vector<Changed>* changed) {
+                                       std::vector<Changed>* changed, bool new_findings) {
   std::unordered_map<std::string, CountBucket> written;  // rows these results carried
   std::string blob, ns, section;
   ObjectKey object;
@@ -208,6 +225,11 @@ absl::Status SqliteStore::WriteResults(const Target& target,
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
       ++stats.transitions;
       if (changed) changed->push_back({&r, old_status});
+    } else if (old_status == 0 && new_findings && changed && r.status() != v1::STATUS_PASS &&
+               r.status() != v1::STATUS_NOT_APPLICABLE) {
+      // A new object that fails (a privileged pod just created) is a change of posture, though
+      // not a transition: history starts at an object's first change.
+      changed->push_back({&r, 0});
     }
   }
   return absl::OkStatus();
@@ -300,11 +322,48 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
 // write lock only while it commits, so agents' reports go on between the parts.
 class SqliteReportWriter final : public ReportWriter {
  public:
-  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target, std::string node_name)
-      : store_(store), target_(std::move(target)), node_name_(std::move(node_name)) {}
+  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target, std::string node_name,
+                     bool partial)
+      : store_(store),
+        target_(std::move(target)),
+        node_name_(std::move(node_name)),
+        partial_(partial) {}
+
+  void AnnotateDrift(std::function<void(v1::DriftEvent&)> annotate) override {
+    annotate_ = std::move(annotate);
+  }
 
   absl::Status Add(std::vector<v1::CheckResult>&& results) override {
+    return Write(std::move(results), nullptr);
+  }
+
+  absl::Status AddScoped(std::vector<v1::CheckResult>&& results,
+                         const ResultScope& scope) override {
+    if (!partial_) {
+      return absl::InvalidArgumentError("a scoped part in the full report of scan " +
+                                        target_.scan_id);
+    }
+    std::set<std::array<std::string, 3>> objects(scope.objects.begin(), scope.objects.end());
+    for (const auto& r : results) {
+      const auto& res = r.resource();
+      const bool cluster_wide = res.kind().empty() || res.kind() == "Cluster";
+      if (!scope.checks.contains(r.check_id()) ||
+          (!cluster_wide && !objects.contains({res.kind(), res.namespace_(), res.name()}))) {
+        return absl::InvalidArgumentError(
+            "result of " + r.check_id() + " about " + common::ResourceKey(res) +
+            " is outside the part's scope (scan " + target_.scan_id + ")");
+      }
+    }
+    return Write(std::move(results), &scope);
+  }
+
+ private:
+  // One part in one transaction: whole checks, or with `scope` some objects of some checks.
+  absl::Status Write(std::vector<v1::CheckResult>&& results, const ResultScope* scope) {
     std::map<std::string, std::vector<const v1::CheckResult*>> by_check;
+    if (scope) {
+      for (const auto& [check, _] : scope->checks) by_check[check];
+    }
     for (const auto& r : results) by_check[r.check_id()].push_back(&r);
     for (const auto& [check, _] : by_check) {
       if (seen_.contains(check)) {
@@ -317,8 +376,25 @@ class SqliteReportWriter final : public ReportWriter {
       std::vector<SqliteStore::Changed> changed;
       for (const auto& [check, list] : by_check) {
         SqliteStore::CurrentRows current;
-        if (auto s = store_.LoadCurrent(target_.node_id, &check, current); !s.ok()) return s;
-        if (auto s = store_.WriteResults(target_, list, current, counts, stats_, &changed);
+        if (scope) {
+          // The rows this part replaces: its objects' and the check's cluster-wide ones.
+          for (const auto& benchmark : scope->checks.at(check)) {
+            for (const auto& object : scope->objects) {
+              if (auto s = store_.LoadCurrentOf(target_.node_id, check, benchmark, object, current);
+                  !s.ok()) {
+                return s;
+              }
+            }
+            if (auto s = store_.LoadCurrentOf(target_.node_id, check, benchmark, {}, current);
+                !s.ok()) {
+              return s;
+            }
+          }
+        } else if (auto s = store_.LoadCurrent(target_.node_id, &check, current); !s.ok()) {
+          return s;
+        }
+        if (auto s =
+                store_.WriteResults(target_, list, current, counts, stats_, &changed, partial_);
             !s.ok()) {
           return s;
         }
@@ -338,6 +414,7 @@ class SqliteReportWriter final : public ReportWriter {
           *e.mutable_observed_at() = common::ToProto(common::FromUnixMillis(target_.now_ms));
           e.set_operation("changed");
           e.set_path(object.empty() ? "cluster" : object);
+          if (annotate_) annotate_(e);
         }
         auto* change = e.add_changes();
         change->set_check_id(c.result->check_id());
@@ -353,13 +430,16 @@ class SqliteReportWriter final : public ReportWriter {
     });
   }
 
+ public:
   absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) override {
     auto s = InTransaction([&]() -> absl::Status {
-      // Checks no part carried (removed from the catalogue, or a benchmark not scanned now).
+      // Checks no part of a full report carried (removed from the catalogue, or a benchmark not
+      // scanned now).
       auto checks = store_.CurrentChecks(target_.node_id);
       if (!checks.ok()) return checks.status();
       SqliteStore::Counts counts;
       for (const auto& check : *checks) {
+        if (partial_) break;
         if (seen_.contains(check)) continue;
         SqliteStore::CurrentRows gone;
         if (auto st = store_.LoadCurrent(target_.node_id, &check, gone); !st.ok()) return st;
@@ -391,20 +471,22 @@ class SqliteReportWriter final : public ReportWriter {
   SqliteStore& store_;
   SqliteStore::Target target_;
   std::string node_name_;
+  bool partial_;
+  std::function<void(v1::DriftEvent&)> annotate_;
   std::set<std::string> seen_;
   CommitStats stats_;
 };
 
 absl::StatusOr<std::unique_ptr<ReportWriter>> SqliteStore::BeginReport(
-    const v1::NodeReport& header, common::Clock::time_point now) {
+    const v1::NodeReport& header, common::Clock::time_point now, bool partial) {
   v1::NodeReport head = header;
   head.clear_results();
   head.clear_drift();
-  head.set_full(true);
+  head.set_full(!partial);
   std::lock_guard lock(write_mu_);
   if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) return s;
   CommitStats stats;
-  auto target = StartScan(head, now, stats);
+  auto target = StartScan(head, now, stats, /*in_parts=*/true);
   absl::Status s = target.status();
   if (s.ok() && !target->has_value()) {
     s = absl::AlreadyExistsError("scan " + header.scan_id() + " is already stored");
@@ -415,7 +497,7 @@ absl::StatusOr<std::unique_ptr<ReportWriter>> SqliteStore::BeginReport(
     return s;
   }
   return std::unique_ptr<ReportWriter>(
-      new SqliteReportWriter(*this, std::move(**target), header.node().node_name()));
+      new SqliteReportWriter(*this, std::move(**target), header.node().node_name(), partial));
 }
 
 absl::StatusOr<size_t> SqliteStore::PruneHistory(common::Clock::time_point cutoff) {

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,11 +109,30 @@ struct IssuedCertificate {
 // readers see a check's new verdicts as soon as its part is in. Finish removes the results of
 // checks no part carried and records the scan's size. A writer dropped before Finish leaves the
 // parts committed so far; the next full report corrects the rest.
+//
+// A partial report (a watched cluster's change) replaces only what its parts carry: whole checks
+// with Add, or some objects' results of some checks with AddScoped; Finish removes nothing.
+//
+// The part of a node's current results an AddScoped part replaces: for each check, under each
+// of its benchmarks, the results about `objects` (any container) and the check's cluster-wide
+// results. Current results of other objects stay.
+struct ResultScope {
+  std::map<std::string, std::vector<std::string>> checks;  // check id -> benchmarks
+  std::vector<std::array<std::string, 3>> objects;         // kind, namespace, name
+};
+
 class ReportWriter {
  public:
   virtual ~ReportWriter() = default;
   // InvalidArgument when a part carries a check an earlier part carried.
   [[nodiscard]] virtual absl::Status Add(std::vector<v1::CheckResult>&& results) = 0;
+  // `results` are of the checks of `scope` and about its objects (anything else is
+  // InvalidArgument); they replace the current results in `scope`.
+  [[nodiscard]] virtual absl::Status AddScoped(std::vector<v1::CheckResult>&& results,
+                                               const ResultScope& scope) = 0;
+  // Called on each drift event this report makes (an object whose verdicts changed; `path` is
+  // the object) before it is stored, to say what caused it. Without it: source `rescan`.
+  virtual void AnnotateDrift(std::function<void(v1::DriftEvent&)> annotate) = 0;
   // `finished`: when the scan ended (the header's finished_at was not known yet).
   [[nodiscard]] virtual absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) = 0;
 };
@@ -128,10 +150,11 @@ class Store {
   // that fails is rolled back alone; the others still commit.
   virtual std::vector<absl::StatusOr<CommitStats>> CommitBatch(
       const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) = 0;
-  // Starts a full report committed in parts (ReportWriter). `header` gives the scan id, node and
-  // times; its results, if any, are ignored. AlreadyExists for a scan id already stored.
+  // Starts a report committed in parts (ReportWriter): full, or with `partial` a change to part
+  // of the node's results. `header` gives the scan id, node and times; its results, if any, are
+  // ignored. AlreadyExists for a scan id already stored.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ReportWriter>> BeginReport(
-      const v1::NodeReport& header, common::Clock::time_point now) = 0;
+      const v1::NodeReport& header, common::Clock::time_point now, bool partial = false) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Finding>> Findings(
       const FindingFilter& filter) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::NodeInfo>> Nodes(

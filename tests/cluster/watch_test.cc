@@ -1,0 +1,366 @@
+// The watched cluster against the local HTTPS server that follows the API's conventions
+// (tests/cluster/fake_apiserver.py), which streams watch events, sends bookmarks, answers 410
+// after a compaction and takes injected events: the client's watch, and the collector's scan
+// kept current by it, into a real sqlite store.
+#include "kspm/collector/cluster/watch.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "cluster_test_util.h"
+#include "fake_apiserver.h"
+#include "fixtures/host_builder.h"
+#include "kspm/collector/cluster/scanner.h"
+#include "kspm/collector/k8s/api_client.h"
+#include "kspm/collector/store/store.h"
+
+namespace kspm::cluster_test {
+namespace {
+
+using collector::k8s::ClientOptions;
+using collector::k8s::Connection;
+using namespace std::chrono_literals;
+
+const collector::k8s::ResourceType& PodsType() {
+  for (const auto& t : collector::k8s::ReadResources()) {
+    if (t.kind == "Pod") return t;
+  }
+  std::abort();
+}
+
+// A pod as `kubectl apply` leaves it: managedFields name the manager of each change.
+nlohmann::json PodObject(const std::string& ns, const std::string& name, bool privileged,
+                         const std::string& manager = "kubectl-client-side-apply") {
+  nlohmann::json pod = {
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata",
+       {{"name", name},
+        {"namespace", ns},
+        {"uid", "4a1c2f0e-" + name},
+        {"managedFields",
+         {{{"manager", "kube-scheduler"},
+           {"operation", "Update"},
+           {"time", "2026-12-01T10:00:00Z"}},
+          {{"manager", manager}, {"operation", "Update"}, {"time", "2026-12-01T10:00:05Z"}}}}}},
+      {"spec",
+       {{"automountServiceAccountToken", false},
+        {"containers",
+         {{{"name", "app"},
+           {"image", "registry.example/app@sha256:" + std::string(64, 'a')},
+           {"securityContext", {{"privileged", privileged}}}}}}}}};
+  return pod;
+}
+
+class WatchTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<std::string> extra = {}) {
+    extra.push_back("--bookmark-seconds");
+    extra.push_back("0.2");
+    server_ = std::make_unique<FakeApiServer>(dir_.path(), pki_, std::move(extra));
+    ASSERT_GT(server_->port(), 0) << "the fake API server did not start";
+  }
+  Connection TokenConnection() const {
+    Connection c;
+    c.server = server_->url();
+    c.ca_pem = pki_.ca.cert_pem;
+    c.token = kToken;
+    c.description = "test token";
+    return c;
+  }
+  std::unique_ptr<collector::k8s::ApiClient> Client() {
+    ClientOptions o;
+    o.timeout = 10s;
+    auto client = collector::k8s::MakeApiClient(TokenConnection(), o);
+    EXPECT_TRUE(client.ok());
+    return *std::move(client);
+  }
+  // Sends one event through the test server (as if someone changed the object).
+  void Inject(const std::string& type, const nlohmann::json& object) {
+    auto r = Client()->Create("/_test/events", {{"type", type}, {"object", object}}, "event");
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  }
+  // Requests the server logged for `resource`: lists (no watch) or watches.
+  size_t Requests(const std::string& resource, bool watch) const {
+    size_t n = 0;
+    for (const auto& r : server_->Requests()) {
+      const std::string path = r["path"];
+      if (!path.ends_with("/" + resource) || r["method"] != "GET") continue;
+      if (r["query"].contains("watch") == watch) ++n;
+    }
+    return n;
+  }
+
+  kspm::testing::TempDir dir_;
+  Pki pki_ = MakePki();
+  std::unique_ptr<FakeApiServer> server_;
+};
+
+TEST_F(WatchTest, TheClientStreamsEventsAndBookmarksAndSaysGoneWhenTheVersionIsCompacted) {
+  Start();
+  auto client = Client();
+  std::string version;
+  ASSERT_TRUE(client
+                  ->List(
+                      PodsType(),
+                      [&](nlohmann::json& page) {
+                        version = page["metadata"]["resourceVersion"];
+                        return absl::OkStatus();
+                      },
+                      nullptr)
+                  .ok());
+  ASSERT_FALSE(version.empty());
+  std::thread inject([&] {
+    std::this_thread::sleep_for(300ms);
+    Inject("ADDED", PodObject("default", "miner", true));
+  });
+  std::vector<collector::k8s::WatchEvent> seen;
+  std::atomic<bool> stop{false};
+  const auto s = client->Watch(
+      PodsType(), version, 10s,
+      [&](collector::k8s::WatchEvent&& e) {
+        seen.push_back(std::move(e));
+        return seen.back().type != "ADDED";
+      },
+      stop);
+  inject.join();
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().type, "ADDED");
+  EXPECT_EQ(seen.back().object["metadata"]["name"], "miner");
+  // Bookmarks came while the watch was idle (every 0.2 s), each with a newer version.
+  EXPECT_GE(
+      std::count_if(seen.begin(), seen.end(), [](const auto& e) { return e.type == "BOOKMARK"; }),
+      1);
+  // The request asked for bookmarks and started at the list's version.
+  bool asked = false;
+  for (const auto& r : server_->Requests()) {
+    if (r["query"].value("watch", "") == "1") {
+      asked = r["query"].value("allowWatchBookmarks", "") == "true" &&
+              r["query"].value("resourceVersion", "") == version;
+    }
+  }
+  EXPECT_TRUE(asked);
+
+  // After a compaction the old version is gone: 410, and the caller must list again.
+  ASSERT_TRUE(Client()->Create("/_test/compact", nlohmann::json::object(), "compact").ok());
+  const auto gone = client->Watch(
+      PodsType(), version, 10s, [](collector::k8s::WatchEvent&&) { return true; }, stop);
+  EXPECT_TRUE(absl::IsAborted(gone)) << gone;
+  EXPECT_NE(gone.message().find("410"), std::string::npos) << gone.message();
+
+  // Stop ends a quiet watch within about a second.
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(300ms);
+    stop = true;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto stopped = client->Watch(
+      PodsType(), "", 60s, [](collector::k8s::WatchEvent&&) { return true; }, stop);
+  stopper.join();
+  EXPECT_TRUE(stopped.ok()) << stopped;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+TEST_F(WatchTest, AForbiddenWatchSaysWhichPermissionIsMissing) {
+  Start({"--forbid", "pods"});
+  std::atomic<bool> stop{false};
+  const auto s = Client()->Watch(
+      PodsType(), "1", 5s, [](collector::k8s::WatchEvent&&) { return true; }, stop);
+  EXPECT_TRUE(absl::IsPermissionDenied(s)) << s;
+  EXPECT_NE(s.message().find("'watch' on pods"), std::string::npos) << s.message();
+}
+
+// The collector's scan of a watched cluster: one list, then every change re-evaluated as it
+// comes, with the verdicts that changed committed and the change's manager in the drift event.
+class WatchedScanTest : public WatchTest {
+ protected:
+  void StartScan(collector::cluster::WatchSettings watch = {}) {
+    auto store = collector::store::OpenSqliteStore(dir_.path() + "/kspm.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    store_ = *std::move(store);
+    collector::cluster::ClusterScanSettings settings;
+    settings.cluster = "lab";
+    settings.interval = 3600s;
+    ClientOptions o;
+    o.timeout = 10s;
+    watch.first_backoff = 50ms;
+    auto scan = collector::cluster::PeriodicClusterScan::Create(
+        collector::cluster::WatchSource(TokenConnection(), o, watch), settings, *store_);
+    ASSERT_TRUE(scan.ok());
+    scan_ = *std::move(scan);
+    scan_->Start();
+    // The first scan, from the first list.
+    ASSERT_TRUE(WaitFor([&] {
+      auto nodes = store_->Nodes("lab", common::Clock::now());
+      return nodes.ok() && !nodes->empty() && (*nodes)[0].counts().pass() > 0;
+    }));
+  }
+  bool WaitFor(const std::function<bool()>& done, std::chrono::seconds limit = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done()) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return done();
+  }
+  // The current verdicts of `check` about `object` (`Pod default/miner`), any container.
+  std::vector<v1::Status> Verdicts(const std::string& check, const std::string& kind,
+                                   const std::string& ns, const std::string& name) {
+    collector::store::FindingFilter filter;
+    filter.cluster = "lab";
+    filter.id = check;
+    filter.statuses = {v1::STATUS_PASS, v1::STATUS_FAIL, v1::STATUS_WARN, v1::STATUS_ERROR,
+                       v1::STATUS_NOT_APPLICABLE};
+    std::vector<v1::Status> out;
+    auto findings = store_->Findings(filter);
+    EXPECT_TRUE(findings.ok());
+    for (const auto& f : *findings) {
+      const auto& r = f.result().resource();
+      if (r.kind() == kind && r.namespace_() == ns && r.name() == name) {
+        out.push_back(f.result().status());
+      }
+    }
+    return out;
+  }
+  // Every current result of the cluster: check, benchmark, object and status.
+  std::multiset<std::string> AllResults() {
+    collector::store::FindingFilter filter;
+    filter.cluster = "lab";
+    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
+                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
+    std::multiset<std::string> out;
+    auto findings = store_->Findings(filter);
+    EXPECT_TRUE(findings.ok());
+    for (const auto& f : *findings) {
+      const auto& r = f.result();
+      out.insert(r.check_id() + " " + r.benchmark() + " " + r.resource().kind() + " " +
+                 r.resource().namespace_() + "/" + r.resource().name() + " [" +
+                 r.resource().container() + "] " + v1::Status_Name(r.status()));
+    }
+    return out;
+  }
+  void TearDown() override {
+    if (scan_) scan_->Stop();
+  }
+
+  std::unique_ptr<collector::store::Store> store_;
+  std::unique_ptr<collector::cluster::PeriodicClusterScan> scan_;
+};
+
+TEST_F(WatchedScanTest, APrivilegedPodFailsAsSoonAsItIsCreatedAndNoListFollows) {
+  Start();
+  StartScan();
+  const size_t lists = Requests("pods", false);
+  EXPECT_EQ(lists, 1u) << "the first list";
+
+  const auto created = std::chrono::steady_clock::now();
+  Inject("ADDED", PodObject("default", "miner", true));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "default", "miner");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  })) << "the privileged pod never failed";
+  const auto took = std::chrono::steady_clock::now() - created;
+  EXPECT_LT(took, 10s);  // a generous bound for a loaded CI machine; the bench measures p99
+
+  // The drift event names the pod, the change and who made it (the latest managedFields entry).
+  collector::store::DriftFilter drift;
+  drift.cluster = "lab";
+  auto events = store_->Drift(drift);
+  ASSERT_TRUE(events.ok());
+  const v1::DriftEvent* found = nullptr;
+  for (const auto& e : *events) {
+    if (e.event().path().starts_with("Pod default/miner")) found = &e.event();
+  }
+  ASSERT_NE(found, nullptr) << "no drift event for the pod";
+  EXPECT_EQ(found->source(), "watch");
+  EXPECT_EQ(found->operation(), "create");
+  EXPECT_EQ(found->comm(), "kubectl-client-side-apply");
+  ASSERT_GE(found->caused_by_size(), 1);
+  EXPECT_EQ(found->caused_by(0), "Pod default/miner (create by kubectl-client-side-apply)");
+  bool privileged_change = false;
+  for (const auto& c : found->changes()) {
+    privileged_change |= c.check_id() == "pod.privileged" && c.new_status() == v1::STATUS_FAIL;
+  }
+  EXPECT_TRUE(privileged_change);
+
+  // Fixed by its owner: PASS. Deleted: its results go.
+  Inject("MODIFIED", PodObject("default", "miner", false, "helm"));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "default", "miner");
+    return !v.empty() && std::count(v.begin(), v.end(), v1::STATUS_FAIL) == 0;
+  }));
+  Inject("DELETED", PodObject("default", "miner", false));
+  ASSERT_TRUE(
+      WaitFor([&] { return Verdicts("pod.privileged", "Pod", "default", "miner").empty(); }));
+
+  // The API saw no second list of pods, only watches.
+  EXPECT_EQ(Requests("pods", false), 1u);
+  EXPECT_GE(Requests("pods", true), 1u);
+
+  // What the changes left in the store is what a full scan of the same objects says: a full
+  // scan now changes nothing.
+  const auto before = AllResults();
+  ASSERT_TRUE(scan_->RunOnce().ok());
+  EXPECT_EQ(AllResults(), before);
+}
+
+TEST_F(WatchedScanTest, AWorkloadChangeReEvaluatesOnlyThatWorkloadAndAgreesWithAFullScan) {
+  Start();
+  StartScan();
+  // Two pods in another namespace; then one becomes privileged.
+  Inject("ADDED", {{"apiVersion", "v1"},
+                   {"kind", "Namespace"},
+                   {"metadata", {{"name", "shop"}, {"labels", {{"team", "shop"}}}}}});
+  Inject("ADDED", PodObject("shop", "web", false));
+  Inject("ADDED", PodObject("shop", "db", false));
+  ASSERT_TRUE(WaitFor([&] { return !Verdicts("pod.privileged", "Pod", "shop", "db").empty(); }));
+  ASSERT_TRUE(WaitFor([&] { return !Verdicts("pod.privileged", "Pod", "shop", "web").empty(); }));
+  Inject("MODIFIED", PodObject("shop", "db", true));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "shop", "db");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  }));
+  const auto web = Verdicts("pod.privileged", "Pod", "shop", "web");
+  EXPECT_TRUE(!web.empty() && std::count(web.begin(), web.end(), v1::STATUS_FAIL) == 0);
+  const auto before = AllResults();
+  ASSERT_TRUE(scan_->RunOnce().ok());
+  EXPECT_EQ(AllResults(), before) << "the changes left results a full scan disagrees with";
+}
+
+TEST_F(WatchedScanTest, AGoneVersionListsTheKindAgainAndTheNextChangeIsSeen) {
+  Start();
+  StartScan();
+  ASSERT_TRUE(Client()->Create("/_test/compact", nlohmann::json::object(), "compact").ok());
+  // Every open watch ends with 410; each kind is listed again, once.
+  ASSERT_TRUE(WaitFor([&] { return Requests("pods", false) == 2; }));
+  Inject("ADDED", PodObject("default", "late", true));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "default", "late");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  }));
+  const auto counters = collector::cluster::CountersOf(*scan_->source());
+  EXPECT_GE(counters.gone, 1u);
+  EXPECT_EQ(Requests("pods", false), 2u);
+}
+
+TEST_F(WatchedScanTest, FailingWatchesBackOffAndRecover) {
+  // The first three watch requests for pods get a 500.
+  Start({"--fail", "pods-watch=3"});
+  StartScan();
+  ASSERT_TRUE(
+      WaitFor([&] { return collector::cluster::CountersOf(*scan_->source()).errors >= 3; }));
+  Inject("ADDED", PodObject("default", "after-errors", true));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "default", "after-errors");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  }));
+  // Still one list of pods: errors on the watch retry the watch from the same version.
+  EXPECT_EQ(Requests("pods", false), 1u);
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
