@@ -108,6 +108,7 @@ int Drift(const Options& o) {
            {"comm", e.comm()},
            {"uid", e.uid()},
            {"source", e.source()},
+           {"caused_by", std::vector<std::string>(e.caused_by().begin(), e.caused_by().end())},
            {"changes", std::move(ch)}});
     }
     std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
@@ -119,12 +120,21 @@ int Drift(const Options& o) {
   kspm::common::Table table({"TIME", "NODE", "WHAT", "PATH", "BY", "SEEN BY", "CHANGES"});
   for (const auto& r : resp.events()) {
     const auto& e = r.event();
+    // A watched cluster's change names the API object that caused it when that is not the
+    // object judged (a Pod of a Deployment, a RoleBinding).
+    std::string path = e.path();
+    if (e.caused_by_size() > 0 && !e.caused_by(0).starts_with(e.path() + " (")) {
+      path += " <- " + e.caused_by(0);
+      if (e.caused_by_size() > 1) path += " +" + std::to_string(e.caused_by_size() - 1);
+    }
+    std::string by = "-";
+    if (e.pid()) {
+      by = e.comm() + " (pid " + std::to_string(e.pid()) + ", uid " + std::to_string(e.uid()) + ")";
+    } else if (!e.comm().empty()) {
+      by = e.comm();  // a field manager
+    }
     table.AddRow({kspm::common::FormatRfc3339(kspm::common::FromProto(e.observed_at())),
-                  e.node_name(), e.operation(), e.path(),
-                  e.pid() ? e.comm() + " (pid " + std::to_string(e.pid()) + ", uid " +
-                                std::to_string(e.uid()) + ")"
-                          : "-",
-                  e.source(), changes(e)});
+                  e.node_name(), e.operation(), path, by, e.source(), changes(e)});
   }
   if (table.size() == 0) {
     std::cout << "no drift events match\n";

@@ -265,6 +265,21 @@ std::vector<Case> Cases() {
         ClusterRoleBinding("reader", "reader", alice())},
        no_rbac,
        "ClusterRoleBinding"},
+      {"rbac.kubeconfig-configmaps",
+       {Role("kube-system", "cm-editor", {Rule({""}, {"configmaps"}, {"patch"})}),
+        RoleBinding("kube-system", "cm-editor", "Role", "cm-editor", alice())},
+       // The same rights in an application namespace reach no kubeconfig.
+       {Role("shop", "cm-editor", {Rule({""}, {"configmaps"}, {"patch", "update"})}),
+        RoleBinding("shop", "cm-editor", "Role", "cm-editor", alice())},
+       no_rbac,
+       "RoleBinding"},
+      {"rbac.broad-delete",
+       {ClusterRole("janitor", {Rule({"apps"}, {"deployments"}, {"deletecollection"})}),
+        ClusterRoleBinding("janitor", "janitor", alice())},
+       {ClusterRole("viewer", {Rule({"apps"}, {"deployments"}, {"get", "list", "watch"})}),
+        ClusterRoleBinding("viewer", "viewer", alice())},
+       no_rbac,
+       "ClusterRoleBinding"},
       {"rbac.missing-role",
        {RoleBinding("shop", "ghost", "Role", "not-there", alice())},
        {Role("shop", "here", {Rule({""}, {"pods"}, {"get"})}),
@@ -716,6 +731,30 @@ TEST(Checks, AFocusOnOneWorkloadGivesWhatTheWholeEvaluationGivesIt) {
     collector::cluster::Focus focus;
     focus.workload_checks = per_workload;
     focus.workloads = {key};
+    options.focus = &focus;
+    const auto part = collector::cluster::EvaluateCluster(snapshot, options);
+    std::multiset<std::string> got;
+    for (const auto& r : part.results) got.insert(text(r));
+    EXPECT_EQ(got, results);
+  }
+  // Checks judged per namespace, focused on one namespace: that namespace's results.
+  std::set<std::string> per_namespace;
+  for (const auto& c : collector::cluster::BuiltinCatalog()) {
+    if (collector::cluster::JudgedPerNamespace(c.evaluate, "Pod")) per_namespace.insert(c.id);
+  }
+  ASSERT_GE(per_namespace.size(), 5u);
+  std::map<std::string, std::multiset<std::string>> in_namespace;
+  for (const auto& r : whole.results) {
+    if (!per_namespace.contains(r.check_id()) || r.resource().kind() == "Cluster") continue;
+    const auto& res = r.resource();
+    in_namespace[res.kind() == "Namespace" ? res.name() : res.namespace_()].insert(text(r));
+  }
+  ASSERT_GE(in_namespace.size(), 2u);
+  for (const auto& [ns, results] : in_namespace) {
+    SCOPED_TRACE("namespace " + ns);
+    collector::cluster::Focus focus;
+    focus.namespace_checks = per_namespace;
+    focus.namespaces = {ns};
     options.focus = &focus;
     const auto part = collector::cluster::EvaluateCluster(snapshot, options);
     std::multiset<std::string> got;

@@ -146,10 +146,31 @@ TEST(Rbac, ARoleBindingNeverGrantsAClusterScopedResource) {
   });
   const SystemPolicy policy;
   const Rbac rbac(s, policy);
-  const GrantSpec pv{{""}, {"persistentvolumes"}, {"create"}, true};
+  const GrantSpec pv{{""}, {"persistentvolumes"}, {"create"}, true, {}};
   for (const auto& b : rbac.bindings()) {
     EXPECT_EQ(rbac.FindGrant(b, pv).has_value(), b.cluster_binding) << b.object->name;
   }
+}
+
+// A grant that matters in some namespaces only (ConfigMaps of kube-system and kube-public hold
+// kubeconfigs): a RoleBinding elsewhere does not reach them, a ClusterRoleBinding does.
+TEST(Rbac, AGrantLimitedToNamespacesIsFoundOnlyWhereItReachesThem) {
+  const auto s = Snapshot({
+      ClusterRole("cm-writer", {Rule({""}, {"configmaps"}, {"patch"})}),
+      RoleBinding("shop", "app", "ClusterRole", "cm-writer", {Subject("User", "alice")}),
+      RoleBinding("kube-public", "bootstrap", "ClusterRole", "cm-writer", {Subject("User", "bob")}),
+      ClusterRoleBinding("everywhere", "cm-writer", {Subject("User", "carol")}),
+  });
+  const SystemPolicy policy;
+  const Rbac rbac(s, policy);
+  const GrantSpec kubeconfigs{
+      {""}, {"configmaps"}, {"patch"}, false, {"kube-system", "kube-public"}};
+  std::map<std::string, bool> found;
+  for (const auto& b : rbac.bindings())
+    found[b.object->name] = rbac.FindGrant(b, kubeconfigs).has_value();
+  EXPECT_FALSE(found["app"]);
+  EXPECT_TRUE(found["bootstrap"]);
+  EXPECT_TRUE(found["everywhere"]);
 }
 
 TEST(Rbac, SystemObjectsAreTheBootstrapPolicyKubeadmAndKubeSystem) {

@@ -5,14 +5,17 @@ python3 rbac_rules.py [token|static]   prints the expected (apiGroup, resource, 
 Derived from the C++ sources (collector/src/kspm/collector):
   k8s/resources.h      ReadResources(): the (group, resource) of every kind the cluster scan lists;
   k8s/api_client.cc    the verb each ApiClient call needs (the `verb` its requests name in a 403
-                       message: List -> list, GetObject -> get, Create -> create), that
-                       FetchSnapshot lists every ReadResources() type, and the non-resource URL it
-                       reads (/version);
+                       message: List -> list, GetObject -> get, Create -> create, Watch -> watch,
+                       named in its own 403 message "kspm needs 'watch'"), that FetchSnapshot
+                       lists every ReadResources() type, and the non-resource URL it reads
+                       (/version);
+  cluster/watch.cc     that the watched cluster watches each kind the first list read (a Watch
+                       call inside WatchKind, started for every FetchStats::listed entry);
   any other source     every "/api/..." or "/apis/..." path literal passed to GetObject or Create;
                        inside a KubernetesReviewer implementation (cluster/serve_flags.cc) it is
                        an enrolment grant, elsewhere a grant of every mode. A path literal in any
                        other position fails the derivation, so new API access cannot go unseen.
-Not derivable, hence explicit below: the get and watch the manifests add to each listed kind,
+Not derivable, hence explicit below: the get the manifests add to each listed kind,
 that enrolment grants belong to token mode only, and that /version needs no rule.
 """
 import os
@@ -23,13 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SRC = os.path.join(ROOT, "collector", "src", "kspm", "collector")
 RESOURCES_H = os.path.join(SRC, "k8s", "resources.h")
 API_CLIENT_CC = os.path.join(SRC, "k8s", "api_client.cc")
+WATCH_CC = os.path.join(SRC, "cluster", "watch.cc")
 SCANNED_DIRS = (os.path.join(ROOT, "collector", "src"), os.path.join(ROOT, "collector", "cli"))
 
-# Not in the code: the collector only lists the kinds it reads (resources.h: "needs `list` on
-# exactly these"), but the manifests grant the conventional read-only set (get, list, watch) on
-# each. Kept explicit, so that any other verb, or a missing one, still fails; dropping get and
-# watch from the manifests means emptying this set.
-EXTRA_READ_VERBS = {"get", "watch"}
+# Not in the code: the collector lists and watches the kinds it reads, and the manifests grant
+# the conventional read-only set (get, list, watch) on each. Kept explicit, so that any other
+# verb, or a missing one, still fails; dropping get from the manifests means emptying this set.
+EXTRA_READ_VERBS = {"get"}
 # Not in the code: enrolment with service-account tokens is on only when the collector has a CA
 # key (--enroll-ca-key, Fleet::enrolment_enabled); the static mode passes none (the structural
 # test checks it), so its grants belong to token mode only.
@@ -112,10 +115,26 @@ def client_verbs(text):
         if call:
             path = call.group(1)
             verbs[m.group(1)] = (call.group(2), path[1:-1] if path.startswith('"') else None)
-    for method in ("List", "GetObject", "Create"):
+    m = re.search(r"\bWatch\([^;{]*\)\s*override\s*\{", text)
+    needs = re.search(r"kspm needs '(\w+)'", block(text, m.end() - 1)) if m else None
+    if needs:
+        verbs["Watch"] = (needs.group(1), None)
+    for method in ("List", "GetObject", "Create", "Watch"):
         if method not in verbs:
             raise DerivationError(f"{rel(API_CLIENT_CC)}: no verb found for ApiClient::{method}")
     return verbs
+
+
+def watch_verbs(verbs):
+    """{the watch verb} when the watched cluster watches every kind it listed, else {}."""
+    text = strip_comments(read(WATCH_CC))
+    m = re.search(r"\bvoid\s+WatchKind\([^)]*\)\s*\{", text)
+    if not m or not re.search(r"->Watch\(", block(text, m.end() - 1)):
+        return set()
+    if not re.search(r"for\s*\(\s*const\s+auto\s*&\s*\[\s*type\s*,\s*version\s*\]\s*:\s*"
+                     r"stats->listed\s*\)", text):
+        raise DerivationError(f"{rel(WATCH_CC)}: WatchKind is not started for every kind listed")
+    return {verbs["Watch"][0]}
 
 
 def fetch_reads(text, verbs):
@@ -198,7 +217,8 @@ def derive():
         if url not in DEFAULT_NON_RESOURCE_URLS:
             raise DerivationError(f"FetchSnapshot reads {url} ({verb}): a nonResourceURL this "
                                   "test does not model")
-    reads = {(g, r, v) for g, r in read_resources(header) for v in {list_verb} | EXTRA_READ_VERBS}
+    read_verbs = {list_verb} | watch_verbs(verbs) | EXTRA_READ_VERBS
+    reads = {(g, r, v) for g, r in read_resources(header) for v in read_verbs}
     calls = source_calls(verbs)
     rules = {"reads": reads,
              "enrolment": {(g, r, v) for g, r, v, e in calls if e},

@@ -617,6 +617,40 @@ TEST_F(StoreTest, APartialReportReplacesOnlyItsScope) {
   ASSERT_TRUE(by_path.contains("Pod shop/web [app]"));
   EXPECT_EQ(by_path["Pod shop/web [app]"].changes(0).old_status(), v1::STATUS_PASS);
   ASSERT_EQ(by_path["Pod shop/web [app]"].caused_by_size(), 1);
+  // A part scoped to a namespace: the namespace's objects and the Namespace itself, nothing else.
+  auto in = [](v1::CheckResult r, const std::string& kind, const std::string& ns,
+               const std::string& name) {
+    r.mutable_resource()->set_kind(kind);
+    r.mutable_resource()->set_namespace_(ns);
+    r.mutable_resource()->set_name(name);
+    return r;
+  };
+  ASSERT_TRUE(
+      store_
+          ->CommitReport(
+              Report("s3", "cluster",
+                     {in(Result("n", "9", v1::STATUS_FAIL), "ServiceAccount", "default", "default"),
+                      in(Result("n", "9", v1::STATUS_FAIL), "Namespace", "", "shop"),
+                      in(Result("n", "9", v1::STATUS_FAIL), "ServiceAccount", "shop", "default")}),
+              now_)
+          .ok());
+  auto ns_writer = store_->BeginReport(Report("w2", "cluster", {}), now_, /*partial=*/true);
+  ASSERT_TRUE(ns_writer.ok());
+  ResultScope ns_scope;
+  ns_scope.checks["n"] = {"cis-kubernetes-1.12"};
+  ns_scope.namespaces = {"shop"};
+  ASSERT_TRUE(
+      (*ns_writer)
+          ->AddScoped({in(Result("n", "9", v1::STATUS_PASS), "ServiceAccount", "shop", "default")},
+                      ns_scope)
+          .ok());
+  ASSERT_TRUE((*ns_writer)->Finish(now_).ok());
+  EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'n' AND object_namespace = "
+                  "'default'"),
+            v1::STATUS_FAIL);
+  EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'n' AND object_namespace = 'shop'"),
+            v1::STATUS_PASS);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'n' AND kind = 'Namespace'"), 0);
   // A scoped part in a full report is refused.
   auto full = store_->BeginReport(Report("s2", "cluster", {}), now_);
   ASSERT_TRUE(full.ok());

@@ -80,6 +80,7 @@ CheckDef ParseCheck(const YAML::Node& node) {
       spec.resources = StringList(g, "resources");
       spec.verbs = StringList(g, "verbs");
       spec.cluster_scoped = Scalar(g, "cluster_scoped") == "true";
+      spec.namespaces = StringList(g, "namespaces");
       if (spec.groups.empty() || spec.resources.empty() || spec.verbs.empty()) {
         throw EntryError(g, "a grant needs groups, resources and verbs");
       }

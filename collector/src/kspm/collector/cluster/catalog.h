@@ -27,6 +27,9 @@ struct GrantSpec {
   std::vector<std::string> resources;
   std::vector<std::string> verbs;
   bool cluster_scoped = false;
+  // Only where these namespaces are reached: a RoleBinding in one of them, or any
+  // ClusterRoleBinding (empty: everywhere).
+  std::vector<std::string> namespaces;
 };
 
 // A subject a check looks for, and the bindings that name it by default.

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <map>
 
+#include "kspm/collector/cluster/rbac.h"
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/common/names.h"
@@ -31,11 +32,18 @@ bool PathIsAbout(const std::string& path, const std::string& object) {
   return path == object || (path.starts_with(object) && path.compare(object.size(), 2, " [") == 0);
 }
 
-// The checks a batch can change: whole, or per workload for the workloads it changed.
+// The namespace a change is in, for checks judged per namespace: a Namespace is in itself.
+const std::string& NamespaceOf(const ObjectChange& c) {
+  return c.kind == "Namespace" ? c.name : c.ns;
+}
+
+// The checks a batch can change: whole, per workload for the workloads it changed, or per
+// namespace for the namespaces it changed something in. Without any workload in the cluster,
+// every check is evaluated whole (its verdict is the cluster-wide "no workloads").
 Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
   Focus focus;
   for (const auto& check : BuiltinCatalog()) {
-    bool whole = false, per_workload = false;
+    bool whole = false, per_workload = false, per_namespace = false;
     for (const auto& kind : batch.relisted) {
       // Any namespace, `default` included.
       whole |= ChangeCanAffect(check.evaluate, kind, "default");
@@ -45,6 +53,9 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
       if (!ChangeCanAffect(check.evaluate, c.kind, c.ns)) continue;
       if (any_workload && JudgedPerWorkload(check.evaluate) && !c.workloads.empty()) {
         per_workload = true;
+      } else if (any_workload && JudgedPerNamespace(check.evaluate, c.kind) &&
+                 !NamespaceOf(c).empty()) {
+        per_namespace = true;
       } else {
         whole = true;
       }
@@ -53,11 +64,16 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
       focus.checks.insert(check.id);
     } else if (per_workload) {
       focus.workload_checks.insert(check.id);
+    } else if (per_namespace) {
+      focus.namespace_checks.insert(check.id);
     }
   }
-  if (!focus.workload_checks.empty()) {
-    for (const auto& c : batch.changes) {
+  for (const auto& c : batch.changes) {
+    if (!focus.workload_checks.empty()) {
       focus.workloads.insert(c.workloads.begin(), c.workloads.end());
+    }
+    if (!focus.namespace_checks.empty() && !NamespaceOf(c).empty()) {
+      focus.namespaces.insert(NamespaceOf(c));
     }
   }
   return focus;
@@ -81,13 +97,27 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
     out.checks = focus.checks.size();
     out.workload_checks = focus.workload_checks.size();
     out.workloads = focus.workloads.size();
-    if (focus.checks.empty() && focus.workload_checks.empty()) return absl::OkStatus();
+    out.namespace_checks = focus.namespace_checks.size();
+    if (focus.checks.empty() && focus.workload_checks.empty() && focus.namespace_checks.empty()) {
+      return absl::OkStatus();
+    }
 
     ScanOptions options;
     options.policy = settings_.policy;
     options.exceptions = &exceptions_;
     options.now = started;
     options.focus = &focus;
+    // Indexing 45,000 roles and bindings costs more than judging one workload: the index is
+    // kept until an RBAC object changes.
+    const std::array<uint64_t, 5> rbac_key = {
+        reinterpret_cast<uintptr_t>(&snapshot), snapshot.Generation("Role"),
+        snapshot.Generation("ClusterRole"), snapshot.Generation("RoleBinding"),
+        snapshot.Generation("ClusterRoleBinding")};
+    if (!rbac_ || rbac_key != rbac_key_) {
+      rbac_ = std::make_unique<Rbac>(snapshot, settings_.policy);
+      rbac_key_ = rbac_key;
+    }
+    options.rbac = rbac_.get();
     const v1::NodeReport header =
         ClusterReportHeader(settings_.cluster, started, started,
                             static_cast<uint32_t>(settings_.interval.count()), version);
@@ -128,8 +158,13 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
       store::ResultScope scope;
       auto& benchmarks = scope.checks[id];
       for (const auto& b : checks.at(id)->benchmarks) benchmarks.push_back(b.benchmark);
-      for (const auto& [kind, ns, name] : focus.workloads)
-        scope.objects.push_back({kind, ns, name});
+      if (focus.workload_checks.contains(id)) {
+        for (const auto& [kind, ns, name] : focus.workloads) {
+          scope.objects.push_back({kind, ns, name});
+        }
+      } else {
+        scope.namespaces.assign(focus.namespaces.begin(), focus.namespaces.end());
+      }
       return scope;
     };
     std::set<std::string> carried;
@@ -138,18 +173,23 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
       carried.insert(id);
       for (auto& r : part) PrepareClusterResult(r);
       out.results += part.size();
-      if (focus.workload_checks.contains(id))
-        return (*writer)->AddScoped(std::move(part), scope_of(id));
-      return (*writer)->Add(std::move(part));
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto s = focus.workload_checks.contains(id) || focus.namespace_checks.contains(id)
+                         ? (*writer)->AddScoped(std::move(part), scope_of(id))
+                         : (*writer)->Add(std::move(part));
+      out.store_time += std::chrono::steady_clock::now() - t0;
+      return s;
     };
     if (auto evaluated = EvaluateClusterInParts(snapshot, options, add); !evaluated.ok()) {
       return evaluated.status();
     }
-    // A per-workload check with nothing to say about the changed workloads (deleted, or now in
-    // a system namespace): their results go.
-    for (const auto& id : focus.workload_checks) {
-      if (carried.contains(id)) continue;
-      if (auto s = (*writer)->AddScoped({}, scope_of(id)); !s.ok()) return s;
+    // A scoped check with nothing to say about the changed workloads or namespaces (deleted, or
+    // now in a system namespace): their results go.
+    for (const auto* scoped : {&focus.workload_checks, &focus.namespace_checks}) {
+      for (const auto& id : *scoped) {
+        if (carried.contains(id)) continue;
+        if (auto s = (*writer)->AddScoped({}, scope_of(id)); !s.ok()) return s;
+      }
     }
     auto committed = (*writer)->Finish(common::Clock::now());
     if (!committed.ok()) return committed.status();
@@ -161,9 +201,9 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
                                                     : batch.changes.front().Describe();
     spdlog::log(committed->written > 0 ? spdlog::level::info : spdlog::level::debug,
                 "cluster watch of {}: {} and {} more changes; {} checks whole, {} per workload, "
-                "{} results, {} written, {} ms after the first event",
+                "{} per namespace, {} results, {} written, {} ms after the first event",
                 settings_.cluster, first, out.changes - 1, out.checks, out.workload_checks,
-                out.results, out.written, ms);
+                out.namespace_checks, out.results, out.written, ms);
     return absl::OkStatus();
   };
   if (auto s = source_->With(scan); !s.ok()) {

@@ -239,6 +239,11 @@ const std::vector<RuleRef>& Rbac::RulesOf(const Role& role) const {
 std::optional<GrantMatch> Rbac::FindGrant(const Binding& binding, const GrantSpec& spec) const {
   if (binding.role == nullptr) return std::nullopt;
   if (spec.cluster_scoped && !binding.cluster_binding) return std::nullopt;
+  if (!spec.namespaces.empty() && !binding.cluster_binding &&
+      std::find(spec.namespaces.begin(), spec.namespaces.end(), binding.object->ns) ==
+          spec.namespaces.end()) {
+    return std::nullopt;
+  }
   for (const auto& ref : RulesOf(*binding.role)) {
     for (const auto& group : spec.groups) {
       for (const auto& resource : spec.resources) {

@@ -63,11 +63,30 @@ std::string DescribeResource(const v1::Resource& r) {
 
 bool JudgedPerWorkload(const std::string& evaluate) {
   return evaluate == "pod" || evaluate == "workload-takeover" ||
-         evaluate == "netpol-workload-coverage";
+         evaluate == "netpol-workload-coverage" || evaluate == "sa-token-automount";
+}
+
+bool JudgedPerNamespace(const std::string& evaluate, std::string_view kind) {
+  if (evaluate != "psa-level" && evaluate != "policy-control" && evaluate != "netpol-coverage" &&
+      evaluate != "namespace-resource-policies" && evaluate != "sa-default") {
+    return false;
+  }
+  // A namespaced network policy selects pods of its own namespace only; RBAC bindings and
+  // cluster-wide policies reach other namespaces.
+  static const std::set<std::string, std::less<>> kLocal = [] {
+    std::set<std::string, std::less<>> out(WorkloadKinds().begin(), WorkloadKinds().end());
+    for (const char* k :
+         {"Namespace", "ServiceAccount", "LimitRange", "ResourceQuota", "NetworkPolicy",
+          "CiliumNetworkPolicy", "NetworkPolicy.projectcalico.org"}) {
+      out.insert(k);
+    }
+    return out;
+  }();
+  return kLocal.contains(kind);
 }
 
 bool ChangeCanAffect(const std::string& evaluate, std::string_view kind, std::string_view ns) {
-  if (evaluate == "default-namespace" && ns == "default") return true;
+  if (evaluate == "default-namespace") return ns == "default" || kind == "Namespace";
   const auto ev = Evaluators().find(evaluate);
   if (ev == Evaluators().end()) return true;
   const auto& reads = ev->second.reads;
@@ -85,12 +104,16 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
   // Every workload when a check is evaluated whole; the focused ones for per-workload checks.
   WorkloadSet workloads;
   if (!focus || !focus->checks.empty()) workloads = CollectWorkloads(snapshot, options.policy);
-  WorkloadSet focused;
+  WorkloadSet focused, in_namespaces;
   if (focus && !focus->workload_checks.empty()) {
     focused = CollectWorkloads(snapshot, options.policy, &focus->workloads);
   }
+  if (focus && !focus->namespace_checks.empty()) {
+    in_namespaces = CollectWorkloads(snapshot, options.policy, nullptr, &focus->namespaces);
+  }
   const Context ctx{snapshot, options.policy, rbac, workloads};
   const Context focused_ctx{snapshot, options.policy, rbac, focused};
+  const Context namespaces_ctx{snapshot, options.policy, rbac, in_namespaces};
   stats.objects = snapshot.size();
   stats.workloads = workloads.workloads.size();
   stats.owned = workloads.owned;
@@ -117,7 +140,8 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
     }
     if (items.empty()) return;
     const bool per_workload = focus && focus->workload_checks.contains(check.id);
-    if (focus && !per_workload && !focus->checks.contains(check.id)) return;
+    const bool per_namespace = focus && focus->namespace_checks.contains(check.id);
+    if (focus && !per_workload && !per_namespace && !focus->checks.contains(check.id)) return;
     const auto ev = evaluators.find(check.evaluate);
     std::vector<Finding> findings;
     if (ev == evaluators.end()) {
@@ -127,10 +151,21 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       f.reason = "no evaluator named '" + check.evaluate + "'";
       findings.push_back(std::move(f));
     } else {
-      findings = ev->second.run(check, per_workload ? focused_ctx : ctx);
+      findings = ev->second.run(check, per_workload    ? focused_ctx
+                                       : per_namespace ? namespaces_ctx
+                                                       : ctx);
       if (per_workload) {
         std::erase_if(findings, [](const Finding& f) {
           return f.resource.kind() == "Cluster" && f.status == v1::STATUS_NOT_APPLICABLE;
+        });
+      }
+      if (per_namespace) {
+        // Only the focused namespaces' verdicts: the others were judged without their workloads.
+        std::erase_if(findings, [&](const Finding& f) {
+          const auto& r = f.resource;
+          if (r.kind() == "Cluster") return f.status == v1::STATUS_NOT_APPLICABLE;
+          const std::string& ns = r.kind() == "Namespace" ? r.name() : r.namespace_();
+          return !focus->namespaces.contains(ns);
         });
       }
       // Never PASS or NOT_APPLICABLE on input that could not be read: the objects that would

@@ -20,13 +20,16 @@ namespace kspm::collector::cluster {
 
 class Rbac;
 
-// Part of an evaluation, for a watched cluster (watch.h): some checks over everything, and
-// checks judged per workload for some workloads only. Their results replace only the results of
-// those workloads (store::ResultScope).
+// Part of an evaluation, for a watched cluster (watch.h): some checks over everything, checks
+// judged per workload for some workloads only, and checks judged per namespace for some
+// namespaces only. Their results replace only those workloads' or namespaces' results
+// (store::ResultScope).
 struct Focus {
-  std::set<std::string> checks;           // check ids evaluated over the whole snapshot
-  std::set<std::string> workload_checks;  // check ids evaluated for `workloads` alone
-  std::set<WorkloadKey> workloads;        // as reported (kind, namespace, name)
+  std::set<std::string> checks;            // check ids evaluated over the whole snapshot
+  std::set<std::string> workload_checks;   // check ids evaluated for `workloads` alone
+  std::set<WorkloadKey> workloads;         // as reported (kind, namespace, name)
+  std::set<std::string> namespace_checks;  // check ids evaluated for `namespaces` alone
+  std::set<std::string> namespaces;
 };
 
 struct ScanOptions {
@@ -80,8 +83,14 @@ using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&&)>;
 // workload_checks).
 bool JudgedPerWorkload(const std::string& evaluate);
 
+// Whether checks of evaluator `evaluate` judge each namespace on its own, from what is in it:
+// a change of an object of `kind` changes only the verdict of the namespace it is in (of the
+// Namespace itself for kind Namespace). False for kinds whose objects reach other namespaces.
+bool JudgedPerNamespace(const std::string& evaluate, std::string_view kind);
+
 // Whether a change to an object of `kind` in namespace `ns` can change the results of checks of
-// evaluator `evaluate` (the kinds it reads; `default-namespace` reads every kind in `default`).
+// evaluator `evaluate` (the kinds it reads; `default-namespace` reads every kind in `default`,
+// and nothing outside it but Namespaces).
 bool ChangeCanAffect(const std::string& evaluate, std::string_view kind, std::string_view ns);
 
 // `Kind ns/name [container]`, or `Kind name` for cluster-scoped objects, `cluster` for

@@ -1,5 +1,6 @@
 #include "kspm/collector/cluster/scanner.h"
 
+#include "kspm/collector/cluster/rbac.h"
 #include "kspm/collector/cluster/report.h"
 #include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
@@ -195,6 +196,7 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
                                       source_->Describe() + "): " + std::string(s.message()));
   };
   const auto started = common::Clock::now();
+  rbac_.reset();  // built again by the next change: the objects may be others now
   if (!settings_.exceptions_file.empty()) {
     auto reloaded = ExceptionSet::Load(settings_.exceptions_file);
     if (reloaded.ok()) {

@@ -4,8 +4,10 @@
 // committed to the store as the report of the pseudo-node `cluster`, once at start and then
 // periodically, so that `kspmctl summary` and `findings` show node and cluster findings
 // together.
+#include <array>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -109,12 +111,14 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   // caller; the scan thread calls it when the source reports changes.
   struct ChangeStats {
     size_t changes = 0;
-    size_t checks = 0;           // evaluated whole
-    size_t workload_checks = 0;  // evaluated for the changed workloads only
+    size_t checks = 0;            // evaluated whole
+    size_t workload_checks = 0;   // evaluated for the changed workloads only
+    size_t namespace_checks = 0;  // evaluated for the namespaces of the changes only
     size_t workloads = 0;
     size_t results = 0;
     size_t written = 0;
-    common::Clock::time_point oldest_seen;  // the first change's arrival
+    common::Clock::time_point oldest_seen;             // the first change's arrival
+    std::chrono::steady_clock::duration store_time{};  // in the store's writer
   };
   [[nodiscard]] absl::StatusOr<ChangeStats> RunChanges();
 
@@ -138,6 +142,10 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   bool changes_ = false;       // the source has changes waiting
   std::vector<Done> pending_;  // RequestScan callers waiting for the next scan
   std::thread thread_;
+  // RunChanges' RBAC index, kept while the snapshot's RBAC objects do not change (the snapshot's
+  // address and the Generation of the four RBAC kinds). Used on the scan thread only.
+  std::unique_ptr<Rbac> rbac_;
+  std::array<uint64_t, 5> rbac_key_{};
 };
 
 // The text of the NOT_APPLICABLE reason for sections no reporting node covers.

@@ -21,54 +21,165 @@ std::string ResourceVersionOf(const nlohmann::json& object) {
   return rv != meta->end() && rv->is_string() ? rv->get<std::string>() : "";
 }
 
-class Watcher final : public ObjectSource {
+}  // namespace
+
+void LiveObjects::Reset(k8s::Snapshot snapshot, std::string server_version) {
+  snapshot.set_live(true);
+  {
+    std::unique_lock state(state_mu_);
+    snapshot_ = std::move(snapshot);
+    server_version_ = std::move(server_version);
+  }
+  {
+    std::lock_guard lock(mu_);
+    synced_ = true;
+    sync_error_ = absl::OkStatus();
+  }
+  cv_.notify_all();
+}
+
+void LiveObjects::Fail(absl::Status status) {
+  {
+    std::lock_guard lock(mu_);
+    sync_error_ = std::move(status);
+  }
+  cv_.notify_all();
+}
+
+absl::StatusOr<k8s::Snapshot> LiveObjects::Read(std::string*) {
+  return absl::UnimplementedError("a watched cluster is read with With()");
+}
+
+absl::Status LiveObjects::With(const Use& use) {
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return synced_ || stopping_ || !sync_error_.ok(); });
+    if (stopping_) return absl::UnavailableError("the collector is stopping");
+    if (!synced_) return sync_error_;
+  }
+  std::shared_lock state(state_mu_);
+  return use(snapshot_, server_version_);
+}
+
+void LiveObjects::StartWatching(std::function<void()> changed) {
+  std::lock_guard lock(mu_);
+  changed_ = std::move(changed);
+}
+
+void LiveObjects::StopWatching() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool LiveObjects::stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+bool LiveObjects::Wait(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  return !cv_.wait_for(lock, d, [this] { return stopping_; });
+}
+
+ChangeBatch LiveObjects::TakeChanges() {
+  std::lock_guard lock(mu_);
+  ChangeBatch out;
+  std::swap(out, pending_);
+  return out;
+}
+
+void LiveObjects::Queue(ObjectChange&& change, std::string relisted) {
+  std::function<void()> changed;
+  {
+    std::lock_guard lock(mu_);
+    if (relisted.empty()) {
+      pending_.changes.push_back(std::move(change));
+    } else {
+      pending_.relisted.insert(std::move(relisted));
+    }
+    changed = changed_;
+  }
+  if (changed) changed();
+}
+
+void LiveObjects::ReplaceKind(const std::string& kind, std::vector<k8s::Object> objects) {
+  {
+    std::unique_lock state(state_mu_);
+    snapshot_.ReplaceKind(kind, std::move(objects));
+  }
+  Queue({}, kind);
+}
+
+bool LiveObjects::Apply(const std::string& kind, k8s::WatchEvent&& event) {
+  if (event.type != "ADDED" && event.type != "MODIFIED" && event.type != "DELETED") return false;
+  ObjectChange change;
+  change.seen = common::Clock::now();
+  change.manager = LatestManager(event.object);
+  change.verb = event.type == "ADDED" ? "create" : event.type == "MODIFIED" ? "update" : "delete";
+  k8s::Snapshot one;
+  size_t added = 0;
+  if (auto s = k8s::AddDocument(std::move(event.object), "API", one, &added, kind);
+      !s.ok() || added != 1) {
+    spdlog::warn("cluster watch: {}: an event without a usable object: {}", kind,
+                 std::string(s.message()));
+    return false;
+  }
+  k8s::Object object = std::move(one.MutableOf(one.Counts().begin()->first)->front());
+  change.kind = object.kind;
+  change.ns = object.ns;
+  change.name = object.name;
+  {
+    std::unique_lock state(state_mu_);
+    if (const auto* before = snapshot_.Find(change.kind, change.ns, change.name)) {
+      if (auto key = ReportedAt(snapshot_, *before)) change.workloads.push_back(*std::move(key));
+    }
+    if (change.verb == "delete") {
+      (void)snapshot_.Remove(change.kind, change.ns, change.name);
+    } else {
+      (void)snapshot_.Upsert(std::move(object));
+      const auto* after = snapshot_.Find(change.kind, change.ns, change.name);
+      if (auto key = after ? ReportedAt(snapshot_, *after) : std::nullopt;
+          key && std::find(change.workloads.begin(), change.workloads.end(), *key) ==
+                     change.workloads.end()) {
+        change.workloads.push_back(*std::move(key));
+      }
+    }
+  }
+  Queue(std::move(change), "");
+  return true;
+}
+
+namespace {
+
+class Watcher final : public LiveObjects {
  public:
   Watcher(k8s::Connection c, k8s::ClientOptions o, WatchSettings s)
-      : conn_(std::move(c)), options_(std::move(o)), settings_(s) {}
+      : LiveObjects("API " + c.server + " (watch)"),
+        conn_(std::move(c)),
+        options_(std::move(o)),
+        settings_(s) {}
   ~Watcher() override { StopWatching(); }
 
-  absl::StatusOr<k8s::Snapshot> Read(std::string*) override {
-    return absl::UnimplementedError("a watched cluster is read with With()");
-  }
-  std::string Describe() const override { return "API " + conn_.server + " (watch)"; }
-
-  absl::Status With(const Use& use) override {
-    {
-      std::unique_lock lock(mu_);
-      if (!started_) return absl::FailedPreconditionError("the watches were not started");
-      cv_.wait(lock, [this] { return synced_ || stopping_ || !sync_error_.ok(); });
-      if (stopping_) return absl::UnavailableError("the collector is stopping");
-      if (!synced_) return sync_error_;
-    }
-    std::shared_lock state(state_mu_);
-    return use(snapshot_, server_version_);
-  }
-
   void StartWatching(std::function<void()> changed) override {
+    LiveObjects::StartWatching(std::move(changed));
     std::lock_guard lock(mu_);
     if (started_) return;
     started_ = true;
-    changed_ = std::move(changed);
     threads_.emplace_back([this] { Sync(); });
   }
 
   void StopWatching() override {
+    stop_ = true;
+    LiveObjects::StopWatching();
     std::vector<std::thread> threads;
     {
       std::lock_guard lock(mu_);
-      stopping_ = true;
-      stop_ = true;
       threads.swap(threads_);
     }
-    cv_.notify_all();
     for (auto& t : threads) t.join();
-  }
-
-  ChangeBatch TakeChanges() override {
-    std::lock_guard lock(mu_);
-    ChangeBatch out;
-    std::swap(out, pending_);
-    return out;
   }
 
   WatchCounters counters() const {
@@ -77,28 +188,9 @@ class Watcher final : public ObjectSource {
   }
 
  private:
-  // Waits `d` or until stopping; false when stopping.
-  bool Wait(std::chrono::milliseconds d) {
-    std::unique_lock lock(mu_);
-    return !cv_.wait_for(lock, d, [this] { return stopping_; });
-  }
-
   void Count(size_t WatchCounters::*counter) {
     std::lock_guard lock(mu_);
     ++(counters_.*counter);
-  }
-
-  void Changed(ObjectChange&& change, std::string relisted = {}) {
-    {
-      std::lock_guard lock(mu_);
-      if (relisted.empty()) {
-        pending_.changes.push_back(std::move(change));
-        ++counters_.events;
-      } else {
-        pending_.relisted.insert(std::move(relisted));
-      }
-    }
-    if (changed_) changed_();
   }
 
   template <typename Duration>
@@ -122,31 +214,21 @@ class Watcher final : public ObjectSource {
       if (!stats.ok()) {
         spdlog::warn("cluster watch: the first list failed: {}; trying again in {} ms",
                      std::string(stats.status().message()), backoff.count());
-        {
-          std::lock_guard lock(mu_);
-          sync_error_ = stats.status();
-          ++counters_.errors;
-        }
-        cv_.notify_all();
+        Count(&WatchCounters::errors);
+        Fail(stats.status());
         if (!Wait(backoff)) return;
         backoff = std::min(backoff * 2, settings_.max_backoff);
         continue;
       }
       CompactOwnedObjects(fresh);
-      {
-        std::unique_lock state(state_mu_);
-        snapshot_ = std::move(fresh);
-        server_version_ = stats->server_version;
-      }
+      Reset(std::move(fresh), stats->server_version);
       spdlog::info("cluster watch: listed {} objects of {} kinds from {}; watching them",
                    stats->objects, stats->listed.size(), conn_.server);
       std::lock_guard lock(mu_);
-      synced_ = true;
-      if (stopping_) return;
+      if (stop_) return;
       for (const auto& [type, version] : stats->listed) {
         threads_.emplace_back([this, type, version] { WatchKind(type, version); });
       }
-      cv_.notify_all();
       return;
     }
   }
@@ -171,55 +253,21 @@ class Watcher final : public ObjectSource {
     if (auto s = client.List(type, page, restart); !s.ok()) return s;
     std::vector<k8s::Object> objects;
     if (auto* listed = scratch.MutableOf(type.kind)) objects = std::move(*listed);
-    std::unique_lock state(state_mu_);
-    snapshot_.ReplaceKind(type.kind, std::move(objects));
+    ReplaceKind(type.kind, std::move(objects));
     return version;
   }
 
   // One event applied to the objects; false to end the watch.
-  bool Apply(const k8s::ResourceType& type, k8s::WatchEvent&& event, std::string& version) {
+  bool Handle(const k8s::ResourceType& type, k8s::WatchEvent&& event, std::string& version) {
     const std::string rv = ResourceVersionOf(event.object);
     if (!rv.empty()) version = rv;
     if (event.type == "BOOKMARK") return !stop_;
-    if (event.type != "ADDED" && event.type != "MODIFIED" && event.type != "DELETED") {
-      spdlog::debug("cluster watch: {}: ignoring an event of type '{}'", type.Qualified(),
+    if (Apply(type.kind, std::move(event))) {
+      Count(&WatchCounters::events);
+    } else {
+      spdlog::debug("cluster watch: {}: event of type '{}' not applied", type.Qualified(),
                     event.type);
-      return !stop_;
     }
-    ObjectChange change;
-    change.seen = common::Clock::now();
-    change.manager = LatestManager(event.object);
-    change.verb = event.type == "ADDED" ? "create" : event.type == "MODIFIED" ? "update" : "delete";
-    k8s::Snapshot one;
-    size_t added = 0;
-    if (auto s = k8s::AddDocument(std::move(event.object), "API", one, &added, type.kind);
-        !s.ok() || added != 1) {
-      spdlog::warn("cluster watch: {}: an event without a usable object: {}", type.Qualified(),
-                   std::string(s.message()));
-      return !stop_;
-    }
-    k8s::Object object = std::move(one.MutableOf(one.Counts().begin()->first)->front());
-    change.kind = object.kind;
-    change.ns = object.ns;
-    change.name = object.name;
-    {
-      std::unique_lock state(state_mu_);
-      if (const auto* before = snapshot_.Find(change.kind, change.ns, change.name)) {
-        if (auto key = ReportedAt(snapshot_, *before)) change.workloads.push_back(*std::move(key));
-      }
-      if (change.verb == "delete") {
-        (void)snapshot_.Remove(change.kind, change.ns, change.name);
-      } else {
-        (void)snapshot_.Upsert(std::move(object));
-        const auto* after = snapshot_.Find(change.kind, change.ns, change.name);
-        if (auto key = after ? ReportedAt(snapshot_, *after) : std::nullopt;
-            key && std::find(change.workloads.begin(), change.workloads.end(), *key) ==
-                       change.workloads.end()) {
-          change.workloads.push_back(*std::move(key));
-        }
-      }
-    }
-    Changed(std::move(change));
     return !stop_;
   }
 
@@ -254,7 +302,6 @@ class Watcher final : public ObjectSource {
         version = *listed;
         list = false;
         relist_at = std::chrono::steady_clock::now() + Jitter(settings_.relist, 0.1);
-        Changed({}, type.kind);
       }
       Count(&WatchCounters::watches);
       const auto started = std::chrono::steady_clock::now();
@@ -263,7 +310,7 @@ class Watcher final : public ObjectSource {
           type, version, Jitter(settings_.watch_timeout, 1.0),
           [&](k8s::WatchEvent&& e) {
             ++events;
-            return Apply(type, std::move(e), version);
+            return Handle(type, std::move(e), version);
           },
           stop_);
       if (stop_) return;
@@ -292,18 +339,10 @@ class Watcher final : public ObjectSource {
   k8s::Connection conn_;
   k8s::ClientOptions options_;
   WatchSettings settings_;
-
-  std::shared_mutex state_mu_;  // the objects: shared while evaluated, exclusive while changed
-  k8s::Snapshot snapshot_;
-  std::string server_version_;
+  std::atomic<bool> stop_{false};  // read by the watches' transfers
 
   mutable std::mutex mu_;  // everything below
-  std::condition_variable cv_;
-  bool started_ = false, synced_ = false, stopping_ = false;
-  std::atomic<bool> stop_{false};  // read by the watches' transfers
-  absl::Status sync_error_;
-  ChangeBatch pending_;
-  std::function<void()> changed_;
+  bool started_ = false;
   std::vector<std::thread> threads_;
   WatchCounters counters_;
   std::mt19937 rng_{std::random_device{}()};

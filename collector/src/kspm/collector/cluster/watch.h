@@ -7,7 +7,13 @@
 // after `relist` as a safety net. Each change is applied to the objects at once and handed to
 // the scan thread (PeriodicClusterScan::RunChanges), which re-evaluates what it can affect.
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
 
 #include "kspm/collector/cluster/scanner.h"
 #include "kspm/collector/k8s/api_client.h"
@@ -28,6 +34,49 @@ struct WatchCounters {
   size_t events = 0;   // ADDED, MODIFIED and DELETED events applied
   size_t gone = 0;     // 410 Gone answers
   size_t errors = 0;   // failed lists and watches (each followed by a backoff)
+};
+
+// The objects of a watched cluster and the changes not evaluated yet: what WatchSource keeps and
+// its watches feed. Thread-safe. Benchmarks and tests feed it events directly.
+class LiveObjects : public ObjectSource {
+ public:
+  explicit LiveObjects(std::string description) : description_(std::move(description)) {}
+  // The first full list: With() waits for it (or for Fail).
+  void Reset(k8s::Snapshot snapshot, std::string server_version);
+  // The first list failed: With() returns this until a Reset.
+  void Fail(absl::Status status);
+  // A kind listed again: its objects replaced, and every check reading it re-evaluated.
+  void ReplaceKind(const std::string& kind, std::vector<k8s::Object> objects);
+  // Applies one ADDED, MODIFIED or DELETED event (an object without a kind takes `kind`) and
+  // queues the change; false (with a warning) for an event without a usable object.
+  bool Apply(const std::string& kind, k8s::WatchEvent&& event);
+
+  absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) override;
+  std::string Describe() const override { return description_; }
+  [[nodiscard]] absl::Status With(const Use& use) override;
+  void StartWatching(std::function<void()> changed) override;
+  void StopWatching() override;
+  ChangeBatch TakeChanges() override;
+
+ protected:
+  // Waits `d`, or less when stopping; false when stopping.
+  bool Wait(std::chrono::milliseconds d);
+  bool stopping() const;
+
+ private:
+  void Queue(ObjectChange&& change, std::string relisted);
+
+  std::string description_;
+  std::shared_mutex state_mu_;  // the objects: shared while evaluated, exclusive while changed
+  k8s::Snapshot snapshot_;
+  std::string server_version_;
+
+  mutable std::mutex mu_;  // everything below
+  std::condition_variable cv_;
+  bool synced_ = false, stopping_ = false;
+  absl::Status sync_error_;
+  ChangeBatch pending_;
+  std::function<void()> changed_;
 };
 
 // The source of a watched cluster. With() waits for the first full list (or returns why it

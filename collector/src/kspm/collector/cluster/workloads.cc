@@ -156,16 +156,19 @@ std::optional<WorkloadKey> ReportedAt(const k8s::Snapshot& snapshot, const k8s::
 }
 
 WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy,
-                             const std::set<WorkloadKey>* only) {
+                             const std::set<WorkloadKey>* only,
+                             const std::set<std::string>* in_namespaces) {
   WorkloadSet out;
   std::set<std::string_view> namespaces;
   if (only) {
     for (const auto& key : *only) namespaces.insert(std::get<1>(key));
   }
+  if (in_namespaces) namespaces.insert(in_namespaces->begin(), in_namespaces->end());
+  const bool filtered = only || in_namespaces;
   std::set<std::tuple<std::string, std::string, std::string>> reported;
   for (const auto& layout : Layouts()) {
     for (const auto& o : snapshot.Of(layout.kind)) {
-      if (only && !namespaces.contains(o.ns)) continue;
+      if (filtered && !namespaces.contains(o.ns)) continue;
       Workload w;
       w.kind = o.kind;
       w.ns = o.ns;

@@ -47,9 +47,11 @@ const std::vector<std::string>& WorkloadKinds();
 // A workload as reported: kind, namespace, name.
 using WorkloadKey = std::tuple<std::string, std::string, std::string>;
 
-// With `only`, the workloads of those keys alone (objects in other namespaces are not looked at).
+// With `only`, the workloads of those keys alone; with `namespaces`, those of these namespaces
+// alone (objects in other namespaces are not looked at).
 WorkloadSet CollectWorkloads(const k8s::Snapshot& snapshot, const SystemPolicy& policy,
-                             const std::set<WorkloadKey>* only = nullptr);
+                             const std::set<WorkloadKey>* only = nullptr,
+                             const std::set<std::string>* namespaces = nullptr);
 
 // The workload an object of a WorkloadKinds() kind is reported at (its controller's, through
 // owners present in `snapshot`, as CollectWorkloads decides); nothing for other kinds.

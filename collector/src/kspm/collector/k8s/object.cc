@@ -1,5 +1,6 @@
 #include "kspm/collector/k8s/object.h"
 
+#include <atomic>
 #include <unordered_map>
 #include <utility>
 
@@ -74,10 +75,21 @@ void Snapshot::Add(Object object) {
     return;
   }
   DropReplicaSpec(object);
+  Touch(object.kind);
   auto& list = by_kind_[object.kind];
   index[key] = list.size();
   list.push_back(std::move(object));
   ++size_;
+}
+
+void Snapshot::Touch(const std::string& kind) {
+  static std::atomic<uint64_t> next{0};
+  generation_[kind] = ++next;
+}
+
+uint64_t Snapshot::Generation(std::string_view kind) const {
+  const auto it = generation_.find(kind);
+  return it == generation_.end() ? 0 : it->second;
 }
 
 void Snapshot::DropReplicaSpec(Object& object) {
@@ -108,6 +120,7 @@ void Snapshot::DropReplicaSpec(Object& object) {
 
 std::optional<Object> Snapshot::Upsert(Object object) {
   DropReplicaSpec(object);
+  Touch(object.kind);
   auto& index = index_[object.kind];
   auto& list = by_kind_[object.kind];
   const auto [it, added] = index.try_emplace({object.ns, object.name}, list.size());
@@ -129,6 +142,7 @@ std::optional<Object> Snapshot::Remove(std::string_view kind, std::string_view n
   if (pos == index->second.end()) return std::nullopt;
   auto& list = by_kind_.find(kind)->second;
   const size_t at = pos->second;
+  Touch(list[at].kind);
   std::optional<Object> out(std::move(list[at]));
   index->second.erase(pos);
   // The last object takes the freed place, so removal costs no shifting.
@@ -148,6 +162,7 @@ void Snapshot::ReplaceKind(const std::string& kind, std::vector<Object> objects)
   }
   if (const auto it = index_.find(kind); it != index_.end()) index_.erase(it);
   failed_.erase(kind);
+  Touch(kind);
   for (auto& o : objects) Upsert(std::move(o));
 }
 
@@ -166,7 +181,9 @@ const std::vector<Object>& Snapshot::Of(std::string_view kind) const {
 
 std::vector<Object>* Snapshot::MutableOf(std::string_view kind) {
   const auto it = by_kind_.find(kind);
-  return it == by_kind_.end() ? nullptr : &it->second;
+  if (it == by_kind_.end()) return nullptr;
+  Touch(it->first);  // the caller may change them
+  return &it->second;
 }
 
 const Object* Snapshot::Find(std::string_view kind, std::string_view ns,

@@ -3,6 +3,7 @@
 // Kubernetes API objects as the cluster checks see them: pruned to the fields a check may read,
 // indexed by kind, with a record of what could not be read. The same model is filled from an
 // offline snapshot directory (snapshot_dir.h) and from the API (api_client.h).
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -58,6 +59,10 @@ class Snapshot {
   std::optional<Object> Remove(std::string_view kind, std::string_view ns, std::string_view name);
   // Every object of `kind` replaced by `objects` (a kind listed again), its failed mark cleared.
   void ReplaceKind(const std::string& kind, std::vector<Object> objects);
+  // A number that changes whenever objects of `kind` are added, replaced or removed, unique
+  // across all snapshots of the process (0: never changed): what derived indexes (Rbac) are
+  // cached by.
+  uint64_t Generation(std::string_view kind) const;
   // Moves every object of `other` into this snapshot (as Add does, one by one).
   void Absorb(Snapshot&& other);
   // The objects of one kind, in the order they were added (an empty list when none).
@@ -88,7 +93,10 @@ class Snapshot {
   std::map<std::string, std::map<std::pair<std::string, std::string>, size_t>, std::less<>> index_;
   void DropReplicaSpec(Object& object);
 
+  void Touch(const std::string& kind);
+
   bool live_ = false;
+  std::map<std::string, uint64_t, std::less<>> generation_;
   size_t size_ = 0;
   size_t duplicates_ = 0;
   std::set<std::string> replica_owners_;  // kind, namespace, owner kind and name, joined

@@ -252,6 +252,9 @@ class SqliteStore final : public Store {
   absl::Status LoadCurrentOf(int64_t node_id, const std::string& check_id,
                              const std::string& benchmark, const std::array<std::string, 3>& object,
                              CurrentRows& out);
+  // The same for every object in namespace `ns`, and the Namespace `ns` itself.
+  absl::Status LoadCurrentIn(int64_t node_id, const std::string& check_id,
+                             const std::string& benchmark, const std::string& ns, CurrentRows& out);
   // Writes what changed among `results`, with transitions; rows written leave `current`. With
   // `new_findings`, new results other than PASS and NOT_APPLICABLE are in `changed` too (old
   // verdict 0).
@@ -280,8 +283,9 @@ class SqliteStore final : public Store {
   Db writer_;
   ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
-      current_of_check_, current_of_object_, current_checks_, set_scan_results_, upsert_result_,
-      insert_transition_, delete_result_, bump_count_, insert_drift_;
+      current_of_check_, current_of_object_, current_in_namespace_, current_checks_,
+      set_scan_results_, upsert_result_, insert_transition_, delete_result_, bump_count_,
+      insert_drift_;
 };
 
 }  // namespace kspm::collector::store::internal

@@ -41,6 +41,11 @@ absl::Status SqliteStore::Prepare() {
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ? AND "
        "benchmark = ? AND kind = ? AND object_namespace = ? AND name = ?"},
+      {&current_in_namespace_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ?1 AND check_id = ?2 AND "
+       "benchmark = ?3 AND (object_namespace = ?4 OR (kind = 'Namespace' AND object_namespace = "
+       "'' AND name = ?4))"},
       {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
       {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
       {&bump_count_,

@@ -154,6 +154,16 @@ absl::Status SqliteStore::LoadCurrentOf(int64_t node_id, const std::string& chec
   return ReadCurrent(current_of_object_, out);
 }
 
+absl::Status SqliteStore::LoadCurrentIn(int64_t node_id, const std::string& check_id,
+                                        const std::string& benchmark, const std::string& ns,
+                                        CurrentRows& out) {
+  sqlite3_bind_int64(current_in_namespace_.get(), 1, node_id);
+  BindText(current_in_namespace_, 2, check_id);
+  BindText(current_in_namespace_, 3, benchmark);
+  BindText(current_in_namespace_, 4, ns);
+  return ReadCurrent(current_in_namespace_, out);
+}
+
 absl::Status SqliteStore::WriteResults(const Target& target,
                                        const std::vector<const v1::CheckResult*>& results,
                                        CurrentRows& current, Counts& counts, CommitStats& stats,
@@ -344,11 +354,14 @@ class SqliteReportWriter final : public ReportWriter {
                                         target_.scan_id);
     }
     std::set<std::array<std::string, 3>> objects(scope.objects.begin(), scope.objects.end());
+    std::set<std::string> namespaces(scope.namespaces.begin(), scope.namespaces.end());
     for (const auto& r : results) {
       const auto& res = r.resource();
       const bool cluster_wide = res.kind().empty() || res.kind() == "Cluster";
-      if (!scope.checks.contains(r.check_id()) ||
-          (!cluster_wide && !objects.contains({res.kind(), res.namespace_(), res.name()}))) {
+      const bool in_scope =
+          cluster_wide || objects.contains({res.kind(), res.namespace_(), res.name()}) ||
+          namespaces.contains(res.kind() == "Namespace" ? res.name() : res.namespace_());
+      if (!scope.checks.contains(r.check_id()) || !in_scope) {
         return absl::InvalidArgumentError(
             "result of " + r.check_id() + " about " + common::ResourceKey(res) +
             " is outside the part's scope (scan " + target_.scan_id + ")");
@@ -381,6 +394,12 @@ class SqliteReportWriter final : public ReportWriter {
           for (const auto& benchmark : scope->checks.at(check)) {
             for (const auto& object : scope->objects) {
               if (auto s = store_.LoadCurrentOf(target_.node_id, check, benchmark, object, current);
+                  !s.ok()) {
+                return s;
+              }
+            }
+            for (const auto& ns : scope->namespaces) {
+              if (auto s = store_.LoadCurrentIn(target_.node_id, check, benchmark, ns, current);
                   !s.ok()) {
                 return s;
               }
@@ -434,12 +453,11 @@ class SqliteReportWriter final : public ReportWriter {
   absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) override {
     auto s = InTransaction([&]() -> absl::Status {
       // Checks no part of a full report carried (removed from the catalogue, or a benchmark not
-      // scanned now).
-      auto checks = store_.CurrentChecks(target_.node_id);
+      // scanned now). A partial report removes nothing more.
+      auto checks = partial_ ? std::set<std::string>() : store_.CurrentChecks(target_.node_id);
       if (!checks.ok()) return checks.status();
       SqliteStore::Counts counts;
       for (const auto& check : *checks) {
-        if (partial_) break;
         if (seen_.contains(check)) continue;
         SqliteStore::CurrentRows gone;
         if (auto st = store_.LoadCurrent(target_.node_id, &check, gone); !st.ok()) return st;

@@ -114,11 +114,13 @@ struct IssuedCertificate {
 // with Add, or some objects' results of some checks with AddScoped; Finish removes nothing.
 //
 // The part of a node's current results an AddScoped part replaces: for each check, under each
-// of its benchmarks, the results about `objects` (any container) and the check's cluster-wide
-// results. Current results of other objects stay.
+// of its benchmarks, the results about `objects` (any container), about any object in
+// `namespaces` (a Namespace object counts as in itself), and the check's cluster-wide results.
+// Current results of other objects stay.
 struct ResultScope {
   std::map<std::string, std::vector<std::string>> checks;  // check id -> benchmarks
   std::vector<std::array<std::string, 3>> objects;         // kind, namespace, name
+  std::vector<std::string> namespaces;
 };
 
 class ReportWriter {
