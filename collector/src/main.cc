@@ -245,6 +245,9 @@ int main(int argc, char** argv) {
                    "YAML file of accepted findings (reason and expiry each)");
   scan->add_flag("--include-system", scan_cluster.include_system,
                  "Also evaluate Kubernetes' own roles, bindings and kube-system workloads");
+  scan->add_flag("--scan-configmaps", scan_cluster.configmaps,
+                 "Also read ConfigMaps and report keys that hold credentials (values are never "
+                 "kept or shown)");
   scan->add_option("--system-namespace", scan_cluster.system_namespaces,
                    "Another namespace to treat as system (repeat)");
   scan->add_option("--benchmark", scan_cluster.benchmarks,

@@ -8,6 +8,7 @@
 #include "cluster_test_util.h"
 #include "kspm/collector/cluster/catalog.h"
 #include "kspm/collector/cluster/workloads.h"
+#include "kspm/collector/k8s/credentials.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
 
 namespace kspm::cluster_test {
@@ -443,7 +444,80 @@ TEST(Checks, EveryCheckFailsPassesAndDoesNotApply) {
     ASSERT_EQ(na.size(), 1u);
     EXPECT_EQ(na[0]->status(), v1::STATUS_NOT_APPLICABLE);
   }
+  // ConfigMap contents are judged only when read on purpose (--scan-configmaps).
+  {
+    const std::string id = "secrets.configmap-credentials";
+    SCOPED_TRACE(id);
+    covered.insert(id);
+    const auto read = [](const std::vector<json>& objects, bool contents) {
+      k8s::Snapshot s;
+      s.set_inspect_config_data(contents);
+      for (const auto& o : objects) EXPECT_TRUE(k8s::AddDocument(o, "test", s).ok());
+      return s;
+    };
+    const auto configmap = [](const std::string& name, json data) {
+      return json{{"apiVersion", "v1"},
+                  {"kind", "ConfigMap"},
+                  {"metadata", {{"name", name}, {"namespace", "shop"}}},
+                  {"data", std::move(data)}};
+    };
+    const auto leaky = configmap("app", {{"LOG_LEVEL", "info"}, {"DB_PASSWORD", "hunter2-s3cr3t"}});
+    const auto fail_snapshot = read({Namespace("shop"), leaky}, true);
+    // The value is never kept, only which key and why.
+    EXPECT_EQ(fail_snapshot.Find("ConfigMap", "shop", "app")->doc.dump().find("hunter2"),
+              std::string::npos);
+    const auto fail_scan = Scan(fail_snapshot);
+    const auto fail = ResultsOf(fail_scan, id);
+    ASSERT_EQ(fail.size(), 1u);
+    EXPECT_EQ(fail[0]->status(), v1::STATUS_FAIL);
+    EXPECT_EQ(fail[0]->resource().kind(), "ConfigMap");
+    EXPECT_NE(fail[0]->reason().find("key DB_PASSWORD: it is named like a credential"),
+              std::string::npos)
+        << fail[0]->reason();
+    ASSERT_EQ(fail[0]->evidence_size(), 1);
+    EXPECT_EQ(fail[0]->evidence(0).value(), "(a value of 14 characters, not shown)");
+    EXPECT_EQ(fail[0]->SerializeAsString().find("hunter2"), std::string::npos);
+    const auto pass_scan =
+        Scan(read({Namespace("shop"), configmap("app", {{"LOG_LEVEL", "info"}})}, true));
+    const auto pass = ResultsOf(pass_scan, id);
+    ASSERT_EQ(pass.size(), 1u);
+    EXPECT_EQ(pass[0]->status(), v1::STATUS_PASS);
+    const auto na_scan = Scan(read({Namespace("shop"), leaky}, false));
+    const auto na = ResultsOf(na_scan, id);
+    ASSERT_EQ(na.size(), 1u);
+    EXPECT_EQ(na[0]->status(), v1::STATUS_NOT_APPLICABLE);
+    EXPECT_NE(na[0]->reason().find("--scan-configmaps"), std::string::npos);
+  }
   for (const auto& check : BuiltinCatalog()) EXPECT_TRUE(covered.contains(check.id)) << check.id;
+}
+
+// The kubeadm ConfigMaps (kube-proxy's kubeconfig names a token file, cluster-info's carries
+// no user) hold no credentials; a kubeconfig with a client key or a token does, and so does a
+// private key, whatever the key's name.
+TEST(Checks, ConfigMapCredentialsAreFoundInRealShapesAndNotInKubeadmsOwn) {
+  k8s::Snapshot demo;
+  demo.set_inspect_config_data(true);
+  ASSERT_TRUE(k8s::LoadSnapshotDir(SourceDir() + "/tests/fixtures/cluster/demo", demo).ok());
+  ASSERT_NE(demo.Find("ConfigMap", "kube-system", "kube-proxy"), nullptr);
+  collector::cluster::ScanOptions options;
+  options.policy.include_system = true;
+  const auto stock = collector::cluster::EvaluateCluster(demo, options);
+  for (const auto& r : stock.results) {
+    if (r.check_id() != "secrets.configmap-credentials") continue;
+    EXPECT_EQ(r.status(), v1::STATUS_PASS) << r.reason();
+  }
+  EXPECT_EQ(k8s::CredentialLike("kubeconfig",
+                                "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n"
+                                "  user:\n    token: eyJhbGciOi\n"),
+            "its value is a kubeconfig with a credential in it");
+  EXPECT_EQ(k8s::CredentialLike("kubeconfig.conf",
+                                "apiVersion: v1\nkind: Config\nusers:\n- name: "
+                                "default\n  user:\n    tokenFile: /var/run/"
+                                "secrets/kubernetes.io/serviceaccount/token\n"),
+            "");
+  EXPECT_EQ(k8s::CredentialLike("tls.key", "-----BEGIN EC PRIVATE KEY-----\nMHc...\n"),
+            "its value is a private key");
+  EXPECT_EQ(k8s::CredentialLike("LOG_LEVEL", "debug"), "");
 }
 
 // CIS 5.1.5 (sa.default-not-used) and its 5.1.6 twin: the `default` namespace's default

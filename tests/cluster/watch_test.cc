@@ -347,6 +347,52 @@ TEST_F(WatchedScanTest, AWorkloadChangeReEvaluatesOnlyThatWorkloadAndAgreesWithA
   EXPECT_EQ(FullScanChanges(), "") << "the changes left results a full scan disagrees with";
 }
 
+// ConfigMaps are listed only when asked (--scan-configmaps): each is summarised as it is read,
+// and a watched ConfigMap that gains a password fails without its value reaching the store.
+TEST_F(WatchedScanTest, ConfigMapsAreReadOnlyWhenAskedAndTheirValuesNeverStored) {
+  Start();
+  {
+    k8s::Snapshot plain;
+    auto client = Client();
+    ASSERT_TRUE(collector::k8s::FetchSnapshot(*client, plain).ok());
+    EXPECT_TRUE(plain.Of("ConfigMap").empty());
+    EXPECT_EQ(Requests("configmaps", false), 0u);
+  }
+  collector::cluster::WatchSettings watch;
+  watch.configmaps = true;
+  StartScan(watch);
+  EXPECT_EQ(Requests("configmaps", false), 1u);
+  // The kubeadm ConfigMaps (kube-proxy's kubeconfig names a token file) hold no credential.
+  collector::store::FindingFilter failing;
+  failing.cluster = "lab";
+  failing.id = "secrets.configmap-credentials";
+  failing.statuses = {v1::STATUS_FAIL};
+  EXPECT_TRUE(store_->Findings(failing)->empty());
+  const std::string password = "correct-horse-battery-staple";
+  Inject("ADDED", {{"apiVersion", "v1"},
+                   {"kind", "ConfigMap"},
+                   {"metadata", {{"name", "app-settings"}, {"namespace", "default"}}},
+                   {"data", {{"LOG_LEVEL", "info"}, {"SMTP_PASSWORD", password}}}});
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v =
+        Verdicts("secrets.configmap-credentials", "ConfigMap", "default", "app-settings");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  }));
+  collector::store::FindingFilter all;
+  all.cluster = "lab";
+  all.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
+                  v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
+  auto findings = store_->Findings(all);
+  ASSERT_TRUE(findings.ok());
+  for (const auto& f : *findings) {
+    EXPECT_EQ(f.SerializeAsString().find(password), std::string::npos) << f.result().check_id();
+  }
+  collector::store::DriftFilter drift;
+  auto events = store_->Drift(drift);
+  ASSERT_TRUE(events.ok());
+  for (const auto& e : *events) EXPECT_EQ(e.SerializeAsString().find(password), std::string::npos);
+}
+
 TEST_F(WatchedScanTest, AGoneVersionListsTheKindAgainAndTheNextChangeIsSeen) {
   Start();
   StartScan();
@@ -361,6 +407,20 @@ TEST_F(WatchedScanTest, AGoneVersionListsTheKindAgainAndTheNextChangeIsSeen) {
   const auto counters = collector::cluster::CountersOf(*scan_->source());
   EXPECT_GE(counters.gone, 1u);
   EXPECT_EQ(Requests("pods", false), 2u);
+}
+
+// The safety net: every kind is listed again after the relist interval (6 h by default), and
+// what that re-list re-evaluates still agrees with a full scan.
+TEST_F(WatchedScanTest, EveryKindIsListedAgainAfterTheRelistInterval) {
+  Start();
+  collector::cluster::WatchSettings watch;
+  watch.relist = 1s;
+  StartScan(watch);
+  ASSERT_TRUE(
+      WaitFor([&] { return Requests("pods", false) >= 2 && Requests("roles", false) >= 2; }));
+  EXPECT_GE(collector::cluster::CountersOf(*scan_->source()).lists, 2u);
+  std::this_thread::sleep_for(200ms);  // the re-list's batch settles and commits
+  EXPECT_EQ(FullScanChanges(), "");
 }
 
 TEST_F(WatchedScanTest, FailingWatchesBackOffAndRecover) {
@@ -502,6 +562,113 @@ TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
     if (!before.contains(r)) diff += "\n  + " + r;
   }
   EXPECT_EQ(diff, "") << "results the changes left (-) and what a full scan says (+)";
+}
+
+// A watched cluster fed in-process (no API server): the objects of `dir`, a sqlite store, a
+// scan; FullScanDiff says what a full scan would change in the store.
+struct InProcessWatch {
+  explicit InProcessWatch(const std::string& fixture) {
+    k8s::Snapshot objects;
+    if (!fixture.empty()) {
+      EXPECT_TRUE(
+          k8s::LoadSnapshotDir(SourceDir() + "/tests/fixtures/cluster/" + fixture, objects).ok());
+    }
+    auto owned = std::make_unique<collector::cluster::LiveObjects>("in-process");
+    live = owned.get();
+    live->Reset(std::move(objects), "v1.30.2");
+    auto opened = collector::store::OpenSqliteStore(dir.path() + "/kspm.db");
+    EXPECT_TRUE(opened.ok());
+    store = *std::move(opened);
+    collector::cluster::ClusterScanSettings settings;
+    settings.cluster = "lab";
+    auto made = collector::cluster::PeriodicClusterScan::Create(std::move(owned), settings, *store);
+    EXPECT_TRUE(made.ok());
+    scan = *std::move(made);
+    EXPECT_TRUE(scan->RunOnce().ok());
+  }
+  void Event(const std::string& type, const json& object) {
+    EXPECT_TRUE(live->Apply(object["kind"], {type, object}));
+    EXPECT_TRUE(scan->RunChanges().ok());
+  }
+  std::multiset<std::string> Results() {
+    collector::store::FindingFilter filter;
+    filter.cluster = "lab";
+    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
+                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
+    std::multiset<std::string> out;
+    auto findings = store->Findings(filter);
+    EXPECT_TRUE(findings.ok());
+    if (!findings.ok()) return out;
+    for (const auto& f : *findings) {
+      const auto& r = f.result();
+      out.insert(r.check_id() + " " + r.benchmark() + " " + DescribeResourceForTest(r) + " " +
+                 v1::Status_Name(r.status()) + ": " + r.reason());
+    }
+    return out;
+  }
+  std::string FullScanDiff() {
+    const auto before = Results();
+    EXPECT_TRUE(scan->RunOnce().ok());
+    const auto after = Results();
+    std::string diff;
+    for (const auto& r : before) {
+      if (!after.contains(r)) diff += "\n  - " + r;
+    }
+    for (const auto& r : after) {
+      if (!before.contains(r)) diff += "\n  + " + r;
+    }
+    return diff;
+  }
+
+  kspm::testing::TempDir dir;
+  collector::cluster::LiveObjects* live = nullptr;
+  std::unique_ptr<collector::store::Store> store;
+  std::unique_ptr<collector::cluster::PeriodicClusterScan> scan;
+};
+
+json Owned(json object, const std::string& kind, const std::string& name) {
+  object["metadata"]["ownerReferences"] = {
+      {{"apiVersion", kind == "CronJob" || kind == "Job" ? "batch/v1" : "apps/v1"},
+       {"kind", kind},
+       {"name", name},
+       {"controller", true}}};
+  return object;
+}
+
+// Watches of different kinds deliver in no fixed order: a CronJob's pod can arrive before its
+// Job, and the Job before the CronJob. Each arrival moves where the pod is reported (Job, then
+// CronJob); no result may stay behind under the old place.
+TEST(WatchedChurn, ControllersArrivingAfterTheirPodsMoveThePodsResults) {
+  InProcessWatch w("demo");
+  json pod_spec = {{"containers", {{{"name", "backup"}, {"image", "registry.example/backup:2"}}}}};
+  json pod = Owned(Pod("shop", "backup-29-x7k", pod_spec), "Job", "backup-29");
+  json job = Owned({{"apiVersion", "batch/v1"},
+                    {"kind", "Job"},
+                    {"metadata", {{"name", "backup-29"}, {"namespace", "shop"}}},
+                    {"spec", {{"template", {{"spec", pod_spec}}}}}},
+                   "CronJob", "backup");
+  json cronjob = {{"apiVersion", "batch/v1"},
+                  {"kind", "CronJob"},
+                  {"metadata", {{"name", "backup"}, {"namespace", "shop"}}},
+                  {"spec",
+                   {{"schedule", "0 3 * * *"},
+                    {"jobTemplate", {{"spec", {{"template", {{"spec", pod_spec}}}}}}}}}};
+  w.Event("ADDED", pod);
+  EXPECT_EQ(w.FullScanDiff(), "");
+  w.Event("ADDED", job);
+  EXPECT_EQ(w.FullScanDiff(), "");
+  w.Event("ADDED", cronjob);
+  EXPECT_EQ(w.FullScanDiff(), "");
+  // And away again: the CronJob deleted with its dependents orphaned.
+  w.Event("DELETED", cronjob);
+  EXPECT_EQ(w.FullScanDiff(), "");
+  // A status-only update changes nothing the checks read: no batch is evaluated for it.
+  json job_status = job;
+  job_status["status"] = {{"succeeded", 1}};
+  EXPECT_TRUE(w.live->Apply("Job", {"MODIFIED", job_status}));
+  auto quiet = w.scan->RunChanges();
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_EQ(quiet->changes, 0u);
 }
 
 }  // namespace

@@ -41,6 +41,13 @@ if ((HAVE_PY)); then
   else
     fail "helm: enrollment.mode=static: $(cat "$TMP/helm-static.yaml.log")"
   fi
+  if helm_template "$TMP/helm-configmaps.yaml" --set collector.scanConfigMaps=true; then
+    structure "helm (collector.scanConfigMaps=true)" kspm-system "$TMP/helm-configmaps.yaml" token
+    grep -q 'kspm-collector-configmaps' "$TMP/helm-configmaps.yaml" \
+      || fail "helm: collector.scanConfigMaps=true rendered no kspm-collector-configmaps role"
+  else
+    fail "helm: collector.scanConfigMaps=true: $(cat "$TMP/helm-configmaps.yaml.log")"
+  fi
   if helm_template "$TMP/helm-bad.yaml" --set enrollment.mode=tokn; then
     fail "helm: enrollment.mode=tokn rendered instead of failing"
   elif grep -q 'enrollment.mode must be token or static' "$TMP/helm-bad.yaml.log"; then
@@ -49,13 +56,14 @@ if ((HAVE_PY)); then
     fail "helm: enrollment.mode=tokn failed for another reason: $(cat "$TMP/helm-bad.yaml.log")"
   fi
   # Both ways install the same RBAC rules, in either mode.
-  for m in "" -static; do
+  for m in "" -static -configmaps; do
     [[ -s "$TMP/helm$m.yaml" && -s "$TMP/kustomize$m.yaml" ]] || continue
     python3 - "$TMP/kustomize$m.yaml" "$TMP/helm$m.yaml" <<'PY' \
-      || fail "helm: ClusterRole rules differ from the Kustomize base${m:+ with static-certs}"
+      || fail "helm: ClusterRole rules differ from the Kustomize base${m:+ with the component ($m)}"
 import sys, yaml
 def rules(p):
-    return [d["rules"] for d in yaml.safe_load_all(open(p)) if d and d["kind"] == "ClusterRole"]
+    return {d["metadata"]["name"]: d["rules"] for d in yaml.safe_load_all(open(p))
+            if d and d["kind"] == "ClusterRole"}
 sys.exit(0 if rules(sys.argv[1]) == rules(sys.argv[2]) else 1)
 PY
   done

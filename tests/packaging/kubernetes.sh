@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Kubernetes: the Kustomize base renders, alone and with components/static-certs, and each
+# Kubernetes: the Kustomize base renders, alone and with components/static-certs or
+# components/scan-configmaps, and each
 # rendering passes the structural test (kubernetes_structure.py); the README tells how to create
 # the certificates. Sourced by check_packaging.sh (HERE, PKG, TMP, HAVE_PY, ok, fail, need);
 # defines structure(), which helm.sh uses too.
@@ -33,6 +34,18 @@ if need kubectl; then
       static
   else
     fail "kubernetes: static-certs component failed: $(cat "$TMP/kustomize.err")"
+  fi
+  # The scan-configmaps component: its own role and the flag, checked together.
+  mkdir -p "$TMP/configmaps-overlay"
+  printf 'resources: [%s/base]\ncomponents: [%s/components/scan-configmaps]\n' "$rel" "$rel" \
+    >"$TMP/configmaps-overlay/kustomization.yaml"
+  if kubectl kustomize "$TMP/configmaps-overlay" >"$TMP/kustomize-configmaps.yaml" \
+    2>"$TMP/kustomize.err"; then
+    ok "kubernetes: kubectl kustomize base + components/scan-configmaps"
+    ((HAVE_PY)) && structure "kustomize (scan-configmaps)" kspm-system \
+      "$TMP/kustomize-configmaps.yaml" token
+  else
+    fail "kubernetes: scan-configmaps component failed: $(cat "$TMP/kustomize.err")"
   fi
 else
   fail "kubernetes: kubectl not found"

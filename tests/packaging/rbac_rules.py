@@ -43,6 +43,12 @@ DEFAULT_NON_RESOURCE_URLS = {"/version"}
 # Policy, stated in resources.h: listing them grants their contents. The derivation refuses them.
 NEVER_GRANTED = {"secrets", "configmaps"}
 ROLE = "kspm-collector-read"
+# The opt-in of ConfigMap scanning (k8s/resources.h ConfigMapResource(), listed only with
+# --scan-configmaps): a ClusterRole of its own with exactly these grants, present exactly when
+# the collector runs with the flag (Helm collector.scanConfigMaps, components/scan-configmaps).
+OPT_IN_ROLE = "kspm-collector-configmaps"
+OPT_IN_GRANTS = {("", "configmaps", v) for v in ("get", "list", "watch")}
+OPT_IN_FLAG = "--scan-configmaps"
 
 
 class DerivationError(Exception):
@@ -268,15 +274,38 @@ def check(by_kind, namespace, mode):
             extra, missing = granted - expected, expected - granted
             errors.append(f"ClusterRole ({mode} mode): extra {sorted(extra)} "
                           f"missing {sorted(missing)}")
+    opt_in = False
     for kind in ("Role", "ClusterRole"):
         for r in by_kind.get(kind, []):
-            if r["metadata"]["name"] != ROLE:
-                errors.append(f"unexpected {kind} {r['metadata']['name']}")
+            name = r["metadata"]["name"]
+            if kind == "ClusterRole" and name == OPT_IN_ROLE:
+                opt_in = True
+                granted = {(g, res, v) for rule in r.get("rules") or []
+                           for g in rule.get("apiGroups") or []
+                           for res in rule.get("resources") or []
+                           for v in rule.get("verbs") or []}
+                if granted != OPT_IN_GRANTS or any(rule.get("resourceNames") or
+                                                   rule.get("nonResourceURLs")
+                                                   for rule in r.get("rules") or []):
+                    errors.append(f"ClusterRole {OPT_IN_ROLE}: grants {sorted(granted)}, "
+                                  f"expected {sorted(OPT_IN_GRANTS)}")
+            elif name != ROLE:
+                errors.append(f"unexpected {kind} {name}")
+    args = []
+    for d in by_kind.get("Deployment", []):
+        if d["metadata"]["name"] == "kspm-collector":
+            for c in d["spec"]["template"]["spec"].get("containers") or []:
+                args += c.get("args") or []
+    if opt_in != (OPT_IN_FLAG in args):
+        errors.append(f"ClusterRole {OPT_IN_ROLE} {'present' if opt_in else 'absent'} but the "
+                      f"collector runs {'without' if opt_in else 'with'} {OPT_IN_FLAG}")
     for kind in ("RoleBinding", "ClusterRoleBinding"):
         for b in by_kind.get(kind, []):
             subjects = [(s.get("kind"), s.get("name"), s.get("namespace"))
                         for s in b.get("subjects") or []]
-            if b["metadata"]["name"] != ROLE or b["roleRef"]["name"] != ROLE or \
+            allowed = {ROLE, OPT_IN_ROLE} if kind == "ClusterRoleBinding" else {ROLE}
+            if b["metadata"]["name"] not in allowed or \
+                    b["roleRef"]["name"] != b["metadata"]["name"] or \
                     subjects != [("ServiceAccount", "kspm-collector", namespace)]:
                 errors.append(f"{kind} {b['metadata']['name']}: binds {b['roleRef']['name']} "
                               f"to {subjects}")

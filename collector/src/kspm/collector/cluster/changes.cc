@@ -51,7 +51,9 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
     for (const auto& c : batch.changes) {
       if (whole) break;
       if (!ChangeCanAffect(check.evaluate, c.kind, c.ns)) continue;
-      if (any_workload && JudgedPerWorkload(check.evaluate) && !c.workloads.empty()) {
+      if (any_workload && JudgedPerWorkload(check.evaluate) && c.owner_change && !c.ns.empty()) {
+        per_namespace = true;  // every workload of the namespace: dependents may move
+      } else if (any_workload && JudgedPerWorkload(check.evaluate) && !c.workloads.empty()) {
         per_workload = true;
       } else if (any_workload && JudgedPerNamespace(check.evaluate, c.kind) &&
                  !NamespaceOf(c).empty()) {
@@ -62,10 +64,11 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
     }
     if (whole) {
       focus.checks.insert(check.id);
+    } else if (per_namespace) {
+      // Judged for whole namespaces (those of every change), which covers any workload in them.
+      focus.namespace_checks.insert(check.id);
     } else if (per_workload) {
       focus.workload_checks.insert(check.id);
-    } else if (per_namespace) {
-      focus.namespace_checks.insert(check.id);
     }
   }
   for (const auto& c : batch.changes) {
@@ -82,6 +85,7 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
 }  // namespace
 
 absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges() {
+  std::lock_guard run(run_mu_);
   ChangeStats out;
   const auto started = common::Clock::now();
   std::map<std::string, const CheckDef*> checks;

@@ -47,6 +47,8 @@ bool IsKubernetesOwnObject(const k8s::Object& o);
 // Network policies of every kind (netpol_checks.cc).
 std::vector<Finding> NetpolCoverage(const CheckDef& c, const Context& ctx);
 std::vector<Finding> NetpolWorkloadCoverage(const CheckDef& c, const Context& ctx);
+// ConfigMaps whose keys hold credentials, when their contents were read (pod_checks.cc).
+std::vector<Finding> ConfigMapCredentials(const CheckDef& c, const Context& ctx);
 // Ingresses whose hosts are not all in spec.tls (netpol_checks.cc).
 std::vector<Finding> IngressTls(const CheckDef& c, const Context& ctx);
 

@@ -51,7 +51,7 @@ int RunScanCluster(const ScanClusterCommand& command) {
   std::unique_ptr<ObjectSource> objects;
   if (!command.from.empty()) {
     if (!command.kubeconfig.empty()) return Fail("--from and --kubeconfig exclude each other");
-    objects = DirectorySource(command.from);
+    objects = DirectorySource(command.from, command.configmaps);
   } else {
     auto connection = SelectConnection(command.kubeconfig, command.context);
     if (absl::IsNotFound(connection.status())) {
@@ -65,7 +65,7 @@ int RunScanCluster(const ScanClusterCommand& command) {
     }
     k8s::ClientOptions client;
     client.timeout = std::chrono::seconds(command.timeout_seconds);
-    objects = ApiSource(*std::move(connection), client);
+    objects = ApiSource(*std::move(connection), client, command.configmaps);
   }
   source.description = objects->Describe();
   std::string version;

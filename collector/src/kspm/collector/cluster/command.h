@@ -22,6 +22,7 @@ struct ScanClusterCommand {
   std::string format = "text";  // text, json, csv, junit or sarif
   std::string exceptions;       // exceptions file
   bool include_system = false;
+  bool configmaps = false;                     // --scan-configmaps
   std::vector<std::string> system_namespaces;  // added to the defaults
   std::vector<std::string> benchmarks;         // empty: every benchmark
   std::string output;                          // file; empty: stdout

@@ -54,6 +54,7 @@ const std::map<std::string, EvaluatorInfo, std::less<>>& Evaluators() {
         {"netpol-workload-coverage", {internal::NetpolWorkloadCoverage, netpol}},
         {"default-namespace", {internal::DefaultNamespace, default_ns}},
         {"ingress-tls", {internal::IngressTls, {"Ingress"}}},
+        {"configmap-credentials", {internal::ConfigMapCredentials, {"ConfigMap"}}},
         {"namespace-resource-policies", {internal::NamespaceResourcePolicies, resource_policies}},
     };
   }();

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "kspm/collector/cluster/checks_internal.h"
+#include "kspm/collector/k8s/credentials.h"
 #include "kspm/common/strings.h"
 
 namespace kspm::collector::cluster::internal {
@@ -563,42 +564,49 @@ void HostPort(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   }
 }
 
-// Why a literal environment value looks like a credential, or "" when it does not. Names are
-// compared upper-cased; values by the forms keys are issued in. The value itself is never shown.
-std::string CredentialLike(const std::string& name, const std::string& value) {
-  if (value.empty() || value.starts_with("$(")) return "";  // empty, or a reference to a var
-  if (value.find("-----BEGIN") != std::string::npos &&
-      value.find("PRIVATE KEY-----") != std::string::npos) {
-    return "its value is a private key";
+}  // namespace
+
+std::vector<Finding> ConfigMapCredentials(const CheckDef&, const Context& ctx) {
+  if (!ctx.snapshot.inspect_config_data()) {
+    return {NotApplicable(
+        "ConfigMap contents are read only when asked: --scan-configmaps (and, in a cluster, the "
+        "kspm-collector-configmaps ClusterRole) turns this check on")};
   }
-  const auto all_of = [&](size_t from, size_t n, auto pred) {
-    if (value.size() < from + n) return false;
-    for (size_t i = from; i < from + n; ++i) {
-      if (!pred(static_cast<unsigned char>(value[i]))) return false;
+  std::vector<Finding> out;
+  size_t read = 0, skipped = 0;
+  for (const auto& cm : ctx.snapshot.Of("ConfigMap")) {
+    if (ctx.policy.skip() && ctx.policy.IsSystemNamespace(cm.ns)) {
+      ++skipped;
+      continue;
     }
-    return true;
-  };
-  const auto upper_or_digit = [](unsigned char ch) { return std::isupper(ch) || std::isdigit(ch); };
-  if ((value.starts_with("AKIA") || value.starts_with("ASIA")) && value.size() == 20 &&
-      all_of(4, 16, upper_or_digit)) {
-    return "its value has the form of an AWS access key id";
-  }
-  for (const char* prefix : {"ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "xoxb-", "xoxp-"}) {
-    if (value.starts_with(prefix) && value.size() >= 20) {
-      return std::string("its value has the form of a token (") + prefix + "...)";
+    ++read;
+    const auto* keys = Field(cm.doc, k8s::kCredentialKeysField);
+    if (keys == nullptr || !keys->is_array() || keys->empty()) continue;
+    Finding f;
+    f.status = v1::STATUS_FAIL;
+    f.resource = MakeResource("ConfigMap", cm.ns, cm.name);
+    f.labels = &cm.labels();
+    std::vector<std::string> whys;
+    for (const auto& k : *keys) {
+      const std::string key = StrField(k, "key");
+      f.evidence.push_back(ApiEvidence(
+          "data[" + key + "]", cm.Describe(),
+          "(a value of " + std::to_string(k.value("length", 0)) + " characters, not shown)"));
+      whys.push_back("key " + key + ": " + StrField(k, "why"));
     }
+    f.reason = cm.Describe() + " holds credentials in plain text (" + common::Join(whys, "; ") +
+               "); ConfigMaps are readable by anyone who may read the namespace's configuration";
+    out.push_back(std::move(f));
   }
-  std::string upper = name;
-  std::transform(upper.begin(), upper.end(), upper.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
-  for (const char* word : {"PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY",
-                           "ACCESS_KEY", "PRIVATE_KEY", "CREDENTIAL"}) {
-    if (upper.find(word) != std::string::npos) {
-      return "it is named like a credential (" + std::string(word) + ") and holds a literal value";
-    }
+  if (out.empty()) {
+    out.push_back(ClusterVerdict(v1::STATUS_PASS, "no ConfigMap holds a credential-like value; " +
+                                                      std::to_string(read) + " ConfigMaps read" +
+                                                      SkipNote(skipped, "ConfigMaps")));
   }
-  return "";
+  return out;
 }
+
+namespace {
 
 void EnvCredentials(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   for (const auto& c : cs) {
@@ -608,7 +616,7 @@ void EnvCredentials(const Workload& w, const std::vector<Container>& cs, Outcome
       const auto* v = Field(e, "value");
       if (v == nullptr || !v->is_string()) continue;
       const std::string var = StrField(e, "name");
-      const std::string why = CredentialLike(var, v->get<std::string>());
+      const std::string why = k8s::CredentialLike(var, v->get<std::string>());
       if (why.empty()) continue;
       o.evidence.push_back(ApiEvidence(c.path + ".env[" + var + "].value", w.evidence_source,
                                        "(a literal of " +

@@ -12,9 +12,10 @@ namespace {
 
 class Directory final : public ObjectSource {
  public:
-  explicit Directory(std::string dir) : dir_(std::move(dir)) {}
+  Directory(std::string dir, bool configmaps) : dir_(std::move(dir)), configmaps_(configmaps) {}
   absl::StatusOr<k8s::Snapshot> Read(std::string*) override {
     k8s::Snapshot s;
+    s.set_inspect_config_data(configmaps_);
     if (auto status = k8s::LoadSnapshotDir(dir_, s); !status.ok()) return status;
     CompactOwnedObjects(s);
     return s;
@@ -23,15 +24,18 @@ class Directory final : public ObjectSource {
 
  private:
   std::string dir_;
+  bool configmaps_;
 };
 
 class Api final : public ObjectSource {
  public:
-  Api(k8s::Connection c, k8s::ClientOptions o) : conn_(std::move(c)), options_(std::move(o)) {}
+  Api(k8s::Connection c, k8s::ClientOptions o, bool configmaps)
+      : conn_(std::move(c)), options_(std::move(o)), configmaps_(configmaps) {}
   absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) override {
     auto client = k8s::MakeApiClient(conn_, options_);
     if (!client.ok()) return client.status();
     k8s::Snapshot s;
+    s.set_inspect_config_data(configmaps_);
     auto stats = k8s::FetchSnapshot(**client, s);
     if (!stats.ok()) return stats.status();
     CompactOwnedObjects(s);
@@ -43,6 +47,7 @@ class Api final : public ObjectSource {
  private:
   k8s::Connection conn_;
   k8s::ClientOptions options_;
+  bool configmaps_;
 };
 
 }  // namespace
@@ -59,12 +64,13 @@ std::string ObjectChange::Describe() const {
          (manager.empty() ? "" : " by " + manager) + ")";
 }
 
-std::unique_ptr<ObjectSource> DirectorySource(std::string dir) {
-  return std::make_unique<Directory>(std::move(dir));
+std::unique_ptr<ObjectSource> DirectorySource(std::string dir, bool configmaps) {
+  return std::make_unique<Directory>(std::move(dir), configmaps);
 }
 
-std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection, k8s::ClientOptions options) {
-  return std::make_unique<Api>(std::move(connection), std::move(options));
+std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection, k8s::ClientOptions options,
+                                        bool configmaps) {
+  return std::make_unique<Api>(std::move(connection), std::move(options), configmaps);
 }
 
 std::string UncoveredSectionReason(const std::string& section) {
@@ -181,7 +187,10 @@ void PeriodicClusterScan::Loop(bool skip_first) {
         changes_ = false;
       }
       if (auto outcome = RunChanges(); !outcome.ok()) {
-        spdlog::error("{}", std::string(outcome.status().message()));
+        // The batch was taken: a full scan now covers it.
+        spdlog::error("{}; a full scan follows", std::string(outcome.status().message()));
+        std::lock_guard lock(mu_);
+        triggered_ = true;
       }
     }
     std::unique_lock lock(mu_);
@@ -195,6 +204,7 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
     return absl::Status(s.code(), "cluster scan of " + settings_.cluster + " (" +
                                       source_->Describe() + "): " + std::string(s.message()));
   };
+  std::lock_guard run(run_mu_);
   const auto started = common::Clock::now();
   rbac_.reset();  // built again by the next change: the objects may be others now
   if (!settings_.exceptions_file.empty()) {

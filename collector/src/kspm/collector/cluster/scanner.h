@@ -32,6 +32,9 @@ struct ObjectChange {
   std::string kind, ns, name;
   std::string verb;     // create, update or delete
   std::string manager;  // the field manager of its latest change (managedFields), when known
+  // A controller created or deleted: objects it owns may now be reported elsewhere, so the
+  // per-workload checks of its namespace are evaluated for the whole namespace.
+  bool owner_change = false;
   // The workloads it belongs to (ReportedAt), before and after the change.
   std::vector<WorkloadKey> workloads;
   common::Clock::time_point seen;  // when the event arrived
@@ -65,11 +68,13 @@ class ObjectSource {
   virtual ChangeBatch TakeChanges() { return {}; }
 };
 
-// A snapshot directory, re-read at every scan.
-std::unique_ptr<ObjectSource> DirectorySource(std::string dir);
-// The API; a client is made per scan (so a rotated token or CA is picked up).
-std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection,
-                                        k8s::ClientOptions options = {});
+// A snapshot directory, re-read at every scan. With `configmaps`, ConfigMaps are read with
+// their contents (summarised: Snapshot::set_inspect_config_data).
+std::unique_ptr<ObjectSource> DirectorySource(std::string dir, bool configmaps = false);
+// The API; a client is made per scan (so a rotated token or CA is picked up). With
+// `configmaps`, ConfigMaps are listed too.
+std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection, k8s::ClientOptions options = {},
+                                        bool configmaps = false);
 
 struct ClusterScanSettings {
   std::string cluster = "default";  // cluster name the results are stored under
@@ -142,8 +147,11 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   bool changes_ = false;       // the source has changes waiting
   std::vector<Done> pending_;  // RequestScan callers waiting for the next scan
   std::thread thread_;
+  // One evaluation at a time: RunOnce and RunChanges may be called from other threads than the
+  // scan thread (tests, Start's first scan).
+  std::mutex run_mu_;
   // RunChanges' RBAC index, kept while the snapshot's RBAC objects do not change (the snapshot's
-  // address and the Generation of the four RBAC kinds). Used on the scan thread only.
+  // address and the Generation of the four RBAC kinds). Under run_mu_.
   std::unique_ptr<Rbac> rbac_;
   std::array<uint64_t, 5> rbac_key_{};
 };

@@ -42,6 +42,9 @@ void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& f) {
   serve.add_option("--api-timeout", f.timeout_seconds, "Seconds per Kubernetes API request")
       ->capture_default_str();
   serve.add_flag("--no-cluster-scan", f.disabled, "Do not scan the cluster's API objects");
+  serve.add_flag("--scan-configmaps", f.configmaps,
+                 "Also read ConfigMaps and report keys that hold credentials (values are never "
+                 "kept or shown; needs the kspm-collector-configmaps ClusterRole)");
 }
 
 absl::StatusOr<k8s::Connection> SelectConnection(const std::string& kubeconfig,
@@ -119,7 +122,7 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
       return absl::InvalidArgumentError("--cluster-snapshot " + flags.snapshot_dir +
                                         " is not a directory");
     }
-    source = DirectorySource(flags.snapshot_dir);
+    source = DirectorySource(flags.snapshot_dir, flags.configmaps);
   } else {
     auto connection = SelectConnection(flags.kubeconfig, flags.context);
     if (absl::IsNotFound(connection.status())) {
@@ -132,9 +135,10 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     if (flags.watch) {
       WatchSettings watch;
       watch.relist = std::chrono::seconds(flags.relist_seconds);
+      watch.configmaps = flags.configmaps;
       source = WatchSource(*std::move(connection), options, watch);
     } else {
-      source = ApiSource(*std::move(connection), options);
+      source = ApiSource(*std::move(connection), options, flags.configmaps);
     }
   }
   ClusterScanSettings settings;

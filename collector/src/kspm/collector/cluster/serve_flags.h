@@ -29,6 +29,7 @@ struct ServeClusterFlags {
   bool disabled = false;  // --no-cluster-scan
   bool watch = true;      // API sources: list then watch (--no-cluster-watch: list every interval)
   int relist_seconds = 6 * 3600;
+  bool configmaps = false;  // --scan-configmaps
 };
 
 void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);

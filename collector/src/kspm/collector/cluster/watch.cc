@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 
@@ -25,17 +26,28 @@ std::string ResourceVersionOf(const nlohmann::json& object) {
 
 void LiveObjects::Reset(k8s::Snapshot snapshot, std::string server_version) {
   snapshot.set_live(true);
+  std::set<std::string> kinds;
+  for (const auto& [kind, n] : snapshot.Counts()) kinds.insert(kind);
+  const bool config_data = snapshot.inspect_config_data();
   {
     std::unique_lock state(state_mu_);
     snapshot_ = std::move(snapshot);
     server_version_ = std::move(server_version);
   }
+  std::function<void()> changed;
   {
     std::lock_guard lock(mu_);
+    // A full scan may have failed while the list did: the first evaluation is then a whole one.
+    if (!sync_error_.ok()) {
+      pending_.relisted.insert(kinds.begin(), kinds.end());
+      changed = changed_;
+    }
     synced_ = true;
+    config_data_ = config_data;
     sync_error_ = absl::OkStatus();
   }
   cv_.notify_all();
+  if (changed) changed();
 }
 
 void LiveObjects::Fail(absl::Status status) {
@@ -57,6 +69,7 @@ absl::Status LiveObjects::With(const Use& use) {
     if (stopping_) return absl::UnavailableError("the collector is stopping");
     if (!synced_) return sync_error_;
   }
+  Drain();
   std::shared_lock state(state_mu_);
   return use(snapshot_, server_version_);
 }
@@ -91,35 +104,43 @@ ChangeBatch LiveObjects::TakeChanges() {
   return out;
 }
 
-void LiveObjects::Queue(ObjectChange&& change, std::string relisted) {
+void LiveObjects::Push(Incoming&& in) {
   std::function<void()> changed;
   {
     std::lock_guard lock(mu_);
-    if (relisted.empty()) {
-      pending_.changes.push_back(std::move(change));
-    } else {
-      pending_.relisted.insert(std::move(relisted));
-    }
+    incoming_.push_back(std::move(in));
     changed = changed_;
   }
   if (changed) changed();
 }
 
 void LiveObjects::ReplaceKind(const std::string& kind, std::vector<k8s::Object> objects) {
-  {
-    std::unique_lock state(state_mu_);
-    snapshot_.ReplaceKind(kind, std::move(objects));
-  }
-  Queue({}, kind);
+  Incoming in;
+  in.what = Incoming::What::kReplace;
+  in.object.kind = kind;
+  in.objects = std::move(objects);
+  Push(std::move(in));
+}
+
+void LiveObjects::MarkFailed(const std::string& kind, std::string reason) {
+  Incoming in;
+  in.what = Incoming::What::kFail;
+  in.object.kind = kind;
+  in.reason = std::move(reason);
+  Push(std::move(in));
 }
 
 bool LiveObjects::Apply(const std::string& kind, k8s::WatchEvent&& event) {
   if (event.type != "ADDED" && event.type != "MODIFIED" && event.type != "DELETED") return false;
-  ObjectChange change;
-  change.seen = common::Clock::now();
-  change.manager = LatestManager(event.object);
-  change.verb = event.type == "ADDED" ? "create" : event.type == "MODIFIED" ? "update" : "delete";
+  Incoming in;
+  in.seen = common::Clock::now();
+  in.manager = LatestManager(event.object);
+  in.verb = event.type == "ADDED" ? "create" : event.type == "MODIFIED" ? "update" : "delete";
   k8s::Snapshot one;
+  {
+    std::lock_guard lock(mu_);
+    one.set_inspect_config_data(config_data_);
+  }
   size_t added = 0;
   if (auto s = k8s::AddDocument(std::move(event.object), "API", one, &added, kind);
       !s.ok() || added != 1) {
@@ -127,29 +148,69 @@ bool LiveObjects::Apply(const std::string& kind, k8s::WatchEvent&& event) {
                  std::string(s.message()));
     return false;
   }
-  k8s::Object object = std::move(one.MutableOf(one.Counts().begin()->first)->front());
-  change.kind = object.kind;
-  change.ns = object.ns;
-  change.name = object.name;
+  in.object = std::move(one.MutableOf(one.Counts().begin()->first)->front());
+  Push(std::move(in));
+  return true;
+}
+
+void LiveObjects::Drain() {
+  std::vector<Incoming> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(incoming_);
+  }
+  if (batch.empty()) return;
+  static const std::set<std::string, std::less<>> kOwners = [] {
+    std::set<std::string, std::less<>> out(WorkloadKinds().begin(), WorkloadKinds().end());
+    out.erase("Pod");
+    return out;
+  }();
+  std::vector<ObjectChange> changes;
+  std::set<std::string> relisted;
   {
     std::unique_lock state(state_mu_);
-    if (const auto* before = snapshot_.Find(change.kind, change.ns, change.name)) {
-      if (auto key = ReportedAt(snapshot_, *before)) change.workloads.push_back(*std::move(key));
-    }
-    if (change.verb == "delete") {
-      (void)snapshot_.Remove(change.kind, change.ns, change.name);
-    } else {
-      (void)snapshot_.Upsert(std::move(object));
-      const auto* after = snapshot_.Find(change.kind, change.ns, change.name);
-      if (auto key = after ? ReportedAt(snapshot_, *after) : std::nullopt;
-          key && std::find(change.workloads.begin(), change.workloads.end(), *key) ==
-                     change.workloads.end()) {
-        change.workloads.push_back(*std::move(key));
+    for (auto& in : batch) {
+      if (in.what == Incoming::What::kReplace) {
+        snapshot_.ReplaceKind(in.object.kind, std::move(in.objects));
+        relisted.insert(in.object.kind);
+        continue;
       }
+      if (in.what == Incoming::What::kFail) {
+        snapshot_.MarkFailed(in.object.kind, in.reason);
+        relisted.insert(in.object.kind);
+        continue;
+      }
+      ObjectChange change;
+      change.kind = in.object.kind;
+      change.ns = in.object.ns;
+      change.name = in.object.name;
+      change.verb = in.verb;
+      change.manager = std::move(in.manager);
+      change.seen = in.seen;
+      // A controller that comes or goes changes where its dependents are reported.
+      change.owner_change = change.verb != "update" && kOwners.contains(change.kind);
+      if (const auto* before = snapshot_.Find(change.kind, change.ns, change.name)) {
+        if (auto key = ReportedAt(snapshot_, *before)) change.workloads.push_back(*std::move(key));
+      }
+      if (change.verb == "delete") {
+        if (!snapshot_.Remove(change.kind, change.ns, change.name)) continue;  // never seen
+      } else {
+        auto old = snapshot_.Upsert(std::move(in.object));
+        const auto* after = snapshot_.Find(change.kind, change.ns, change.name);
+        // A change of what checks never read (status, resourceVersion) is no change.
+        if (old && after && old->doc == after->doc) continue;
+        if (auto key = after ? ReportedAt(snapshot_, *after) : std::nullopt;
+            key && std::find(change.workloads.begin(), change.workloads.end(), *key) ==
+                       change.workloads.end()) {
+          change.workloads.push_back(*std::move(key));
+        }
+      }
+      changes.push_back(std::move(change));
     }
   }
-  Queue(std::move(change), "");
-  return true;
+  std::lock_guard lock(mu_);
+  for (auto& c : changes) pending_.changes.push_back(std::move(c));
+  pending_.relisted.insert(relisted.begin(), relisted.end());
 }
 
 namespace {
@@ -208,6 +269,7 @@ class Watcher final : public LiveObjects {
       auto client = k8s::MakeApiClient(conn_, options_);
       k8s::Snapshot fresh;
       fresh.set_live(true);
+      fresh.set_inspect_config_data(settings_.configmaps);
       absl::StatusOr<k8s::FetchStats> stats =
           client.ok() ? k8s::FetchSnapshot(**client, fresh)
                       : absl::StatusOr<k8s::FetchStats>(client.status());
@@ -237,6 +299,7 @@ class Watcher final : public LiveObjects {
   absl::StatusOr<std::string> Relist(k8s::ApiClient& client, const k8s::ResourceType& type) {
     k8s::Snapshot scratch;
     scratch.set_live(true);
+    scratch.set_inspect_config_data(settings_.configmaps);
     std::string version;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
       if (auto rv = ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
@@ -249,6 +312,7 @@ class Watcher final : public LiveObjects {
     const auto restart = [&] {
       scratch = k8s::Snapshot();
       scratch.set_live(true);
+      scratch.set_inspect_config_data(settings_.configmaps);
     };
     if (auto s = client.List(type, page, restart); !s.ok()) return s;
     std::vector<k8s::Object> objects;
@@ -289,6 +353,7 @@ class Watcher final : public LiveObjects {
     };
     // A kind whose first list failed (refused, say) is listed again after a backoff.
     bool list = version.empty();
+    bool refused = false;  // the watch was refused and the kind marked failed
     if (list && !Wait(backoff)) return;
     auto relist_at = std::chrono::steady_clock::now() + Jitter(settings_.relist, 0.1);
     while (!stop_) {
@@ -305,15 +370,24 @@ class Watcher final : public LiveObjects {
       }
       Count(&WatchCounters::watches);
       const auto started = std::chrono::steady_clock::now();
+      // The stream ends by the safety-net list at the latest.
+      const auto until_relist =
+          std::chrono::duration_cast<std::chrono::seconds>(relist_at - started) +
+          std::chrono::seconds(1);
+      const auto timeout = std::min(Jitter(settings_.watch_timeout, 1.0), until_relist);
       size_t events = 0;
       const auto s = (*client)->Watch(
-          type, version, Jitter(settings_.watch_timeout, 1.0),
+          type, version, timeout,
           [&](k8s::WatchEvent&& e) {
             ++events;
             return Handle(type, std::move(e), version);
           },
           stop_);
       if (stop_) return;
+      if (refused && (s.ok() || events > 0)) {
+        refused = false;
+        list = true;  // clears the failed mark with fresh objects
+      }
       if (s.ok()) {
         // The server ended the stream (its timeout): watch again from the last version. One
         // that ends at once with nothing in it is a server in trouble: back off.
@@ -331,6 +405,12 @@ class Watcher final : public LiveObjects {
                      type.Qualified());
         list = true;
         continue;
+      }
+      if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
+        // Refused: the objects can no longer be kept current. Until a watch works again (and
+        // the kind is listed afresh), its checks say so instead of showing stale verdicts.
+        if (!refused) MarkFailed(type.kind, std::string(s.message()));
+        refused = true;
       }
       if (!fail(s, "the watch")) return;
     }

@@ -25,6 +25,7 @@ struct WatchSettings {
   std::chrono::seconds watch_timeout{300};  // one watch request; randomised to 1-2x, as client-go
   std::chrono::milliseconds first_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
+  bool configmaps = false;  // list and watch ConfigMaps, their contents summarised
 };
 
 // What the watches have done so far, for logs and tests.
@@ -37,18 +38,24 @@ struct WatchCounters {
 };
 
 // The objects of a watched cluster and the changes not evaluated yet: what WatchSource keeps and
-// its watches feed. Thread-safe. Benchmarks and tests feed it events directly.
+// its watches feed. Thread-safe. The watch threads only decode and queue; the queue is applied
+// to the objects by the thread that evaluates them (With), so a long full scan never holds a
+// watch stream up. Benchmarks and tests feed it events directly.
 class LiveObjects : public ObjectSource {
  public:
   explicit LiveObjects(std::string description) : description_(std::move(description)) {}
-  // The first full list: With() waits for it (or for Fail).
+  // The first full list: With() waits for it (or for Fail). After a Fail, every check is
+  // re-evaluated with it.
   void Reset(k8s::Snapshot snapshot, std::string server_version);
   // The first list failed: With() returns this until a Reset.
   void Fail(absl::Status status);
   // A kind listed again: its objects replaced, and every check reading it re-evaluated.
   void ReplaceKind(const std::string& kind, std::vector<k8s::Object> objects);
-  // Applies one ADDED, MODIFIED or DELETED event (an object without a kind takes `kind`) and
-  // queues the change; false (with a warning) for an event without a usable object.
+  // A kind that cannot be kept current (its watch is refused): its checks report ERROR with
+  // `reason` until it is listed again.
+  void MarkFailed(const std::string& kind, std::string reason);
+  // Queues one ADDED, MODIFIED or DELETED event (an object without a kind takes `kind`); false
+  // (with a warning) for an event without a usable object.
   bool Apply(const std::string& kind, k8s::WatchEvent&& event);
 
   absl::StatusOr<k8s::Snapshot> Read(std::string* server_version) override;
@@ -64,7 +71,18 @@ class LiveObjects : public ObjectSource {
   bool stopping() const;
 
  private:
-  void Queue(ObjectChange&& change, std::string relisted);
+  // What the watch threads hand over: an event's object (or a deleted one's name), a kind
+  // listed again, or a kind that failed.
+  struct Incoming {
+    enum class What { kEvent, kReplace, kFail } what = What::kEvent;
+    std::string verb, manager, reason;
+    k8s::Object object;
+    std::vector<k8s::Object> objects;
+    common::Clock::time_point seen;
+  };
+  void Push(Incoming&& in);
+  // Applies the queue to the objects (exclusive lock); the changes go to pending_.
+  void Drain();
 
   std::string description_;
   std::shared_mutex state_mu_;  // the objects: shared while evaluated, exclusive while changed
@@ -73,8 +91,9 @@ class LiveObjects : public ObjectSource {
 
   mutable std::mutex mu_;  // everything below
   std::condition_variable cv_;
-  bool synced_ = false, stopping_ = false;
+  bool synced_ = false, stopping_ = false, config_data_ = false;
   absl::Status sync_error_;
+  std::vector<Incoming> incoming_;
   ChangeBatch pending_;
   std::function<void()> changed_;
 };

@@ -492,8 +492,10 @@ class CurlApiClient final : public ApiClient {
     if (stream && !stream->failure.empty()) {
       return absl::UnavailableError("GET " + url + ": " + stream->failure);
     }
+    // A server that ignores timeoutSeconds is cut at ours: an end like any other.
     if (stream && out.code >= 200 && out.code < 300 &&
-        ((rc == CURLE_WRITE_ERROR && stream->ended_by_reader) || rc == CURLE_ABORTED_BY_CALLBACK)) {
+        ((rc == CURLE_WRITE_ERROR && stream->ended_by_reader) || rc == CURLE_ABORTED_BY_CALLBACK ||
+         rc == CURLE_OPERATION_TIMEDOUT)) {
       return out;
     }
     if (rc != CURLE_OK) {
@@ -721,13 +723,16 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
   // of the two, not both.
   std::set<std::string> listed_custom;
   size_t failed = 0;
-  for (const auto& type : ReadResources()) {
+  // One kind: OK when listed, refused (marked failed) or not served; an error stops the fetch.
+  const auto list = [&](const ResourceType& type) -> absl::Status {
     if (type.custom) {
-      if (served && !served->contains(type.GroupVersion())) continue;
-      if (listed_custom.contains(type.kind)) continue;
+      if (served && !served->contains(type.GroupVersion())) return absl::OkStatus();
+      if (listed_custom.contains(type.kind)) return absl::OkStatus();
     }
     // Objects are added as pages arrive and pruned at once, so memory holds one raw page.
     Snapshot scratch;
+    scratch.set_inspect_config_data(out.inspect_config_data());
+    scratch.set_live(out.live());  // a watched snapshot keeps every replica's spec its owner lacks
     std::string version;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
       if (const auto meta = doc.find("metadata"); meta != doc.end() && meta->is_object()) {
@@ -740,10 +745,14 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
       if (!s.ok()) out.AddError(std::string(s.message()));
       return absl::OkStatus();
     };
-    const auto restart = [&] { scratch = Snapshot(); };
+    const auto restart = [&] {
+      scratch = Snapshot();
+      scratch.set_inspect_config_data(out.inspect_config_data());
+      scratch.set_live(out.live());
+    };
     ++stats.kinds_tried;
     const auto s = client.List(type, page, restart);
-    if (absl::IsNotFound(s)) continue;  // not served by this server version
+    if (absl::IsNotFound(s)) return absl::OkStatus();  // not served by this server version
     if (absl::IsUnauthenticated(s)) return s;
     if (type.custom) listed_custom.insert(type.kind);
     stats.listed.emplace_back(type, s.ok() ? version : "");
@@ -751,10 +760,18 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
       ++failed;
       out.MarkFailed(type.kind, std::string(s.message()));
       out.AddError(std::string(s.message()));
-      continue;
+      return absl::OkStatus();
     }
     stats.objects += scratch.size();
     out.Absorb(std::move(scratch));
+    return absl::OkStatus();
+  };
+  for (const auto& type : ReadResources()) {
+    if (auto s = list(type); !s.ok()) return s;
+  }
+  // Opt-in: ConfigMaps only when their contents are to be judged (a role of its own grants them).
+  if (out.inspect_config_data()) {
+    if (auto s = list(ConfigMapResource()); !s.ok()) return s;
   }
   if (failed > 0 && failed == stats.kinds_tried) {
     return absl::UnavailableError("could not list anything from " + client.description() + ": " +

@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "kspm/collector/k8s/credentials.h"
 #include "kspm/collector/k8s/resources.h"
 
 namespace kspm::collector::k8s {
@@ -251,6 +252,7 @@ bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
   }
   o.kind = SnapshotKind(o.api_version, o.kind);
   o.doc = std::move(item);
+  if (o.kind == "ConfigMap" && out.inspect_config_data()) SummariseConfigData(o.doc);
   Prune(o.doc);
   o.origin = origin;
   out.Add(std::move(o));

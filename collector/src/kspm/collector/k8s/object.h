@@ -47,11 +47,18 @@ class Snapshot {
   void Add(Object object);
   size_t replica_specs_dropped() const { return replica_specs_dropped_; }
 
+  // Opt-in (--scan-configmaps): ConfigMaps are read with their contents, and each keeps only
+  // which keys look like credentials (credentials.h: SummariseConfigData), never a value. From
+  // the API, ConfigMaps are listed only then.
+  void set_inspect_config_data(bool on) { inspect_config_data_ = on; }
+  bool inspect_config_data() const { return inspect_config_data_; }
+
   // A watched cluster's snapshot, changed object by object. In live mode a replica drops its
   // spec only while its owner is here: the sibling that kept it could be deleted first, and an
   // owner deleted with orphaned dependents leaves them ownerless, which the API sends as a
   // MODIFIED event carrying their spec.
   void set_live(bool live) { live_ = live; }
+  bool live() const { return live_; }
   // Adds `object`, or replaces the one of the same kind, namespace and name; returns the object
   // replaced.
   std::optional<Object> Upsert(Object object);
@@ -96,6 +103,7 @@ class Snapshot {
   void Touch(const std::string& kind);
 
   bool live_ = false;
+  bool inspect_config_data_ = false;
   std::map<std::string, uint64_t, std::less<>> generation_;
   size_t size_ = 0;
   size_t duplicates_ = 0;

@@ -34,6 +34,13 @@ struct ResourceType {
 // through projectcalico.org or crd.projectcalico.org). Defined in object.cc.
 std::string SnapshotKind(const std::string& api_version, const std::string& kind);
 
+// ConfigMaps: not in ReadResources(), since listing them reads their contents. Listed only with
+// --scan-configmaps (Snapshot::set_inspect_config_data), under a ClusterRole of their own.
+inline const ResourceType& ConfigMapResource() {
+  static const ResourceType kConfigMaps = {"ConfigMap", "", "v1", "configmaps", true};
+  return kConfigMaps;
+}
+
 inline const std::vector<ResourceType>& ReadResources() {
   static const std::vector<ResourceType> kResources = {
       {"Namespace", "", "v1", "namespaces", false},

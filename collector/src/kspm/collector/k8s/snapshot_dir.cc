@@ -212,8 +212,10 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
       const bool in_items = top_object && top_key == "items";
       if (in_items && event == Event::key && depth == 3) {
         item_key = parsed.get<std::string>();
-        if (item_key == "status" || item_key == "data" || item_key == "binaryData" ||
-            item_key == "stringData") {
+        // ConfigMap contents are kept until the item is added (and summarised) only when asked.
+        const bool contents = item_key == "data" || item_key == "binaryData";
+        if (item_key == "status" || item_key == "stringData" ||
+            (contents && !out.inspect_config_data())) {
           return false;  // the key and its value are skipped
         }
       }
@@ -222,7 +224,7 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
         return false;
       }
       if (in_items && depth == 2 && event == Event::object_end) {
-        Prune(parsed);
+        if (!out.inspect_config_data()) Prune(parsed);  // else AddItem summarises, then prunes
         items.push_back(std::move(parsed));
         if (items.size() >= 256) flush(false);
         return false;  // not kept in the document
