@@ -498,14 +498,23 @@ TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
     } else if (kind == "ServiceAccount") {
       o = ServiceAccount(ns, coin() ? "default" : "app", coin() ? json(false) : json(nullptr));
     } else if (kind == "RoleBinding") {
-      o = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-           {"kind", "RoleBinding"},
-           {"metadata", {{"name", "bind-" + name}, {"namespace", ns}}},
-           {"roleRef",
-            {{"apiGroup", "rbac.authorization.k8s.io"},
-             {"kind", "ClusterRole"},
-             {"name", coin() ? "cluster-admin" : "view"}}},
-           {"subjects", {{{"kind", "ServiceAccount"}, {"name", "app"}, {"namespace", ns}}}}};
+      o = {
+          {"apiVersion", "rbac.authorization.k8s.io/v1"},
+          {"kind", "RoleBinding"},
+          {"metadata", {{"name", "bind-" + name}, {"namespace", ns}}},
+          {"roleRef",
+           {{"apiGroup", "rbac.authorization.k8s.io"},
+            {"kind", "ClusterRole"},
+            {"name", coin() ? "cluster-admin" : "view"}}},
+          {"subjects",
+           {pick({"sa", "group", "user", "other"}) == "sa"
+                ? json{{"kind", "ServiceAccount"}, {"name", "app"}, {"namespace", pick(namespaces)}}
+            : coin() ? json{{"kind", "Group"},
+                            {"apiGroup", "rbac.authorization.k8s.io"},
+                            {"name", "system:serviceaccounts:" + pick(namespaces)}}
+                     : json{{"kind", "User"},
+                            {"apiGroup", "rbac.authorization.k8s.io"},
+                            {"name", "system:serviceaccount:" + ns + ":app"}}}}};
     } else if (kind == "NetworkPolicy") {
       o = {{"apiVersion", "networking.k8s.io/v1"},
            {"kind", "NetworkPolicy"},

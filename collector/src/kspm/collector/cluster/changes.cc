@@ -48,9 +48,18 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
       // Any namespace, `default` included.
       whole |= ChangeCanAffect(check.evaluate, kind, "default");
     }
+    // Checks of workloads' service-account tokens, and of namespaces' default accounts: a
+    // binding reaches only the namespaces of the accounts it names.
+    const bool through_accounts = check.evaluate == "workload-takeover" ||
+                                  check.evaluate == "sa-token-automount" ||
+                                  check.evaluate == "sa-default";
     for (const auto& c : batch.changes) {
       if (whole) break;
       if (!ChangeCanAffect(check.evaluate, c.kind, c.ns)) continue;
+      if (any_workload && through_accounts && c.reaches) {
+        per_namespace |= !c.reaches->empty();
+        continue;
+      }
       if (any_workload && JudgedPerWorkload(check.evaluate) && c.owner_change && !c.ns.empty()) {
         per_namespace = true;  // every workload of the namespace: dependents may move
       } else if (any_workload && JudgedPerWorkload(check.evaluate) && !c.workloads.empty()) {
@@ -75,7 +84,10 @@ Focus FocusOf(const ChangeBatch& batch, bool any_workload) {
     if (!focus.workload_checks.empty()) {
       focus.workloads.insert(c.workloads.begin(), c.workloads.end());
     }
-    if (!focus.namespace_checks.empty() && !NamespaceOf(c).empty()) {
+    if (focus.namespace_checks.empty()) continue;
+    if (c.reaches) {
+      focus.namespaces.insert(c.reaches->begin(), c.reaches->end());
+    } else if (!NamespaceOf(c).empty()) {
       focus.namespaces.insert(NamespaceOf(c));
     }
   }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -35,6 +36,9 @@ struct ObjectChange {
   // A controller created or deleted: objects it owns may now be reported elsewhere, so the
   // per-workload checks of its namespace are evaluated for the whole namespace.
   bool owner_change = false;
+  // A RoleBinding or ClusterRoleBinding: the namespaces of the service accounts it names (before
+  // and after), whose workloads' token checks it can change; other subjects reach none.
+  std::optional<std::set<std::string>> reaches;
   // The workloads it belongs to (ReportedAt), before and after the change.
   std::vector<WorkloadKey> workloads;
   common::Clock::time_point seen;  // when the event arrived

@@ -153,6 +153,33 @@ bool LiveObjects::Apply(const std::string& kind, k8s::WatchEvent&& event) {
   return true;
 }
 
+namespace {
+
+// The namespaces of the service accounts a binding names: ServiceAccount subjects (a missing
+// namespace is the binding's), the group system:serviceaccounts:NS and the user
+// system:serviceaccount:NS:NAME. Groups naming everyone are not counted (Rbac does not count
+// them for an account either).
+void AccountNamespaces(const k8s::Object& binding, std::set<std::string>& out) {
+  const auto subjects = binding.doc.find("subjects");
+  if (subjects == binding.doc.end() || !subjects->is_array()) return;
+  for (const auto& s : *subjects) {
+    if (!s.is_object()) continue;
+    const std::string kind = s.value("kind", std::string());
+    const std::string name = s.value("name", std::string());
+    if (kind == "ServiceAccount") {
+      const std::string ns = s.value("namespace", std::string());
+      out.insert(ns.empty() ? binding.ns : ns);
+    } else if (kind == "Group" && name.starts_with("system:serviceaccounts:")) {
+      out.insert(name.substr(std::string_view("system:serviceaccounts:").size()));
+    } else if (kind == "User" && name.starts_with("system:serviceaccount:")) {
+      const std::string rest = name.substr(std::string_view("system:serviceaccount:").size());
+      out.insert(rest.substr(0, rest.find(':')));
+    }
+  }
+}
+
+}  // namespace
+
 void LiveObjects::Drain() {
   std::vector<Incoming> batch;
   {
@@ -189,9 +216,13 @@ void LiveObjects::Drain() {
       change.seen = in.seen;
       // A controller that comes or goes changes where its dependents are reported.
       change.owner_change = change.verb != "update" && kOwners.contains(change.kind);
+      const bool binding = change.kind == "RoleBinding" || change.kind == "ClusterRoleBinding";
+      if (binding) change.reaches.emplace();
       if (const auto* before = snapshot_.Find(change.kind, change.ns, change.name)) {
         if (auto key = ReportedAt(snapshot_, *before)) change.workloads.push_back(*std::move(key));
+        if (binding) AccountNamespaces(*before, *change.reaches);
       }
+      if (binding && change.verb != "delete") AccountNamespaces(in.object, *change.reaches);
       if (change.verb == "delete") {
         if (!snapshot_.Remove(change.kind, change.ns, change.name)) continue;  // never seen
       } else {
