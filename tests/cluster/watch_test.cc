@@ -26,8 +26,40 @@ using collector::k8s::ClientOptions;
 using collector::k8s::Connection;
 using namespace std::chrono_literals;
 
-std::string DescribeResourceForTest(const v1::CheckResult& r) {
-  return collector::cluster::DescribeResource(r.resource());
+// What a full scan would change in the store now: the results it removes (-) and adds (+),
+// each as check, benchmark, object, status and reason. Empty when the store already holds what
+// a full scan of the same objects says.
+std::string FullScanDiff(collector::store::Store& store,
+                         collector::cluster::PeriodicClusterScan& scan,
+                         const std::string& cluster) {
+  const auto results = [&] {
+    collector::store::FindingFilter filter;
+    filter.cluster = cluster;
+    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
+                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
+    std::multiset<std::string> out;
+    auto findings = store.Findings(filter);
+    EXPECT_TRUE(findings.ok());
+    if (!findings.ok()) return out;
+    for (const auto& f : *findings) {
+      const auto& r = f.result();
+      out.insert(r.check_id() + " " + r.benchmark() + " " +
+                 collector::cluster::DescribeResource(r.resource()) + " " +
+                 v1::Status_Name(r.status()) + ": " + r.reason());
+    }
+    return out;
+  };
+  const auto before = results();
+  EXPECT_TRUE(scan.RunOnce().ok());
+  const auto after = results();
+  std::string diff;
+  for (const auto& r : before) {
+    if (!after.contains(r)) diff += "\n  - " + r;
+  }
+  for (const auto& r : after) {
+    if (!before.contains(r)) diff += "\n  + " + r;
+  }
+  return diff;
 }
 
 const collector::k8s::ResourceType& PodsType() {
@@ -232,37 +264,7 @@ class WatchedScanTest : public WatchTest {
     }
     return out;
   }
-  // Every current result of the cluster: check, benchmark, object and status.
-  std::multiset<std::string> AllResults() {
-    collector::store::FindingFilter filter;
-    filter.cluster = "lab";
-    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
-                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
-    std::multiset<std::string> out;
-    auto findings = store_->Findings(filter);
-    EXPECT_TRUE(findings.ok());
-    for (const auto& f : *findings) {
-      const auto& r = f.result();
-      out.insert(r.check_id() + " " + r.benchmark() + " " + r.resource().kind() + " " +
-                 r.resource().namespace_() + "/" + r.resource().name() + " [" +
-                 r.resource().container() + "] " + v1::Status_Name(r.status()));
-    }
-    return out;
-  }
-  // What a full scan would change in the store now: the results it adds and removes.
-  std::string FullScanChanges() {
-    const auto before = AllResults();
-    EXPECT_TRUE(scan_->RunOnce().ok());
-    const auto after = AllResults();
-    std::string out;
-    for (const auto& r : before) {
-      if (!after.contains(r)) out += "\n  - " + r;
-    }
-    for (const auto& r : after) {
-      if (!before.contains(r)) out += "\n  + " + r;
-    }
-    return out;
-  }
+  std::string FullScanChanges() { return FullScanDiff(*store_, *scan_, "lab"); }
   void TearDown() override {
     if (scan_) scan_->Stop();
   }
@@ -544,33 +546,8 @@ TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
   }
   EXPECT_GE(applied, 100u);
 
-  const auto results = [&] {
-    collector::store::FindingFilter filter;
-    filter.cluster = "churn";
-    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
-                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
-    std::multiset<std::string> out;
-    auto findings = (*store)->Findings(filter);
-    EXPECT_TRUE(findings.ok());
-    if (!findings.ok()) return out;
-    for (const auto& f : *findings) {
-      const auto& r = f.result();
-      out.insert(r.check_id() + " " + r.benchmark() + " " + DescribeResourceForTest(r) + " " +
-                 v1::Status_Name(r.status()) + ": " + r.reason());
-    }
-    return out;
-  };
-  const auto before = results();
-  ASSERT_TRUE((*scan)->RunOnce().ok());
-  const auto after = results();
-  std::string diff;
-  for (const auto& r : before) {
-    if (!after.contains(r)) diff += "\n  - " + r;
-  }
-  for (const auto& r : after) {
-    if (!before.contains(r)) diff += "\n  + " + r;
-  }
-  EXPECT_EQ(diff, "") << "results the changes left (-) and what a full scan says (+)";
+  EXPECT_EQ(FullScanDiff(**store, **scan, "churn"), "")
+      << "results the changes left (-) and what a full scan says (+)";
 }
 
 // A watched cluster fed in-process (no API server): the objects of `dir`, a sqlite store, a
@@ -599,35 +576,7 @@ struct InProcessWatch {
     EXPECT_TRUE(live->Apply(object["kind"], {type, object}));
     EXPECT_TRUE(scan->RunChanges().ok());
   }
-  std::multiset<std::string> Results() {
-    collector::store::FindingFilter filter;
-    filter.cluster = "lab";
-    filter.statuses = {v1::STATUS_PASS,  v1::STATUS_FAIL,           v1::STATUS_WARN,
-                       v1::STATUS_ERROR, v1::STATUS_NOT_APPLICABLE, v1::STATUS_MANUAL};
-    std::multiset<std::string> out;
-    auto findings = store->Findings(filter);
-    EXPECT_TRUE(findings.ok());
-    if (!findings.ok()) return out;
-    for (const auto& f : *findings) {
-      const auto& r = f.result();
-      out.insert(r.check_id() + " " + r.benchmark() + " " + DescribeResourceForTest(r) + " " +
-                 v1::Status_Name(r.status()) + ": " + r.reason());
-    }
-    return out;
-  }
-  std::string FullScanDiff() {
-    const auto before = Results();
-    EXPECT_TRUE(scan->RunOnce().ok());
-    const auto after = Results();
-    std::string diff;
-    for (const auto& r : before) {
-      if (!after.contains(r)) diff += "\n  - " + r;
-    }
-    for (const auto& r : after) {
-      if (!before.contains(r)) diff += "\n  + " + r;
-    }
-    return diff;
-  }
+  std::string FullScanDiff() { return cluster_test::FullScanDiff(*store, *scan, "lab"); }
 
   kspm::testing::TempDir dir;
   collector::cluster::LiveObjects* live = nullptr;
