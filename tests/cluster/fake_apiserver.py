@@ -15,7 +15,8 @@ directory (YAML manifests, e.g. tests/fixtures/cluster/kubeadm) the way the API 
   * paging: `limit` caps a page, metadata.continue carries an opaque token and
     metadata.remainingItemCount the rest; a continue token for another resource is 400;
   * --forbid RESOURCE: 403 with the real server's message naming user, verb, resource and group
-    (RESOURCE is a listed resource, `tokenreviews`, or `pods-get` for the single-Pod GET);
+    (RESOURCE is a listed resource, `tokenreviews`, `pods-get` for the single-Pod GET, or
+    RESOURCE-watch for its watches only, as a ClusterRole with list but not watch);
   * --throttle RESOURCE=N: the first N requests get 429 with Retry-After: 1;
   * --fail RESOURCE=N: the first N requests get 500 (both take the same names as --forbid);
   * --expire RESOURCE: the first request with a continue token gets 410 Gone (Expired);
@@ -570,11 +571,13 @@ class Handler(BaseHTTPRequestHandler):
         resource = parts[-1]
         group = "" if parts[1] == "api" else parts[2]
         version = parts[2] if parts[1] == "api" else parts[3]
-        if resource in self.state.args.forbid:
-            self.send(403, forbidden(user, "watch" if query.get("watch") else "list", resource,
-                                     group), auth)
+        watching = query.get("watch") in ("1", "true")
+        if resource in self.state.args.forbid or \
+                (watching and resource + "-watch" in self.state.args.forbid):
+            self.send(403, forbidden(user, "watch" if watching else "list", resource, group),
+                      auth)
             return
-        if query.get("watch") in ("1", "true"):
+        if watching:
             self.watch(kind, resource, auth, query)
             return
         if self.injected(resource, auth):

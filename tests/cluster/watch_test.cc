@@ -425,6 +425,28 @@ TEST_F(WatchedScanTest, EveryKindIsListedAgainAfterTheRelistInterval) {
   EXPECT_EQ(FullScanChanges(), "");
 }
 
+// A ClusterRole that grants list but not watch: the pods cannot be kept current, so the checks
+// that read them say ERROR with the missing permission instead of verdicts that go stale.
+TEST_F(WatchedScanTest, ARefusedWatchTurnsItsChecksIntoErrorsNamingThePermission) {
+  Start({"--forbid", "pods-watch"});
+  StartScan();
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Cluster", "", "");
+    return std::count(v.begin(), v.end(), v1::STATUS_ERROR) > 0;
+  }));
+  collector::store::FindingFilter errors;
+  errors.cluster = "lab";
+  errors.id = "pod.privileged";
+  errors.statuses = {v1::STATUS_ERROR};
+  auto found = store_->Findings(errors);
+  ASSERT_TRUE(found.ok());
+  ASSERT_FALSE(found->empty());
+  EXPECT_NE((*found)[0].result().reason().find("kspm needs 'watch' on pods"), std::string::npos)
+      << (*found)[0].result().reason();
+  // Listing pods was allowed: one list, and no more while the watch stays refused.
+  EXPECT_EQ(Requests("pods", false), 1u);
+}
+
 TEST_F(WatchedScanTest, FailingWatchesBackOffAndRecover) {
   // The first three watch requests for pods get a 500.
   Start({"--fail", "pods-watch=3"});
