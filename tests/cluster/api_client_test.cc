@@ -49,12 +49,7 @@ class ApiClientTest : public ::testing::Test {
     ASSERT_GT(server_->port(), 0) << "the fake API server did not start";
   }
   Connection TokenConnection(const std::string& token = kToken) const {
-    Connection c;
-    c.server = server_->url();
-    c.ca_pem = pki_.ca.cert_pem;
-    c.token = token;
-    c.description = "test token";
-    return c;
+    return TokenConnectionTo(*server_, pki_, token);
   }
   ClientOptions FastOptions() {
     ClientOptions o;

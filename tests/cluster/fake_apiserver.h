@@ -15,6 +15,7 @@
 
 #include "cluster_test_util.h"
 #include "fixtures/process.h"
+#include "kspm/collector/k8s/api_client.h"
 #include "kspm/common/certs.h"
 #include "nlohmann/json.hpp"
 
@@ -103,5 +104,16 @@ class FakeApiServer {
   int port_ = 0;
   std::string log_;
 };
+
+// A connection to `server` with a bearer token, trusting the test CA.
+inline collector::k8s::Connection TokenConnectionTo(const FakeApiServer& server, const Pki& pki,
+                                                    const std::string& token = kToken) {
+  collector::k8s::Connection c;
+  c.server = server.url();
+  c.ca_pem = pki.ca.cert_pem;
+  c.token = token;
+  c.description = "test token";
+  return c;
+}
 
 }  // namespace kspm::cluster_test

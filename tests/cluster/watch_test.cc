@@ -101,14 +101,7 @@ class WatchTest : public ::testing::Test {
     server_ = std::make_unique<FakeApiServer>(dir_.path(), pki_, std::move(extra));
     ASSERT_GT(server_->port(), 0) << "the fake API server did not start";
   }
-  Connection TokenConnection() const {
-    Connection c;
-    c.server = server_->url();
-    c.ca_pem = pki_.ca.cert_pem;
-    c.token = kToken;
-    c.description = "test token";
-    return c;
-  }
+  Connection TokenConnection() const { return TokenConnectionTo(*server_, pki_); }
   std::unique_ptr<collector::k8s::ApiClient> Client() {
     ClientOptions o;
     o.timeout = 10s;

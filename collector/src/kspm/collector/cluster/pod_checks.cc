@@ -58,13 +58,26 @@ Read ContainerField(const Container& c, const char* field) {
   return r;
 }
 
+// The pod's own securityContext setting, with its path.
+Read PodField(const Workload& w, const char* field) {
+  Read r{nullptr, w.spec_path + ".securityContext." + field};
+  if (const auto* sc = SecurityContext(*w.spec)) r.value = Field(*sc, field);
+  return r;
+}
+
+// `judge(read, container)` for the pod's setting (container "") and then each container's.
+template <typename Judge>
+void EachLevel(const Workload& w, const std::vector<Container>& cs, const char* field,
+               Judge judge) {
+  judge(PodField(w, field), std::string());
+  for (const auto& c : cs) judge(ContainerField(c, field), c.name);
+}
+
 // Container setting over pod setting; the path names where the value was found.
 Read Effective(const Workload& w, const Container& c, const char* field) {
   Read r = ContainerField(c, field);
   if (r.value) return r;
-  if (const auto* sc = SecurityContext(*w.spec)) {
-    if (const auto* v = Field(*sc, field)) return {v, w.spec_path + ".securityContext." + field};
-  }
+  if (Read pod = PodField(w, field); pod.value) return pod;
   return r;
 }
 
@@ -331,13 +344,9 @@ void SeLinux(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
       }
     }
   };
-  const auto* pod_sc = SecurityContext(*w.spec);
-  judge(pod_sc ? Field(*pod_sc, "seLinuxOptions") : nullptr,
-        w.spec_path + ".securityContext.seLinuxOptions", "");
-  for (const auto& c : cs) {
-    const Read r = ContainerField(c, "seLinuxOptions");
-    judge(r.value, r.path, c.name);
-  }
+  EachLevel(w, cs, "seLinuxOptions", [&](const Read& r, const std::string& container) {
+    judge(r.value, r.path, container);
+  });
   if (o.evidence.empty()) {
     o.evidence.push_back(ApiEvidence(w.spec_path + ".securityContext.seLinuxOptions",
                                      w.evidence_source, std::nullopt));
@@ -357,13 +366,9 @@ void AppArmor(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
                             " sets AppArmor profile type " + (type.empty() ? "(none)" : type));
     }
   };
-  const auto* pod_sc = SecurityContext(*w.spec);
-  judge(pod_sc ? Field(*pod_sc, "appArmorProfile") : nullptr,
-        w.spec_path + ".securityContext.appArmorProfile", "");
-  for (const auto& c : cs) {
-    const Read r = ContainerField(c, "appArmorProfile");
-    judge(r.value, r.path, c.name);
-  }
+  EachLevel(w, cs, "appArmorProfile", [&](const Read& r, const std::string& container) {
+    judge(r.value, r.path, container);
+  });
   const nlohmann::json* annotations =
       w.template_metadata ? Field(*w.template_metadata, "annotations") : nullptr;
   if (annotations && annotations->is_object()) {

@@ -12,18 +12,6 @@
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::cluster {
-namespace {
-
-std::string ResourceVersionOf(const nlohmann::json& object) {
-  if (!object.is_object()) return "";
-  const auto meta = object.find("metadata");
-  if (meta == object.end() || !meta->is_object()) return "";
-  const auto rv = meta->find("resourceVersion");
-  return rv != meta->end() && rv->is_string() ? rv->get<std::string>() : "";
-}
-
-}  // namespace
-
 void LiveObjects::Reset(k8s::Snapshot snapshot, std::string server_version) {
   snapshot.set_live(true);
   std::set<std::string> kinds;
@@ -333,7 +321,7 @@ class Watcher final : public LiveObjects {
     scratch.set_inspect_config_data(settings_.configmaps);
     std::string version;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
-      if (auto rv = ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
+      if (auto rv = k8s::ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
       size_t added = 0;
       if (auto s = k8s::AddDocument(std::move(doc), "API", scratch, &added, type.kind); !s.ok()) {
         spdlog::warn("cluster watch: {}", std::string(s.message()));
@@ -354,7 +342,7 @@ class Watcher final : public LiveObjects {
 
   // One event applied to the objects; false to end the watch.
   bool Handle(const k8s::ResourceType& type, k8s::WatchEvent&& event, std::string& version) {
-    const std::string rv = ResourceVersionOf(event.object);
+    const std::string rv = k8s::ResourceVersionOf(event.object);
     if (!rv.empty()) version = rv;
     if (event.type == "BOOKMARK") return !stop_;
     if (Apply(type.kind, std::move(event))) {

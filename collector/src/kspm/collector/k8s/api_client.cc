@@ -689,6 +689,14 @@ absl::StatusOr<std::unique_ptr<ApiClient>> MakeApiClient(Connection connection,
   return std::unique_ptr<ApiClient>(new CurlApiClient(std::move(connection), std::move(options)));
 }
 
+std::string ResourceVersionOf(const nlohmann::json& object) {
+  if (!object.is_object()) return "";
+  const auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return "";
+  const auto rv = meta->find("resourceVersion");
+  return rv != meta->end() && rv->is_string() ? rv->get<std::string>() : "";
+}
+
 absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
   FetchStats stats;
   auto version = client.ServerVersion();
@@ -735,11 +743,7 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     scratch.set_live(out.live());  // a watched snapshot keeps every replica's spec its owner lacks
     std::string version;
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
-      if (const auto meta = doc.find("metadata"); meta != doc.end() && meta->is_object()) {
-        if (const auto rv = meta->find("resourceVersion"); rv != meta->end() && rv->is_string()) {
-          version = rv->get<std::string>();
-        }
-      }
+      if (auto rv = ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
       size_t added = 0;
       const auto s = AddDocument(std::move(doc), "API", scratch, &added, type.kind);
       if (!s.ok()) out.AddError(std::string(s.message()));

@@ -92,6 +92,9 @@ struct ClientOptions {
   std::function<void(std::chrono::milliseconds)> sleep;
 };
 
+// `metadata.resourceVersion` of an object or list, or "" when absent.
+std::string ResourceVersionOf(const nlohmann::json& object);
+
 // One change a watch saw.
 struct WatchEvent {
   std::string type;  // ADDED, MODIFIED, DELETED or BOOKMARK
