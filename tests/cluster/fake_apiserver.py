@@ -20,6 +20,7 @@ directory (YAML manifests, e.g. tests/fixtures/cluster/kubeadm) the way the API 
   * --throttle RESOURCE=N: the first N requests get 429 with Retry-After: 1;
   * --fail RESOURCE=N: the first N requests get 500 (both take the same names as --forbid);
   * --expire RESOURCE: the first request with a continue token gets 410 Gone (Expired);
+  * --watch-garbage RESOURCE: its watches start with a line that is not JSON (invalid UTF-8);
   * watch: `?watch=1&resourceVersion=RV` streams (chunked, one JSON event per line) ADDED,
     MODIFIED and DELETED events of the resource after RV, BOOKMARK events every
     --bookmark-seconds with allowWatchBookmarks=true, and ends after timeoutSeconds; a RV older
@@ -418,6 +419,10 @@ class Handler(BaseHTTPRequestHandler):
                 410, "Expired", "too old resource version: %d (%d)" % (since, state.compacted))}
         last_bookmark = time.monotonic()
         try:
+            if resource in self.state.args.watch_garbage:
+                data = b'{"type": "ADDED", "object": {"kind": "Pod", \xff\xfe garbage\n'
+                self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                self.wfile.flush()
             while True:
                 with state.changed:
                     if since < state.compacted:
@@ -635,6 +640,8 @@ def main():
     p.add_argument("--fail", action="append", default=[])
     p.add_argument("--expire", action="append", default=[])
     p.add_argument("--identities", help="JSON file of tokens and pods, read on every request")
+    p.add_argument("--watch-garbage", action="append", default=[],
+                   help="watches of this resource send a line that is not JSON (invalid UTF-8)")
     p.add_argument("--bookmark-seconds", type=float, default=1.0,
                    help="how often an idle watch gets a BOOKMARK event")
     args = p.parse_args()

@@ -196,6 +196,25 @@ TEST_F(WatchTest, TheClientStreamsEventsAndBookmarksAndSaysGoneWhenTheVersionIsC
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }
 
+// A stream that sends something other than a JSON event (here invalid UTF-8) ends the watch with
+// an error naming the resource; nothing of it is applied.
+TEST_F(WatchTest, AGarbledEventEndsTheWatchWithAnErrorNamingTheResource) {
+  Start({"--watch-garbage", "pods"});
+  std::atomic<bool> stop{false};
+  size_t handled = 0;
+  const auto s = Client()->Watch(
+      PodsType(), "1", 5s,
+      [&](collector::k8s::WatchEvent&&) {
+        ++handled;
+        return true;
+      },
+      stop);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_NE(s.message().find("pods watch: an event that is not JSON"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(handled, 0u);
+}
+
 TEST_F(WatchTest, AForbiddenWatchSaysWhichPermissionIsMissing) {
   Start({"--forbid", "pods"});
   std::atomic<bool> stop{false};
