@@ -742,42 +742,64 @@ TEST(Checks, CompactingOwnedReplicasChangesNoResult) {
 namespace kspm::cluster_test {
 namespace {
 
-// What the collector's periodic scan streams to the store: one part per check, in catalogue
-// order, the same results as the whole evaluation, on any number of threads; a sink that fails
-// stops the evaluation.
+// What the collector's periodic scan streams to the store: each check's results in catalogue
+// order, the same results as the whole evaluation, on any number of threads; a check judged per
+// workload comes in slices of `workloads_per_part` workloads, `more` on all but its last; a sink
+// that fails stops the evaluation.
 TEST(Checks, EvaluationInPartsHandsOverEachCheckOnceInCatalogueOrder) {
   const auto snapshot = KubeadmSnapshot();
   collector::cluster::ScanOptions options;
   options.policy.include_system = true;
   const auto whole = collector::cluster::EvaluateCluster(snapshot, options);
+  ASSERT_GE(whole.stats.workloads, 3u);
   for (unsigned threads : {1u, 3u}) {
-    SCOPED_TRACE(threads);
-    options.threads = threads;
-    std::vector<v1::CheckResult> joined;
-    std::vector<std::string> order;
-    auto stats = collector::cluster::EvaluateClusterInParts(
-        snapshot, options, [&](std::vector<v1::CheckResult>&& part) {
-          EXPECT_FALSE(part.empty());
-          for (const auto& r : part) EXPECT_EQ(r.check_id(), part.front().check_id());
-          order.push_back(part.front().check_id());
-          std::move(part.begin(), part.end(), std::back_inserter(joined));
-          return absl::OkStatus();
-        });
-    ASSERT_TRUE(stats.ok());
-    EXPECT_EQ(stats->workloads, whole.stats.workloads);
-    ASSERT_EQ(joined.size(), whole.results.size());
-    for (size_t i = 0; i < joined.size(); ++i) {
-      EXPECT_EQ(joined[i].SerializeAsString(), whole.results[i].SerializeAsString());
+    for (size_t slice : {size_t{0}, size_t{1}, size_t{2}}) {
+      SCOPED_TRACE(std::to_string(threads) + " threads, slices of " + std::to_string(slice));
+      options.threads = threads;
+      options.workloads_per_part = slice;
+      std::vector<v1::CheckResult> joined;
+      std::vector<std::string> order;  // each check once, when its last part came
+      std::string open;                // the check whose slices are coming
+      size_t sliced = 0;               // parts handed with `more`
+      auto stats = collector::cluster::EvaluateClusterInParts(
+          snapshot, options, [&](std::vector<v1::CheckResult>&& part, bool more) {
+            // Only the last part of a sliced check may be empty.
+            EXPECT_TRUE(!part.empty() || (!more && !open.empty()));
+            const std::string id = part.empty() ? open : part.front().check_id();
+            EXPECT_TRUE(open.empty() || open == id) << id << " came while " << open << " was open";
+            for (const auto& r : part) EXPECT_EQ(r.check_id(), id);
+            sliced += more;
+            open = more ? id : "";
+            if (!more) order.push_back(id);
+            std::move(part.begin(), part.end(), std::back_inserter(joined));
+            return absl::OkStatus();
+          });
+      ASSERT_TRUE(stats.ok());
+      EXPECT_TRUE(open.empty());
+      // Slices of one or two workloads cut every per-workload check of this cluster.
+      if (slice == 0) {
+        EXPECT_EQ(sliced, 0u);
+      } else {
+        EXPECT_GE(sliced, 20u);
+      }
+      EXPECT_EQ(stats->workloads, whole.stats.workloads);
+      ASSERT_EQ(joined.size(), whole.results.size());
+      for (size_t i = 0; i < joined.size(); ++i) {
+        EXPECT_EQ(joined[i].SerializeAsString(), whole.results[i].SerializeAsString());
+      }
+      EXPECT_EQ(std::set<std::string>(order.begin(), order.end()).size(), order.size());
     }
-    EXPECT_EQ(std::set<std::string>(order.begin(), order.end()).size(), order.size());
   }
-  size_t parts = 0;
-  auto stopped = collector::cluster::EvaluateClusterInParts(
-      snapshot, options, [&](std::vector<v1::CheckResult>&&) {
-        return ++parts == 3 ? absl::ResourceExhaustedError("disk full") : absl::OkStatus();
-      });
-  EXPECT_TRUE(absl::IsResourceExhausted(stopped.status()));
-  EXPECT_EQ(parts, 3u);
+  for (size_t slice : {size_t{0}, size_t{1}}) {
+    options.workloads_per_part = slice;
+    size_t parts = 0;
+    auto stopped = collector::cluster::EvaluateClusterInParts(
+        snapshot, options, [&](std::vector<v1::CheckResult>&&, bool) {
+          return ++parts == 3 ? absl::ResourceExhaustedError("disk full") : absl::OkStatus();
+        });
+    EXPECT_TRUE(absl::IsResourceExhausted(stopped.status()));
+    EXPECT_EQ(parts, 3u);
+  }
 }
 
 // A watched cluster re-evaluates per-workload checks for the workloads a change touched alone

@@ -247,7 +247,7 @@ int RunOne(int pods, int namespaces, int roles) {
   kspm::collector::cluster::ScanOptions options;
   size_t results = 0, fail = 0;
   auto evaluated = kspm::collector::cluster::EvaluateClusterInParts(
-      snapshot, options, [&](std::vector<kspm::v1::CheckResult>&& part) {
+      snapshot, options, [&](std::vector<kspm::v1::CheckResult>&& part, bool) {
         for (const auto& r : part) {
           fail += r.status() == kspm::v1::STATUS_FAIL || r.status() == kspm::v1::STATUS_WARN;
         }
@@ -274,9 +274,9 @@ int RunOne(int pods, int namespaces, int roles) {
     auto writer = (*store)->BeginReport(header, kspm::common::Clock::now());
     if (!writer.ok()) return false;
     auto stats = kspm::collector::cluster::EvaluateClusterInParts(
-        snapshot, options, [&](std::vector<kspm::v1::CheckResult>&& part) {
+        snapshot, options, [&](std::vector<kspm::v1::CheckResult>&& part, bool more) {
           for (auto& r : part) kspm::collector::cluster::PrepareClusterResult(r);
-          return (*writer)->Add(std::move(part));
+          return (*writer)->Add(std::move(part), more);
         });
     if (!stats.ok()) return false;
     auto done = (*writer)->Finish(kspm::common::Clock::now());

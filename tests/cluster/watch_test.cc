@@ -483,7 +483,9 @@ namespace {
 // Random changes of every kind the checks read, fed to the watched objects as events and
 // evaluated batch by batch: the store then holds what a full scan of the same objects says.
 // Seeded, so a failure repeats; the diff names each result the two disagree on.
-TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
+// Once with each check whole, once with per-workload checks evaluated and stored two workloads
+// at a time (as a large cluster's are), full scans and changes alike.
+void ChurnAndCompare(size_t workloads_per_part) {
   kspm::testing::TempDir dir;
   k8s::Snapshot demo;
   ASSERT_TRUE(k8s::LoadSnapshotDir(SourceDir() + "/tests/fixtures/cluster/demo", demo).ok());
@@ -494,6 +496,7 @@ TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
   ASSERT_TRUE(store.ok());
   collector::cluster::ClusterScanSettings settings;
   settings.cluster = "churn";
+  settings.workloads_per_part = workloads_per_part;
   auto scan =
       collector::cluster::PeriodicClusterScan::Create(std::move(live_owned), settings, **store);
   ASSERT_TRUE(scan.ok());
@@ -582,6 +585,13 @@ TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
 
   EXPECT_EQ(FullScanDiff(**store, **scan, "churn"), "")
       << "results the changes left (-) and what a full scan says (+)";
+}
+
+TEST(WatchedChurn, ManyRandomChangesLeaveWhatAFullScanSays) {
+  for (size_t slice : {size_t{0}, size_t{2}}) {
+    SCOPED_TRACE("workloads per part: " + std::to_string(slice));
+    ChurnAndCompare(slice);
+  }
 }
 
 // A watched cluster fed in-process (no API server): the objects of `dir`, a sqlite store, a

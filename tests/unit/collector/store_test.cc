@@ -554,6 +554,66 @@ TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
   EXPECT_TRUE(absl::IsAlreadyExists(store_->BeginReport(header, later).status()));
 }
 
+// A check judged per workload comes in slices (`more`): its rows that no slice carried go with
+// the last slice, not before; other checks' results cannot join a slice; a report left with an
+// open check does not finish.
+TEST_F(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
+  auto on = [](v1::CheckResult r, const std::string& name) {
+    r.mutable_resource()->set_kind("Deployment");
+    r.mutable_resource()->set_namespace_("shop");
+    r.mutable_resource()->set_name(name);
+    return r;
+  };
+  ASSERT_TRUE(store_
+                  ->CommitReport(Report("s1", "cluster",
+                                        {on(Result("a", "1", v1::STATUS_PASS), "web"),
+                                         on(Result("a", "1", v1::STATUS_FAIL), "db"),
+                                         on(Result("a", "1", v1::STATUS_FAIL), "cache"),
+                                         on(Result("b", "2", v1::STATUS_FAIL), "web")}),
+                                 now_)
+                  .ok());
+  auto writer = store_->BeginReport(Report("s2", "cluster", {}), now_);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "web")}, true).ok());
+  // The rows a later slice may carry are still there between slices.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'a'"), 3);
+  const auto mixed = (*writer)->Add({on(Result("b", "2", v1::STATUS_PASS), "web")}, true);
+  EXPECT_TRUE(absl::IsInvalidArgument(mixed)) << mixed;
+  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "db")}, true).ok());
+  const auto unfinished = (*writer)->Finish(now_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(unfinished.status())) << unfinished.status();
+  // The last slice carries nothing: it ends the check, and a/cache, carried by none, goes.
+  auto ended = (*writer)->Add({}, false);
+  ASSERT_TRUE(ended.ok()) << ended;
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'a'"), 2);
+  ASSERT_TRUE((*writer)->Add({on(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
+  auto stats = (*writer)->Finish(now_ + std::chrono::seconds(1));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->results, 3u);
+  EXPECT_EQ(stats->written, 1u);      // a/web PASS -> FAIL; a/db and b/web unchanged
+  EXPECT_EQ(stats->transitions, 1u);  // a/web
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 3);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE name = 'cache'"), 0);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+  // A check is one transaction from its first slice to its last: a report abandoned in the
+  // middle (the evaluation stopped) leaves the check as it was, and the store writes on.
+  {
+    auto abandoned = store_->BeginReport(Report("s3", "cluster", {}), now_);
+    ASSERT_TRUE(abandoned.ok());
+    ASSERT_TRUE((*abandoned)->Add({on(Result("a", "1", v1::STATUS_PASS), "web")}, true).ok());
+    EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'a' AND name = 'web'"),
+              v1::STATUS_FAIL);
+  }
+  EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'a' AND name = 'web'"),
+            v1::STATUS_FAIL);
+  ASSERT_TRUE(
+      store_->CommitReport(Report("s4", "node-1", {Result("x", "1.1", v1::STATUS_PASS)}), now_)
+          .ok());
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+}
+
 // A partial report (a watched cluster's change) replaces the results of some objects of some
 // checks and leaves the rest: other objects of a scoped check, other checks. A new object that
 // fails is a drift event; a scoped object with no result left loses its rows.

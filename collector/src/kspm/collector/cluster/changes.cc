@@ -119,6 +119,7 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
     }
 
     ScanOptions options;
+    options.workloads_per_part = settings_.workloads_per_part;
     options.policy = settings_.policy;
     options.exceptions = &exceptions_;
     options.now = started;
@@ -184,15 +185,18 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
       return scope;
     };
     std::set<std::string> carried;
-    const auto add = [&](std::vector<v1::CheckResult>&& part) -> absl::Status {
-      const std::string id = part.front().check_id();
+    std::string open;  // a check whose slices are coming (evaluated whole, per workload)
+    const auto add = [&](std::vector<v1::CheckResult>&& part, bool more) -> absl::Status {
+      // The last slice of a check may carry nothing: it ends the check.
+      const std::string id = part.empty() ? open : part.front().check_id();
+      open = more ? id : "";
       carried.insert(id);
       for (auto& r : part) PrepareClusterResult(r);
       out.results += part.size();
       const auto t0 = std::chrono::steady_clock::now();
       const auto s = focus.workload_checks.contains(id) || focus.namespace_checks.contains(id)
                          ? (*writer)->AddScoped(std::move(part), scope_of(id))
-                         : (*writer)->Add(std::move(part));
+                         : (*writer)->Add(std::move(part), more);
       out.store_time += std::chrono::steady_clock::now() - t0;
       return s;
     };

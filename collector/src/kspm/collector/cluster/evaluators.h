@@ -22,7 +22,7 @@ struct Context {
   const k8s::Snapshot& snapshot;
   const SystemPolicy& policy;
   const Rbac& rbac;
-  const WorkloadSet& workloads;
+  WorkloadRange workloads;
 };
 
 // One verdict about one object, before it is reported under each benchmark (where FAIL becomes

@@ -121,27 +121,59 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
   stats.roles = rbac.roles().size();
   stats.bindings = rbac.bindings().size();
 
-  // Each check is evaluated on its own into its own slot; slots are handed over in catalogue
-  // order, so the output does not depend on the number of threads.
+  // The work: each check on its own, or a check judged per workload, evaluated whole and on
+  // complete input, a slice of workloads at a time. Each task fills its own slot; slots are handed
+  // over in catalogue order, so the output does not depend on the number of threads.
+  const auto& catalog = BuiltinCatalog();
+  const auto& evaluators = Evaluators();
+  struct Task {
+    const CheckDef* check;
+    std::vector<const BenchmarkItem*> items;  // the benchmarks it is reported under
+    std::optional<std::string> missing;       // why its input is incomplete
+    std::span<const Workload> slice;          // when sliced: the workloads of this task
+    bool sliced = false;
+    bool last = true;  // the check's last task
+  };
+  std::vector<Task> tasks;
+  for (const auto& check : catalog) {
+    Task task{&check, {}, std::nullopt, {}};
+    for (const auto& b : check.benchmarks) {
+      if (options.benchmarks.empty() || options.benchmarks.contains(b.benchmark)) {
+        task.items.push_back(&b);
+      }
+    }
+    if (task.items.empty()) continue;
+    const bool in_focus = focus && (focus->workload_checks.contains(check.id) ||
+                                    focus->namespace_checks.contains(check.id));
+    if (focus && !in_focus && !focus->checks.contains(check.id)) continue;
+    const auto ev = evaluators.find(check.evaluate);
+    if (ev != evaluators.end()) task.missing = MissingInput(snapshot, ev->second.reads);
+    const size_t size = options.workloads_per_part;
+    const std::span<const Workload> all(workloads.workloads);
+    if (in_focus || ev == evaluators.end() || task.missing || size == 0 ||
+        !JudgedPerWorkload(check.evaluate) || all.size() <= size) {
+      tasks.push_back(std::move(task));
+      continue;
+    }
+    for (size_t at = 0; at < all.size(); at += size) {
+      Task part = task;
+      part.sliced = true;
+      part.slice = all.subspan(at, std::min(size, all.size() - at));
+      part.last = at + size >= all.size();
+      tasks.push_back(std::move(part));
+    }
+  }
   struct Slot {
     std::vector<v1::CheckResult> results;
     size_t accepted = 0, expired = 0;
     bool done = false;
   };
-  const auto& catalog = BuiltinCatalog();
-  std::vector<Slot> slots(catalog.size());
-  const auto& evaluators = Evaluators();
-  auto evaluate = [&](const CheckDef& check, Slot& slot) {
-    std::vector<const BenchmarkItem*> items;
-    for (const auto& b : check.benchmarks) {
-      if (options.benchmarks.empty() || options.benchmarks.contains(b.benchmark)) {
-        items.push_back(&b);
-      }
-    }
-    if (items.empty()) return;
+  std::vector<Slot> slots(tasks.size());
+  auto evaluate = [&](const Task& task, Slot& slot) {
+    const CheckDef& check = *task.check;
+    const auto& items = task.items;
     const bool per_workload = focus && focus->workload_checks.contains(check.id);
     const bool per_namespace = focus && focus->namespace_checks.contains(check.id);
-    if (focus && !per_workload && !per_namespace && !focus->checks.contains(check.id)) return;
     const auto ev = evaluators.find(check.evaluate);
     std::vector<Finding> findings;
     if (ev == evaluators.end()) {
@@ -150,6 +182,10 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       f.resource.set_kind("Cluster");
       f.reason = "no evaluator named '" + check.evaluate + "'";
       findings.push_back(std::move(f));
+    } else if (task.sliced) {
+      const Context part{snapshot, options.policy, rbac,
+                         WorkloadRange(task.slice, workloads.system_skipped)};
+      findings = ev->second.run(check, part);
     } else {
       findings = ev->second.run(check, per_workload    ? focused_ctx
                                        : per_namespace ? namespaces_ctx
@@ -170,7 +206,7 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       }
       // Never PASS or NOT_APPLICABLE on input that could not be read: the objects that would
       // fail may be the missing ones. Failures found in what was read still stand.
-      if (const auto missing = MissingInput(snapshot, ev->second.reads)) {
+      if (task.missing) {
         std::vector<Finding> kept;
         for (auto& f : findings) {
           if (f.status == v1::STATUS_FAIL) kept.push_back(std::move(f));
@@ -178,7 +214,7 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
         Finding error;
         error.status = v1::STATUS_ERROR;
         error.resource.set_kind("Cluster");
-        error.reason = "could not read everything this check needs: " + *missing;
+        error.reason = "could not read everything this check needs: " + *task.missing;
         kept.push_back(std::move(error));
         findings = std::move(kept);
       }
@@ -214,9 +250,9 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       }
     }
   };
-  // Workers take the next check as they finish one (check costs differ by orders of magnitude:
-  // a pod check visits every workload, an RBAC check every binding), at most `window` checks
-  // ahead of the one being handed over, so memory holds a few checks' results, not all.
+  // Workers take the next task as they finish one (check costs differ by orders of magnitude:
+  // a pod check visits every workload, an RBAC check every binding), at most `window` tasks
+  // ahead of the one being handed over, so memory holds a few tasks' results, not all.
   unsigned threads = options.threads;
   if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   const size_t window = threads;
@@ -229,11 +265,11 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
       size_t i;
       {
         std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return stop || next >= catalog.size() || next < handed + window; });
-        if (stop || next >= catalog.size()) return;
+        cv.wait(lock, [&] { return stop || next >= tasks.size() || next < handed + window; });
+        if (stop || next >= tasks.size()) return;
         i = next++;
       }
-      evaluate(catalog[i], slots[i]);
+      evaluate(tasks[i], slots[i]);
       {
         std::lock_guard lock(mu);
         slots[i].done = true;
@@ -244,15 +280,19 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
   std::vector<std::thread> workers;
   for (unsigned t = 0; t < threads; ++t) workers.emplace_back(work);
   absl::Status failed;
-  for (size_t i = 0; i < catalog.size(); ++i) {
+  bool opened = false;  // a slice of the current check went with `more`
+  for (size_t i = 0; i < tasks.size(); ++i) {
     {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return slots[i].done; });
     }
     Slot& slot = slots[i];
-    stats.accepted += slot.accepted;
-    stats.expired += slot.expired;
-    if (failed.ok() && !slot.results.empty()) failed = part(std::move(slot.results));
+    const bool more = !tasks[i].last;
+    // A sliced check's last call ends it, with or without results.
+    if (failed.ok() && (!slot.results.empty() || (opened && !more))) {
+      failed = part(std::move(slot.results), more);
+      opened = more;
+    }
     slot.results = {};
     {
       std::lock_guard lock(mu);
@@ -263,16 +303,21 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
     if (!failed.ok()) break;
   }
   for (auto& t : workers) t.join();
+  for (const auto& slot : slots) {
+    stats.accepted += slot.accepted;
+    stats.expired += slot.expired;
+  }
   if (!failed.ok()) return failed;
   return stats;
 }
 
 ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& options) {
   ClusterScan scan;
-  auto stats = EvaluateClusterInParts(snapshot, options, [&](std::vector<v1::CheckResult>&& part) {
-    std::move(part.begin(), part.end(), std::back_inserter(scan.results));
-    return absl::OkStatus();
-  });
+  auto stats =
+      EvaluateClusterInParts(snapshot, options, [&](std::vector<v1::CheckResult>&& part, bool) {
+        std::move(part.begin(), part.end(), std::back_inserter(scan.results));
+        return absl::OkStatus();
+      });
   scan.stats = *stats;  // the sink never fails
   return scan;
 }

@@ -47,6 +47,9 @@ struct ScanOptions {
   const Focus* focus = nullptr;
   // RBAC already indexed for this snapshot (not owned; null: built here).
   const Rbac* rbac = nullptr;
+  // A check judged per workload, evaluated whole, is evaluated and handed over this many
+  // workloads at a time (0: all at once).
+  size_t workloads_per_part = 4096;
 };
 
 struct ScanStats {
@@ -72,9 +75,11 @@ ClusterScan EvaluateCluster(const k8s::Snapshot& snapshot, const ScanOptions& op
 
 // The same results, handed to `part` one check at a time (every result of the check, under each
 // of its benchmarks), in catalogue order, while later checks are evaluated: memory holds a few
-// checks' results, never all of a large cluster's. An error from `part` stops the evaluation and
-// is returned.
-using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&&)>;
+// checks' results, never all of a large cluster's. A check judged per workload over more than
+// `workloads_per_part` workloads comes in several calls: `more` is true on each but the last,
+// which may carry no results (it says the check is complete). An error from `part` stops the
+// evaluation and is returned.
+using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&& results, bool more)>;
 [[nodiscard]] absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
                                                                const ScanOptions& options,
                                                                const ResultSink& part);

@@ -217,6 +217,7 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
     }
   }
   ScanOptions options;
+  options.workloads_per_part = settings_.workloads_per_part;
   options.policy = settings_.policy;
   options.exceptions = &exceptions_;
   options.now = started;
@@ -226,13 +227,13 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   size_t results = 0;
   ScanStats stats;
   std::vector<std::string> warnings;
-  const auto add = [&](std::vector<v1::CheckResult>&& part) {
+  const auto add = [&](std::vector<v1::CheckResult>&& part, bool more) {
     for (auto& r : part) {
       PrepareClusterResult(r);
       common::AddStatusCount(counts, r.status());
     }
     results += part.size();
-    return writer->Add(std::move(part));
+    return writer->Add(std::move(part), more);
   };
   const auto scan = [&](const k8s::Snapshot& snapshot, const std::string& version) {
     // Changes waiting are in these objects: this scan covers them.
@@ -278,7 +279,7 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
         }
       }
       if (!not_applicable.empty()) {
-        if (auto s = add(std::move(not_applicable)); !s.ok()) return s;
+        if (auto s = add(std::move(not_applicable), false); !s.ok()) return s;
       }
     } else {
       spdlog::warn("cluster scan: cannot list nodes: {}", std::string(nodes.status().message()));

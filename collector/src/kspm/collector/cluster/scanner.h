@@ -87,6 +87,8 @@ struct ClusterScanSettings {
   std::chrono::milliseconds settle{50};
   std::string exceptions_file;  // re-read at every scan; a broken edit keeps the last good one
   SystemPolicy policy;
+  // Checks judged per workload go to the store this many workloads at a time (ScanOptions).
+  size_t workloads_per_part = ScanOptions().workloads_per_part;
 };
 
 // Runs scans on its own thread. Thread-safe: Stop, Trigger and RequestScan may be called from any

@@ -7,6 +7,7 @@
 // label). Bare Pods are reported on their own.
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -39,6 +40,18 @@ struct WorkloadSet {
   std::vector<Workload> workloads;
   size_t system_skipped = 0;  // workloads in system namespaces, not evaluated
   size_t owned = 0;           // Pods and ReplicaSets/Jobs left to their controller
+};
+
+// All or part of a WorkloadSet, as an evaluator reads it: a check judged per workload is
+// evaluated a slice of workloads at a time, so that a large cluster's results are never all in
+// memory at once.
+struct WorkloadRange {
+  std::span<const Workload> workloads;
+  size_t system_skipped = 0;
+  WorkloadRange(const WorkloadSet& set)  // NOLINT(google-explicit-constructor): a view of it
+      : workloads(set.workloads), system_skipped(set.system_skipped) {}
+  WorkloadRange(std::span<const Workload> part, size_t skipped)
+      : workloads(part), system_skipped(skipped) {}
 };
 
 // Kinds that carry a pod spec and are read by workload checks.

@@ -343,8 +343,8 @@ class SqliteReportWriter final : public ReportWriter {
     annotate_ = std::move(annotate);
   }
 
-  absl::Status Add(std::vector<v1::CheckResult>&& results) override {
-    return Write(std::move(results), nullptr);
+  absl::Status Add(std::vector<v1::CheckResult>&& results, bool more) override {
+    return Write(std::move(results), nullptr, more);
   }
 
   absl::Status AddScoped(std::vector<v1::CheckResult>&& results,
@@ -367,29 +367,47 @@ class SqliteReportWriter final : public ReportWriter {
             " is outside the part's scope (scan " + target_.scan_id + ")");
       }
     }
-    return Write(std::move(results), &scope);
+    return Write(std::move(results), &scope, false);
   }
 
  private:
-  // One part in one transaction: whole checks, or with `scope` some objects of some checks.
-  absl::Status Write(std::vector<v1::CheckResult>&& results, const ResultScope* scope) {
+  // One part in one transaction: whole checks, or with `scope` some objects of some checks, or
+  // (`more`, or a check left open) a slice of one check.
+  absl::Status Write(std::vector<v1::CheckResult>&& results, const ResultScope* scope, bool more) {
+    if (broken_) {
+      return absl::FailedPreconditionError("an earlier part of scan " + target_.scan_id +
+                                           " failed; this report takes no more parts");
+    }
     std::map<std::string, std::vector<const v1::CheckResult*>> by_check;
     if (scope) {
       for (const auto& [check, _] : scope->checks) by_check[check];
     }
+    if (open_check_) by_check[*open_check_];
     for (const auto& r : results) by_check[r.check_id()].push_back(&r);
+    if ((more || open_check_) && (by_check.size() != 1 || scope)) {
+      return absl::InvalidArgumentError(
+          open_check_ ? "a slice of check " + *open_check_ + " carries other results (scan " +
+                            target_.scan_id + ")"
+                      : "a part with more to come must carry results of one check (scan " +
+                            target_.scan_id + ")");
+    }
     for (const auto& [check, _] : by_check) {
-      if (seen_.contains(check)) {
+      if (seen_.contains(check) && check != open_check_) {
         return absl::InvalidArgumentError(
             "check " + check + " came in two parts of one report (scan " + target_.scan_id + ")");
       }
     }
-    return InTransaction([&]() -> absl::Status {
-      SqliteStore::Counts counts;
+    const auto body = [&]() -> absl::Status {
+      // A check in slices changes each namespace's counts in most slices: they are applied once,
+      // with its last slice.
+      SqliteStore::Counts own_counts;
+      SqliteStore::Counts& counts = more || open_check_ ? open_counts_ : own_counts;
       std::vector<SqliteStore::Changed> changed;
       for (const auto& [check, list] : by_check) {
         SqliteStore::CurrentRows current;
-        if (scope) {
+        if (check == open_check_) {
+          current = std::move(open_rows_);  // what the check's earlier slices did not replace
+        } else if (scope) {
           // The rows this part replaces: its objects' and the check's cluster-wide ones.
           for (const auto& benchmark : scope->checks.at(check)) {
             for (const auto& object : scope->objects) {
@@ -417,9 +435,16 @@ class SqliteReportWriter final : public ReportWriter {
             !s.ok()) {
           return s;
         }
-        if (auto s = store_.DeleteRows(target_.node_id, current, counts); !s.ok()) return s;
+        if (more) {
+          open_rows_ = std::move(current);
+        } else if (auto s = store_.DeleteRows(target_.node_id, current, counts); !s.ok()) {
+          return s;
+        }
       }
-      if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
+      if (!more) {
+        if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
+        counts.clear();
+      }
       // Each object whose verdicts changed since the last scan is a drift event of the node
       // (for a cluster scan: `Deployment shop/web`, seen by the rescan), as a node's file is.
       std::map<std::string, v1::DriftEvent> events;
@@ -446,11 +471,51 @@ class SqliteReportWriter final : public ReportWriter {
       }
       for (const auto& [check, _] : by_check) seen_.insert(check);
       return absl::OkStatus();
-    });
+    };
+    if (!more && !open_check_) return InTransaction(body);
+    // A check in slices is one transaction from its first slice to its last: committing each
+    // slice would write the pages the slices share once per slice. The write lock is held
+    // meanwhile, while the next slice is evaluated (a fraction of a second).
+    if (!open_check_) {
+      open_lock_ = std::unique_lock(store_.write_mu_);
+      if (auto st = store_.Exec(store_.writer_.get(), "BEGIN IMMEDIATE"); !st.ok()) {
+        open_lock_ = {};
+        return st;
+      }
+    }
+    auto st = body();
+    if (st.ok() && !more) st = store_.Exec(store_.writer_.get(), "COMMIT");
+    if (!st.ok()) {
+      // The check's slices are undone, and what they replaced is not known any more.
+      (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+      broken_ = true;
+    }
+    open_check_.reset();
+    if (st.ok() && more) {
+      open_check_ = by_check.begin()->first;
+    } else {
+      store_.AfterCommit(IsDiskFull(st), common::Clock::now());
+      open_lock_ = {};
+    }
+    return st;
   }
 
  public:
+  ~SqliteReportWriter() override {
+    if (!open_check_) return;
+    // Abandoned in the middle of a check (the evaluation stopped): its slices are undone.
+    (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    store_.AfterCommit(false, common::Clock::now());
+  }
+
   absl::StatusOr<CommitStats> Finish(common::Clock::time_point finished) override {
+    if (broken_) {
+      return absl::FailedPreconditionError("a part of scan " + target_.scan_id + " failed");
+    }
+    if (open_check_) {
+      return absl::FailedPreconditionError("check " + *open_check_ + " of scan " + target_.scan_id +
+                                           " was left without its last part");
+    }
     auto s = InTransaction([&]() -> absl::Status {
       // Checks no part of a full report carried (removed from the catalogue, or a benchmark not
       // scanned now). A partial report removes nothing more.
@@ -480,10 +545,13 @@ class SqliteReportWriter final : public ReportWriter {
     auto s = body();
     if (s.ok()) s = store_.Exec(store_.writer_.get(), "COMMIT");
     if (!s.ok()) (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
-    const bool full = s.code() == absl::StatusCode::kResourceExhausted &&
-                      s.message().find("(disk full)") != std::string::npos;
-    store_.AfterCommit(full, common::Clock::now());
+    store_.AfterCommit(IsDiskFull(s), common::Clock::now());
     return s;
+  }
+
+  static bool IsDiskFull(const absl::Status& s) {
+    return s.code() == absl::StatusCode::kResourceExhausted &&
+           s.message().find("(disk full)") != std::string::npos;
   }
 
   SqliteStore& store_;
@@ -492,6 +560,11 @@ class SqliteReportWriter final : public ReportWriter {
   bool partial_;
   std::function<void(v1::DriftEvent&)> annotate_;
   std::set<std::string> seen_;
+  std::optional<std::string> open_check_;   // a check whose slices are coming
+  SqliteStore::CurrentRows open_rows_;      // its rows no slice carried yet
+  SqliteStore::Counts open_counts_;         // the count changes of its slices so far
+  std::unique_lock<std::mutex> open_lock_;  // the store's write lock, held while it is open
+  bool broken_ = false;
   CommitStats stats_;
 };
 

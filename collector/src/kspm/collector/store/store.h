@@ -126,8 +126,12 @@ struct ResultScope {
 class ReportWriter {
  public:
   virtual ~ReportWriter() = default;
-  // InvalidArgument when a part carries a check an earlier part carried.
-  [[nodiscard]] virtual absl::Status Add(std::vector<v1::CheckResult>&& results) = 0;
+  // Whole checks, each part in its own transaction. InvalidArgument when a part carries a check
+  // an earlier part carried. With `more`, `results` are of one check and the next calls carry
+  // more of it, until one without `more` (whose results may be empty) ends it: the check's rows
+  // that none of its calls carried go then. A writer whose part failed takes no more parts.
+  [[nodiscard]] virtual absl::Status Add(std::vector<v1::CheckResult>&& results,
+                                         bool more = false) = 0;
   // `results` are of the checks of `scope` and about its objects (anything else is
   // InvalidArgument); they replace the current results in `scope`.
   [[nodiscard]] virtual absl::Status AddScoped(std::vector<v1::CheckResult>&& results,
