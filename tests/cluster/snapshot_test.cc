@@ -57,13 +57,23 @@ TEST(Snapshot, MalformedJsonIsNamedWithLineAndColumnAndOtherFilesStillLoad) {
   Write(dir.path() + "/b-bad.json",
         "{\"kind\": \"List\", \"items\": [\n  {\"kind\": \"Secret\",\n   \"metadata\": {,}}]}");
   Write(dir.path() + "/c-bad.yaml", "kind: ClusterRole\nmetadata:\n  name: [unclosed\n");
+  // JSON is parsed from the file as it is read; the position still counts what precedes it.
+  Write(dir.path() + "/d-bad.json", "\n\n  {\"kind\": \"Role\", \"metadata\": {\"name\": tru}}");
   k8s::Snapshot s;
   ASSERT_TRUE(k8s::LoadSnapshotDir(dir.path(), s).ok());
   EXPECT_NE(s.Find("Namespace", "", "ok"), nullptr);
-  ASSERT_EQ(s.errors().size(), 2u);
+  ASSERT_EQ(s.errors().size(), 3u);
   EXPECT_NE(s.errors()[0].find("b-bad.json: line 3, column 17"), std::string::npos)
       << s.errors()[0];
   EXPECT_NE(s.errors()[1].find("c-bad.yaml: line "), std::string::npos) << s.errors()[1];
+  // The same position as when the text is parsed from memory.
+  k8s::Snapshot from_text;
+  const auto in_memory = k8s::LoadSnapshotText(
+      "\n\n  {\"kind\": \"Role\", \"metadata\": {\"name\": tru}}", "d-bad.json", from_text);
+  EXPECT_EQ(s.errors()[2], in_memory.message());
+  EXPECT_NE(s.errors()[2].find("d-bad.json: line 3, column 44"), std::string::npos)
+      << s.errors()[2];
+  EXPECT_TRUE(s.failed_kinds().contains("Role"));
   // What the broken files held cannot be trusted: checks reading those kinds become ERROR.
   EXPECT_TRUE(s.failed_kinds().contains("Secret"));
   EXPECT_TRUE(s.failed_kinds().contains("ClusterRole"));

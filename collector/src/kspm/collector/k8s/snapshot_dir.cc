@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <optional>
 #include <regex>
 #include <set>
@@ -166,107 +168,126 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
   return nullptr;
 }
 
+// The problems of the items that could not be added, as one error (OK when none).
+absl::Status ProblemsStatus(const std::vector<std::string>& problems) {
+  if (problems.empty()) return absl::OkStatus();
+  std::string msg;
+  for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+  return absl::InvalidArgumentError(msg);
+}
+
+// A JSON document (a List, an object, or an array of objects) from `input` (a string or a
+// stream); `position` turns a byte offset into (line, column) for messages.
+template <typename Input>
+absl::Status LoadJson(Input&& input, const std::string& name, Snapshot& out,
+                      const std::function<std::pair<size_t, size_t>(size_t)>& position,
+                      std::vector<std::string>& problems) {
+  // A list's items are taken out as soon as each is parsed, and pruned: the whole document
+  // never exists at once (a cluster's pods.json can be hundreds of megabytes).
+  // What Prune would drop is not even built: status, data and managedFields are most of a
+  // live object's size.
+  bool top_object = false;
+  std::string top_key, item_key, list_kind, list_version;
+  std::vector<nlohmann::json> items;
+  size_t first_index = 0;  // of items[0] in the list, for messages
+  // Items join the snapshot in chunks while the rest of the list is parsed, so that replicas
+  // drop their pod spec as they arrive (Snapshot::Add). Items without a kind wait until the
+  // list's kind is known (the API writes it before `items`, kubectl after).
+  const auto flush = [&](bool at_end) {
+    const bool kinds_known = !list_kind.empty() || at_end;
+    if (!kinds_known) {
+      for (const auto& item : items) {
+        if (!item.is_object() || !item.contains("kind")) return;
+      }
+    }
+    if (items.empty()) return;
+    const std::string kind = list_kind.empty() ? "List" : list_kind;
+    const size_t n = items.size();
+    if (auto st =
+            AddListItems(std::move(items), kind, list_version, name, out, nullptr, {}, first_index);
+        !st.ok() && problems.size() < 3) {
+      problems.emplace_back(st.message());
+    }
+    first_index += n;
+    items.clear();
+  };
+  const auto take_items = [&](int depth, nlohmann::json::parse_event_t event,
+                              nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (depth == 0 && event == Event::object_start) top_object = true;
+    if (depth == 1 && event == Event::key && top_object) top_key = parsed.get<std::string>();
+    if (depth == 1 && event == Event::value && top_object && parsed.is_string()) {
+      if (top_key == "kind") list_kind = parsed.get<std::string>();
+      if (top_key == "apiVersion") list_version = parsed.get<std::string>();
+    }
+    const bool in_items = top_object && top_key == "items";
+    if (in_items && event == Event::key && depth == 3) {
+      item_key = parsed.get<std::string>();
+      // ConfigMap contents are kept until the item is added (and summarised) only when asked.
+      const bool contents = item_key == "data" || item_key == "binaryData";
+      if (item_key == "status" || item_key == "stringData" ||
+          (contents && !out.inspect_config_data())) {
+        return false;  // the key and its value are skipped
+      }
+    }
+    if (in_items && event == Event::key && depth == 4 && item_key == "metadata" &&
+        parsed.get<std::string>() == "managedFields") {
+      return false;
+    }
+    if (in_items && depth == 2 && event == Event::object_end) {
+      if (!out.inspect_config_data()) Prune(parsed);  // else AddItem summarises, then prunes
+      items.push_back(std::move(parsed));
+      if (items.size() >= 256) flush(false);
+      return false;  // not kept in the document
+    }
+    return true;
+  };
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(std::forward<Input>(input), take_items);
+  } catch (const nlohmann::json::parse_error& e) {
+    const auto [line, col] = position(e.byte > 0 ? e.byte - 1 : 0);
+    std::string what = e.what();
+    // Keep nlohmann's description, not its prefix with the position we print ourselves.
+    if (const auto pos = what.find(": syntax error"); pos != std::string::npos) {
+      what = what.substr(pos + 2);
+    }
+    return absl::InvalidArgumentError(name + ": line " + std::to_string(line) + ", column " +
+                                      std::to_string(col) + ": " + what);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(name + ": " + e.what());
+  }
+  if (doc.is_object()) {
+    // Items that are not objects stayed in the document: hand them over to be reported.
+    if (const auto it = doc.find("items"); it != doc.end() && it->is_array()) {
+      for (auto& v : *it) items.push_back(std::move(v));
+    }
+  }
+  if (first_index > 0 || !items.empty() || (doc.is_object() && doc.contains("items"))) {
+    if (doc.is_object()) {
+      list_kind = doc.value("kind", std::string());
+      list_version = doc.value("apiVersion", std::string());
+    }
+    flush(true);
+  } else {
+    auto docs = doc.is_array() ? std::move(doc) : nlohmann::json::array({std::move(doc)});
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const std::string origin = docs.size() > 1 ? name + "[" + std::to_string(i) + "]" : name;
+      if (auto s = AddDocument(std::move(docs[i]), origin, out); !s.ok()) {
+        problems.emplace_back(s.message());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LoadSnapshotText(const std::string& text, const std::string& name, Snapshot& out) {
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos) return absl::OkStatus();
   std::vector<std::string> problems;
   if (text[first] == '{' || text[first] == '[') {
-    // A list's items are taken out as soon as each is parsed, and pruned: the whole document
-    // never exists at once (a cluster's pods.json can be hundreds of megabytes).
-    // What Prune would drop is not even built: status, data and managedFields are most of a
-    // live object's size.
-    bool top_object = false;
-    std::string top_key, item_key, list_kind, list_version;
-    std::vector<nlohmann::json> items;
-    size_t first_index = 0;  // of items[0] in the list, for messages
-    // Items join the snapshot in chunks while the rest of the list is parsed, so that replicas
-    // drop their pod spec as they arrive (Snapshot::Add). Items without a kind wait until the
-    // list's kind is known (the API writes it before `items`, kubectl after).
-    const auto flush = [&](bool at_end) {
-      const bool kinds_known = !list_kind.empty() || at_end;
-      if (!kinds_known) {
-        for (const auto& item : items) {
-          if (!item.is_object() || !item.contains("kind")) return;
-        }
-      }
-      if (items.empty()) return;
-      const std::string kind = list_kind.empty() ? "List" : list_kind;
-      const size_t n = items.size();
-      if (auto st = AddListItems(std::move(items), kind, list_version, name, out, nullptr, {},
-                                 first_index);
-          !st.ok() && problems.size() < 3) {
-        problems.emplace_back(st.message());
-      }
-      first_index += n;
-      items.clear();
-    };
-    const auto take_items = [&](int depth, nlohmann::json::parse_event_t event,
-                                nlohmann::json& parsed) {
-      using Event = nlohmann::json::parse_event_t;
-      if (depth == 0 && event == Event::object_start) top_object = true;
-      if (depth == 1 && event == Event::key && top_object) top_key = parsed.get<std::string>();
-      if (depth == 1 && event == Event::value && top_object && parsed.is_string()) {
-        if (top_key == "kind") list_kind = parsed.get<std::string>();
-        if (top_key == "apiVersion") list_version = parsed.get<std::string>();
-      }
-      const bool in_items = top_object && top_key == "items";
-      if (in_items && event == Event::key && depth == 3) {
-        item_key = parsed.get<std::string>();
-        // ConfigMap contents are kept until the item is added (and summarised) only when asked.
-        const bool contents = item_key == "data" || item_key == "binaryData";
-        if (item_key == "status" || item_key == "stringData" ||
-            (contents && !out.inspect_config_data())) {
-          return false;  // the key and its value are skipped
-        }
-      }
-      if (in_items && event == Event::key && depth == 4 && item_key == "metadata" &&
-          parsed.get<std::string>() == "managedFields") {
-        return false;
-      }
-      if (in_items && depth == 2 && event == Event::object_end) {
-        if (!out.inspect_config_data()) Prune(parsed);  // else AddItem summarises, then prunes
-        items.push_back(std::move(parsed));
-        if (items.size() >= 256) flush(false);
-        return false;  // not kept in the document
-      }
-      return true;
-    };
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(text, take_items);
-    } catch (const nlohmann::json::parse_error& e) {
-      const auto [line, col] = Position(text, e.byte > 0 ? e.byte - 1 : 0);
-      std::string what = e.what();
-      // Keep nlohmann's description, not its prefix with the position we print ourselves.
-      if (const auto pos = what.find(": syntax error"); pos != std::string::npos) {
-        what = what.substr(pos + 2);
-      }
-      return absl::InvalidArgumentError(name + ": line " + std::to_string(line) + ", column " +
-                                        std::to_string(col) + ": " + what);
-    } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(name + ": " + e.what());
-    }
-    if (doc.is_object()) {
-      // Items that are not objects stayed in the document: hand them over to be reported.
-      if (const auto it = doc.find("items"); it != doc.end() && it->is_array()) {
-        for (auto& v : *it) items.push_back(std::move(v));
-      }
-    }
-    if (first_index > 0 || !items.empty() || (doc.is_object() && doc.contains("items"))) {
-      if (doc.is_object()) {
-        list_kind = doc.value("kind", std::string());
-        list_version = doc.value("apiVersion", std::string());
-      }
-      flush(true);
-    } else {
-      auto docs = doc.is_array() ? std::move(doc) : nlohmann::json::array({std::move(doc)});
-      for (size_t i = 0; i < docs.size(); ++i) {
-        const std::string origin = docs.size() > 1 ? name + "[" + std::to_string(i) + "]" : name;
-        if (auto s = AddDocument(std::move(docs[i]), origin, out); !s.ok()) {
-          problems.emplace_back(s.message());
-        }
-      }
-    }
+    const auto position = [&](size_t byte) { return Position(text, byte); };
+    if (auto s = LoadJson(text, name, out, position, problems); !s.ok()) return s;
   } else {
     std::vector<YAML::Node> docs;
     try {
@@ -291,13 +312,48 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
       }
     }
   }
-  if (!problems.empty()) {
-    std::string msg;
-    for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
-    return absl::InvalidArgumentError(msg);
-  }
-  return absl::OkStatus();
+  return ProblemsStatus(problems);
 }
+
+namespace {
+
+std::string ReadWhole(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A file that could not be read fails the checks of the kinds it names (or, naming none, makes
+// the snapshot incomplete).
+void MarkUnreadable(const std::string& text, const std::string& name, const absl::Status& s,
+                    Snapshot& out) {
+  const auto kinds = SniffKinds(text);
+  if (kinds.empty()) out.MarkIncomplete(name + " could not be read: " + std::string(s.message()));
+  for (const auto& kind : kinds) out.MarkFailed(kind, "snapshot file " + std::string(s.message()));
+}
+
+// A JSON file parsed from the stream; nothing when it is not JSON (or cannot be opened: the
+// caller says so).
+std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string& name,
+                                         Snapshot& out) {
+  std::vector<char> buffer(1 << 20);
+  std::ifstream in;
+  in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+  in.open(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  in >> std::ws;
+  if (in.peek() != '{' && in.peek() != '[') return std::nullopt;
+  const auto skipped = static_cast<size_t>(in.tellg());  // the parser counts bytes from here
+  std::vector<std::string> problems;
+  // Positions of errors are found by reading the file again, only then.
+  const auto position = [&](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
+  if (auto s = LoadJson(static_cast<std::istream&>(in), name, out, position, problems); !s.ok()) {
+    return s;
+  }
+  if (in.bad()) return absl::DataLossError(name + ": cannot read");
+  return ProblemsStatus(problems);
+}
+
+}  // namespace
 
 absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
   std::error_code ec;
@@ -324,7 +380,16 @@ absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
   std::sort(ordered.begin(), ordered.end());
   for (const auto& [rank, path] : ordered) {
     const std::string name = fs::relative(path, dir, ec).string();
-    // Read straight into one string (a stringstream would hold a second copy).
+    // JSON is parsed as it is read: a large cluster's pods.json is hundreds of megabytes, and
+    // holding its text would add that much to the peak.
+    if (auto streamed = LoadJsonFile(path, name, out)) {
+      if (!streamed->ok()) {
+        out.AddError(std::string(streamed->message()));
+        MarkUnreadable(ReadWhole(path), name, *streamed, out);
+      }
+      continue;
+    }
+    // YAML: read straight into one string (a stringstream would hold a second copy).
     std::ifstream in(path, std::ios::binary);
     std::string text;
     if (in) {
@@ -344,13 +409,7 @@ absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
     }
     if (auto s = LoadSnapshotText(text, name, out); !s.ok()) {
       out.AddError(std::string(s.message()));
-      const auto kinds = SniffKinds(text);
-      if (kinds.empty()) {
-        out.MarkIncomplete(name + " could not be read: " + std::string(s.message()));
-      }
-      for (const auto& kind : kinds) {
-        out.MarkFailed(kind, "snapshot file " + std::string(s.message()));
-      }
+      MarkUnreadable(text, name, s, out);
     }
   }
   return absl::OkStatus();
