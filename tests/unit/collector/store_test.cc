@@ -489,33 +489,35 @@ TEST_F(StoreTest, EachNodeIsScoredUnderTheBenchmarkItWasJudgedBy) {
 namespace kspm::collector::store {
 namespace {
 
+// `r` as a cluster result about the Deployment shop/`name`.
+v1::CheckResult Deployed(v1::CheckResult r, const std::string& name) {
+  r.mutable_resource()->set_kind("Deployment");
+  r.mutable_resource()->set_namespace_("shop");
+  r.mutable_resource()->set_name(name);
+  return r;
+}
+
 // A full report in parts (a cluster scan streamed check by check) ends where the same report in
 // one piece would: changed rows written with their transitions, unchanged ones left, objects and
 // whole checks no part carried removed, counts equal to the rows.
 TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
-  auto on = [](v1::CheckResult r, const std::string& name) {
-    r.mutable_resource()->set_kind("Deployment");
-    r.mutable_resource()->set_namespace_("shop");
-    r.mutable_resource()->set_name(name);
-    return r;
-  };
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "cluster",
-                                        {on(Result("a", "1", v1::STATUS_PASS), "web"),
-                                         on(Result("b", "2", v1::STATUS_FAIL), "web"),
-                                         on(Result("b", "2", v1::STATUS_FAIL), "db"),
-                                         on(Result("c", "3", v1::STATUS_FAIL), "web")}),
+                                        {Deployed(Result("a", "1", v1::STATUS_PASS), "web"),
+                                         Deployed(Result("b", "2", v1::STATUS_FAIL), "web"),
+                                         Deployed(Result("b", "2", v1::STATUS_FAIL), "db"),
+                                         Deployed(Result("c", "3", v1::STATUS_FAIL), "web")}),
                                  now_)
                   .ok());
   auto header = Report("s2", "cluster", {});
   auto writer = store_->BeginReport(header, now_);
   ASSERT_TRUE(writer.ok()) << writer.status();
-  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "web")}).ok());
+  ASSERT_TRUE((*writer)->Add({Deployed(Result("a", "1", v1::STATUS_FAIL), "web")}).ok());
   // Readers see a part as soon as it is committed.
   EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'a'"), v1::STATUS_FAIL);
-  ASSERT_TRUE((*writer)->Add({on(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
+  ASSERT_TRUE((*writer)->Add({Deployed(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
   // A check comes whole in one part.
-  const auto again = (*writer)->Add({on(Result("a", "1", v1::STATUS_PASS), "db")});
+  const auto again = (*writer)->Add({Deployed(Result("a", "1", v1::STATUS_PASS), "db")});
   EXPECT_TRUE(absl::IsInvalidArgument(again)) << again;
   const auto later = now_ + std::chrono::seconds(3);
   auto stats = (*writer)->Finish(later);
@@ -558,35 +560,29 @@ TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
 // the last slice, not before; other checks' results cannot join a slice; a report left with an
 // open check does not finish.
 TEST_F(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
-  auto on = [](v1::CheckResult r, const std::string& name) {
-    r.mutable_resource()->set_kind("Deployment");
-    r.mutable_resource()->set_namespace_("shop");
-    r.mutable_resource()->set_name(name);
-    return r;
-  };
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "cluster",
-                                        {on(Result("a", "1", v1::STATUS_PASS), "web"),
-                                         on(Result("a", "1", v1::STATUS_FAIL), "db"),
-                                         on(Result("a", "1", v1::STATUS_FAIL), "cache"),
-                                         on(Result("b", "2", v1::STATUS_FAIL), "web")}),
+                                        {Deployed(Result("a", "1", v1::STATUS_PASS), "web"),
+                                         Deployed(Result("a", "1", v1::STATUS_FAIL), "db"),
+                                         Deployed(Result("a", "1", v1::STATUS_FAIL), "cache"),
+                                         Deployed(Result("b", "2", v1::STATUS_FAIL), "web")}),
                                  now_)
                   .ok());
   auto writer = store_->BeginReport(Report("s2", "cluster", {}), now_);
   ASSERT_TRUE(writer.ok()) << writer.status();
-  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "web")}, true).ok());
+  ASSERT_TRUE((*writer)->Add({Deployed(Result("a", "1", v1::STATUS_FAIL), "web")}, true).ok());
   // The rows a later slice may carry are still there between slices.
   EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'a'"), 3);
-  const auto mixed = (*writer)->Add({on(Result("b", "2", v1::STATUS_PASS), "web")}, true);
+  const auto mixed = (*writer)->Add({Deployed(Result("b", "2", v1::STATUS_PASS), "web")}, true);
   EXPECT_TRUE(absl::IsInvalidArgument(mixed)) << mixed;
-  ASSERT_TRUE((*writer)->Add({on(Result("a", "1", v1::STATUS_FAIL), "db")}, true).ok());
+  ASSERT_TRUE((*writer)->Add({Deployed(Result("a", "1", v1::STATUS_FAIL), "db")}, true).ok());
   const auto unfinished = (*writer)->Finish(now_);
   EXPECT_TRUE(absl::IsFailedPrecondition(unfinished.status())) << unfinished.status();
   // The last slice carries nothing: it ends the check, and a/cache, carried by none, goes.
   auto ended = (*writer)->Add({}, false);
   ASSERT_TRUE(ended.ok()) << ended;
   EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE check_id = 'a'"), 2);
-  ASSERT_TRUE((*writer)->Add({on(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
+  ASSERT_TRUE((*writer)->Add({Deployed(Result("b", "2", v1::STATUS_FAIL), "web")}).ok());
   auto stats = (*writer)->Finish(now_ + std::chrono::seconds(1));
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->results, 3u);
@@ -601,7 +597,7 @@ TEST_F(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
   {
     auto abandoned = store_->BeginReport(Report("s3", "cluster", {}), now_);
     ASSERT_TRUE(abandoned.ok());
-    ASSERT_TRUE((*abandoned)->Add({on(Result("a", "1", v1::STATUS_PASS), "web")}, true).ok());
+    ASSERT_TRUE((*abandoned)->Add({Deployed(Result("a", "1", v1::STATUS_PASS), "web")}, true).ok());
     EXPECT_EQ(Count("SELECT status FROM results WHERE check_id = 'a' AND name = 'web'"),
               v1::STATUS_FAIL);
   }
