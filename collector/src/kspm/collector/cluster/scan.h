@@ -85,7 +85,9 @@ using ResultSink = std::function<absl::Status(std::vector<v1::CheckResult>&& res
                                                                const ResultSink& part);
 
 // Whether checks of evaluator `evaluate` judge each workload on its own (a Focus may name them in
-// workload_checks).
+// workload_checks, and a whole evaluation hands them over in slices of workloads). Such an
+// evaluator makes findings about the workloads it is given only, one per workload, so that no
+// two slices carry the same result.
 bool JudgedPerWorkload(const std::string& evaluate);
 
 // Whether checks of evaluator `evaluate` judge each namespace on its own, from what is in it:

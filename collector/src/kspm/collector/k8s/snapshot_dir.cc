@@ -317,9 +317,14 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
 
 namespace {
 
+// The file's text; empty when it cannot be read (a read error can throw from the stream buffer).
 std::string ReadWhole(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  try {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 // A file that could not be read fails the checks of the kinds it names (or, naming none, makes
@@ -340,16 +345,25 @@ std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string
   in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
   in.open(path, std::ios::binary);
   if (!in) return std::nullopt;
-  in >> std::ws;
+  // The same blanks LoadSnapshotText skips before telling JSON from YAML.
+  size_t skipped = 0;  // the parser counts bytes from after them
+  for (int c = in.peek(); c == ' ' || c == '\t' || c == '\r' || c == '\n'; c = in.peek()) {
+    in.get();
+    ++skipped;
+  }
   if (in.peek() != '{' && in.peek() != '[') return std::nullopt;
-  const auto skipped = static_cast<size_t>(in.tellg());  // the parser counts bytes from here
   std::vector<std::string> problems;
   // Positions of errors are found by reading the file again, only then.
   const auto position = [&](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
-  if (auto s = LoadJson(static_cast<std::istream&>(in), name, out, position, problems); !s.ok()) {
-    return s;
+  try {
+    if (auto s = LoadJson(static_cast<std::istream&>(in), name, out, position, problems); !s.ok()) {
+      return s;
+    }
+  } catch (const std::exception& e) {
+    // The parser reads the stream buffer directly: a read error (EIO, a vanished NFS file)
+    // comes as an exception, not as the stream's bad bit.
+    return absl::DataLossError(name + ": cannot read (" + e.what() + ")");
   }
-  if (in.bad()) return absl::DataLossError(name + ": cannot read");
   return ProblemsStatus(problems);
 }
 
@@ -383,7 +397,10 @@ absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
     // JSON is parsed as it is read: a large cluster's pods.json is hundreds of megabytes, and
     // holding its text would add that much to the peak.
     if (auto streamed = LoadJsonFile(path, name, out)) {
-      if (!streamed->ok()) {
+      if (absl::IsDataLoss(*streamed)) {
+        out.AddError(std::string(streamed->message()));
+        out.MarkIncomplete(name + " could not be read");
+      } else if (!streamed->ok()) {
         out.AddError(std::string(streamed->message()));
         MarkUnreadable(ReadWhole(path), name, *streamed, out);
       }
