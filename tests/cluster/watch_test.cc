@@ -49,6 +49,9 @@ std::string FullScanDiff(collector::store::Store& store,
     }
     return out;
   };
+  // A batch of changes the scan thread is committing (one check at a time) is finished first,
+  // so that `before` is what the changes left, not a store half-way through them.
+  EXPECT_TRUE(scan.RunChanges().ok());
   const auto before = results();
   EXPECT_TRUE(scan.RunOnce().ok());
   const auto after = results();
