@@ -402,7 +402,8 @@ class SqliteReportWriter final : public ReportWriter {
       // A check in slices changes each namespace's counts in most slices: they are applied when
       // its transaction commits.
       SqliteStore::Counts own_counts;
-      SqliteStore::Counts& counts = more || open_check_ ? open_counts_ : own_counts;
+      const bool sliced = more || open_check_.has_value();
+      SqliteStore::Counts& counts = sliced ? open_counts_ : own_counts;
       std::vector<SqliteStore::Changed> changed;
       for (const auto& [check, list] : by_check) {
         SqliteStore::CurrentRows current;
@@ -442,9 +443,8 @@ class SqliteReportWriter final : public ReportWriter {
           return s;
         }
       }
-      if (!more) {
+      if (!sliced) {
         if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
-        counts.clear();
       }
       // Each object whose verdicts changed since the last scan is a drift event of the node
       // (for a cluster scan: `Deployment shop/web`, seen by the rescan), as a node's file is.
@@ -491,7 +491,7 @@ class SqliteReportWriter final : public ReportWriter {
     }
     auto st = body();
     const bool hold = more && std::chrono::steady_clock::now() - open_since_ < kSliceHold;
-    if (st.ok() && more && !hold) st = store_.ApplyCounts(target_.node_id, open_counts_);
+    if (st.ok() && !hold) st = store_.ApplyCounts(target_.node_id, open_counts_);
     if (st.ok() && !hold) st = store_.Exec(store_.writer_.get(), "COMMIT");
     if (!st.ok()) {
       // This transaction's slices are undone, and which rows the check still has to replace is
