@@ -17,6 +17,7 @@ add_custom_command(
 add_library(kspm_cluster_lib STATIC
   ${KSPM_CLUSTER_CATALOG_CC}
   src/kspm/collector/k8s/object.cc
+  src/kspm/collector/k8s/value.cc
   src/kspm/collector/k8s/credentials.cc
   src/kspm/collector/k8s/snapshot_dir.cc
   src/kspm/collector/k8s/api_client.cc

@@ -95,7 +95,7 @@ TEST(Yaml11, BooleansAndOctalsAreReadAsKubernetesReadsThem) {
       "dec: 0.5, on: 1, ver: '0644'}\n");
   const auto* c = s.Find("ConfigMap", "shop", "c");
   ASSERT_NE(c, nullptr);
-  const auto& l = c->labels();
+  const json l = c->labels().ToJson();
   EXPECT_EQ(l["quoted"], "yes");  // quoted: a string
   EXPECT_EQ(l["plain"], true);
   EXPECT_EQ(l["mode"], 420);  // 0644 octal
@@ -144,37 +144,38 @@ TEST(DefaultNamespace, KubernetesOwnObjectsAreKnownByExactName) {
 }
 
 TEST(Selectors, LabelSelectorsFollowTheApiSemantics) {
-  const json labels = {{"app", "web"}, {"tier", "front"}};
-  const json empty = json::object();
+  const k8s::Doc labels(json{{"app", "web"}, {"tier", "front"}});
+  const k8s::Doc empty(json::object());
   EXPECT_TRUE(LabelSelectorMatches(&empty, labels));
   EXPECT_FALSE(LabelSelectorMatches(nullptr, labels));
-  const json by_label = {{"matchLabels", {{"app", "web"}}}};
+  const k8s::Doc by_label(json{{"matchLabels", {{"app", "web"}}}});
   EXPECT_TRUE(LabelSelectorMatches(&by_label, labels));
-  const json other = {{"matchLabels", {{"app", "db"}}}};
+  const k8s::Doc other(json{{"matchLabels", {{"app", "db"}}}});
   EXPECT_FALSE(LabelSelectorMatches(&other, labels));
   const auto expr = [](const char* key, const char* op, json values = nullptr) {
     json e = {{"key", key}, {"operator", op}};
     if (!values.is_null()) e["values"] = values;
     return json{{"matchExpressions", {e}}};
   };
-  const json in = expr("tier", "In", {"front", "edge"});
-  const json not_in = expr("tier", "NotIn", {"front"});
-  const json exists = expr("app", "Exists");
-  const json absent = expr("debug", "DoesNotExist");
-  const json absent_not_in = expr("debug", "NotIn", {"x"});
+  const k8s::Doc in(expr("tier", "In", {"front", "edge"}));
+  const k8s::Doc not_in(expr("tier", "NotIn", {"front"}));
+  const k8s::Doc exists(expr("app", "Exists"));
+  const k8s::Doc absent(expr("debug", "DoesNotExist"));
+  const k8s::Doc absent_not_in(expr("debug", "NotIn", {"x"}));
   EXPECT_TRUE(LabelSelectorMatches(&in, labels));
   EXPECT_FALSE(LabelSelectorMatches(&not_in, labels));
   EXPECT_TRUE(LabelSelectorMatches(&exists, labels));
   EXPECT_TRUE(LabelSelectorMatches(&absent, labels));
   EXPECT_TRUE(LabelSelectorMatches(&absent_not_in, labels));
-  const json bad = expr("tier", "Like", {"f"});
+  const k8s::Doc bad(expr("tier", "Like", {"f"}));
   std::string error;
   EXPECT_FALSE(LabelSelectorMatches(&bad, labels, &error));
   EXPECT_NE(error.find("Like"), std::string::npos);
 }
 
 TEST(Selectors, CalicoSelectorsFollowCalicosLanguage) {
-  const json labels = {{"app", "web"}, {"tier", "front"}, {"projectcalico.org/namespace", "shop"}};
+  const k8s::Doc labels(
+      json{{"app", "web"}, {"tier", "front"}, {"projectcalico.org/namespace", "shop"}});
   const auto m = [&](const char* expr) { return CalicoSelectorMatches(expr, labels); };
   EXPECT_TRUE(m(""));
   EXPECT_TRUE(m("all()"));
@@ -493,9 +494,10 @@ TEST(NetworkPolicies, UpstreamPoliciesSelectWhatTheirProjectsDocument) {
     if (placed.ns.empty() && !collector::cluster::IsClusterWidePolicyKind(placed.kind)) {
       placed.ns = c.applied_in;
     }
+    const k8s::Doc ns_labels(c.ns_labels), pod_labels(c.pod_labels);
     const collector::cluster::PodView pod{.ns = c.ns,
-                                          .ns_labels = &c.ns_labels,
-                                          .pod_labels = &c.pod_labels,
+                                          .ns_labels = &ns_labels,
+                                          .pod_labels = &pod_labels,
                                           .service_account = "default"};
     const auto selection = collector::cluster::PolicySelects(placed, pod);
     EXPECT_TRUE(selection.error.empty()) << selection.error;

@@ -64,12 +64,12 @@ Finding WorkloadFinding(const Workload& w);
 Finding ClusterVerdict(v1::Status status, std::string reason,
                        std::vector<v1::Evidence> evidence = {});
 // A JSON value as evidence text: strings bare, everything else as compact JSON.
-std::string ValueText(const nlohmann::json& v);
+std::string ValueText(const k8s::Value& v);
 // `(N system objects not evaluated; --include-system evaluates them)`, or "" when N is 0.
 std::string SkipNote(size_t skipped, const char* what);
 // Member lookup that tolerates non-objects: null when absent.
-const nlohmann::json* Field(const nlohmann::json& j, const char* key);
-std::string StrField(const nlohmann::json& j, const char* key);
+const k8s::Value* Field(const k8s::Value& j, const char* key);
+std::string StrField(const k8s::Value& j, const char* key);
 // Namespaces that run at least one evaluated workload.
 std::set<std::string> NamespacesWithWorkloads(const Context& ctx);
 

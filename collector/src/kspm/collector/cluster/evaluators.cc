@@ -90,7 +90,7 @@ Finding ClusterVerdict(v1::Status status, std::string reason, std::vector<v1::Ev
   return f;
 }
 
-std::string ValueText(const nlohmann::json& v) {
+std::string ValueText(const k8s::Value& v) {
   if (v.is_string()) return v.get<std::string>();
   return v.dump();
 }
@@ -101,13 +101,13 @@ std::string SkipNote(size_t skipped, const char* what) {
          " not evaluated; --include-system evaluates them)";
 }
 
-const nlohmann::json* Field(const nlohmann::json& j, const char* key) {
+const k8s::Value* Field(const k8s::Value& j, const char* key) {
   if (!j.is_object()) return nullptr;
   const auto it = j.find(key);
   return it == j.end() ? nullptr : &*it;
 }
 
-std::string StrField(const nlohmann::json& j, const char* key) {
+std::string StrField(const k8s::Value& j, const char* key) {
   const auto* v = Field(j, key);
   return v && v->is_string() ? v->get<std::string>() : "";
 }

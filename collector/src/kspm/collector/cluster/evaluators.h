@@ -35,8 +35,8 @@ struct Finding {
   // For exceptions: the containers at fault (empty for pod- or object-level findings), and the
   // labels of the object and of its pod template.
   std::vector<std::string> containers;
-  const nlohmann::json* labels = nullptr;
-  const nlohmann::json* pod_labels = nullptr;
+  const k8s::Value* labels = nullptr;
+  const k8s::Value* pod_labels = nullptr;
 };
 
 using Evaluator = std::function<std::vector<Finding>(const CheckDef&, const Context&)>;

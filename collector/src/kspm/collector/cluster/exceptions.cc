@@ -68,7 +68,7 @@ bool AnyGlob(const std::vector<std::string>& patterns, std::string_view text) {
   return false;
 }
 
-bool LabelsMatch(const std::map<std::string, std::string>& want, const nlohmann::json* labels) {
+bool LabelsMatch(const std::map<std::string, std::string>& want, const k8s::Value* labels) {
   if (labels == nullptr || !labels->is_object()) return false;
   for (const auto& [k, v] : want) {
     const auto it = labels->find(k);

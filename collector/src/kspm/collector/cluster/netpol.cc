@@ -7,21 +7,23 @@
 namespace kspm::collector::cluster {
 namespace {
 
+using k8s::Doc;
+using k8s::Value;
 using nlohmann::json;
 
-const json& EmptyObject() {
-  static const json kEmpty = json::object();
+const Value& EmptyObject() {
+  static const Doc kEmpty = Doc::FromJson(json::object());
   return kEmpty;
 }
 
-const json* Member(const json& j, const char* key) {
+const Value* Member(const Value& j, const char* key) {
   if (!j.is_object()) return nullptr;
   const auto it = j.find(key);
   return it == j.end() ? nullptr : &*it;
 }
 
 // A label's value as a string (labels are strings; a manifest may hold a number or boolean).
-std::optional<std::string> LabelValue(const json& labels, const std::string& key) {
+std::optional<std::string> LabelValue(const Value& labels, std::string_view key) {
   if (!labels.is_object()) return std::nullopt;
   const auto it = labels.find(key);
   if (it == labels.end()) return std::nullopt;
@@ -29,21 +31,27 @@ std::optional<std::string> LabelValue(const json& labels, const std::string& key
   return it->dump();
 }
 
-std::string ValueString(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string ValueString(const Value& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+// Labels as an editable tree, for the label sets selectors are matched against.
+json Editable(const Value* labels) {
+  return labels && labels->is_object() ? labels->ToJson() : json::object();
+}
 
 // A namespace's labels, with the name label the API server sets on every namespace (since 1.21),
 // also when the snapshot holds no Namespace object.
-json NamespaceLabels(const PodView& pod) {
-  json out = pod.ns_labels && pod.ns_labels->is_object() ? *pod.ns_labels : json::object();
+json NamespaceLabelsJson(const PodView& pod) {
+  json out = Editable(pod.ns_labels);
   out["kubernetes.io/metadata.name"] = std::string(pod.ns);
   return out;
 }
+Doc NamespaceLabels(const PodView& pod) { return Doc::FromJson(NamespaceLabelsJson(pod)); }
 
 // ---- Calico's selector language ----------------------------------------------------------
 
 class CalicoParser {
  public:
-  CalicoParser(std::string_view text, const json& labels) : s_(text), labels_(labels) {}
+  CalicoParser(std::string_view text, const Value& labels) : s_(text), labels_(labels) {}
 
   // The value of the whole expression; nullopt with error() set when it does not parse.
   std::optional<bool> Run() {
@@ -225,7 +233,7 @@ class CalicoParser {
   }
 
   std::string_view s_;
-  const json& labels_;
+  const Value& labels_;
   size_t pos_ = 0;
   std::string error_;
 };
@@ -234,26 +242,26 @@ class CalicoParser {
 
 // The labels Cilium gives a pod's endpoint: its own, its namespace's name and labels, its
 // service account (all from the `k8s` source).
-json CiliumLabels(const PodView& pod) {
-  json out = pod.pod_labels && pod.pod_labels->is_object() ? *pod.pod_labels : json::object();
+Doc CiliumLabels(const PodView& pod) {
+  json out = Editable(pod.pod_labels);
   out["io.kubernetes.pod.namespace"] = std::string(pod.ns);
   out["io.cilium.k8s.policy.serviceaccount"] = std::string(pod.service_account);
-  const json ns_labels = NamespaceLabels(pod);
+  const json ns_labels = NamespaceLabelsJson(pod);
   for (const auto& [k, v] : ns_labels.items()) {
     out["io.cilium.k8s.namespace.labels." + k] = v;
   }
-  return out;
+  return Doc::FromJson(out);
 }
 
 // A Cilium selector: keys may carry a source (`k8s:app`, `any:app`); other sources (`reserved:`,
 // `cidr:`) never name a pod label, so the selector cannot select a pod. Rewritten as a plain
 // LabelSelector, or null when it cannot select pods.
-std::optional<json> PlainCiliumSelector(const json& selector) {
-  const auto strip = [](const std::string& key) -> std::optional<std::string> {
+std::optional<Doc> PlainCiliumSelector(const Value& selector) {
+  const auto strip = [](std::string_view key) -> std::optional<std::string> {
     const size_t colon = key.find(':');
-    if (colon == std::string::npos) return key;
-    const std::string source = key.substr(0, colon);
-    if (source == "k8s" || source == "any") return key.substr(colon + 1);
+    if (colon == std::string::npos) return std::string(key);
+    const std::string_view source = key.substr(0, colon);
+    if (source == "k8s" || source == "any") return std::string(key.substr(colon + 1));
     return std::nullopt;
   };
   json out = json::object();
@@ -262,27 +270,28 @@ std::optional<json> PlainCiliumSelector(const json& selector) {
     for (const auto& [k, v] : labels->items()) {
       const auto key = strip(k);
       if (!key) return std::nullopt;
-      out["matchLabels"][*key] = v;
+      out["matchLabels"][*key] = v.ToJson();
     }
   }
   if (const auto* exprs = Member(selector, "matchExpressions"); exprs && exprs->is_array()) {
     out["matchExpressions"] = json::array();
-    for (auto e : *exprs) {
-      if (const auto* k = Member(e, "key"); k && k->is_string()) {
-        const auto key = strip(k->get<std::string>());
+    for (const auto& expr : *exprs) {
+      json e = expr.ToJson();
+      if (const auto* k = Member(expr, "key"); k && k->is_string()) {
+        const auto key = strip(k->str());
         if (!key) return std::nullopt;
         e["key"] = *key;
       }
-      out["matchExpressions"].push_back(e);
+      out["matchExpressions"].push_back(std::move(e));
     }
   }
-  return out;
+  return Doc::FromJson(out);
 }
 
 Selection CiliumSelects(const k8s::Object& policy, const PodView& pod, bool clusterwide) {
   if (!clusterwide && policy.ns != pod.ns) return {};
-  std::vector<const json*> selectors;
-  const auto collect = [&](const json& spec) {
+  std::vector<const Value*> selectors;
+  const auto collect = [&](const Value& spec) {
     // A spec with nodeSelector (a host policy) and no endpointSelector selects no pod.
     if (const auto* s = Member(spec, "endpointSelector")) selectors.push_back(s);
   };
@@ -290,7 +299,7 @@ Selection CiliumSelects(const k8s::Object& policy, const PodView& pod, bool clus
   if (const auto* specs = Member(policy.doc, "specs"); specs && specs->is_array()) {
     for (const auto& s : *specs) collect(s);
   }
-  const json labels = CiliumLabels(pod);
+  const Doc labels = CiliumLabels(pod);
   Selection out;
   for (const auto* s : selectors) {
     const auto plain = PlainCiliumSelector(*s);
@@ -306,8 +315,8 @@ Selection CiliumSelects(const k8s::Object& policy, const PodView& pod, bool clus
 
 Selection CalicoSelects(const k8s::Object& policy, const PodView& pod, bool global) {
   if (!global && policy.ns != pod.ns) return {};
-  const json* spec = Member(policy.doc, "spec");
-  const json& s = spec ? *spec : EmptyObject();
+  const Value* spec = Member(policy.doc, "spec");
+  const Value& s = spec ? *spec : EmptyObject();
   // Untracked and pre-DNAT policies apply to host endpoints only.
   for (const char* host_only : {"doNotTrack", "preDNAT"}) {
     if (const auto* v = Member(s, host_only); v && v->is_boolean() && v->get<bool>()) return {};
@@ -316,10 +325,11 @@ Selection CalicoSelects(const k8s::Object& policy, const PodView& pod, bool glob
     const auto* v = Member(s, key);
     return v && v->is_string() ? v->get<std::string>() : std::string();
   };
-  json labels = pod.pod_labels && pod.pod_labels->is_object() ? *pod.pod_labels : json::object();
-  labels["projectcalico.org/namespace"] = std::string(pod.ns);
-  labels["projectcalico.org/orchestrator"] = "k8s";
-  labels["projectcalico.org/serviceaccount"] = std::string(pod.service_account);
+  json editable = Editable(pod.pod_labels);
+  editable["projectcalico.org/namespace"] = std::string(pod.ns);
+  editable["projectcalico.org/orchestrator"] = "k8s";
+  editable["projectcalico.org/serviceaccount"] = std::string(pod.service_account);
+  const Doc labels = Doc::FromJson(editable);
   // The parsers hold views: the texts live here.
   const std::string selector_text = text("selector"), ns_text = text("namespaceSelector");
   CalicoParser selector(selector_text, labels);
@@ -327,16 +337,18 @@ Selection CalicoSelects(const k8s::Object& policy, const PodView& pod, bool glob
   if (!selected) return {.selects = false, .error = "selector: " + selector.error()};
   if (!*selected) return {};
   if (global) {
-    json ns_labels = NamespaceLabels(pod);
+    json ns_labels = NamespaceLabelsJson(pod);
     ns_labels["projectcalico.org/name"] = std::string(pod.ns);
-    CalicoParser ns_selector(ns_text, ns_labels);
+    const Doc ns_doc = Doc::FromJson(ns_labels);
+    CalicoParser ns_selector(ns_text, ns_doc);
     const auto in_ns = ns_selector.Run();
     if (!in_ns) return {.selects = false, .error = "namespaceSelector: " + ns_selector.error()};
     if (!*in_ns) return {};
   }
   const std::string sa = text("serviceAccountSelector");
   if (!sa.empty()) {
-    const json sa_labels = {{"projectcalico.org/name", std::string(pod.service_account)}};
+    const Doc sa_labels =
+        Doc::FromJson(json{{"projectcalico.org/name", std::string(pod.service_account)}});
     CalicoParser sa_selector(sa, sa_labels);
     const auto by_sa = sa_selector.Run();
     if (!by_sa) {
@@ -350,11 +362,11 @@ Selection CalicoSelects(const k8s::Object& policy, const PodView& pod, bool glob
 // ---- AdminNetworkPolicy ------------------------------------------------------------------------
 
 Selection AdminSelects(const k8s::Object& policy, const PodView& pod) {
-  const json* subject = Member(policy.doc, "spec");
+  const Value* subject = Member(policy.doc, "spec");
   subject = subject ? Member(*subject, "subject") : nullptr;
   if (subject == nullptr) return {};
-  const json ns_labels = NamespaceLabels(pod);
-  const json& pod_labels = pod.pod_labels ? *pod.pod_labels : EmptyObject();
+  const Doc ns_labels = NamespaceLabels(pod);
+  const Value& pod_labels = pod.pod_labels ? *pod.pod_labels : EmptyObject();
   std::string error;
   if (const auto* namespaces = Member(*subject, "namespaces")) {
     const bool in = LabelSelectorMatches(namespaces, ns_labels, &error);
@@ -386,7 +398,7 @@ bool IsClusterWidePolicyKind(std::string_view kind) {
          kind == "AdminNetworkPolicy" || kind == "BaselineAdminNetworkPolicy";
 }
 
-bool LabelSelectorMatches(const json* selector, const json& labels, std::string* error) {
+bool LabelSelectorMatches(const Value* selector, const Value& labels, std::string* error) {
   if (selector == nullptr || selector->is_null()) return false;
   if (!selector->is_object()) {
     if (error) *error = "not an object";
@@ -411,7 +423,7 @@ bool LabelSelectorMatches(const json* selector, const json& labels, std::string*
     if (const auto* vs = Member(e, "values"); vs && vs->is_array()) {
       for (const auto& v : *vs) values.insert(ValueString(v));
     }
-    const auto have = LabelValue(labels, key->get<std::string>());
+    const auto have = LabelValue(labels, key->str());
     const std::string o = op->get<std::string>();
     bool ok;
     if (o == "In") {
@@ -431,7 +443,7 @@ bool LabelSelectorMatches(const json* selector, const json& labels, std::string*
   return true;
 }
 
-bool CalicoSelectorMatches(std::string_view expr, const json& labels, std::string* error) {
+bool CalicoSelectorMatches(std::string_view expr, const Value& labels, std::string* error) {
   CalicoParser p(expr, labels);
   const auto v = p.Run();
   if (!v && error) *error = p.error();
@@ -442,8 +454,8 @@ Selection PolicySelects(const k8s::Object& policy, const PodView& pod) {
   const std::string& kind = policy.kind;
   if (kind == "NetworkPolicy") {
     if (policy.ns != pod.ns) return {};
-    const json* spec = Member(policy.doc, "spec");
-    const json* selector = spec ? Member(*spec, "podSelector") : nullptr;
+    const Value* spec = Member(policy.doc, "spec");
+    const Value* selector = spec ? Member(*spec, "podSelector") : nullptr;
     // podSelector is required; the API server stores an empty one as `{}`.
     std::string error;
     const bool in = LabelSelectorMatches(selector ? selector : &EmptyObject(),

@@ -23,20 +23,20 @@ const std::vector<std::string>& NetworkPolicyKinds();
 // A pod as policies see it.
 struct PodView {
   std::string_view ns;
-  const nlohmann::json* ns_labels = nullptr;   // the Namespace's labels (null when unknown)
-  const nlohmann::json* pod_labels = nullptr;  // the pod template's labels
-  std::string_view service_account;            // `default` when the spec names none
+  const k8s::Value* ns_labels = nullptr;   // the Namespace's labels (null when unknown)
+  const k8s::Value* pod_labels = nullptr;  // the pod template's labels
+  std::string_view service_account;        // `default` when the spec names none
 };
 
 // Whether a Kubernetes LabelSelector (matchLabels, matchExpressions) matches `labels`. An empty
 // selector matches everything; a null one nothing. `error` gets a message for a malformed one.
-bool LabelSelectorMatches(const nlohmann::json* selector, const nlohmann::json& labels,
+bool LabelSelectorMatches(const k8s::Value* selector, const k8s::Value& labels,
                           std::string* error = nullptr);
 
 // Whether a Calico selector expression (`app == 'web' && has(tier)`, `all()`, `k in {'a'}`,
 // `!has(k)`, `k contains 's'`, `k starts with 's'`, `k ends with 's'`, `global()`) matches
 // `labels`. An empty expression is all(). Unparsable: false, with `error` set.
-bool CalicoSelectorMatches(std::string_view expr, const nlohmann::json& labels,
+bool CalicoSelectorMatches(std::string_view expr, const k8s::Value& labels,
                            std::string* error = nullptr);
 
 // What one policy decides about one pod.

@@ -11,8 +11,8 @@
 namespace kspm::collector::cluster::internal {
 namespace {
 
-const nlohmann::json& NoLabels() {
-  static const nlohmann::json kEmpty = nlohmann::json::object();
+const k8s::Value& NoLabels() {
+  static const k8s::Doc kEmpty = k8s::Doc::FromJson(nlohmann::json::object());
   return kEmpty;
 }
 
@@ -20,9 +20,8 @@ PodView ViewOf(const Workload& w, const Context& ctx) {
   const auto* ns = ctx.snapshot.Find("Namespace", "", w.ns);
   std::string_view account = "default";
   for (const char* key : {"serviceAccountName", "serviceAccount"}) {
-    if (const auto* v = Field(*w.spec, key);
-        v && v->is_string() && !v->get_ref<const std::string&>().empty()) {
-      account = v->get_ref<const std::string&>();
+    if (const auto* v = Field(*w.spec, key); v && v->is_string() && !v->str().empty()) {
+      account = v->str();
       break;
     }
   }

@@ -19,7 +19,7 @@ namespace {
 constexpr size_t kMaxPassEvidence = 2;
 
 struct Container {
-  const nlohmann::json* spec;
+  const k8s::Value* spec;
   std::string name;
   std::string path;  // e.g. `spec.template.spec.containers[app]`
 };
@@ -39,7 +39,7 @@ std::vector<Container> Containers(const Workload& w) {
 
 // A value read from a path, with the path it came from (or where it would be).
 struct Read {
-  const nlohmann::json* value = nullptr;
+  const k8s::Value* value = nullptr;
   std::string path;
   std::optional<std::string> Text() const {
     return value ? std::optional(ValueText(*value)) : std::nullopt;
@@ -48,9 +48,7 @@ struct Read {
   bool IsFalse() const { return value && value->is_boolean() && !value->get<bool>(); }
 };
 
-const nlohmann::json* SecurityContext(const nlohmann::json& j) {
-  return Field(j, "securityContext");
-}
+const k8s::Value* SecurityContext(const k8s::Value& j) { return Field(j, "securityContext"); }
 
 Read ContainerField(const Container& c, const char* field) {
   Read r{nullptr, c.path + ".securityContext." + field};
@@ -244,7 +242,7 @@ void CapabilitiesRule(const Workload& w, const std::vector<Container>& cs, Outco
 }
 
 void WindowsHostProcess(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
-  auto host_process = [](const nlohmann::json* sc) -> const nlohmann::json* {
+  auto host_process = [](const k8s::Value* sc) -> const k8s::Value* {
     const auto* win = sc ? Field(*sc, "windowsOptions") : nullptr;
     return win ? Field(*win, "hostProcess") : nullptr;
   };
@@ -329,7 +327,7 @@ void ProcMount(const Workload& w, const std::vector<Container>& cs, Outcome& o) 
 void SeLinux(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   static const std::set<std::string> kTypes = {"container_t", "container_init_t", "container_kvm_t",
                                                "container_engine_t"};
-  const auto judge = [&](const nlohmann::json* options, const std::string& path,
+  const auto judge = [&](const k8s::Value* options, const std::string& path,
                          const std::string& container) {
     if (options == nullptr) return;
     o.evidence.push_back(ApiEvidence(path, w.evidence_source, ValueText(*options)));
@@ -356,7 +354,7 @@ void SeLinux(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
 // Baseline: no AppArmor profile of type Unconfined, by field (pod or container) or by the
 // annotation older clusters read (anything but runtime/default or localhost/...).
 void AppArmor(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
-  const auto judge = [&](const nlohmann::json* profile, const std::string& path,
+  const auto judge = [&](const k8s::Value* profile, const std::string& path,
                          const std::string& container) {
     if (profile == nullptr) return;
     o.evidence.push_back(ApiEvidence(path, w.evidence_source, ValueText(*profile)));
@@ -369,12 +367,13 @@ void AppArmor(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   EachLevel(w, cs, "appArmorProfile", [&](const Read& r, const std::string& container) {
     judge(r.value, r.path, container);
   });
-  const nlohmann::json* annotations =
+  const k8s::Value* annotations =
       w.template_metadata ? Field(*w.template_metadata, "annotations") : nullptr;
   if (annotations && annotations->is_object()) {
     constexpr std::string_view kPrefix = "container.apparmor.security.beta.kubernetes.io/";
-    for (const auto& [key, value] : annotations->items()) {
-      if (!std::string_view(key).starts_with(kPrefix)) continue;
+    for (const auto& [name, value] : annotations->items()) {
+      if (!name.starts_with(kPrefix)) continue;
+      const std::string key(name);
       const std::string container = key.substr(kPrefix.size());
       const std::string v = value.is_string() ? value.get<std::string>() : ValueText(value);
       o.evidence.push_back(
@@ -416,8 +415,8 @@ void Sysctls(const Workload& w, const std::vector<Container>&, Outcome& o) {
   }
   for (const auto& item : *list) {
     const std::string name = StrField(item, "name");
-    o.evidence.push_back(ApiEvidence(path + "[" + name + "]", w.evidence_source,
-                                     ValueText(item.value("value", nlohmann::json()))));
+    o.evidence.push_back(
+        ApiEvidence(path + "[" + name + "]", w.evidence_source, ValueText(item["value"])));
     if (!kSafe.contains(name)) o.Fail("", "the pod sets the unsafe sysctl " + name);
   }
 }
@@ -435,7 +434,8 @@ void VolumeTypes(const Workload& w, const std::vector<Container>&, Outcome& o) {
   for (const auto& v : *volumes) {
     const std::string name = StrField(v, "name");
     if (!v.is_object()) continue;
-    for (const auto& [type, _] : v.items()) {
+    for (const auto& [member, _] : v.items()) {
+      const std::string type(member);
       if (kAllowed.contains(type)) continue;
       o.evidence.push_back(
           ApiEvidence(w.spec_path + ".volumes[" + name + "]." + type, w.evidence_source, type));
@@ -623,10 +623,9 @@ void EnvCredentials(const Workload& w, const std::vector<Container>& cs, Outcome
       const std::string var = StrField(e, "name");
       const std::string why = k8s::CredentialLike(var, v->get<std::string>());
       if (why.empty()) continue;
-      o.evidence.push_back(ApiEvidence(c.path + ".env[" + var + "].value", w.evidence_source,
-                                       "(a literal of " +
-                                           std::to_string(v->get_ref<const std::string&>().size()) +
-                                           " characters, not shown)"));
+      o.evidence.push_back(ApiEvidence(
+          c.path + ".env[" + var + "].value", w.evidence_source,
+          "(a literal of " + std::to_string(v->str().size()) + " characters, not shown)"));
       o.Fail(c.name, "container " + c.name + " sets $" + var + " in plain text: " + why);
     }
   }
@@ -672,7 +671,8 @@ void Seccomp(const Workload& w, const std::vector<Container>& cs, Outcome& o) {
   // The annotations were the pre-1.19 way; the kubelet has ignored them since Kubernetes 1.27.
   if (w.template_metadata) {
     if (const auto* ann = Field(*w.template_metadata, "annotations"); ann && ann->is_object()) {
-      for (const auto& [k, v] : ann->items()) {
+      for (const auto& [name, v] : ann->items()) {
+        const std::string k(name);
         if (k == "seccomp.security.alpha.kubernetes.io/pod" ||
             k.starts_with("container.seccomp.security.alpha.kubernetes.io/")) {
           o.evidence.push_back(ApiEvidence(w.metadata_path + ".annotations[" + k + "]",

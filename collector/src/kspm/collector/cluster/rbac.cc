@@ -8,7 +8,7 @@
 namespace kspm::collector::cluster {
 namespace {
 
-std::vector<std::string> Strings(const nlohmann::json& j, const char* key) {
+std::vector<std::string> Strings(const k8s::Value& j, const char* key) {
   std::vector<std::string> out;
   const auto it = j.find(key);
   if (it == j.end() || !it->is_array()) return out;
@@ -18,7 +18,7 @@ std::vector<std::string> Strings(const nlohmann::json& j, const char* key) {
   return out;
 }
 
-std::string Str(const nlohmann::json& j, const char* key) {
+std::string Str(const k8s::Value& j, const char* key) {
   if (!j.is_object()) return "";
   const auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
@@ -28,7 +28,7 @@ bool Contains(const std::vector<std::string>& list, std::string_view v) {
   return std::find(list.begin(), list.end(), v) != list.end();
 }
 
-std::vector<PolicyRule> ParseRules(const nlohmann::json& doc) {
+std::vector<PolicyRule> ParseRules(const k8s::Value& doc) {
   std::vector<PolicyRule> out;
   const auto it = doc.find("rules");
   if (it == doc.end() || !it->is_array()) return out;
@@ -40,7 +40,7 @@ std::vector<PolicyRule> ParseRules(const nlohmann::json& doc) {
   return out;
 }
 
-std::vector<LabelSelector> ParseAggregation(const nlohmann::json& doc) {
+std::vector<LabelSelector> ParseAggregation(const k8s::Value& doc) {
   std::vector<LabelSelector> out;
   const auto rule = doc.find("aggregationRule");
   if (rule == doc.end() || !rule->is_object()) return out;
@@ -51,7 +51,7 @@ std::vector<LabelSelector> ParseAggregation(const nlohmann::json& doc) {
     LabelSelector sel;
     if (const auto ml = s.find("matchLabels"); ml != s.end() && ml->is_object()) {
       for (const auto& [k, v] : ml->items()) {
-        sel.match_labels[k] = v.is_string() ? v.get<std::string>() : v.dump();
+        sel.match_labels[std::string(k)] = v.is_string() ? v.get<std::string>() : v.dump();
       }
     }
     if (const auto me = s.find("matchExpressions"); me != s.end() && me->is_array()) {
@@ -108,7 +108,7 @@ std::string PolicyRule::Describe() const {
   return out;
 }
 
-bool LabelSelector::Matches(const nlohmann::json& labels) const {
+bool LabelSelector::Matches(const k8s::Value& labels) const {
   auto value = [&](const std::string& key) -> std::optional<std::string> {
     const auto it = labels.find(key);
     if (it == labels.end()) return std::nullopt;

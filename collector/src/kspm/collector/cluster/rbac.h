@@ -34,7 +34,7 @@ struct LabelSelector {
     std::vector<std::string> values;
   };
   std::vector<Expression> expressions;
-  bool Matches(const nlohmann::json& labels) const;
+  bool Matches(const k8s::Value& labels) const;
 };
 
 struct Role {

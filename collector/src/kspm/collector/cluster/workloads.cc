@@ -6,13 +6,13 @@
 namespace kspm::collector::cluster {
 namespace {
 
-const nlohmann::json& EmptyObject() {
-  static const nlohmann::json kEmpty = nlohmann::json::object();
+const k8s::Value& EmptyObject() {
+  static const k8s::Doc kEmpty = k8s::Doc::FromJson(nlohmann::json::object());
   return kEmpty;
 }
 
-const nlohmann::json* Path(const nlohmann::json& root, const std::vector<const char*>& keys) {
-  const nlohmann::json* cur = &root;
+const k8s::Value* Path(const k8s::Value& root, const std::vector<const char*>& keys) {
+  const k8s::Value* cur = &root;
   for (const char* k : keys) {
     if (!cur->is_object()) return nullptr;
     const auto it = cur->find(k);
@@ -22,7 +22,7 @@ const nlohmann::json* Path(const nlohmann::json& root, const std::vector<const c
   return cur;
 }
 
-std::string Str(const nlohmann::json& j, const char* key) {
+std::string Str(const k8s::Value& j, const char* key) {
   if (!j.is_object()) return "";
   const auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
@@ -37,7 +37,7 @@ struct OwnerRef {
 std::optional<OwnerRef> Owner(const k8s::Object& o) {
   const auto* refs = Path(o.doc, {"metadata", "ownerReferences"});
   if (refs == nullptr || !refs->is_array() || refs->empty()) return std::nullopt;
-  const nlohmann::json* chosen = &(*refs)[0];
+  const k8s::Value* chosen = &(*refs)[0];
   for (const auto& r : *refs) {
     const auto c = r.find("controller");
     if (c != r.end() && c->is_boolean() && c->get<bool>()) {
@@ -84,9 +84,9 @@ const std::vector<Layout>& Layouts() {
 
 }  // namespace
 
-const nlohmann::json& Workload::labels() const { return source ? source->labels() : EmptyObject(); }
+const k8s::Value& Workload::labels() const { return source ? source->labels() : EmptyObject(); }
 
-const nlohmann::json& Workload::pod_labels() const {
+const k8s::Value& Workload::pod_labels() const {
   if (template_metadata == nullptr) return EmptyObject();
   const auto it = template_metadata->find("labels");
   return it != template_metadata->end() && it->is_object() ? *it : EmptyObject();

@@ -21,19 +21,19 @@ struct Workload {
   std::string kind;  // the kind reported (the controller's)
   std::string ns;
   std::string name;
-  const k8s::Object* source = nullptr;                // the object whose pod spec was read
-  const nlohmann::json* spec = nullptr;               // the pod spec inside `source`
-  const nlohmann::json* template_metadata = nullptr;  // pod template metadata (may be null)
-  std::string spec_path;                              // e.g. `spec.template.spec`
-  std::string metadata_path;                          // e.g. `spec.template.metadata`
+  const k8s::Object* source = nullptr;            // the object whose pod spec was read
+  const k8s::Value* spec = nullptr;               // the pod spec inside `source`
+  const k8s::Value* template_metadata = nullptr;  // pod template metadata (may be null)
+  std::string spec_path;                          // e.g. `spec.template.spec`
+  std::string metadata_path;                      // e.g. `spec.template.metadata`
   // `Deployment shop/web`, or `Pod shop/web-5d9f-x (ReplicaSet web-5d9f, not in the snapshot)`
   // when the spec was read from a descendant: the `source` of every evidence entry.
   std::string evidence_source;
 
   // Labels of the object as reported (the controller's when present, else the source's).
-  const nlohmann::json& labels() const;
+  const k8s::Value& labels() const;
   // Labels of the pod template (or of the Pod), possibly empty.
-  const nlohmann::json& pod_labels() const;
+  const k8s::Value& pod_labels() const;
 };
 
 struct WorkloadSet {

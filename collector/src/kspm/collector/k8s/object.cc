@@ -10,16 +10,17 @@
 namespace kspm::collector::k8s {
 namespace {
 
-const nlohmann::json& EmptyObject() {
-  static const nlohmann::json kEmpty = nlohmann::json::object();
+const Value& EmptyObject() {
+  static const Doc kEmpty = Doc::FromJson(nlohmann::json::object());
   return kEmpty;
 }
 
-std::string StringField(const nlohmann::json& j, const char* key) {
+template <class J>
+std::string StringField(const J& j, const char* key) {
   if (!j.is_object()) return "";
   const auto it = j.find(key);
   if (it == j.end() || !it->is_string()) return "";
-  return it->get<std::string>();
+  return it->template get<std::string>();
 }
 
 }  // namespace
@@ -47,18 +48,18 @@ std::string SnapshotKind(const std::string& api_version, const std::string& kind
   return kind;
 }
 
-const nlohmann::json& Object::metadata() const {
+const Value& Object::metadata() const {
   const auto it = doc.find("metadata");
   return it != doc.end() && it->is_object() ? *it : EmptyObject();
 }
 
-const nlohmann::json& Object::labels() const {
+const Value& Object::labels() const {
   const auto& m = metadata();
   const auto it = m.find("labels");
   return it != m.end() && it->is_object() ? *it : EmptyObject();
 }
 
-const nlohmann::json& Object::annotations() const {
+const Value& Object::annotations() const {
   const auto& m = metadata();
   const auto it = m.find("annotations");
   return it != m.end() && it->is_object() ? *it : EmptyObject();
@@ -251,9 +252,13 @@ bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
     return false;
   }
   o.kind = SnapshotKind(o.api_version, o.kind);
-  o.doc = std::move(item);
-  if (o.kind == "ConfigMap" && out.inspect_config_data()) SummariseConfigData(o.doc);
-  Prune(o.doc);
+  if (o.kind == "ConfigMap" && out.inspect_config_data()) SummariseConfigData(item);
+  Prune(item);
+  o.doc = Doc::FromJson(item);
+  if (o.doc.truncated()) {
+    problems.push_back(where + " nests deeper than any Kubernetes object");
+    return false;
+  }
   o.origin = origin;
   out.Add(std::move(o));
   return true;

@@ -12,25 +12,27 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kspm/collector/k8s/value.h"
 #include "nlohmann/json.hpp"
 
 namespace kspm::collector::k8s {
 
 // One object. `doc` keeps `metadata` (name, namespace, labels, annotations without
 // kubectl's last-applied copy, ownerReferences) and every top-level field except `status`,
-// `data`, `binaryData` and `stringData`: secret and config values never stay in memory.
+// `data`, `binaryData` and `stringData`: secret and config values never stay in memory. It is
+// a compact read-only tree (value.h), read as JSON is.
 struct Object {
   std::string kind;         // e.g. `Deployment`
   std::string api_version;  // e.g. `apps/v1`; may be empty for API list items
   std::string ns;           // empty for cluster-scoped objects
   std::string name;
-  nlohmann::json doc;
+  Doc doc;
   std::string origin;  // where it was read: a snapshot file name or `API`
 
-  const nlohmann::json& metadata() const;
+  const Value& metadata() const;
   // `metadata.labels` / `.annotations` as an object (an empty object when absent).
-  const nlohmann::json& labels() const;
-  const nlohmann::json& annotations() const;
+  const Value& labels() const;
+  const Value& annotations() const;
   // `Kind ns/name`, or `Kind name` when cluster-scoped: how evidence names its source.
   std::string Describe() const;
 };
