@@ -69,19 +69,54 @@ std::string Object::Describe() const {
   return ns.empty() ? kind + " " + name : kind + " " + ns + "/" + name;
 }
 
+namespace {
+
+std::string IndexKey(std::string_view ns, std::string_view name) {
+  std::string key;
+  key.reserve(ns.size() + 1 + name.size());
+  key.append(ns);
+  key.push_back('\0');
+  key.append(name);
+  return key;
+}
+
+}  // namespace
+
 void Snapshot::Add(Object object) {
   auto& index = index_[object.kind];
-  const auto key = std::make_pair(object.ns, object.name);
+  std::string key = IndexKey(object.ns, object.name);
   if (index.contains(key)) {
     ++duplicates_;
     return;
   }
-  DropReplicaSpec(object);
+  if (DropsReplicaSpec(object.kind, object.ns, object.doc) && object.doc.erase("spec") > 0) {
+    ++replica_specs_dropped_;
+  }
   Touch(object.kind);
   auto& list = by_kind_[object.kind];
-  index[key] = list.size();
+  index.emplace(std::move(key), list.size());
   list.push_back(std::move(object));
   ++size_;
+}
+
+bool Snapshot::AddParsed(Object head, nlohmann::json&& doc) {
+  auto& index = index_[head.kind];
+  std::string key = IndexKey(head.ns, head.name);
+  if (index.contains(key)) {
+    ++duplicates_;
+    return true;
+  }
+  if (DropsReplicaSpec(head.kind, head.ns, doc) && doc.is_object() && doc.erase("spec") > 0) {
+    ++replica_specs_dropped_;
+  }
+  head.doc = Doc::FromJson(doc);
+  if (head.doc.truncated()) return false;
+  Touch(head.kind);
+  auto& list = by_kind_[head.kind];
+  index.emplace(std::move(key), list.size());
+  list.push_back(std::move(head));
+  ++size_;
+  return true;
 }
 
 void Snapshot::Touch(const std::string& kind) {
@@ -94,38 +129,45 @@ uint64_t Snapshot::Generation(std::string_view kind) const {
   return it == generation_.end() ? 0 : it->second;
 }
 
-void Snapshot::DropReplicaSpec(Object& object) {
-  if (object.kind != "Pod" && object.kind != "ReplicaSet" && object.kind != "Job") return;
-  const auto refs = object.metadata().find("ownerReferences");
-  if (refs == object.metadata().end() || !refs->is_array()) return;
+template <class J>
+bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc) {
+  if (kind != "Pod" && kind != "ReplicaSet" && kind != "Job") return false;
+  if (!doc.is_object()) return false;
+  const auto meta = doc.find("metadata");
+  if (meta == doc.end() || !meta->is_object()) return false;
+  const auto refs = meta->find("ownerReferences");
+  if (refs == meta->end() || !refs->is_array()) return false;
   for (const auto& ref : *refs) {
+    if (!ref.is_object()) continue;
     const auto controller = ref.find("controller");
-    if (controller == ref.end() || !controller->is_boolean() || !controller->get<bool>()) continue;
+    if (controller == ref.end() || !controller->is_boolean() || !controller->template get<bool>()) {
+      continue;
+    }
     const std::string owner_kind = StringField(ref, "kind"), owner = StringField(ref, "name");
     // A static pod's mirror (owned by its Node) is a workload of its own.
-    if (owner_kind.empty() || owner.empty() || owner_kind == "Node") return;
-    std::string replica_of = object.kind;
-    for (const std::string* part : {&std::as_const(object.ns), &owner_kind, &owner}) {
+    if (owner_kind.empty() || owner.empty() || owner_kind == "Node") return false;
+    std::string replica_of = kind;
+    for (const std::string* part : {&ns, &owner_kind, &owner}) {
       replica_of += '\x1f';
       replica_of += *part;
     }
     // Dropped when the owner is here already (its template is what checks read) or another
     // replica of it kept the spec (the one read if the owner never comes).
-    const bool owner_here = Find(owner_kind, object.ns, owner) != nullptr;
+    const bool owner_here = Find(owner_kind, ns, owner) != nullptr;
     const bool sibling_kept = !live_ && !replica_owners_.insert(std::move(replica_of)).second;
-    if ((sibling_kept || owner_here) && object.doc.is_object() && object.doc.erase("spec") > 0) {
-      ++replica_specs_dropped_;
-    }
-    return;
+    return sibling_kept || owner_here;
   }
+  return false;
 }
 
 std::optional<Object> Snapshot::Upsert(Object object) {
-  DropReplicaSpec(object);
+  if (DropsReplicaSpec(object.kind, object.ns, object.doc) && object.doc.erase("spec") > 0) {
+    ++replica_specs_dropped_;
+  }
   Touch(object.kind);
   auto& index = index_[object.kind];
   auto& list = by_kind_[object.kind];
-  const auto [it, added] = index.try_emplace({object.ns, object.name}, list.size());
+  const auto [it, added] = index.try_emplace(IndexKey(object.ns, object.name), list.size());
   if (added) {
     list.push_back(std::move(object));
     ++size_;
@@ -140,7 +182,7 @@ std::optional<Object> Snapshot::Remove(std::string_view kind, std::string_view n
                                        std::string_view name) {
   const auto index = index_.find(kind);
   if (index == index_.end()) return std::nullopt;
-  const auto pos = index->second.find({std::string(ns), std::string(name)});
+  const auto pos = index->second.find(IndexKey(ns, name));
   if (pos == index->second.end()) return std::nullopt;
   auto& list = by_kind_.find(kind)->second;
   const size_t at = pos->second;
@@ -150,7 +192,7 @@ std::optional<Object> Snapshot::Remove(std::string_view kind, std::string_view n
   // The last object takes the freed place, so removal costs no shifting.
   if (at + 1 != list.size()) {
     list[at] = std::move(list.back());
-    index->second[{list[at].ns, list[at].name}] = at;
+    index->second[IndexKey(list[at].ns, list[at].name)] = at;
   }
   list.pop_back();
   --size_;
@@ -192,7 +234,7 @@ const Object* Snapshot::Find(std::string_view kind, std::string_view ns,
                              std::string_view name) const {
   const auto it = index_.find(kind);
   if (it == index_.end()) return nullptr;
-  const auto pos = it->second.find({std::string(ns), std::string(name)});
+  const auto pos = it->second.find(IndexKey(ns, name));
   if (pos == it->second.end()) return nullptr;
   return &by_kind_.find(kind)->second[pos->second];
 }
@@ -254,13 +296,11 @@ bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
   o.kind = SnapshotKind(o.api_version, o.kind);
   if (o.kind == "ConfigMap" && out.inspect_config_data()) SummariseConfigData(item);
   Prune(item);
-  o.doc = Doc::FromJson(item);
-  if (o.doc.truncated()) {
+  o.origin = origin;
+  if (!out.AddParsed(std::move(o), std::move(item))) {
     problems.push_back(where + " nests deeper than any Kubernetes object");
     return false;
   }
-  o.origin = origin;
-  out.Add(std::move(o));
   return true;
 }
 

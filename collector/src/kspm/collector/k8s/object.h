@@ -47,6 +47,10 @@ class Snapshot {
   // replica when the owner is missing), so a Deployment of 300 pods holds one pod spec in
   // memory, not 300. Adding owners before what they own (LoadSnapshotDir does) keeps none.
   void Add(Object object);
+  // Adds an object read as JSON (`head` without its doc): as Add, with a replica's spec
+  // dropped before the tree is made compact. False, and nothing added, when `doc` nests deeper
+  // than any Kubernetes object (value.h).
+  bool AddParsed(Object head, nlohmann::json&& doc);
   size_t replica_specs_dropped() const { return replica_specs_dropped_; }
 
   // Opt-in (--scan-configmaps): ConfigMaps are read with their contents, and each keeps only
@@ -99,8 +103,11 @@ class Snapshot {
 
  private:
   std::map<std::string, std::vector<Object>, std::less<>> by_kind_;
-  std::map<std::string, std::map<std::pair<std::string, std::string>, size_t>, std::less<>> index_;
-  void DropReplicaSpec(Object& object);
+  // Kind -> `namespace NUL name` -> position in by_kind_.
+  std::map<std::string, std::map<std::string, size_t>, std::less<>> index_;
+  // Whether an object's pod spec goes (see Add); records a replica that keeps it.
+  template <class J>
+  bool DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc);
 
   void Touch(const std::string& kind);
 
