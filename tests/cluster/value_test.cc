@@ -172,6 +172,25 @@ TEST(CompactValue, HostileNestingIsCutAndTheObjectRefused) {
   EXPECT_FALSE(added.ok());
   EXPECT_NE(added.message().find("nests deeper"), std::string::npos) << added.message();
   EXPECT_EQ(snapshot.size(), 0u);
+
+  // Two replicas of a ReplicaSet the snapshot lacks: the first is refused, so the second is
+  // the one that keeps the pod spec (checks read it in the owner's place).
+  const auto replica = [](const std::string& name) {
+    json p = AwkwardPod();
+    p["metadata"]["name"] = name;
+    return p;
+  };
+  json items = json::array({replica("web-1"), replica("web-2")});
+  items[0]["spec"]["deep"] = pod["spec"]["deep"];
+  collector::k8s::Snapshot replicas;
+  EXPECT_FALSE(collector::k8s::AddDocument(
+                   json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", std::move(items)}},
+                   "pods.json", replicas)
+                   .ok());
+  const auto* kept = replicas.Find("Pod", "shop", "web-2");
+  ASSERT_NE(kept, nullptr);
+  EXPECT_TRUE(kept->doc.contains("spec"));
+  EXPECT_EQ(replicas.Find("Pod", "shop", "web-1"), nullptr);
 }
 
 }  // namespace

@@ -129,6 +129,23 @@ bool LiveObjects::Apply(const std::string& kind, k8s::WatchEvent&& event) {
     std::lock_guard lock(mu_);
     one.set_inspect_config_data(config_data_);
   }
+  if (in.verb == "delete" && event.object.is_object()) {
+    // A deletion needs only the object's identity; the rest (which a hostile or odd custom
+    // resource could make unreadable) must not keep a deleted object alive.
+    nlohmann::json identity = nlohmann::json::object();
+    for (const char* key : {"apiVersion", "kind"}) {
+      if (const auto it = event.object.find(key); it != event.object.end()) identity[key] = *it;
+    }
+    if (const auto meta = event.object.find("metadata");
+        meta != event.object.end() && meta->is_object()) {
+      nlohmann::json m = nlohmann::json::object();
+      for (const char* key : {"name", "namespace"}) {
+        if (const auto it = meta->find(key); it != meta->end()) m[key] = *it;
+      }
+      identity["metadata"] = std::move(m);
+    }
+    event.object = std::move(identity);
+  }
   size_t added = 0;
   if (auto s = k8s::AddDocument(std::move(event.object), "API", one, &added, kind);
       !s.ok() || added != 1) {

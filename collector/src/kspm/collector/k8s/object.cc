@@ -71,11 +71,13 @@ std::string Object::Describe() const {
 
 namespace {
 
+// The namespace's length, then namespace and name: unambiguous whatever bytes a hostile file
+// puts in names.
 std::string IndexKey(std::string_view ns, std::string_view name) {
-  std::string key;
-  key.reserve(ns.size() + 1 + name.size());
+  std::string key = std::to_string(ns.size());
+  key.reserve(key.size() + 1 + ns.size() + name.size());
+  key.push_back(':');
   key.append(ns);
-  key.push_back('\0');
   key.append(name);
   return key;
 }
@@ -106,11 +108,16 @@ bool Snapshot::AddParsed(Object head, nlohmann::json&& doc) {
     ++duplicates_;
     return true;
   }
-  if (DropsReplicaSpec(head.kind, head.ns, doc) && doc.is_object() && doc.erase("spec") > 0) {
-    ++replica_specs_dropped_;
-  }
+  std::string kept_by;
+  const bool drop = DropsReplicaSpec(head.kind, head.ns, doc, &kept_by);
+  const bool dropped = drop && doc.is_object() && doc.erase("spec") > 0;
   head.doc = Doc::FromJson(doc);
-  if (head.doc.truncated()) return false;
+  if (head.doc.truncated()) {
+    // Refused: it keeps no spec for its siblings either.
+    if (!kept_by.empty()) replica_owners_.erase(kept_by);
+    return false;
+  }
+  if (dropped) ++replica_specs_dropped_;
   Touch(head.kind);
   auto& list = by_kind_[head.kind];
   index.emplace(std::move(key), list.size());
@@ -130,7 +137,8 @@ uint64_t Snapshot::Generation(std::string_view kind) const {
 }
 
 template <class J>
-bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc) {
+bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc,
+                                std::string* kept_by) {
   if (kind != "Pod" && kind != "ReplicaSet" && kind != "Job") return false;
   if (!doc.is_object()) return false;
   const auto meta = doc.find("metadata");
@@ -154,7 +162,11 @@ bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, 
     // Dropped when the owner is here already (its template is what checks read) or another
     // replica of it kept the spec (the one read if the owner never comes).
     const bool owner_here = Find(owner_kind, ns, owner) != nullptr;
-    const bool sibling_kept = !live_ && !replica_owners_.insert(std::move(replica_of)).second;
+    bool sibling_kept = false;
+    if (!live_) {
+      sibling_kept = !replica_owners_.insert(replica_of).second;
+      if (!sibling_kept && kept_by) *kept_by = std::move(replica_of);
+    }
     return sibling_kept || owner_here;
   }
   return false;

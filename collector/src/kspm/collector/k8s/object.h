@@ -103,11 +103,13 @@ class Snapshot {
 
  private:
   std::map<std::string, std::vector<Object>, std::less<>> by_kind_;
-  // Kind -> `namespace NUL name` -> position in by_kind_.
+  // Kind -> IndexKey(namespace, name) -> position in by_kind_.
   std::map<std::string, std::map<std::string, size_t>, std::less<>> index_;
-  // Whether an object's pod spec goes (see Add); records a replica that keeps it.
+  // Whether an object's pod spec goes (see Add); records a replica that keeps it (and sets
+  // `kept_by` to the record, so that a refused object can take it back).
   template <class J>
-  bool DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc);
+  bool DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc,
+                        std::string* kept_by = nullptr);
 
   void Touch(const std::string& kind);
 
