@@ -91,12 +91,20 @@ void Snapshot::Add(Object object) {
     ++duplicates_;
     return;
   }
+  DropReplicaSpec(object);
+  Append(std::move(key), std::move(object));
+}
+
+void Snapshot::DropReplicaSpec(Object& object) {
   if (DropsReplicaSpec(object.kind, object.ns, object.doc) && object.doc.erase("spec") > 0) {
     ++replica_specs_dropped_;
   }
+}
+
+void Snapshot::Append(std::string key, Object object) {
   Touch(object.kind);
   auto& list = by_kind_[object.kind];
-  index.emplace(std::move(key), list.size());
+  index_[object.kind].emplace(std::move(key), list.size());
   list.push_back(std::move(object));
   ++size_;
 }
@@ -118,11 +126,7 @@ bool Snapshot::AddParsed(Object head, nlohmann::json&& doc) {
     return false;
   }
   if (dropped) ++replica_specs_dropped_;
-  Touch(head.kind);
-  auto& list = by_kind_[head.kind];
-  index.emplace(std::move(key), list.size());
-  list.push_back(std::move(head));
-  ++size_;
+  Append(std::move(key), std::move(head));
   return true;
 }
 
@@ -173,9 +177,7 @@ bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, 
 }
 
 std::optional<Object> Snapshot::Upsert(Object object) {
-  if (DropsReplicaSpec(object.kind, object.ns, object.doc) && object.doc.erase("spec") > 0) {
-    ++replica_specs_dropped_;
-  }
+  DropReplicaSpec(object);
   Touch(object.kind);
   auto& index = index_[object.kind];
   auto& list = by_kind_[object.kind];

@@ -110,6 +110,10 @@ class Snapshot {
   template <class J>
   bool DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc,
                         std::string* kept_by = nullptr);
+  // Drops a compact object's spec when DropsReplicaSpec says so, and counts it.
+  void DropReplicaSpec(Object& object);
+  // Indexes and keeps an object known not to be here (`key`: its index key).
+  void Append(std::string key, Object object);
 
   void Touch(const std::string& kind);
 

@@ -91,9 +91,8 @@ class Value {
   Iterator begin() const;
   Iterator end() const;
   const Value& operator[](size_t i) const;  // null when out of range or not an array
-  const Value& operator[](int i) const {
-    return i < 0 ? (*this)[size_t{size_}] : (*this)[size_t(i)];
-  }
+  // (`v[0]` would otherwise be ambiguous; a negative index reads null.)
+  const Value& operator[](int i) const { return (*this)[static_cast<size_t>(i)]; }
 
   // Objects: the member named `key`, or end() (also when not an object).
   Iterator find(std::string_view key) const;
