@@ -364,6 +364,25 @@ TEST_F(WatchedScanTest, AWorkloadChangeReEvaluatesOnlyThatWorkloadAndAgreesWithA
   EXPECT_EQ(FullScanChanges(), "") << "the changes left results a full scan disagrees with";
 }
 
+// Pods and their Namespace come on separate watches, in either order. Pods whose Namespace is not
+// known yet leave no namespace judged: the namespace-level checks' cluster-wide verdict stays what
+// a full scan says (it was removed, leaving those checks with no result at all), and the
+// Namespace's arrival then judges it.
+TEST_F(WatchedScanTest, PodsBeforeTheirNamespaceLeaveTheVerdictsAFullScanGives) {
+  Start();
+  StartScan();
+  Inject("ADDED", PodObject("cafe", "till", false));
+  ASSERT_TRUE(WaitFor([&] { return !Verdicts("pod.privileged", "Pod", "cafe", "till").empty(); }));
+  EXPECT_EQ(FullScanChanges(), "") << "with the pod only";
+  Inject("ADDED", {{"apiVersion", "v1"},
+                   {"kind", "Namespace"},
+                   {"metadata", {{"name", "cafe"}, {"labels", {{"team", "cafe"}}}}}});
+  ASSERT_TRUE(WaitFor([&] {
+    return !Verdicts("admission.privileged", "Namespace", "", "cafe").empty();
+  })) << "the namespace was never judged";
+  EXPECT_EQ(FullScanChanges(), "") << "with its namespace";
+}
+
 // ConfigMaps are listed only when asked (--scan-configmaps): each is summarised as it is read,
 // and a watched ConfigMap that gains a password fails without its value reaching the store.
 TEST_F(WatchedScanTest, ConfigMapsAreReadOnlyWhenAskedAndTheirValuesNeverStored) {

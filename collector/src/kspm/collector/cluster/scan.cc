@@ -111,6 +111,9 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
   if (focus && !focus->namespace_checks.empty()) {
     in_namespaces = CollectWorkloads(snapshot, options.policy, nullptr, &focus->namespaces);
   }
+  // Every workload, collected when a namespace-focused check needs the whole cluster's view.
+  std::once_flag whole_once;
+  WorkloadSet whole_workloads;
   const Context ctx{snapshot, options.policy, rbac, workloads};
   const Context focused_ctx{snapshot, options.policy, rbac, focused};
   const Context namespaces_ctx{snapshot, options.policy, rbac, in_namespaces};
@@ -203,6 +206,21 @@ absl::StatusOr<ScanStats> EvaluateClusterInParts(const k8s::Snapshot& snapshot,
           const std::string& ns = r.kind() == "Namespace" ? r.name() : r.namespace_();
           return !focus->namespaces.contains(ns);
         });
+        // Nothing judged in the focused namespaces (their pods came before their Namespace, or
+        // left): the check's cluster-wide verdict ("no namespace runs workloads") is the whole
+        // cluster's to give, and the scoped part replaces it.
+        if (findings.empty()) {
+          std::call_once(whole_once, [&] {
+            if (workloads.workloads.empty()) {
+              whole_workloads = CollectWorkloads(snapshot, options.policy);
+            }
+          });
+          const Context whole{snapshot, options.policy, rbac,
+                              workloads.workloads.empty() ? whole_workloads : workloads};
+          for (auto& f : ev->second.run(check, whole)) {
+            if (f.resource.kind() == "Cluster") findings.push_back(std::move(f));
+          }
+        }
       }
       // Never PASS or NOT_APPLICABLE on input that could not be read: the objects that would
       // fail may be the missing ones. Failures found in what was read still stand.
