@@ -18,6 +18,7 @@ add_library(kspm_cluster_lib STATIC
   ${KSPM_CLUSTER_CATALOG_CC}
   src/kspm/collector/k8s/object.cc
   src/kspm/collector/k8s/value.cc
+  src/kspm/collector/k8s/list_reader.cc
   src/kspm/collector/k8s/credentials.cc
   src/kspm/collector/k8s/snapshot_dir.cc
   src/kspm/collector/k8s/api_client.cc
@@ -44,5 +45,8 @@ add_library(kspm_cluster_lib STATIC
 target_include_directories(kspm_cluster_lib PUBLIC src)
 target_link_libraries(kspm_cluster_lib PUBLIC kspm_collector_lib kspm_common kspm_proto yaml-cpp
   nlohmann_json::nlohmann_json spdlog::spdlog CURL::libcurl absl::status absl::statusor absl::strings CLI11::CLI11)
+# simdjson parses each item of a large List (snapshot files, API pages) ten times faster than
+# nlohmann's parser; nlohmann stays for everything else and for items simdjson refuses.
+target_link_libraries(kspm_cluster_lib PRIVATE simdjson::simdjson)
 
 target_link_libraries(kspm-collector PRIVATE kspm_cluster_lib)

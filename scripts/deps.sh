@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool clang llvm
-  libsqlite3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev nlohmann-json3-dev
+  libsqlite3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libsimdjson-dev
   libcli11-dev libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format-14 openssl systemd kubectl dpkg-dev python3 python3-yaml shellcheck

@@ -96,7 +96,8 @@ void Snapshot::Add(Object object) {
 }
 
 void Snapshot::DropReplicaSpec(Object& object) {
-  if (DropsReplicaSpec(object.kind, object.ns, object.doc) && object.doc.erase("spec") > 0) {
+  if (DropsReplicaSpec(object.kind, object.ns, ControllerOf(object.doc)) &&
+      object.doc.erase("spec") > 0) {
     ++replica_specs_dropped_;
   }
 }
@@ -110,6 +111,15 @@ void Snapshot::Append(std::string key, Object object) {
 }
 
 bool Snapshot::AddParsed(Object head, nlohmann::json&& doc) {
+  const bool has_spec = doc.is_object() && doc.contains("spec");
+  return AddBuilt(std::move(head), ControllerOf(doc), has_spec, [&doc](bool drop_spec) {
+    if (drop_spec) doc.erase("spec");
+    return Doc::FromJson(doc);
+  });
+}
+
+bool Snapshot::AddBuilt(Object head, const std::optional<OwnerRef>& controller, bool has_spec,
+                        const std::function<Doc(bool drop_spec)>& build) {
   auto& index = index_[head.kind];
   std::string key = IndexKey(head.ns, head.name);
   if (index.contains(key)) {
@@ -117,9 +127,8 @@ bool Snapshot::AddParsed(Object head, nlohmann::json&& doc) {
     return true;
   }
   std::string kept_by;
-  const bool drop = DropsReplicaSpec(head.kind, head.ns, doc, &kept_by);
-  const bool dropped = drop && doc.is_object() && doc.erase("spec") > 0;
-  head.doc = Doc::FromJson(doc);
+  const bool dropped = DropsReplicaSpec(head.kind, head.ns, controller, &kept_by) && has_spec;
+  head.doc = build(dropped);
   if (head.doc.truncated()) {
     // Refused: it keeps no spec for its siblings either.
     if (!kept_by.empty()) replica_owners_.erase(kept_by);
@@ -140,40 +149,52 @@ uint64_t Snapshot::Generation(std::string_view kind) const {
   return it == generation_.end() ? 0 : it->second;
 }
 
+namespace {
+
 template <class J>
-bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc,
-                                std::string* kept_by) {
-  if (kind != "Pod" && kind != "ReplicaSet" && kind != "Job") return false;
-  if (!doc.is_object()) return false;
+std::optional<OwnerRef> FirstController(const J& doc) {
+  if (!doc.is_object()) return std::nullopt;
   const auto meta = doc.find("metadata");
-  if (meta == doc.end() || !meta->is_object()) return false;
+  if (meta == doc.end() || !meta->is_object()) return std::nullopt;
   const auto refs = meta->find("ownerReferences");
-  if (refs == meta->end() || !refs->is_array()) return false;
+  if (refs == meta->end() || !refs->is_array()) return std::nullopt;
   for (const auto& ref : *refs) {
     if (!ref.is_object()) continue;
     const auto controller = ref.find("controller");
     if (controller == ref.end() || !controller->is_boolean() || !controller->template get<bool>()) {
       continue;
     }
-    const std::string owner_kind = StringField(ref, "kind"), owner = StringField(ref, "name");
-    // A static pod's mirror (owned by its Node) is a workload of its own.
-    if (owner_kind.empty() || owner.empty() || owner_kind == "Node") return false;
-    std::string replica_of = kind;
-    for (const std::string* part : {&ns, &owner_kind, &owner}) {
-      replica_of += '\x1f';
-      replica_of += *part;
-    }
-    // Dropped when the owner is here already (its template is what checks read) or another
-    // replica of it kept the spec (the one read if the owner never comes).
-    const bool owner_here = Find(owner_kind, ns, owner) != nullptr;
-    bool sibling_kept = false;
-    if (!live_) {
-      sibling_kept = !replica_owners_.insert(replica_of).second;
-      if (!sibling_kept && kept_by) *kept_by = std::move(replica_of);
-    }
-    return sibling_kept || owner_here;
+    return OwnerRef{StringField(ref, "kind"), StringField(ref, "name")};
   }
-  return false;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<OwnerRef> ControllerOf(const nlohmann::json& doc) { return FirstController(doc); }
+std::optional<OwnerRef> ControllerOf(const Value& doc) { return FirstController(doc); }
+
+bool Snapshot::DropsReplicaSpec(const std::string& kind, const std::string& ns,
+                                const std::optional<OwnerRef>& controller, std::string* kept_by) {
+  if (kind != "Pod" && kind != "ReplicaSet" && kind != "Job") return false;
+  if (!controller) return false;
+  const auto& [owner_kind, owner] = *controller;
+  // A static pod's mirror (owned by its Node) is a workload of its own.
+  if (owner_kind.empty() || owner.empty() || owner_kind == "Node") return false;
+  std::string replica_of = kind;
+  for (const std::string* part : {&ns, &owner_kind, &owner}) {
+    replica_of += '\x1f';
+    replica_of += *part;
+  }
+  // Dropped when the owner is here already (its template is what checks read) or another
+  // replica of it kept the spec (the one read if the owner never comes).
+  const bool owner_here = Find(owner_kind, ns, owner) != nullptr;
+  bool sibling_kept = false;
+  if (!live_) {
+    sibling_kept = !replica_owners_.insert(replica_of).second;
+    if (!sibling_kept && kept_by) *kept_by = std::move(replica_of);
+  }
+  return sibling_kept || owner_here;
 }
 
 std::optional<Object> Snapshot::Upsert(Object object) {
@@ -269,26 +290,19 @@ void Snapshot::MarkIncomplete(const std::string& reason) {
 
 void Prune(nlohmann::json& object) {
   if (!object.is_object()) return;
-  for (const char* key : {"status", "data", "binaryData", "stringData"}) object.erase(key);
+  for (const auto key : kPrunedTop) object.erase(std::string(key));
   const auto meta = object.find("metadata");
   if (meta == object.end() || !meta->is_object()) return;
-  for (const char* key : {"managedFields", "resourceVersion", "generation", "selfLink", "uid",
-                          "creationTimestamp", "generateName", "finalizers"}) {
-    meta->erase(key);
-  }
+  for (const auto key : kPrunedMetadata) meta->erase(std::string(key));
   const auto annotations = meta->find("annotations");
   if (annotations != meta->end() && annotations->is_object()) {
-    // kubectl apply keeps a full copy of the object here; it can be larger than the object.
-    annotations->erase("kubectl.kubernetes.io/last-applied-configuration");
+    for (const auto key : kPrunedAnnotations) annotations->erase(std::string(key));
   }
 }
 
-namespace {
-
-// Moves one item into `out`; a problem is described in `problems`.
-bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
-             const std::string& fallback_version, const std::string& where,
-             const std::string& origin, Snapshot& out, std::vector<std::string>& problems) {
+bool AddListItem(nlohmann::json&& item, const std::string& fallback_kind,
+                 const std::string& fallback_version, const std::string& where,
+                 const std::string& origin, Snapshot& out, std::vector<std::string>& problems) {
   if (!item.is_object()) {
     problems.push_back(where + " is not an object");
     return false;
@@ -318,6 +332,8 @@ bool AddItem(nlohmann::json&& item, const std::string& fallback_kind,
   return true;
 }
 
+namespace {
+
 absl::Status Problems(const std::string& origin, const std::vector<std::string>& problems) {
   if (problems.empty()) return absl::OkStatus();
   std::string msg = origin + ": ";
@@ -328,20 +344,30 @@ absl::Status Problems(const std::string& origin, const std::vector<std::string>&
 
 }  // namespace
 
-absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view list_kind,
-                          std::string_view list_version, const std::string& origin, Snapshot& out,
-                          size_t* added, std::string_view default_kind, size_t first_index) {
+std::pair<std::string, std::string> ListItemDefaults(std::string_view list_kind,
+                                                     std::string_view list_version,
+                                                     std::string_view default_kind) {
   std::string item_kind;
   if (list_kind.size() > 4 && list_kind != "List") {
     item_kind = std::string(list_kind.substr(0, list_kind.size() - 4));
   }
   if (item_kind.empty()) item_kind = std::string(default_kind);
-  const std::string version = list_kind == "List" ? "" : std::string(list_version);
+  return {item_kind, list_kind == "List" ? "" : std::string(list_version)};
+}
+
+absl::Status ItemProblems(const std::string& origin, const std::vector<std::string>& problems) {
+  return Problems(origin, problems);
+}
+
+absl::Status AddListItems(std::vector<nlohmann::json>&& items, std::string_view list_kind,
+                          std::string_view list_version, const std::string& origin, Snapshot& out,
+                          size_t* added, std::string_view default_kind, size_t first_index) {
+  const auto [item_kind, version] = ListItemDefaults(list_kind, list_version, default_kind);
   std::vector<std::string> problems;
   size_t count = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    count += AddItem(std::move(items[i]), item_kind, version,
-                     "items[" + std::to_string(first_index + i) + "]", origin, out, problems);
+    count += AddListItem(std::move(items[i]), item_kind, version,
+                         "items[" + std::to_string(first_index + i) + "]", origin, out, problems);
   }
   if (added) *added = count;
   return Problems(origin, problems);
@@ -371,8 +397,8 @@ absl::Status AddDocument(nlohmann::json doc, const std::string& origin, Snapshot
                         default_kind);
   }
   std::vector<std::string> problems;
-  const bool ok =
-      AddItem(std::move(doc), std::string(default_kind), "", "the document", origin, out, problems);
+  const bool ok = AddListItem(std::move(doc), std::string(default_kind), "", "the document", origin,
+                              out, problems);
   if (added) *added = ok ? 1 : 0;
   return Problems(origin, problems);
 }

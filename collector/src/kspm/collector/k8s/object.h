@@ -4,6 +4,7 @@
 // indexed by kind, with a record of what could not be read. The same model is filled from an
 // offline snapshot directory (snapshot_dir.h) and from the API (api_client.h).
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -37,6 +38,15 @@ struct Object {
   std::string Describe() const;
 };
 
+// An ownerReference: the owner's kind and name.
+struct OwnerRef {
+  std::string kind, name;
+};
+
+// The first ownerReference of `doc` (a Kubernetes object) with `controller: true`.
+std::optional<OwnerRef> ControllerOf(const nlohmann::json& doc);
+std::optional<OwnerRef> ControllerOf(const Value& doc);
+
 // Every object of a cluster, by kind. Not thread-safe while being filled; read-only afterwards.
 class Snapshot {
  public:
@@ -51,6 +61,11 @@ class Snapshot {
   // dropped before the tree is made compact. False, and nothing added, when `doc` nests deeper
   // than any Kubernetes object (value.h).
   bool AddParsed(Object head, nlohmann::json&& doc);
+  // The same for any parsed form: `controller` is the object's controlling owner (the first
+  // ownerReference with `controller: true`), and `build(drop_spec)` makes its Doc, without the
+  // top-level `spec` when told to (`has_spec`: whether there is one to drop).
+  bool AddBuilt(Object head, const std::optional<OwnerRef>& controller, bool has_spec,
+                const std::function<Doc(bool drop_spec)>& build);
   size_t replica_specs_dropped() const { return replica_specs_dropped_; }
 
   // Opt-in (--scan-configmaps): ConfigMaps are read with their contents, and each keeps only
@@ -107,9 +122,8 @@ class Snapshot {
   std::map<std::string, std::map<std::string, size_t>, std::less<>> index_;
   // Whether an object's pod spec goes (see Add); records a replica that keeps it (and sets
   // `kept_by` to the record, so that a refused object can take it back).
-  template <class J>
-  bool DropsReplicaSpec(const std::string& kind, const std::string& ns, const J& doc,
-                        std::string* kept_by = nullptr);
+  bool DropsReplicaSpec(const std::string& kind, const std::string& ns,
+                        const std::optional<OwnerRef>& controller, std::string* kept_by = nullptr);
   // Drops a compact object's spec when DropsReplicaSpec says so, and counts it.
   void DropReplicaSpec(Object& object);
   // Indexes and keeps an object known not to be here (`key`: its index key).
@@ -147,8 +161,34 @@ class Snapshot {
                                         size_t* added = nullptr, std::string_view default_kind = {},
                                         size_t first_index = 0);
 
-// Drops what checks never read (status, managedFields, data, last-applied annotation, uid,
-// creationTimestamp, generateName, finalizers), in place.
+// What checks never read, dropped from every object as it is read: at the top, under
+// `metadata`, and under `metadata.annotations` (kubectl apply keeps a full copy of the object
+// there, which can be larger than the object).
+inline constexpr std::string_view kPrunedTop[] = {"status", "data", "binaryData", "stringData"};
+inline constexpr std::string_view kPrunedMetadata[] = {
+    "managedFields", "resourceVersion",   "generation",   "selfLink",
+    "uid",           "creationTimestamp", "generateName", "finalizers"};
+inline constexpr std::string_view kPrunedAnnotations[] = {
+    "kubectl.kubernetes.io/last-applied-configuration"};
+
+// The kind and apiVersion a list's items take when they name none: `PodList` gives `Pod` (and
+// the list's version); a plain `List` gives `default_kind` and no version.
+std::pair<std::string, std::string> ListItemDefaults(std::string_view list_kind,
+                                                     std::string_view list_version,
+                                                     std::string_view default_kind = {});
+
+// The items of `origin` that could not be added, as one InvalidArgument naming the first three
+// (OK when none).
+absl::Status ItemProblems(const std::string& origin, const std::vector<std::string>& problems);
+
+// Drops what checks never read (above), in place.
 void Prune(nlohmann::json& object);
+
+// Adds one list item (`where`: `items[3]`, for messages) taking the list's kind and version
+// when it names none; a problem (not an object, no kind or name, nested too deep) is described
+// in `problems` and nothing is added.
+bool AddListItem(nlohmann::json&& item, const std::string& fallback_kind,
+                 const std::string& fallback_version, const std::string& where,
+                 const std::string& origin, Snapshot& out, std::vector<std::string>& problems);
 
 }  // namespace kspm::collector::k8s

@@ -1,8 +1,12 @@
 #include "kspm/collector/k8s/snapshot_dir.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -11,6 +15,8 @@
 #include <regex>
 #include <set>
 #include <sstream>
+
+#include "kspm/collector/k8s/list_reader.h"
 
 namespace kspm::collector::k8s {
 namespace {
@@ -168,6 +174,99 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
   return nullptr;
 }
 
+namespace {
+
+// nlohmann's syntax error as kspm reports it: the file, line and column, and what was wrong.
+absl::Status SyntaxError(const std::string& name, const nlohmann::json::parse_error& e,
+                         const std::function<std::pair<size_t, size_t>(size_t)>& position) {
+  const auto [line, col] = position(e.byte > 0 ? e.byte - 1 : 0);
+  std::string what = e.what();
+  // Keep nlohmann's description, not its prefix with the position we print ourselves.
+  if (const auto pos = what.find(": syntax error"); pos != std::string::npos) {
+    what = what.substr(pos + 2);
+  }
+  return absl::InvalidArgumentError(name + ": line " + std::to_string(line) + ", column " +
+                                    std::to_string(col) + ": " + what);
+}
+
+// Where `input` stops being JSON, as SyntaxError words it; OK when it is JSON. Nothing is built.
+template <typename Input>
+absl::Status CheckSyntax(Input&& input, const std::string& name,
+                         const std::function<std::pair<size_t, size_t>(size_t)>& position) {
+  struct Validate : nlohmann::json_sax<nlohmann::json> {
+    std::optional<nlohmann::json::parse_error> error;
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool start_object(std::size_t) override { return true; }
+    bool key(string_t&) override { return true; }
+    bool end_object() override { return true; }
+    bool start_array(std::size_t) override { return true; }
+    bool end_array() override { return true; }
+    bool parse_error(std::size_t, const std::string&,
+                     const nlohmann::detail::exception& e) override {
+      error.emplace(static_cast<const nlohmann::json::parse_error&>(e));
+      return false;
+    }
+  } validate;
+  nlohmann::json::sax_parse(std::forward<Input>(input), &validate);
+  if (validate.error) return SyntaxError(name, *validate.error, position);
+  return absl::OkStatus();
+}
+
+// What the fast list reader (list_reader.h) found, as LoadJson would say it; nothing when the
+// input is not a list it reads (LoadJson reads it then). `check_syntax` words a syntax error.
+std::optional<absl::Status> ListOutcome(const ListRead& read, const std::string& name,
+                                        const std::function<absl::Status()>& check_syntax) {
+  switch (read.outcome) {
+    case ListRead::Outcome::kNotAList:
+      return std::nullopt;
+    case ListRead::Outcome::kDone:
+      return ItemProblems(name, read.problems);
+    case ListRead::Outcome::kReadError:
+      return absl::DataLossError(name + ": cannot read (" + read.error + ")");
+    case ListRead::Outcome::kSyntaxError:
+      break;
+  }
+  if (auto s = check_syntax(); !s.ok()) return s;
+  // The reader and nlohmann disagree: say where the reader stopped.
+  return absl::InvalidArgumentError(name + ": not JSON at byte " + std::to_string(read.byte));
+}
+
+// Input from a string in memory.
+class TextInput : public JsonInput {
+ public:
+  explicit TextInput(std::string_view text) : text_(text) {}
+  ssize_t Read(char* dst, size_t n) override {
+    n = std::min(n, text_.size());
+    std::memcpy(dst, text_.data(), n);
+    text_.remove_prefix(n);
+    return static_cast<ssize_t>(n);
+  }
+
+ private:
+  std::string_view text_;
+};
+
+// Input from an open file, which it closes.
+class FileInput : public JsonInput {
+ public:
+  explicit FileInput(int fd) : fd_(fd) {}
+  ~FileInput() override { ::close(fd_); }
+  FileInput(const FileInput&) = delete;
+  FileInput& operator=(const FileInput&) = delete;
+  ssize_t Read(char* dst, size_t n) override { return ::read(fd_, dst, n); }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
 // The problems of the items that could not be added, as one error (OK when none).
 absl::Status ProblemsStatus(const std::vector<std::string>& problems) {
   if (problems.empty()) return absl::OkStatus();
@@ -246,14 +345,7 @@ absl::Status LoadJson(Input&& input, const std::string& name, Snapshot& out,
   try {
     doc = nlohmann::json::parse(std::forward<Input>(input), take_items);
   } catch (const nlohmann::json::parse_error& e) {
-    const auto [line, col] = position(e.byte > 0 ? e.byte - 1 : 0);
-    std::string what = e.what();
-    // Keep nlohmann's description, not its prefix with the position we print ourselves.
-    if (const auto pos = what.find(": syntax error"); pos != std::string::npos) {
-      what = what.substr(pos + 2);
-    }
-    return absl::InvalidArgumentError(name + ": line " + std::to_string(line) + ", column " +
-                                      std::to_string(col) + ": " + what);
+    return SyntaxError(name, e, position);
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(name + ": " + e.what());
   }
@@ -287,6 +379,10 @@ absl::Status LoadSnapshotText(const std::string& text, const std::string& name, 
   std::vector<std::string> problems;
   if (text[first] == '{' || text[first] == '[') {
     const auto position = [&](size_t byte) { return Position(text, byte); };
+    TextInput input(text);
+    const auto listed = ListOutcome(ReadJsonList(input, name, out), name,
+                                    [&] { return CheckSyntax(text, name, position); });
+    if (listed) return *listed;
     if (auto s = LoadJson(text, name, out, position, problems); !s.ok()) return s;
   } else {
     std::vector<YAML::Node> docs;
@@ -340,6 +436,25 @@ void MarkUnreadable(const std::string& text, const std::string& name, const absl
 // caller says so).
 std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string& name,
                                          Snapshot& out) {
+  // A List (what large files are) is read by the fast reader; anything else by nlohmann.
+  if (const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    FileInput input(fd);
+    const auto listed = ListOutcome(ReadJsonList(input, name, out), name, [&] {
+      std::ifstream in(path, std::ios::binary);
+      size_t skipped = 0;  // the parser counts bytes from after leading blanks
+      for (int c = in.peek(); c == ' ' || c == '\t' || c == '\r' || c == '\n'; c = in.peek()) {
+        in.get();
+        ++skipped;
+      }
+      const auto position = [&](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
+      try {
+        return CheckSyntax(static_cast<std::istream&>(in), name, position);
+      } catch (const std::exception& e) {
+        return absl::DataLossError(name + ": cannot read (" + e.what() + ")");
+      }
+    });
+    if (listed) return *listed;
+  }
   std::vector<char> buffer(1 << 20);
   std::ifstream in;
   in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));

@@ -6,6 +6,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "simdjson.h"
+
 namespace kspm::collector::k8s {
 namespace {
 
@@ -116,6 +118,90 @@ uint64_t UintOf(const nlohmann::json& j) { return j.get<uint64_t>(); }
 uint64_t UintOf(const Value& v) { return v.get<uint64_t>(); }
 double DoubleOf(const nlohmann::json& j) { return j.get<double>(); }
 double DoubleOf(const Value& v) { return v.get<double>(); }
+
+// A simdjson value on its way into a Doc: how deep it is (for the scratch space of its members)
+// and where it sits, for the filter.
+struct SimdSource {
+  enum class Place : uint8_t { kRoot, kMetadata, kAnnotations, kElsewhere };
+  simdjson::dom::element e;
+  const KeyFilter* filter;
+  int depth;
+  Place place;
+};
+
+Value::Type TypeOf(const SimdSource& s) {
+  using T = simdjson::dom::element_type;
+  switch (s.e.type()) {
+    case T::BOOL:
+      return Value::Type::kBool;
+    case T::INT64:
+      // nlohmann reads an integer without a sign as unsigned.
+      return s.e.get_int64().value_unsafe() < 0 ? Value::Type::kInt : Value::Type::kUint;
+    case T::UINT64:
+      return Value::Type::kUint;
+    case T::DOUBLE:
+      return Value::Type::kDouble;
+    case T::STRING:
+      return Value::Type::kString;
+    case T::ARRAY:
+      return Value::Type::kArray;
+    case T::OBJECT:
+      return Value::Type::kObject;
+    default:
+      return Value::Type::kNull;
+  }
+}
+std::string_view StrOf(const SimdSource& s) { return s.e.get_string().value_unsafe(); }
+bool BoolOf(const SimdSource& s) { return s.e.get_bool().value_unsafe(); }
+int64_t IntOf(const SimdSource& s) { return s.e.get_int64().value_unsafe(); }
+uint64_t UintOf(const SimdSource& s) {
+  if (s.e.type() == simdjson::dom::element_type::UINT64) return s.e.get_uint64().value_unsafe();
+  return static_cast<uint64_t>(s.e.get_int64().value_unsafe());
+}
+double DoubleOf(const SimdSource& s) { return s.e.get_double().value_unsafe(); }
+template <class F>
+void EachElement(const SimdSource& s, F&& f) {
+  const simdjson::dom::array elements = s.e.get_array().value_unsafe();
+  for (const auto e : elements) {
+    f(SimdSource{e, s.filter, s.depth + 1, SimdSource::Place::kElsewhere});
+  }
+}
+
+// An object's members in the order nlohmann::json keeps them: sorted by name, the last of equal
+// names winning. Sorted in scratch space per depth (reused, one object per depth at a time).
+template <class F>
+void EachMember(const SimdSource& s, F&& f) {
+  using Pair = std::pair<std::string_view, simdjson::dom::element>;
+  constexpr size_t kDepths = 256;  // past DocBuilder's cut
+  thread_local std::vector<std::vector<Pair>> scratch(kDepths);
+  auto& members = scratch[std::min(static_cast<size_t>(s.depth), kDepths - 1)];
+  members.clear();
+  std::span<const std::string_view> skipped;
+  if (s.place == SimdSource::Place::kRoot) skipped = s.filter->top;
+  if (s.place == SimdSource::Place::kMetadata) skipped = s.filter->metadata;
+  if (s.place == SimdSource::Place::kAnnotations) skipped = s.filter->annotations;
+  const simdjson::dom::object fields = s.e.get_object().value_unsafe();
+  for (const auto field : fields) {
+    if (std::find(skipped.begin(), skipped.end(), field.key) == skipped.end()) {
+      members.emplace_back(field.key, field.value);
+    }
+  }
+  const auto by_name = [](const Pair& a, const Pair& b) { return a.first < b.first; };
+  if (!std::is_sorted(members.begin(), members.end(), by_name)) {
+    std::stable_sort(members.begin(), members.end(), by_name);
+  }
+  for (size_t i = 0; i < members.size(); ++i) {
+    const auto& [key, value] = members[i];
+    if (i + 1 < members.size() && members[i + 1].first == key) continue;
+    auto place = SimdSource::Place::kElsewhere;
+    if (s.place == SimdSource::Place::kRoot && key == "metadata") {
+      place = SimdSource::Place::kMetadata;
+    } else if (s.place == SimdSource::Place::kMetadata && key == "annotations") {
+      place = SimdSource::Place::kAnnotations;
+    }
+    f(key, SimdSource{value, s.filter, s.depth + 1, place});
+  }
+}
 
 }  // namespace
 
@@ -451,6 +537,10 @@ bool operator==(const Value& a, const Value& b) {
 }
 
 Doc Doc::FromJson(const nlohmann::json& j) { return DocBuilder::Build(j); }
+
+Doc Doc::FromSimdjson(const simdjson::dom::element& j, const KeyFilter& filter) {
+  return DocBuilder::Build(SimdSource{j, &filter, 0, SimdSource::Place::kRoot});
+}
 
 Doc::Doc(Doc&& o) noexcept
     : Value(o), buffer_(std::move(o.buffer_)), bytes_(o.bytes_), truncated_(o.truncated_) {

@@ -22,6 +22,10 @@
 
 #include "nlohmann/json.hpp"
 
+namespace simdjson::dom {
+class element;
+}
+
 namespace kspm::collector::k8s {
 
 class Value;
@@ -156,11 +160,21 @@ struct Member {
 static_assert(sizeof(Member) == 24);
 
 // A Value that owns its tree: one allocation holding every element, member and string byte.
+// Members left out of a Doc built from parsed text: at the top (`top`), under `metadata`
+// (`metadata`) and under `metadata.annotations` (`annotations`).
+struct KeyFilter {
+  std::span<const std::string_view> top, metadata, annotations;
+};
+
 class Doc : public Value {
  public:
   Doc() = default;
   // Builds from a parsed tree. Never fails: every JSON value has a Doc.
   static Doc FromJson(const nlohmann::json& j);
+  // Builds from simdjson's parsed tree, without the members `filter` names. Members come out
+  // sorted by name with the last of duplicate names kept, and integers typed, as
+  // nlohmann::json would read the same text.
+  static Doc FromSimdjson(const simdjson::dom::element& j, const KeyFilter& filter);
   explicit Doc(const nlohmann::json& j) : Doc(FromJson(j)) {}
   Doc(Doc&& o) noexcept;
   Doc& operator=(Doc&& o) noexcept;
