@@ -435,9 +435,9 @@ void MarkUnreadable(const std::string& text, const std::string& name, const absl
 // A JSON file parsed from the stream; nothing when it is not JSON (or cannot be opened: the
 // caller says so).
 std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string& name,
-                                         Snapshot& out) {
+                                         Snapshot& out, bool fast_lists) {
   // A List (what large files are) is read by the fast reader; anything else by nlohmann.
-  if (const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+  if (const int fd = fast_lists ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1; fd >= 0) {
     FileInput input(fd);
     const auto listed = ListOutcome(ReadJsonList(input, name, out), name, [&] {
       std::ifstream in(path, std::ios::binary);
@@ -484,7 +484,7 @@ std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string
 
 }  // namespace
 
-absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
+absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out, bool fast_lists) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return absl::InvalidArgumentError("snapshot directory " + dir + " does not exist or is not a " +
@@ -511,7 +511,7 @@ absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out) {
     const std::string name = fs::relative(path, dir, ec).string();
     // JSON is parsed as it is read: a large cluster's pods.json is hundreds of megabytes, and
     // holding its text would add that much to the peak.
-    if (auto streamed = LoadJsonFile(path, name, out)) {
+    if (auto streamed = LoadJsonFile(path, name, out, fast_lists)) {
       if (absl::IsDataLoss(*streamed)) {
         out.AddError(std::string(streamed->message()));
         out.MarkIncomplete(name + " could not be read");

@@ -16,8 +16,11 @@ namespace kspm::collector::k8s {
 // grammar; anything else is YAML (several `---` documents allowed). A file that does not parse
 // is recorded in `out.errors()` with its name, line and column, the kinds it seems to hold are
 // marked failed (or the snapshot incomplete when none can be told), and every other file still
-// loads. Only an unreadable `dir` is an error.
-[[nodiscard]] absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out);
+// loads. Only an unreadable `dir` is an error. Lists are read by the fast reader
+// (list_reader.h); `fast_lists = false` reads them with nlohmann's parser instead, as kspm did
+// before it (kspm-bench-cluster's baseline).
+[[nodiscard]] absl::Status LoadSnapshotDir(const std::string& dir, Snapshot& out,
+                                           bool fast_lists = true);
 
 // Parses one file's text as above and adds its objects; `name` is used in messages. Returns
 // InvalidArgument naming the file and position for text that does not parse.
