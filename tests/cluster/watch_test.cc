@@ -383,6 +383,33 @@ TEST_F(WatchedScanTest, PodsBeforeTheirNamespaceLeaveTheVerdictsAFullScanGives) 
   EXPECT_EQ(FullScanChanges(), "") << "with its namespace";
 }
 
+// A pod changed into something kspm cannot read (nested past any Kubernetes object) leaves no
+// verdict about its old version: the kind is listed again and its checks say they could not read
+// everything (ERROR), instead of keeping the old FAIL (or PASS) of an object that changed.
+TEST_F(WatchedScanTest, AnObjectChangedIntoSomethingUnreadableLeavesNoStaleVerdict) {
+  Start();
+  StartScan();
+  Inject("ADDED", PodObject("default", "miner", true));
+  ASSERT_TRUE(WaitFor([&] {
+    const auto v = Verdicts("pod.privileged", "Pod", "default", "miner");
+    return std::count(v.begin(), v.end(), v1::STATUS_FAIL) > 0;
+  }));
+  nlohmann::json deep = nlohmann::json::array();
+  for (int i = 0; i < 300; ++i) deep = nlohmann::json::array({std::move(deep)});
+  nlohmann::json changed = PodObject("default", "miner", true);
+  changed["spec"]["x-nested"] = std::move(deep);
+  Inject("MODIFIED", changed);
+  ASSERT_TRUE(WaitFor([&] {
+    return Verdicts("pod.privileged", "Pod", "default", "miner").empty() &&
+           !Verdicts("pod.privileged", "Cluster", "", "").empty();
+  })) << "the old verdict stayed";
+  const auto cluster = Verdicts("pod.privileged", "Cluster", "", "");
+  EXPECT_EQ(std::count(cluster.begin(), cluster.end(), v1::STATUS_ERROR),
+            static_cast<long>(cluster.size()));
+  EXPECT_EQ(Requests("pods", false), 2u) << "listed again once";
+  EXPECT_EQ(FullScanChanges(), "");
+}
+
 // ConfigMaps are listed only when asked (--scan-configmaps): each is summarised as it is read,
 // and a watched ConfigMap that gains a password fails without its value reaching the store.
 TEST_F(WatchedScanTest, ConfigMapsAreReadOnlyWhenAskedAndTheirValuesNeverStored) {

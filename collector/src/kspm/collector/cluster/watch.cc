@@ -337,11 +337,13 @@ class Watcher final : public LiveObjects {
     scratch.set_live(true);
     scratch.set_inspect_config_data(settings_.configmaps);
     std::string version;
+    std::string unreadable;  // the first page's message about objects that could not be read
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
       if (auto rv = k8s::ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
       size_t added = 0;
       if (auto s = k8s::AddDocument(std::move(doc), "API", scratch, &added, type.kind); !s.ok()) {
         spdlog::warn("cluster watch: {}", std::string(s.message()));
+        if (unreadable.empty()) unreadable = std::string(s.message());
       }
       return absl::OkStatus();
     };
@@ -349,24 +351,39 @@ class Watcher final : public LiveObjects {
       scratch = k8s::Snapshot();
       scratch.set_live(true);
       scratch.set_inspect_config_data(settings_.configmaps);
+      unreadable.clear();
     };
     if (auto s = client.List(type, page, restart); !s.ok()) return s;
     std::vector<k8s::Object> objects;
     if (auto* listed = scratch.MutableOf(type.kind)) objects = std::move(*listed);
     ReplaceKind(type.kind, std::move(objects));
+    // Checks that read the kind cannot pass on what is left: the objects they would fail may be
+    // the unreadable ones (as a full list or a snapshot file says it).
+    if (!unreadable.empty()) {
+      MarkFailed(type.kind, "objects the API listed could not be read: " + unreadable);
+    }
     return version;
   }
 
-  // One event applied to the objects; false to end the watch.
-  bool Handle(const k8s::ResourceType& type, k8s::WatchEvent&& event, std::string& version) {
+  // One event applied to the objects; false to end the watch. An object that was created or
+  // changed into something kspm cannot read (Apply refuses it) sets `relist` and ends the watch:
+  // keeping its old version would keep verdicts about an object that no longer exists as read,
+  // so the kind is listed again, which marks it failed while the object stays unreadable.
+  bool Handle(const k8s::ResourceType& type, k8s::WatchEvent&& event, std::string& version,
+              bool& relist) {
     const std::string rv = k8s::ResourceVersionOf(event.object);
     if (!rv.empty()) version = rv;
     if (event.type == "BOOKMARK") return !stop_;
+    const std::string what = event.type;
     if (Apply(type.kind, std::move(event))) {
       Count(&WatchCounters::events);
+    } else if (what == "ADDED" || what == "MODIFIED") {
+      spdlog::warn("cluster watch: {}: an {} object kspm cannot read; listing the kind again",
+                   type.Qualified(), what);
+      relist = true;
+      return false;
     } else {
-      spdlog::debug("cluster watch: {}: event of type '{}' not applied", type.Qualified(),
-                    event.type);
+      spdlog::debug("cluster watch: {}: event of type '{}' not applied", type.Qualified(), what);
     }
     return !stop_;
   }
@@ -412,14 +429,19 @@ class Watcher final : public LiveObjects {
           std::chrono::seconds(1);
       const auto timeout = std::min(Jitter(settings_.watch_timeout, 1.0), until_relist);
       size_t events = 0;
+      bool unreadable = false;
       const auto s = (*client)->Watch(
           type, version, timeout,
           [&](k8s::WatchEvent&& e) {
             ++events;
-            return Handle(type, std::move(e), version);
+            return Handle(type, std::move(e), version, unreadable);
           },
           stop_);
       if (stop_) return;
+      if (unreadable) {
+        list = true;
+        continue;
+      }
       if (refused && (s.ok() || events > 0)) {
         refused = false;
         list = true;  // clears the failed mark with fresh objects

@@ -742,17 +742,22 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     scratch.set_inspect_config_data(out.inspect_config_data());
     scratch.set_live(out.live());  // a watched snapshot keeps every replica's spec its owner lacks
     std::string version;
+    std::string unreadable;  // the first page's message about objects that could not be read
     const auto page = [&](nlohmann::json& doc) -> absl::Status {
       if (auto rv = ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
       size_t added = 0;
       const auto s = AddDocument(std::move(doc), "API", scratch, &added, type.kind);
-      if (!s.ok()) out.AddError(std::string(s.message()));
+      if (!s.ok()) {
+        out.AddError(std::string(s.message()));
+        if (unreadable.empty()) unreadable = std::string(s.message());
+      }
       return absl::OkStatus();
     };
     const auto restart = [&] {
       scratch = Snapshot();
       scratch.set_inspect_config_data(out.inspect_config_data());
       scratch.set_live(out.live());
+      unreadable.clear();
     };
     ++stats.kinds_tried;
     const auto s = client.List(type, page, restart);
@@ -768,6 +773,11 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     }
     stats.objects += scratch.size();
     out.Absorb(std::move(scratch));
+    // Checks that read the kind cannot pass on what is left: the objects they would fail may be
+    // the unreadable ones (as with a snapshot file that does not parse).
+    if (!unreadable.empty()) {
+      out.MarkFailed(type.kind, "objects the API listed could not be read: " + unreadable);
+    }
     return absl::OkStatus();
   };
   for (const auto& type : ReadResources()) {

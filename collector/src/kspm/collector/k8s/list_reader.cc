@@ -1,6 +1,7 @@
 #include "kspm/collector/k8s/list_reader.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -220,20 +221,26 @@ class Reader {
     }
   }
 
-  // pos_ is just past an opening quote: moves past the closing one.
+  // pos_ is just past an opening quote: moves past the closing one. Each byte is searched once:
+  // the next quote found is kept (as an input offset: the buffer may move) until pos_ passes
+  // it, so a string of many escapes costs no more than one without.
   bool ScanString() {
+    std::optional<size_t> quote;  // input offset of the next `"` at or after pos_, if known
     for (;;) {
       if (pos_ >= end_ && !More()) {
         Syntax();
         return false;
       }
-      const char* at = buf_.data() + pos_;
-      const char* stop =
-          end_ > pos_ ? static_cast<const char*>(std::memchr(at, '"', end_ - pos_)) : nullptr;
-      const char* escape =
-          static_cast<const char*>(std::memchr(at, '\\', (stop ? stop : buf_.data() + end_) - at));
+      if (quote && *quote < base_ + pos_) quote.reset();
+      if (!quote) {
+        const void* q = std::memchr(buf_.data() + pos_, '"', end_ - pos_);
+        if (q) quote = base_ + static_cast<size_t>(static_cast<const char*>(q) - buf_.data());
+      }
+      const size_t limit = quote ? *quote - base_ : end_;  // where this search for `\` stops
+      const void* escape = std::memchr(buf_.data() + pos_, '\\', limit - pos_);
       if (escape) {
-        pos_ = static_cast<size_t>(escape - buf_.data()) + 1;  // the escaped byte is skipped next
+        // The escaped byte is skipped (a `\"` is not the end).
+        pos_ = static_cast<size_t>(static_cast<const char*>(escape) - buf_.data()) + 1;
         if (pos_ >= end_ && !More()) {
           Syntax();
           return false;
@@ -241,8 +248,8 @@ class Reader {
         ++pos_;
         continue;
       }
-      if (stop) {
-        pos_ = static_cast<size_t>(stop - buf_.data()) + 1;
+      if (quote) {
+        pos_ = *quote - base_ + 1;
         return true;
       }
       pos_ = end_;
@@ -300,16 +307,16 @@ class Reader {
     }
     std::string kind(LastString(item, "kind"));
     std::string version(LastString(item, "apiVersion"));
-    if ((kind.empty() || version.empty()) && !HeaderKnown()) {
+    if (Waits(kind.empty() || version.empty())) {
       deferred_.emplace_back(index, std::string(text, size));
       return true;
-    }
-    if (kind == "ConfigMap" && out_.inspect_config_data()) {
-      return ItemByNlohmann(text, size, index);  // summarised on the way in
     }
     const auto [item_kind, item_version] = Defaults();
     if (kind.empty()) kind = item_kind;
     if (version.empty()) version = item_version;
+    if (SnapshotKind(version, kind) == "ConfigMap" && out_.inspect_config_data()) {
+      return ItemByNlohmann(text, size, index);  // summarised on the way in
+    }
     Object head;
     if (const auto meta = Last(item, "metadata")) {
       head.name = LastString(*meta, "name");
@@ -325,9 +332,12 @@ class Reader {
     const bool has_spec = Last(item, "spec").has_value();
     const bool added =
         out_.AddBuilt(std::move(head), ControllerOfItem(item), has_spec, [&](bool drop_spec) {
-          static constexpr std::string_view kWithSpec[] = {"status", "data", "binaryData",
-                                                           "stringData", "spec"};
-          static_assert(std::size(kWithSpec) == std::size(kPrunedTop) + 1);
+          static constexpr auto kWithSpec = [] {
+            std::array<std::string_view, std::size(kPrunedTop) + 1> out{};
+            std::copy(std::begin(kPrunedTop), std::end(kPrunedTop), out.begin());
+            out.back() = "spec";
+            return out;
+          }();
           KeyFilter filter{kPrunedTop, kPrunedMetadata, kPrunedAnnotations};
           if (drop_spec) filter.top = kWithSpec;
           return Doc::FromSimdjson(item, filter);
@@ -348,8 +358,7 @@ class Reader {
     } catch (const nlohmann::json::exception&) {
       return false;
     }
-    if (item.is_object() && (!item.contains("kind") || !item.contains("apiVersion")) &&
-        !HeaderKnown()) {
+    if (Waits(item.is_object() && (!item.contains("kind") || !item.contains("apiVersion")))) {
       deferred_.emplace_back(index, std::string(text, size));
       return true;
     }
@@ -361,8 +370,17 @@ class Reader {
   }
 
   // Whether the list's own kind and version are known (the API writes them before the items;
-  // kubectl after, but its items name their own).
-  bool HeaderKnown() const { return header_known_ || (seen_kind_ && seen_version_); }
+  // kubectl after, but its items name their own). A plain `List` gives its items no version.
+  bool HeaderKnown() const {
+    return header_known_ || (seen_kind_ && (seen_version_ || list_kind_ == "List"));
+  }
+
+  // Whether an item waits for the end of the list: it needs the list's kind or version
+  // (`needs_header`) and they are not known yet, or an earlier item waits (items are added in
+  // list order: the first copy of an object wins, and replicas drop their spec in order).
+  bool Waits(bool needs_header) const {
+    return !HeaderKnown() && (needs_header || !deferred_.empty());
+  }
 
   std::pair<std::string, std::string> Defaults() const {
     return ListItemDefaults(list_kind_.empty() ? "List" : list_kind_, list_version_);

@@ -195,6 +195,7 @@ absl::Status CheckSyntax(Input&& input, const std::string& name,
                          const std::function<std::pair<size_t, size_t>(size_t)>& position) {
   struct Validate : nlohmann::json_sax<nlohmann::json> {
     std::optional<nlohmann::json::parse_error> error;
+    std::string other;  // an error that is not about the grammar (a number past a double)
     bool null() override { return true; }
     bool boolean(bool) override { return true; }
     bool number_integer(number_integer_t) override { return true; }
@@ -209,12 +210,18 @@ absl::Status CheckSyntax(Input&& input, const std::string& name,
     bool end_array() override { return true; }
     bool parse_error(std::size_t, const std::string&,
                      const nlohmann::detail::exception& e) override {
-      error.emplace(static_cast<const nlohmann::json::parse_error&>(e));
+      // nlohmann passes its out_of_range errors (a number past a double) here too.
+      if (const auto* grammar = dynamic_cast<const nlohmann::json::parse_error*>(&e)) {
+        error.emplace(*grammar);
+      } else {
+        other = e.what();
+      }
       return false;
     }
   } validate;
   nlohmann::json::sax_parse(std::forward<Input>(input), &validate);
   if (validate.error) return SyntaxError(name, *validate.error, position);
+  if (!validate.other.empty()) return absl::InvalidArgumentError(name + ": " + validate.other);
   return absl::OkStatus();
 }
 

@@ -167,14 +167,17 @@ void EachElement(const SimdSource& s, F&& f) {
   }
 }
 
+// One scratch vector per depth, past DocBuilder's cut (checked below): deeper objects would
+// share one, which recursion would clear under the caller.
+constexpr size_t kScratchDepths = 256;
+
 // An object's members in the order nlohmann::json keeps them: sorted by name, the last of equal
 // names winning. Sorted in scratch space per depth (reused, one object per depth at a time).
 template <class F>
 void EachMember(const SimdSource& s, F&& f) {
   using Pair = std::pair<std::string_view, simdjson::dom::element>;
-  constexpr size_t kDepths = 256;  // past DocBuilder's cut
-  thread_local std::vector<std::vector<Pair>> scratch(kDepths);
-  auto& members = scratch[std::min(static_cast<size_t>(s.depth), kDepths - 1)];
+  thread_local std::vector<std::vector<Pair>> scratch(kScratchDepths);
+  auto& members = scratch[std::min(static_cast<size_t>(s.depth), kScratchDepths - 1)];
   members.clear();
   std::span<const std::string_view> skipped;
   if (s.place == SimdSource::Place::kRoot) skipped = s.filter->top;
@@ -347,6 +350,8 @@ class DocBuilder {
   char* next_byte_ = nullptr;
   bool truncated_ = false;
 };
+
+static_assert(DocBuilder::kMaxDepth + 2 < static_cast<int>(kScratchDepths));
 
 Value::Iterator& Value::Iterator::operator++() {
   if (member_) {
