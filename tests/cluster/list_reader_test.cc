@@ -13,6 +13,7 @@
 
 #include "cluster_test_util.h"
 #include "fixtures/host_builder.h"
+#include "kspm/collector/k8s/api_client.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
 
 namespace kspm::cluster_test {
@@ -417,6 +418,38 @@ TEST(ListReader, ADirectoryReadsTheSameThroughBothReaders) {
   EXPECT_GE(fast.size(), 100u);
   EXPECT_EQ(Objects(fast), Objects(slow));
   EXPECT_EQ(fast.replica_specs_dropped(), slow.replica_specs_dropped());
+}
+
+// An API page: its metadata read without its items, then its items added as AddDocument adds
+// the parsed page; a page that is not JSON is Internal (the kind could not be listed).
+TEST(ListReader, ApiPagesAreReadAsTheParsedPageWasAndBrokenOnesRefused) {
+  const std::string body = R"({"kind": "PodList", "apiVersion": "v1",
+    "metadata": {"resourceVersion": "4711", "continue": "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ"},
+    "items": [{"metadata": {"name": "a", "namespace": "x"}, "spec": {"hostPID": true}},
+              {"metadata": {"namespace": "x"}}]})";
+  k8s::TextInput input(body);
+  const auto scanned = k8s::ScanJsonList(input);
+  EXPECT_EQ(scanned.outcome, ListRead::Outcome::kDone);
+  EXPECT_EQ(scanned.metadata.value("continue", ""), "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ");
+  const k8s::ListPage page{body, scanned.metadata};
+  EXPECT_EQ(k8s::PageVersion(page), "4711");
+  k8s::Snapshot fast, slow;
+  size_t fast_added = 0, slow_added = 0;
+  const auto fast_status = k8s::AddListPage(page, "API", fast, &fast_added, "Pod");
+  const auto slow_status =
+      k8s::AddDocument(nlohmann::json::parse(body), "API", slow, &slow_added, "Pod");
+  EXPECT_EQ(fast_status.message(), slow_status.message());
+  EXPECT_TRUE(absl::IsInvalidArgument(fast_status)) << fast_status;
+  EXPECT_EQ(fast_added, 1u);
+  EXPECT_EQ(slow_added, 1u);
+  EXPECT_EQ(Objects(fast), Objects(slow));
+
+  for (const std::string broken : {R"({"kind": "PodList", "items": [{"metadata": }]})",
+                                   R"({"kind": "PodList", "items": [)", "<html>502</html>"}) {
+    k8s::Snapshot none;
+    const auto s = k8s::AddListPage(k8s::ListPage{broken, nullptr}, "API", none, nullptr, "Pod");
+    EXPECT_TRUE(absl::IsInternal(s)) << broken << ": " << s;
+  }
 }
 
 }  // namespace

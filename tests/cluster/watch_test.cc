@@ -140,8 +140,8 @@ TEST_F(WatchTest, TheClientStreamsEventsAndBookmarksAndSaysGoneWhenTheVersionIsC
   ASSERT_TRUE(client
                   ->List(
                       PodsType(),
-                      [&](nlohmann::json& page) {
-                        version = page["metadata"]["resourceVersion"];
+                      [&](const collector::k8s::ListPage& page) {
+                        version = collector::k8s::PageVersion(page);
                         return absl::OkStatus();
                       },
                       nullptr)

@@ -338,10 +338,12 @@ class Watcher final : public LiveObjects {
     scratch.set_inspect_config_data(settings_.configmaps);
     std::string version;
     std::string unreadable;  // the first page's message about objects that could not be read
-    const auto page = [&](nlohmann::json& doc) -> absl::Status {
-      if (auto rv = k8s::ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
+    const auto page = [&](const k8s::ListPage& p) -> absl::Status {
+      if (auto rv = k8s::PageVersion(p); !rv.empty()) version = std::move(rv);
       size_t added = 0;
-      if (auto s = k8s::AddDocument(std::move(doc), "API", scratch, &added, type.kind); !s.ok()) {
+      const auto s = k8s::AddListPage(p, "API", scratch, &added, type.kind);
+      if (absl::IsInternal(s)) return s;  // not JSON: the kind could not be listed
+      if (!s.ok()) {
         spdlog::warn("cluster watch: {}", std::string(s.message()));
         if (unreadable.empty()) unreadable = std::string(s.message());
       }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "kspm/collector/k8s/list_reader.h"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
 
@@ -197,7 +198,7 @@ class CurlApiClient final : public ApiClient {
   }
 
   absl::Status List(const ResourceType& type,
-                    const std::function<absl::Status(nlohmann::json&)>& page,
+                    const std::function<absl::Status(const ListPage&)>& page,
                     const std::function<void()>& restart) override {
     bool restarted = false;
     std::string token;
@@ -215,20 +216,26 @@ class CurlApiClient final : public ApiClient {
         }
         return r.status();
       }
-      nlohmann::json doc;
-      try {
-        doc = nlohmann::json::parse(r->body);
-      } catch (const nlohmann::json::exception& e) {
-        return absl::InternalError(type.Qualified() + ": the answer is not JSON: " + e.what());
-      }
-      token.clear();
-      if (doc.contains("metadata") && doc["metadata"].is_object()) {
-        const auto& meta = doc["metadata"];
-        if (meta.contains("continue") && meta["continue"].is_string()) {
-          token = meta["continue"].get<std::string>();
+      // Only the page's structure and metadata are read here; its items by the caller.
+      ListPage listed{r->body, nullptr};
+      TextInput input(r->body);
+      auto scanned = ScanJsonList(input);
+      if (scanned.outcome == ListRead::Outcome::kDone) {
+        listed.metadata = std::move(scanned.metadata);
+      } else {
+        try {
+          const auto doc = nlohmann::json::parse(r->body);
+          if (doc.is_object() && doc.contains("metadata")) listed.metadata = doc["metadata"];
+        } catch (const nlohmann::json::exception& e) {
+          return absl::InternalError(type.Qualified() + ": the answer is not JSON: " + e.what());
         }
       }
-      if (auto s = page(doc); !s.ok()) return s;
+      token.clear();
+      if (listed.metadata.is_object()) {
+        const auto it = listed.metadata.find("continue");
+        if (it != listed.metadata.end() && it->is_string()) token = it->get<std::string>();
+      }
+      if (auto s = page(listed); !s.ok()) return s;
       if (token.empty()) return absl::OkStatus();
     }
   }
@@ -697,6 +704,38 @@ std::string ResourceVersionOf(const nlohmann::json& object) {
   return rv != meta->end() && rv->is_string() ? rv->get<std::string>() : "";
 }
 
+std::string PageVersion(const ListPage& page) {
+  const auto& meta = page.metadata;
+  if (!meta.is_object()) return "";
+  const auto rv = meta.find("resourceVersion");
+  return rv != meta.end() && rv->is_string() ? rv->get<std::string>() : "";
+}
+
+absl::Status AddListPage(const ListPage& page, const std::string& origin, Snapshot& out,
+                         size_t* added, std::string_view default_kind) {
+  if (added) *added = 0;
+  TextInput input(page.body);
+  const auto read = ReadJsonList(input, origin, out, default_kind);
+  switch (read.outcome) {
+    case ListRead::Outcome::kDone:
+      if (added) *added = read.added;
+      return ItemProblems(origin, read.problems);
+    case ListRead::Outcome::kNotAList:
+      break;
+    case ListRead::Outcome::kSyntaxError:
+    case ListRead::Outcome::kReadError:
+      return absl::InternalError(origin + ": the answer is not JSON at byte " +
+                                 std::to_string(read.byte));
+  }
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(page.body);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InternalError(origin + ": the answer is not JSON: " + e.what());
+  }
+  return AddDocument(std::move(doc), origin, out, added, default_kind);
+}
+
 absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
   FetchStats stats;
   auto version = client.ServerVersion();
@@ -743,10 +782,11 @@ absl::StatusOr<FetchStats> FetchSnapshot(ApiClient& client, Snapshot& out) {
     scratch.set_live(out.live());  // a watched snapshot keeps every replica's spec its owner lacks
     std::string version;
     std::string unreadable;  // the first page's message about objects that could not be read
-    const auto page = [&](nlohmann::json& doc) -> absl::Status {
-      if (auto rv = ResourceVersionOf(doc); !rv.empty()) version = std::move(rv);
+    const auto page = [&](const ListPage& p) -> absl::Status {
+      if (auto rv = PageVersion(p); !rv.empty()) version = std::move(rv);
       size_t added = 0;
-      const auto s = AddDocument(std::move(doc), "API", scratch, &added, type.kind);
+      const auto s = AddListPage(p, "API", scratch, &added, type.kind);
+      if (absl::IsInternal(s)) return s;  // not JSON: the kind could not be listed
       if (!s.ok()) {
         out.AddError(std::string(s.message()));
         if (unreadable.empty()) unreadable = std::string(s.message());

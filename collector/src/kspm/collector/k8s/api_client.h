@@ -94,6 +94,23 @@ struct ClientOptions {
 
 // `metadata.resourceVersion` of an object or list, or "" when absent.
 std::string ResourceVersionOf(const nlohmann::json& object);
+struct ListPage;
+// The same of a list page.
+std::string PageVersion(const ListPage& page);
+
+// One page of a list as the API sent it: its text, and its own `metadata` (resourceVersion,
+// continue), already read.
+struct ListPage {
+  std::string_view body;
+  nlohmann::json metadata;
+};
+
+// Adds the objects of one page to `out`, as AddDocument does for the parsed page: items are read
+// by the fast List reader (list_reader.h), anything else by nlohmann. InvalidArgument names the
+// items that could not be added; Internal means the page is not JSON.
+[[nodiscard]] absl::Status AddListPage(const ListPage& page, const std::string& origin,
+                                       Snapshot& out, size_t* added = nullptr,
+                                       std::string_view default_kind = {});
 
 // One change a watch saw.
 struct WatchEvent {
@@ -107,10 +124,11 @@ class ApiClient {
  public:
   virtual ~ApiClient() = default;
   // Every object of `type` in every namespace, one page at a time (limit/continue). `page` gets
-  // each parsed list; an error it returns stops the listing. A 410 (the continue token expired)
+  // each page (its text is parsed by the caller: AddListPage); an error it returns stops the
+  // listing. A page whose structure is not JSON is Internal. A 410 (the continue token expired)
   // restarts the list once from the beginning, after `restart` is called to drop what was seen.
   [[nodiscard]] virtual absl::Status List(const ResourceType& type,
-                                          const std::function<absl::Status(nlohmann::json&)>& page,
+                                          const std::function<absl::Status(const ListPage&)>& page,
                                           const std::function<void()>& restart) = 0;
   // Changes of `type` after `resource_version` (a list's metadata.resourceVersion, or the last
   // event's or bookmark's), bookmarks included, handed to `handle` as they arrive (GET

@@ -53,8 +53,9 @@ std::optional<OwnerRef> ControllerOfItem(element item) {
 // the data. Positions are offsets in the buffer; `base_` is the input offset of its first byte.
 class Reader {
  public:
-  Reader(JsonInput& in, const std::string& origin, Snapshot& out)
-      : in_(in), origin_(origin), out_(out) {}
+  // `out` null: the items' extents are checked and nothing is parsed or added.
+  Reader(JsonInput& in, const std::string& origin, Snapshot* out, std::string_view default_kind)
+      : in_(in), origin_(origin), out_(out), default_kind_(default_kind) {}
 
   ListRead Run() {
     SkipBlanks();
@@ -95,6 +96,7 @@ class Reader {
       // them.
       const auto value = Decode(value_start);
       if (!value) return Syntax(value_start);
+      if (*key == "metadata") result_.metadata = *value;
       if ((*key == "kind" || *key == "apiVersion") && value->is_string()) {
         (*key == "kind" ? list_kind_ : list_version_) = value->get<std::string>();
         (*key == "kind" ? seen_kind_ : seen_version_) = true;
@@ -287,7 +289,7 @@ class Reader {
       const char* text = buf_.data() + (start - base_);
       const size_t size = base_ + pos_ - start;
       // The parser may read up to the padding past the item: the buffer always has it.
-      if (size == 0 || !Item(text, size, index_++)) {
+      if (size == 0 || (out_ && !Item(text, size, index_++))) {
         Syntax(start);
         return false;
       }
@@ -314,7 +316,7 @@ class Reader {
     const auto [item_kind, item_version] = Defaults();
     if (kind.empty()) kind = item_kind;
     if (version.empty()) version = item_version;
-    if (SnapshotKind(version, kind) == "ConfigMap" && out_.inspect_config_data()) {
+    if (SnapshotKind(version, kind) == "ConfigMap" && out_->inspect_config_data()) {
       return ItemByNlohmann(text, size, index);  // summarised on the way in
     }
     Object head;
@@ -331,7 +333,7 @@ class Reader {
     head.origin = origin_;
     const bool has_spec = Last(item, "spec").has_value();
     const bool added =
-        out_.AddBuilt(std::move(head), ControllerOfItem(item), has_spec, [&](bool drop_spec) {
+        out_->AddBuilt(std::move(head), ControllerOfItem(item), has_spec, [&](bool drop_spec) {
           static constexpr auto kWithSpec = [] {
             std::array<std::string_view, std::size(kPrunedTop) + 1> out{};
             std::copy(std::begin(kPrunedTop), std::end(kPrunedTop), out.begin());
@@ -365,7 +367,7 @@ class Reader {
     const auto [item_kind, item_version] = Defaults();
     result_.added +=
         AddListItem(std::move(item), item_kind, item_version,
-                    "items[" + std::to_string(index) + "]", origin_, out_, result_.problems);
+                    "items[" + std::to_string(index) + "]", origin_, *out_, result_.problems);
     return true;
   }
 
@@ -383,12 +385,13 @@ class Reader {
   }
 
   std::pair<std::string, std::string> Defaults() const {
-    return ListItemDefaults(list_kind_.empty() ? "List" : list_kind_, list_version_);
+    return ListItemDefaults(list_kind_.empty() ? "List" : list_kind_, list_version_, default_kind_);
   }
 
   JsonInput& in_;
   const std::string& origin_;
-  Snapshot& out_;
+  Snapshot* out_;
+  std::string_view default_kind_;
   simdjson::dom::parser parser_;
   std::vector<char> buf_;
   size_t base_ = 0, pos_ = 0, end_ = 0, mark_ = 0;
@@ -402,8 +405,21 @@ class Reader {
 
 }  // namespace
 
-ListRead ReadJsonList(JsonInput& in, const std::string& origin, Snapshot& out) {
-  return Reader(in, origin, out).Run();
+ListRead ReadJsonList(JsonInput& in, const std::string& origin, Snapshot& out,
+                      std::string_view default_kind) {
+  return Reader(in, origin, &out, default_kind).Run();
+}
+
+ssize_t TextInput::Read(char* dst, size_t n) {
+  n = std::min(n, text_.size());
+  std::memcpy(dst, text_.data(), n);
+  text_.remove_prefix(n);
+  return static_cast<ssize_t>(n);
+}
+
+ListRead ScanJsonList(JsonInput& in) {
+  static const std::string kOrigin;
+  return Reader(in, kOrigin, nullptr, {}).Run();
 }
 
 }  // namespace kspm::collector::k8s

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kspm/collector/k8s/object.h"
@@ -37,11 +38,28 @@ struct ListRead {
   std::string error;
   std::vector<std::string> problems;
   size_t added = 0;
+  nlohmann::json metadata;  // the list's own `metadata` (resourceVersion, continue); null if none
 };
 
 // Adds the items of the List in `in` to `out` (`origin`: the file's name, in each object and
-// message). ConfigMaps read with their contents (Snapshot::inspect_config_data) go through
-// nlohmann, to be summarised as AddDocument does.
-ListRead ReadJsonList(JsonInput& in, const std::string& origin, Snapshot& out);
+// message); items of a list that names no kind (`List`) and have none take `default_kind`.
+// ConfigMaps read with their contents (Snapshot::inspect_config_data) go through nlohmann, to be
+// summarised as AddDocument does.
+ListRead ReadJsonList(JsonInput& in, const std::string& origin, Snapshot& out,
+                      std::string_view default_kind = {});
+
+// The same reading with nothing parsed or added: whether `in` is a List and JSON in its
+// structure (items are not checked), and its `metadata`.
+ListRead ScanJsonList(JsonInput& in);
+
+// Input from text in memory.
+class TextInput : public JsonInput {
+ public:
+  explicit TextInput(std::string_view text) : text_(text) {}
+  ssize_t Read(char* dst, size_t n) override;
+
+ private:
+  std::string_view text_;
+};
 
 }  // namespace kspm::collector::k8s

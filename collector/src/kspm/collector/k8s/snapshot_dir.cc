@@ -244,21 +244,6 @@ std::optional<absl::Status> ListOutcome(const ListRead& read, const std::string&
   return absl::InvalidArgumentError(name + ": not JSON at byte " + std::to_string(read.byte));
 }
 
-// Input from a string in memory.
-class TextInput : public JsonInput {
- public:
-  explicit TextInput(std::string_view text) : text_(text) {}
-  ssize_t Read(char* dst, size_t n) override {
-    n = std::min(n, text_.size());
-    std::memcpy(dst, text_.data(), n);
-    text_.remove_prefix(n);
-    return static_cast<ssize_t>(n);
-  }
-
- private:
-  std::string_view text_;
-};
-
 // Input from an open file, which it closes.
 class FileInput : public JsonInput {
  public:
