@@ -424,6 +424,34 @@ void MarkUnreadable(const std::string& text, const std::string& name, const absl
   for (const auto& kind : kinds) out.MarkFailed(kind, "snapshot file " + std::string(s.message()));
 }
 
+// Skips the blanks LoadSnapshotText skips before telling JSON from YAML; how many (nlohmann
+// counts bytes from after them).
+size_t SkipBlanks(std::istream& in) {
+  size_t skipped = 0;
+  for (int c = in.peek(); c == ' ' || c == '\t' || c == '\r' || c == '\n'; c = in.peek()) {
+    in.get();
+    ++skipped;
+  }
+  return skipped;
+}
+
+// Line and column of a byte nlohmann counted after `skipped` blanks of the file at `path`: the
+// file is read again for it, only when there is an error to place.
+std::function<std::pair<size_t, size_t>(size_t)> PositionIn(const fs::path& path, size_t skipped) {
+  return [path, skipped](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
+}
+
+// `parse()`, with a read error of the stream it reads reported as DataLoss: nlohmann reads the
+// stream buffer directly, so a read error (EIO, a vanished NFS file) comes as an exception, not
+// as the stream's bad bit.
+absl::Status ReadingStream(const std::string& name, const std::function<absl::Status()>& parse) {
+  try {
+    return parse();
+  } catch (const std::exception& e) {
+    return absl::DataLossError(name + ": cannot read (" + e.what() + ")");
+  }
+}
+
 // A JSON file parsed from the stream; nothing when it is not JSON (or cannot be opened: the
 // caller says so).
 std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string& name,
@@ -433,17 +461,10 @@ std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string
     FileInput input(fd);
     const auto listed = ListOutcome(ReadJsonList(input, name, out), name, [&] {
       std::ifstream in(path, std::ios::binary);
-      size_t skipped = 0;  // the parser counts bytes from after leading blanks
-      for (int c = in.peek(); c == ' ' || c == '\t' || c == '\r' || c == '\n'; c = in.peek()) {
-        in.get();
-        ++skipped;
-      }
-      const auto position = [&](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
-      try {
-        return CheckSyntax(static_cast<std::istream&>(in), name, position);
-      } catch (const std::exception& e) {
-        return absl::DataLossError(name + ": cannot read (" + e.what() + ")");
-      }
+      const size_t skipped = SkipBlanks(in);
+      return ReadingStream(name, [&] {
+        return CheckSyntax(static_cast<std::istream&>(in), name, PositionIn(path, skipped));
+      });
     });
     if (listed) return *listed;
   }
@@ -452,24 +473,16 @@ std::optional<absl::Status> LoadJsonFile(const fs::path& path, const std::string
   in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
   in.open(path, std::ios::binary);
   if (!in) return std::nullopt;
-  // The same blanks LoadSnapshotText skips before telling JSON from YAML.
-  size_t skipped = 0;  // the parser counts bytes from after them
-  for (int c = in.peek(); c == ' ' || c == '\t' || c == '\r' || c == '\n'; c = in.peek()) {
-    in.get();
-    ++skipped;
-  }
+  const size_t skipped = SkipBlanks(in);
   if (in.peek() != '{' && in.peek() != '[') return std::nullopt;
   std::vector<std::string> problems;
-  // Positions of errors are found by reading the file again, only then.
-  const auto position = [&](size_t byte) { return Position(ReadWhole(path), skipped + byte); };
-  try {
-    if (auto s = LoadJson(static_cast<std::istream&>(in), name, out, position, problems); !s.ok()) {
-      return s;
-    }
-  } catch (const std::exception& e) {
-    // The parser reads the stream buffer directly: a read error (EIO, a vanished NFS file)
-    // comes as an exception, not as the stream's bad bit.
-    return absl::DataLossError(name + ": cannot read (" + e.what() + ")");
+  if (auto s = ReadingStream(name,
+                             [&] {
+                               return LoadJson(static_cast<std::istream&>(in), name, out,
+                                               PositionIn(path, skipped), problems);
+                             });
+      !s.ok()) {
+    return s;
   }
   return ProblemsStatus(problems);
 }
