@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format-14 openssl systemd kubectl dpkg-dev python3 python3-yaml shellcheck
   python3-jsonschema libxml2-utils
+  prometheus-cpp-dev prometheus chromium
 )
 
 missing=()

@@ -76,7 +76,11 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
       // kspmctl scan-cluster asks the same scanner for a scan now.
       {"scan trigger",
        [&] {
-         if (cluster_scan) server->SetClusterScanTrigger(cluster_scan.get());
+         if (cluster_scan) {
+           server->SetClusterScanTrigger(cluster_scan.get());
+           server->metrics().AddSource(
+               [raw = cluster_scan.get()](auto& out) { raw->FillMetrics(out); });
+         }
          return absl::OkStatus();
        },
        [&] { server->SetClusterScanTrigger(nullptr); }},
@@ -129,6 +133,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")->capture_default_str();
 
+  // Any subcommand flag may come from a file, `kspm-collector --config FILE serve`: TOML or INI,
+  // a `[serve]` section, flags named without their dashes (`alert-webhook = ["https://..."]`);
+  // the command line wins over the file.
+  app.set_config("--config", "", "Read subcommand options from this TOML or INI file");
   CLI::App* serve = app.add_subcommand("serve", "Accept agent streams and kspmctl queries");
   serve->add_option("--listen", options.listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
@@ -144,7 +152,24 @@ int main(int argc, char** argv) {
                   "can report as any node and read everything)");
   serve->add_option("--port-file", port_file, "Write the bound port here once listening");
   serve->add_option("--health-listen", options.health_listen,
-                    "HOST:PORT for HTTP GET /healthz and /readyz (Kubernetes probes)");
+                    "HOST:PORT for HTTP GET /healthz, /readyz (Kubernetes probes) and /metrics "
+                    "(Prometheus)");
+  std::vector<std::string> alert_webhooks;
+  std::string alert_min_severity = "high";
+  std::string alert_format = "json";
+  serve->add_option("--alert-webhook", alert_webhooks,
+                    "POST alerts to this http(s) URL: new FAILs, resolved FAILs, drift, stale "
+                    "nodes (repeat for several)");
+  serve
+      ->add_option("--alert-min-severity", alert_min_severity,
+                   "Lowest severity of check alerted: info, low, medium, high, critical")
+      ->capture_default_str();
+  serve->add_option("--alert-format", alert_format, "json (kspm's payload) or slack")
+      ->capture_default_str();
+  int alert_stale_seconds = 60;
+  serve->add_option("--alert-stale-check-seconds", alert_stale_seconds)
+      ->group("")
+      ->check(CLI::Range(1, 86400));
   int retention_days = 90;
   serve->add_option("--history-retention-days", retention_days, "Days of verdict history to keep")
       ->capture_default_str()
@@ -309,6 +334,14 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (serve->parsed()) {
+    auto alerts =
+        kspm::collector::server::MakeAlertOptions(alert_webhooks, alert_min_severity, alert_format);
+    if (!alerts.ok()) {
+      std::cerr << "kspm-collector: " << alerts.status().message() << "\n";
+      return kExitUsage;
+    }
+    options.alerts = *std::move(alerts);
+    options.alerts.stale_every = std::chrono::seconds(alert_stale_seconds);
     fleet.cluster = cluster_flags.cluster_name;
     fleet.per_source_interval = std::chrono::milliseconds(60000 / enroll_per_minute);
     fleet.certificate_lifetime =

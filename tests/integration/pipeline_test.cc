@@ -423,15 +423,15 @@ TEST_F(PipelineTest, HealthEndpointsAnswer) {
     ::close(fd);
     return out;
   };
-  EXPECT_EQ(get("/healthz").rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(get("/healthz").rfind("HTTP/1.1 200", 0), 0u);
   const std::string ready = get("/readyz");
-  EXPECT_EQ(ready.rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(ready.rfind("HTTP/1.1 200", 0), 0u);
   // The store's free space and log size are shown to the operator.
   EXPECT_NE(ready.find(" MiB free, log "), std::string::npos) << ready;
   // And the collector's certificate with its expiry (a year: no warning).
   EXPECT_NE(ready.find("collector.crt: valid until "), std::string::npos) << ready;
   EXPECT_EQ(ready.find("WARNING"), std::string::npos) << ready;
-  EXPECT_EQ(get("/nope").rfind("HTTP/1.0 404", 0), 0u);
+  EXPECT_EQ(get("/nope").rfind("HTTP/1.1 404", 0), 0u);
 }
 
 // Keepalive, time compressed: a ping every second on an idle stream (gRPC's own floor; asked

@@ -32,6 +32,7 @@ struct Agent {
   std::shared_ptr<grpc::ChannelCredentials> last_creds;
   std::unique_ptr<AgentDaemon> daemon;
   std::unique_ptr<transport::CertificateKeeper> keeper;
+  std::shared_ptr<common::metrics::Source> metrics;
   std::unique_ptr<common::HealthServer> health;
 };
 
@@ -156,10 +157,15 @@ std::vector<common::Lifecycle::Step> Steps(Agent& a) {
       {"health listener",
        [&a, &c] {
          if (c.health_listen.empty()) return absl::OkStatus();
-         auto started = common::HealthServer::Start(c.health_listen, [&a] {
-           std::string why = a.daemon->NotReadyReason();
-           return why.empty() ? a.host->BlockedReason() : why;
-         });
+         a.metrics = std::make_shared<common::metrics::Source>(
+             [&a](common::metrics::Families& out) { a.daemon->FillMetrics(out); });
+         auto started =
+             common::HealthServer::Start(c.health_listen,
+                                         [&a] {
+                                           std::string why = a.daemon->NotReadyReason();
+                                           return why.empty() ? a.host->BlockedReason() : why;
+                                         },
+                                         nullptr, {a.metrics});
          if (!started.ok()) return started.status();
          a.health = *std::move(started);
          return absl::OkStatus();

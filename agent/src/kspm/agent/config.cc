@@ -94,7 +94,7 @@ const std::vector<std::pair<std::string, std::string>>& AgentSettingNames() {
       {"tls-ca", "CA certificate that signed the collector's certificate"},
       {"tls-cert", "This node's client certificate"},
       {"tls-key", "This node's private key"},
-      {"health-listen", "HOST:PORT for GET /healthz and /readyz"},
+      {"health-listen", "HOST:PORT for GET /healthz, /readyz and /metrics (Prometheus)"},
       {"resync",
        "Seconds between full reports; between them only results the collector does not hold "
        "travel (default 3600)"},

@@ -3,6 +3,7 @@
 #include <random>
 #include <set>
 
+#include "kspm/common/names.h"
 #include "kspm/common/time.h"
 #include "spdlog/spdlog.h"
 
@@ -23,6 +24,42 @@ bool IsPoison(grpc::StatusCode code) {
 }
 
 }  // namespace
+
+void AgentDaemon::FillMetrics(common::metrics::Families& out) const {
+  out.Histogram("kspm_agent_scan_duration_seconds",
+                "Wall time of one full scan of the node (read and evaluate every check)", {},
+                stats_.scan_seconds);
+  for (int s = v1::STATUS_PASS; s <= v1::STATUS_ERROR; ++s) {
+    std::string name(common::StatusName(static_cast<v1::Status>(s)));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.Gauge("kspm_agent_results", "Results of the last full scan, by status", {{"status", name}},
+              static_cast<double>(stats_.last_results[s].load()));
+  }
+  out.Counter("kspm_agent_scans_total", "Full scans run", {}, stats_.scans.load());
+  out.Counter("kspm_agent_drift_events_total",
+              "Changes seen by the drift watcher (file or process) that were checked again", {},
+              drift_events());
+  out.Counter("kspm_agent_drift_events_lost_total",
+              "Drift events the kernel ring buffer or inotify queue dropped (a rescan covers them)",
+              {}, drift_events_lost());
+  out.Counter("kspm_agent_drift_reports_total", "Reports made by drift events", {},
+              stats_.drift_reports.load());
+  out.Gauge("kspm_agent_spool_reports", "Reports waiting in the on-disk spool", {},
+            static_cast<double>(spool_.size()));
+  out.Gauge("kspm_agent_spool_bytes", "Bytes of reports in the on-disk spool", {},
+            static_cast<double>(spool_.bytes()));
+  out.Counter("kspm_agent_reports_delivered_total", "Reports the collector acknowledged", {},
+              stats_.delivered.load());
+  out.Counter("kspm_agent_reports_refused_total", "Reports the collector refused", {},
+              stats_.rejected.load());
+  out.Gauge("kspm_agent_stream_connected", "1 while the stream to the collector is up", {},
+            stats_.connected.load() ? 1 : 0);
+  out.Counter("kspm_agent_stream_connects_total",
+              "Streams opened to the collector (the first and every reconnect)", {},
+              stats_.connects.load());
+  out.Gauge("kspm_agent_drift_mode_info", "How drift is watched: ebpf, inotify or rescan",
+            {{"mode", drift_mode()}}, 1);
+}
 
 void AgentDaemon::Start() {
   stop_ = false;
@@ -108,7 +145,17 @@ void AgentDaemon::ScanLoop() {
       // From the read to the queue, no drift report may be built: the spool's order is the
       // order of what was read.
       const auto sequence = held_.Sequence();
+      const auto started = std::chrono::steady_clock::now();
       v1::NodeReport report = RunScan(host_, catalog_, selection_, node_);
+      stats_.scan_seconds.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      std::array<uint64_t, 7> by_status{};
+      for (const auto& r : report.results()) {
+        if (r.status() >= 0 && static_cast<size_t>(r.status()) < by_status.size()) {
+          by_status[static_cast<size_t>(r.status())]++;
+        }
+      }
+      for (size_t i = 0; i < by_status.size(); ++i) stats_.last_results[i] = by_status[i];
       report.set_scan_interval_seconds(static_cast<uint32_t>(settings_.interval.count()));
       if (drift_) baseline = report;
       report = MakeDelta(std::move(report));

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include "kspm/agent/scan.h"
 #include "kspm/agent/transport/collector_stream.h"
 #include "kspm/agent/transport/spool.h"
+#include "kspm/common/metrics.h"
 
 namespace kspm::agent {
 
@@ -53,6 +55,10 @@ struct DaemonStats {
   std::atomic<uint64_t> drift_reports{0};  // partial reports caused by drift events
   std::atomic<uint64_t> full_reports{0};   // reports queued with every result
   std::atomic<uint64_t> heartbeats{0};     // reports queued empty: nothing new to say
+  // Wall time of each full scan (read the host, evaluate every check).
+  prometheus::Histogram scan_seconds{common::metrics::DurationBuckets()};
+  // The last full scan's results by v1::Status (index = enum value).
+  std::array<std::atomic<uint64_t>, 7> last_results{};
 };
 
 // `kspm-agent run`: scans at start and every interval (with jitter), queues each report in the
@@ -89,6 +95,9 @@ class AgentDaemon {
   // The drift mode in use (after Start).
   std::string drift_mode() const { return drift_ ? drift_->mode() : "rescan"; }
   uint64_t drift_events_lost() const { return drift_ ? drift_->lost() : 0; }
+  uint64_t drift_events() const { return drift_ ? drift_->events() : 0; }
+  // kspm_agent_* families (README "Metrics").
+  void FillMetrics(common::metrics::Families& out) const;
   const HeldResults& held() const { return held_; }
 
  private:

@@ -1,18 +1,24 @@
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "prometheus/collectable.h"
+
+class CivetServer;
+class CivetHandler;
 
 namespace kspm::common {
 
-// A minimal HTTP/1.0 endpoint for Kubernetes probes and load balancers: GET /healthz (the
-// process is alive) and GET /readyz (the component is ready). Anything else is 404; anything
-// that is not a GET is 405. One short request per connection; a slow client gets 2 s.
+// The HTTP endpoint for Kubernetes probes, load balancers and Prometheus, on civetweb (the server
+// prometheus-cpp's Exposer is built on; the Exposer itself serves nothing but metrics):
+//   GET /healthz, /livez  the process is alive
+//   GET /readyz           the component is ready (503 with the reason when not)
+//   GET /metrics          the Prometheus text exposition format (prometheus-cpp's serializer)
+// Anything else is 404; a method other than GET or HEAD is 405. Requests time out after 2 s.
 class HealthServer {
  public:
   // Returns an empty string when ready, else the reason it is not.
@@ -21,23 +27,22 @@ class HealthServer {
   // ready or not.
   using Details = std::function<std::string()>;
 
-  // Binds `listen` (HOST:PORT, port 0 picks one) and serves on a background thread.
+  // Binds `listen` (HOST:PORT, port 0 picks one; `*` or an empty host: every IPv4 address) and
+  // serves on civetweb's threads. `metrics` are collected on each scrape of /metrics, in order;
+  // they must outlive the server.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<HealthServer>> Start(
-      const std::string& listen, ReadyCheck ready, Details details = nullptr);
+      const std::string& listen, ReadyCheck ready, Details details = nullptr,
+      std::vector<std::shared_ptr<prometheus::Collectable>> metrics = {});
   ~HealthServer();
 
   int port() const { return port_; }
 
  private:
   HealthServer() = default;
-  void Serve();
 
-  int fd_ = -1;
   int port_ = 0;
-  ReadyCheck ready_;
-  Details details_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::vector<std::unique_ptr<CivetHandler>> handlers_;
+  std::unique_ptr<CivetServer> server_;
 };
 
 }  // namespace kspm::common

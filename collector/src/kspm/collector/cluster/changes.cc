@@ -230,6 +230,10 @@ absl::StatusOr<PeriodicClusterScan::ChangeStats> PeriodicClusterScan::RunChanges
     return absl::Status(s.code(), "cluster watch of " + settings_.cluster + " (" +
                                       source_->Describe() + "): " + std::string(s.message()));
   }
+  if (out.changes > 0) {
+    change_batches_++;
+    changes_seen_ += out.changes;
+  }
   return out;
 }
 

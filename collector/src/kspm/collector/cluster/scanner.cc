@@ -73,6 +73,28 @@ std::unique_ptr<ObjectSource> ApiSource(k8s::Connection connection, k8s::ClientO
   return std::make_unique<Api>(std::move(connection), std::move(options), configmaps);
 }
 
+void PeriodicClusterScan::FillMetrics(common::metrics::Families& out) const {
+  const common::metrics::Labels c = {{"cluster", settings_.cluster}};
+  out.Histogram("kspm_cluster_scan_duration_seconds",
+                "Wall time of one full cluster scan: read, evaluate and commit", c, scan_seconds_);
+  const char* scans = "Full cluster scans, by outcome";
+  out.Counter("kspm_cluster_scans_total", scans,
+              {{"cluster", settings_.cluster}, {"outcome", "ok"}}, scans_ok_.load());
+  out.Counter("kspm_cluster_scans_total", scans,
+              {{"cluster", settings_.cluster}, {"outcome", "failed"}}, scans_failed_.load());
+  out.Gauge("kspm_cluster_scan_objects", "API objects the last full cluster scan read", c,
+            static_cast<double>(objects_.load()));
+  if (const uint64_t ms = last_success_ms_.load(); ms > 0) {
+    out.Gauge("kspm_cluster_scan_last_success_timestamp_seconds",
+              "When the last full cluster scan was committed (Unix time)", c,
+              static_cast<double>(ms) / 1000.0);
+  }
+  out.Counter("kspm_cluster_watch_batches_total",
+              "Batches of watched API changes evaluated and committed", c, change_batches_.load());
+  out.Counter("kspm_cluster_watch_changes_total", "Watched API object changes evaluated", c,
+              changes_seen_.load());
+}
+
 std::string UncoveredSectionReason(const std::string& section) {
   if (section == "2") {
     return "no node reporting to kspm runs etcd: a managed control plane, or etcd hosts without "
@@ -201,6 +223,7 @@ void PeriodicClusterScan::Loop(bool skip_first) {
 
 absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   auto failed = [this](const absl::Status& s) {
+    scans_failed_++;
     return absl::Status(s.code(), "cluster scan of " + settings_.cluster + " (" +
                                       source_->Describe() + "): " + std::string(s.message()));
   };
@@ -290,6 +313,10 @@ absl::StatusOr<v1::ScanClusterResponse> PeriodicClusterScan::RunOnce() {
   const auto finished = common::Clock::now();
   auto committed = writer->Finish(finished);
   if (!committed.ok()) return failed(committed.status());
+  scans_ok_++;
+  objects_ = stats.objects;
+  last_success_ms_ = static_cast<uint64_t>(common::ToUnixMillis(finished));
+  scan_seconds_.Observe(std::chrono::duration<double>(finished - started).count());
   spdlog::info("cluster scan of {} ({}): {} objects, {} results ({} written), {} accepted, {} ms",
                settings_.cluster, source_->Describe(), stats.objects, results, committed->written,
                stats.accepted,

@@ -5,6 +5,7 @@
 // periodically, so that `kspmctl summary` and `findings` show node and cluster findings
 // together.
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include "kspm/collector/k8s/object.h"
 #include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
+#include "kspm/common/metrics.h"
 
 namespace kspm::collector::cluster {
 
@@ -132,6 +134,8 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
     std::chrono::steady_clock::duration store_time{};  // in the store's writer
   };
   [[nodiscard]] absl::StatusOr<ChangeStats> RunChanges();
+  // kspm_cluster_scan_* families (README "Metrics").
+  void FillMetrics(common::metrics::Families& out) const;
 
  private:
   PeriodicClusterScan(std::unique_ptr<ObjectSource> source, ClusterScanSettings settings,
@@ -160,6 +164,10 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   // address and the Generation of the four RBAC kinds). Under run_mu_.
   std::unique_ptr<Rbac> rbac_;
   std::array<uint64_t, 5> rbac_key_{};
+  // For metrics.
+  prometheus::Histogram scan_seconds_{common::metrics::DurationBuckets()};
+  std::atomic<uint64_t> scans_ok_{0}, scans_failed_{0}, objects_{0}, change_batches_{0},
+      changes_seen_{0}, last_success_ms_{0};
 };
 
 // The text of the NOT_APPLICABLE reason for sections no reporting node covers.

@@ -67,9 +67,18 @@ void Ingest::Run() {
     std::vector<const v1::NodeReport*> reports;
     reports.reserve(batch.size());
     for (const auto& item : batch) reports.push_back(item.report.get());
+    const auto started = std::chrono::steady_clock::now();
     auto outcomes = store_.CommitBatch(reports, common::Clock::now());
+    stats_.commit_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!outcomes[i].ok()) {
+      if (outcomes[i].ok()) {
+        stats_.reports++;
+        stats_.results += outcomes[i]->results;
+        stats_.written += outcomes[i]->written;
+        stats_.transitions += outcomes[i]->transitions;
+      } else {
+        stats_.failed++;
         spdlog::error("commit of scan {} from node {} failed: {}", batch[i].report->scan_id(),
                       batch[i].report->node().node_name(), outcomes[i].status().ToString());
       }

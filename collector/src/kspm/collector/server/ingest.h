@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -8,8 +9,20 @@
 #include <thread>
 
 #include "kspm/collector/store/store.h"
+#include "kspm/common/metrics.h"
 
 namespace kspm::collector::server {
+
+// What the writer did, for metrics.
+struct IngestStats {
+  std::atomic<uint64_t> reports{0};  // committed (duplicates included)
+  std::atomic<uint64_t> failed{0};   // not committed: the agent keeps them and retries
+  std::atomic<uint64_t> results{0};  // results the committed reports carried
+  std::atomic<uint64_t> written{0};  // rows written (new or changed results)
+  std::atomic<uint64_t> transitions{0};
+  // Wall time of each batched transaction, from BEGIN to COMMIT.
+  prometheus::Histogram commit_seconds{common::metrics::DurationBuckets()};
+};
 
 // The single writer: reports from every stream queue here and one thread commits them in
 // batched transactions. `done` runs on the writer thread after the commit (or its failure);
@@ -27,6 +40,7 @@ class Ingest {
   // Queues a report. After Stop, `done` runs at once with Unavailable.
   void Submit(std::shared_ptr<const v1::NodeReport> report, Done done);
   size_t queued() const;
+  const IngestStats& stats() const { return stats_; }
 
  private:
   struct Item {
@@ -43,6 +57,7 @@ class Ingest {
   bool stopping_ = false;
   bool running_ = false;
   std::thread thread_;
+  IngestStats stats_;
 };
 
 }  // namespace kspm::collector::server

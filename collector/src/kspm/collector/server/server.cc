@@ -5,6 +5,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "kspm/common/certs.h"
+#include "kspm/common/names.h"
 #include "kspm/common/time.h"
 #include "kspm/common/tls.h"
 #include "spdlog/spdlog.h"
@@ -50,6 +51,15 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
       store::OpenSqliteStore(options.db_path, options.query_readers, options.accept_damaged_log);
   if (!store.ok()) return store.status();
   s->store_ = *std::move(store);
+  s->metrics_ = std::make_unique<CollectorMetrics>(*s->store_, options.metrics_posture_ttl);
+  s->alerter_ = std::make_unique<Alerter>(options.alerts, *s->store_);
+  s->metrics_->AddSource([a = s->alerter_.get()](auto& out) { a->FillMetrics(out); });
+  s->store_->SetCommitListener(
+      [m = s->metrics_.get(), a = s->alerter_.get()](store::CommitNews&& news) {
+        m->Count(news);
+        a->OnCommit(news);
+      });
+  s->alerter_->Start();
   s->ingest_ = std::make_unique<Ingest>(*s->store_);
   s->ingest_->Start();
   AgentServiceLimits limits;
@@ -82,6 +92,7 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   s->query_service_ = std::make_unique<QueryServiceImpl>(
       *s->store_, std::set<std::string>(options.scan_clients.begin(), options.scan_clients.end()),
       options.tls.insecure);
+  s->metrics_->Attach(&s->agent_service_->stats(), &s->agent_service_->budget(), s->ingest_.get());
   s->enrollment_service_ = std::make_unique<EnrollmentServiceImpl>(*s->fleet_);
   s->fleet_service_ = std::make_unique<FleetServiceImpl>(*s->fleet_, options.tls.insecure);
 
@@ -120,7 +131,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
         },
         [raw = s.get(), cert = options.tls.cert] {
           return DescribeSpace(raw->store_->Space()) + DescribeCertificate(cert);
-        });
+        },
+        {s->metrics_->collectable()});
     if (!health.ok()) {
       s->Shutdown(std::chrono::seconds(1));
       return health.status();
@@ -143,6 +155,10 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   spdlog::info("collector listening on {} (port {}), store {}, {}{}", options.listen, s->port_,
                options.db_path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS",
                s->fleet_->enrolment_enabled() ? ", enrolment on" : "");
+  if (!options.alerts.webhooks.empty()) {
+    spdlog::info("alerts to {} webhook(s), severity {} and above", options.alerts.webhooks.size(),
+                 common::SeverityName(options.alerts.webhooks[0].min_severity));
+  }
   return s;
 }
 
@@ -161,6 +177,9 @@ void CollectorServer::Shutdown(std::chrono::milliseconds grace) {
   if (fleet_) fleet_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (ingest_) ingest_->Stop();
+  if (alerter_) alerter_->Stop();
+  // No scrape may reach parts the caller tears down after this (the cluster scan's metrics).
+  health_.reset();
   spdlog::info("collector stopped");
 }
 

@@ -11,8 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "kspm/collector/server/alerts.h"
 #include "kspm/collector/server/fleet.h"
 #include "kspm/collector/server/ingest.h"
+#include "kspm/collector/server/metrics.h"
 #include "kspm/collector/server/services.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/health_server.h"
@@ -38,7 +40,10 @@ struct ServerOptions {
   int query_readers = 4;
   // Start on a store whose log is damaged (see OpenSqliteStore), keeping what precedes it.
   bool accept_damaged_log = false;
-  std::string health_listen;  // HOST:PORT for /healthz and /readyz; empty: none
+  std::string health_listen;  // HOST:PORT for /healthz, /readyz and /metrics; empty: none
+  // How long a read of the store's posture serves /metrics scrapes (CollectorMetrics).
+  std::chrono::milliseconds metrics_posture_ttl{15000};
+  AlertOptions alerts;  // no webhooks: no alerts
   std::chrono::hours history_retention{24 * 90};
   std::string rules_dir;  // custom rules whose check ids are accepted
   // Certificate names that may ask for cluster scans; empty: any but a reporting node's.
@@ -75,12 +80,16 @@ class CollectorServer {
   const AgentServiceStats& agent_stats() const { return agent_service_->stats(); }
   const InFlightBudget& in_flight_budget() const { return agent_service_->budget(); }
   Fleet& fleet() { return *fleet_; }
+  CollectorMetrics& metrics() { return *metrics_; }
+  Alerter& alerter() { return *alerter_; }
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
   void Wait() { server_->Wait(); }
 
  private:
   CollectorServer() = default;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<CollectorMetrics> metrics_;
+  std::unique_ptr<Alerter> alerter_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<AgentServiceImpl> agent_service_;

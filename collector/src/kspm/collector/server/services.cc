@@ -104,6 +104,7 @@ class ConnectReactor final
                        : facts.status();
         if (!allowed.ok()) {
           stats_.reports_rejected++;
+          stats_.refused_not_allowed++;
           Fail(ToGrpc(allowed));
           return;
         }
@@ -121,6 +122,7 @@ class ConnectReactor final
       // the parse clears the message first, so a surviving sentinel means a clean half-close.
       if (!(in_.has_hello() && in_.hello().node().node_name() == kUnread)) {
         stats_.reports_rejected++;
+        stats_.refused_malformed++;
         // Logged with the node and peer when the stream closes (MaybeFinishLocked).
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "message " + std::to_string(read_count_ + 1) +
@@ -252,6 +254,7 @@ class ConnectReactor final
         }
         if (!s.ok()) {
           stats_.reports_rejected++;
+          if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) stats_.refused_invalid++;
           spdlog::warn("rejected report {} from node {} ({}): {}", report->scan_id(), node_, peer_,
                        s.error_message());
           Fail(s);

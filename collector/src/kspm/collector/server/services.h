@@ -28,6 +28,10 @@ struct AgentServiceStats {
   std::atomic<uint64_t> reads_paused{0};
   // Reports refused because their node sent more than its per-minute bound.
   std::atomic<uint64_t> reports_rate_limited{0};
+  // reports_rejected by reason (rate-limited reports are counted above).
+  std::atomic<uint64_t> refused_not_allowed{0};  // revoked node or certificate
+  std::atomic<uint64_t> refused_malformed{0};    // not a kspm.v1.AgentMessage
+  std::atomic<uint64_t> refused_invalid{0};      // failed validation
 };
 
 class Fleet;

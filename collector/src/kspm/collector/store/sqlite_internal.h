@@ -150,6 +150,14 @@ class SqliteStore final : public Store {
                                                             bool partial) override;
 
   StoreSpace Space() const override;
+  absl::StatusOr<PostureCounts> CountResults() override;
+  void SetCommitListener(std::function<void(CommitNews&&)> listener) override {
+    std::lock_guard lock(write_mu_);
+    listener_ = std::move(listener);
+  }
+  // Hands what the transaction that just ended changed to the listener if it committed, and
+  // forgets it either way. Called with write_mu_ held.
+  void Publish(bool committed);
 
   // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
   // the log into the database and truncates it, so the log never holds space the database
@@ -225,6 +233,9 @@ class SqliteStore final : public Store {
     int64_t node_id = 0;
     std::string scan_id;
     int64_t now_ms = 0;
+    std::string cluster;
+    std::string node;
+    bool baseline = false;  // the node had no results before this scan: its news is no news
   };
   // A current result row: what a new result replaces.
   struct CurrentRow {
@@ -280,12 +291,14 @@ class SqliteStore final : public Store {
   mutable std::mutex space_mu_;
   StoreSpace space_;
   std::mutex write_mu_;
+  std::function<void(CommitNews&&)> listener_;  // under write_mu_
+  CommitNews news_;                             // of the open transaction, under write_mu_
   Db writer_;
   ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
       current_of_check_, current_of_object_, current_in_namespace_, current_checks_,
       set_scan_results_, upsert_result_, insert_transition_, delete_result_, bump_count_,
-      insert_drift_;
+      insert_drift_, node_has_results_;
 };
 
 }  // namespace kspm::collector::store::internal

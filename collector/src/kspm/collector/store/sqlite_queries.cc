@@ -254,6 +254,41 @@ absl::StatusOr<v1::SummaryResponse> SqliteStore::Summary(const std::string& clus
   return out;
 }
 
+absl::StatusOr<PostureCounts> SqliteStore::CountResults() {
+  const ReaderPool::Lease reader = readers_.Acquire();
+  PostureCounts out;
+  auto by_status = PrepareRead(
+      reader.db(),
+      "SELECT c.name, r.status, r.severity, SUM(r.n) FROM result_counts r "
+      "JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id WHERE r.n > 0 "
+      "GROUP BY c.name, r.status, r.severity");
+  if (!by_status.ok()) return by_status.status();
+  int rc;
+  while ((rc = sqlite3_step(by_status->get())) == SQLITE_ROW) {
+    sqlite3_stmt* row = by_status->get();
+    out.by_status.push_back({Text(row, 0), static_cast<v1::Status>(sqlite3_column_int(row, 1)),
+                             static_cast<v1::Severity>(sqlite3_column_int(row, 2)),
+                             static_cast<uint64_t>(sqlite3_column_int64(row, 3))});
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "counting results");
+  auto failing = PrepareRead(
+      reader.db(),
+      "SELECT c.name, r.benchmark, r.benchmark_id, r.check_id, r.severity, COUNT(*) "
+      "FROM results r JOIN nodes n ON n.id = r.node_id JOIN clusters c ON c.id = n.cluster_id "
+      "WHERE r.status = " +
+          std::to_string(v1::STATUS_FAIL) +
+          " GROUP BY c.name, r.benchmark, r.benchmark_id, r.check_id, r.severity");
+  if (!failing.ok()) return failing.status();
+  while ((rc = sqlite3_step(failing->get())) == SQLITE_ROW) {
+    sqlite3_stmt* row = failing->get();
+    out.failing.push_back({Text(row, 0), Text(row, 1), Text(row, 2), Text(row, 3),
+                           static_cast<v1::Severity>(sqlite3_column_int(row, 4)),
+                           static_cast<uint64_t>(sqlite3_column_int64(row, 5))});
+  }
+  if (rc != SQLITE_DONE) return Error(reader.db(), "counting failing checks");
+  return out;
+}
+
 absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFilter& filter) {
   const ReaderPool::Lease reader = readers_.Acquire();
   std::string sql =

@@ -47,6 +47,7 @@ absl::Status SqliteStore::Prepare() {
        "benchmark = ?3 AND (object_namespace = ?4 OR (kind = 'Namespace' AND object_namespace = "
        "'' AND name = ?4))"},
       {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
+      {&node_has_results_, "SELECT 1 FROM result_counts WHERE node_id = ? AND n > 0 LIMIT 1"},
       {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
       {&bump_count_,
        "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "

@@ -28,21 +28,26 @@ std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
   }
   for (const auto* report : reports) {
     (void)Exec(writer_.get(), "SAVEPOINT report");
+    const size_t changes_before = news_.changes.size(), drift_before = news_.drift.size();
     auto stats = CommitOne(*report, now);
     if (stats.ok()) {
       (void)Exec(writer_.get(), "RELEASE report");
     } else {
       (void)Exec(writer_.get(), "ROLLBACK TO report");
       (void)Exec(writer_.get(), "RELEASE report");
+      news_.changes.resize(changes_before);
+      news_.drift.resize(drift_before);
     }
     out.push_back(std::move(stats));
   }
-  if (auto s = Exec(writer_.get(), "COMMIT"); !s.ok()) {
+  const absl::Status committed = Exec(writer_.get(), "COMMIT");
+  if (!committed.ok()) {
     (void)Exec(writer_.get(), "ROLLBACK");
     for (auto& o : out) {
-      if (o.ok()) o = s;
+      if (o.ok()) o = committed;
     }
   }
+  Publish(committed.ok());
   bool full = false;
   for (const auto& o : out)
     full |= !o.ok() && o.status().code() == absl::StatusCode::kResourceExhausted &&
@@ -110,7 +115,29 @@ absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
   sqlite3_bind_int(insert_scan_.get(), 6, report.full() ? 1 : 0);
   sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
   if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
-  return Target{.node_id = *node_id, .scan_id = report.scan_id(), .now_ms = now_ms};
+  bool baseline = false;
+  if (listener_) {
+    sqlite3_bind_int64(node_has_results_.get(), 1, *node_id);
+    const int rc = sqlite3_step(node_has_results_.get());
+    sqlite3_reset(node_has_results_.get());
+    sqlite3_clear_bindings(node_has_results_.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(writer_.get(), "reading the node");
+    baseline = rc == SQLITE_DONE;
+  }
+  return Target{.node_id = *node_id,
+                .scan_id = report.scan_id(),
+                .now_ms = now_ms,
+                .cluster = cluster,
+                .node = node_name,
+                .baseline = baseline};
+}
+
+void SqliteStore::Publish(bool committed) {
+  CommitNews news = std::move(news_);
+  news_ = CommitNews();
+  if (!committed || !listener_ || (news.changes.empty() && news.drift.empty())) return;
+  news.at = common::Clock::now();
+  listener_(std::move(news));
 }
 
 // Reads the rows of a bound current_* statement into `out`, keyed as WriteResults looks them up.
@@ -236,11 +263,19 @@ absl::Status SqliteStore::WriteResults(const Target& target,
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
       ++stats.transitions;
       if (changed) changed->push_back({&r, old_status});
-    } else if (old_status == 0 && new_findings && changed && r.status() != v1::STATUS_PASS &&
+      if (listener_) {
+        news_.changes.push_back(
+            {target.cluster, target.node, target.scan_id, static_cast<v1::Status>(old_status), r});
+      }
+    } else if (old_status == 0 && r.status() != v1::STATUS_PASS &&
                r.status() != v1::STATUS_NOT_APPLICABLE) {
       // A new object that fails (a privileged pod just created) is a change of posture, though
       // not a transition: history starts at an object's first change.
-      changed->push_back({&r, 0});
+      if (new_findings && changed) changed->push_back({&r, 0});
+      if (listener_ && !target.baseline) {
+        news_.changes.push_back(
+            {target.cluster, target.node, target.scan_id, v1::STATUS_UNSPECIFIED, r});
+      }
     }
   }
   return absl::OkStatus();
@@ -257,7 +292,14 @@ absl::Status SqliteStore::InsertDrift(const Target& target, const v1::DriftEvent
   BindText(insert_drift_, 5, target.scan_id);
   sqlite3_bind_blob(insert_drift_.get(), 6, blob.data(), static_cast<int>(blob.size()),
                     SQLITE_STATIC);
-  return Step(insert_drift_, "storing drift event");
+  if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
+  if (listener_) {
+    auto& record = news_.drift.emplace_back();
+    record.set_cluster(target.cluster);
+    *record.mutable_event() = event;
+    *record.mutable_received_at() = common::ToProto(common::FromUnixMillis(target.now_ms));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
@@ -499,6 +541,7 @@ class SqliteReportWriter final : public ReportWriter {
       (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
       broken_ = true;
     }
+    if (!st.ok() || !hold) store_.Publish(st.ok());
     open_check_.reset();
     if (st.ok() && more) open_check_ = by_check.begin()->first;
     if (!st.ok() || !hold) {
@@ -515,6 +558,7 @@ class SqliteReportWriter final : public ReportWriter {
     // Abandoned in the middle of a check (the evaluation stopped): the slices since the last
     // commit are undone; the check's earlier ones stay, as whole checks before it do.
     (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    store_.Publish(false);
     store_.AfterCommit(false, common::Clock::now());
   }
 
@@ -555,6 +599,7 @@ class SqliteReportWriter final : public ReportWriter {
     auto s = body();
     if (s.ok()) s = store_.Exec(store_.writer_.get(), "COMMIT");
     if (!s.ok()) (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    store_.Publish(s.ok());
     store_.AfterCommit(IsDiskFull(s), common::Clock::now());
     return s;
   }

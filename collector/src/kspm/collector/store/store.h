@@ -56,6 +56,24 @@ struct DriftFilter {
   size_t limit = 1000;
 };
 
+// Current results counted for metrics: by cluster, status and severity, and the failing ones by
+// check (bounded by the catalogue's size, never per object).
+struct PostureCounts {
+  struct ByStatus {
+    std::string cluster;
+    v1::Status status = v1::STATUS_UNSPECIFIED;
+    v1::Severity severity = v1::SEVERITY_UNSPECIFIED;
+    uint64_t results = 0;
+  };
+  struct FailingCheck {
+    std::string cluster, benchmark, benchmark_id, check_id;
+    v1::Severity severity = v1::SEVERITY_UNSPECIFIED;
+    uint64_t results = 0;
+  };
+  std::vector<ByStatus> by_status;
+  std::vector<FailingCheck> failing;
+};
+
 // What a commit did, for logs and acks.
 struct CommitStats {
   bool duplicate = false;  // the scan id was committed before; nothing changed
@@ -102,6 +120,24 @@ struct IssuedCertificate {
   common::Clock::time_point not_after;
   std::string method;  // service-account-token, join-token, renewal
   std::string source;  // the caller's address
+};
+
+// A verdict a commit changed, for alerts and metrics: a result whose status is not the one
+// stored before, or (old_status UNSPECIFIED) a new result that is not PASS or NOT_APPLICABLE on a
+// node or cluster that already had results (a node's first report is its baseline, not news).
+struct VerdictChange {
+  std::string cluster;
+  std::string node;
+  std::string scan_id;
+  v1::Status old_status = v1::STATUS_UNSPECIFIED;
+  v1::CheckResult result;  // as stored: new status, severity, evidence, acceptance
+};
+
+// What one committed transaction changed. Rolled-back work is never in it.
+struct CommitNews {
+  std::vector<VerdictChange> changes;
+  std::vector<v1::DriftRecord> drift;
+  common::Clock::time_point at;
 };
 
 // A full report written in parts, for reports too large to hold at once (a cluster scan of
@@ -167,6 +203,7 @@ class Store {
       const std::string& cluster, common::Clock::time_point now) = 0;
   [[nodiscard]] virtual absl::StatusOr<v1::SummaryResponse> Summary(
       const std::string& cluster, common::Clock::time_point now) = 0;
+  [[nodiscard]] virtual absl::StatusOr<PostureCounts> CountResults() = 0;
   // Verdict changes, newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<v1::Transition>> History(
       const HistoryFilter& filter) = 0;
@@ -177,6 +214,10 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<size_t> PruneHistory(common::Clock::time_point cutoff) = 0;
   // Space as of the last commit (or open).
   virtual StoreSpace Space() const = 0;
+  // Called after each commit that changed a verdict or stored a drift event, on the committing
+  // thread, in commit order, with the store's write lock held: it must only queue (alerts) or
+  // count (metrics). Set it before the first commit.
+  virtual void SetCommitListener(std::function<void(CommitNews&&)> listener) = 0;
 
   // Fleet identity.
   [[nodiscard]] virtual absl::Status AddJoinToken(const JoinToken& token,

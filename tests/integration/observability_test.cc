@@ -1,0 +1,456 @@
+// Metrics and alerts against real consumers: the collector's and the agent's /metrics checked by
+// promtool and scraped by a real Prometheus server on loopback; webhooks delivered over real HTTP
+// to a receiver on loopback, with a real sqlite store behind the collector.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "fixtures/host_builder.h"
+#include "fixtures/http.h"
+#include "fixtures/process.h"
+#include "kspm/collector/server/server.h"
+#include "kspm/common/time.h"
+#include "nlohmann/json.hpp"
+
+namespace kspm {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+v1::CheckResult Result(const std::string& id, v1::Status status,
+                       v1::Severity severity = v1::SEVERITY_CRITICAL) {
+  v1::CheckResult r;
+  r.set_check_id(id);
+  r.set_benchmark("cis-kubernetes-1.12");
+  r.set_benchmark_id("4.2." + std::to_string(id.size()));
+  r.set_title("title of " + id);
+  r.set_status(status);
+  r.set_severity(severity);
+  r.set_scored(true);
+  r.set_reason(status == v1::STATUS_FAIL ? "--anonymous-auth=true (flag)" : "");
+  auto* e = r.add_evidence();
+  e->set_key("--anonymous-auth");
+  e->set_value("true");
+  e->set_source("flag of pid 812 (kubelet)");
+  return r;
+}
+
+v1::NodeReport Report(const std::string& node, std::vector<v1::CheckResult> results,
+                      uint32_t interval = 300) {
+  v1::NodeReport rep;
+  rep.set_scan_id(common::NewUuid());
+  rep.mutable_node()->set_node_name(node);
+  rep.mutable_node()->set_cluster("prod");
+  rep.set_full(true);
+  rep.set_scan_interval_seconds(interval);
+  for (auto& r : results) *rep.add_results() = std::move(r);
+  return rep;
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The value of the one sample of `series` (name and labels exactly as exposed), or -1.
+double Sample(const std::string& exposition, const std::string& series) {
+  size_t at = 0;
+  while ((at = exposition.find(series + " ", at)) != std::string::npos) {
+    if (at == 0 || exposition[at - 1] == '\n') {
+      return std::stod(exposition.substr(at + series.size() + 1));
+    }
+    ++at;
+  }
+  return -1;
+}
+
+class ObservabilityTest : public ::testing::Test {
+ protected:
+  void StartCollector(collector::server::AlertOptions alerts = {}) {
+    collector::server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.tls.insecure = true;
+    options.db_path = dir_.path() + "/kspm.db";
+    options.health_listen = "127.0.0.1:0";
+    options.metrics_posture_ttl = 0ms;
+    options.alerts = std::move(alerts);
+    auto server = collector::server::CollectorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(1s);
+  }
+  std::string MetricsUrl() const {
+    return "http://127.0.0.1:" + std::to_string(server_->health_port()) + "/metrics";
+  }
+  void Commit(const v1::NodeReport& report) {
+    auto stats = server_->store().CommitReport(report, common::Clock::now());
+    ASSERT_TRUE(stats.ok()) << stats.status();
+  }
+  collector::server::AlertOptions Alerts(const std::string& url, const std::string& format = "json",
+                                         const std::string& severity = "high") {
+    auto o = collector::server::MakeAlertOptions({url}, severity, format);
+    EXPECT_TRUE(o.ok()) << o.status();
+    o->retry_min = 50ms;
+    o->retry_max = 200ms;
+    o->attempts = 3;
+    o->stale_every = 100ms;
+    return *o;
+  }
+  // The alerts of every batch received so far, in order.
+  std::vector<Json> Received() const {
+    std::vector<Json> out;
+    for (const auto& r : receiver_.received()) {
+      const Json payload = Json::parse(r.body);
+      for (const auto& a : payload["alerts"]) out.push_back(a);
+    }
+    return out;
+  }
+
+  kspm::testing::TempDir dir_;
+  kspm::testing::HttpReceiver receiver_;
+  std::unique_ptr<collector::server::CollectorServer> server_;
+};
+
+// ---- metrics ----
+
+TEST_F(ObservabilityTest, MetricsAreValidExpositionAndFollowTheStore) {
+  StartCollector();
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_FAIL),
+                           Result("kubelet.read-only-port", v1::STATUS_PASS, v1::SEVERITY_HIGH),
+                           Result("kubelet.protect-kernel", v1::STATUS_FAIL, v1::SEVERITY_LOW)}));
+  Commit(Report("node-b", {Result("kubelet.anonymous-auth", v1::STATUS_FAIL),
+                           Result("kubelet.read-only-port", v1::STATUS_PASS, v1::SEVERITY_HIGH)}));
+  const auto got = kspm::testing::HttpGet(MetricsUrl());
+  ASSERT_EQ(got.code, 200);
+  EXPECT_EQ(got.content_type, "text/plain; version=0.0.4; charset=utf-8");
+
+  // Prometheus' own linter accepts the whole exposition (names, units, HELP/TYPE, _total).
+  const std::string file = dir_.path() + "/metrics.txt";
+  std::ofstream(file) << got.body;
+  const auto lint = kspm::testing::RunCommand("promtool check metrics < " + file, true);
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << "\n" << got.body;
+
+  // The score is the store's summary score, as a ratio.
+  auto summary = server_->store().Summary("prod", common::Clock::now());
+  ASSERT_TRUE(summary.ok());
+  EXPECT_NEAR(Sample(got.body, R"(kspm_posture_score_ratio{cluster="prod"})"),
+              summary->overall().score() / 100.0, 1e-9);
+  // Two nodes fail the critical check, one the low one: one series per check, not per node.
+  EXPECT_EQ(Sample(got.body,
+                   R"(kspm_failing_check_results{cluster="prod",benchmark="cis-kubernetes-1.12",)"
+                   R"(id="4.2.22",check_id="kubelet.anonymous-auth",severity="critical"})"),
+            2);
+  EXPECT_EQ(Sample(got.body, R"(kspm_results{cluster="prod",status="fail",severity="critical"})"),
+            2);
+  EXPECT_EQ(Sample(got.body, R"(kspm_results{cluster="prod",status="pass",severity="high"})"), 2);
+  EXPECT_EQ(Sample(got.body, R"(kspm_nodes{cluster="prod"})"), 2);
+  EXPECT_EQ(Sample(got.body, R"(kspm_stale_nodes{cluster="prod"})"), 0);
+  EXPECT_EQ(Sample(got.body, "kspm_store_up"), 1);
+
+  // node-a fixes the critical check: its series drops to one at the next scrape.
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_PASS),
+                           Result("kubelet.read-only-port", v1::STATUS_PASS, v1::SEVERITY_HIGH),
+                           Result("kubelet.protect-kernel", v1::STATUS_FAIL, v1::SEVERITY_LOW)}));
+  const auto after = kspm::testing::HttpGet(MetricsUrl());
+  EXPECT_EQ(Sample(after.body,
+                   R"(kspm_failing_check_results{cluster="prod",benchmark="cis-kubernetes-1.12",)"
+                   R"(id="4.2.22",check_id="kubelet.anonymous-auth",severity="critical"})"),
+            1);
+  EXPECT_EQ(Sample(after.body, R"(kspm_verdict_changes_total{status="pass"})"), 1);
+  EXPECT_GT(Sample(after.body, R"(kspm_posture_score_ratio{cluster="prod"})"),
+            Sample(got.body, R"(kspm_posture_score_ratio{cluster="prod"})"));
+}
+
+TEST_F(ObservabilityTest, HealthServerAnswersProbesAndRefusesTheRest) {
+  StartCollector();
+  const std::string base = "http://127.0.0.1:" + std::to_string(server_->health_port());
+  EXPECT_EQ(kspm::testing::HttpGet(base + "/healthz").body, "ok\n");
+  EXPECT_EQ(kspm::testing::HttpGet(base + "/readyz").code, 200);
+  const auto missing = kspm::testing::HttpGet(base + "/metrics/extra");
+  EXPECT_EQ(missing.code, 404);
+  EXPECT_NE(missing.body.find("/metrics"), std::string::npos);
+  EXPECT_EQ(kspm::testing::HttpGet(base + "/").code, 404);
+  // A second server on the same port is refused with the address named.
+  auto clash =
+      common::HealthServer::Start("127.0.0.1:" + std::to_string(server_->health_port()), nullptr);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.status().message().find("127.0.0.1:"), std::string::npos);
+  EXPECT_FALSE(common::HealthServer::Start("127.0.0.1:99999", nullptr).ok());
+  EXPECT_FALSE(common::HealthServer::Start("nowhere:80", nullptr).ok());
+}
+
+// A real Prometheus server scrapes the collector and a real agent (`kspm-agent run`) and answers
+// PromQL over what it scraped.
+TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
+  const auto which = kspm::testing::RunCommand("command -v prometheus", true);
+  if (which.exit_code != 0) GTEST_SKIP() << "prometheus is not installed (Debian: prometheus)";
+  StartCollector();
+  bool owners = false;
+  const std::string root = dir_.path() + "/host";
+  ASSERT_TRUE(kspm::testing::BuildFixtureHost("kubeadm-worker", root, &owners).ok());
+  const int agent_port = FreePort();
+  kspm::testing::Process agent(
+      {std::string(KSPM_BIN_DIR) + "/kspm-agent", "--log-level", "warn", "run", "--insecure",
+       "--collector", "127.0.0.1:" + std::to_string(server_->port()), "--cluster", "prod",
+       "--node-name", "worker-1", "--host-root", root, "--state-dir", dir_.path() + "/state",
+       "--drift-mode", "rescan", "--health-listen", "127.0.0.1:" + std::to_string(agent_port)},
+      {.log = dir_.path() + "/agent.log"});
+
+  const int prom_port = FreePort();
+  const std::string config = dir_.path() + "/prometheus.yml";
+  std::ofstream(config) << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                        << "scrape_configs:\n"
+                        << "  - job_name: kspm-collector\n"
+                        << "    static_configs: [{targets: ['127.0.0.1:" << server_->health_port()
+                        << "']}]\n"
+                        << "  - job_name: kspm-agent\n"
+                        << "    static_configs: [{targets: ['127.0.0.1:" << agent_port << "']}]\n";
+  kspm::testing::Process prometheus(
+      {"prometheus", "--config.file=" + config, "--storage.tsdb.path=" + dir_.path() + "/tsdb",
+       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+      {.log = dir_.path() + "/prometheus.log", .search_path = true});
+  const std::string api = "http://127.0.0.1:" + std::to_string(prom_port) + "/api/v1/query?query=";
+  auto query = [&](const std::string& promql) -> Json {
+    const auto got = kspm::testing::HttpGet(api + promql);
+    if (got.code != 200) return Json::array();
+    return Json::parse(got.body)["data"]["result"];
+  };
+  // Both targets up, the agent's scan results and the collector's score of the agent's node.
+  Json up, results, score, mode;
+  const bool scraped = kspm::testing::WaitUntil(
+      [&] {
+        up = query("sum(up)");
+        results = query("sum(kspm_agent_results)");
+        score = query("kspm_node_score_ratio%7Bnode=%22worker-1%22%7D");
+        mode = query("kspm_agent_drift_mode_info");
+        return up.size() == 1 && up[0]["value"][1] == "2" && results.size() == 1 &&
+               results[0]["value"][1] != "0" && score.size() == 1 && mode.size() == 1;
+      },
+      60s, 250ms);
+  ASSERT_TRUE(scraped) << "up=" << up.dump() << " results=" << results.dump()
+                       << " score=" << score.dump() << "\n"
+                       << prometheus.Log() << agent.Log();
+  // What Prometheus holds is what the store says: the agent's results, the node's score.
+  auto nodes = server_->store().Nodes("prod", common::Clock::now());
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  const auto& counts = (*nodes)[0].counts();
+  const uint32_t stored = counts.pass() + counts.fail() + counts.warn() + counts.manual() +
+                          counts.not_applicable() + counts.error();
+  EXPECT_EQ(std::stod(results[0]["value"][1].get<std::string>()), stored);
+  auto summary = server_->store().Summary("prod", common::Clock::now());
+  ASSERT_TRUE(summary.ok());
+  ASSERT_EQ(summary->nodes_size(), 1);
+  EXPECT_NEAR(std::stod(score[0]["value"][1].get<std::string>()), summary->nodes(0).score() / 100.0,
+              1e-9);
+  EXPECT_EQ(mode[0]["metric"]["mode"], "rescan");
+}
+
+// ---- alerts ----
+
+TEST_F(ObservabilityTest, NewCriticalFailIsAlertedAndItsFixIsResolved) {
+  StartCollector(Alerts(receiver_.url()));
+  // A node's first report is its baseline: a FAIL in it is not news.
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_PASS),
+                           Result("kubelet.protect-kernel", v1::STATUS_FAIL)}));
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_FAIL),
+                           Result("kubelet.protect-kernel", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 1; }));
+  const auto request = receiver_.received()[0];
+  EXPECT_EQ(request.content_type, "application/json");
+  const Json payload = Json::parse(request.body);
+  EXPECT_EQ(payload["version"], "kspm.alerts/v1");
+  ASSERT_EQ(payload["alerts"].size(), 1u) << payload.dump(2);
+  const Json& a = payload["alerts"][0];
+  EXPECT_EQ(a["kind"], "failing");
+  EXPECT_EQ(a["check_id"], "kubelet.anonymous-auth");
+  EXPECT_EQ(a["severity"], "critical");
+  EXPECT_EQ(a["status"], "FAIL");
+  EXPECT_EQ(a["previous_status"], "PASS");
+  EXPECT_EQ(a["cluster"], "prod");
+  EXPECT_EQ(a["node"], "node-a");
+  EXPECT_EQ(a["reason"], "--anonymous-auth=true (flag)");
+  EXPECT_EQ(a["evidence"][0]["source"], "flag of pid 812 (kubelet)");
+
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_PASS),
+                           Result("kubelet.protect-kernel", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return Received().size() == 2; }));
+  EXPECT_EQ(Received()[1]["kind"], "resolved");
+  EXPECT_EQ(Received()[1]["check_id"], "kubelet.anonymous-auth");
+}
+
+TEST_F(ObservabilityTest, OneCommitIsOneBatchAndUnchangedResultsAreNotAlerted) {
+  StartCollector(Alerts(receiver_.url()));
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS), Result("bb", v1::STATUS_PASS),
+                           Result("ccc", v1::STATUS_PASS)}));
+  const auto failing =
+      Report("node-a", {Result("a", v1::STATUS_FAIL), Result("bb", v1::STATUS_FAIL),
+                        Result("ccc", v1::STATUS_FAIL)});
+  Commit(failing);
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 1; }));
+  EXPECT_EQ(Received().size(), 3u);
+  // The same verdicts again (a new scan) and the same scan again (a redelivery): nothing new.
+  auto again = failing;
+  again.set_scan_id(common::NewUuid());
+  Commit(again);
+  Commit(failing);
+  // A marker commit after them: once its alert arrives, anything the others caused would have.
+  Commit(Report("node-b", {Result("a", v1::STATUS_PASS)}));
+  Commit(Report("node-b", {Result("a", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() >= 2; }));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(receiver_.received().size(), 2u);
+  EXPECT_EQ(Received().back()["node"], "node-b");
+}
+
+TEST_F(ObservabilityTest, AcceptedAndLowSeverityFindingsAreNotAlerted) {
+  StartCollector(Alerts(receiver_.url()));
+  Commit(Report("node-a", {Result("accepted", v1::STATUS_PASS),
+                           Result("low", v1::STATUS_PASS, v1::SEVERITY_MEDIUM),
+                           Result("marker", v1::STATUS_PASS)}));
+  auto accepted = Result("accepted", v1::STATUS_FAIL);
+  accepted.mutable_accepted()->set_exception("legacy-kubelet");
+  accepted.mutable_accepted()->set_reason("replaced in Q3");
+  Commit(Report("node-a", {accepted, Result("low", v1::STATUS_FAIL, v1::SEVERITY_MEDIUM),
+                           Result("marker", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 1; }));
+  ASSERT_EQ(Received().size(), 1u) << receiver_.received()[0].body;
+  EXPECT_EQ(Received()[0]["check_id"], "marker");
+}
+
+TEST_F(ObservabilityTest, DeliveryIsRetriedAfterA500AndGivenUpOnA400) {
+  StartCollector(Alerts(receiver_.url()));
+  receiver_.FailNext(2, 500);
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS)}));
+  Commit(Report("node-a", {Result("a", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 1; }));
+  EXPECT_EQ(receiver_.attempts(), 3u);
+  // A 400 will not change with retries: a dead letter at once, counted in metrics.
+  receiver_.FailNext(1, 400);
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS)}));
+  std::string metrics;
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    metrics = kspm::testing::HttpGet(MetricsUrl()).body;
+    return metrics.find("kspm_alert_dead_letters_total") != std::string::npos &&
+           Sample(metrics, "kspm_alert_dead_letters_total{webhook=\"0 http://127.0.0.1:" +
+                               std::to_string(std::stoi(receiver_.url().substr(17))) + "\"}") == 1;
+  })) << metrics;
+  EXPECT_EQ(receiver_.attempts(), 4u);
+  EXPECT_EQ(receiver_.received().size(), 1u);
+  // The webhook's path (a Slack URL's secret) never appears in metrics.
+  EXPECT_EQ(metrics.find("/hook"), std::string::npos);
+}
+
+TEST_F(ObservabilityTest, RetriesEndInADeadLetter) {
+  StartCollector(Alerts(receiver_.url()));
+  receiver_.FailNext(100, 503);
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS)}));
+  Commit(Report("node-a", {Result("a", v1::STATUS_FAIL)}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    return Sample(kspm::testing::HttpGet(MetricsUrl()).body,
+                  "kspm_alert_dead_letters_total{webhook=\"0 " + receiver_.url().substr(0, 22) +
+                      "\"}") == 1;
+  }));
+  EXPECT_EQ(receiver_.attempts(), 3u);  // `attempts` in all
+}
+
+// A receiver that hangs holds its own queue, never the store's writer.
+TEST_F(ObservabilityTest, AHungReceiverNeverHoldsCommits) {
+  StartCollector(Alerts(receiver_.url()));
+  receiver_.Hold();
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS)}));
+  for (int i = 0; i < 50; ++i) {
+    Commit(Report("node-a", {Result("a", i % 2 == 0 ? v1::STATUS_FAIL : v1::STATUS_PASS)}));
+  }
+  // Every commit returned while the receiver held the first POST.
+  EXPECT_TRUE(receiver_.received().empty());
+  receiver_.Release();
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 50; }));
+  EXPECT_EQ(Received().front()["kind"], "failing");
+  EXPECT_EQ(Received().back()["kind"], "resolved");
+}
+
+TEST_F(ObservabilityTest, DriftAndStaleNodesAreAlerted) {
+  StartCollector(Alerts(receiver_.url()));
+  // A node scanning every second is stale after 3 s without a report.
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS)}, 1));
+  auto drift = Report("node-a", {Result("a", v1::STATUS_FAIL)}, 1);
+  drift.set_full(false);
+  auto* e = drift.add_drift();
+  e->set_event_id(common::NewUuid());
+  e->set_node_name("node-a");
+  e->set_source("ebpf");
+  e->set_operation("chmod");
+  e->set_path("/var/lib/kubelet/config.yaml");
+  e->set_comm("chmod");
+  e->set_pid(4242);
+  auto* change = e->add_changes();
+  change->set_check_id("a");
+  change->set_old_status(v1::STATUS_PASS);
+  change->set_new_status(v1::STATUS_FAIL);
+  *change->mutable_result() = Result("a", v1::STATUS_FAIL);
+  Commit(drift);
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return Received().size() >= 2; }));
+  const auto alerts = Received();
+  EXPECT_EQ(alerts[0]["kind"], "failing");
+  EXPECT_EQ(alerts[1]["kind"], "drift");
+  EXPECT_EQ(alerts[1]["path"], "/var/lib/kubelet/config.yaml");
+  EXPECT_EQ(alerts[1]["process"]["pid"], 4242);
+  EXPECT_EQ(alerts[1]["changes"][0]["status"], "FAIL");
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return Received().size() >= 3; }, 10s));
+  EXPECT_EQ(Received()[2]["kind"], "stale");
+  EXPECT_EQ(Received()[2]["node"], "node-a");
+  // Once: a node that stays stale is not alerted again.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(Received().size(), 3u);
+}
+
+TEST_F(ObservabilityTest, SlackFormatIsOneTextMessage) {
+  StartCollector(Alerts(receiver_.url(), "slack"));
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_PASS)}));
+  auto failing = Result("kubelet.anonymous-auth", v1::STATUS_FAIL);
+  failing.set_reason("value <true> & more");
+  Commit(Report("node-a", {failing}));
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return receiver_.received().size() == 1; }));
+  const Json payload = Json::parse(receiver_.received()[0].body);
+  ASSERT_TRUE(payload.contains("text")) << payload.dump();
+  const std::string text = payload["text"];
+  EXPECT_NE(text.find(":rotating_light: *FAIL* [critical] cis-kubernetes-1.12"), std::string::npos)
+      << text;
+  // Slack's control characters are escaped.
+  EXPECT_NE(text.find("value &lt;true&gt; &amp; more"), std::string::npos) << text;
+}
+
+TEST_F(ObservabilityTest, AlertFlagsAreCheckedAndReadFromAConfigFile) {
+  EXPECT_FALSE(collector::server::MakeAlertOptions({"ftp://x"}, "high", "json").ok());
+  EXPECT_FALSE(collector::server::MakeAlertOptions({"http://x"}, "severe", "json").ok());
+  EXPECT_FALSE(collector::server::MakeAlertOptions({"http://x"}, "high", "teams").ok());
+  // From a file: a bad value there is refused with its name, like on the command line.
+  const std::string config = dir_.path() + "/collector.toml";
+  std::ofstream(config) << "[serve]\nalert-webhook = [\"" << receiver_.url()
+                        << "\"]\nalert-min-severity = \"severe\"\n";
+  const auto out =
+      kspm::testing::RunCommand(std::string(KSPM_BIN_DIR) + "/kspm-collector --config " + config +
+                                    " serve --insecure --db " + dir_.path() + "/x.db",
+                                true);
+  EXPECT_EQ(out.exit_code, 2) << out.out;
+  EXPECT_NE(out.out.find("--alert-min-severity 'severe'"), std::string::npos) << out.out;
+}
+
+}  // namespace
+}  // namespace kspm
