@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
 
   CLI::App* scan = app.add_subcommand("scan", "Scan this node once and print the results");
   commands::AddScanOptions(scan, o);
-  scan->add_option("--format", o.format, "text, json, csv, junit, sarif")->capture_default_str();
+  scan->add_option("--format", o.format, "text, json, csv, junit, sarif, html")
+      ->capture_default_str();
   scan->add_option("--output,-o", o.output, "Write to a file instead of stdout");
   scan->add_option("--exit-code", o.exit_code, "Exit with this code when any check fails");
   scan->add_option("--fail-on", o.fail_on,

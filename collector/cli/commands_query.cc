@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -14,6 +18,7 @@
 #include "cli/kspmctl.h"
 #include "grpcpp/client_context.h"
 #include "kspm/common/export.h"
+#include "kspm/common/html_report.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/time.h"
@@ -336,6 +341,8 @@ int Export(const Options& o) {
     case kspm::common::Format::kText:
       kspm::common::WriteText(rows, std::cout, false, true);
       break;
+    case kspm::common::Format::kHtml:
+      Die(kExitUsage, "export writes json, csv, junit or sarif; for HTML: kspmctl report");
     case kspm::common::Format::kJson: {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& f : resp.findings()) list.push_back(FindingToJson(f));
@@ -386,6 +393,78 @@ int ScanCluster(const Options& o) {
             << resp.accepted() << " accepted)\n";
   for (const auto& w : resp.warnings()) std::cout << "warning: " << w << "\n";
   std::cout << "findings: kspmctl findings --node cluster\n";
+  return 0;
+}
+
+// `kspmctl report`: the posture as one self-contained HTML file, with the score's trend over
+// `--since` replayed from the stored verdict changes.
+int Report(const Options& o, const std::string& output, size_t max_findings) {
+  if (o.format != "html" && o.format != "table") {
+    Die(kExitUsage, "report writes html (--format html); for data: kspmctl export");
+  }
+  const std::string window = o.since.empty() ? "30d" : o.since;
+  const auto since = ParseSince(window);
+  if (!since) Die(kExitUsage, "--since '" + window + "': expected 30m, 24h, 7d or RFC 3339");
+  auto stub = Connect(o);
+  kspm::common::HtmlReport html;
+  html.scope = o.cluster.empty() ? "all clusters" : "cluster " + o.cluster;
+  html.source = "collector " + o.collector;
+  html.max_findings = max_findings;
+  {
+    kspm::v1::SummaryRequest req;
+    req.set_cluster(o.cluster);
+    Check(stub->Summary(Context(o).get(), req, &html.summary), o);
+  }
+  Options failing = o;
+  failing.statuses = {"FAIL", "ERROR"};
+  failing.since.clear();
+  auto found = QueryFindings(failing, false);
+  html.findings.assign(std::make_move_iterator(found.mutable_findings()->begin()),
+                       std::make_move_iterator(found.mutable_findings()->end()));
+  {
+    kspm::v1::NodesRequest req;
+    req.set_cluster(o.cluster);
+    kspm::v1::NodesResponse resp;
+    Check(stub->ListNodes(Context(o).get(), req, &resp), o);
+    html.nodes.assign(resp.nodes().begin(), resp.nodes().end());
+  }
+  // The latest changes only: each is ~150 bytes, and gRPC's default message bound is 4 MiB.
+  constexpr uint32_t kTrendChanges = 20000;
+  kspm::v1::HistoryRequest req;
+  req.set_cluster(o.cluster);
+  *req.mutable_since() = *since;
+  req.set_limit(kTrendChanges);
+  kspm::v1::HistoryResponse history;
+  Check(stub->History(Context(o).get(), req, &history), o);
+  const std::vector<kspm::v1::Transition> changes(history.transitions().begin(),
+                                                  history.transitions().end());
+  html.trend_window = window;
+  html.trend = kspm::common::ReplayTrend(html.summary.benchmarks(), changes,
+                                         kspm::common::FromProto(*since), html.generated);
+  html.trend_note =
+      "Each benchmark's score is replayed back from now through the " +
+      std::to_string(changes.size()) + " stored verdict change" + (changes.size() == 1 ? "" : "s") +
+      " of the window" +
+      (changes.size() == kTrendChanges ? " (the latest " + std::to_string(kTrendChanges) + ")"
+                                       : std::string()) +
+      ". Objects and nodes added or removed in between count as they are now; pruned history "
+      "(--history-retention-days) is flat.";
+  const std::string page = kspm::common::RenderHtmlReport(html);
+  if (output.empty() || output == "-") {
+    std::cout << page;
+    return 0;
+  }
+  const std::string tmp = output + ".tmp";
+  {
+    std::ofstream file(tmp, std::ios::trunc);
+    file << page;
+    if (!file.flush()) Die(kExitUnavailable, "cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), output.c_str()) != 0) {
+    Die(kExitUnavailable, "cannot write " + output + ": " + std::strerror(errno));
+  }
+  std::cerr << "kspmctl: report written to " << output << " (" << page.size() / 1024
+            << " KiB, score " << kspm::common::FormatScore(html.summary.overall().score()) << ")\n";
   return 0;
 }
 

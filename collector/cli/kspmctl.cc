@@ -222,6 +222,17 @@ int Main(int argc, char** argv) {
   app.add_option("--config", config_path,
                  "Settings file (default: $KSPM_CONFIG, else ~/.config/kspm/config.yaml)");
   CLI::App* exp = app.add_subcommand("export", "Every current result as json, csv, junit, sarif");
+  CLI::App* report = app.add_subcommand(
+      "report", "The posture as one self-contained HTML file (scores, trend, failing checks)");
+  std::string report_output;
+  size_t report_max_findings = 2000;
+  report->add_option("--format", o.format, "html")->default_str("html");
+  report->add_option("-o,--output", report_output, "File to write (default: stdout)");
+  report->add_option("--since", o.since, "Window of the score trend (30m, 24h, 7d; default 30d)");
+  report
+      ->add_option("--max-findings", report_max_findings,
+                   "Failing results listed in detail, most severe first")
+      ->capture_default_str();
   CLI::App* drift = app.add_subcommand("drift", "Changes seen between scans (drift events)");
   drift->add_option("--node", o.node, "Only this node");
   drift->add_option("--id", o.id, "Only events that changed this check id or item id");
@@ -310,6 +321,7 @@ int Main(int argc, char** argv) {
   if (tokens_create->parsed()) return TokensCreate(o, token_node, token_ttl, token_uses);
   if (nodes_revoke->parsed()) return NodeAccess(o, access_node, true);
   if (nodes_allow->parsed()) return NodeAccess(o, access_node, false);
+  if (report->parsed()) return Report(o, report_output, report_max_findings);
   if (o.format != "table" && o.format != "json" && !exp->parsed()) {
     Die(kExitUsage, "unknown format '" + o.format + "' (table, json)");
   }

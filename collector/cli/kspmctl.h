@@ -84,6 +84,7 @@ int Findings(const Options& o);
 int Nodes(const Options& o);
 int Export(const Options& o);
 int ScanCluster(const Options& o);
+int Report(const Options& o, const std::string& output, size_t max_findings);
 // commands_history.cc
 int History(const Options& o);
 int Drift(const Options& o);

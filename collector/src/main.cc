@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
                    "Read the API with this kubeconfig (default: in-cluster credentials)");
   scan->add_option("--context", scan_cluster.context, "kubeconfig context (default: current)");
   scan->add_option("--cluster-name", scan_cluster.cluster_name, "Cluster name shown in output");
-  scan->add_option("--format", scan_cluster.format, "text, json, csv, junit or sarif")
+  scan->add_option("--format", scan_cluster.format, "text, json, csv, junit, sarif or html")
       ->capture_default_str();
   scan->add_option("--fail-on", scan_cluster.fail_on,
                    "Exit 3 when an unaccepted FAIL of this severity or higher is found");

@@ -14,6 +14,8 @@
 #include "fixtures/http.h"
 #include "fixtures/process.h"
 #include "kspm/collector/server/server.h"
+#include "kspm/common/html_report.h"
+#include "kspm/common/render.h"
 #include "kspm/common/time.h"
 #include "nlohmann/json.hpp"
 
@@ -37,6 +39,7 @@ v1::CheckResult Result(const std::string& id, v1::Status status,
   auto* e = r.add_evidence();
   e->set_key("--anonymous-auth");
   e->set_value("true");
+  e->set_present(true);
   e->set_source("flag of pid 812 (kubelet)");
   return r;
 }
@@ -450,6 +453,116 @@ TEST_F(ObservabilityTest, AlertFlagsAreCheckedAndReadFromAConfigFile) {
                                 true);
   EXPECT_EQ(out.exit_code, 2) << out.out;
   EXPECT_NE(out.out.find("--alert-min-severity 'severe'"), std::string::npos) << out.out;
+}
+
+// ---- the HTML report ----
+
+// Chromium's console messages (errors, CSP refusals, uncaught exceptions) on stderr.
+std::vector<std::string> ConsoleLines(const std::string& log) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while ((at = log.find(":CONSOLE", at)) != std::string::npos) {
+    const size_t start = log.rfind('\n', at);
+    const size_t end = log.find('\n', at);
+    out.push_back(log.substr(start == std::string::npos ? 0 : start + 1,
+                             end == std::string::npos ? std::string::npos : end - start - 1));
+    at = end == std::string::npos ? log.size() : end;
+  }
+  return out;
+}
+
+kspm::testing::CommandOutput Chromium(const std::string& args) {
+  return kspm::testing::RunCommand(
+      "chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars "
+      "--enable-logging=stderr --v=0 " +
+          args,
+      true);
+}
+
+// The score trend replays stored changes back from now: the score it gives before a change is
+// the score the store gave then.
+TEST_F(ObservabilityTest, TrendReplaysTheScoresTheStoreGave) {
+  StartCollector();
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS), Result("bb", v1::STATUS_FAIL),
+                           Result("ccc", v1::STATUS_PASS, v1::SEVERITY_LOW)}));
+  auto first = server_->store().Summary("", common::Clock::now());
+  ASSERT_TRUE(first.ok());
+  std::this_thread::sleep_for(5ms);
+  Commit(Report("node-a", {Result("a", v1::STATUS_FAIL), Result("bb", v1::STATUS_FAIL),
+                           Result("ccc", v1::STATUS_FAIL, v1::SEVERITY_LOW)}));
+  std::this_thread::sleep_for(5ms);
+  Commit(Report("node-a", {Result("a", v1::STATUS_PASS), Result("bb", v1::STATUS_FAIL),
+                           Result("ccc", v1::STATUS_FAIL, v1::SEVERITY_LOW)}));
+  auto second_to_last = common::Clock::now();
+  auto last = server_->store().Summary("", common::Clock::now());
+  ASSERT_TRUE(last.ok());
+  auto history = server_->store().History({});
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 3u);  // a twice, ccc once
+  const auto since = common::Clock::now() - 1h;
+  const auto trend = common::ReplayTrend(last->benchmarks(), *history, since, second_to_last);
+  ASSERT_EQ(trend.size(), 1u);
+  const auto& points = trend.begin()->second;
+  ASSERT_EQ(points.size(), 4u);  // the window's start, then each change
+  EXPECT_NEAR(points.front().score, first->benchmarks(0).score(), 1e-9);
+  EXPECT_NEAR(points.back().score, last->benchmarks(0).score(), 1e-9);
+  EXPECT_LT(points[2].score, points.front().score);  // everything failed in between
+}
+
+// `kspmctl report` renders in a real browser: no console error (no script error, nothing the
+// page's CSP refused to fetch), the score the store gives, hostile evidence shown as text.
+TEST_F(ObservabilityTest, HtmlReportRendersInChromiumWithoutConsoleErrors) {
+  if (kspm::testing::RunCommand("command -v chromium", true).exit_code != 0) {
+    GTEST_SKIP() << "chromium is not installed (Debian: chromium)";
+  }
+  // The check itself works on this Chromium: a page with an error is caught.
+  const std::string bad = dir_.path() + "/bad.html";
+  std::ofstream(bad) << "<html><body><script>undefinedFunction();</script></body></html>";
+  EXPECT_FALSE(ConsoleLines(Chromium("--dump-dom file://" + bad).out).empty());
+
+  StartCollector();
+  auto hostile = Result("kubelet.anonymous-auth", v1::STATUS_FAIL);
+  hostile.mutable_evidence(0)->set_value("<script>window.pwned=1</script>\"'&");
+  auto accepted = Result("kubelet.protect-kernel", v1::STATUS_FAIL, v1::SEVERITY_MEDIUM);
+  accepted.mutable_accepted()->set_exception("legacy-kernel");
+  accepted.mutable_accepted()->set_reason("vendor kernel until Q3");
+  Commit(Report("node-a", {Result("kubelet.anonymous-auth", v1::STATUS_PASS), accepted}));
+  Commit(Report("node-a", {hostile, accepted}));
+  Commit(Report("node-b", {Result("kubelet.anonymous-auth", v1::STATUS_PASS), accepted}));
+  const std::string html = dir_.path() + "/posture.html";
+  const auto made = kspm::testing::RunCommand(
+      std::string(KSPM_BIN_DIR) + "/kspmctl --insecure --collector 127.0.0.1:" +
+          std::to_string(server_->port()) + " report --since 1h -o " + html,
+      true);
+  ASSERT_EQ(made.exit_code, 0) << made.out;
+  std::string page;
+  ASSERT_TRUE(kspm::testing::ReadFileText(html, &page).ok());
+  // Self-contained: nothing is loaded from anywhere.
+  EXPECT_EQ(page.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(page.find("href=\"http"), std::string::npos);
+
+  const auto dom = Chromium("--dump-dom file://" + html);
+  EXPECT_TRUE(ConsoleLines(dom.out).empty()) << ConsoleLines(dom.out)[0];
+  auto summary = server_->store().Summary("", common::Clock::now());
+  ASSERT_TRUE(summary.ok());
+  EXPECT_NE(
+      dom.out.find("id=\"overall-score\">" + common::FormatScore(summary->overall().score()) + "<"),
+      std::string::npos)
+      << dom.out.substr(0, 3000);
+  // The hostile value is text in the page, not a script that ran.
+  EXPECT_NE(dom.out.find("&lt;script&gt;window.pwned=1&lt;/script&gt;"), std::string::npos);
+  EXPECT_EQ(dom.out.find("<script>window.pwned"), std::string::npos);
+  EXPECT_NE(dom.out.find("accepted by exception <b>legacy-kernel</b>: vendor kernel until Q3"),
+            std::string::npos);
+  EXPECT_NE(dom.out.find("1 stored verdict change "), std::string::npos);  // the trend's note
+
+  const std::string png = dir_.path() + "/posture.png";
+  const auto shot = Chromium("--window-size=1280,2000 --screenshot=" + png + " file://" + html);
+  EXPECT_TRUE(ConsoleLines(shot.out).empty()) << shot.out;
+  std::string image;
+  ASSERT_TRUE(kspm::testing::ReadFileText(png, &image).ok()) << shot.out;
+  EXPECT_EQ(image.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_GT(image.size(), 20000u);  // a rendered page, not a blank one
 }
 
 }  // namespace

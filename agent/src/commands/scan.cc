@@ -7,6 +7,7 @@
 #include "commands/commands.h"
 #include "kspm/common/export.h"
 #include "kspm/common/gate.h"
+#include "kspm/common/html_report.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/safe_text.h"
@@ -63,6 +64,18 @@ int RunScanCommand(const Options& o) {
     case common::Format::kSarif:
       common::WriteCiFormat(format, rows, out);
       break;
+    case common::Format::kHtml: {
+      std::vector<const v1::CheckResult*> results;
+      for (const auto& r : report.results()) results.push_back(&r);
+      common::HtmlReport html;
+      html.scope = "node " + report.node().node_name();
+      html.source = "kspm-agent " KSPM_VERSION " scan of " + report.host_root();
+      html.summary = common::SummarizeResults(results, report.node().node_name());
+      html.findings =
+          common::FindingsOf(results, report.node().cluster(), report.node().node_name());
+      out << common::RenderHtmlReport(html);
+      break;
+    }
     case common::Format::kText: {
       // A host without any component of the catalogue: one line and why, not a table of
       // NOT_APPLICABLE rows.

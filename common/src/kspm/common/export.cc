@@ -73,15 +73,13 @@ std::string CsvCell(const std::string& text) {
 }
 
 absl::Status ParseFormat(std::string_view name, Format* out) {
-  static const std::map<std::string, Format, std::less<>> kFormats = {{"text", Format::kText},
-                                                                      {"json", Format::kJson},
-                                                                      {"csv", Format::kCsv},
-                                                                      {"junit", Format::kJunit},
-                                                                      {"sarif", Format::kSarif}};
+  static const std::map<std::string, Format, std::less<>> kFormats = {
+      {"text", Format::kText},   {"json", Format::kJson},   {"csv", Format::kCsv},
+      {"junit", Format::kJunit}, {"sarif", Format::kSarif}, {"html", Format::kHtml}};
   const auto it = kFormats.find(name);
   if (it == kFormats.end()) {
     return absl::InvalidArgumentError("unknown format '" + std::string(name) +
-                                      "' (text, json, csv, junit, sarif)");
+                                      "' (text, json, csv, junit, sarif, html)");
   }
   *out = it->second;
   return absl::OkStatus();

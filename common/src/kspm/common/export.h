@@ -20,7 +20,7 @@ struct ResultRow {
 };
 
 // Output formats shared by `kspm-agent scan` and `kspmctl export`.
-enum class Format { kText, kJson, kCsv, kJunit, kSarif };
+enum class Format { kText, kJson, kCsv, kJunit, kSarif, kHtml };
 [[nodiscard]] absl::Status ParseFormat(std::string_view name, Format* out);
 
 // One CSV cell: RFC 4180 quoting, and a cell a spreadsheet would run as a formula (starting

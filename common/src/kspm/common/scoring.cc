@@ -36,6 +36,8 @@ v1::Score ScoreAccumulator::ToScore(const std::string& scope) const {
   s.set_scope(scope);
   s.set_score(Score());
   s.set_evaluated(evaluated());
+  s.set_pass_weight(pass_weight_);
+  s.set_total_weight(total_weight_);
   *s.mutable_counts() = counts_;
   return s;
 }

@@ -14,6 +14,7 @@
 #include "kspm/collector/cluster/serve_flags.h"
 #include "kspm/common/export.h"
 #include "kspm/common/gate.h"
+#include "kspm/common/html_report.h"
 #include "kspm/common/render.h"
 #include "kspm/common/time.h"
 
@@ -99,6 +100,15 @@ int RunScanCluster(const ScanClusterCommand& command) {
     case common::Format::kSarif:
       common::WriteCiFormat(format, rows, out);
       break;
+    case common::Format::kHtml: {
+      common::HtmlReport html;
+      html.scope = "cluster " + source.cluster;
+      html.source = "kspm-collector scan-cluster of " + source.description;
+      html.summary = common::SummarizeResults(results, "cluster");
+      html.findings = common::FindingsOf(results, source.cluster, "cluster");
+      out << common::RenderHtmlReport(html);
+      break;
+    }
     case common::Format::kText: {
       const bool colour = command.output.empty() && common::StdoutWantsColour();
       WriteScanText(scan, snapshot, source, out, colour, command.verbose);
