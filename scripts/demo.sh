@@ -7,7 +7,8 @@
 #  3. evaluates the bundled demo cluster snapshot (tests/fixtures/cluster/demo: a kubeadm-like
 #     cluster with a few realistic mistakes) offline with `kspm-collector scan-cluster`; the
 #     collector scans the same snapshot at start, so its results join the nodes' as `cluster`
-#  4. prints the merged posture summary and the failing findings with their evidence
+#  4. prints the merged posture summary and the failing findings with their evidence, and writes
+#     the HTML report to var/posture.html
 #  5. stops the collector with SIGTERM and exits 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,9 @@ echo "== kspmctl nodes"
 echo
 echo "== kspmctl findings --status FAIL"
 "$bin/kspmctl" --insecure --collector "$addr" findings --status FAIL
+echo
+echo "== kspmctl report: the same posture as one HTML file (open it in a browser)"
+"$bin/kspmctl" --insecure --collector "$addr" report -o "$var/posture.html"
 
 kill -TERM "$collector"
 wait "$collector"

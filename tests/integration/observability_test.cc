@@ -8,12 +8,16 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "fixtures/host_builder.h"
 #include "fixtures/http.h"
 #include "fixtures/process.h"
 #include "kspm/collector/server/server.h"
+#include "kspm/collector/store/store.h"
 #include "kspm/common/html_report.h"
 #include "kspm/common/render.h"
 #include "kspm/common/time.h"
@@ -197,21 +201,47 @@ TEST_F(ObservabilityTest, HealthServerAnswersProbesAndRefusesTheRest) {
   EXPECT_FALSE(common::HealthServer::Start("nowhere:80", nullptr).ok());
 }
 
-// A real Prometheus server scrapes the collector and a real agent (`kspm-agent run`) and answers
-// PromQL over what it scraped.
+// Metric family names of an exposition (from its TYPE lines).
+std::set<std::string> Families(const std::string& exposition) {
+  std::set<std::string> out;
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) out.insert(line.substr(7, line.find(' ', 7) - 7));
+  }
+  return out;
+}
+
+// A real Prometheus server scrapes the real binaries (`kspm-collector serve` with a cluster scan
+// and an alert webhook, `kspm-agent run`) and answers PromQL over what it scraped; the Grafana
+// dashboard's every query is valid PromQL on that server and names only metrics that exist; the
+// README lists every metric.
 TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
   const auto which = kspm::testing::RunCommand("command -v prometheus", true);
   if (which.exit_code != 0) GTEST_SKIP() << "prometheus is not installed (Debian: prometheus)";
-  StartCollector();
+  const std::string bin = KSPM_BIN_DIR;
+  const std::string db = dir_.path() + "/collector.db";
+  const int collector_health = FreePort();
+  kspm::testing::Process collector(
+      {bin + "/kspm-collector", "--log-level", "warn", "serve", "--insecure", "--listen",
+       "127.0.0.1:0", "--port-file", dir_.path() + "/port", "--db", db, "--health-listen",
+       "127.0.0.1:" + std::to_string(collector_health), "--cluster-name", "prod",
+       "--cluster-snapshot", std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/cluster/demo",
+       "--alert-webhook", receiver_.url()},
+      {.log = dir_.path() + "/collector.log"});
+  std::string port;
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    return kspm::testing::ReadFileText(dir_.path() + "/port", &port).ok() && !port.empty();
+  })) << collector.Log();
   bool owners = false;
   const std::string root = dir_.path() + "/host";
   ASSERT_TRUE(kspm::testing::BuildFixtureHost("kubeadm-worker", root, &owners).ok());
   const int agent_port = FreePort();
   kspm::testing::Process agent(
-      {std::string(KSPM_BIN_DIR) + "/kspm-agent", "--log-level", "warn", "run", "--insecure",
-       "--collector", "127.0.0.1:" + std::to_string(server_->port()), "--cluster", "prod",
-       "--node-name", "worker-1", "--host-root", root, "--state-dir", dir_.path() + "/state",
-       "--drift-mode", "rescan", "--health-listen", "127.0.0.1:" + std::to_string(agent_port)},
+      {bin + "/kspm-agent", "--log-level", "warn", "run", "--insecure", "--collector",
+       "127.0.0.1:" + port.substr(0, port.find('\n')), "--cluster", "prod", "--node-name",
+       "worker-1", "--host-root", root, "--state-dir", dir_.path() + "/state", "--drift-mode",
+       "rescan", "--health-listen", "127.0.0.1:" + std::to_string(agent_port)},
       {.log = dir_.path() + "/agent.log"});
 
   const int prom_port = FreePort();
@@ -219,7 +249,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
   std::ofstream(config) << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
                         << "scrape_configs:\n"
                         << "  - job_name: kspm-collector\n"
-                        << "    static_configs: [{targets: ['127.0.0.1:" << server_->health_port()
+                        << "    static_configs: [{targets: ['127.0.0.1:" << collector_health
                         << "']}]\n"
                         << "  - job_name: kspm-agent\n"
                         << "    static_configs: [{targets: ['127.0.0.1:" << agent_port << "']}]\n";
@@ -229,39 +259,97 @@ TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
       {.log = dir_.path() + "/prometheus.log", .search_path = true});
   const std::string api = "http://127.0.0.1:" + std::to_string(prom_port) + "/api/v1/query?query=";
   auto query = [&](const std::string& promql) -> Json {
-    const auto got = kspm::testing::HttpGet(api + promql);
-    if (got.code != 200) return Json::array();
-    return Json::parse(got.body)["data"]["result"];
+    std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+    char* escaped = curl_easy_escape(curl.get(), promql.c_str(), static_cast<int>(promql.size()));
+    const auto got = kspm::testing::HttpGet(api + escaped);
+    curl_free(escaped);
+    return got.body.empty() ? Json::object() : Json::parse(got.body);
   };
   // Both targets up, the agent's scan results and the collector's score of the agent's node.
   Json up, results, score, mode;
   const bool scraped = kspm::testing::WaitUntil(
       [&] {
-        up = query("sum(up)");
-        results = query("sum(kspm_agent_results)");
-        score = query("kspm_node_score_ratio%7Bnode=%22worker-1%22%7D");
-        mode = query("kspm_agent_drift_mode_info");
+        up = query("sum(up)")["data"]["result"];
+        results = query("sum(kspm_agent_results)")["data"]["result"];
+        score = query("kspm_node_score_ratio{node=\"worker-1\"}")["data"]["result"];
+        mode = query("kspm_agent_drift_mode_info")["data"]["result"];
         return up.size() == 1 && up[0]["value"][1] == "2" && results.size() == 1 &&
                results[0]["value"][1] != "0" && score.size() == 1 && mode.size() == 1;
       },
       60s, 250ms);
   ASSERT_TRUE(scraped) << "up=" << up.dump() << " results=" << results.dump()
                        << " score=" << score.dump() << "\n"
-                       << prometheus.Log() << agent.Log();
+                       << prometheus.Log() << agent.Log() << collector.Log();
   // What Prometheus holds is what the store says: the agent's results, the node's score.
-  auto nodes = server_->store().Nodes("prod", common::Clock::now());
+  auto store = collector::store::OpenSqliteStore(db, 1);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto nodes = (*store)->Nodes("prod", common::Clock::now());
   ASSERT_TRUE(nodes.ok());
-  ASSERT_EQ(nodes->size(), 1u);
-  const auto& counts = (*nodes)[0].counts();
-  const uint32_t stored = counts.pass() + counts.fail() + counts.warn() + counts.manual() +
-                          counts.not_applicable() + counts.error();
+  uint32_t stored = 0;
+  for (const auto& n : *nodes) {
+    if (n.identity().node_name() != "worker-1") continue;
+    const auto& c = n.counts();
+    stored = c.pass() + c.fail() + c.warn() + c.manual() + c.not_applicable() + c.error();
+  }
   EXPECT_EQ(std::stod(results[0]["value"][1].get<std::string>()), stored);
-  auto summary = server_->store().Summary("prod", common::Clock::now());
+  auto summary = (*store)->Summary("prod", common::Clock::now());
   ASSERT_TRUE(summary.ok());
-  ASSERT_EQ(summary->nodes_size(), 1);
-  EXPECT_NEAR(std::stod(score[0]["value"][1].get<std::string>()), summary->nodes(0).score() / 100.0,
-              1e-9);
+  for (const auto& n : summary->nodes()) {
+    if (n.scope() != "worker-1") continue;
+    EXPECT_NEAR(std::stod(score[0]["value"][1].get<std::string>()), n.score() / 100.0, 1e-9);
+  }
   EXPECT_EQ(mode[0]["metric"]["mode"], "rescan");
+
+  // Every family either binary exposes (the collector with its cluster scan and a webhook).
+  std::set<std::string> families = Families(
+      kspm::testing::HttpGet("http://127.0.0.1:" + std::to_string(collector_health) + "/metrics")
+          .body);
+  const auto agent_families = Families(
+      kspm::testing::HttpGet("http://127.0.0.1:" + std::to_string(agent_port) + "/metrics").body);
+  families.insert(agent_families.begin(), agent_families.end());
+  for (const char* expected : {"kspm_cluster_scan_duration_seconds", "kspm_alerts_total",
+                               "kspm_agent_scan_duration_seconds", "kspm_posture_score_ratio"}) {
+    EXPECT_TRUE(families.contains(expected)) << expected;
+  }
+  // The dashboard: valid PromQL on a real server, and only metrics that exist.
+  std::string text;
+  ASSERT_TRUE(kspm::testing::ReadFileText(
+                  std::string(KSPM_SOURCE_DIR) + "/packaging/grafana/kspm-dashboard.json", &text)
+                  .ok());
+  const Json dashboard = Json::parse(text);
+  size_t queries = 0;
+  for (const auto& panel : dashboard["panels"]) {
+    for (const auto& target : panel.value("targets", Json::array())) {
+      std::string expr = target["expr"];
+      for (size_t at; (at = expr.find("$cluster")) != std::string::npos;) {
+        expr.replace(at, 8, ".*");
+      }
+      const Json answer = query(expr);
+      EXPECT_EQ(answer.value("status", ""), "success")
+          << panel["title"] << ": " << expr << " -> " << answer.dump();
+      ++queries;
+      static const std::regex kName("kspm_[a-z0-9_]+");
+      for (std::sregex_iterator it(expr.begin(), expr.end(), kName), end; it != end; ++it) {
+        std::string name = it->str();
+        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+          const std::string s = suffix;
+          if (!families.contains(name) && name.ends_with(s)) {
+            name = name.substr(0, name.size() - s.size());
+          }
+        }
+        EXPECT_TRUE(families.contains(name))
+            << panel["title"] << " uses " << it->str() << ", which neither binary exposes";
+      }
+    }
+  }
+  EXPECT_GE(queries, 20u);
+  // The README names every family.
+  std::string readme;
+  ASSERT_TRUE(
+      kspm::testing::ReadFileText(std::string(KSPM_SOURCE_DIR) + "/README.md", &readme).ok());
+  for (const auto& name : families) {
+    EXPECT_NE(readme.find("`" + name + "`"), std::string::npos) << name << " is not in the README";
+  }
 }
 
 // ---- alerts ----

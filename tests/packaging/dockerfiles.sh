@@ -14,9 +14,11 @@ for img in agent collector; do
 done
 grep -qx 'USER 65532:65532' "$PKG/docker/Dockerfile.collector" \
   || fail "docker: the collector image does not run as uid 65532"
-for lib in libgrpc++1.51 libprotobuf32 libsqlite3-0 libspdlog1.10 libcurl4; do
+for lib in libgrpc++1.51 libprotobuf32 libsqlite3-0 libspdlog1.10 libcurl4 libprometheus-cpp-core1.0 \
+  libcivetweb1; do
   grep -q "$lib" "$PKG/docker/Dockerfile.collector" || fail "docker: collector lacks $lib"
 done
-for lib in libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libspdlog1.10 libbpf1; do
+for lib in libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libspdlog1.10 libbpf1 libprometheus-cpp-core1.0 \
+  libcivetweb1; do
   grep -q "$lib" "$PKG/docker/Dockerfile.agent" || fail "docker: agent lacks $lib"
 done

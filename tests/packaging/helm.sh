@@ -48,6 +48,20 @@ if ((HAVE_PY)); then
   else
     fail "helm: collector.scanConfigMaps=true: $(cat "$TMP/helm-configmaps.yaml.log")"
   fi
+  if helm_template "$TMP/helm-monitoring.yaml" --set metrics.serviceMonitor.enabled=true \
+    --set collector.alertsSecret=kspm-alerts; then
+    structure "helm (metrics.serviceMonitor.enabled=true)" kspm-system \
+      "$TMP/helm-monitoring.yaml" token
+    python3 "$HERE/monitors.py" "$TMP/helm-monitoring.yaml" kspm-system \
+      || fail "helm: serviceMonitor: monitors do not match the ports they scrape"
+    grep -q -- '--config=/etc/kspm/alerts/collector.toml' "$TMP/helm-monitoring.yaml" \
+      || fail "helm: collector.alertsSecret does not give the collector its --config"
+  else
+    fail "helm: metrics.serviceMonitor.enabled=true: $(cat "$TMP/helm-monitoring.yaml.log")"
+  fi
+  if grep -qE 'kind: (ServiceMonitor|PodMonitor)' "$TMP/helm.yaml"; then
+    fail "helm: monitors rendered though metrics.serviceMonitor.enabled is false"
+  fi
   if helm_template "$TMP/helm-bad.yaml" --set enrollment.mode=tokn; then
     fail "helm: enrollment.mode=tokn rendered instead of failing"
   elif grep -q 'enrollment.mode must be token or static' "$TMP/helm-bad.yaml.log"; then

@@ -47,6 +47,19 @@ if need kubectl; then
   else
     fail "kubernetes: scan-configmaps component failed: $(cat "$TMP/kustomize.err")"
   fi
+  # The monitoring component: a ServiceMonitor on the Service's health port, a PodMonitor on the
+  # agents' (the ports must exist under those names, or Prometheus scrapes nothing).
+  mkdir -p "$TMP/monitoring-overlay"
+  printf 'resources: [%s/base]\ncomponents: [%s/components/monitoring]\n' "$rel" "$rel" \
+    >"$TMP/monitoring-overlay/kustomization.yaml"
+  if kubectl kustomize "$TMP/monitoring-overlay" >"$TMP/kustomize-monitoring.yaml" \
+    2>"$TMP/kustomize.err"; then
+    ok "kubernetes: kubectl kustomize base + components/monitoring"
+    ((HAVE_PY)) && python3 "$HERE/monitors.py" "$TMP/kustomize-monitoring.yaml" kspm-system \
+      || fail "kubernetes: monitoring component: monitors do not match the ports they scrape"
+  else
+    fail "kubernetes: monitoring component failed: $(cat "$TMP/kustomize.err")"
+  fi
 else
   fail "kubernetes: kubectl not found"
 fi

@@ -269,8 +269,19 @@ if dep:
         one("PersistentVolumeClaim", claim)
     flags = flag_values(args)
     enrol_flags = sorted(f for f in flags if f.startswith(("--enroll-", "--agent-")))
+    # An alerts Secret (webhook URLs) is the one more the collector may mount: read-only, at
+    # /etc/kspm/alerts, and read through --config.
+    alerts = set()
+    for v in spec.get("volumes") or []:
+        mounts = [m for m in c.get("volumeMounts") or [] if m["name"] == v["name"]]
+        if mounts and mounts[0]["mountPath"] == "/etc/kspm/alerts" and "secret" in v:
+            alerts = volume_secrets(v)
+            if not mounts[0].get("readOnly"):
+                err(f"{kind}: the alerts Secret is mounted writable")
+            if flags.get("--config") != "/etc/kspm/alerts/collector.toml":
+                err(f"{kind}: the alerts Secret is mounted but --config does not read it")
     if mode == "token":
-        want = {"kspm-ca", "kspm-collector-tls", CA_KEY_SECRET}
+        want = {"kspm-ca", "kspm-collector-tls", CA_KEY_SECRET} | alerts
         if secret_names(spec) != want:
             err(f"{kind}: secrets {secret_names(spec)}, expected {sorted(want)}")
         key = flags.get("--enroll-ca-key")
@@ -307,7 +318,7 @@ if dep:
         if spec.get("automountServiceAccountToken") is not True:
             err(f"{kind}: no API token: enrolment needs TokenReview")
     else:
-        if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"}:
+        if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"} | alerts:
             err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-collector-tls")
         if enrol_flags:
             err(f"{kind}: enrolment flags {enrol_flags} in static mode")
