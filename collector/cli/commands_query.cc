@@ -439,8 +439,9 @@ int Report(const Options& o, const std::string& output, size_t max_findings) {
   const std::vector<kspm::v1::Transition> changes(history.transitions().begin(),
                                                   history.transitions().end());
   html.trend_window = window;
-  html.trend = kspm::common::ReplayTrend(html.summary.benchmarks(), changes,
-                                         kspm::common::FromProto(*since), html.generated);
+  html.trend =
+      kspm::common::ReplayTrend(html.summary.benchmarks(), changes, kspm::common::FromProto(*since),
+                                changes.size() == kTrendChanges);
   html.trend_note =
       "Each benchmark's score is replayed back from now through the " +
       std::to_string(changes.size()) + " stored verdict change" + (changes.size() == 1 ? "" : "s") +

@@ -2,6 +2,7 @@
 //   kspm-collector serve --listen ADDR --db PATH --tls-ca CA --tls-cert CERT --tls-key KEY
 //   kspm-collector scan-cluster --from DIR [--format text|json] [--exceptions FILE]
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <signal.h>
 
 #include <csignal>
@@ -120,6 +121,8 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread: alert webhooks and the API client use libcurl from several threads.
+  curl_global_init(CURL_GLOBAL_DEFAULT);
   kspm::collector::server::ServerOptions options;
   std::string log_level = "info";
   std::string log_format = "text";

@@ -25,8 +25,10 @@
 #include "kspm/collector/cluster/watch.h"
 #include "kspm/collector/cluster/workloads.h"
 #include "kspm/collector/k8s/snapshot_dir.h"
+#include "kspm/collector/server/metrics.h"
 #include "kspm/collector/store/store.h"
 #include "nlohmann/json.hpp"
+#include "prometheus/text_serializer.h"
 
 namespace {
 
@@ -323,6 +325,17 @@ int RunOne(int pods, int namespaces, int roles) {
   const auto t7 = Clock::now();
   auto summary = (*store)->Summary("", kspm::common::Clock::now());
   const auto t8 = Clock::now();
+  // A Prometheus scrape that reads the posture afresh (its cache expired): every cluster's
+  // summary, counts by status and severity, failing results per check, then the text.
+  kspm::collector::server::CollectorMetrics metrics(**store, std::chrono::milliseconds(0));
+  std::string exposition;
+  size_t series = 0;
+  {
+    const auto families = metrics.collectable()->Collect();
+    for (const auto& f : families) series += f.metric.size();
+    exposition = prometheus::TextSerializer().Serialize(families);
+  }
+  const auto t8m = Clock::now();
   const size_t objects = snapshot.size(), dropped = snapshot.replica_specs_dropped();
 
   // The watched cluster: a pod created with `privileged: true` in a team namespace, applied to
@@ -441,6 +454,9 @@ int RunOne(int pods, int namespaces, int roles) {
   std::printf("  summary              %7.3f s   (%d namespace and %d section scores)\n",
               Seconds(t7, t8), summary.ok() ? summary->namespaces_size() : -1,
               summary.ok() ? summary->sections_size() : -1);
+  std::printf("  /metrics scrape      %7.3f s   (%zu series, %zu KB; %.1fx the summary alone)\n",
+              Seconds(t8, t8m), series, exposition.size() / 1024,
+              Seconds(t8, t8m) / std::max(1e-9, Seconds(t7, t8)));
   std::printf(
       "  watch: privileged pod created -> FAIL committed: p50 %.0f ms, p99 %.0f ms, max %.0f ms "
       "over %d events (+ %lld ms settle; target p99 < 1 s); %zu checks whole, %zu per "

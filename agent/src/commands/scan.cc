@@ -70,7 +70,8 @@ int RunScanCommand(const Options& o) {
       common::HtmlReport html;
       html.scope = "node " + report.node().node_name();
       html.source = "kspm-agent " KSPM_VERSION " scan of " + report.host_root();
-      html.summary = common::SummarizeResults(results, report.node().node_name());
+      html.summary = common::SummarizeResults(results, report.node().node_name(),
+                                              report.node().platform_benchmark());
       html.findings =
           common::FindingsOf(results, report.node().cluster(), report.node().node_name());
       out << common::RenderHtmlReport(html);

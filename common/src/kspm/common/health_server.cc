@@ -79,10 +79,10 @@ absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(
     return absl::InvalidArgumentError("health address '" + listen + "': bad port");
   }
   std::unique_ptr<HealthServer> s(new HealthServer());
-  // Two threads: probes and a scrape at a time; a slow client holds one for at most 2 s.
+  // Four threads: probes, scrapes and a slow client or two (each held at most 2 s).
   const std::vector<std::string> options = {
       "listening_ports",    host + ":" + port,
-      "num_threads",        "2",
+      "num_threads",        "4",
       "request_timeout_ms", "2000",
       "enable_keep_alive",  "no",
   };
@@ -97,6 +97,7 @@ absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(
   mg_server_port info[1]{};
   if (mg_get_server_ports(s->server_->getContext(), 1, info) >= 1) ports[0] = info[0].port;
   s->port_ = ports[0];
+  s->address_ = parsed.s_addr;
 
   auto add = [&](const char* uri, std::function<Endpoint::Answer()> answer) {
     s->handlers_.push_back(std::make_unique<Endpoint>(std::move(answer)));
@@ -135,13 +136,14 @@ HealthServer::~HealthServer() {
   // civetweb's listener polls for 2 s between looks at its stop flag; a connection wakes it, so
   // the stop takes milliseconds, not seconds (every collector and agent shutdown waits on it).
   std::atomic<bool> closed{false};
-  std::thread waker([&closed, port = port_] {
+  const in_addr_t to = address_ == htonl(INADDR_ANY) ? htonl(INADDR_LOOPBACK) : address_;
+  std::thread waker([&closed, port = port_, to] {
     while (!closed.load()) {
       const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in addr{};
       addr.sin_family = AF_INET;
       addr.sin_port = htons(static_cast<uint16_t>(port));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_addr.s_addr = to;
       (void)::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
       ::close(fd);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

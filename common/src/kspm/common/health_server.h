@@ -1,5 +1,7 @@
 #pragma once
 
+#include <netinet/in.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +43,7 @@ class HealthServer {
   HealthServer() = default;
 
   int port_ = 0;
+  in_addr_t address_ = 0;  // the bound IPv4 address, network order (0: every address)
   std::vector<std::unique_ptr<CivetHandler>> handlers_;
   std::unique_ptr<CivetServer> server_;
 };

@@ -401,21 +401,24 @@ std::vector<v1::Finding> FindingsOf(const std::vector<const v1::CheckResult*>& r
 }
 
 v1::SummaryResponse SummarizeResults(const std::vector<const v1::CheckResult*>& results,
-                                     const std::string& node) {
+                                     const std::string& node, const std::string& judged_by) {
   ScoreAccumulator overall;
   std::map<std::string, ScoreAccumulator> benchmarks, sections, namespaces;
   std::map<std::string, uint32_t> failed;
   for (const auto* result : results) {
     const v1::CheckResult& r = *result;
-    overall.Add(r.status(), r.severity(), r.scored());
+    const bool counts_for_node =
+        judged_by.empty() || !IsKubernetesBenchmark(r.benchmark()) || r.benchmark() == judged_by;
+    if (counts_for_node) {
+      overall.Add(r.status(), r.severity(), r.scored());
+      if (r.status() == v1::STATUS_FAIL) failed[std::string(SeverityName(r.severity()))]++;
+    }
     if (const std::string ns = ResourceScope(r); !ns.empty()) {
       namespaces[ns].Add(r.status(), r.severity(), r.scored());
     }
     benchmarks[r.benchmark()].Add(r.status(), r.severity(), r.scored());
-    const std::string& id = r.benchmark_id();
-    const size_t dot = id.find('.', id.find('.') + 1);
-    sections[r.benchmark() + " " + id.substr(0, dot)].Add(r.status(), r.severity(), r.scored());
-    if (r.status() == v1::STATUS_FAIL) failed[std::string(SeverityName(r.severity()))]++;
+    sections[r.benchmark() + " " + SectionOf(r.benchmark_id())].Add(r.status(), r.severity(),
+                                                                    r.scored());
   }
   v1::SummaryResponse out;
   *out.mutable_overall() = overall.ToScore("overall");
@@ -430,10 +433,12 @@ v1::SummaryResponse SummarizeResults(const std::vector<const v1::CheckResult*>& 
 
 std::map<std::string, std::vector<TrendPoint>> ReplayTrend(
     const google::protobuf::RepeatedPtrField<v1::Score>& benchmarks,
-    const std::vector<v1::Transition>& history, Clock::time_point since, Clock::time_point now) {
+    const std::vector<v1::Transition>& history, Clock::time_point since, bool truncated) {
   struct Weights {
     double pass = 0, total = 0;
-    double Score() const { return total <= 0 ? 100.0 : 100.0 * std::max(0.0, pass) / total; }
+    double Score() const {
+      return total <= 0 ? 100.0 : std::clamp(100.0 * pass / total, 0.0, 100.0);
+    }
     void Apply(v1::Status status, double w, int sign) {
       if (status == v1::STATUS_PASS) {
         pass += sign * w;
@@ -449,11 +454,26 @@ std::map<std::string, std::vector<TrendPoint>> ReplayTrend(
     if (!b.evaluated()) continue;
     weights[b.scope()] = {b.pass_weight(), b.total_weight()};
   }
+  std::map<std::string, v1::Status> status_after;  // per result: its status after the change
+  std::set<std::string> ended;                     // results whose earlier changes are skipped
+  Clock::time_point start = since;
+  if (truncated && !history.empty()) start = std::max(since, FromProto(history.back().at()));
   for (const auto& t : history) {  // newest first
     const auto at = FromProto(t.at());
-    if (at < since) break;
+    if (at < start) break;
     auto it = weights.find(t.benchmark());
-    if (it == weights.end() || !t.scored() || t.severity() == v1::SEVERITY_UNSPECIFIED) continue;
+    if (it == weights.end()) continue;
+    const std::string key = t.cluster() + '\x1f' + t.node() + '\x1f' + t.check_id() + '\x1f' +
+                            t.benchmark() + '\x1f' + t.object();
+    if (ended.contains(key)) continue;
+    const auto known = status_after.find(key);
+    const v1::Status after = known == status_after.end() ? t.current_status() : known->second;
+    if (t.new_status() != after) {
+      ended.insert(key);
+      continue;
+    }
+    status_after[key] = t.old_status();
+    if (!t.scored()) continue;  // no weight: the score does not move
     const double w = SeverityWeight(t.severity());
     // The score from this change on, then the change undone: the score before it.
     backwards[t.benchmark()].push_back({at, it->second.Score()});
@@ -463,10 +483,14 @@ std::map<std::string, std::vector<TrendPoint>> ReplayTrend(
   std::map<std::string, std::vector<TrendPoint>> out;
   for (const auto& [benchmark, w] : weights) {
     auto& points = out[benchmark];
-    points.push_back({since, w.Score()});  // before the oldest change in the window
+    points.push_back({start, w.Score()});  // before the oldest change replayed
     const auto& changes = backwards[benchmark];
-    for (auto it = changes.rbegin(); it != changes.rend(); ++it) points.push_back(*it);
-    (void)now;
+    // Oldest first; changes of one commit share a time: the score after the last of them.
+    for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+      auto next = std::next(it);
+      if (next != changes.rend() && next->at == it->at) continue;
+      points.push_back(*it);
+    }
   }
   return out;
 }

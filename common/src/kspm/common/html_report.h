@@ -36,18 +36,24 @@ struct HtmlReport {
 std::string RenderHtmlReport(const HtmlReport& report);
 
 // One node's results scored as the collector's summary scores them (overall, per benchmark,
-// section and namespace; one node).
+// section and namespace; one node). `judged_by`: the Kubernetes benchmark the node is judged by
+// (its platform's); results under other Kubernetes benchmarks (`--benchmark all`) count for
+// their benchmark's score only, not the overall one. Empty: every result counts.
 v1::SummaryResponse SummarizeResults(const std::vector<const v1::CheckResult*>& results,
-                                     const std::string& node);
+                                     const std::string& node, const std::string& judged_by = "");
 // The results as findings of one node, for a report made without a collector.
 std::vector<v1::Finding> FindingsOf(const std::vector<const v1::CheckResult*>& results,
                                     const std::string& cluster, const std::string& node);
 
 // The score of each benchmark in `benchmarks` (current weights) back through `history` (verdict
-// changes, newest first, with severity and scoring): each change undone gives the score before
-// it. Points from `since` to `now`, oldest first; changes of results since removed are skipped.
+// changes, newest first, with severity, scoring and the result's current status): each change
+// undone gives the score before it. Points oldest first, from `since` (or, when `truncated`:
+// the history holds only the latest changes, from the oldest change given). A result's chain of
+// changes is followed back from its current status; a change that does not lead to the status
+// after it (the object was deleted and created again, or the result is gone) ends that result's
+// replay, since the current weights hold only its present life.
 std::map<std::string, std::vector<TrendPoint>> ReplayTrend(
     const google::protobuf::RepeatedPtrField<v1::Score>& benchmarks,
-    const std::vector<v1::Transition>& history, Clock::time_point since, Clock::time_point now);
+    const std::vector<v1::Transition>& history, Clock::time_point since, bool truncated = false);
 
 }  // namespace kspm::common

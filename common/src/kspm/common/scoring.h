@@ -10,6 +10,12 @@
 // scores and the gates of `kspm-agent scan` and `scan-cluster` (README "Scores").
 namespace kspm::common {
 
+// The part of a benchmark item id a section score groups by: `1.2.3` -> `1`, `pod.privileged` ->
+// `pod` (the store's summaries, its migration 5, and reports made without a collector).
+inline std::string SectionOf(const std::string& benchmark_id) {
+  return benchmark_id.substr(0, benchmark_id.find('.'));
+}
+
 // Severity weight used by scores: info 1, low 2, medium 4, high 7, critical 10.
 int SeverityWeight(v1::Severity severity);
 

@@ -18,12 +18,24 @@ std::string StatusText(v1::Status s) {
   return s == v1::STATUS_UNSPECIFIED ? "" : std::string(common::StatusName(s));
 }
 
-// The URL without its path and query (a Slack webhook's path is its secret).
+// The URL without its path, query and user info (a Slack webhook's path is its secret; a URL may
+// carry user:password@).
 std::string Origin(const std::string& url) {
   const size_t scheme = url.find("://");
-  const size_t path = url.find_first_of("/?#", scheme == std::string::npos ? 0 : scheme + 3);
-  return url.substr(0, path);
+  const size_t host = scheme == std::string::npos ? 0 : scheme + 3;
+  const size_t path = url.find_first_of("/?#", host);
+  std::string authority = url.substr(host, path == std::string::npos ? path : path - host);
+  if (const size_t at = authority.rfind('@'); at != std::string::npos) {
+    authority = authority.substr(at + 1);
+  }
+  return url.substr(0, host) + authority;
 }
+
+// Alerts per POST: one commit can change thousands of verdicts (a catalogue upgrade, a cluster
+// scan after an RBAC change); receivers refuse large bodies (Slack: 40,000 characters of text).
+constexpr size_t kAlertsPerPost = 100;
+// Bytes of alerts waiting per webhook; past it the oldest batches are dead letters.
+constexpr size_t kMaxQueuedBytes = 64u << 20;
 
 Json VerdictAlert(const store::VerdictChange& c, const char* kind) {
   const v1::CheckResult& r = c.result;
@@ -164,11 +176,18 @@ void Alerter::Stop() {
     { std::lock_guard lock(t->mu); }
     t->cv.notify_all();
     if (t->thread.joinable()) t->thread.join();
+    if (!t->queue.empty()) {
+      size_t alerts = 0;
+      for (const auto& b : t->queue) alerts += b.size();
+      spdlog::warn("alerts for {}: {} alerts still queued at shutdown are not sent", t->label,
+                   alerts);
+    }
   }
   if (stale_thread_.joinable()) stale_thread_.join();
 }
 
 void Alerter::OnCommit(const store::CommitNews& news) {
+  if (stopping_.load()) return;
   for (auto& t : targets_) {
     std::vector<std::string> batch;
     for (const auto& c : news.changes) {
@@ -198,13 +217,24 @@ void Alerter::Queue(Target& t, std::vector<std::string> batch) {
   t.alerts += batch.size();
   {
     std::lock_guard lock(t.mu);
-    if (t.queue.size() >= options_.max_queue) {
-      t.queue.pop_front();
-      t.dead++;
-      spdlog::warn("alerts for {}: {} batches waiting, the oldest dropped (dead letter)", t.label,
-                   options_.max_queue);
+    for (size_t first = 0; first < batch.size(); first += kAlertsPerPost) {
+      std::vector<std::string> part;
+      size_t bytes = 0;
+      for (size_t i = first; i < batch.size() && i < first + kAlertsPerPost; ++i) {
+        bytes += batch[i].size();
+        part.push_back(std::move(batch[i]));
+      }
+      while (!t.queue.empty() &&
+             (t.queue.size() >= options_.max_queue || t.queued_bytes + bytes > kMaxQueuedBytes)) {
+        for (const auto& a : t.queue.front()) t.queued_bytes -= a.size();
+        t.queue.pop_front();
+        t.dead++;
+        spdlog::warn("alerts for {}: queue full ({} batches, {} bytes), the oldest dropped",
+                     t.label, t.queue.size() + 1, t.queued_bytes + bytes);
+      }
+      t.queued_bytes += bytes;
+      t.queue.push_back(std::move(part));
     }
-    t.queue.push_back(std::move(batch));
   }
   t.cv.notify_one();
 }
@@ -245,12 +275,26 @@ absl::Status Alerter::Post(const Target& t, const std::string& body, bool* retry
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  // Stop ends a POST in progress at once rather than after its timeout.
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &stopping_);
+  curl_easy_setopt(
+      c, CURLOPT_XFERINFOFUNCTION,
+      +[](void* stopping, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+        return static_cast<const std::atomic<bool>*>(stopping)->load() ? 1 : 0;
+      });
   const CURLcode rc = curl_easy_perform(c);
-  if (rc != CURLE_OK) return absl::UnavailableError(curl_easy_strerror(rc));
+  if (rc != CURLE_OK) {
+    // A URL curl cannot use stays unusable; the network and the receiver may come back.
+    *retry = rc != CURLE_URL_MALFORMAT && rc != CURLE_UNSUPPORTED_PROTOCOL &&
+             rc != CURLE_ABORTED_BY_CALLBACK;
+    return absl::UnavailableError(curl_easy_strerror(rc));
+  }
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   if (code >= 200 && code < 300) return absl::OkStatus();
   // A request the receiver refuses as such will be refused again; overload and outages pass.
+  // Redirects are not followed (a webhook that moved is a configuration to fix).
   *retry = code == 408 || code == 429 || code >= 500;
   return absl::UnavailableError("HTTP " + std::to_string(code));
 }
@@ -264,12 +308,14 @@ void Alerter::Deliver(Target& t) {
       if (stopping_) return;
       batch = std::move(t.queue.front());
       t.queue.pop_front();
+      for (const auto& a : batch) t.queued_bytes -= a.size();
     }
     const std::string body = Payload(t.hook, options_.collector, batch);
     auto wait = options_.retry_min;
     for (int attempt = 1;; ++attempt) {
       bool retry = false;
       const absl::Status s = Post(t, body, &retry);
+      if (stopping_.load()) return;
       if (s.ok()) {
         t.delivered++;
         break;

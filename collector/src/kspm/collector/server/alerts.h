@@ -58,7 +58,8 @@ class Alerter {
   ~Alerter() { Stop(); }
 
   void Start();
-  // Delivers nothing more; batches still queued are dropped (not counted as dead letters).
+  // Delivers nothing more: a POST in progress is ended, batches still queued are dropped (logged
+  // with their count, not counted as dead letters).
   void Stop();
   // The store's commit listener: filters and queues; never blocks on the network.
   void OnCommit(const store::CommitNews& news);
@@ -76,6 +77,7 @@ class Alerter {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::vector<std::string>> queue;  // batches of alerts as JSON objects
+    size_t queued_bytes = 0;                     // of `queue`, under mu
     std::thread thread;
     std::atomic<uint64_t> alerts{0}, delivered{0}, failures{0}, dead{0};
   };

@@ -40,7 +40,11 @@ void CollectorMetrics::AddSource(std::function<void(Families&)> fill) {
 void CollectorMetrics::Count(const store::CommitNews& news) {
   std::lock_guard lock(mu_);
   for (const auto& d : news.drift) {
-    drift_by_source_[d.event().source().empty() ? "unknown" : d.event().source()]++;
+    // The source comes from the agent: only known values become labels (bounded series).
+    const std::string& source = d.event().source();
+    const bool known =
+        source == "ebpf" || source == "inotify" || source == "rescan" || source == "watch";
+    drift_by_source_[known ? source : "other"]++;
   }
   for (const auto& c : news.changes) changes_by_status_[StatusLabel(c.result.status())]++;
 }
@@ -117,7 +121,7 @@ void CollectorMetrics::FillPosture(Families& out) {
       const std::string benchmark = s.scope().substr(0, space);
       const std::string section = space == std::string::npos ? "" : s.scope().substr(space + 1);
       out.Gauge("kspm_section_score_ratio",
-                "Posture score of one section of a benchmark, e.g. 4.2 (0..1)",
+                "Posture score of one section of a benchmark, e.g. 4 or pod (0..1)",
                 {{"cluster", cluster}, {"benchmark", benchmark}, {"section", section}}, ratio(s));
     }
     for (const auto& s : summary.namespaces()) {

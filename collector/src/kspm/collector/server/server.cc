@@ -177,6 +177,8 @@ void CollectorServer::Shutdown(std::chrono::milliseconds grace) {
   if (fleet_) fleet_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (ingest_) ingest_->Stop();
+  // Nothing commits any more; the listener's objects go before the store does.
+  if (store_) store_->SetCommitListener(nullptr);
   if (alerter_) alerter_->Stop();
   // No scrape may reach parts the caller tears down after this (the cluster scan's metrics).
   health_.reset();

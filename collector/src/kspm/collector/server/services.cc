@@ -244,8 +244,10 @@ class ConnectReactor final
         }
         auto report = std::make_shared<v1::NodeReport>(std::move(*in_.mutable_report()));
         grpc::Status s = Validate(*report);
+        bool rate_limited = false;
         if (s.ok() && identity_ && !rate_.Admit(identity_->cluster + "/" + node_)) {
           stats_.reports_rate_limited++;
+          rate_limited = true;
           s = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                            "node '" + node_ + "' sent more than " +
                                std::to_string(limits_.max_reports_per_minute) +
@@ -254,7 +256,7 @@ class ConnectReactor final
         }
         if (!s.ok()) {
           stats_.reports_rejected++;
-          if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) stats_.refused_invalid++;
+          if (!rate_limited) stats_.refused_invalid++;  // failed validation (oversize included)
           spdlog::warn("rejected report {} from node {} ({}): {}", report->scan_id(), node_, peer_,
                        s.error_message());
           Fail(s);

@@ -21,6 +21,7 @@
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/render.h"
+#include "kspm/common/scoring.h"
 
 namespace kspm::collector::store::internal {
 
@@ -43,11 +44,7 @@ inline int64_t Digest(const std::string& bytes) {
   return h == 0 ? 1 : static_cast<int64_t>(h);
 }
 
-// The part of a benchmark item id a section score groups by: `1.2.3` -> `1`, `pod.privileged` ->
-// `pod` (same as the SQL of migration 5).
-inline std::string SectionOf(const std::string& benchmark_id) {
-  return benchmark_id.substr(0, benchmark_id.find('.'));
-}
+using common::SectionOf;  // the same as the SQL of migration 5
 
 // The object a result is about, as the store keys it: kind, namespace, name and container, in
 // columns of their own (never a string made for people). All four are empty for node results

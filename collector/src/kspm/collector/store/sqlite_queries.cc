@@ -294,7 +294,8 @@ absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFi
   std::string sql =
       "SELECT c.name, n.name, t.check_id, t.benchmark, COALESCE(r.benchmark_id, ''), "
       "t.old_status, t.new_status, t.at_ms, t.scan_id, t.kind, t.object_namespace, t.name, "
-      "t.container, COALESCE(r.severity, 0), COALESCE(r.scored, 0) FROM transitions t "
+      "t.container, COALESCE(r.severity, 0), COALESCE(r.scored, 0), COALESCE(r.status, 0) "
+      "FROM transitions t "
       "JOIN nodes n ON n.id = t.node_id JOIN clusters c ON c.id = n.cluster_id "
       "LEFT JOIN results r ON r.node_id = t.node_id AND r.check_id = t.check_id AND "
       "r.benchmark = t.benchmark AND r.kind = t.kind AND r.object_namespace = t.object_namespace "
@@ -327,6 +328,7 @@ absl::StatusOr<std::vector<v1::Transition>> SqliteStore::History(const HistoryFi
                      .Text());
     t.set_severity(static_cast<v1::Severity>(sqlite3_column_int(stmt->get(), 13)));
     t.set_scored(sqlite3_column_int(stmt->get(), 14) != 0);
+    t.set_current_status(static_cast<v1::Status>(sqlite3_column_int(stmt->get(), 15)));
     out.push_back(std::move(t));
   }
   if (rc != SQLITE_DONE) return Error(reader.db(), "reading history");

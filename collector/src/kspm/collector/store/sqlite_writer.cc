@@ -293,7 +293,8 @@ absl::Status SqliteStore::InsertDrift(const Target& target, const v1::DriftEvent
   sqlite3_bind_blob(insert_drift_.get(), 6, blob.data(), static_cast<int>(blob.size()),
                     SQLITE_STATIC);
   if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
-  if (listener_) {
+  // INSERT OR IGNORE: an event delivered again (same id) is no news.
+  if (listener_ && sqlite3_changes(writer_.get()) > 0) {
     auto& record = news_.drift.emplace_back();
     record.set_cluster(target.cluster);
     *record.mutable_event() = event;
