@@ -23,34 +23,6 @@ std::string ObjectSuffix(const v1::CheckResult& r) {
   return object.empty() ? "" : " [" + object + "]";
 }
 
-std::string Xml(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
-          out += ' ';
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 std::string Headline(const v1::CheckResult& r) {
   return r.benchmark_id() + " " + r.title() + ": " + r.reason();
 }
@@ -132,34 +104,35 @@ void WriteJunit(const std::vector<ResultRow>& rows, std::ostream& out) {
     // The XSD's timestamp is an ISO 8601 date-time without a zone designator.
     std::string timestamp = observed.empty() ? now : observed;
     if (!timestamp.empty() && timestamp.back() == 'Z') timestamp.pop_back();
-    body << "  <testsuite name=\"" << Xml(node.empty() ? "cluster" : node) << "\" tests=\""
+    body << "  <testsuite name=\"" << EscapeMarkup(node.empty() ? "cluster" : node) << "\" tests=\""
          << members.size() << "\" failures=\"" << failures << "\" errors=\"" << errors
-         << "\" skipped=\"" << skipped << "\" time=\"0\" timestamp=\"" << Xml(timestamp)
-         << "\" hostname=\"" << Xml(node.empty() ? "cluster" : node) << "\" id=\"" << id++
+         << "\" skipped=\"" << skipped << "\" time=\"0\" timestamp=\"" << EscapeMarkup(timestamp)
+         << "\" hostname=\"" << EscapeMarkup(node.empty() ? "cluster" : node) << "\" id=\"" << id++
          << "\" package=\"kspm\">\n";
     for (const auto* row : members) {
       const auto& r = *row->result;
-      body << "    <testcase classname=\"" << Xml(r.benchmark()) << "\" name=\""
-           << Xml(r.benchmark_id() + " " + r.title() + ObjectSuffix(r)) << "\" time=\"0\">";
-      const std::string text = Xml(r.reason() + "\nevidence: " + EvidenceSummary(r) +
-                                   "\nremediation: " + r.remediation());
+      body << "    <testcase classname=\"" << EscapeMarkup(r.benchmark()) << "\" name=\""
+           << EscapeMarkup(r.benchmark_id() + " " + r.title() + ObjectSuffix(r))
+           << "\" time=\"0\">";
+      const std::string text = EscapeMarkup(r.reason() + "\nevidence: " + EvidenceSummary(r) +
+                                            "\nremediation: " + r.remediation());
       switch (r.status()) {
         case v1::STATUS_FAIL:
-          body << "<failure type=\"FAIL\" message=\"" << Xml(r.reason()) << "\">" << text
+          body << "<failure type=\"FAIL\" message=\"" << EscapeMarkup(r.reason()) << "\">" << text
                << "</failure>";
           break;
         case v1::STATUS_ERROR:
-          body << "<error type=\"ERROR\" message=\"" << Xml(r.reason()) << "\">" << text
+          body << "<error type=\"ERROR\" message=\"" << EscapeMarkup(r.reason()) << "\">" << text
                << "</error>";
           break;
         case v1::STATUS_PASS:
           break;
         case v1::STATUS_WARN:
-          body << "<skipped message=\"WARN (not scored): " << Xml(r.reason()) << "\"/>";
+          body << "<skipped message=\"WARN (not scored): " << EscapeMarkup(r.reason()) << "\"/>";
           break;
         default:
-          body << "<skipped message=\"" << StatusName(r.status()) << ": " << Xml(r.reason())
-               << "\"/>";
+          body << "<skipped message=\"" << StatusName(r.status()) << ": "
+               << EscapeMarkup(r.reason()) << "\"/>";
       }
       body << "</testcase>\n";
     }

@@ -36,6 +36,10 @@ std::string ResourceKey(const v1::Resource& resource);
 // object's namespace, `(cluster)` for cluster-scoped objects; empty for node results.
 std::string ResourceScope(const v1::CheckResult& result);
 
+// Text for XML and HTML, in content or a quoted attribute: & < > " ' escaped, control
+// characters other than newline and tab (not allowed in XML 1.0) made spaces.
+std::string EscapeMarkup(std::string_view text);
+
 // One line of evidence for people: `--anonymous-auth=true (flag, pid 812)`.
 std::string EvidenceText(const v1::Evidence& evidence);
 // All evidence of a result joined by "; ".
