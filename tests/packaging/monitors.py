@@ -28,6 +28,15 @@ def selects(selector, labels):
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
+def endpoints(kind, listed, ports, what):
+    """Each endpoint of a monitor names one of `ports` and scrapes /metrics."""
+    for e in listed:
+        if e.get("port") not in ports:
+            errors.append(f"{kind} port {e.get('port')} is not {what} {ports}")
+        if e.get("path") != "/metrics":
+            errors.append(f"{kind} path is not /metrics")
+
+
 service = one("Service", "kspm-collector")
 monitor = one("ServiceMonitor", "kspm-collector")
 daemonset = one("DaemonSet", "kspm-agent")
@@ -35,22 +44,15 @@ pod_monitor = one("PodMonitor", "kspm-agent")
 if service and monitor:
     if not selects(monitor["spec"]["selector"], service["metadata"].get("labels", {})):
         errors.append("the ServiceMonitor does not select the collector's Service")
-    ports = {p.get("name") for p in service["spec"]["ports"]}
-    for e in monitor["spec"]["endpoints"]:
-        if e.get("port") not in ports:
-            errors.append(f"ServiceMonitor port {e.get('port')} is not a Service port {ports}")
-        if e.get("path") != "/metrics":
-            errors.append("ServiceMonitor path is not /metrics")
+    endpoints("ServiceMonitor", monitor["spec"]["endpoints"],
+              {p.get("name") for p in service["spec"]["ports"]}, "a Service port")
 if daemonset and pod_monitor:
     template = daemonset["spec"]["template"]
     if not selects(pod_monitor["spec"]["selector"], template["metadata"].get("labels", {})):
         errors.append("the PodMonitor does not select the agent pods")
-    ports = {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])}
-    for e in pod_monitor["spec"]["podMetricsEndpoints"]:
-        if e.get("port") not in ports:
-            errors.append(f"PodMonitor port {e.get('port')} is not an agent port {ports}")
-        if e.get("path") != "/metrics":
-            errors.append("PodMonitor path is not /metrics")
+    endpoints("PodMonitor", pod_monitor["spec"]["podMetricsEndpoints"],
+              {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])},
+              "an agent port")
 for e in errors:
     print(e, file=sys.stderr)
 sys.exit(1 if errors else 0)
