@@ -13,6 +13,7 @@ packages=(
   clang-format-14 openssl systemd kubectl dpkg-dev python3 python3-yaml shellcheck
   python3-jsonschema libxml2-utils
   prometheus-cpp-dev prometheus chromium
+  libpq-dev postgresql
 )
 
 missing=()

@@ -61,6 +61,8 @@ int Summary(const Options& o) {
     for (const auto& s : resp.benchmarks()) benchmarks.push_back(score(s));
     for (const auto& s : resp.sections()) sections.push_back(score(s));
     for (const auto& s : resp.namespaces()) namespaces.push_back(score(s));
+    nlohmann::json clusters = nlohmann::json::array();
+    for (const auto& s : resp.clusters()) clusters.push_back(score(s));
     nlohmann::json failed = nlohmann::json::object();
     for (const auto& [k, v] : resp.failed_by_severity()) failed[k] = v;
     std::cout << nlohmann::json{{"schemaVersion", kspm::common::kJsonSchemaVersion},
@@ -69,6 +71,7 @@ int Summary(const Options& o) {
                                 {"benchmarks", benchmarks},
                                 {"sections", sections},
                                 {"namespaces", namespaces},
+                                {"clusters", clusters},
                                 {"failed_by_severity", failed},
                                 {"node_count", resp.node_count()},
                                 {"stale_node_count", resp.stale_node_count()}}
@@ -76,10 +79,16 @@ int Summary(const Options& o) {
               << "\n";
     return 0;
   }
-  // The collector stores cluster results as the reserved pseudo-node `cluster`: not a machine.
-  const bool cluster = std::any_of(resp.nodes().begin(), resp.nodes().end(),
-                                   [](const kspm::v1::Score& n) { return n.scope() == "cluster"; });
-  const uint32_t machines = resp.node_count() - (cluster ? 1 : 0);
+  // The collector stores cluster results as the reserved pseudo-node `cluster` (`<name>/cluster`
+  // with several clusters): not a machine.
+  const auto is_cluster_node = [](const kspm::v1::Score& n) {
+    const std::string& s = n.scope();
+    return s == "cluster" || (s.size() > 8 && s.compare(s.size() - 8, 8, "/cluster") == 0);
+  };
+  const auto cluster_nodes = static_cast<uint32_t>(
+      std::count_if(resp.nodes().begin(), resp.nodes().end(), is_cluster_node));
+  const bool cluster = cluster_nodes > 0;
+  const uint32_t machines = resp.node_count() - cluster_nodes;
   std::cout << "Posture score "
             << (resp.overall().evaluated()
                     ? kspm::common::FormatScore(resp.overall().score()) + " / 100"
@@ -89,9 +98,17 @@ int Summary(const Options& o) {
   if (resp.stale_node_count() > 0) {
     std::cout << " (" << resp.stale_node_count() << " stale: no report for 3 intervals)";
   }
+  if (resp.clusters_size() > 1) std::cout << " in " << resp.clusters_size() << " clusters";
   std::cout << "\n\n";
   kspm::common::Table table({"SCOPE", "SCORE", "PASS", "FAIL", "WARN", "MANUAL", "N/A", "ERROR"});
   table.AddRow(CountsRow(resp.overall()));
+  if (resp.clusters_size() > 1) {
+    for (const auto& s : resp.clusters()) {
+      auto row = CountsRow(s);
+      row[0] = "cluster/" + row[0];
+      table.AddRow(row);
+    }
+  }
   for (const auto& s : resp.benchmarks()) table.AddRow(CountsRow(s));
   for (const auto& s : resp.nodes()) {
     auto row = CountsRow(s);

@@ -194,7 +194,12 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", o.tls.cert, "Client certificate");
   app.add_option("--tls-key", o.tls.key, "Client key");
   app.add_flag("--insecure", o.tls.insecure, "Plaintext (loopback development only)");
-  app.add_option("--cluster", o.cluster, "Only this cluster");
+  auto* cluster_flag = app.add_option("--cluster", o.cluster, "Only this cluster");
+  bool all_clusters = false;
+  app.add_flag("--all-clusters", all_clusters,
+               "Every cluster the collector's store holds, whatever the settings file's "
+               "cluster (summary: a score per cluster)")
+      ->excludes(cluster_flag);
   app.add_option("--timeout", o.timeout_seconds, "Seconds to wait for the collector")
       ->capture_default_str();
 
@@ -317,6 +322,7 @@ int Main(int argc, char** argv) {
     const bool given = !config_path.empty();
     ApplyConfigFile(given ? config_path : DefaultConfigPath(), given, app, o);
   }
+  if (all_clusters) o.cluster.clear();  // over the settings file's cluster too
   certs_options.collector = o.collector;
   if (tokens_create->parsed()) return TokensCreate(o, token_node, token_ttl, token_uses);
   if (nodes_revoke->parsed()) return NodeAccess(o, access_node, true);

@@ -143,7 +143,27 @@ int main(int argc, char** argv) {
   CLI::App* serve = app.add_subcommand("serve", "Accept agent streams and kspmctl queries");
   serve->add_option("--listen", options.listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
-  serve->add_option("--db", options.db_path, "sqlite database file")->capture_default_str();
+  auto* db_flag =
+      serve->add_option("--db", options.db_path, "sqlite database file (as --store sqlite:PATH)")
+          ->capture_default_str();
+  serve
+      ->add_option("--store", options.store,
+                   "Where posture is kept: sqlite:PATH (the default, var/kspm.db) or a "
+                   "PostgreSQL URL, postgres://USER@HOST:5432/DB?sslmode=verify-full (several "
+                   "collectors may share one); the password comes from --store-password-file "
+                   "or the PG* variables, never the URL")
+      ->envname("KSPM_STORE")
+      ->excludes(db_flag);
+  serve
+      ->add_option("--store-password-file", options.postgres.password_file,
+                   "File holding the PostgreSQL password (a mounted Secret)")
+      ->envname("KSPM_STORE_PASSWORD_FILE");
+  int store_wait_seconds = 60;
+  serve
+      ->add_option("--store-wait", store_wait_seconds,
+                   "Seconds to keep trying to reach PostgreSQL at start, with backoff")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   serve->add_option("--tls-ca", options.tls.ca, "CA that signs agent and kspmctl certificates");
   serve->add_option("--tls-cert", options.tls.cert, "Collector certificate");
   serve->add_option("--tls-key", options.tls.key, "Collector private key");
@@ -297,8 +317,56 @@ int main(int argc, char** argv) {
   check->add_option("--db", db_path, "sqlite database file")->capture_default_str();
   check->add_flag("--full", full_check, "integrity_check (slower) instead of quick_check");
 
+  std::string migrate_from, migrate_to, migrate_password_file;
+  CLI::App* migrate = app.add_subcommand(
+      "migrate",
+      "Copy a sqlite store into PostgreSQL (current results, history, drift, fleet records), "
+      "verified by counts; run it again to resume one that stopped");
+  migrate->add_option("--from", migrate_from, "sqlite:PATH (or a path) of the store to copy")
+      ->required();
+  migrate
+      ->add_option("--to", migrate_to,
+                   "postgres://USER@HOST:5432/DB of an empty database, or of an earlier copy "
+                   "of the same file")
+      ->required()
+      ->envname("KSPM_STORE");
+  migrate
+      ->add_option("--to-password-file", migrate_password_file,
+                   "File holding the PostgreSQL password")
+      ->envname("KSPM_STORE_PASSWORD_FILE");
+
   if (auto exit = kspm::common::ParseCommandLine(app, argc, argv, "kspm-collector")) return *exit;
   options.max_in_flight_bytes = in_flight_mb << 20;
+  if (migrate->parsed()) {
+    namespace store = kspm::collector::store;
+    if (!store::IsPostgresUrl(migrate_to) || store::SqlitePathOf(migrate_from).empty()) {
+      std::cerr << "kspm-collector: migrate copies a sqlite store (--from sqlite:PATH) into "
+                   "PostgreSQL (--to postgres://...)\n";
+      return kExitUsage;
+    }
+    store::PostgresOptions to;
+    to.url = migrate_to;
+    to.password_file = migrate_password_file;
+    const auto started = std::chrono::steady_clock::now();
+    auto copied = store::CopySqliteToPostgres(
+        store::SqlitePathOf(migrate_from), to,
+        [](const std::string& line) { std::cerr << "migrate: " << line << "\n"; });
+    if (!copied.ok()) {
+      std::cerr << "kspm-collector: migrate: " << copied.status().message()
+                << "\n(run it again to resume: rows already copied are skipped)\n";
+      return 1;
+    }
+    int64_t rows = 0;
+    for (const auto& t : *copied) rows += t.target_rows;
+    std::cout << "copied " << rows << " rows in " << copied->size() << " tables from "
+              << store::SqlitePathOf(migrate_from) << " to " << store::RedactPostgresUrl(migrate_to)
+              << " in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count()
+              << " ms; every table's count verified\n";
+    return 0;
+  }
   if (backup->parsed() || check->parsed()) {
     const absl::Status s = backup->parsed()
                                ? kspm::collector::store::BackupSqliteStore(db_path, backup_to)
@@ -319,6 +387,8 @@ int main(int argc, char** argv) {
     return kspm::collector::cluster::RunScanCluster(scan_cluster);
   }
   options.history_retention = std::chrono::hours(24 * retention_days);
+  options.postgres.wait = std::chrono::seconds(store_wait_seconds);
+  options.postgres.pool_size = options.query_readers;
   if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
     std::cerr << "kspm-collector: " << s.message() << "\n";
     return kExitUsage;

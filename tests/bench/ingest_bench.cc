@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "fixtures/host_builder.h"
+#include "fixtures/postgres.h"
 #include "grpcpp/create_channel.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/time.h"
@@ -48,9 +49,13 @@ struct Collector {
 Collector StartCollector(const std::string& db, const std::string& port_file,
                          const std::string& rules, const std::vector<std::string>& extra = {}) {
   const std::string bin = std::string(KSPM_BIN_DIR) + "/kspm-collector";
-  std::vector<std::string> argv = {bin,        "--log-level", "error", "serve", "--insecure",
-                                   "--listen", "127.0.0.1:0", "--db",  db,      "--port-file",
-                                   port_file,  "--rules",     rules};
+  // `db`: a sqlite file, or a PostgreSQL URL.
+  const bool postgres = db.rfind("postgres", 0) == 0;
+  std::vector<std::string> argv = {
+      bin,          "--log-level", "error",       "serve",
+      "--insecure", "--listen",    "127.0.0.1:0", postgres ? "--store" : "--db",
+      db,           "--port-file", port_file,     "--rules",
+      rules};
   argv.insert(argv.end(), extra.begin(), extra.end());
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
@@ -139,7 +144,8 @@ struct WaveResult {
 
 // Each thread drives its share of nodes; every node opens one stream, says hello, sends its
 // report(s) and waits for the ack, like an agent would.
-WaveResult Wave(const std::string& address, int nodes, int threads,
+// With several addresses (collectors sharing a store), thread t uses addresses[t % size].
+WaveResult Wave(const std::vector<std::string>& addresses, int nodes, int threads,
                 const std::function<kspm::v1::NodeReport(int)>& make) {
   WaveResult out;
   std::mutex mu;
@@ -148,8 +154,8 @@ WaveResult Wave(const std::string& address, int nodes, int threads,
   for (int t = 0; t < threads; ++t) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.channel_id", t);  // distinct connections
-    channels.push_back(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    channels.push_back(grpc::CreateCustomChannel(addresses[t % addresses.size()],
+                                                 grpc::InsecureChannelCredentials(), args));
   }
   std::vector<kspm::v1::NodeReport> reports(nodes);
   for (int i = 0; i < nodes; ++i) reports[i] = make(i);
@@ -187,6 +193,11 @@ WaveResult Wave(const std::string& address, int nodes, int threads,
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   for (const auto& r : reports) out.results += static_cast<size_t>(r.results_size());
   return out;
+}
+
+WaveResult Wave(const std::string& address, int nodes, int threads,
+                const std::function<kspm::v1::NodeReport(int)>& make) {
+  return Wave(std::vector<std::string>{address}, nodes, threads, make);
 }
 
 double Pct(std::vector<double> v, double p) {
@@ -341,6 +352,85 @@ void Flood(const std::string& dir, const std::string& rules, int per_node, int s
   StopCollector(c);
 }
 
+// The same waves on PostgreSQL (the real server, with its default durability: fsync and
+// synchronous commits), through one collector and then two sharing the database (each client
+// thread streams to one of them), each on a new database; then Summary over 1,000,000 results.
+void Postgres(const std::string& dir, const std::string& rules, int nodes, int per_node,
+              int threads, double sqlite_first) {
+  std::string why;
+  auto* pg = kspm::testing::PostgresServer::Get(&why, /*durable=*/true);
+  if (pg == nullptr) {
+    std::printf("postgres: skipped: %s\n", why.c_str());
+    return;
+  }
+  auto name = [](int i) { return "node-" + std::to_string(i); };
+  double first_one = 0, changed_one = 0;
+  for (int collectors : {1, 2}) {
+    const std::string url = pg->Url(pg->NewDatabase());
+    std::vector<Collector> cs;
+    std::vector<std::string> addresses;
+    for (int i = 0; i < collectors; ++i) {
+      cs.push_back(StartCollector(url, dir + "/port-pg" + std::to_string(i), rules));
+      addresses.push_back(cs.back().address);
+    }
+    std::printf("postgres, %d collector(s) on one database:\n", collectors);
+    const auto first = Wave(addresses, nodes, threads,
+                            [&](int i) { return MakeReport(name(i), per_node, 1, true, 0); });
+    Print("wave 1: full reports, all new", first);
+    const auto same = Wave(addresses, nodes, threads,
+                           [&](int i) { return MakeReport(name(i), per_node, 2, true, 0); });
+    Print("wave 2: full reports, unchanged", same);
+    const auto changed = Wave(addresses, nodes, threads,
+                              [&](int i) { return MakeReport(name(i), per_node, 3, true, 1); });
+    Print("wave 3: full reports, 40% changed", changed);
+    const double first_rate = first.results / first.seconds;
+    const double changed_rate = changed.results / changed.seconds;
+    if (collectors == 1) {
+      first_one = first_rate;
+      changed_one = changed_rate;
+      std::printf("  wave 1 on postgres / on sqlite: %.2f\n", first_rate / sqlite_first);
+    } else {
+      std::printf("  2 collectors / 1: wave 1 %.2f, wave 3 %.2f\n", first_rate / first_one,
+                  changed_rate / changed_one);
+    }
+    for (const auto& c : cs) StopCollector(c);
+  }
+  // Summary over 1,000,000 results, straight from the store (as the collector's RPC reads it).
+  kspm::collector::store::PostgresOptions options;
+  options.url = pg->Url(pg->NewDatabase());
+  auto store = kspm::collector::store::OpenPostgresStore(options);
+  if (!store.ok()) {
+    std::cerr << store.status() << "\n";
+    return;
+  }
+  const int big_nodes = 1000000 / per_node + 1;
+  const auto t0 = Clock::now();
+  for (int base = 0; base < big_nodes; base += 200) {
+    std::vector<kspm::v1::NodeReport> batch;
+    for (int i = base; i < std::min(big_nodes, base + 200); ++i) {
+      batch.push_back(MakeReport(name(i), per_node, 1, true, i));
+    }
+    std::vector<const kspm::v1::NodeReport*> ptrs;
+    for (const auto& r : batch) ptrs.push_back(&r);
+    (*store)->CommitBatch(ptrs, kspm::common::Clock::now());
+  }
+  std::printf("postgres summary: stored %d results in %.1f s (direct batched commits)\n",
+              big_nodes * per_node, std::chrono::duration<double>(Clock::now() - t0).count());
+  std::vector<double> lat;
+  for (int i = 0; i < 10; ++i) {
+    const auto s0 = Clock::now();
+    auto summary = (*store)->Summary("", kspm::common::Clock::now());
+    lat.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s0).count());
+    if (!summary.ok()) std::cerr << summary.status() << "\n";
+    if (i == 0 && summary.ok()) {
+      std::printf("  summary of %u results over %u nodes\n",
+                  summary->overall().counts().pass() + summary->overall().counts().fail(),
+                  summary->node_count());
+    }
+  }
+  std::printf("  Summary latency p50 %.1f ms, max %.1f ms\n", Pct(lat, 0.5), Pct(lat, 1.0));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -363,6 +453,16 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (argc > 4 && std::string(argv[4]) == "postgres") {  // sqlite's first wave, then postgres
+    Collector c = StartCollector(dir.path() + "/ingest.db", dir.path() + "/port", rules);
+    const auto first = Wave(c.address, nodes, threads, [&](int i) {
+      return MakeReport("node-" + std::to_string(i), per_node, 1, true, 0);
+    });
+    Print("sqlite wave 1: full reports, all new", first);
+    StopCollector(c);
+    Postgres(dir.path(), rules, nodes, per_node, threads, first.results / first.seconds);
+    return 0;
+  }
   if (argc > 4 && std::string(argv[4]) == "flood") {  // only the flood, for quick looks
     Flood(dir.path(), rules, per_node, 64, 6, 4096);
     Flood(dir.path(), rules, per_node, 64, 6, 32);
@@ -438,5 +538,6 @@ int main(int argc, char** argv) {
   std::printf("  Summary RPC latency p50 %.1f ms, max %.1f ms\n", Pct(lat, 0.5), Pct(lat, 1.0));
   std::printf("  collector peak RSS %.1f MB\n", PeakRssKb(c.pid) / 1024.0);
   StopCollector(c);
+  Postgres(dir.path(), rules, nodes, per_node, threads, first.results / first.seconds);
   return 0;
 }

@@ -62,6 +62,28 @@ if ((HAVE_PY)); then
   if grep -qE 'kind: (ServiceMonitor|PodMonitor)' "$TMP/helm.yaml"; then
     fail "helm: monitors rendered though metrics.serviceMonitor.enabled is false"
   fi
+  # PostgreSQL: replicas, a PDB, no PVC, the password from the Secret, egress to the port.
+  if helm_template "$TMP/helm-postgres.yaml" --set store.postgres.host=kspm-db-rw.db.svc \
+    --set store.postgres.existingSecret=kspm-db-app --set collector.replicas=3; then
+    structure "helm (store.postgres.host)" kspm-system "$TMP/helm-postgres.yaml" token
+    python3 - "$TMP/helm-postgres.yaml" <<'PY' || fail "helm: store.postgres: replicas or egress"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kspm-collector")
+pol = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "kspm-collector")
+ports = {p["port"] for e in pol["spec"]["egress"] for p in e.get("ports", [])}
+sys.exit(0 if dep["spec"]["replicas"] == 3 and 5432 in ports else 1)
+PY
+  else
+    fail "helm: store.postgres.host: $(cat "$TMP/helm-postgres.yaml.log")"
+  fi
+  if helm_template "$TMP/helm-pg-bad.yaml" --set store.postgres.host=db; then
+    fail "helm: store.postgres.host without existingSecret rendered instead of failing"
+  elif grep -q 'store.postgres.existingSecret must name a Secret' "$TMP/helm-pg-bad.yaml.log"; then
+    ok "helm: PostgreSQL without a password Secret fails the rendering"
+  else
+    fail "helm: store.postgres.host without a Secret failed for another reason"
+  fi
   if helm_template "$TMP/helm-bad.yaml" --set enrollment.mode=tokn; then
     fail "helm: enrollment.mode=tokn rendered instead of failing"
   elif grep -q 'enrollment.mode must be token or static' "$TMP/helm-bad.yaml.log"; then

@@ -225,11 +225,28 @@ if ds:
 dep = one("Deployment", "kspm-collector")
 if dep:
     kind = "Deployment kspm-collector"
-    if dep["spec"].get("replicas") != 1:
-        err(f"{kind}: replicas is not 1 (sqlite has one writer)")
-    if get(dep, "spec", "strategy", "type") != "Recreate":
-        err(f"{kind}: strategy is not Recreate")
     spec = dep["spec"]["template"]["spec"]
+    c0 = (spec.get("containers") or [{}])[0]
+    store = next((str(a)[len("--store="):] for a in c0.get("args") or []
+                  if str(a).startswith("--store=")), "")
+    postgres = store.startswith(("postgres://", "postgresql://"))
+    if not postgres:
+        if dep["spec"].get("replicas") != 1:
+            err(f"{kind}: replicas is not 1 (sqlite has one writer)")
+        if get(dep, "spec", "strategy", "type") != "Recreate":
+            err(f"{kind}: strategy is not Recreate")
+    else:
+        # Several collectors share the database: rolled one at a time, kept up by a PDB.
+        if get(dep, "spec", "strategy", "type") != "RollingUpdate" or \
+                get(dep, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0:
+            err(f"{kind}: on PostgreSQL the strategy is not RollingUpdate with maxUnavailable 0")
+        pdb = one("PodDisruptionBudget", "kspm-collector")
+        if pdb and get(pdb, "spec", "selector", "matchLabels") != \
+                get(dep, "spec", "selector", "matchLabels"):
+            err(f"{kind}: the PodDisruptionBudget does not select the collector's pods")
+        userinfo = store.split("://", 1)[1].split("@", 1)[0] if "@" in store else ""
+        if ":" in userinfo or "password=" in store:
+            err(f"{kind}: the --store URL carries a password")
     psc = spec.get("securityContext") or {}
     if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") in (None, 0):
         err(f"{kind}: does not run as non-root (runAsNonRoot true, runAsUser set, not 0)")
@@ -247,7 +264,8 @@ if dep:
         err(f"{kind}: adds capabilities {get(sc, 'capabilities', 'add')}")
     probes(kind, c, 8080, ("/healthz", "/readyz"))
     args = [str(a) for a in c.get("args") or []]
-    for want in ("serve", "--db=/var/lib/kspm/kspm.db", "--health-listen=0.0.0.0:8080"):
+    for want in ("serve", "--health-listen=0.0.0.0:8080") + \
+            (() if postgres else ("--db=/var/lib/kspm/kspm.db",)):
         if want not in args:
             err(f"{kind}: argument {want} missing from {args}")
     # The cluster the agents report under is the one the collector files cluster results under.
@@ -263,11 +281,26 @@ if dep:
             m = [m for m in c.get("volumeMounts") or [] if m["name"] == v["name"]]
             if m and m[0]["mountPath"] == "/var/lib/kspm":
                 claim = v["persistentVolumeClaim"]["claimName"]
-    if not claim:
+    if postgres:
+        if claim or any(d and d.get("kind") == "PersistentVolumeClaim" for d in docs):
+            err(f"{kind}: a PersistentVolumeClaim on PostgreSQL (replicas cannot share it)")
+    elif not claim:
         err(f"{kind}: no PersistentVolumeClaim mounted at /var/lib/kspm")
     else:
         one("PersistentVolumeClaim", claim)
     flags = flag_values(args)
+    # The database password: a file in a read-only Secret mount (--store-password-file).
+    store_secret = set()
+    if postgres:
+        pw = flags.get("--store-password-file", "")
+        for v in spec.get("volumes") or []:
+            mounts = [m for m in c.get("volumeMounts") or [] if m["name"] == v["name"]]
+            if mounts and pw.startswith(mounts[0]["mountPath"].rstrip("/") + "/") and "secret" in v:
+                store_secret = volume_secrets(v)
+                if not mounts[0].get("readOnly"):
+                    err(f"{kind}: the PostgreSQL Secret is mounted writable")
+        if not store_secret:
+            err(f"{kind}: --store-password-file {pw!r} is not in a Secret mount")
     enrol_flags = sorted(f for f in flags if f.startswith(("--enroll-", "--agent-")))
     # An alerts Secret (webhook URLs) is the one more the collector may mount: read-only, at
     # /etc/kspm/alerts, and read through --config.
@@ -281,7 +314,7 @@ if dep:
             if flags.get("--config") != "/etc/kspm/alerts/collector.toml":
                 err(f"{kind}: the alerts Secret is mounted but --config does not read it")
     if mode == "token":
-        want = {"kspm-ca", "kspm-collector-tls", CA_KEY_SECRET} | alerts
+        want = {"kspm-ca", "kspm-collector-tls", CA_KEY_SECRET} | alerts | store_secret
         if secret_names(spec) != want:
             err(f"{kind}: secrets {secret_names(spec)}, expected {sorted(want)}")
         key = flags.get("--enroll-ca-key")
@@ -318,7 +351,7 @@ if dep:
         if spec.get("automountServiceAccountToken") is not True:
             err(f"{kind}: no API token: enrolment needs TokenReview")
     else:
-        if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"} | alerts:
+        if secret_names(spec) != {"kspm-ca", "kspm-collector-tls"} | alerts | store_secret:
             err(f"{kind}: secrets {secret_names(spec)}, expected kspm-ca and kspm-collector-tls")
         if enrol_flags:
             err(f"{kind}: enrolment flags {enrol_flags} in static mode")

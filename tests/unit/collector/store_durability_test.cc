@@ -29,7 +29,7 @@
 namespace kspm::collector::store {
 namespace {
 
-TEST_F(StoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
+TEST_F(SqliteStoreTest, SchemaVersionIsRecordedAndReopenKeepsData) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)}), now_).ok());
   store_.reset();
@@ -134,7 +134,7 @@ void WriteSchema4Database(const std::string& path, common::Clock::time_point now
   sqlite3_close(db);
 }
 
-TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
+TEST_F(SqliteStoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   store_.reset();
   ASSERT_EQ(::unlink(path_.c_str()), 0);
   WriteSchema4Database(path_, now_);
@@ -186,7 +186,7 @@ TEST_F(StoreTest, MigratesASchemaFourDatabaseSplittingClusterResultKeys) {
   EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 2);
 }
 
-TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
+TEST_F(SqliteStoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   store_.reset();
   ASSERT_EQ(::unlink(path_.c_str()), 0);
   WriteSchema4Database(path_, now_);
@@ -211,7 +211,7 @@ TEST_F(StoreTest, MigratesAVersionOneDatabaseKeepingItsData) {
   EXPECT_EQ((*reopened)->Summary("", now_)->overall().counts().fail(), 1u);
 }
 
-TEST_F(StoreTest, RefusesADatabaseFromANewerCollector) {
+TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerCollector) {
   store_.reset();
   sqlite3* db = nullptr;
   sqlite3_open(path_.c_str(), &db);

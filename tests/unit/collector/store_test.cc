@@ -17,9 +17,11 @@
 namespace kspm::collector::store {
 namespace {
 
+KSPM_STORE_ENGINES(StoreTest);
+
 // An agent's scan that found nothing new arrives as an empty report: the node is seen, and no
 // scan row is written for it (the table would otherwise grow by every node every interval).
-TEST_F(StoreTest, AHeartbeatMovesLastSeenWithoutAScanRow) {
+TEST_P(StoreTest, AHeartbeatMovesLastSeenWithoutAScanRow) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "n", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
   const auto later = now_ + std::chrono::minutes(5);
@@ -38,7 +40,7 @@ TEST_F(StoreTest, AHeartbeatMovesLastSeenWithoutAScanRow) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM nodes"), 2);
 }
 
-TEST_F(StoreTest, CommitsAndRedeliveryIsIdempotent) {
+TEST_P(StoreTest, CommitsAndRedeliveryIsIdempotent) {
   const auto rep =
       Report("scan-1", "node-a",
              {Result("a", "4.2.1", v1::STATUS_FAIL), Result("b", "4.2.2", v1::STATUS_PASS)});
@@ -55,7 +57,7 @@ TEST_F(StoreTest, CommitsAndRedeliveryIsIdempotent) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 1);
 }
 
-TEST_F(StoreTest, RecordsTransitionsOnlyWhenTheVerdictChanges) {
+TEST_P(StoreTest, RecordsTransitionsOnlyWhenTheVerdictChanges) {
   ASSERT_TRUE(
       store_->CommitReport(Report("s1", "n", {Result("a", "4.2.1", v1::STATUS_FAIL)}), now_).ok());
   ASSERT_TRUE(
@@ -68,7 +70,7 @@ TEST_F(StoreTest, RecordsTransitionsOnlyWhenTheVerdictChanges) {
   EXPECT_EQ(Count("SELECT old_status FROM transitions ORDER BY id DESC LIMIT 1"), v1::STATUS_FAIL);
 }
 
-TEST_F(StoreTest, FullReportDropsResultsItNoLongerCarries) {
+TEST_P(StoreTest, FullReportDropsResultsItNoLongerCarries) {
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "n",
                                         {Result("a", "1", v1::STATUS_FAIL),
@@ -87,7 +89,7 @@ TEST_F(StoreTest, FullReportDropsResultsItNoLongerCarries) {
 // Two objects that read alike (`Pod a/b`) stay two results: the store keys an object by its
 // kind, namespace, name and container, not by the text shown to people; a page token carries
 // the same fields, so paging walks past both.
-TEST_F(StoreTest, ObjectsAreKeyedByTheirFieldsNotByTheirText) {
+TEST_P(StoreTest, ObjectsAreKeyedByTheirFieldsNotByTheirText) {
   auto about = [](const std::string& ns, const std::string& name, const std::string& container) {
     v1::CheckResult r = Result("pod.privileged", "5.2.2", v1::STATUS_FAIL);
     r.mutable_resource()->set_kind("Pod");
@@ -118,7 +120,7 @@ TEST_F(StoreTest, ObjectsAreKeyedByTheirFieldsNotByTheirText) {
 }
 
 // A scope with nothing scored evaluated has no score: n/a, not 100.
-TEST_F(StoreTest, AScopeWithNothingScoredEvaluatedIsNotScored) {
+TEST_P(StoreTest, AScopeWithNothingScoredEvaluatedIsNotScored) {
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "n1",
                                         {Result("a", "1.1.1", v1::STATUS_MANUAL),
@@ -140,7 +142,7 @@ TEST_F(StoreTest, AScopeWithNothingScoredEvaluatedIsNotScored) {
   for (const auto& n : summary->nodes()) EXPECT_EQ(n.evaluated(), n.scope() == "n2") << n.scope();
 }
 
-TEST_F(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {
+TEST_P(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {
   ASSERT_TRUE(
       store_
           ->CommitReport(Report("s1", "a",
@@ -171,7 +173,7 @@ TEST_F(StoreTest, FindingsFilterByNodeStatusSeverityAndIdPrefix) {
   EXPECT_EQ(store_->Findings(passes)->size(), 1u);
 }
 
-TEST_F(StoreTest, SummaryScoreIsSeverityWeightedOverScoredResults) {
+TEST_P(StoreTest, SummaryScoreIsSeverityWeightedOverScoredResults) {
   ASSERT_TRUE(
       store_
           ->CommitReport(
@@ -193,7 +195,7 @@ TEST_F(StoreTest, SummaryScoreIsSeverityWeightedOverScoredResults) {
   EXPECT_EQ(s->failed_by_severity().at("medium"), 1u);
 }
 
-TEST_F(StoreTest, NodesCarryIdentityAndCounts) {
+TEST_P(StoreTest, NodesCarryIdentityAndCounts) {
   auto rep = Report("s1", "a", {Result("f", "2", v1::STATUS_FAIL)});
   rep.mutable_node()->set_agent_version("9.9");
   ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
@@ -206,7 +208,7 @@ TEST_F(StoreTest, NodesCarryIdentityAndCounts) {
   EXPECT_TRUE(store_->Nodes("other", now_)->empty());
 }
 
-TEST_F(StoreTest, BatchRollsBackOnlyTheBadReport) {
+TEST_P(StoreTest, BatchRollsBackOnlyTheBadReport) {
   const auto good = Report("g", "a", {Result("x", "1", v1::STATUS_FAIL)});
   const auto bad = Report("", "b", {Result("x", "1", v1::STATUS_FAIL)});  // no scan id
   auto out = store_->CommitBatch({&good, &bad}, now_);
@@ -216,7 +218,7 @@ TEST_F(StoreTest, BatchRollsBackOnlyTheBadReport) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM nodes"), 1);
 }
 
-TEST_F(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
+TEST_P(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
   auto check = [&] {
     auto s = store_->Summary("", now_);
     ASSERT_TRUE(s.ok());
@@ -267,7 +269,7 @@ TEST_F(StoreTest, SummaryCountsStayEqualToTheResultsThroughChanges) {
 
 // A full report that repeats results unchanged writes no row for them; a changed one is written,
 // a missing one deleted, and the counts stay equal to the rows.
-TEST_F(StoreTest, UnchangedResultsAreNotRewritten) {
+TEST_P(StoreTest, UnchangedResultsAreNotRewritten) {
   ASSERT_TRUE(store_
                   ->CommitReport(
                       Report("s1", "a",
@@ -314,8 +316,9 @@ namespace kspm::collector::store {
 namespace {
 
 class StoreHistoryTest : public StoreTest {};
+KSPM_STORE_ENGINES(StoreHistoryTest);
 
-TEST_F(StoreHistoryTest, NodeIsStaleAfterThreeMissedIntervals) {
+TEST_P(StoreHistoryTest, NodeIsStaleAfterThreeMissedIntervals) {
   auto rep = Report("s1", "a", {Result("x", "1", v1::STATUS_FAIL)});
   rep.set_scan_interval_seconds(60);
   ASSERT_TRUE(store_->CommitReport(rep, now_).ok());
@@ -336,7 +339,7 @@ TEST_F(StoreHistoryTest, NodeIsStaleAfterThreeMissedIntervals) {
   EXPECT_EQ(summary->stale_node_count(), 1u);
 }
 
-TEST_F(StoreHistoryTest, HistoryListsChangesNewestFirstAndPrunes) {
+TEST_P(StoreHistoryTest, HistoryListsChangesNewestFirstAndPrunes) {
   const auto t0 = now_;
   auto at = [&](int hours) { return t0 + std::chrono::hours(hours); };
   ASSERT_TRUE(
@@ -383,7 +386,7 @@ namespace {
 
 // Join tokens: one use each unless made for more, for one node if named, never after expiry;
 // only the secret's hash is kept; and a wrong secret for a real id is refused like any other.
-TEST_F(StoreTest, JoinTokensAreRedeemedOnceForTheirNodeBeforeTheyExpire) {
+TEST_P(StoreTest, JoinTokensAreRedeemedOnceForTheirNodeBeforeTheyExpire) {
   const auto now = common::Clock::now();
   JoinToken vm{"abc", "hash-1", "lab", "vm-1", now + std::chrono::hours(1), 1, "operator ops"};
   JoinToken any{"def", "hash-2", "lab", "", now + std::chrono::hours(1), 2, "operator ops"};
@@ -413,15 +416,12 @@ TEST_F(StoreTest, JoinTokensAreRedeemedOnceForTheirNodeBeforeTheyExpire) {
 
 // A revocation and its time survive reopening; allowing keeps the time (older certificates stay
 // refused) and shows in the node list.
-TEST_F(StoreTest, RevocationsSurviveReopenAndAllowKeepsTheirTime) {
+TEST_P(StoreTest, RevocationsSurviveReopenAndAllowKeepsTheirTime) {
   const auto now = common::Clock::now();
   ASSERT_TRUE(store_->CommitReport(Report("scan-1", "node-a", {}), now).ok());
   const auto revoked_at = common::FromUnixMillis(common::ToUnixMillis(now));
   ASSERT_TRUE(store_->SetNodeAccess({"prod", "node-a", true, revoked_at}, "ops", now).ok());
-  store_.reset();
-  auto reopened = OpenSqliteStore(path_);
-  ASSERT_TRUE(reopened.ok());
-  store_ = *std::move(reopened);
+  Reopen();
   auto list = store_->NodeAccessList();
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 1u);
@@ -452,7 +452,7 @@ namespace {
 
 // A node is scored under the benchmark its agent judged it by: what it also reported under
 // another Kubernetes benchmark (`--benchmark all`) shows in that benchmark's own row only.
-TEST_F(StoreTest, EachNodeIsScoredUnderTheBenchmarkItWasJudgedBy) {
+TEST_P(StoreTest, EachNodeIsScoredUnderTheBenchmarkItWasJudgedBy) {
   auto under = [](v1::CheckResult r, const std::string& benchmark) {
     r.set_benchmark(benchmark);
     return r;
@@ -501,7 +501,7 @@ v1::CheckResult Deployed(v1::CheckResult r, const std::string& name) {
 // A full report in parts (a cluster scan streamed check by check) ends where the same report in
 // one piece would: changed rows written with their transitions, unchanged ones left, objects and
 // whole checks no part carried removed, counts equal to the rows.
-TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
+TEST_P(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "cluster",
                                         {Deployed(Result("a", "1", v1::STATUS_PASS), "web"),
@@ -560,7 +560,7 @@ TEST_F(StoreTest, AReportInPartsEndsWhereTheWholeReportWould) {
 // A check judged per workload comes in slices (`more`): its rows that no slice carried go with
 // the last slice, not before; other checks' results cannot join a slice; a report left with an
 // open check does not finish.
-TEST_F(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
+TEST_P(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
   ASSERT_TRUE(store_
                   ->CommitReport(Report("s1", "cluster",
                                         {Deployed(Result("a", "1", v1::STATUS_PASS), "web"),
@@ -633,7 +633,7 @@ TEST_F(StoreTest, ACheckInSlicesEndsWhereTheCheckInOnePartWould) {
 // A partial report (a watched cluster's change) replaces the results of some objects of some
 // checks and leaves the rest: other objects of a scoped check, other checks. A new object that
 // fails is a drift event; a scoped object with no result left loses its rows.
-TEST_F(StoreTest, APartialReportReplacesOnlyItsScope) {
+TEST_P(StoreTest, APartialReportReplacesOnlyItsScope) {
   auto on = [](v1::CheckResult r, const std::string& name, const std::string& container = "") {
     r.mutable_resource()->set_kind("Pod");
     r.mutable_resource()->set_namespace_("shop");
@@ -731,6 +731,51 @@ TEST_F(StoreTest, APartialReportReplacesOnlyItsScope) {
   auto full = store_->BeginReport(Report("s2", "cluster", {}), now_);
   ASSERT_TRUE(full.ok());
   EXPECT_TRUE(absl::IsInvalidArgument((*full)->AddScoped({}, scope)));
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
+
+namespace kspm::collector::store {
+namespace {
+
+// One store holds many clusters: each has its score, and node names that repeat across clusters
+// (every cluster's pseudo-node `cluster`, a `worker-1` in each) are scored apart, not merged.
+TEST_P(StoreTest, ManyClustersAreScoredApartAcrossOneStore) {
+  auto in = [](std::string cluster, v1::NodeReport r) {
+    r.mutable_node()->set_cluster(cluster);
+    return r;
+  };
+  ASSERT_TRUE(store_
+                  ->CommitReport(in("east", Report("e1", "worker-1",
+                                                   {Result("a", "4.2.1", v1::STATUS_FAIL),
+                                                    Result("b", "4.2.2", v1::STATUS_PASS)})),
+                                 now_)
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->CommitReport(in("west", Report("w1", "worker-1",
+                                                   {Result("a", "4.2.1", v1::STATUS_PASS),
+                                                    Result("b", "4.2.2", v1::STATUS_PASS)})),
+                                 now_)
+                  .ok());
+  auto all = store_->Summary("", now_);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->clusters_size(), 2);
+  EXPECT_EQ(all->clusters(0).scope(), "east");
+  EXPECT_EQ(all->clusters(0).counts().fail(), 1u);
+  EXPECT_EQ(all->clusters(1).scope(), "west");
+  EXPECT_EQ(all->clusters(1).counts().fail(), 0u);
+  EXPECT_DOUBLE_EQ(all->clusters(1).score(), 100.0);
+  ASSERT_EQ(all->nodes_size(), 2);
+  EXPECT_EQ(all->nodes(0).scope(), "east/worker-1");
+  EXPECT_EQ(all->nodes(1).scope(), "west/worker-1");
+  EXPECT_EQ(all->overall().counts().pass() + all->overall().counts().fail(), 4u);
+  // One cluster asked for: its nodes by their own names.
+  auto east = store_->Summary("east", now_);
+  ASSERT_TRUE(east.ok());
+  ASSERT_EQ(east->nodes_size(), 1);
+  EXPECT_EQ(east->nodes(0).scope(), "worker-1");
+  ASSERT_EQ(east->clusters_size(), 1);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #pragma once
 
-// What the store tests share: results and reports to commit, and a fixture holding a new sqlite
-// store in a temporary directory (with a read-only counter of rows, `Count`).
+// What the store tests share: results and reports to commit, and fixtures holding a new store
+// (with a read-only counter of rows, `Count`).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fixtures/host_builder.h"
+#include "fixtures/postgres.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/time.h"
 #include "kspm/v1/results.pb.h"
@@ -42,16 +43,21 @@ inline v1::NodeReport Report(const std::string& scan_id, const std::string& node
   return rep;
 }
 
-class StoreTest : public ::testing::Test {
+// A new sqlite store in a temporary directory (tests of what only sqlite has: files, its log,
+// migrations of old files).
+class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = OpenSqliteStore(path_);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
   }
-  int Count(const std::string& sql) {
+  int Count(const std::string& sql) { return CountIn(path_, sql); }
+
+ public:
+  static int CountIn(const std::string& path, const std::string& sql) {
     sqlite3* db = nullptr;
-    sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
     sqlite3_stmt* stmt = nullptr;
     sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
     int n = -1;
@@ -60,10 +66,64 @@ class StoreTest : public ::testing::Test {
     sqlite3_close(db);
     return n;
   }
+
+ protected:
   kspm::testing::TempDir dir_;
   std::string path_ = dir_.path() + "/kspm.db";
   std::unique_ptr<Store> store_;
   common::Clock::time_point now_ = common::Clock::now();
 };
+
+// A new store on each engine: `sqlite` (a file in a temporary directory) and `postgres` (a new
+// database on the real server of kspm::testing::PostgresServer; skipped where none can run).
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgres") {
+      std::string why;
+      pg_ = kspm::testing::PostgresServer::Get(&why);
+      if (pg_ == nullptr) GTEST_SKIP() << why;
+      db_ = pg_->NewDatabase();
+      spec_ = pg_->Url(db_);
+    } else {
+      spec_ = "sqlite:" + dir_.path() + "/kspm.db";
+    }
+    Open();
+  }
+  void Open() {
+    StoreOptions options;
+    options.spec = spec_;
+    options.postgres.wait = std::chrono::seconds(5);
+    auto s = OpenStore(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  void Reopen() {
+    store_.reset();
+    Open();
+  }
+  bool postgres() const { return pg_ != nullptr; }
+  // The first column of the first row of `sql` as a number (a boolean as 1 or 0); -1 for none.
+  int Count(const std::string& sql) {
+    if (!pg_) return SqliteStoreTest::CountIn(SqlitePathOf(spec_), sql);
+    const std::string v = pg_->Exec(db_, sql);
+    if (v == "t" || v == "f") return v == "t" ? 1 : 0;
+    if (v.empty() || v.starts_with("error")) {
+      ADD_FAILURE() << sql << ": " << v;
+      return -1;
+    }
+    return std::stoi(v);
+  }
+  kspm::testing::TempDir dir_;
+  kspm::testing::PostgresServer* pg_ = nullptr;
+  std::string db_, spec_;
+  std::unique_ptr<Store> store_;
+  common::Clock::time_point now_ = common::Clock::now();
+};
+
+// Both engines, named in test names (`Engines/StoreTest.X/postgres`).
+#define KSPM_STORE_ENGINES(fixture)                                                   \
+  INSTANTIATE_TEST_SUITE_P(Engines, fixture, ::testing::Values("sqlite", "postgres"), \
+                           [](const auto& info) { return info.param; })
 
 }  // namespace kspm::collector::store

@@ -68,3 +68,33 @@ true
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+"true" when the collector keeps posture in PostgreSQL (store.postgres.host set), "" on sqlite. A
+host without a Secret for the password fails the rendering.
+*/}}
+{{- define "kspm.postgres" -}}
+{{- if .Values.store.postgres.host -}}
+{{- if .Values.store.postgres.existingSecret -}}
+true
+{{- else -}}
+{{- fail "store.postgres.existingSecret must name a Secret with key password" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The collector's --store URL, without the password (read from the Secret's file). verify-ca and
+verify-full check the server against the Secret's ca.crt.
+*/}}
+{{- define "kspm.postgres.url" -}}
+{{- with .Values.store.postgres -}}
+postgres://{{ .user }}@{{ .host }}:{{ .port }}/{{ .database }}?sslmode={{ .sslMode }}
+{{- if eq .sslMode "verify-full" -}}
+&sslrootcert=/etc/kspm/postgres/ca.crt
+{{- end -}}
+{{- if eq .sslMode "verify-ca" -}}
+&sslrootcert=/etc/kspm/postgres/ca.crt
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -93,6 +93,10 @@ void PeriodicClusterScan::FillMetrics(common::metrics::Families& out) const {
               "Batches of watched API changes evaluated and committed", c, change_batches_.load());
   out.Counter("kspm_cluster_watch_changes_total", "Watched API object changes evaluated", c,
               changes_seen_.load());
+  out.Gauge("kspm_cluster_scan_leader",
+            "1 where this collector holds the cluster's scan lease (one of the collectors "
+            "sharing a PostgreSQL store scans each cluster; always 1 on sqlite)",
+            c, leading_.load() ? 1.0 : 0.0);
 }
 
 std::string UncoveredSectionReason(const std::string& section) {
@@ -126,6 +130,11 @@ void PeriodicClusterScan::Start(bool first_inline) {
     }
     cv_.notify_all();
   });
+  // Inline only where this collector holds the cluster's lease (another one scans otherwise).
+  if (first_inline) {
+    auto held = store_.HoldLease("cluster-scan/" + settings_.cluster);
+    first_inline = held.ok() && *held;
+  }
   if (first_inline) {
     if (auto s = RunOnce(); !s.ok()) spdlog::error("{}", std::string(s.status().message()));
   }
@@ -178,7 +187,31 @@ void PeriodicClusterScan::Loop(bool skip_first) {
   // When the next full scan is due (at once, unless Start ran the first one).
   auto next_full = std::chrono::steady_clock::now();
   if (skip_first) next_full += settings_.interval;
+  // Collectors sharing a store (PostgreSQL) scan each cluster one at a time: the one holding its
+  // lease. The others wait, checking every kLeaseRetry, and the one that takes over starts with
+  // a full scan. Scans asked for (kspmctl scan-cluster) run on any of them.
+  const std::string lease = "cluster-scan/" + settings_.cluster;
+  bool leading = skip_first;  // Start scanned inline: it held the lease
   for (;;) {
+    auto held = store_.HoldLease(lease);
+    if (!held.ok()) {
+      spdlog::warn("cluster {}: cannot tell whether this collector scans it: {}", settings_.cluster,
+                   std::string(held.status().message()));
+    }
+    const bool now_leading = held.ok() && *held;
+    if (now_leading && !leading) {
+      if (lease_checked_) {
+        spdlog::info("cluster {}: this collector scans it now (lease taken over)",
+                     settings_.cluster);
+        next_full = std::chrono::steady_clock::now();
+      }
+    } else if (!now_leading && (leading || !lease_checked_)) {
+      spdlog::info("cluster {}: another collector scans it; this one waits to take over",
+                   settings_.cluster);
+    }
+    leading = now_leading;
+    lease_checked_ = true;
+    leading_ = leading;
     // The requests waiting now are answered by this scan; later ones by the next.
     // Taken together under the lock: a request that arrives later sets triggered_ again and is
     // answered by the next scan.
@@ -187,7 +220,8 @@ void PeriodicClusterScan::Loop(bool skip_first) {
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;  // Stop answers what is still pending
-      const bool due = std::chrono::steady_clock::now() >= next_full;
+      const bool due = leading && std::chrono::steady_clock::now() >= next_full;
+      if (!leading) changes_ = false;  // the leader sees them; a full scan follows a takeover
       run = due || triggered_ || !pending_.empty();
       if (run) {
         waiting.swap(pending_);
@@ -216,8 +250,10 @@ void PeriodicClusterScan::Loop(bool skip_first) {
       }
     }
     std::unique_lock lock(mu_);
-    cv_.wait_until(lock, next_full,
-                   [this] { return stopping_ || triggered_ || changes_ || !pending_.empty(); });
+    const auto wake = leading ? next_full : std::chrono::steady_clock::now() + kLeaseRetry;
+    cv_.wait_until(lock, wake, [this, leading] {
+      return stopping_ || triggered_ || (changes_ && leading) || !pending_.empty();
+    });
   }
 }
 

@@ -154,6 +154,9 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool triggered_ = false;
+  bool lease_checked_ = false;        // on the scan thread
+  std::atomic<bool> leading_{false};  // holds the cluster's scan lease (for metrics)
+  static constexpr std::chrono::seconds kLeaseRetry{5};
   bool changes_ = false;       // the source has changes waiting
   std::vector<Done> pending_;  // RequestScan callers waiting for the next scan
   std::thread thread_;

@@ -47,8 +47,12 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   auto creds = common::MakeServerCredentials(options.tls, options.tls_reload_seconds,
                                              !options.fleet.ca_key_path.empty());
   if (!creds.ok()) return creds.status();
-  auto store =
-      store::OpenSqliteStore(options.db_path, options.query_readers, options.accept_damaged_log);
+  store::StoreOptions where;
+  where.spec = options.store.empty() ? "sqlite:" + options.db_path : options.store;
+  where.query_readers = options.query_readers;
+  where.accept_damaged_log = options.accept_damaged_log;
+  where.postgres = options.postgres;
+  auto store = store::OpenStore(where);
   if (!store.ok()) return store.status();
   s->store_ = *std::move(store);
   s->metrics_ = std::make_unique<CollectorMetrics>(*s->store_, options.metrics_posture_ttl);
@@ -153,7 +157,7 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
                                             [raw] { return !raw->serving_.load(); }));
   });
   spdlog::info("collector listening on {} (port {}), store {}, {}{}", options.listen, s->port_,
-               options.db_path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS",
+               s->store_->Space().path, options.tls.insecure ? "INSECURE plaintext" : "mutual TLS",
                s->fleet_->enrolment_enabled() ? ", enrolment on" : "");
   if (!options.alerts.webhooks.empty()) {
     spdlog::info("alerts to {} webhook(s), severity {} and above", options.alerts.webhooks.size(),

@@ -30,6 +30,9 @@ std::string DescribeCertificate(const std::string& path);
 struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // HOST:PORT; port 0 picks a free port
   std::string db_path = "var/kspm.db";
+  // A store spec (store::StoreOptions::spec): sqlite:PATH or a PostgreSQL URL; empty: db_path.
+  std::string store;
+  store::PostgresOptions postgres;  // its url is taken from `store`
   common::TlsFiles tls;
   // How often the TLS files are read again (cert-manager rotation); 0: only at start.
   unsigned tls_reload_seconds = 60;

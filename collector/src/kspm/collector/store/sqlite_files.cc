@@ -7,7 +7,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/collector/store/sql_store.h"
 #include "spdlog/spdlog.h"
 
 namespace kspm::collector::store::internal {
@@ -21,7 +21,7 @@ absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full) {
     sqlite3_finalize(raw);
     return absl::DataLossError("database " + path + " cannot be checked: " + why);
   }
-  Stmt stmt(raw);
+  RawStmt stmt(raw);
   std::vector<std::string> problems;
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
@@ -45,7 +45,7 @@ namespace kspm::collector::store {
 using internal::Db;
 using internal::IntegrityOf;
 using internal::OpenDb;
-using internal::Stmt;
+using internal::RawStmt;
 
 namespace {
 
@@ -156,7 +156,7 @@ absl::Status BackupSqliteStore(const std::string& path, const std::string& to) {
     sqlite3_finalize(raw);
     return absl::InternalError("cannot back up " + path + ": " + why);
   }
-  Stmt stmt(raw);
+  RawStmt stmt(raw);
   sqlite3_bind_text(stmt.get(), 1, to.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
     return absl::InternalError("cannot back up " + path + " to " + to + ": " +

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/collector/store/sql_store.h"
 #include "kspm/common/render.h"
 #include "spdlog/spdlog.h"
 
@@ -232,12 +232,12 @@ ALTER TABLE transitions ADD COLUMN container TEXT NOT NULL DEFAULT '';
 };
 
 // A statement on `db`; the error names the file.
-absl::StatusOr<Stmt> PrepareOn(sqlite3* db, const std::string& path, const char* sql) {
+absl::StatusOr<RawStmt> PrepareOn(sqlite3* db, const std::string& path, const char* sql) {
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db, sql, -1, &raw, nullptr) != SQLITE_OK) {
     return absl::InternalError(path + ": " + sqlite3_errmsg(db));
   }
-  return Stmt(raw);
+  return RawStmt(raw);
 }
 
 // After migration 5's SQL: rows that schema 4 stored as `check[object]` get their check id, object
@@ -433,7 +433,7 @@ absl::Status ExecOn(sqlite3* db, const std::string& path, const std::string& sql
 absl::Status Migrate(sqlite3* db, const std::string& path) {
   sqlite3_stmt* raw = nullptr;
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
-  Stmt stmt(raw);
+  RawStmt stmt(raw);
   int version = 0;
   if (stmt && sqlite3_step(stmt.get()) == SQLITE_ROW) version = sqlite3_column_int(stmt.get(), 0);
   stmt.reset();  // an open statement would lock the schema against DROP

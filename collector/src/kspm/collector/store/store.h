@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -219,6 +220,15 @@ class Store {
   // count (metrics). Set it before the first commit.
   virtual void SetCommitListener(std::function<void(CommitNews&&)> listener) = 0;
 
+  // Whether this process holds lease `name` among the collectors sharing the store, taking it
+  // when it is free: work that one collector must do at a time (a cluster's periodic scan). A
+  // lease is held until the process, or its connection to the database, ends; another collector
+  // takes it over then. sqlite has one collector per file: always true.
+  [[nodiscard]] virtual absl::StatusOr<bool> HoldLease(const std::string& name) {
+    (void)name;
+    return true;
+  }
+
   // Fleet identity.
   [[nodiscard]] virtual absl::Status AddJoinToken(const JoinToken& token,
                                                   common::Clock::time_point now) = 0;
@@ -273,5 +283,56 @@ inline constexpr int kStaleIntervals = 3;
 // A consistent copy of the database in `to` (VACUUM INTO), taken while a collector runs and
 // writes; the copy is checked before this returns. `to` must not exist.
 [[nodiscard]] absl::Status BackupSqliteStore(const std::string& path, const std::string& to);
+
+// PostgreSQL: the store of several collectors, and of many clusters in one place.
+struct PostgresOptions {
+  // A libpq URI (postgres://user@host:5432/kspm?sslmode=verify-full). The standard PG*
+  // variables and ~/.pgpass fill what it leaves out; the password never needs to be in it.
+  std::string url;
+  std::string password_file;  // one line: the password (a mounted Secret)
+  int pool_size = 4;          // connections for queries, beside the one that writes
+  int connect_timeout_seconds = 5;
+  // How long to keep trying to reach the server at start (it may come up after the collector).
+  std::chrono::milliseconds wait{std::chrono::seconds(60)};
+};
+
+// Connects (retrying with backoff within `wait`), refuses a server that takes no writes (a
+// standby) and a schema newer than this binary's, and migrates an older one, once, under an
+// advisory lock. Errors name the URL without its password.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(
+    const PostgresOptions& options);
+
+bool IsPostgresUrl(const std::string& spec);
+// `url` without its password (user:***@, password=***), for logs and errors.
+std::string RedactPostgresUrl(const std::string& url);
+
+// One table of a copy: rows read from the source, and rows in the target after it.
+struct CopiedTable {
+  std::string table;
+  int64_t source_rows = 0;
+  int64_t target_rows = 0;
+};
+// Copies a sqlite store (brought to the current schema first) into a PostgreSQL database that is
+// empty or holds an earlier, unfinished copy of the same file: every table, ids kept, rows
+// already there skipped, so a copy that stopped can be run again. Each table is verified by
+// counting both sides (DataLoss naming it when they differ). No collector may write to either
+// side meanwhile.
+[[nodiscard]] absl::StatusOr<std::vector<CopiedTable>> CopySqliteToPostgres(
+    const std::string& sqlite_path, const PostgresOptions& to,
+    const std::function<void(const std::string&)>& progress = nullptr);
+
+// Where the store is: `sqlite:PATH`, a PostgreSQL URL (postgres:// or postgresql://), or a plain
+// path (sqlite).
+struct StoreOptions {
+  std::string spec = "sqlite:var/kspm.db";
+  // sqlite
+  int query_readers = 4;
+  bool accept_damaged_log = false;
+  // PostgreSQL (url taken from spec)
+  PostgresOptions postgres;
+};
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options);
+// The sqlite file of a spec, or empty for PostgreSQL.
+std::string SqlitePathOf(const std::string& spec);
 
 }  // namespace kspm::collector::store

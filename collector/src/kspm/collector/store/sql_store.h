@@ -1,9 +1,9 @@
 #pragma once
 
-// The sqlite store's parts, shared by its files (sqlite_store.cc: opening and statements;
-// sqlite_schema.cc: migrations, integrity and backup; sqlite_writer.cc: commits and retention;
-// sqlite_queries.cc: findings, nodes, summary, history and drift; sqlite_fleet.cc: join tokens,
-// node access and certificates). Nothing here is used outside store/.
+// The store's logic on SQL, shared by its two engines through sql.h (sqlite: sqlite_store.cc,
+// sqlite_schema.cc, sqlite_files.cc; PostgreSQL: postgres_store.cc). sql_writer.cc: commits and
+// retention; sql_queries.cc: findings, nodes, summary, history and drift; sql_fleet.cc: join
+// tokens, node access and certificates. Nothing here is used outside store/.
 #include <sqlite3.h>
 
 #include <condition_variable>
@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kspm/collector/store/sql.h"
 #include "kspm/collector/store/store.h"
 #include "kspm/common/render.h"
 #include "kspm/common/scoring.h"
@@ -32,7 +33,9 @@ struct StmtFinalizer {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 };
 using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+using RawStmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+using Stmt = std::unique_ptr<sql::Statement>;
+using Connection = std::unique_ptr<sql::Connection>;
 
 // FNV-1a over a serialized result; never 0, which marks rows stored before schema 6.
 inline int64_t Digest(const std::string& bytes) {
@@ -87,36 +90,36 @@ std::string StaleExpr(const std::string& now_param);
 // sqlite's own check of `db` (quick, or full): an error quoting its first complaints.
 [[nodiscard]] absl::Status IntegrityOf(sqlite3* db, const std::string& path, bool full);
 
-// Read-only connections for queries. WAL lets each read in its own snapshot beside the writer,
-// so queries neither wait for commits nor for each other (up to the pool's size).
+// Connections for queries. sqlite: read-only, each read in its own WAL snapshot beside the
+// writer, so queries neither wait for commits nor for each other (up to the pool's size).
 class ReaderPool {
  public:
-  explicit ReaderPool(std::vector<Db> readers) : idle_(std::move(readers)) {}
+  explicit ReaderPool(std::vector<Connection> readers) : idle_(std::move(readers)) {}
 
   // A connection for the lifetime of the lease; waits while all are in use.
   class Lease {
    public:
-    Lease(ReaderPool& pool, Db db) : pool_(pool), db_(std::move(db)) {}
+    Lease(ReaderPool& pool, Connection db) : pool_(pool), db_(std::move(db)) {}
     ~Lease() { pool_.Return(std::move(db_)); }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
-    sqlite3* db() const { return db_.get(); }
+    sql::Connection& db() const { return *db_; }
 
    private:
     ReaderPool& pool_;
-    Db db_;
+    Connection db_;
   };
 
   Lease Acquire() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return !idle_.empty(); });
-    Db db = std::move(idle_.back());
+    Connection db = std::move(idle_.back());
     idle_.pop_back();
     return Lease(*this, std::move(db));
   }
 
  private:
-  void Return(Db db) {
+  void Return(Connection db) {
     {
       std::lock_guard lock(mu_);
       idle_.push_back(std::move(db));
@@ -126,13 +129,15 @@ class ReaderPool {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Db> idle_;
+  std::vector<Connection> idle_;
 };
 
-class SqliteStore final : public Store {
+// The store on a SQL engine: one writer connection (commits are serialized by write_mu_) and a
+// pool of readers. Engines differ only in what the hooks below do.
+class SqlStore : public Store {
  public:
-  SqliteStore(std::string path, Db writer, std::vector<Db> readers)
-      : path_(std::move(path)), writer_(std::move(writer)), readers_(std::move(readers)) {}
+  SqlStore(std::string name, Connection writer, std::vector<Connection> readers)
+      : path_(std::move(name)), writer_(std::move(writer)), readers_(std::move(readers)) {}
 
   absl::Status Prepare();
 
@@ -146,7 +151,6 @@ class SqliteStore final : public Store {
                                                             common::Clock::time_point now,
                                                             bool partial) override;
 
-  StoreSpace Space() const override;
   absl::StatusOr<PostureCounts> CountResults() override;
   void SetCommitListener(std::function<void(CommitNews&&)> listener) override {
     std::lock_guard lock(write_mu_);
@@ -156,13 +160,11 @@ class SqliteStore final : public Store {
   // forgets it either way. Called with write_mu_ held.
   void Publish(bool committed);
 
-  // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
-  // the log into the database and truncates it, so the log never holds space the database
-  // needs. A commit that failed is retried by its agent; once space is back the next one
-  // succeeds on the same connection, without a restart.
-  void AfterCommit(bool full, common::Clock::time_point now);
-
-  StoreSpace Measure() const;
+  // After each write transaction, committed or not; `full`: it failed for lack of disk space.
+  virtual void AfterCommit(bool full, common::Clock::time_point now) {
+    (void)full;
+    (void)now;
+  }
 
   absl::StatusOr<std::vector<v1::Finding>> Findings(const FindingFilter& filter) override;
 
@@ -198,26 +200,23 @@ class SqliteStore final : public Store {
                                      const std::string& serial, common::Clock::time_point not_after,
                                      common::Clock::time_point now) override;
 
- private:
-  static void BindTexts(sqlite3_stmt* stmt, std::initializer_list<std::string> values);
+ protected:
+  // Called in a report's transaction before its node's rows are read: makes other writers of the
+  // same node (another collector on the same database) wait until this transaction ends.
+  virtual absl::Status LockNode(const std::string& cluster, const std::string& node) {
+    (void)cluster;
+    (void)node;
+    return absl::OkStatus();
+  }
 
-  static std::string Text(sqlite3_stmt* s, int col);
-
-  absl::Status Error(sqlite3* db, const std::string& what) const;
-
-  absl::Status Exec(sqlite3* db, const char* sql) const;
-
-  absl::StatusOr<Stmt> PrepareRead(sqlite3* db, const std::string& sql);
-
-  // Runs a prepared statement to completion; resets it for reuse.
-  absl::Status Step(const Stmt& stmt, const char* what);
-
-  absl::StatusOr<int64_t> StepId(const Stmt& stmt, const char* what);
-
-  // The bound string must outlive the statement's next step (every caller steps right away).
-  static void BindText(const Stmt& s, int i, const std::string& v);
-  // The four columns of `object` from parameter `first` on (same lifetime rule as BindText).
+  // The bound string is copied.
+  static void BindText(const Stmt& s, int i, const std::string& v) { s->BindText(i, v); }
+  // The four columns of `object` from parameter `first` on.
   static void BindObject(const Stmt& s, int first, const ObjectKey& object);
+  // Runs a prepared statement of the writer to completion; resets it for reuse.
+  static absl::Status Step(const Stmt& stmt, const char* what) { return sql::Run(*stmt, what); }
+  absl::Status Exec(const char* sql) { return writer_->Exec(sql).status(); }
+  absl::Status Begin() { return writer_->Begin(); }
 
   // A result_counts row: benchmark, section, namespace, status, severity, scored.
   using CountBucket = std::tuple<std::string, std::string, std::string, int, int, int>;
@@ -282,15 +281,13 @@ class SqliteStore final : public Store {
   // The check ids of the node's current rows.
   absl::StatusOr<std::set<std::string>> CurrentChecks(int64_t node_id);
 
-  friend class SqliteReportWriter;
+  friend class SqlReportWriter;
 
-  std::string path_;
-  mutable std::mutex space_mu_;
-  StoreSpace space_;
+  std::string path_;  // a file, or a URL without its password
   std::mutex write_mu_;
   std::function<void(CommitNews&&)> listener_;  // under write_mu_
   CommitNews news_;                             // of the open transaction, under write_mu_
-  Db writer_;
+  Connection writer_;
   ReaderPool readers_;
   Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
       current_of_check_, current_of_object_, current_in_namespace_, current_checks_,
@@ -298,4 +295,41 @@ class SqliteStore final : public Store {
       insert_drift_, node_has_results_;
 };
 
+// The embedded engine: space watched, and the log checkpointed when space is tight.
+class SqliteStore final : public SqlStore {
+ public:
+  SqliteStore(std::string path, Db writer, std::vector<Db> readers);
+
+  StoreSpace Space() const override;
+  // Measures the space left; when it is tight (or a commit just failed for lack of it), moves
+  // the log into the database and truncates it, so the log never holds space the database
+  // needs. A commit that failed is retried by its agent; once space is back the next one
+  // succeeds on the same connection, without a restart.
+  void AfterCommit(bool full, common::Clock::time_point now) override;
+  StoreSpace Measure() const;
+
+ private:
+  sqlite3* raw_writer_;
+  mutable std::mutex space_mu_;
+  StoreSpace space_;
+};
+
 }  // namespace kspm::collector::store::internal
+
+namespace kspm::collector::store::internal {
+// A libpq connection; errors name `name` (the URL without its password).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<sql::Connection>> ConnectPostgres(
+    const PostgresOptions& options, const std::string& name);
+// Brings a PostgreSQL database's schema to this binary's, once among collectors starting
+// together; refuses a standby and a newer schema.
+[[nodiscard]] absl::Status MigratePostgresSchema(sql::Connection& c);
+// The first column of the first row of `sql` as text; empty without a row.
+[[nodiscard]] absl::StatusOr<std::string> QueryOne(sql::Connection& c, const std::string& sql);
+}  // namespace kspm::collector::store::internal
+
+namespace kspm::collector::store::sql {
+// A sqlite connection over `db`; errors name `name`.
+std::unique_ptr<Connection> WrapSqlite(internal::Db db, const std::string& name);
+// The handle under a connection WrapSqlite made.
+sqlite3* RawSqlite(Connection& connection);
+}  // namespace kspm::collector::store::sql

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <functional>
 
-#include "kspm/collector/store/sqlite_internal.h"
+#include "kspm/collector/store/sql_store.h"
 #include "kspm/common/names.h"
 #include "kspm/common/render.h"
 #include "kspm/common/scoring.h"
@@ -11,38 +11,122 @@
 
 namespace kspm::collector::store::internal {
 
-absl::StatusOr<CommitStats> SqliteStore::CommitReport(const v1::NodeReport& report,
-                                                      common::Clock::time_point now) {
+absl::Status SqlStore::Prepare() {
+  struct Spec {
+    Stmt* out;
+    const char* sql;
+  };
+  const Spec specs[] = {
+      {&find_scan_, "SELECT 1 FROM scans WHERE scan_id = ?"},
+      {&touch_node_,
+       "UPDATE nodes SET identity = ?1, last_seen_ms = ?2, scan_interval_s = ?3 WHERE name = ?4 "
+       "AND cluster_id = (SELECT id FROM clusters WHERE name = ?5)"},
+      {&upsert_cluster_,
+       "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = excluded.name "
+       "RETURNING id"},
+      {&upsert_node_,
+       "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id, "
+       "scan_interval_s) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(cluster_id, name) DO "
+       "UPDATE SET identity = excluded.identity, last_seen_ms = excluded.last_seen_ms, "
+       "last_scan_id = excluded.last_scan_id, scan_interval_s = excluded.scan_interval_s "
+       "RETURNING id"},
+      {&insert_scan_,
+       "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, \"full\", "
+       "results) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?)"},
+      {&current_status_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ?"},
+      {&current_of_check_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ?"},
+      {&current_of_object_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ? AND "
+       "benchmark = ? AND kind = ? AND object_namespace = ? AND name = ?"},
+      {&current_in_namespace_,
+       "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
+       "scored, section, namespace, digest FROM results WHERE node_id = ?1 AND check_id = ?2 AND "
+       "benchmark = ?3 AND (object_namespace = ?4 OR (kind = 'Namespace' AND object_namespace = "
+       "'' AND name = ?4))"},
+      {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
+      {&node_has_results_, "SELECT 1 FROM result_counts WHERE node_id = ? AND n > 0 LIMIT 1"},
+      {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
+      {&bump_count_,
+       "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
+       "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "
+       "namespace, status, severity, scored) DO UPDATE SET n = result_counts.n + excluded.n"},
+      {&upsert_result_,
+       "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
+       "scored, result, scan_id, updated_ms, changed_ms, kind, object_namespace, name, "
+       "container, namespace, section, digest) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+       "ON CONFLICT(node_id, check_id, benchmark, kind, object_namespace, name, container) "
+       "DO UPDATE SET "
+       "benchmark_id = excluded.benchmark_id, status = excluded.status, "
+       "namespace = excluded.namespace, section = excluded.section, "
+       "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
+       "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, digest = excluded.digest, "
+       "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
+       "ELSE excluded.changed_ms END"},
+      {&insert_drift_,
+       "INSERT INTO drift_events(event_id, node_id, observed_ms, received_ms, scan_id, event) "
+       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"},
+      {&insert_transition_,
+       "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
+       "scan_id, kind, object_namespace, name, container) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&delete_result_,
+       "DELETE FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ? AND "
+       "kind = ? AND object_namespace = ? AND name = ? AND container = ?"},
+  };
+  for (const auto& spec : specs) {
+    auto stmt = writer_->Prepare(spec.sql);
+    if (!stmt.ok()) return stmt.status();
+    *spec.out = *std::move(stmt);
+  }
+  return absl::OkStatus();
+}
+
+void SqlStore::BindObject(const Stmt& s, int first, const ObjectKey& object) {
+  BindText(s, first, object.kind);
+  BindText(s, first + 1, object.ns);
+  BindText(s, first + 2, object.name);
+  BindText(s, first + 3, object.container);
+}
+
+absl::StatusOr<CommitStats> SqlStore::CommitReport(const v1::NodeReport& report,
+                                                   common::Clock::time_point now) {
   auto out = CommitBatch({&report}, now);
   return out[0];
 }
 
-std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
+std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitBatch(
     const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) {
   std::lock_guard lock(write_mu_);
   std::vector<absl::StatusOr<CommitStats>> out;
   out.reserve(reports.size());
-  if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) {
+  if (auto s = Begin(); !s.ok()) {
     for (size_t i = 0; i < reports.size(); ++i) out.emplace_back(s);
     return out;
   }
   for (const auto* report : reports) {
-    (void)Exec(writer_.get(), "SAVEPOINT report");
+    (void)Exec("SAVEPOINT report");
     const size_t changes_before = news_.changes.size(), drift_before = news_.drift.size();
     auto stats = CommitOne(*report, now);
     if (stats.ok()) {
-      (void)Exec(writer_.get(), "RELEASE report");
+      (void)Exec("RELEASE report");
     } else {
-      (void)Exec(writer_.get(), "ROLLBACK TO report");
-      (void)Exec(writer_.get(), "RELEASE report");
+      (void)Exec("ROLLBACK TO report");
+      (void)Exec("RELEASE report");
       news_.changes.resize(changes_before);
       news_.drift.resize(drift_before);
     }
     out.push_back(std::move(stats));
   }
-  const absl::Status committed = Exec(writer_.get(), "COMMIT");
+  const absl::Status committed = Exec("COMMIT");
   if (!committed.ok()) {
-    (void)Exec(writer_.get(), "ROLLBACK");
+    (void)Exec("ROLLBACK");
     for (auto& o : out) {
       if (o.ok()) o = committed;
     }
@@ -56,22 +140,26 @@ std::vector<absl::StatusOr<CommitStats>> SqliteStore::CommitBatch(
   return out;
 }
 
-absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
-    const v1::NodeReport& report, common::Clock::time_point now, CommitStats& stats,
-    bool in_parts) {
+absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::NodeReport& report,
+                                                                    common::Clock::time_point now,
+                                                                    CommitStats& stats,
+                                                                    bool in_parts) {
   if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
   const std::string& node_name = report.node().node_name();
   if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
+  const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
+  // Before the scan id is looked up: a report sent again to another collector waits here for
+  // the first copy's transaction, and then finds its scan id stored.
+  if (auto s = LockNode(cluster, node_name); !s.ok()) return s;
 
   BindText(find_scan_, 1, report.scan_id());
-  const int found = sqlite3_step(find_scan_.get());
-  sqlite3_reset(find_scan_.get());
-  sqlite3_clear_bindings(find_scan_.get());
-  if (found == SQLITE_ROW) {
+  auto found = find_scan_->Next();
+  find_scan_->Reset();
+  if (!found.ok()) return sql::Context(found.status(), "looking up the scan");
+  if (*found) {
     stats.duplicate = true;
     return std::nullopt;
   }
-  const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
   const int interval = report.scan_interval_seconds() > 0
                            ? static_cast<int>(report.scan_interval_seconds())
                            : kDefaultIntervalSeconds;
@@ -80,49 +168,47 @@ absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
   // it does the same. A node not known yet takes the full path.
   if (!in_parts && !report.full() && report.results_size() == 0 && report.drift_size() == 0) {
     const std::string identity = report.node().SerializeAsString();
-    sqlite3_bind_blob(touch_node_.get(), 1, identity.data(), static_cast<int>(identity.size()),
-                      SQLITE_TRANSIENT);
-    sqlite3_bind_int64(touch_node_.get(), 2, common::ToUnixMillis(now));
-    sqlite3_bind_int(touch_node_.get(), 3, interval);
+    touch_node_->BindBlob(1, identity);
+    touch_node_->Bind(2, common::ToUnixMillis(now));
+    touch_node_->Bind(3, interval);
     BindText(touch_node_, 4, node_name);
     BindText(touch_node_, 5, cluster);
-    if (auto s = Step(touch_node_, "storing a heartbeat"); !s.ok()) return s;
-    if (sqlite3_changes(writer_.get()) > 0) return std::nullopt;
+    auto touched = touch_node_->Next();
+    const int64_t changes = touched.ok() ? touch_node_->Changes() : 0;
+    touch_node_->Reset();
+    if (!touched.ok()) return sql::Context(touched.status(), "storing a heartbeat");
+    if (changes > 0) return std::nullopt;
   }
   BindText(upsert_cluster_, 1, cluster);
-  auto cluster_id = StepId(upsert_cluster_, "storing cluster");
+  auto cluster_id = sql::RunId(*upsert_cluster_, "storing cluster");
   if (!cluster_id.ok()) return cluster_id.status();
 
   const int64_t now_ms = common::ToUnixMillis(now);
   const std::string identity = report.node().SerializeAsString();
-  sqlite3_bind_int64(upsert_node_.get(), 1, *cluster_id);
+  upsert_node_->Bind(1, *cluster_id);
   BindText(upsert_node_, 2, node_name);
-  sqlite3_bind_blob(upsert_node_.get(), 3, identity.data(), static_cast<int>(identity.size()),
-                    SQLITE_TRANSIENT);
-  sqlite3_bind_int64(upsert_node_.get(), 4, now_ms);
+  upsert_node_->BindBlob(3, identity);
+  upsert_node_->Bind(4, now_ms);
   BindText(upsert_node_, 5, report.scan_id());
-  sqlite3_bind_int(upsert_node_.get(), 6, interval);
-  auto node_id = StepId(upsert_node_, "storing node");
+  upsert_node_->Bind(6, interval);
+  auto node_id = sql::RunId(*upsert_node_, "storing node");
   if (!node_id.ok()) return node_id.status();
 
   BindText(insert_scan_, 1, report.scan_id());
-  sqlite3_bind_int64(insert_scan_.get(), 2, *node_id);
-  sqlite3_bind_int64(insert_scan_.get(), 3,
-                     common::ToUnixMillis(common::FromProto(report.started_at())));
-  sqlite3_bind_int64(insert_scan_.get(), 4,
-                     common::ToUnixMillis(common::FromProto(report.finished_at())));
-  sqlite3_bind_int64(insert_scan_.get(), 5, now_ms);
-  sqlite3_bind_int(insert_scan_.get(), 6, report.full() ? 1 : 0);
-  sqlite3_bind_int(insert_scan_.get(), 7, report.results_size());
+  insert_scan_->Bind(2, *node_id);
+  insert_scan_->Bind(3, common::ToUnixMillis(common::FromProto(report.started_at())));
+  insert_scan_->Bind(4, common::ToUnixMillis(common::FromProto(report.finished_at())));
+  insert_scan_->Bind(5, now_ms);
+  insert_scan_->Bind(6, report.full() ? 1 : 0);
+  insert_scan_->Bind(7, report.results_size());
   if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
   bool baseline = false;
   if (listener_) {
-    sqlite3_bind_int64(node_has_results_.get(), 1, *node_id);
-    const int rc = sqlite3_step(node_has_results_.get());
-    sqlite3_reset(node_has_results_.get());
-    sqlite3_clear_bindings(node_has_results_.get());
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(writer_.get(), "reading the node");
-    baseline = rc == SQLITE_DONE;
+    node_has_results_->Bind(1, *node_id);
+    auto has = node_has_results_->Next();
+    node_has_results_->Reset();
+    if (!has.ok()) return sql::Context(has.status(), "reading the node");
+    baseline = !*has;
   }
   return Target{.node_id = *node_id,
                 .scan_id = report.scan_id(),
@@ -132,7 +218,7 @@ absl::StatusOr<std::optional<SqliteStore::Target>> SqliteStore::StartScan(
                 .baseline = baseline};
 }
 
-void SqliteStore::Publish(bool committed) {
+void SqlStore::Publish(bool committed) {
   CommitNews news = std::move(news_);
   news_ = CommitNews();
   if (!committed || !listener_ || (news.changes.empty() && news.drift.empty())) return;
@@ -141,61 +227,58 @@ void SqliteStore::Publish(bool committed) {
 }
 
 // Reads the rows of a bound current_* statement into `out`, keyed as WriteResults looks them up.
-absl::Status SqliteStore::ReadCurrent(const Stmt& stmt, CurrentRows& out) {
-  int rc;
-  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    sqlite3_stmt* row = stmt.get();
-    CurrentRow c{Text(row, 0),
-                 Text(row, 1),
-                 {Text(row, 2), Text(row, 3), Text(row, 4), Text(row, 5)},
-                 sqlite3_column_int(row, 6),
-                 sqlite3_column_int(row, 7),
-                 sqlite3_column_int(row, 8),
-                 Text(row, 9),
-                 Text(row, 10),
-                 sqlite3_column_int64(row, 11)};
+absl::Status SqlStore::ReadCurrent(const Stmt& stmt, CurrentRows& out) {
+  absl::StatusOr<bool> more;
+  while ((more = stmt->Next()).ok() && *more) {
+    sql::Statement& row = *stmt;
+    CurrentRow c{row.Text(0),
+                 row.Text(1),
+                 {row.Text(2), row.Text(3), row.Text(4), row.Text(5)},
+                 static_cast<int>(row.Int(6)),
+                 static_cast<int>(row.Int(7)),
+                 static_cast<int>(row.Int(8)),
+                 row.Text(9),
+                 row.Text(10),
+                 row.Int(11)};
     std::string key = c.check_id + '\x1f' + c.benchmark + '\x1f' + c.object.Joined();
     out.emplace(std::move(key), std::move(c));
   }
-  sqlite3_reset(stmt.get());
-  sqlite3_clear_bindings(stmt.get());
-  if (rc != SQLITE_DONE) return Error(writer_.get(), "reading current results");
+  stmt->Reset();
+  if (!more.ok()) return sql::Context(more.status(), "reading current results");
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::LoadCurrent(int64_t node_id, const std::string* check_id,
-                                      CurrentRows& out) {
+absl::Status SqlStore::LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out) {
   const Stmt& stmt = check_id ? current_of_check_ : current_status_;
-  sqlite3_bind_int64(stmt.get(), 1, node_id);
+  stmt->Bind(1, node_id);
   if (check_id) BindText(stmt, 2, *check_id);
   return ReadCurrent(stmt, out);
 }
 
-absl::Status SqliteStore::LoadCurrentOf(int64_t node_id, const std::string& check_id,
-                                        const std::string& benchmark,
-                                        const std::array<std::string, 3>& object,
-                                        CurrentRows& out) {
-  sqlite3_bind_int64(current_of_object_.get(), 1, node_id);
+absl::Status SqlStore::LoadCurrentOf(int64_t node_id, const std::string& check_id,
+                                     const std::string& benchmark,
+                                     const std::array<std::string, 3>& object, CurrentRows& out) {
+  current_of_object_->Bind(1, node_id);
   BindText(current_of_object_, 2, check_id);
   BindText(current_of_object_, 3, benchmark);
   for (int i = 0; i < 3; ++i) BindText(current_of_object_, 4 + i, object[i]);
   return ReadCurrent(current_of_object_, out);
 }
 
-absl::Status SqliteStore::LoadCurrentIn(int64_t node_id, const std::string& check_id,
-                                        const std::string& benchmark, const std::string& ns,
-                                        CurrentRows& out) {
-  sqlite3_bind_int64(current_in_namespace_.get(), 1, node_id);
+absl::Status SqlStore::LoadCurrentIn(int64_t node_id, const std::string& check_id,
+                                     const std::string& benchmark, const std::string& ns,
+                                     CurrentRows& out) {
+  current_in_namespace_->Bind(1, node_id);
   BindText(current_in_namespace_, 2, check_id);
   BindText(current_in_namespace_, 3, benchmark);
   BindText(current_in_namespace_, 4, ns);
   return ReadCurrent(current_in_namespace_, out);
 }
 
-absl::Status SqliteStore::WriteResults(const Target& target,
-                                       const std::vector<const v1::CheckResult*>& results,
-                                       CurrentRows& current, Counts& counts, CommitStats& stats,
-                                       std::vector<Changed>* changed, bool new_findings) {
+absl::Status SqlStore::WriteResults(const Target& target,
+                                    const std::vector<const v1::CheckResult*>& results,
+                                    CurrentRows& current, Counts& counts, CommitStats& stats,
+                                    std::vector<Changed>* changed, bool new_findings) {
   std::unordered_map<std::string, CountBucket> written;  // rows these results carried
   std::string blob, ns, section;
   ObjectKey object;
@@ -231,33 +314,32 @@ absl::Status SqliteStore::WriteResults(const Target& target,
     counts[bucket]++;
     written[std::move(key)] = bucket;
 
-    sqlite3_bind_int64(upsert_result_.get(), 1, target.node_id);
+    upsert_result_->Bind(1, target.node_id);
     BindText(upsert_result_, 2, r.check_id());
     BindText(upsert_result_, 3, r.benchmark());
     BindText(upsert_result_, 4, r.benchmark_id());
-    sqlite3_bind_int(upsert_result_.get(), 5, r.status());
-    sqlite3_bind_int(upsert_result_.get(), 6, r.severity());
-    sqlite3_bind_int(upsert_result_.get(), 7, r.scored() ? 1 : 0);
-    sqlite3_bind_blob(upsert_result_.get(), 8, blob.data(), static_cast<int>(blob.size()),
-                      SQLITE_STATIC);
+    upsert_result_->Bind(5, r.status());
+    upsert_result_->Bind(6, r.severity());
+    upsert_result_->Bind(7, r.scored() ? 1 : 0);
+    upsert_result_->BindBlob(8, blob);
     BindText(upsert_result_, 9, target.scan_id);
-    sqlite3_bind_int64(upsert_result_.get(), 10, target.now_ms);
+    upsert_result_->Bind(10, target.now_ms);
     BindObject(upsert_result_, 11, object);
     BindText(upsert_result_, 15, ns);
     BindText(upsert_result_, 16, section);
-    sqlite3_bind_int64(upsert_result_.get(), 17, digest);
+    upsert_result_->Bind(17, digest);
     if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
     ++stats.written;
 
     // A result seen for the first time is not a change: history starts at the first change
     // (the first verdict is the oldest change's old status, or the current one).
     if (old_status != 0 && old_status != r.status()) {
-      sqlite3_bind_int64(insert_transition_.get(), 1, target.node_id);
+      insert_transition_->Bind(1, target.node_id);
       BindText(insert_transition_, 2, r.check_id());
       BindText(insert_transition_, 3, r.benchmark());
-      sqlite3_bind_int(insert_transition_.get(), 4, old_status);
-      sqlite3_bind_int(insert_transition_.get(), 5, r.status());
-      sqlite3_bind_int64(insert_transition_.get(), 6, target.now_ms);
+      insert_transition_->Bind(4, old_status);
+      insert_transition_->Bind(5, r.status());
+      insert_transition_->Bind(6, target.now_ms);
       BindText(insert_transition_, 7, target.scan_id);
       BindObject(insert_transition_, 8, object);
       if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
@@ -281,20 +363,21 @@ absl::Status SqliteStore::WriteResults(const Target& target,
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::InsertDrift(const Target& target, const v1::DriftEvent& event) {
+absl::Status SqlStore::InsertDrift(const Target& target, const v1::DriftEvent& event) {
   if (event.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
   const std::string blob = event.SerializeAsString();
   BindText(insert_drift_, 1, event.event_id());
-  sqlite3_bind_int64(insert_drift_.get(), 2, target.node_id);
-  sqlite3_bind_int64(insert_drift_.get(), 3,
-                     common::ToUnixMillis(common::FromProto(event.observed_at())));
-  sqlite3_bind_int64(insert_drift_.get(), 4, target.now_ms);
+  insert_drift_->Bind(2, target.node_id);
+  insert_drift_->Bind(3, common::ToUnixMillis(common::FromProto(event.observed_at())));
+  insert_drift_->Bind(4, target.now_ms);
   BindText(insert_drift_, 5, target.scan_id);
-  sqlite3_bind_blob(insert_drift_.get(), 6, blob.data(), static_cast<int>(blob.size()),
-                    SQLITE_STATIC);
-  if (auto s = Step(insert_drift_, "storing drift event"); !s.ok()) return s;
-  // INSERT OR IGNORE: an event delivered again (same id) is no news.
-  if (listener_ && sqlite3_changes(writer_.get()) > 0) {
+  insert_drift_->BindBlob(6, blob);
+  auto inserted = insert_drift_->Next();
+  const int64_t changes = inserted.ok() ? insert_drift_->Changes() : 0;
+  insert_drift_->Reset();
+  if (!inserted.ok()) return sql::Context(inserted.status(), "storing drift event");
+  // ON CONFLICT DO NOTHING: an event delivered again (same id) is no news.
+  if (listener_ && changes > 0) {
     auto& record = news_.drift.emplace_back();
     record.set_cluster(target.cluster);
     *record.mutable_event() = event;
@@ -303,9 +386,9 @@ absl::Status SqliteStore::InsertDrift(const Target& target, const v1::DriftEvent
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
+absl::Status SqlStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
   for (const auto& [key, c] : current) {
-    sqlite3_bind_int64(delete_result_.get(), 1, node_id);
+    delete_result_->Bind(1, node_id);
     BindText(delete_result_, 2, c.check_id);
     BindText(delete_result_, 3, c.benchmark);
     BindObject(delete_result_, 4, c.object);
@@ -315,38 +398,35 @@ absl::Status SqliteStore::DeleteRows(int64_t node_id, const CurrentRows& current
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::ApplyCounts(int64_t node_id, const Counts& counts) {
+absl::Status SqlStore::ApplyCounts(int64_t node_id, const Counts& counts) {
   for (const auto& [bucket, delta] : counts) {
     if (delta == 0) continue;
     const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
-    sqlite3_bind_int64(bump_count_.get(), 1, node_id);
+    bump_count_->Bind(1, node_id);
     BindText(bump_count_, 2, benchmark);
     BindText(bump_count_, 3, bucket_section);
     BindText(bump_count_, 4, bucket_ns);
-    sqlite3_bind_int(bump_count_.get(), 5, status);
-    sqlite3_bind_int(bump_count_.get(), 6, severity);
-    sqlite3_bind_int(bump_count_.get(), 7, scored);
-    sqlite3_bind_int64(bump_count_.get(), 8, delta);
+    bump_count_->Bind(5, status);
+    bump_count_->Bind(6, severity);
+    bump_count_->Bind(7, scored);
+    bump_count_->Bind(8, delta);
     if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::set<std::string>> SqliteStore::CurrentChecks(int64_t node_id) {
+absl::StatusOr<std::set<std::string>> SqlStore::CurrentChecks(int64_t node_id) {
   std::set<std::string> out;
-  sqlite3_bind_int64(current_checks_.get(), 1, node_id);
-  int rc;
-  while ((rc = sqlite3_step(current_checks_.get())) == SQLITE_ROW) {
-    out.insert(Text(current_checks_.get(), 0));
-  }
-  sqlite3_reset(current_checks_.get());
-  sqlite3_clear_bindings(current_checks_.get());
-  if (rc != SQLITE_DONE) return Error(writer_.get(), "reading current checks");
+  current_checks_->Bind(1, node_id);
+  absl::StatusOr<bool> row;
+  while ((row = current_checks_->Next()).ok() && *row) out.insert(current_checks_->Text(0));
+  current_checks_->Reset();
+  if (!row.ok()) return sql::Context(row.status(), "reading current checks");
   return out;
 }
 
-absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
-                                                   common::Clock::time_point now) {
+absl::StatusOr<CommitStats> SqlStore::CommitOne(const v1::NodeReport& report,
+                                                common::Clock::time_point now) {
   CommitStats stats;
   auto target = StartScan(report, now, stats);
   if (!target.ok()) return target.status();
@@ -374,10 +454,9 @@ absl::StatusOr<CommitStats> SqliteStore::CommitOne(const v1::NodeReport& report,
 
 // A full report committed check by check: each part in its own transaction, under the store's
 // write lock only while it commits, so agents' reports go on between the parts.
-class SqliteReportWriter final : public ReportWriter {
+class SqlReportWriter final : public ReportWriter {
  public:
-  SqliteReportWriter(SqliteStore& store, SqliteStore::Target target, std::string node_name,
-                     bool partial)
+  SqlReportWriter(SqlStore& store, SqlStore::Target target, std::string node_name, bool partial)
       : store_(store),
         target_(std::move(target)),
         node_name_(std::move(node_name)),
@@ -444,12 +523,12 @@ class SqliteReportWriter final : public ReportWriter {
     const auto body = [&]() -> absl::Status {
       // A check in slices changes each namespace's counts in most slices: they are applied when
       // its transaction commits.
-      SqliteStore::Counts own_counts;
+      SqlStore::Counts own_counts;
       const bool sliced = more || open_check_.has_value();
-      SqliteStore::Counts& counts = sliced ? open_counts_ : own_counts;
-      std::vector<SqliteStore::Changed> changed;
+      SqlStore::Counts& counts = sliced ? open_counts_ : own_counts;
+      std::vector<SqlStore::Changed> changed;
       for (const auto& [check, list] : by_check) {
-        SqliteStore::CurrentRows current;
+        SqlStore::CurrentRows current;
         if (check == open_check_) {
           current = std::move(open_rows_);  // what the check's earlier slices did not replace
         } else if (scope) {
@@ -525,7 +604,7 @@ class SqliteReportWriter final : public ReportWriter {
     // in between.
     if (!open_lock_) {
       open_lock_ = std::unique_lock(store_.write_mu_);
-      if (auto st = store_.Exec(store_.writer_.get(), "BEGIN IMMEDIATE"); !st.ok()) {
+      if (auto st = store_.Begin(); !st.ok()) {
         open_lock_ = {};
         broken_ = open_check_.has_value();
         return st;
@@ -535,11 +614,11 @@ class SqliteReportWriter final : public ReportWriter {
     auto st = body();
     const bool hold = more && std::chrono::steady_clock::now() - open_since_ < kSliceHold;
     if (st.ok() && !hold) st = store_.ApplyCounts(target_.node_id, open_counts_);
-    if (st.ok() && !hold) st = store_.Exec(store_.writer_.get(), "COMMIT");
+    if (st.ok() && !hold) st = store_.Exec("COMMIT");
     if (!st.ok()) {
       // This transaction's slices are undone, and which rows the check still has to replace is
       // not known any more.
-      (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+      (void)store_.Exec("ROLLBACK");
       broken_ = true;
     }
     if (!st.ok() || !hold) store_.Publish(st.ok());
@@ -554,11 +633,11 @@ class SqliteReportWriter final : public ReportWriter {
   }
 
  public:
-  ~SqliteReportWriter() override {
+  ~SqlReportWriter() override {
     if (!open_lock_) return;
     // Abandoned in the middle of a check (the evaluation stopped): the slices since the last
     // commit are undone; the check's earlier ones stay, as whole checks before it do.
-    (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    (void)store_.Exec("ROLLBACK");
     store_.Publish(false);
     store_.AfterCommit(false, common::Clock::now());
   }
@@ -576,17 +655,17 @@ class SqliteReportWriter final : public ReportWriter {
       // scanned now). A partial report removes nothing more.
       auto checks = partial_ ? std::set<std::string>() : store_.CurrentChecks(target_.node_id);
       if (!checks.ok()) return checks.status();
-      SqliteStore::Counts counts;
+      SqlStore::Counts counts;
       for (const auto& check : *checks) {
         if (seen_.contains(check)) continue;
-        SqliteStore::CurrentRows gone;
+        SqlStore::CurrentRows gone;
         if (auto st = store_.LoadCurrent(target_.node_id, &check, gone); !st.ok()) return st;
         if (auto st = store_.DeleteRows(target_.node_id, gone, counts); !st.ok()) return st;
       }
       if (auto st = store_.ApplyCounts(target_.node_id, counts); !st.ok()) return st;
-      sqlite3_bind_int64(store_.set_scan_results_.get(), 1, static_cast<int64_t>(stats_.results));
-      sqlite3_bind_int64(store_.set_scan_results_.get(), 2, common::ToUnixMillis(finished));
-      SqliteStore::BindText(store_.set_scan_results_, 3, target_.scan_id);
+      store_.set_scan_results_->Bind(1, static_cast<int64_t>(stats_.results));
+      store_.set_scan_results_->Bind(2, common::ToUnixMillis(finished));
+      SqlStore::BindText(store_.set_scan_results_, 3, target_.scan_id);
       return store_.Step(store_.set_scan_results_, "recording the scan's size");
     });
     if (!s.ok()) return s;
@@ -596,10 +675,10 @@ class SqliteReportWriter final : public ReportWriter {
  private:
   absl::Status InTransaction(const std::function<absl::Status()>& body) {
     std::lock_guard lock(store_.write_mu_);
-    if (auto s = store_.Exec(store_.writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) return s;
+    if (auto s = store_.Begin(); !s.ok()) return s;
     auto s = body();
-    if (s.ok()) s = store_.Exec(store_.writer_.get(), "COMMIT");
-    if (!s.ok()) (void)store_.Exec(store_.writer_.get(), "ROLLBACK");
+    if (s.ok()) s = store_.Exec("COMMIT");
+    if (!s.ok()) (void)store_.Exec("ROLLBACK");
     store_.Publish(s.ok());
     store_.AfterCommit(IsDiskFull(s), common::Clock::now());
     return s;
@@ -610,15 +689,15 @@ class SqliteReportWriter final : public ReportWriter {
            s.message().find("(disk full)") != std::string::npos;
   }
 
-  SqliteStore& store_;
-  SqliteStore::Target target_;
+  SqlStore& store_;
+  SqlStore::Target target_;
   std::string node_name_;
   bool partial_;
   std::function<void(v1::DriftEvent&)> annotate_;
   std::set<std::string> seen_;
   std::optional<std::string> open_check_;  // a check whose slices are coming
-  SqliteStore::CurrentRows open_rows_;     // its rows no slice carried yet
-  SqliteStore::Counts open_counts_;        // the count changes of its slices so far
+  SqlStore::CurrentRows open_rows_;        // its rows no slice carried yet
+  SqlStore::Counts open_counts_;           // the count changes of its slices so far
   // The store's write lock and the transaction of an open check's slices, since open_since_.
   std::unique_lock<std::mutex> open_lock_;
   std::chrono::steady_clock::time_point open_since_;
@@ -627,40 +706,44 @@ class SqliteReportWriter final : public ReportWriter {
   CommitStats stats_;
 };
 
-absl::StatusOr<std::unique_ptr<ReportWriter>> SqliteStore::BeginReport(
-    const v1::NodeReport& header, common::Clock::time_point now, bool partial) {
+absl::StatusOr<std::unique_ptr<ReportWriter>> SqlStore::BeginReport(const v1::NodeReport& header,
+                                                                    common::Clock::time_point now,
+                                                                    bool partial) {
   v1::NodeReport head = header;
   head.clear_results();
   head.clear_drift();
   head.set_full(!partial);
   std::lock_guard lock(write_mu_);
-  if (auto s = Exec(writer_.get(), "BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (auto s = Begin(); !s.ok()) return s;
   CommitStats stats;
   auto target = StartScan(head, now, stats, /*in_parts=*/true);
   absl::Status s = target.status();
   if (s.ok() && !target->has_value()) {
     s = absl::AlreadyExistsError("scan " + header.scan_id() + " is already stored");
   }
-  if (s.ok()) s = Exec(writer_.get(), "COMMIT");
+  if (s.ok()) s = Exec("COMMIT");
   if (!s.ok()) {
-    (void)Exec(writer_.get(), "ROLLBACK");
+    (void)Exec("ROLLBACK");
     return s;
   }
   return std::unique_ptr<ReportWriter>(
-      new SqliteReportWriter(*this, std::move(**target), header.node().node_name(), partial));
+      new SqlReportWriter(*this, std::move(**target), header.node().node_name(), partial));
 }
 
-absl::StatusOr<size_t> SqliteStore::PruneHistory(common::Clock::time_point cutoff) {
+absl::StatusOr<size_t> SqlStore::PruneHistory(common::Clock::time_point cutoff) {
   std::lock_guard lock(write_mu_);
   const std::string ms = std::to_string(common::ToUnixMillis(cutoff));
   // Scans still named as a node's last scan stay, so the node keeps its reference.
-  const std::string sql = "DELETE FROM transitions WHERE at_ms < " + ms +
-                          "; DELETE FROM drift_events WHERE observed_ms < " + ms +
-                          "; DELETE FROM scans WHERE received_ms < " + ms +
-                          " AND scan_id NOT IN (SELECT last_scan_id FROM nodes);";
-  const int before = sqlite3_total_changes(writer_.get());
-  if (auto s = Exec(writer_.get(), sql.c_str()); !s.ok()) return s;
-  return static_cast<size_t>(sqlite3_total_changes(writer_.get()) - before);
+  size_t removed = 0;
+  for (const std::string& sql : {"DELETE FROM transitions WHERE at_ms < " + ms,
+                                 "DELETE FROM drift_events WHERE observed_ms < " + ms,
+                                 "DELETE FROM scans WHERE received_ms < " + ms +
+                                     " AND scan_id NOT IN (SELECT last_scan_id FROM nodes)"}) {
+    auto n = writer_->Exec(sql);
+    if (!n.ok()) return n.status();
+    removed += static_cast<size_t>(*n);
+  }
+  return removed;
 }
 
 }  // namespace kspm::collector::store::internal

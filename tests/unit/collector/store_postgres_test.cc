@@ -1,0 +1,228 @@
+// What only the PostgreSQL store does, on the real server (kspm::testing::PostgresServer):
+// several stores (collectors) on one database, leases, the copy from sqlite, and the faults a
+// server brings (unreachable, newer schema, a read-only replica).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixtures/process.h"
+#include "kspm/collector/store/store.h"
+#include "unit/collector/store_test_support.h"
+
+namespace kspm::collector::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    pg_ = kspm::testing::PostgresServer::Get(&why);
+    if (pg_ == nullptr) GTEST_SKIP() << why;
+    db_ = pg_->NewDatabase();
+  }
+  std::unique_ptr<Store> Open(const std::string& url) {
+    PostgresOptions options;
+    options.url = url;
+    options.wait = 2s;
+    auto s = OpenPostgresStore(options);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  int Count(const std::string& sql) { return std::stoi(pg_->Exec(db_, sql)); }
+
+  kspm::testing::TempDir dir_;
+  kspm::testing::PostgresServer* pg_ = nullptr;
+  std::string db_;
+  common::Clock::time_point now_ = common::Clock::now();
+};
+
+// Two collectors commit the same reports at once (an agent that resent to the other replica
+// what the first had not acknowledged yet): each scan is stored once, its changes once.
+TEST_F(PostgresStoreTest, TwoStoresCommittingTheSameReportsStoreEachOnce) {
+  auto one = Open(pg_->Url(db_));
+  auto two = Open(pg_->Url(db_));
+  ASSERT_TRUE(one && two);
+  constexpr int kScans = 60;
+  std::vector<v1::NodeReport> reports;
+  for (int i = 0; i < kScans; ++i) {
+    // Each scan flips check x on its node: every scan is one transition.
+    const auto status = i % 2 == 0 ? v1::STATUS_FAIL : v1::STATUS_PASS;
+    reports.push_back(Report("scan-" + std::to_string(i), "node-" + std::to_string(i % 3),
+                             {Result("x", "1.1.1", status), Result("y", "1.1.2", v1::STATUS_PASS)},
+                             false));
+  }
+  std::atomic<int> duplicates{0}, failures{0};
+  auto feed = [&](Store& store) {
+    for (const auto& r : reports) {
+      auto s = store.CommitReport(r, now_);
+      if (!s.ok()) {
+        ++failures;
+        ADD_FAILURE() << s.status();
+      } else if (s->duplicate) {
+        ++duplicates;
+      }
+    }
+  };
+  std::thread a([&] { feed(*one); });
+  std::thread b([&] { feed(*two); });
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(duplicates.load(), kScans);  // each report was refused once as already stored
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), kScans);
+  // Per node, 20 scans alternating FAIL and PASS: 19 changes after the first verdict.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 3 * 19);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"),
+            Count("SELECT COUNT(*) FROM results"));
+}
+
+// One collector at a time holds a lease; when it goes (its connection closes), another takes it.
+TEST_F(PostgresStoreTest, ALeaseIsHeldByOneStoreAndTakenOverWhenItGoes) {
+  auto one = Open(pg_->Url(db_));
+  auto two = Open(pg_->Url(db_));
+  ASSERT_TRUE(one && two);
+  auto first = one->HoldLease("cluster-scan/prod");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);
+  EXPECT_TRUE(*one->HoldLease("cluster-scan/prod"));  // still held, asked again
+  EXPECT_FALSE(*two->HoldLease("cluster-scan/prod"));
+  EXPECT_TRUE(*two->HoldLease("cluster-scan/staging"));  // another lease is free
+  one.reset();
+  EXPECT_TRUE(kspm::testing::WaitUntil([&] {
+    auto held = two->HoldLease("cluster-scan/prod");
+    return held.ok() && *held;
+  }));
+}
+
+// A sqlite store copied into PostgreSQL answers every query as the original does; a second run
+// resumes (nothing doubled), and a database holding other posture is refused.
+TEST_F(PostgresStoreTest, ACopyFromSqliteAnswersAsTheOriginalAndResumes) {
+  const std::string file = dir_.path() + "/kspm.db";
+  {
+    auto sqlite = OpenSqliteStore(file);
+    ASSERT_TRUE(sqlite.ok());
+    for (int i = 0; i < 30; ++i) {
+      auto rep = Report("s" + std::to_string(i), "node-" + std::to_string(i % 4),
+                        {Result("x", "4.2.1", (i / 4) % 2 ? v1::STATUS_PASS : v1::STATUS_FAIL),
+                         Result("y", "4.2.2", v1::STATUS_WARN, v1::SEVERITY_LOW)});
+      auto* drift = rep.add_drift();
+      drift->set_event_id("e" + std::to_string(i));
+      drift->set_path("/etc/kubernetes/kubelet.conf");
+      ASSERT_TRUE((*sqlite)->CommitReport(rep, now_ + std::chrono::seconds(i)).ok());
+    }
+    ASSERT_TRUE(
+        (*sqlite)->AddJoinToken({"tok", "hash", "prod", "", now_ + 1h, 2, "ops"}, now_).ok());
+  }
+  PostgresOptions to;
+  to.url = pg_->Url(db_);
+  auto copied = CopySqliteToPostgres(file, to);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  for (const auto& t : *copied) EXPECT_EQ(t.source_rows, t.target_rows) << t.table;
+  const int transitions = Count("SELECT COUNT(*) FROM transitions");
+  EXPECT_GT(transitions, 0);
+  auto again = CopySqliteToPostgres(file, to);  // resumed: every row is there already
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), transitions);
+
+  auto original = OpenSqliteStore(file);
+  ASSERT_TRUE(original.ok());
+  auto copy = Open(to.url);
+  ASSERT_TRUE(copy);
+  const auto later = now_ + std::chrono::seconds(40);
+  EXPECT_EQ((*original)->Summary("", later)->DebugString(),
+            copy->Summary("", later)->DebugString());
+  FindingFilter f;
+  f.now = later;
+  auto a = (*original)->Findings(f);
+  auto b = copy->Findings(f);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->size(), b->size());
+  for (size_t i = 0; i < a->size(); ++i) EXPECT_EQ((*a)[i].DebugString(), (*b)[i].DebugString());
+  HistoryFilter h;
+  auto ha = (*original)->History(h);
+  auto hb = copy->History(h);
+  ASSERT_TRUE(ha.ok() && hb.ok());
+  ASSERT_EQ(ha->size(), hb->size());
+  ASSERT_FALSE(ha->empty());
+  for (size_t i = 0; i < ha->size(); ++i) EXPECT_EQ((*ha)[i].DebugString(), (*hb)[i].DebugString());
+  EXPECT_EQ((*original)->Drift({})->size(), copy->Drift({})->size());
+  // The copy takes new reports: its ids go on after the copied ones.
+  ASSERT_TRUE(
+      copy->CommitReport(Report("s-new", "node-9", {Result("x", "4.2.1", v1::STATUS_FAIL)}), later)
+          .ok());
+  EXPECT_TRUE(copy->RedeemJoinToken("tok", "hash", "node-9", later).ok());
+
+  // Another file into the same database: refused, naming why.
+  const std::string other = dir_.path() + "/other.db";
+  ASSERT_TRUE(OpenSqliteStore(other).ok());
+  auto refused = CopySqliteToPostgres(other, to);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("not copied from " + other), std::string::npos)
+      << refused.status();
+}
+
+// A database written by a newer collector is refused, as is a server that takes no writes.
+TEST_F(PostgresStoreTest, ANewerSchemaAndAReadOnlyServerAreRefusedNamingWhy) {
+  ASSERT_TRUE(Open(pg_->Url(db_)));
+  pg_->Exec(db_, "INSERT INTO kspm_schema(version) VALUES (99)");
+  PostgresOptions options;
+  options.url = pg_->Url(db_);
+  options.wait = 1s;
+  auto newer = OpenPostgresStore(options);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(newer.status().message().find("schema version 99, newer"), std::string::npos)
+      << newer.status();
+
+  const std::string replica = pg_->NewDatabase();
+  pg_->Exec("postgres", "ALTER DATABASE " + replica + " SET default_transaction_read_only = on");
+  options.url = pg_->Url(replica);
+  auto read_only = OpenPostgresStore(options);
+  ASSERT_FALSE(read_only.ok());
+  EXPECT_EQ(read_only.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(read_only.status().message().find("takes no writes"), std::string::npos)
+      << read_only.status();
+}
+
+// A server that cannot be reached is retried until the wait ends, then named (without its
+// password); a malformed URL is not retried at all.
+TEST_F(PostgresStoreTest, AnUnreachableServerIsRetriedThenNamedWithoutItsPassword) {
+  PostgresOptions options;
+  options.url = "postgresql://kspm:s3cret@/kspm?host=" + dir_.path() + "/no-such-socket-dir";
+  options.wait = 1500ms;
+  const auto started = std::chrono::steady_clock::now();
+  auto s = OpenPostgresStore(options);
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
+  EXPECT_GE(took, 700ms);  // retried (250 ms, then 500 ms) before giving up
+  EXPECT_EQ(s.status().message().find("s3cret"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("kspm:***@"), std::string::npos) << s.status();
+
+  options.url = "postgresql://kspm@/kspm?host";
+  const auto bad_started = std::chrono::steady_clock::now();
+  auto bad = OpenPostgresStore(options);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - bad_started, 500ms);
+}
+
+TEST(PostgresUrl, PasswordsAreRedactedInEveryForm) {
+  EXPECT_EQ(RedactPostgresUrl("postgres://kspm:pw@db:5432/kspm"),
+            "postgres://kspm:***@db:5432/kspm");
+  EXPECT_EQ(RedactPostgresUrl("postgres://kspm@db/kspm?password=pw&sslmode=require"),
+            "postgres://kspm@db/kspm?password=***&sslmode=require");
+  EXPECT_EQ(RedactPostgresUrl("host=db password=pw dbname=kspm"),
+            "host=db password=*** dbname=kspm");
+  EXPECT_EQ(RedactPostgresUrl("postgres://db/kspm"), "postgres://db/kspm");
+}
+
+}  // namespace
+}  // namespace kspm::collector::store
