@@ -51,7 +51,8 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
         "use this only on loopback for development");
   }
   std::unique_ptr<kspm::collector::server::CollectorServer> server;
-  std::unique_ptr<kspm::collector::cluster::PeriodicClusterScan> cluster_scan;
+  std::vector<std::unique_ptr<kspm::collector::cluster::PeriodicClusterScan>> cluster_scans;
+  std::unique_ptr<kspm::collector::server::ClusterScanRouter> scan_router;
   kspm::common::Lifecycle life;
   const absl::Status started = life.Start({
       {"server",
@@ -65,22 +66,27 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
       // The periodic cluster scan commits through the same store, as the pseudo-node `cluster`.
       {"cluster scan",
        [&] {
-         auto s = kspm::collector::cluster::StartClusterScan(cluster_flags, server->store());
+         auto s = kspm::collector::cluster::StartClusterScans(cluster_flags, server->store());
          if (!s.ok()) return s.status();
-         cluster_scan = *std::move(s);
+         cluster_scans = *std::move(s);
          return absl::OkStatus();
        },
        // Answers on-demand requests still waiting.
        [&] {
-         if (cluster_scan) cluster_scan->Stop();
+         for (auto& scan : cluster_scans) scan->Stop();
        }},
-      // kspmctl scan-cluster asks the same scanner for a scan now.
+      // kspmctl scan-cluster asks the scanner of the cluster it names for a scan now.
       {"scan trigger",
        [&] {
-         if (cluster_scan) {
-           server->SetClusterScanTrigger(cluster_scan.get());
-           server->metrics().AddSource(
-               [raw = cluster_scan.get()](auto& out) { raw->FillMetrics(out); });
+         std::vector<kspm::collector::server::ClusterScanTrigger*> triggers;
+         for (auto& scan : cluster_scans) {
+           triggers.push_back(scan.get());
+           server->metrics().AddSource([raw = scan.get()](auto& out) { raw->FillMetrics(out); });
+         }
+         if (!triggers.empty()) {
+           scan_router =
+               std::make_unique<kspm::collector::server::ClusterScanRouter>(std::move(triggers));
+           server->SetClusterScanTrigger(scan_router.get());
          }
          return absl::OkStatus();
        },
@@ -104,9 +110,9 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
   }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-    if (cluster_scan) {
+    if (!cluster_scans.empty()) {
       spdlog::info("received SIGHUP: cluster scan now");
-      cluster_scan->Trigger();
+      for (auto& scan : cluster_scans) scan->Trigger();
     }
   }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");

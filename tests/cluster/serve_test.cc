@@ -10,9 +10,11 @@
 #include <atomic>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "cluster_test_util.h"
+#include "fake_apiserver.h"
 #include "fixtures/host_builder.h"
 #include "fixtures/process.h"
 #include "kspm/collector/cluster/scanner.h"
@@ -427,6 +429,93 @@ TEST(Serve, RequestsPendingWhenTheScannerStopsAreAnswered) {
   (*scan)->Stop();
   const auto outcome = pending.Get();
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kUnavailable) << outcome.status();
+}
+
+}  // namespace
+}  // namespace kspm::cluster_test
+
+namespace kspm::cluster_test {
+namespace {
+
+// One collector scans several clusters, one per kubeconfig context (`--scan-context
+// NAME=CONTEXT`): each is filed under its name, scored apart, and scanned on demand by name; an
+// unknown context is a start-up error naming it. Both contexts reach the same fake API server
+// (fake_apiserver.py, the kubeadm fixture's objects) under different names.
+TEST(Serve, OneCollectorScansTheClustersOfSeveralContexts) {
+  kspm::testing::TempDir dir;
+  const Pki pki = MakePki();
+  FakeApiServer api(dir.path(), pki, {});
+  ASSERT_GT(api.port(), 0);
+  const std::string kubeconfig = dir.path() + "/kubeconfig";
+  std::string contexts;
+  for (const char* name : {"east-ctx", "west-ctx"}) {
+    contexts += std::string("- name: ") + name + "\n  context: {cluster: api, user: c}\n";
+  }
+  WriteFile(kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: api\n  cluster:\n"
+            "    server: " +
+                api.url() + "\n    certificate-authority: " + dir.path() +
+                "/ca.crt\nusers:\n- name: c\n  user:\n    token: " + kToken + "\ncontexts:\n" +
+                contexts + "current-context: east-ctx\n");
+  const std::string db = dir.path() + "/kspm.db", port_file = dir.path() + "/collector.port";
+  Collector collector({"--log-level",
+                       "warn",
+                       "serve",
+                       "--insecure",
+                       "--listen",
+                       "127.0.0.1:0",
+                       "--db",
+                       db,
+                       "--port-file",
+                       port_file,
+                       "--kubeconfig",
+                       kubeconfig,
+                       "--context",
+                       "east-ctx",
+                       "--cluster-name",
+                       "east",
+                       "--scan-context",
+                       "west=west-ctx",
+                       "--cluster-scan-interval",
+                       "3600"});
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] { return !Slurp(port_file).empty(); },
+                                       std::chrono::seconds(30)));
+  std::string port = Slurp(port_file);
+  port.erase(port.find_last_not_of("\n") + 1);
+  // Both clusters scanned on demand, each by name (answered once its scan is committed), then
+  // scored apart.
+  for (const char* name : {"east", "west"}) {
+    const auto scanned = kspm::testing::RunCommand(
+        Kspmctl(port, std::string("--cluster ") + name + " scan-cluster --format json"));
+    ASSERT_EQ(scanned.exit_code, 0) << scanned.out;
+    EXPECT_EQ(nlohmann::json::parse(scanned.out)["cluster"], name);
+  }
+  const auto out = kspm::testing::RunCommand(Kspmctl(port, "--all-clusters summary --format json"));
+  ASSERT_EQ(out.exit_code, 0) << out.out;
+  const auto summary = nlohmann::json::parse(out.out);
+  ASSERT_EQ(summary["clusters"].size(), 2u) << summary.dump();
+  EXPECT_EQ(summary["clusters"][0]["counts"], summary["clusters"][1]["counts"]);  // same objects
+  EXPECT_EQ(summary["clusters"][0]["scope"], "east");
+  EXPECT_EQ(summary["clusters"][1]["scope"], "west");
+  EXPECT_GT(summary["clusters"][0]["counts"]["PASS"].get<int>(), 0);
+  std::set<std::string> nodes;
+  for (const auto& n : summary["nodes"]) nodes.insert(n["scope"].get<std::string>());
+  EXPECT_EQ(nodes, (std::set<std::string>{"east/cluster", "west/cluster"}));
+  // Another name is refused, naming both.
+  const auto other = kspm::testing::RunCommand(Kspmctl(port, "--cluster north scan-cluster"), true);
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.out.find("scans cluster 'east', 'west', not 'north'"), std::string::npos)
+      << other.out;
+  EXPECT_EQ(collector.Stop(), 0);
+
+  // A context the kubeconfig does not have stops start-up, naming it.
+  const auto bad = kspm::testing::RunCommand(
+      std::string(KSPM_BIN_DIR) + "/kspm-collector serve --insecure --listen 127.0.0.1:0 --db " +
+          dir.path() + "/bad.db --kubeconfig " + kubeconfig +
+          " --cluster-name east --scan-context north=north-ctx",
+      true);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("--scan-context north=north-ctx"), std::string::npos) << bad.out;
 }
 
 }  // namespace

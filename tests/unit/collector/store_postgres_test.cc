@@ -126,9 +126,20 @@ TEST_F(PostgresStoreTest, ACopyFromSqliteAnswersAsTheOriginalAndResumes) {
   for (const auto& t : *copied) EXPECT_EQ(t.source_rows, t.target_rows) << t.table;
   const int transitions = Count("SELECT COUNT(*) FROM transitions");
   EXPECT_GT(transitions, 0);
-  auto again = CopySqliteToPostgres(file, to);  // resumed: every row is there already
+  // A finished copy is not copied again (it may have taken reports since).
+  auto twice = CopySqliteToPostgres(file, to);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("holds a finished copy"), std::string::npos)
+      << twice.status();
+  // One that stopped halfway (as if killed after some tables) is resumed: the rows missing are
+  // copied, those there are kept, and the counts agree again.
+  pg_->Exec(db_, "UPDATE kspm_copies SET finished_ms = NULL");
+  pg_->Exec(db_, "DELETE FROM transitions WHERE id > (SELECT MIN(id) FROM transitions)");
+  pg_->Exec(db_, "DELETE FROM drift_events WHERE id > 10");
+  auto again = CopySqliteToPostgres(file, to);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), transitions);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM drift_events"), 30);
 
   auto original = OpenSqliteStore(file);
   ASSERT_TRUE(original.ok());
@@ -214,6 +225,43 @@ TEST_F(PostgresStoreTest, AnUnreachableServerIsRetriedThenNamedWithoutItsPasswor
   EXPECT_LT(std::chrono::steady_clock::now() - bad_started, 500ms);
 }
 
+// The server ends the collector's connection (a failover, an administrator, a network cut)
+// while a check's slices share an open transaction: the transaction dies with the connection,
+// nothing of it is committed in pieces, that report fails (its agent resends it), and the next
+// commit reconnects and succeeds.
+TEST_F(PostgresStoreTest, AConnectionLostInATransactionCommitsNothingOfItAndTheNextReconnects) {
+  auto store = Open(pg_->Url(db_));
+  ASSERT_TRUE(store);
+  auto head = Report("scan-1", "cluster", {});
+  auto writer = store->BeginReport(head, now_);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  auto deployed = [](const std::string& name) {
+    auto r = Result("x", "5.2.2", v1::STATUS_FAIL);
+    r.mutable_resource()->set_kind("Deployment");
+    r.mutable_resource()->set_namespace_("shop");
+    r.mutable_resource()->set_name(name);
+    return r;
+  };
+  // The first slice is written inside a transaction held open for the next one.
+  ASSERT_TRUE((*writer)->Add({deployed("web")}, /*more=*/true).ok());
+  // Every server process of this database but the test's own is ended.
+  pg_->Exec(db_,
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid()");
+  auto second = (*writer)->Add({deployed("db")}, /*more=*/false);
+  EXPECT_FALSE(second.ok());
+  EXPECT_EQ(second.code(), absl::StatusCode::kUnavailable) << second;
+  EXPECT_FALSE((*writer)->Finish(now_).ok());
+  writer->reset();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 0);  // the first slice went with it
+  // The next report reconnects and is stored whole.
+  auto next = store->CommitReport(
+      Report("scan-2", "node-a", {Result("y", "4.2.1", v1::STATUS_FAIL)}), now_);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 1);
+  EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 1);
+}
+
 TEST(PostgresUrl, PasswordsAreRedactedInEveryForm) {
   EXPECT_EQ(RedactPostgresUrl("postgres://kspm:pw@db:5432/kspm"),
             "postgres://kspm:***@db:5432/kspm");
@@ -222,6 +270,8 @@ TEST(PostgresUrl, PasswordsAreRedactedInEveryForm) {
   EXPECT_EQ(RedactPostgresUrl("host=db password=pw dbname=kspm"),
             "host=db password=*** dbname=kspm");
   EXPECT_EQ(RedactPostgresUrl("postgres://db/kspm"), "postgres://db/kspm");
+  EXPECT_EQ(RedactPostgresUrl("host=db password='a b\\' c' dbname=kspm"),
+            "host=db password=*** dbname=kspm");
 }
 
 }  // namespace

@@ -122,7 +122,9 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> PeriodicClusterScan::Create
 
 PeriodicClusterScan::~PeriodicClusterScan() { Stop(); }
 
-void PeriodicClusterScan::Start(bool first_inline) {
+void PeriodicClusterScan::Watch() {
+  if (watching_) return;
+  watching_ = true;
   source_->StartWatching([this] {
     {
       std::lock_guard lock(mu_);
@@ -130,10 +132,16 @@ void PeriodicClusterScan::Start(bool first_inline) {
     }
     cv_.notify_all();
   });
-  // Inline only where this collector holds the cluster's lease (another one scans otherwise).
-  if (first_inline) {
-    auto held = store_.HoldLease("cluster-scan/" + settings_.cluster);
-    first_inline = held.ok() && *held;
+}
+
+void PeriodicClusterScan::Start(bool first_inline) {
+  // Only the holder of the cluster's lease watches and scans inline; another collector waits
+  // (Loop) and starts watching when it takes the lease over, so followers hold no changes.
+  auto held = store_.HoldLease("cluster-scan/" + settings_.cluster);
+  if (held.ok() && *held) {
+    Watch();
+  } else {
+    first_inline = false;
   }
   if (first_inline) {
     if (auto s = RunOnce(); !s.ok()) spdlog::error("{}", std::string(s.status().message()));
@@ -199,6 +207,7 @@ void PeriodicClusterScan::Loop(bool skip_first) {
                    std::string(held.status().message()));
     }
     const bool now_leading = held.ok() && *held;
+    if (now_leading) Watch();
     if (now_leading && !leading) {
       if (lease_checked_) {
         spdlog::info("cluster {}: this collector scans it now (lease taken over)",

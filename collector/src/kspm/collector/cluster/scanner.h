@@ -145,6 +145,9 @@ class PeriodicClusterScan final : public server::ClusterScanTrigger {
         store_(store),
         exceptions_(std::move(exceptions)) {}
   void Loop(bool skip_first);
+  // Starts the source's watch, once (Start, then the scan thread).
+  void Watch();
+  bool watching_ = false;
 
   std::unique_ptr<ObjectSource> source_;
   ClusterScanSettings settings_;

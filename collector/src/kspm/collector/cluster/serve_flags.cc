@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "kspm/collector/cluster/watch.h"
 #include "spdlog/spdlog.h"
@@ -42,6 +43,9 @@ void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& f) {
   serve.add_option("--api-timeout", f.timeout_seconds, "Seconds per Kubernetes API request")
       ->capture_default_str();
   serve.add_flag("--no-cluster-scan", f.disabled, "Do not scan the cluster's API objects");
+  serve.add_option("--scan-context", f.scan_contexts,
+                   "NAME=CONTEXT: also scan the cluster of this --kubeconfig context, filed "
+                   "under cluster NAME (repeat: one collector, many clusters)");
   serve.add_flag("--scan-configmaps", f.configmaps,
                  "Also read ConfigMaps and report keys that hold credentials (values are never "
                  "kept or shown; needs the kspm-collector-configmaps ClusterRole)");
@@ -112,6 +116,73 @@ std::function<absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>>()> Mak
   };
 }
 
+namespace {
+
+// The API source of one connection, watching or listing as the flags say.
+std::unique_ptr<ObjectSource> SourceOf(k8s::Connection connection, const ServeClusterFlags& flags) {
+  k8s::ClientOptions options;
+  options.timeout = std::chrono::seconds(flags.timeout_seconds);
+  if (flags.watch) {
+    WatchSettings watch;
+    watch.relist = std::chrono::seconds(flags.relist_seconds);
+    watch.configmaps = flags.configmaps;
+    return WatchSource(std::move(connection), options, watch);
+  }
+  return ApiSource(std::move(connection), options, flags.configmaps);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::unique_ptr<PeriodicClusterScan>>> StartClusterScans(
+    const ServeClusterFlags& flags, store::Store& store) {
+  std::vector<std::unique_ptr<PeriodicClusterScan>> out;
+  if (flags.disabled) return out;
+  if (!flags.scan_contexts.empty() && flags.kubeconfig.empty()) {
+    return absl::InvalidArgumentError(
+        "--scan-context needs --kubeconfig (the file its contexts "
+        "are in)");
+  }
+  std::set<std::string> names;
+  // Parsed and loaded before any scan starts: a bad one is a start-up error naming it.
+  std::vector<std::pair<std::string, k8s::Connection>> more;
+  for (const auto& spec : flags.scan_contexts) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return absl::InvalidArgumentError("--scan-context " + spec + ": expected NAME=CONTEXT");
+    }
+    const std::string name = spec.substr(0, eq);
+    if (name == flags.cluster_name || !names.insert(name).second) {
+      return absl::InvalidArgumentError("--scan-context " + spec + ": cluster " + name +
+                                        " is scanned already");
+    }
+    auto connection = k8s::LoadKubeconfig(flags.kubeconfig, spec.substr(eq + 1));
+    if (!connection.ok()) {
+      return absl::InvalidArgumentError("--scan-context " + spec + ": " +
+                                        std::string(connection.status().message()));
+    }
+    more.emplace_back(name, *std::move(connection));
+  }
+  auto first = StartClusterScan(flags, store);
+  if (!first.ok()) return first.status();
+  if (*first) out.push_back(*std::move(first));
+  for (auto& [name, connection] : more) {
+    ClusterScanSettings settings;
+    settings.cluster = name;
+    settings.interval = std::chrono::seconds(flags.interval_seconds);
+    settings.exceptions_file = flags.exceptions;
+    settings.policy.include_system = flags.include_system;
+    for (const auto& ns : flags.system_namespaces) settings.policy.namespaces.insert(ns);
+    auto source = SourceOf(std::move(connection), flags);
+    spdlog::info("cluster scan of {} every {} s from {}", settings.cluster,
+                 settings.interval.count(), source->Describe());
+    auto scan = PeriodicClusterScan::Create(std::move(source), std::move(settings), store);
+    if (!scan.ok()) return scan.status();
+    (*scan)->Start();
+    out.push_back(*std::move(scan));
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     const ServeClusterFlags& flags, store::Store& store) {
   if (flags.disabled) return std::unique_ptr<PeriodicClusterScan>();
@@ -130,16 +201,7 @@ absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
       return std::unique_ptr<PeriodicClusterScan>();
     }
     if (!connection.ok()) return connection.status();
-    k8s::ClientOptions options;
-    options.timeout = std::chrono::seconds(flags.timeout_seconds);
-    if (flags.watch) {
-      WatchSettings watch;
-      watch.relist = std::chrono::seconds(flags.relist_seconds);
-      watch.configmaps = flags.configmaps;
-      source = WatchSource(*std::move(connection), options, watch);
-    } else {
-      source = ApiSource(*std::move(connection), options, flags.configmaps);
-    }
+    source = SourceOf(*std::move(connection), flags);
   }
   ClusterScanSettings settings;
   settings.cluster = flags.cluster_name;

@@ -30,6 +30,9 @@ struct ServeClusterFlags {
   bool watch = true;      // API sources: list then watch (--no-cluster-watch: list every interval)
   int relist_seconds = 6 * 3600;
   bool configmaps = false;  // --scan-configmaps
+  // --scan-context NAME=CONTEXT: more clusters, each through its context of --kubeconfig and
+  // filed under NAME (a central collector scanning several clusters).
+  std::vector<std::string> scan_contexts;
 };
 
 void AddServeClusterFlags(CLI::App& serve, ServeClusterFlags& flags);
@@ -49,6 +52,11 @@ std::function<absl::StatusOr<std::unique_ptr<server::KubernetesReviewer>>()> Mak
 
 // Builds and starts the periodic scan; null when it is off. Start-up errors (unreadable
 // kubeconfig, exceptions file, snapshot directory) are returned, naming the file.
+// StartClusterScan's scan, then one per --scan-context (NAME=CONTEXT of --kubeconfig), each
+// started. A malformed or unknown context, or a name used twice, is an error naming it.
+[[nodiscard]] absl::StatusOr<std::vector<std::unique_ptr<PeriodicClusterScan>>> StartClusterScans(
+    const ServeClusterFlags& flags, store::Store& store);
+
 [[nodiscard]] absl::StatusOr<std::unique_ptr<PeriodicClusterScan>> StartClusterScan(
     const ServeClusterFlags& flags, store::Store& store);
 

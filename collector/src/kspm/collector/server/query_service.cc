@@ -63,12 +63,14 @@ grpc::ServerUnaryReactor* QueryServiceImpl::ScanCluster(grpc::CallbackServerCont
         "in a pod with its service account, or with --cluster-snapshot DIR"));
     return reactor;
   }
-  if (!request->cluster().empty() && request->cluster() != trigger->cluster()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "this collector scans cluster '" +
-                                                                  trigger->cluster() + "', not '" +
-                                                                  request->cluster() + "'"));
+  ClusterScanTrigger* chosen = trigger->For(request->cluster());
+  if (chosen == nullptr) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        "this collector scans cluster " + trigger->Names() + ", not '" + request->cluster() + "'"));
     return reactor;
   }
+  trigger = chosen;
   const std::string cn = PeerCommonName(*context);
   if (!scan_clients_.empty() && !scan_clients_.contains(cn)) {
     spdlog::warn("refused a cluster scan requested by {} ({}): not in --scan-clients",

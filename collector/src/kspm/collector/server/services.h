@@ -143,6 +143,37 @@ class ClusterScanTrigger {
   // when that scan is committed or has failed, or with UNAVAILABLE when the scanner stops first
   // (then in the caller, or in the thread that stops the scanner).
   virtual void RequestScan(Done done) = 0;
+  // The trigger of `cluster` (empty: the first this collector scans); null for one it does not.
+  virtual ClusterScanTrigger* For(const std::string& cluster) {
+    return cluster.empty() || cluster == this->cluster() ? this : nullptr;
+  }
+  // The clusters it scans, for errors: `'prod'`, or `'east', 'west'`.
+  virtual std::string Names() const { return "'" + cluster() + "'"; }
+};
+
+// Several clusters' triggers as one (a collector scanning several kubeconfig contexts): a request
+// goes to the trigger of the cluster it names, or to the first. The triggers outlive it.
+class ClusterScanRouter final : public ClusterScanTrigger {
+ public:
+  explicit ClusterScanRouter(std::vector<ClusterScanTrigger*> triggers)
+      : triggers_(std::move(triggers)) {}
+  const std::string& cluster() const override { return triggers_.front()->cluster(); }
+  void RequestScan(Done done) override { triggers_.front()->RequestScan(std::move(done)); }
+  ClusterScanTrigger* For(const std::string& cluster) override {
+    if (cluster.empty()) return triggers_.front();
+    for (auto* t : triggers_) {
+      if (t->cluster() == cluster) return t;
+    }
+    return nullptr;
+  }
+  std::string Names() const override {
+    std::string out;
+    for (const auto* t : triggers_) out += (out.empty() ? "'" : ", '") + t->cluster() + "'";
+    return out;
+  }
+
+ private:
+  std::vector<ClusterScanTrigger*> triggers_;
 };
 
 // Queries for kspmctl: read-only, except ScanCluster, which asks for a cluster scan now.

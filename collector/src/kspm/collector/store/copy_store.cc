@@ -171,13 +171,20 @@ absl::StatusOr<std::vector<CopiedTable>> CopySqliteToPostgres(
       !s.ok()) {
     return s.status();
   }
-  auto stmt = target.Prepare("SELECT COUNT(*) FROM kspm_copies WHERE source = ?");
+  auto stmt =
+      target.Prepare("SELECT COUNT(*), COUNT(finished_ms) FROM kspm_copies WHERE source = ?");
   if (!stmt.ok()) return stmt.status();
   (*stmt)->BindText(1, sqlite_path);
   auto row = (*stmt)->Next();
   if (!row.ok()) return row.status();
   const bool resuming = (*stmt)->Int(0) > 0;
+  const bool finished = (*stmt)->Int(1) > 0;
   (*stmt)->Reset();
+  // A finished copy may have taken reports since: copying again would mix the file into them.
+  if (finished) {
+    return absl::FailedPreconditionError(name + " holds a finished copy of " + sqlite_path +
+                                         "; it is not copied again");
+  }
   const int64_t nodes = CountOn(target, "nodes");
   if (!resuming && nodes != 0) {
     return absl::FailedPreconditionError(name + " already holds posture (" + std::to_string(nodes) +

@@ -31,7 +31,13 @@ std::string RedactPostgresUrl(const std::string& url) {
   for (size_t pos = 0; (pos = out.find("password=", pos)) != std::string::npos;) {
     pos += 9;
     size_t end = pos;
-    while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    if (end < out.size() && out[end] == '\'') {  // a quoted keyword value, spaces and all
+      ++end;
+      while (end < out.size() && out[end] != '\'') end += out[end] == '\\' ? 2 : 1;
+      end = std::min(out.size(), end + 1);
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
     out.replace(pos, end - pos, "***");
   }
   return out;
@@ -182,6 +188,12 @@ class PgConnection final : public Connection {
       return LostError();
     }
     if (auto s = Connected(); !s.ok()) return sql::Context(s, sql);
+    // A COMMIT outside a transaction succeeds with a warning: after a reconnect it would ack
+    // statements that ran one by one.
+    if (sql == "COMMIT" && PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      in_transaction_ = false;
+      return absl::UnavailableError(name_ + ": COMMIT: no transaction is open (it was lost)");
+    }
     const std::string text(sql);
     Result r(PQexec(conn_, text.c_str()));
     const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
@@ -197,14 +209,13 @@ class PgConnection final : public Connection {
       return absl::AbortedError(name_ + ": COMMIT: the transaction had failed and was rolled back");
     }
     if (ending) in_transaction_ = false;
+    if (sql.starts_with("BEGIN")) in_transaction_ = true;
     return std::strtoll(PQcmdTuples(r.get()), nullptr, 10);
   }
 
-  absl::Status Begin() override {
-    auto s = Exec("BEGIN");
-    if (s.ok()) in_transaction_ = true;
-    return s.status();
-  }
+  // READ COMMITTED whatever the database's default: after waiting for a node's lock, the next
+  // statement must see what the other collector committed (its scan id).
+  absl::Status Begin() override { return Exec("BEGIN ISOLATION LEVEL READ COMMITTED").status(); }
 
   const std::string& name() const override { return name_; }
 
@@ -212,6 +223,7 @@ class PgConnection final : public Connection {
   void Deallocate(const PgStatement& stmt) {
     if (stmt.prepared_ != generation_ || PQstatus(conn_) != CONNECTION_OK) return;
     Result r(PQexec(conn_, ("DEALLOCATE " + stmt.name_).c_str()));
+    Broken();
   }
 
   // Runs `stmt` (preparing it on this connection first if needed).
@@ -546,17 +558,13 @@ class PostgresStore final : public internal::SqlStore {
     if (!lease_conn_) {
       auto conn = ConnectPostgres(options_, path_);
       if (!conn.ok()) return conn.status();
-      // The server's side of the same: a collector gone without closing its connection (its
-      // node lost) frees its leases in about 30 s (over TCP; a Unix socket needs none).
-      for (const char* set : {"SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 10",
-                              "SET tcp_keepalives_count = 3"}) {
-        if (auto st = (*conn)->Exec(set); !st.ok()) return st.status();
-      }
       lease_conn_ = *std::move(conn);
     }
-    // The connection's server process: when it is another than the one that took the locks,
-    // the connection was made again and the locks went with the old one.
-    auto pid = QueryOne(*lease_conn_, "SELECT pg_backend_pid()");
+    // The connection's server process (its pid and the server's start, since a restarted server
+    // may hand out the same pid): another one than took the locks means the connection was made
+    // again, and the locks went with the old one.
+    auto pid = QueryOne(*lease_conn_,
+                        "SELECT pg_backend_pid() || ' ' || pg_postmaster_start_time()::text");
     if (!pid.ok()) {
       held_.clear();
       return pid.status();
@@ -615,6 +623,10 @@ absl::StatusOr<std::unique_ptr<sql::Connection>> ConnectPostgres(const PostgresO
     std::string why = parse_error ? parse_error : "cannot be parsed";
     PQfreemem(parse_error);
     while (!why.empty() && why.back() == '\n') why.pop_back();
+    // libpq may quote the URL, password and all.
+    for (size_t at; (at = why.find(options.url)) != std::string::npos;) {
+      why.replace(at, options.url.size(), name);
+    }
     return absl::InvalidArgumentError("store " + name + ": " + why);
   }
   PQconninfoFree(parsed);
@@ -635,6 +647,14 @@ absl::StatusOr<std::unique_ptr<sql::Connection>> ConnectPostgres(const PostgresO
   }
   keys.push_back("keepalives_count");
   values.push_back("3");
+  // The server's side, for every connection (kept across reconnects, unlike SET): a collector
+  // gone without closing (its node lost) frees its locks and leases in about 30 s; a node lock
+  // waited on for 10 s fails the report (UNAVAILABLE: the agent resends it) instead of holding
+  // every commit of this collector behind it; a transaction left idle is ended.
+  keys.push_back("options");
+  values.push_back(
+      "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 "
+      "-c lock_timeout=10s -c idle_in_transaction_session_timeout=60s");
   if (!options.password_file.empty()) {
     std::ifstream in(options.password_file);
     if (!in) {
@@ -642,8 +662,7 @@ absl::StatusOr<std::unique_ptr<sql::Connection>> ConnectPostgres(const PostgresO
                                         options.password_file);
     }
     std::getline(in, password);
-    while (!password.empty() && (password.back() == '\r' || password.back() == ' '))
-      password.pop_back();
+    while (!password.empty() && password.back() == '\r') password.pop_back();
     keys.push_back("password");
     values.push_back(password.c_str());
   }

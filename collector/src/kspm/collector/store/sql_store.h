@@ -132,12 +132,43 @@ class ReaderPool {
   std::vector<Connection> idle_;
 };
 
+// A value of a row to insert.
+struct SqlValue {
+  enum Kind { kInt, kText, kBlob } kind = kInt;
+  int64_t i = 0;
+  std::string s;
+  static SqlValue Int(int64_t v) { return {kInt, v, {}}; }
+  static SqlValue Text(std::string v) { return {kText, 0, std::move(v)}; }
+  static SqlValue Blob(std::string v) { return {kBlob, 0, std::move(v)}; }
+};
+
+// Rows of one INSERT, written up to kRows per statement when flushed: on PostgreSQL a round trip
+// per statement instead of one per row (a full report of 150 new results: 1 instead of 150).
+class RowBatch {
+ public:
+  static constexpr size_t kRows = 256;
+  // `insert`: `INSERT INTO t(a, b)`; `tail`: what follows the VALUES (`ON CONFLICT ...`).
+  RowBatch(std::string insert, size_t columns, std::string tail)
+      : insert_(std::move(insert)), tail_(std::move(tail)), columns_(columns) {}
+  // Adds a row; with `replace`, overwrites that row instead (the same key twice in one
+  // statement is an error on PostgreSQL). Returns the row's index until the next Flush.
+  size_t Put(std::vector<SqlValue> row, std::optional<size_t> replace = std::nullopt);
+  bool empty() const { return rows_.empty(); }
+  // Writes the rows in order and forgets them, written or not.
+  [[nodiscard]] absl::Status Flush(sql::Connection& c, const char* what);
+
+ private:
+  std::string insert_, tail_;
+  size_t columns_;
+  std::vector<std::vector<SqlValue>> rows_;
+  std::map<size_t, Stmt> statements_;  // by rows per statement
+};
+
 // The store on a SQL engine: one writer connection (commits are serialized by write_mu_) and a
 // pool of readers. Engines differ only in what the hooks below do.
 class SqlStore : public Store {
  public:
-  SqlStore(std::string name, Connection writer, std::vector<Connection> readers)
-      : path_(std::move(name)), writer_(std::move(writer)), readers_(std::move(readers)) {}
+  SqlStore(std::string name, Connection writer, std::vector<Connection> readers);
 
   absl::Status Prepare();
 
@@ -289,10 +320,11 @@ class SqlStore : public Store {
   CommitNews news_;                             // of the open transaction, under write_mu_
   Connection writer_;
   ReaderPool readers_;
-  Stmt find_scan_, touch_node_, upsert_cluster_, upsert_node_, insert_scan_, current_status_,
-      current_of_check_, current_of_object_, current_in_namespace_, current_checks_,
-      set_scan_results_, upsert_result_, insert_transition_, delete_result_, bump_count_,
-      insert_drift_, node_has_results_;
+  Stmt find_scan_, touch_node_, find_cluster_, upsert_cluster_, upsert_node_, insert_scan_,
+      current_status_, current_of_check_, current_of_object_, current_in_namespace_,
+      current_checks_, set_scan_results_, delete_result_, insert_drift_, node_has_results_;
+  // Filled and flushed by WriteResults and ApplyCounts; under write_mu_.
+  RowBatch result_rows_, transition_rows_, count_rows_;
 };
 
 // The embedded engine: space watched, and the log checkpointed when space is tight.

@@ -21,9 +21,8 @@ absl::Status SqlStore::Prepare() {
       {&touch_node_,
        "UPDATE nodes SET identity = ?1, last_seen_ms = ?2, scan_interval_s = ?3 WHERE name = ?4 "
        "AND cluster_id = (SELECT id FROM clusters WHERE name = ?5)"},
-      {&upsert_cluster_,
-       "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = excluded.name "
-       "RETURNING id"},
+      {&find_cluster_, "SELECT id FROM clusters WHERE name = ?"},
+      {&upsert_cluster_, "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO NOTHING"},
       {&upsert_node_,
        "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id, "
        "scan_interval_s) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(cluster_id, name) DO "
@@ -52,30 +51,9 @@ absl::Status SqlStore::Prepare() {
       {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
       {&node_has_results_, "SELECT 1 FROM result_counts WHERE node_id = ? AND n > 0 LIMIT 1"},
       {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
-      {&bump_count_,
-       "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
-       "scored, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, benchmark, section, "
-       "namespace, status, severity, scored) DO UPDATE SET n = result_counts.n + excluded.n"},
-      {&upsert_result_,
-       "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
-       "scored, result, scan_id, updated_ms, changed_ms, kind, object_namespace, name, "
-       "container, namespace, section, digest) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
-       "ON CONFLICT(node_id, check_id, benchmark, kind, object_namespace, name, container) "
-       "DO UPDATE SET "
-       "benchmark_id = excluded.benchmark_id, status = excluded.status, "
-       "namespace = excluded.namespace, section = excluded.section, "
-       "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
-       "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, digest = excluded.digest, "
-       "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
-       "ELSE excluded.changed_ms END"},
       {&insert_drift_,
        "INSERT INTO drift_events(event_id, node_id, observed_ms, received_ms, scan_id, event) "
        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"},
-      {&insert_transition_,
-       "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
-       "scan_id, kind, object_namespace, name, container) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
       {&delete_result_,
        "DELETE FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ? AND "
        "kind = ? AND object_namespace = ? AND name = ? AND container = ?"},
@@ -86,6 +64,91 @@ absl::Status SqlStore::Prepare() {
     *spec.out = *std::move(stmt);
   }
   return absl::OkStatus();
+}
+
+SqlStore::SqlStore(std::string name, Connection writer, std::vector<Connection> readers)
+    : path_(std::move(name)),
+      writer_(std::move(writer)),
+      readers_(std::move(readers)),
+      // An update keeps the time of the last change unless the verdict changed.
+      result_rows_(
+          "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
+          "scored, result, scan_id, updated_ms, changed_ms, kind, object_namespace, name, "
+          "container, namespace, section, digest)",
+          18,
+          "ON CONFLICT(node_id, check_id, benchmark, kind, object_namespace, name, container) "
+          "DO UPDATE SET "
+          "benchmark_id = excluded.benchmark_id, status = excluded.status, "
+          "namespace = excluded.namespace, section = excluded.section, "
+          "severity = excluded.severity, scored = excluded.scored, result = excluded.result, "
+          "scan_id = excluded.scan_id, updated_ms = excluded.updated_ms, "
+          "digest = excluded.digest, "
+          "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
+          "ELSE excluded.changed_ms END"),
+      transition_rows_(
+          "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
+          "scan_id, kind, object_namespace, name, container)",
+          11, ""),
+      // Each bucket once per call (Counts is a map), so no row meets itself in a statement.
+      count_rows_(
+          "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
+          "scored, n)",
+          8,
+          "ON CONFLICT(node_id, benchmark, section, namespace, status, severity, scored) DO "
+          "UPDATE SET n = result_counts.n + excluded.n") {}
+
+size_t RowBatch::Put(std::vector<SqlValue> row, std::optional<size_t> replace) {
+  if (replace && *replace < rows_.size()) {
+    rows_[*replace] = std::move(row);
+    return *replace;
+  }
+  rows_.push_back(std::move(row));
+  return rows_.size() - 1;
+}
+
+absl::Status RowBatch::Flush(sql::Connection& c, const char* what) {
+  absl::Status status;
+  // One statement per kRows rows and one for the rest, each shape prepared once per connection.
+  // Reports of a node come in few sizes; past 16 shapes the rest goes in statements of a power
+  // of two rows (150: 128 + 16 + 4 + 2), so the server holds at most 25 shapes per batch.
+  for (size_t first = 0, n = 0; first < rows_.size() && status.ok(); first += n) {
+    const size_t left = rows_.size() - first;
+    n = std::min(kRows, left);
+    if (!statements_.contains(n) && statements_.size() >= 16) {
+      for (n = kRows; n > left; n /= 2) {
+      }
+    }
+    Stmt& stmt = statements_[n];
+    if (!stmt) {
+      std::string sql = insert_ + " VALUES ";
+      for (size_t r = 0; r < n; ++r) {
+        sql += r ? ", (" : "(";
+        for (size_t i = 0; i < columns_; ++i) sql += i ? ", ?" : "?";
+        sql += ")";
+      }
+      auto prepared = c.Prepare(sql + " " + tail_);
+      if (!prepared.ok()) {
+        status = prepared.status();
+        break;
+      }
+      stmt = *std::move(prepared);
+    }
+    int index = 1;
+    for (size_t r = first; r < first + n; ++r) {
+      for (const SqlValue& v : rows_[r]) {
+        if (v.kind == SqlValue::kInt) {
+          stmt->Bind(index++, v.i);
+        } else if (v.kind == SqlValue::kText) {
+          stmt->BindText(index++, v.s);
+        } else {
+          stmt->BindBlob(index++, v.s);
+        }
+      }
+    }
+    status = sql::Run(*stmt, what);
+  }
+  rows_.clear();
+  return status;
 }
 
 void SqlStore::BindObject(const Stmt& s, int first, const ObjectKey& object) {
@@ -110,15 +173,18 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitBatch(
     for (size_t i = 0; i < reports.size(); ++i) out.emplace_back(s);
     return out;
   }
-  for (const auto* report : reports) {
-    (void)Exec("SAVEPOINT report");
+  // A savepoint per report, so that one that fails is undone alone. Ending one and starting the
+  // next go in one call (one round trip to PostgreSQL instead of two).
+  (void)Exec("SAVEPOINT report");
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const bool last = i + 1 == reports.size();
     const size_t changes_before = news_.changes.size(), drift_before = news_.drift.size();
-    auto stats = CommitOne(*report, now);
+    auto stats = CommitOne(*reports[i], now);
     if (stats.ok()) {
-      (void)Exec("RELEASE report");
+      (void)Exec(last ? "RELEASE report" : "RELEASE report; SAVEPOINT report");
     } else {
-      (void)Exec("ROLLBACK TO report");
-      (void)Exec("RELEASE report");
+      (void)Exec(last ? "ROLLBACK TO report; RELEASE report"
+                      : "ROLLBACK TO report; RELEASE report; SAVEPOINT report");
       news_.changes.resize(changes_before);
       news_.drift.resize(drift_before);
     }
@@ -179,8 +245,19 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::No
     if (!touched.ok()) return sql::Context(touched.status(), "storing a heartbeat");
     if (changes > 0) return std::nullopt;
   }
-  BindText(upsert_cluster_, 1, cluster);
-  auto cluster_id = sql::RunId(*upsert_cluster_, "storing cluster");
+  // Looked up first, inserted only when new: an upsert would lock the cluster's row until the
+  // commit, and every report of the cluster would wait for the one before it.
+  absl::StatusOr<int64_t> cluster_id = absl::NotFoundError("cluster " + cluster + " not stored");
+  for (int attempt = 0; attempt < 2 && absl::IsNotFound(cluster_id.status()); ++attempt) {
+    BindText(find_cluster_, 1, cluster);
+    auto found = find_cluster_->Next();
+    if (found.ok() && *found) cluster_id = find_cluster_->Int(0);
+    find_cluster_->Reset();
+    if (!found.ok()) return sql::Context(found.status(), "reading cluster");
+    if (cluster_id.ok()) break;
+    BindText(upsert_cluster_, 1, cluster);  // ON CONFLICT DO NOTHING: another may insert it
+    if (auto st = Step(upsert_cluster_, "storing cluster"); !st.ok()) return st;
+  }
   if (!cluster_id.ok()) return cluster_id.status();
 
   const int64_t now_ms = common::ToUnixMillis(now);
@@ -203,7 +280,8 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::No
   insert_scan_->Bind(7, report.results_size());
   if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
   bool baseline = false;
-  if (listener_) {
+  // Reports committed whole learn it from the node's current rows (CommitOne), without a query.
+  if (listener_ && in_parts) {
     node_has_results_->Bind(1, *node_id);
     auto has = node_has_results_->Next();
     node_has_results_->Reset();
@@ -280,6 +358,7 @@ absl::Status SqlStore::WriteResults(const Target& target,
                                     CurrentRows& current, Counts& counts, CommitStats& stats,
                                     std::vector<Changed>* changed, bool new_findings) {
   std::unordered_map<std::string, CountBucket> written;  // rows these results carried
+  std::unordered_map<std::string, size_t> row_of;        // their rows in result_rows_
   std::string blob, ns, section;
   ObjectKey object;
   for (const v1::CheckResult* result : results) {
@@ -312,37 +391,29 @@ absl::Status SqlStore::WriteResults(const Target& target,
       current.erase(it);
     }
     counts[bucket]++;
-    written[std::move(key)] = bucket;
+    written[key] = bucket;
 
-    upsert_result_->Bind(1, target.node_id);
-    BindText(upsert_result_, 2, r.check_id());
-    BindText(upsert_result_, 3, r.benchmark());
-    BindText(upsert_result_, 4, r.benchmark_id());
-    upsert_result_->Bind(5, r.status());
-    upsert_result_->Bind(6, r.severity());
-    upsert_result_->Bind(7, r.scored() ? 1 : 0);
-    upsert_result_->BindBlob(8, blob);
-    BindText(upsert_result_, 9, target.scan_id);
-    upsert_result_->Bind(10, target.now_ms);
-    BindObject(upsert_result_, 11, object);
-    BindText(upsert_result_, 15, ns);
-    BindText(upsert_result_, 16, section);
-    upsert_result_->Bind(17, digest);
-    if (auto s = Step(upsert_result_, "storing result"); !s.ok()) return s;
+    // The later copy of a result listed twice replaces the earlier one's row.
+    const auto earlier = row_of.find(key);
+    row_of[std::move(key)] = result_rows_.Put(
+        {SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()), SqlValue::Text(r.benchmark()),
+         SqlValue::Text(r.benchmark_id()), SqlValue::Int(r.status()), SqlValue::Int(r.severity()),
+         SqlValue::Int(r.scored() ? 1 : 0), SqlValue::Blob(blob), SqlValue::Text(target.scan_id),
+         SqlValue::Int(target.now_ms), SqlValue::Int(target.now_ms), SqlValue::Text(object.kind),
+         SqlValue::Text(object.ns), SqlValue::Text(object.name), SqlValue::Text(object.container),
+         SqlValue::Text(ns), SqlValue::Text(section), SqlValue::Int(digest)},
+        earlier == row_of.end() ? std::nullopt : std::optional<size_t>(earlier->second));
     ++stats.written;
 
     // A result seen for the first time is not a change: history starts at the first change
     // (the first verdict is the oldest change's old status, or the current one).
     if (old_status != 0 && old_status != r.status()) {
-      insert_transition_->Bind(1, target.node_id);
-      BindText(insert_transition_, 2, r.check_id());
-      BindText(insert_transition_, 3, r.benchmark());
-      insert_transition_->Bind(4, old_status);
-      insert_transition_->Bind(5, r.status());
-      insert_transition_->Bind(6, target.now_ms);
-      BindText(insert_transition_, 7, target.scan_id);
-      BindObject(insert_transition_, 8, object);
-      if (auto s = Step(insert_transition_, "storing transition"); !s.ok()) return s;
+      transition_rows_.Put({SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()),
+                            SqlValue::Text(r.benchmark()), SqlValue::Int(old_status),
+                            SqlValue::Int(r.status()), SqlValue::Int(target.now_ms),
+                            SqlValue::Text(target.scan_id), SqlValue::Text(object.kind),
+                            SqlValue::Text(object.ns), SqlValue::Text(object.name),
+                            SqlValue::Text(object.container)});
       ++stats.transitions;
       if (changed) changed->push_back({&r, old_status});
       if (listener_) {
@@ -360,7 +431,10 @@ absl::Status SqlStore::WriteResults(const Target& target,
       }
     }
   }
-  return absl::OkStatus();
+  // Both flushed, whatever the first does: a batch left over would go into the next report.
+  auto s = result_rows_.Flush(*writer_, "storing results");
+  auto t = transition_rows_.Flush(*writer_, "storing transitions");
+  return s.ok() ? t : s;
 }
 
 absl::Status SqlStore::InsertDrift(const Target& target, const v1::DriftEvent& event) {
@@ -392,8 +466,12 @@ absl::Status SqlStore::DeleteRows(int64_t node_id, const CurrentRows& current, C
     BindText(delete_result_, 2, c.check_id);
     BindText(delete_result_, 3, c.benchmark);
     BindObject(delete_result_, 4, c.object);
-    if (auto s = Step(delete_result_, "removing stale results"); !s.ok()) return s;
-    counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
+    auto done = delete_result_->Next();
+    const int64_t removed = done.ok() ? delete_result_->Changes() : 0;
+    delete_result_->Reset();
+    if (!done.ok()) return sql::Context(done.status(), "removing stale results");
+    // Counted only when the row was there to delete.
+    if (removed > 0) counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
   }
   return absl::OkStatus();
 }
@@ -402,17 +480,12 @@ absl::Status SqlStore::ApplyCounts(int64_t node_id, const Counts& counts) {
   for (const auto& [bucket, delta] : counts) {
     if (delta == 0) continue;
     const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
-    bump_count_->Bind(1, node_id);
-    BindText(bump_count_, 2, benchmark);
-    BindText(bump_count_, 3, bucket_section);
-    BindText(bump_count_, 4, bucket_ns);
-    bump_count_->Bind(5, status);
-    bump_count_->Bind(6, severity);
-    bump_count_->Bind(7, scored);
-    bump_count_->Bind(8, delta);
-    if (auto s = Step(bump_count_, "counting results"); !s.ok()) return s;
+    count_rows_.Put({SqlValue::Int(node_id), SqlValue::Text(benchmark),
+                     SqlValue::Text(bucket_section), SqlValue::Text(bucket_ns),
+                     SqlValue::Int(status), SqlValue::Int(severity), SqlValue::Int(scored),
+                     SqlValue::Int(delta)});
   }
-  return absl::OkStatus();
+  return count_rows_.Flush(*writer_, "counting results");
 }
 
 absl::StatusOr<std::set<std::string>> SqlStore::CurrentChecks(int64_t node_id) {
@@ -431,12 +504,13 @@ absl::StatusOr<CommitStats> SqlStore::CommitOne(const v1::NodeReport& report,
   auto target = StartScan(report, now, stats);
   if (!target.ok()) return target.status();
   if (!target->has_value()) return stats;
-  const Target& t = **target;
+  Target t = **target;
 
   // The node's current verdicts, in one read: what each result replaces.
   CurrentRows current;
   if (auto s = LoadCurrent(t.node_id, nullptr, current); !s.ok()) return s;
-  Counts counts;  // changes to result_counts, applied once per bucket
+  t.baseline = current.empty();  // no results before this scan: its news is its baseline
+  Counts counts;                 // changes to result_counts, applied once per bucket
   std::vector<const v1::CheckResult*> results;
   results.reserve(report.results_size());
   for (const auto& r : report.results()) results.push_back(&r);
@@ -604,7 +678,12 @@ class SqlReportWriter final : public ReportWriter {
     // in between.
     if (!open_lock_) {
       open_lock_ = std::unique_lock(store_.write_mu_);
-      if (auto st = store_.Begin(); !st.ok()) {
+      auto st = store_.Begin();
+      if (st.ok()) {
+        st = store_.LockNode(target_.cluster, target_.node);
+        if (!st.ok()) (void)store_.Exec("ROLLBACK");
+      }
+      if (!st.ok()) {
         open_lock_ = {};
         broken_ = open_check_.has_value();
         return st;
@@ -676,7 +755,9 @@ class SqlReportWriter final : public ReportWriter {
   absl::Status InTransaction(const std::function<absl::Status()>& body) {
     std::lock_guard lock(store_.write_mu_);
     if (auto s = store_.Begin(); !s.ok()) return s;
-    auto s = body();
+    // As a report committed whole: one writer of the node at a time, across collectors.
+    auto s = store_.LockNode(target_.cluster, target_.node);
+    if (s.ok()) s = body();
     if (s.ok()) s = store_.Exec("COMMIT");
     if (!s.ok()) (void)store_.Exec("ROLLBACK");
     store_.Publish(s.ok());
