@@ -352,6 +352,23 @@ void Flood(const std::string& dir, const std::string& rules, int per_node, int s
   StopCollector(c);
 }
 
+// 1,000,000 results (and a few) in `store`, through batched commits of 200 full reports.
+void FillMillion(kspm::collector::store::Store& store, int per_node, const char* label) {
+  const int big_nodes = 1000000 / per_node + 1;
+  const auto t0 = Clock::now();
+  for (int base = 0; base < big_nodes; base += 200) {
+    std::vector<kspm::v1::NodeReport> batch;
+    for (int i = base; i < std::min(big_nodes, base + 200); ++i) {
+      batch.push_back(MakeReport("node-" + std::to_string(i), per_node, 1, true, i));
+    }
+    std::vector<const kspm::v1::NodeReport*> ptrs;
+    for (const auto& r : batch) ptrs.push_back(&r);
+    store.CommitBatch(ptrs, kspm::common::Clock::now());
+  }
+  std::printf("%s: stored %d results in %.1f s (direct batched commits)\n", label,
+              big_nodes * per_node, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 // The same waves on PostgreSQL (the real server, with its default durability: fsync and
 // synchronous commits), through one collector and then two sharing the database (each client
 // thread streams to one of them), each on a new database; then Summary over 1,000,000 results.
@@ -403,19 +420,7 @@ void Postgres(const std::string& dir, const std::string& rules, int nodes, int p
     std::cerr << store.status() << "\n";
     return;
   }
-  const int big_nodes = 1000000 / per_node + 1;
-  const auto t0 = Clock::now();
-  for (int base = 0; base < big_nodes; base += 200) {
-    std::vector<kspm::v1::NodeReport> batch;
-    for (int i = base; i < std::min(big_nodes, base + 200); ++i) {
-      batch.push_back(MakeReport(name(i), per_node, 1, true, i));
-    }
-    std::vector<const kspm::v1::NodeReport*> ptrs;
-    for (const auto& r : batch) ptrs.push_back(&r);
-    (*store)->CommitBatch(ptrs, kspm::common::Clock::now());
-  }
-  std::printf("postgres summary: stored %d results in %.1f s (direct batched commits)\n",
-              big_nodes * per_node, std::chrono::duration<double>(Clock::now() - t0).count());
+  FillMillion(**store, per_node, "postgres summary");
   std::vector<double> lat;
   for (int i = 0; i < 10; ++i) {
     const auto s0 = Clock::now();
@@ -503,19 +508,7 @@ int main(int argc, char** argv) {
       std::cerr << store.status() << "\n";
       return 1;
     }
-    const int big_nodes = 1000000 / per_node + 1;
-    const auto t0 = Clock::now();
-    for (int base = 0; base < big_nodes; base += 200) {
-      std::vector<kspm::v1::NodeReport> batch;
-      for (int i = base; i < std::min(big_nodes, base + 200); ++i) {
-        batch.push_back(MakeReport(name(i), per_node, 1, true, i));
-      }
-      std::vector<const kspm::v1::NodeReport*> ptrs;
-      for (const auto& r : batch) ptrs.push_back(&r);
-      (*store)->CommitBatch(ptrs, kspm::common::Clock::now());
-    }
-    std::printf("summary: stored %d results in %.1f s (direct batched commits)\n",
-                big_nodes * per_node, std::chrono::duration<double>(Clock::now() - t0).count());
+    FillMillion(**store, per_node, "summary");
   }
   c = StartCollector(big, dir.path() + "/port2", rules);
   auto stub = kspm::v1::QueryService::NewStub(

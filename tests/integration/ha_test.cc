@@ -27,18 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class HaTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -195,7 +183,8 @@ TEST_F(HaTest, OneCollectorScansTheClusterAndTheOtherTakesOverWhenItDies) {
       "--cluster-snapshot",      std::string(KSPM_SOURCE_DIR) + "/tests/fixtures/cluster/demo",
       "--cluster-scan-interval", "1"};
   int port_a = 0, port_b = 0;
-  const int health_a = FreePort(), health_b = FreePort();
+  const int health_a = kspm::testing::FreeLoopbackPort(),
+            health_b = kspm::testing::FreeLoopbackPort();
   auto with_health = [&](int port) {
     auto args = scan;
     args.push_back("--health-listen");

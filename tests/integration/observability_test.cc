@@ -61,18 +61,6 @@ v1::NodeReport Report(const std::string& node, std::vector<v1::CheckResult> resu
   return rep;
 }
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // The value of the one sample of `series` (name and labels exactly as exposed), or -1.
 double Sample(const std::string& exposition, const std::string& series) {
   size_t at = 0;
@@ -241,7 +229,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
   if (which.exit_code != 0) GTEST_SKIP() << "prometheus is not installed (Debian: prometheus)";
   const std::string bin = KSPM_BIN_DIR;
   const std::string db = dir_.path() + "/collector.db";
-  const int collector_health = FreePort();
+  const int collector_health = kspm::testing::FreeLoopbackPort();
   kspm::testing::Process collector(
       {bin + "/kspm-collector", "--log-level", "warn", "serve", "--insecure", "--listen",
        "127.0.0.1:0", "--port-file", dir_.path() + "/port", "--db", db, "--health-listen",
@@ -256,7 +244,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
   bool owners = false;
   const std::string root = dir_.path() + "/host";
   ASSERT_TRUE(kspm::testing::BuildFixtureHost("kubeadm-worker", root, &owners).ok());
-  const int agent_port = FreePort();
+  const int agent_port = kspm::testing::FreeLoopbackPort();
   kspm::testing::Process agent(
       {bin + "/kspm-agent", "--log-level", "warn", "run", "--insecure", "--collector",
        "127.0.0.1:" + port.substr(0, port.find('\n')), "--cluster", "prod", "--node-name",
@@ -264,7 +252,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesCollectorAndAgent) {
        "rescan", "--health-listen", "127.0.0.1:" + std::to_string(agent_port)},
       {.log = dir_.path() + "/agent.log"});
 
-  const int prom_port = FreePort();
+  const int prom_port = kspm::testing::FreeLoopbackPort();
   const std::string config = dir_.path() + "/prometheus.yml";
   std::ofstream(config) << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
                         << "scrape_configs:\n"

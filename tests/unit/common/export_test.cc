@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "kspm/common/html_report.h"
 #include "kspm/common/render.h"
 #include "nlohmann/json.hpp"
 
@@ -200,6 +201,35 @@ TEST(Export, UnknownFormatIsNamed) {
   auto s = ParseFormat("xml", &f);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(std::string(s.message()).find("xml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kspm::common
+
+namespace kspm::common {
+namespace {
+
+// A report across clusters scores each node under the name the summary gives it there
+// (`<cluster>/<node>`: names repeat across clusters), not "n/a".
+TEST(HtmlReport, NodesOfSeveralClustersKeepTheirScores) {
+  HtmlReport report;
+  report.scope = "all clusters";
+  for (const char* cluster : {"east", "west"}) {
+    auto* score = report.summary.add_nodes();
+    score->set_scope(std::string(cluster) + "/worker-1");
+    score->set_score(cluster == std::string("east") ? 42.0 : 77.0);
+    score->set_evaluated(true);
+    score->mutable_counts()->set_pass(1);
+    v1::NodeInfo info;
+    info.mutable_identity()->set_node_name("worker-1");
+    info.mutable_identity()->set_cluster(cluster);
+    report.nodes.push_back(info);
+  }
+  const std::string html = RenderHtmlReport(report);
+  const auto nodes = html.substr(html.find("<section id=\"nodes\">"));
+  EXPECT_EQ(nodes.find("<td>n/a</td>"), std::string::npos) << nodes;  // the score cell
+  EXPECT_NE(nodes.find("42"), std::string::npos) << nodes;
+  EXPECT_NE(nodes.find("77"), std::string::npos) << nodes;
 }
 
 }  // namespace

@@ -348,7 +348,13 @@ std::string RenderHtmlReport(const HtmlReport& report) {
       }
     }
     for (const auto& n : report.nodes) {
-      const auto it = node_scores.find(n.identity().node_name());
+      // Scored by name in one cluster, as `<cluster>/<node>` across several.
+      auto it = node_scores.find(n.identity().node_name());
+      if (it == node_scores.end()) {
+        const std::string& cluster = n.identity().cluster();
+        it = node_scores.find((cluster.empty() ? "default" : cluster) + "/" +
+                              n.identity().node_name());
+      }
       o << "<tr><td>" << Esc(n.identity().node_name()) << "</td><td>" << Esc(n.identity().cluster())
         << "</td><td>" << (it == node_scores.end() ? "n/a" : ScoreText(*it->second)) << "</td><td>"
         << Esc(CountsText(n.counts())) << "</td><td>"
