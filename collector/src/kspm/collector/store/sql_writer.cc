@@ -367,7 +367,7 @@ absl::Status SqlStore::WriteResults(const Target& target,
     object = ObjectKey::Of(r.resource());
     ns = common::ResourceScope(r);
     section = SectionOf(r.benchmark_id());
-    blob.clear();
+    blob.clear();  // moved into the row batch on the last pass
     r.SerializeToString(&blob);
     const int64_t digest = Digest(blob);
     std::string key = r.check_id() + '\x1f' + r.benchmark() + '\x1f' + object.Joined();
@@ -398,10 +398,11 @@ absl::Status SqlStore::WriteResults(const Target& target,
     row_of[std::move(key)] = result_rows_.Put(
         {SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()), SqlValue::Text(r.benchmark()),
          SqlValue::Text(r.benchmark_id()), SqlValue::Int(r.status()), SqlValue::Int(r.severity()),
-         SqlValue::Int(r.scored() ? 1 : 0), SqlValue::Blob(blob), SqlValue::Text(target.scan_id),
-         SqlValue::Int(target.now_ms), SqlValue::Int(target.now_ms), SqlValue::Text(object.kind),
-         SqlValue::Text(object.ns), SqlValue::Text(object.name), SqlValue::Text(object.container),
-         SqlValue::Text(ns), SqlValue::Text(section), SqlValue::Int(digest)},
+         SqlValue::Int(r.scored() ? 1 : 0), SqlValue::Blob(std::move(blob)),
+         SqlValue::Text(target.scan_id), SqlValue::Int(target.now_ms), SqlValue::Int(target.now_ms),
+         SqlValue::Text(object.kind), SqlValue::Text(object.ns), SqlValue::Text(object.name),
+         SqlValue::Text(object.container), SqlValue::Text(ns), SqlValue::Text(section),
+         SqlValue::Int(digest)},
         earlier == row_of.end() ? std::nullopt : std::optional<size_t>(earlier->second));
     ++stats.written;
 
