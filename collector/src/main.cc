@@ -170,6 +170,13 @@ int main(int argc, char** argv) {
                    "Seconds to keep trying to reach PostgreSQL at start, with backoff")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600));
+  serve
+      ->add_option("--store-writers", options.postgres.writers,
+                   "PostgreSQL connections that commit agents' reports, batches of different "
+                   "nodes at once (sqlite has one writer)")
+      ->envname("KSPM_STORE_WRITERS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 32));
   serve->add_option("--tls-ca", options.tls.ca, "CA that signs agent and kspmctl certificates");
   serve->add_option("--tls-cert", options.tls.cert, "Collector certificate");
   serve->add_option("--tls-key", options.tls.key, "Collector private key");
@@ -212,7 +219,7 @@ int main(int argc, char** argv) {
                     "Directory of custom rule files whose check ids agents may report");
   serve
       ->add_option("--query-readers", options.query_readers,
-                   "Database connections queries run on, beside the one writer")
+                   "Database connections queries run on, beside the writers")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   serve

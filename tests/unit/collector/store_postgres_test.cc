@@ -5,11 +5,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "fixtures/process.h"
+#include "kspm/collector/server/ingest.h"
+#include "kspm/collector/store/sql_store.h"
 #include "kspm/collector/store/store.h"
 #include "unit/collector/store_test_support.h"
 
@@ -260,6 +265,95 @@ TEST_F(PostgresStoreTest, AConnectionLostInATransactionCommitsNothingOfItAndTheN
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(Count("SELECT COUNT(*) FROM results"), 1);
   EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 1);
+}
+
+// The collector's writers (server::Ingest over a store with two write sessions): while one
+// node's report waits (its node lock held by another session, as another collector's commit
+// would), reports of other nodes are committed on the other session; and a node's reports are
+// committed in the order they came, whichever writer takes them.
+TEST_F(PostgresStoreTest, SeveralWritersCommitOtherNodesWhileOneWaitsAndKeepEachNodesOrder) {
+  PostgresOptions options;
+  options.url = pg_->Url(db_);
+  options.wait = 2s;
+  options.writers = 2;
+  auto opened = OpenPostgresStore(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store& store = **opened;
+  ASSERT_EQ(store.WriteConcurrency(), 2u);
+  // Another connection holds node prod/held's lock in an open transaction.
+  PGconn* other = PQconnectdb(pg_->Url(db_).c_str());
+  ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
+  const std::string lock = "BEGIN; SELECT pg_advisory_xact_lock(" +
+                           std::to_string(internal::Digest(std::string("prod\x1fheld"))) + ")";
+  PGresult* held = PQexec(other, lock.c_str());
+  ASSERT_EQ(PQresultStatus(held), PGRES_TUPLES_OK) << PQresultErrorMessage(held);
+  PQclear(held);
+
+  server::Ingest ingest(store, /*max_batch=*/3);
+  ingest.Start();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, absl::Status> done;  // by scan id
+  auto submit = [&](v1::NodeReport r) {
+    const std::string scan = r.scan_id();
+    ingest.Submit(std::make_shared<const v1::NodeReport>(std::move(r)),
+                  [&, scan](const absl::StatusOr<CommitStats>& outcome) {
+                    std::lock_guard l(mu);
+                    done[scan] = outcome.status();
+                    cv.notify_all();
+                  });
+  };
+  submit(Report("held-1", "held", {Result("x", "1.1.1", v1::STATUS_FAIL)}));
+  // Taken by a writer alone (which then waits for the lock, up to lock_timeout's 10 s).
+  for (int i = 0; i < 1000 && ingest.queued() > 0; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(ingest.queued(), 0u);
+  for (int i = 0; i < 10; ++i) {
+    submit(Report("n-" + std::to_string(i), "n" + std::to_string(i),
+                  {Result("x", "1.1.1", v1::STATUS_PASS)}));
+  }
+  {
+    std::unique_lock l(mu);
+    // The other nodes' reports are committed while the held node's waits.
+    ASSERT_TRUE(cv.wait_for(l, 8s, [&] { return done.size() >= 10; }));
+    EXPECT_EQ(done.size(), 10u);
+    EXPECT_FALSE(done.contains("held-1"));
+  }
+  held = PQexec(other, "COMMIT");
+  PQclear(held);
+  PQfinish(other);
+  // Then 5 nodes' reports, 30 each flipping check x, interleaved, with both writers free.
+  constexpr int kNodes = 5, kFlips = 30;
+  for (int i = 0; i < kFlips; ++i) {
+    for (int n = 0; n < kNodes; ++n) {
+      submit(Report("b" + std::to_string(n) + "-" + std::to_string(100 + i),
+                    "b" + std::to_string(n),
+                    {Result("x", "1.1.1", i % 2 == 0 ? v1::STATUS_FAIL : v1::STATUS_PASS)}));
+    }
+  }
+  {
+    std::unique_lock l(mu);
+    ASSERT_TRUE(cv.wait_for(l, 60s, [&] { return done.size() == 11 + kNodes * kFlips; }));
+  }
+  ingest.Stop();
+  for (const auto& [scan, status] : done) EXPECT_TRUE(status.ok()) << scan << ": " << status;
+  // Each node's changes are one chain in its reports' order: FAIL, PASS, FAIL, ... as sent.
+  for (int n = 0; n < kNodes; ++n) {
+    const std::string node = "b" + std::to_string(n);
+    const std::string chain = pg_->Exec(
+        db_,
+        "SELECT string_agg(t.scan_id || ':' || t.old_status || '>' || t.new_status, ',' ORDER BY "
+        "t.id) FROM transitions t JOIN nodes n ON n.id = t.node_id WHERE n.name = '" +
+            node + "'");
+    std::string expected;
+    for (int i = 1; i < kFlips; ++i) {
+      const int from = i % 2 == 1 ? v1::STATUS_FAIL : v1::STATUS_PASS;
+      const int to = i % 2 == 1 ? v1::STATUS_PASS : v1::STATUS_FAIL;
+      expected += (i > 1 ? "," : "") + node + "-" + std::to_string(100 + i) + ":" +
+                  std::to_string(from) + ">" + std::to_string(to);
+    }
+    EXPECT_EQ(chain, expected) << node;
+  }
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 11 + kNodes * kFlips);
 }
 
 TEST(PostgresUrl, PasswordsAreRedactedInEveryForm) {

@@ -15,7 +15,7 @@ void Ingest::Start() {
   if (running_) return;
   running_ = true;
   stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
+  for (size_t i = 0; i < writers_; ++i) threads_.emplace_back([this] { Run(); });
 }
 
 void Ingest::Stop() {
@@ -25,7 +25,8 @@ void Ingest::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
   std::lock_guard lock(mu_);
   running_ = false;
 }
@@ -55,14 +56,26 @@ void Ingest::Run() {
   }
   for (;;) {
     std::vector<Item> batch;
+    std::set<std::string> nodes;  // of this batch
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      cv_.wait(lock, [this] { return (stopping_ && queue_.empty()) || ReadyLocked(); });
       if (queue_.empty() && stopping_) return;
-      while (!queue_.empty() && batch.size() < max_batch_) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      // In queue order, skipping nodes another writer holds, and a node's later reports once
+      // one was skipped.
+      std::set<std::string> skipped;
+      for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+        std::string node = NodeOf(*it->report);
+        if (busy_.contains(node) || skipped.contains(node)) {
+          skipped.insert(std::move(node));
+          ++it;
+          continue;
+        }
+        nodes.insert(std::move(node));
+        batch.push_back(std::move(*it));
+        it = queue_.erase(it);
       }
+      busy_.insert(nodes.begin(), nodes.end());
     }
     std::vector<const v1::NodeReport*> reports;
     reports.reserve(batch.size());
@@ -84,7 +97,21 @@ void Ingest::Run() {
       }
       batch[i].done(outcomes[i]);
     }
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& node : nodes) busy_.erase(node);
+    }
+    // Writers waiting for these nodes, and Stop's last batch.
+    cv_.notify_all();
   }
+}
+
+bool Ingest::ReadyLocked() const {
+  if (busy_.empty()) return !queue_.empty();
+  for (const auto& item : queue_) {
+    if (!busy_.contains(NodeOf(*item.report))) return true;
+  }
+  return false;
 }
 
 }  // namespace kspm::collector::server

@@ -1,12 +1,16 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "kspm/collector/store/store.h"
 #include "kspm/common/metrics.h"
@@ -24,18 +28,23 @@ struct IngestStats {
   prometheus::Histogram commit_seconds{common::metrics::DurationBuckets()};
 };
 
-// The single writer: reports from every stream queue here and one thread commits them in
-// batched transactions. `done` runs on the writer thread after the commit (or its failure);
-// it must not block.
+// The writers: reports from every stream queue here and writer threads (the store's
+// WriteConcurrency, one for sqlite) commit them in batched transactions. Reports of one node are
+// committed in the order they came: a node whose report is in one writer's batch is left to
+// that writer until it is done. `done` runs on a writer thread after the commit (or its
+// failure); it must not block.
 class Ingest {
  public:
   using Done = std::function<void(const absl::StatusOr<store::CommitStats>&)>;
 
-  Ingest(store::Store& store, size_t max_batch = 256) : store_(store), max_batch_(max_batch) {}
+  Ingest(store::Store& store, size_t max_batch = 256)
+      : store_(store),
+        max_batch_(max_batch),
+        writers_(std::max<size_t>(1, store.WriteConcurrency())) {}
   ~Ingest() { Stop(); }
 
   void Start();
-  // Commits everything queued, then stops the thread. Idempotent.
+  // Commits everything queued, then stops the threads. Idempotent.
   void Stop();
   // Queues a report. After Stop, `done` runs at once with Unavailable.
   void Submit(std::shared_ptr<const v1::NodeReport> report, Done done);
@@ -48,15 +57,22 @@ class Ingest {
     Done done;
   };
   void Run();
+  // Whether a queued report's node is free (under mu_).
+  bool ReadyLocked() const;
+  static std::string NodeOf(const v1::NodeReport& report) {
+    return report.node().cluster() + '/' + report.node().node_name();
+  }
 
   store::Store& store_;
   const size_t max_batch_;
+  const size_t writers_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
+  std::set<std::string> busy_;  // nodes in a batch being committed
   bool stopping_ = false;
   bool running_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
   IngestStats stats_;
 };
 

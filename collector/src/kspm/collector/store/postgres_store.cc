@@ -215,7 +215,16 @@ class PgConnection final : public Connection {
 
   // READ COMMITTED whatever the database's default: after waiting for a node's lock, the next
   // statement must see what the other collector committed (its scan id).
-  absl::Status Begin() override { return Exec("BEGIN ISOLATION LEVEL READ COMMITTED").status(); }
+  // A connection that sat idle may have been closed by the server (a restart, a failover, an
+  // idle timeout) without libpq knowing yet: BEGIN finds out, and is sent once more on a new
+  // connection, since nothing of the transaction had run.
+  absl::Status Begin() override {
+    auto begun = Exec("BEGIN ISOLATION LEVEL READ COMMITTED");
+    if (!begun.ok() && PQstatus(conn_) == CONNECTION_BAD && !lost_in_transaction_) {
+      begun = Exec("BEGIN ISOLATION LEVEL READ COMMITTED");
+    }
+    return begun.status();
+  }
 
   const std::string& name() const override { return name_; }
 
@@ -546,9 +555,9 @@ using internal::ConnectPostgres;
 
 class PostgresStore final : public internal::SqlStore {
  public:
-  PostgresStore(std::string name, std::unique_ptr<Connection> writer,
+  PostgresStore(std::string name, std::vector<std::unique_ptr<Connection>> writers,
                 std::vector<std::unique_ptr<Connection>> readers, PostgresOptions options)
-      : SqlStore(std::move(name), std::move(writer), std::move(readers)),
+      : SqlStore(std::move(name), std::move(writers), std::move(readers)),
         options_(std::move(options)) {}
 
   // Session advisory locks on a connection of their own: the server drops them when that
@@ -591,18 +600,18 @@ class PostgresStore final : public internal::SqlStore {
   // Reports of one node are written one at a time across collectors: the lock lasts until the
   // transaction ends. Keyed by a 64-bit hash of cluster and node; a collision only serializes
   // two nodes' commits.
-  absl::Status LockNode(const std::string& cluster, const std::string& node) override {
-    if (!lock_node_) {
-      auto stmt = writer_->Prepare("SELECT pg_advisory_xact_lock(?)");
+  absl::Status LockNode(internal::WriteSession& w, const std::string& cluster,
+                        const std::string& node) override {
+    if (!w.lock_node) {
+      auto stmt = w.conn->Prepare("SELECT pg_advisory_xact_lock(?)");
       if (!stmt.ok()) return stmt.status();
-      lock_node_ = *std::move(stmt);
+      w.lock_node = *std::move(stmt);
     }
-    lock_node_->Bind(1, internal::Digest(cluster + '\x1f' + node));
-    return sql::Run(*lock_node_, "locking node " + cluster + "/" + node);
+    w.lock_node->Bind(1, NodeKey(cluster, node));
+    return sql::Run(*w.lock_node, "locking node " + cluster + "/" + node);
   }
 
  private:
-  internal::Stmt lock_node_;  // under write_mu_
   PostgresOptions options_;
   std::mutex lease_mu_;
   std::unique_ptr<Connection> lease_conn_;
@@ -707,6 +716,13 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& 
   }
   if (!writer.ok()) return writer.status();
   if (auto s = internal::MigratePostgresSchema(**writer); !s.ok()) return s;
+  std::vector<std::unique_ptr<sql::Connection>> writers;
+  writers.push_back(*std::move(writer));
+  for (int i = 1; i < std::max(1, options.writers); ++i) {
+    auto more = ConnectPostgres(options, name);
+    if (!more.ok()) return more.status();
+    writers.push_back(*std::move(more));
+  }
   std::vector<std::unique_ptr<sql::Connection>> readers;
   for (int i = 0; i < std::max(1, options.pool_size); ++i) {
     auto reader = ConnectPostgres(options, name);
@@ -714,7 +730,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& 
     readers.push_back(*std::move(reader));
   }
   auto store =
-      std::make_unique<PostgresStore>(name, *std::move(writer), std::move(readers), options);
+      std::make_unique<PostgresStore>(name, std::move(writers), std::move(readers), options);
   if (auto s = store->Prepare(); !s.ok()) return s;
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -20,8 +20,9 @@ void BindTexts(sql::Statement& stmt, std::initializer_list<std::string_view> val
 }  // namespace
 
 absl::Status SqlStore::AddJoinToken(const JoinToken& token, common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
-  auto stmt = writer_->Prepare(
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
+  auto stmt = w.conn->Prepare(
       "INSERT INTO join_tokens(id, secret_sha256, cluster, node, created_ms, "
       "expires_ms, uses_left, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   if (!stmt.ok()) return stmt.status();
@@ -38,8 +39,9 @@ absl::StatusOr<JoinToken> SqlStore::RedeemJoinToken(const std::string& id,
                                                     const std::string& secret_sha256,
                                                     const std::string& node,
                                                     common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
-  auto stmt = writer_->Prepare(
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
+  auto stmt = w.conn->Prepare(
       "SELECT secret_sha256, cluster, node, expires_ms, uses_left, "
       "created_by FROM join_tokens WHERE id = ?");
   if (!stmt.ok()) return stmt.status();
@@ -69,7 +71,7 @@ absl::StatusOr<JoinToken> SqlStore::RedeemJoinToken(const std::string& id,
     return absl::PermissionDeniedError("join token " + id + " is for node '" + token.node +
                                        "', not '" + node + "'");
   }
-  auto use = writer_->Prepare(
+  auto use = w.conn->Prepare(
       "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ? AND "
       "uses_left > 0");
   if (!use.ok()) return use.status();
@@ -85,9 +87,10 @@ absl::StatusOr<JoinToken> SqlStore::RedeemJoinToken(const std::string& id,
 
 absl::Status SqlStore::SetNodeAccess(const NodeAccess& access, const std::string& by,
                                      common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
   // Allowing keeps the revocation time: certificates from before it stay refused.
-  auto stmt = writer_->Prepare(
+  auto stmt = w.conn->Prepare(
       "INSERT INTO node_access(cluster, node, revoked, revoked_ms, changed_by, changed_ms) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(cluster, node) DO UPDATE SET "
       "revoked = excluded.revoked, changed_by = excluded.changed_by, "
@@ -122,8 +125,9 @@ absl::StatusOr<std::vector<NodeAccess>> SqlStore::NodeAccessList() {
 }
 
 absl::Status SqlStore::RecordIssued(const IssuedCertificate& cert, common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
-  auto stmt = writer_->Prepare(
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
+  auto stmt = w.conn->Prepare(
       "INSERT INTO issued_certificates(serial, cluster, node, issued_ms, not_after_ms, "
       "method, source) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(serial) DO UPDATE SET "
       "cluster = excluded.cluster, node = excluded.node, issued_ms = excluded.issued_ms, "
@@ -155,8 +159,9 @@ absl::Status SqlStore::RecordNodeCertificate(const std::string& cluster, const s
                                              const std::string& serial,
                                              common::Clock::time_point not_after,
                                              common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
-  auto stmt = writer_->Prepare(
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
+  auto stmt = w.conn->Prepare(
       "INSERT INTO node_certificates(cluster, node, serial, not_after_ms, seen_ms) "
       "VALUES (?, ?, ?, ?, ?) ON CONFLICT(cluster, node) DO UPDATE SET serial = excluded.serial, "
       "not_after_ms = excluded.not_after_ms, seen_ms = excluded.seen_ms");

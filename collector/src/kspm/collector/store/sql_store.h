@@ -164,13 +164,40 @@ class RowBatch {
   std::map<size_t, Stmt> statements_;  // by rows per statement
 };
 
-// The store on a SQL engine: one writer connection (commits are serialized by write_mu_) and a
-// pool of readers. Engines differ only in what the hooks below do.
+// One connection that writes, with its prepared statements, its row batches and the news of its
+// open transaction. A transaction runs on one session, under its `mu`.
+struct WriteSession {
+  explicit WriteSession(Connection c);
+  [[nodiscard]] absl::Status Prepare();
+  absl::Status Exec(const char* sql) { return conn->Exec(sql).status(); }
+  absl::Status Begin() { return conn->Begin(); }
+
+  std::mutex mu;
+  Connection conn;
+  Stmt find_scan, touch_node, find_cluster, upsert_cluster, upsert_node, insert_scan,
+      current_status, current_of_check, current_of_object, current_in_namespace, current_checks,
+      set_scan_results, delete_result, insert_drift, node_has_results;
+  Stmt lock_node;  // the engine's (LockNode), prepared on first use
+  // Filled and flushed by WriteResults and ApplyCounts.
+  RowBatch result_rows, transition_rows, count_rows;
+  CommitNews news;  // of the open transaction
+  // Cluster ids by name: committed, and read or inserted by the open transaction (known once
+  // it commits). Cluster rows are never deleted.
+  std::unordered_map<std::string, int64_t> clusters;
+  std::vector<std::pair<std::string, int64_t>> clusters_seen;
+};
+
+// The store on a SQL engine: one or more write sessions and a pool of readers. The first session
+// takes every write but agents' reports (fleet, cluster scans in parts, pruning); reports are
+// committed on any session, several batches at once when there are several (PostgreSQL, whose
+// node locks keep two writers of one node apart). Engines differ only in what the hooks below do.
 class SqlStore : public Store {
  public:
-  SqlStore(std::string name, Connection writer, std::vector<Connection> readers);
+  // `writers`: at least one.
+  SqlStore(std::string name, std::vector<Connection> writers, std::vector<Connection> readers);
 
   absl::Status Prepare();
+  size_t WriteConcurrency() const override { return sessions_.size(); }
 
   absl::StatusOr<CommitStats> CommitReport(const v1::NodeReport& report,
                                            common::Clock::time_point now) override;
@@ -184,12 +211,12 @@ class SqlStore : public Store {
 
   absl::StatusOr<PostureCounts> CountResults() override;
   void SetCommitListener(std::function<void(CommitNews&&)> listener) override {
-    std::lock_guard lock(write_mu_);
+    std::lock_guard lock(listener_mu_);
     listener_ = std::move(listener);
   }
-  // Hands what the transaction that just ended changed to the listener if it committed, and
-  // forgets it either way. Called with write_mu_ held.
-  void Publish(bool committed);
+  // Hands what the transaction that just ended on `w` changed to the listener if it committed,
+  // and forgets it either way. Called with w.mu held; calls to the listener are serialized.
+  void Publish(WriteSession& w, bool committed);
 
   // After each write transaction, committed or not; `full`: it failed for lack of disk space.
   virtual void AfterCommit(bool full, common::Clock::time_point now) {
@@ -234,11 +261,21 @@ class SqlStore : public Store {
  protected:
   // Called in a report's transaction before its node's rows are read: makes other writers of the
   // same node (another collector on the same database) wait until this transaction ends.
-  virtual absl::Status LockNode(const std::string& cluster, const std::string& node) {
+  virtual absl::Status LockNode(WriteSession& w, const std::string& cluster,
+                                const std::string& node) {
+    (void)w;
     (void)cluster;
     (void)node;
     return absl::OkStatus();
   }
+  // The key of a node's lock. Batches take their nodes' locks in its order, so that two
+  // sessions (or collectors) committing reports of the same nodes never wait for each other in
+  // a circle.
+  static int64_t NodeKey(const std::string& cluster, const std::string& node) {
+    return Digest(cluster + '\x1f' + node);
+  }
+  // The session every write but agents' reports uses.
+  WriteSession& primary() { return *sessions_.front(); }
 
   // The bound string is copied.
   static void BindText(const Stmt& s, int i, const std::string& v) { s->BindText(i, v); }
@@ -246,13 +283,15 @@ class SqlStore : public Store {
   static void BindObject(const Stmt& s, int first, const ObjectKey& object);
   // Runs a prepared statement of the writer to completion; resets it for reuse.
   static absl::Status Step(const Stmt& stmt, const char* what) { return sql::Run(*stmt, what); }
-  absl::Status Exec(const char* sql) { return writer_->Exec(sql).status(); }
-  absl::Status Begin() { return writer_->Begin(); }
 
   // A result_counts row: benchmark, section, namespace, status, severity, scored.
   using CountBucket = std::tuple<std::string, std::string, std::string, int, int, int>;
 
-  absl::StatusOr<CommitStats> CommitOne(const v1::NodeReport& report,
+  // A batch in one transaction on `w` (its mu held), a savepoint per report.
+  std::vector<absl::StatusOr<CommitStats>> CommitOn(
+      WriteSession& w, const std::vector<const v1::NodeReport*>& reports,
+      common::Clock::time_point now);
+  absl::StatusOr<CommitStats> CommitOne(WriteSession& w, const v1::NodeReport& report,
                                         common::Clock::time_point now);
 
   // Where a report's rows go.
@@ -279,19 +318,20 @@ class SqlStore : public Store {
   // The head of a commit: duplicate scan id, heartbeat, cluster, node and scan rows. Nothing
   // (with `stats` saying why) when the report needs no more.
   // `in_parts`: the results come later (ReportWriter), so an empty report is no heartbeat.
-  absl::StatusOr<std::optional<Target>> StartScan(const v1::NodeReport& report,
+  absl::StatusOr<std::optional<Target>> StartScan(WriteSession& w, const v1::NodeReport& report,
                                                   common::Clock::time_point now, CommitStats& stats,
                                                   bool in_parts = false);
   // The node's current rows (of one check when `check_id` is given) into `out`.
-  absl::Status LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out);
+  absl::Status LoadCurrent(WriteSession& w, int64_t node_id, const std::string* check_id,
+                           CurrentRows& out);
   absl::Status ReadCurrent(const Stmt& stmt, CurrentRows& out);
   // The current results of one check, under one benchmark, about one object (kind, namespace,
   // name; all empty: the check's cluster-wide results).
-  absl::Status LoadCurrentOf(int64_t node_id, const std::string& check_id,
+  absl::Status LoadCurrentOf(WriteSession& w, int64_t node_id, const std::string& check_id,
                              const std::string& benchmark, const std::array<std::string, 3>& object,
                              CurrentRows& out);
   // The same for every object in namespace `ns`, and the Namespace `ns` itself.
-  absl::Status LoadCurrentIn(int64_t node_id, const std::string& check_id,
+  absl::Status LoadCurrentIn(WriteSession& w, int64_t node_id, const std::string& check_id,
                              const std::string& benchmark, const std::string& ns, CurrentRows& out);
   // Writes what changed among `results`, with transitions; rows written leave `current`. With
   // `new_findings`, new results other than PASS and NOT_APPLICABLE are in `changed` too (old
@@ -301,30 +341,29 @@ class SqlStore : public Store {
     const v1::CheckResult* result;
     int old_status;
   };
-  absl::Status WriteResults(const Target& target,
+  absl::Status WriteResults(WriteSession& w, const Target& target,
                             const std::vector<const v1::CheckResult*>& results,
                             CurrentRows& current, Counts& counts, CommitStats& stats,
                             std::vector<Changed>* changed = nullptr, bool new_findings = false);
-  absl::Status InsertDrift(const Target& target, const v1::DriftEvent& event);
+  absl::Status InsertDrift(WriteSession& w, const Target& target, const v1::DriftEvent& event);
   // Deletes the rows left in `current` (no longer reported).
-  absl::Status DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts);
-  absl::Status ApplyCounts(int64_t node_id, const Counts& counts);
+  absl::Status DeleteRows(WriteSession& w, int64_t node_id, const CurrentRows& current,
+                          Counts& counts);
+  absl::Status ApplyCounts(WriteSession& w, int64_t node_id, const Counts& counts);
   // The check ids of the node's current rows.
-  absl::StatusOr<std::set<std::string>> CurrentChecks(int64_t node_id);
+  absl::StatusOr<std::set<std::string>> CurrentChecks(WriteSession& w, int64_t node_id);
 
   friend class SqlReportWriter;
 
   std::string path_;  // a file, or a URL without its password
-  std::mutex write_mu_;
-  std::function<void(CommitNews&&)> listener_;  // under write_mu_
-  CommitNews news_;                             // of the open transaction, under write_mu_
-  Connection writer_;
+  std::mutex listener_mu_;
+  std::function<void(CommitNews&&)> listener_;  // under listener_mu_
+  std::vector<std::unique_ptr<WriteSession>> sessions_;
+  // Sessions no batch of reports is using.
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+  std::vector<WriteSession*> idle_;
   ReaderPool readers_;
-  Stmt find_scan_, touch_node_, find_cluster_, upsert_cluster_, upsert_node_, insert_scan_,
-      current_status_, current_of_check_, current_of_object_, current_in_namespace_,
-      current_checks_, set_scan_results_, delete_result_, insert_drift_, node_has_results_;
-  // Filled and flushed by WriteResults and ApplyCounts; under write_mu_.
-  RowBatch result_rows_, transition_rows_, count_rows_;
 };
 
 // The embedded engine: space watched, and the log checkpointed when space is tight.

@@ -1,5 +1,6 @@
 // The sqlite store's writer: a batch of reports in one transaction, each report's results,
 // transitions, counts and drift events, and pruning of old history.
+#include <algorithm>
 #include <chrono>
 #include <functional>
 
@@ -11,67 +12,81 @@
 
 namespace kspm::collector::store::internal {
 
-absl::Status SqlStore::Prepare() {
+absl::Status WriteSession::Prepare() {
   struct Spec {
     Stmt* out;
     const char* sql;
   };
   const Spec specs[] = {
-      {&find_scan_, "SELECT 1 FROM scans WHERE scan_id = ?"},
-      {&touch_node_,
+      {&find_scan, "SELECT 1 FROM scans WHERE scan_id = ?"},
+      {&touch_node,
        "UPDATE nodes SET identity = ?1, last_seen_ms = ?2, scan_interval_s = ?3 WHERE name = ?4 "
        "AND cluster_id = (SELECT id FROM clusters WHERE name = ?5)"},
-      {&find_cluster_, "SELECT id FROM clusters WHERE name = ?"},
-      {&upsert_cluster_, "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO NOTHING"},
-      {&upsert_node_,
+      {&find_cluster, "SELECT id FROM clusters WHERE name = ?"},
+      {&upsert_cluster, "INSERT INTO clusters(name) VALUES (?) ON CONFLICT(name) DO NOTHING"},
+      {&upsert_node,
        "INSERT INTO nodes(cluster_id, name, identity, first_seen_ms, last_seen_ms, last_scan_id, "
        "scan_interval_s) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT(cluster_id, name) DO "
        "UPDATE SET identity = excluded.identity, last_seen_ms = excluded.last_seen_ms, "
        "last_scan_id = excluded.last_scan_id, scan_interval_s = excluded.scan_interval_s "
        "RETURNING id"},
-      {&insert_scan_,
+      {&insert_scan,
        "INSERT INTO scans(scan_id, node_id, started_ms, finished_ms, received_ms, \"full\", "
        "results) "
        "VALUES (?, ?, ?, ?, ?, ?, ?)"},
-      {&current_status_,
+      {&current_status,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ?"},
-      {&current_of_check_,
+      {&current_of_check,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ?"},
-      {&current_of_object_,
+      {&current_of_object,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ? AND check_id = ? AND "
        "benchmark = ? AND kind = ? AND object_namespace = ? AND name = ?"},
-      {&current_in_namespace_,
+      {&current_in_namespace,
        "SELECT check_id, benchmark, kind, object_namespace, name, container, status, severity, "
        "scored, section, namespace, digest FROM results WHERE node_id = ?1 AND check_id = ?2 AND "
        "benchmark = ?3 AND (object_namespace = ?4 OR (kind = 'Namespace' AND object_namespace = "
        "'' AND name = ?4))"},
-      {&current_checks_, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
-      {&node_has_results_, "SELECT 1 FROM result_counts WHERE node_id = ? AND n > 0 LIMIT 1"},
-      {&set_scan_results_, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
-      {&insert_drift_,
+      {&current_checks, "SELECT DISTINCT check_id FROM results WHERE node_id = ?"},
+      {&node_has_results, "SELECT 1 FROM result_counts WHERE node_id = ? AND n > 0 LIMIT 1"},
+      {&set_scan_results, "UPDATE scans SET results = ?, finished_ms = ? WHERE scan_id = ?"},
+      {&insert_drift,
        "INSERT INTO drift_events(event_id, node_id, observed_ms, received_ms, scan_id, event) "
        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"},
-      {&delete_result_,
+      {&delete_result,
        "DELETE FROM results WHERE node_id = ? AND check_id = ? AND benchmark = ? AND "
        "kind = ? AND object_namespace = ? AND name = ? AND container = ?"},
   };
   for (const auto& spec : specs) {
-    auto stmt = writer_->Prepare(spec.sql);
+    auto stmt = conn->Prepare(spec.sql);
     if (!stmt.ok()) return stmt.status();
     *spec.out = *std::move(stmt);
   }
   return absl::OkStatus();
 }
 
-SqlStore::SqlStore(std::string name, Connection writer, std::vector<Connection> readers)
-    : path_(std::move(name)),
-      writer_(std::move(writer)),
-      readers_(std::move(readers)),
+absl::Status SqlStore::Prepare() {
+  for (auto& w : sessions_) {
+    if (auto s = w->Prepare(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+SqlStore::SqlStore(std::string name, std::vector<Connection> writers,
+                   std::vector<Connection> readers)
+    : path_(std::move(name)), readers_(std::move(readers)) {
+  for (auto& c : writers) {
+    sessions_.push_back(std::make_unique<WriteSession>(std::move(c)));
+    idle_.push_back(sessions_.back().get());
+  }
+}
+
+WriteSession::WriteSession(Connection c)
+    : conn(std::move(c)),
       // An update keeps the time of the last change unless the verdict changed.
-      result_rows_(
+      result_rows(
           "INSERT INTO results(node_id, check_id, benchmark, benchmark_id, status, severity, "
           "scored, result, scan_id, updated_ms, changed_ms, kind, object_namespace, name, "
           "container, namespace, section, digest)",
@@ -85,12 +100,12 @@ SqlStore::SqlStore(std::string name, Connection writer, std::vector<Connection> 
           "digest = excluded.digest, "
           "changed_ms = CASE WHEN results.status = excluded.status THEN results.changed_ms "
           "ELSE excluded.changed_ms END"),
-      transition_rows_(
+      transition_rows(
           "INSERT INTO transitions(node_id, check_id, benchmark, old_status, new_status, at_ms, "
           "scan_id, kind, object_namespace, name, container)",
           11, ""),
       // Each bucket once per call (Counts is a map), so no row meets itself in a statement.
-      count_rows_(
+      count_rows(
           "INSERT INTO result_counts(node_id, benchmark, section, namespace, status, severity, "
           "scored, n)",
           8,
@@ -166,38 +181,79 @@ absl::StatusOr<CommitStats> SqlStore::CommitReport(const v1::NodeReport& report,
 
 std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitBatch(
     const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) {
-  std::lock_guard lock(write_mu_);
+  // An idle session, the first one last: it may be busy with a fleet write or a cluster scan's
+  // part (its mu), for up to a second.
+  WriteSession* session = nullptr;
+  {
+    std::unique_lock lock(idle_mu_);
+    idle_cv_.wait(lock, [this] { return !idle_.empty(); });
+    auto it = std::find_if(idle_.begin(), idle_.end(),
+                           [this](WriteSession* w) { return w != sessions_.front().get(); });
+    if (it == idle_.end()) it = idle_.begin();
+    session = *it;
+    idle_.erase(it);
+  }
   std::vector<absl::StatusOr<CommitStats>> out;
-  out.reserve(reports.size());
-  if (auto s = Begin(); !s.ok()) {
-    for (size_t i = 0; i < reports.size(); ++i) out.emplace_back(s);
+  {
+    WriteSession& w = *session;
+    std::lock_guard lock(w.mu);
+    out = CommitOn(w, reports, now);
+  }
+  {
+    std::lock_guard lock(idle_mu_);
+    idle_.push_back(session);
+  }
+  idle_cv_.notify_one();
+  return out;
+}
+
+std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitOn(
+    WriteSession& w, const std::vector<const v1::NodeReport*>& reports,
+    common::Clock::time_point now) {
+  std::vector<absl::StatusOr<CommitStats>> out(reports.size(), absl::InternalError("not run"));
+  if (auto s = w.Begin(); !s.ok()) {
+    for (auto& o : out) o = s;
     return out;
   }
+  // In the order of their nodes' lock keys (a node's reports in the order given): a batch on
+  // another session or collector that holds some of the same nodes takes them in the same order.
+  std::vector<size_t> order(reports.size());
+  std::vector<int64_t> keys(reports.size());
+  for (size_t i = 0; i < reports.size(); ++i) {
+    order[i] = i;
+    const auto& node = reports[i]->node();
+    keys[i] = NodeKey(node.cluster().empty() ? "default" : node.cluster(), node.node_name());
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
   // A savepoint per report, so that one that fails is undone alone. Ending one and starting the
   // next go in one call (one round trip to PostgreSQL instead of two).
-  (void)Exec("SAVEPOINT report");
-  for (size_t i = 0; i < reports.size(); ++i) {
-    const bool last = i + 1 == reports.size();
-    const size_t changes_before = news_.changes.size(), drift_before = news_.drift.size();
-    auto stats = CommitOne(*reports[i], now);
+  (void)w.Exec("SAVEPOINT report");
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t i = order[k];
+    const bool last = k + 1 == order.size();
+    const size_t changes_before = w.news.changes.size(), drift_before = w.news.drift.size(),
+                 clusters_before = w.clusters_seen.size();
+    auto stats = CommitOne(w, *reports[i], now);
     if (stats.ok()) {
-      (void)Exec(last ? "RELEASE report" : "RELEASE report; SAVEPOINT report");
+      (void)w.Exec(last ? "RELEASE report" : "RELEASE report; SAVEPOINT report");
     } else {
-      (void)Exec(last ? "ROLLBACK TO report; RELEASE report"
-                      : "ROLLBACK TO report; RELEASE report; SAVEPOINT report");
-      news_.changes.resize(changes_before);
-      news_.drift.resize(drift_before);
+      (void)w.Exec(last ? "ROLLBACK TO report; RELEASE report"
+                        : "ROLLBACK TO report; RELEASE report; SAVEPOINT report");
+      w.news.changes.resize(changes_before);
+      w.news.drift.resize(drift_before);
+      w.clusters_seen.resize(clusters_before);  // a cluster row it inserted is undone
     }
-    out.push_back(std::move(stats));
+    out[i] = std::move(stats);
   }
-  const absl::Status committed = Exec("COMMIT");
+  const absl::Status committed = w.Exec("COMMIT");
   if (!committed.ok()) {
-    (void)Exec("ROLLBACK");
+    (void)w.Exec("ROLLBACK");
     for (auto& o : out) {
       if (o.ok()) o = committed;
     }
   }
-  Publish(committed.ok());
+  Publish(w, committed.ok());
   bool full = false;
   for (const auto& o : out)
     full |= !o.ok() && o.status().code() == absl::StatusCode::kResourceExhausted &&
@@ -206,7 +262,8 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitBatch(
   return out;
 }
 
-absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::NodeReport& report,
+absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(WriteSession& w,
+                                                                    const v1::NodeReport& report,
                                                                     common::Clock::time_point now,
                                                                     CommitStats& stats,
                                                                     bool in_parts) {
@@ -216,11 +273,11 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::No
   const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
   // Before the scan id is looked up: a report sent again to another collector waits here for
   // the first copy's transaction, and then finds its scan id stored.
-  if (auto s = LockNode(cluster, node_name); !s.ok()) return s;
+  if (auto s = LockNode(w, cluster, node_name); !s.ok()) return s;
 
-  BindText(find_scan_, 1, report.scan_id());
-  auto found = find_scan_->Next();
-  find_scan_->Reset();
+  BindText(w.find_scan, 1, report.scan_id());
+  auto found = w.find_scan->Next();
+  w.find_scan->Reset();
   if (!found.ok()) return sql::Context(found.status(), "looking up the scan");
   if (*found) {
     stats.duplicate = true;
@@ -234,57 +291,63 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::No
   // it does the same. A node not known yet takes the full path.
   if (!in_parts && !report.full() && report.results_size() == 0 && report.drift_size() == 0) {
     const std::string identity = report.node().SerializeAsString();
-    touch_node_->BindBlob(1, identity);
-    touch_node_->Bind(2, common::ToUnixMillis(now));
-    touch_node_->Bind(3, interval);
-    BindText(touch_node_, 4, node_name);
-    BindText(touch_node_, 5, cluster);
-    auto touched = touch_node_->Next();
-    const int64_t changes = touched.ok() ? touch_node_->Changes() : 0;
-    touch_node_->Reset();
+    w.touch_node->BindBlob(1, identity);
+    w.touch_node->Bind(2, common::ToUnixMillis(now));
+    w.touch_node->Bind(3, interval);
+    BindText(w.touch_node, 4, node_name);
+    BindText(w.touch_node, 5, cluster);
+    auto touched = w.touch_node->Next();
+    const int64_t changes = touched.ok() ? w.touch_node->Changes() : 0;
+    w.touch_node->Reset();
     if (!touched.ok()) return sql::Context(touched.status(), "storing a heartbeat");
     if (changes > 0) return std::nullopt;
   }
   // Looked up first, inserted only when new: an upsert would lock the cluster's row until the
   // commit, and every report of the cluster would wait for the one before it.
   absl::StatusOr<int64_t> cluster_id = absl::NotFoundError("cluster " + cluster + " not stored");
+  if (const auto known = w.clusters.find(cluster); known != w.clusters.end()) {
+    cluster_id = known->second;
+  }
   for (int attempt = 0; attempt < 2 && absl::IsNotFound(cluster_id.status()); ++attempt) {
-    BindText(find_cluster_, 1, cluster);
-    auto found = find_cluster_->Next();
-    if (found.ok() && *found) cluster_id = find_cluster_->Int(0);
-    find_cluster_->Reset();
+    BindText(w.find_cluster, 1, cluster);
+    auto found = w.find_cluster->Next();
+    if (found.ok() && *found) cluster_id = w.find_cluster->Int(0);
+    w.find_cluster->Reset();
     if (!found.ok()) return sql::Context(found.status(), "reading cluster");
-    if (cluster_id.ok()) break;
-    BindText(upsert_cluster_, 1, cluster);  // ON CONFLICT DO NOTHING: another may insert it
-    if (auto st = Step(upsert_cluster_, "storing cluster"); !st.ok()) return st;
+    if (cluster_id.ok()) {
+      w.clusters_seen.emplace_back(cluster, *cluster_id);
+      break;
+    }
+    BindText(w.upsert_cluster, 1, cluster);  // ON CONFLICT DO NOTHING: another may insert it
+    if (auto st = Step(w.upsert_cluster, "storing cluster"); !st.ok()) return st;
   }
   if (!cluster_id.ok()) return cluster_id.status();
 
   const int64_t now_ms = common::ToUnixMillis(now);
   const std::string identity = report.node().SerializeAsString();
-  upsert_node_->Bind(1, *cluster_id);
-  BindText(upsert_node_, 2, node_name);
-  upsert_node_->BindBlob(3, identity);
-  upsert_node_->Bind(4, now_ms);
-  BindText(upsert_node_, 5, report.scan_id());
-  upsert_node_->Bind(6, interval);
-  auto node_id = sql::RunId(*upsert_node_, "storing node");
+  w.upsert_node->Bind(1, *cluster_id);
+  BindText(w.upsert_node, 2, node_name);
+  w.upsert_node->BindBlob(3, identity);
+  w.upsert_node->Bind(4, now_ms);
+  BindText(w.upsert_node, 5, report.scan_id());
+  w.upsert_node->Bind(6, interval);
+  auto node_id = sql::RunId(*w.upsert_node, "storing node");
   if (!node_id.ok()) return node_id.status();
 
-  BindText(insert_scan_, 1, report.scan_id());
-  insert_scan_->Bind(2, *node_id);
-  insert_scan_->Bind(3, common::ToUnixMillis(common::FromProto(report.started_at())));
-  insert_scan_->Bind(4, common::ToUnixMillis(common::FromProto(report.finished_at())));
-  insert_scan_->Bind(5, now_ms);
-  insert_scan_->Bind(6, report.full() ? 1 : 0);
-  insert_scan_->Bind(7, report.results_size());
-  if (auto s = Step(insert_scan_, "storing scan"); !s.ok()) return s;
+  BindText(w.insert_scan, 1, report.scan_id());
+  w.insert_scan->Bind(2, *node_id);
+  w.insert_scan->Bind(3, common::ToUnixMillis(common::FromProto(report.started_at())));
+  w.insert_scan->Bind(4, common::ToUnixMillis(common::FromProto(report.finished_at())));
+  w.insert_scan->Bind(5, now_ms);
+  w.insert_scan->Bind(6, report.full() ? 1 : 0);
+  w.insert_scan->Bind(7, report.results_size());
+  if (auto s = Step(w.insert_scan, "storing scan"); !s.ok()) return s;
   bool baseline = false;
   // Reports committed whole learn it from the node's current rows (CommitOne), without a query.
   if (listener_ && in_parts) {
-    node_has_results_->Bind(1, *node_id);
-    auto has = node_has_results_->Next();
-    node_has_results_->Reset();
+    w.node_has_results->Bind(1, *node_id);
+    auto has = w.node_has_results->Next();
+    w.node_has_results->Reset();
     if (!has.ok()) return sql::Context(has.status(), "reading the node");
     baseline = !*has;
   }
@@ -296,10 +359,16 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(const v1::No
                 .baseline = baseline};
 }
 
-void SqlStore::Publish(bool committed) {
-  CommitNews news = std::move(news_);
-  news_ = CommitNews();
-  if (!committed || !listener_ || (news.changes.empty() && news.drift.empty())) return;
+void SqlStore::Publish(WriteSession& w, bool committed) {
+  if (committed) {
+    for (auto& [name, id] : w.clusters_seen) w.clusters.emplace(std::move(name), id);
+  }
+  w.clusters_seen.clear();
+  CommitNews news = std::move(w.news);
+  w.news = CommitNews();
+  if (!committed || (news.changes.empty() && news.drift.empty())) return;
+  std::lock_guard lock(listener_mu_);
+  if (!listener_) return;
   news.at = common::Clock::now();
   listener_(std::move(news));
 }
@@ -326,39 +395,40 @@ absl::Status SqlStore::ReadCurrent(const Stmt& stmt, CurrentRows& out) {
   return absl::OkStatus();
 }
 
-absl::Status SqlStore::LoadCurrent(int64_t node_id, const std::string* check_id, CurrentRows& out) {
-  const Stmt& stmt = check_id ? current_of_check_ : current_status_;
+absl::Status SqlStore::LoadCurrent(WriteSession& w, int64_t node_id, const std::string* check_id,
+                                   CurrentRows& out) {
+  const Stmt& stmt = check_id ? w.current_of_check : w.current_status;
   stmt->Bind(1, node_id);
   if (check_id) BindText(stmt, 2, *check_id);
   return ReadCurrent(stmt, out);
 }
 
-absl::Status SqlStore::LoadCurrentOf(int64_t node_id, const std::string& check_id,
+absl::Status SqlStore::LoadCurrentOf(WriteSession& w, int64_t node_id, const std::string& check_id,
                                      const std::string& benchmark,
                                      const std::array<std::string, 3>& object, CurrentRows& out) {
-  current_of_object_->Bind(1, node_id);
-  BindText(current_of_object_, 2, check_id);
-  BindText(current_of_object_, 3, benchmark);
-  for (int i = 0; i < 3; ++i) BindText(current_of_object_, 4 + i, object[i]);
-  return ReadCurrent(current_of_object_, out);
+  w.current_of_object->Bind(1, node_id);
+  BindText(w.current_of_object, 2, check_id);
+  BindText(w.current_of_object, 3, benchmark);
+  for (int i = 0; i < 3; ++i) BindText(w.current_of_object, 4 + i, object[i]);
+  return ReadCurrent(w.current_of_object, out);
 }
 
-absl::Status SqlStore::LoadCurrentIn(int64_t node_id, const std::string& check_id,
+absl::Status SqlStore::LoadCurrentIn(WriteSession& w, int64_t node_id, const std::string& check_id,
                                      const std::string& benchmark, const std::string& ns,
                                      CurrentRows& out) {
-  current_in_namespace_->Bind(1, node_id);
-  BindText(current_in_namespace_, 2, check_id);
-  BindText(current_in_namespace_, 3, benchmark);
-  BindText(current_in_namespace_, 4, ns);
-  return ReadCurrent(current_in_namespace_, out);
+  w.current_in_namespace->Bind(1, node_id);
+  BindText(w.current_in_namespace, 2, check_id);
+  BindText(w.current_in_namespace, 3, benchmark);
+  BindText(w.current_in_namespace, 4, ns);
+  return ReadCurrent(w.current_in_namespace, out);
 }
 
-absl::Status SqlStore::WriteResults(const Target& target,
+absl::Status SqlStore::WriteResults(WriteSession& w, const Target& target,
                                     const std::vector<const v1::CheckResult*>& results,
                                     CurrentRows& current, Counts& counts, CommitStats& stats,
                                     std::vector<Changed>* changed, bool new_findings) {
   std::unordered_map<std::string, CountBucket> written;  // rows these results carried
-  std::unordered_map<std::string, size_t> row_of;        // their rows in result_rows_
+  std::unordered_map<std::string, size_t> row_of;        // their rows in w.result_rows
   std::string blob, ns, section;
   ObjectKey object;
   for (const v1::CheckResult* result : results) {
@@ -395,7 +465,7 @@ absl::Status SqlStore::WriteResults(const Target& target,
 
     // The later copy of a result listed twice replaces the earlier one's row.
     const auto earlier = row_of.find(key);
-    row_of[std::move(key)] = result_rows_.Put(
+    row_of[std::move(key)] = w.result_rows.Put(
         {SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()), SqlValue::Text(r.benchmark()),
          SqlValue::Text(r.benchmark_id()), SqlValue::Int(r.status()), SqlValue::Int(r.severity()),
          SqlValue::Int(r.scored() ? 1 : 0), SqlValue::Blob(std::move(blob)),
@@ -409,16 +479,16 @@ absl::Status SqlStore::WriteResults(const Target& target,
     // A result seen for the first time is not a change: history starts at the first change
     // (the first verdict is the oldest change's old status, or the current one).
     if (old_status != 0 && old_status != r.status()) {
-      transition_rows_.Put({SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()),
-                            SqlValue::Text(r.benchmark()), SqlValue::Int(old_status),
-                            SqlValue::Int(r.status()), SqlValue::Int(target.now_ms),
-                            SqlValue::Text(target.scan_id), SqlValue::Text(object.kind),
-                            SqlValue::Text(object.ns), SqlValue::Text(object.name),
-                            SqlValue::Text(object.container)});
+      w.transition_rows.Put({SqlValue::Int(target.node_id), SqlValue::Text(r.check_id()),
+                             SqlValue::Text(r.benchmark()), SqlValue::Int(old_status),
+                             SqlValue::Int(r.status()), SqlValue::Int(target.now_ms),
+                             SqlValue::Text(target.scan_id), SqlValue::Text(object.kind),
+                             SqlValue::Text(object.ns), SqlValue::Text(object.name),
+                             SqlValue::Text(object.container)});
       ++stats.transitions;
       if (changed) changed->push_back({&r, old_status});
       if (listener_) {
-        news_.changes.push_back(
+        w.news.changes.push_back(
             {target.cluster, target.node, target.scan_id, static_cast<v1::Status>(old_status), r});
       }
     } else if (old_status == 0 && r.status() != v1::STATUS_PASS &&
@@ -427,33 +497,34 @@ absl::Status SqlStore::WriteResults(const Target& target,
       // not a transition: history starts at an object's first change.
       if (new_findings && changed) changed->push_back({&r, 0});
       if (listener_ && !target.baseline) {
-        news_.changes.push_back(
+        w.news.changes.push_back(
             {target.cluster, target.node, target.scan_id, v1::STATUS_UNSPECIFIED, r});
       }
     }
   }
   // Both flushed, whatever the first does: a batch left over would go into the next report.
-  auto s = result_rows_.Flush(*writer_, "storing results");
-  auto t = transition_rows_.Flush(*writer_, "storing transitions");
+  auto s = w.result_rows.Flush(*w.conn, "storing results");
+  auto t = w.transition_rows.Flush(*w.conn, "storing transitions");
   return s.ok() ? t : s;
 }
 
-absl::Status SqlStore::InsertDrift(const Target& target, const v1::DriftEvent& event) {
+absl::Status SqlStore::InsertDrift(WriteSession& w, const Target& target,
+                                   const v1::DriftEvent& event) {
   if (event.event_id().empty()) return absl::InvalidArgumentError("drift event without an id");
   const std::string blob = event.SerializeAsString();
-  BindText(insert_drift_, 1, event.event_id());
-  insert_drift_->Bind(2, target.node_id);
-  insert_drift_->Bind(3, common::ToUnixMillis(common::FromProto(event.observed_at())));
-  insert_drift_->Bind(4, target.now_ms);
-  BindText(insert_drift_, 5, target.scan_id);
-  insert_drift_->BindBlob(6, blob);
-  auto inserted = insert_drift_->Next();
-  const int64_t changes = inserted.ok() ? insert_drift_->Changes() : 0;
-  insert_drift_->Reset();
+  BindText(w.insert_drift, 1, event.event_id());
+  w.insert_drift->Bind(2, target.node_id);
+  w.insert_drift->Bind(3, common::ToUnixMillis(common::FromProto(event.observed_at())));
+  w.insert_drift->Bind(4, target.now_ms);
+  BindText(w.insert_drift, 5, target.scan_id);
+  w.insert_drift->BindBlob(6, blob);
+  auto inserted = w.insert_drift->Next();
+  const int64_t changes = inserted.ok() ? w.insert_drift->Changes() : 0;
+  w.insert_drift->Reset();
   if (!inserted.ok()) return sql::Context(inserted.status(), "storing drift event");
   // ON CONFLICT DO NOTHING: an event delivered again (same id) is no news.
   if (listener_ && changes > 0) {
-    auto& record = news_.drift.emplace_back();
+    auto& record = w.news.drift.emplace_back();
     record.set_cluster(target.cluster);
     *record.mutable_event() = event;
     *record.mutable_received_at() = common::ToProto(common::FromUnixMillis(target.now_ms));
@@ -461,15 +532,16 @@ absl::Status SqlStore::InsertDrift(const Target& target, const v1::DriftEvent& e
   return absl::OkStatus();
 }
 
-absl::Status SqlStore::DeleteRows(int64_t node_id, const CurrentRows& current, Counts& counts) {
+absl::Status SqlStore::DeleteRows(WriteSession& w, int64_t node_id, const CurrentRows& current,
+                                  Counts& counts) {
   for (const auto& [key, c] : current) {
-    delete_result_->Bind(1, node_id);
-    BindText(delete_result_, 2, c.check_id);
-    BindText(delete_result_, 3, c.benchmark);
-    BindObject(delete_result_, 4, c.object);
-    auto done = delete_result_->Next();
-    const int64_t removed = done.ok() ? delete_result_->Changes() : 0;
-    delete_result_->Reset();
+    w.delete_result->Bind(1, node_id);
+    BindText(w.delete_result, 2, c.check_id);
+    BindText(w.delete_result, 3, c.benchmark);
+    BindObject(w.delete_result, 4, c.object);
+    auto done = w.delete_result->Next();
+    const int64_t removed = done.ok() ? w.delete_result->Changes() : 0;
+    w.delete_result->Reset();
     if (!done.ok()) return sql::Context(done.status(), "removing stale results");
     // Counted only when the row was there to delete.
     if (removed > 0) counts[{c.benchmark, c.section, c.ns, c.status, c.severity, c.scored}]--;
@@ -477,53 +549,53 @@ absl::Status SqlStore::DeleteRows(int64_t node_id, const CurrentRows& current, C
   return absl::OkStatus();
 }
 
-absl::Status SqlStore::ApplyCounts(int64_t node_id, const Counts& counts) {
+absl::Status SqlStore::ApplyCounts(WriteSession& w, int64_t node_id, const Counts& counts) {
   for (const auto& [bucket, delta] : counts) {
     if (delta == 0) continue;
     const auto& [benchmark, bucket_section, bucket_ns, status, severity, scored] = bucket;
-    count_rows_.Put({SqlValue::Int(node_id), SqlValue::Text(benchmark),
-                     SqlValue::Text(bucket_section), SqlValue::Text(bucket_ns),
-                     SqlValue::Int(status), SqlValue::Int(severity), SqlValue::Int(scored),
-                     SqlValue::Int(delta)});
+    w.count_rows.Put({SqlValue::Int(node_id), SqlValue::Text(benchmark),
+                      SqlValue::Text(bucket_section), SqlValue::Text(bucket_ns),
+                      SqlValue::Int(status), SqlValue::Int(severity), SqlValue::Int(scored),
+                      SqlValue::Int(delta)});
   }
-  return count_rows_.Flush(*writer_, "counting results");
+  return w.count_rows.Flush(*w.conn, "counting results");
 }
 
-absl::StatusOr<std::set<std::string>> SqlStore::CurrentChecks(int64_t node_id) {
+absl::StatusOr<std::set<std::string>> SqlStore::CurrentChecks(WriteSession& w, int64_t node_id) {
   std::set<std::string> out;
-  current_checks_->Bind(1, node_id);
+  w.current_checks->Bind(1, node_id);
   absl::StatusOr<bool> row;
-  while ((row = current_checks_->Next()).ok() && *row) out.insert(current_checks_->Text(0));
-  current_checks_->Reset();
+  while ((row = w.current_checks->Next()).ok() && *row) out.insert(w.current_checks->Text(0));
+  w.current_checks->Reset();
   if (!row.ok()) return sql::Context(row.status(), "reading current checks");
   return out;
 }
 
-absl::StatusOr<CommitStats> SqlStore::CommitOne(const v1::NodeReport& report,
+absl::StatusOr<CommitStats> SqlStore::CommitOne(WriteSession& w, const v1::NodeReport& report,
                                                 common::Clock::time_point now) {
   CommitStats stats;
-  auto target = StartScan(report, now, stats);
+  auto target = StartScan(w, report, now, stats);
   if (!target.ok()) return target.status();
   if (!target->has_value()) return stats;
   Target t = **target;
 
   // The node's current verdicts, in one read: what each result replaces.
   CurrentRows current;
-  if (auto s = LoadCurrent(t.node_id, nullptr, current); !s.ok()) return s;
+  if (auto s = LoadCurrent(w, t.node_id, nullptr, current); !s.ok()) return s;
   t.baseline = current.empty();  // no results before this scan: its news is its baseline
   Counts counts;                 // changes to result_counts, applied once per bucket
   std::vector<const v1::CheckResult*> results;
   results.reserve(report.results_size());
   for (const auto& r : report.results()) results.push_back(&r);
-  if (auto s = WriteResults(t, results, current, counts, stats); !s.ok()) return s;
+  if (auto s = WriteResults(w, t, results, current, counts, stats); !s.ok()) return s;
   // A full report is the whole truth: the current results it did not carry are gone.
   if (report.full()) {
-    if (auto s = DeleteRows(t.node_id, current, counts); !s.ok()) return s;
+    if (auto s = DeleteRows(w, t.node_id, current, counts); !s.ok()) return s;
   }
   for (const auto& d : report.drift()) {
-    if (auto s = InsertDrift(t, d); !s.ok()) return s;
+    if (auto s = InsertDrift(w, t, d); !s.ok()) return s;
   }
-  if (auto s = ApplyCounts(t.node_id, counts); !s.ok()) return s;
+  if (auto s = ApplyCounts(w, t.node_id, counts); !s.ok()) return s;
   return stats;
 }
 
@@ -533,6 +605,7 @@ class SqlReportWriter final : public ReportWriter {
  public:
   SqlReportWriter(SqlStore& store, SqlStore::Target target, std::string node_name, bool partial)
       : store_(store),
+        w_(store.primary()),
         target_(std::move(target)),
         node_name_(std::move(node_name)),
         partial_(partial) {}
@@ -610,38 +683,39 @@ class SqlReportWriter final : public ReportWriter {
           // The rows this part replaces: its objects' and the check's cluster-wide ones.
           for (const auto& benchmark : scope->checks.at(check)) {
             for (const auto& object : scope->objects) {
-              if (auto s = store_.LoadCurrentOf(target_.node_id, check, benchmark, object, current);
+              if (auto s =
+                      store_.LoadCurrentOf(w_, target_.node_id, check, benchmark, object, current);
                   !s.ok()) {
                 return s;
               }
             }
             for (const auto& ns : scope->namespaces) {
-              if (auto s = store_.LoadCurrentIn(target_.node_id, check, benchmark, ns, current);
+              if (auto s = store_.LoadCurrentIn(w_, target_.node_id, check, benchmark, ns, current);
                   !s.ok()) {
                 return s;
               }
             }
-            if (auto s = store_.LoadCurrentOf(target_.node_id, check, benchmark, {}, current);
+            if (auto s = store_.LoadCurrentOf(w_, target_.node_id, check, benchmark, {}, current);
                 !s.ok()) {
               return s;
             }
           }
-        } else if (auto s = store_.LoadCurrent(target_.node_id, &check, current); !s.ok()) {
+        } else if (auto s = store_.LoadCurrent(w_, target_.node_id, &check, current); !s.ok()) {
           return s;
         }
         if (auto s =
-                store_.WriteResults(target_, list, current, counts, stats_, &changed, partial_);
+                store_.WriteResults(w_, target_, list, current, counts, stats_, &changed, partial_);
             !s.ok()) {
           return s;
         }
         if (more) {
           open_rows_ = std::move(current);
-        } else if (auto s = store_.DeleteRows(target_.node_id, current, counts); !s.ok()) {
+        } else if (auto s = store_.DeleteRows(w_, target_.node_id, current, counts); !s.ok()) {
           return s;
         }
       }
       if (!sliced) {
-        if (auto s = store_.ApplyCounts(target_.node_id, counts); !s.ok()) return s;
+        if (auto s = store_.ApplyCounts(w_, target_.node_id, counts); !s.ok()) return s;
       }
       // Each object whose verdicts changed since the last scan is a drift event of the node
       // (for a cluster scan: `Deployment shop/web`, seen by the rescan), as a node's file is.
@@ -665,7 +739,7 @@ class SqlReportWriter final : public ReportWriter {
         *change->mutable_result() = *c.result;
       }
       for (const auto& [object, e] : events) {
-        if (auto s = store_.InsertDrift(target_, e); !s.ok()) return s;
+        if (auto s = store_.InsertDrift(w_, target_, e); !s.ok()) return s;
       }
       for (const auto& [check, _] : by_check) seen_.insert(check);
       return absl::OkStatus();
@@ -678,11 +752,11 @@ class SqlReportWriter final : public ReportWriter {
     // committed (counts included) once it has been open for kSliceHold, and agents' reports go
     // in between.
     if (!open_lock_) {
-      open_lock_ = std::unique_lock(store_.write_mu_);
-      auto st = store_.Begin();
+      open_lock_ = std::unique_lock(w_.mu);
+      auto st = w_.Begin();
       if (st.ok()) {
-        st = store_.LockNode(target_.cluster, target_.node);
-        if (!st.ok()) (void)store_.Exec("ROLLBACK");
+        st = store_.LockNode(w_, target_.cluster, target_.node);
+        if (!st.ok()) (void)w_.Exec("ROLLBACK");
       }
       if (!st.ok()) {
         open_lock_ = {};
@@ -693,15 +767,15 @@ class SqlReportWriter final : public ReportWriter {
     }
     auto st = body();
     const bool hold = more && std::chrono::steady_clock::now() - open_since_ < kSliceHold;
-    if (st.ok() && !hold) st = store_.ApplyCounts(target_.node_id, open_counts_);
-    if (st.ok() && !hold) st = store_.Exec("COMMIT");
+    if (st.ok() && !hold) st = store_.ApplyCounts(w_, target_.node_id, open_counts_);
+    if (st.ok() && !hold) st = w_.Exec("COMMIT");
     if (!st.ok()) {
       // This transaction's slices are undone, and which rows the check still has to replace is
       // not known any more.
-      (void)store_.Exec("ROLLBACK");
+      (void)w_.Exec("ROLLBACK");
       broken_ = true;
     }
-    if (!st.ok() || !hold) store_.Publish(st.ok());
+    if (!st.ok() || !hold) store_.Publish(w_, st.ok());
     open_check_.reset();
     if (st.ok() && more) open_check_ = by_check.begin()->first;
     if (!st.ok() || !hold) {
@@ -717,8 +791,8 @@ class SqlReportWriter final : public ReportWriter {
     if (!open_lock_) return;
     // Abandoned in the middle of a check (the evaluation stopped): the slices since the last
     // commit are undone; the check's earlier ones stay, as whole checks before it do.
-    (void)store_.Exec("ROLLBACK");
-    store_.Publish(false);
+    (void)w_.Exec("ROLLBACK");
+    store_.Publish(w_, false);
     store_.AfterCommit(false, common::Clock::now());
   }
 
@@ -733,20 +807,20 @@ class SqlReportWriter final : public ReportWriter {
     auto s = InTransaction([&]() -> absl::Status {
       // Checks no part of a full report carried (removed from the catalogue, or a benchmark not
       // scanned now). A partial report removes nothing more.
-      auto checks = partial_ ? std::set<std::string>() : store_.CurrentChecks(target_.node_id);
+      auto checks = partial_ ? std::set<std::string>() : store_.CurrentChecks(w_, target_.node_id);
       if (!checks.ok()) return checks.status();
       SqlStore::Counts counts;
       for (const auto& check : *checks) {
         if (seen_.contains(check)) continue;
         SqlStore::CurrentRows gone;
-        if (auto st = store_.LoadCurrent(target_.node_id, &check, gone); !st.ok()) return st;
-        if (auto st = store_.DeleteRows(target_.node_id, gone, counts); !st.ok()) return st;
+        if (auto st = store_.LoadCurrent(w_, target_.node_id, &check, gone); !st.ok()) return st;
+        if (auto st = store_.DeleteRows(w_, target_.node_id, gone, counts); !st.ok()) return st;
       }
-      if (auto st = store_.ApplyCounts(target_.node_id, counts); !st.ok()) return st;
-      store_.set_scan_results_->Bind(1, static_cast<int64_t>(stats_.results));
-      store_.set_scan_results_->Bind(2, common::ToUnixMillis(finished));
-      SqlStore::BindText(store_.set_scan_results_, 3, target_.scan_id);
-      return store_.Step(store_.set_scan_results_, "recording the scan's size");
+      if (auto st = store_.ApplyCounts(w_, target_.node_id, counts); !st.ok()) return st;
+      w_.set_scan_results->Bind(1, static_cast<int64_t>(stats_.results));
+      w_.set_scan_results->Bind(2, common::ToUnixMillis(finished));
+      SqlStore::BindText(w_.set_scan_results, 3, target_.scan_id);
+      return store_.Step(w_.set_scan_results, "recording the scan's size");
     });
     if (!s.ok()) return s;
     return stats_;
@@ -754,14 +828,14 @@ class SqlReportWriter final : public ReportWriter {
 
  private:
   absl::Status InTransaction(const std::function<absl::Status()>& body) {
-    std::lock_guard lock(store_.write_mu_);
-    if (auto s = store_.Begin(); !s.ok()) return s;
+    std::lock_guard lock(w_.mu);
+    if (auto s = w_.Begin(); !s.ok()) return s;
     // As a report committed whole: one writer of the node at a time, across collectors.
-    auto s = store_.LockNode(target_.cluster, target_.node);
+    auto s = store_.LockNode(w_, target_.cluster, target_.node);
     if (s.ok()) s = body();
-    if (s.ok()) s = store_.Exec("COMMIT");
-    if (!s.ok()) (void)store_.Exec("ROLLBACK");
-    store_.Publish(s.ok());
+    if (s.ok()) s = w_.Exec("COMMIT");
+    if (!s.ok()) (void)w_.Exec("ROLLBACK");
+    store_.Publish(w_, s.ok());
     store_.AfterCommit(IsDiskFull(s), common::Clock::now());
     return s;
   }
@@ -772,6 +846,7 @@ class SqlReportWriter final : public ReportWriter {
   }
 
   SqlStore& store_;
+  WriteSession& w_;  // the store's first session
   SqlStore::Target target_;
   std::string node_name_;
   bool partial_;
@@ -795,25 +870,26 @@ absl::StatusOr<std::unique_ptr<ReportWriter>> SqlStore::BeginReport(const v1::No
   head.clear_results();
   head.clear_drift();
   head.set_full(!partial);
-  std::lock_guard lock(write_mu_);
-  if (auto s = Begin(); !s.ok()) return s;
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
+  if (auto s = w.Begin(); !s.ok()) return s;
   CommitStats stats;
-  auto target = StartScan(head, now, stats, /*in_parts=*/true);
+  auto target = StartScan(w, head, now, stats, /*in_parts=*/true);
   absl::Status s = target.status();
   if (s.ok() && !target->has_value()) {
     s = absl::AlreadyExistsError("scan " + header.scan_id() + " is already stored");
   }
-  if (s.ok()) s = Exec("COMMIT");
-  if (!s.ok()) {
-    (void)Exec("ROLLBACK");
-    return s;
-  }
+  if (s.ok()) s = w.Exec("COMMIT");
+  if (!s.ok()) (void)w.Exec("ROLLBACK");
+  Publish(w, s.ok());
+  if (!s.ok()) return s;
   return std::unique_ptr<ReportWriter>(
       new SqlReportWriter(*this, std::move(**target), header.node().node_name(), partial));
 }
 
 absl::StatusOr<size_t> SqlStore::PruneHistory(common::Clock::time_point cutoff) {
-  std::lock_guard lock(write_mu_);
+  WriteSession& w = primary();
+  std::lock_guard lock(w.mu);
   const std::string ms = std::to_string(common::ToUnixMillis(cutoff));
   // Scans still named as a node's last scan stay, so the node keeps its reference.
   size_t removed = 0;
@@ -821,7 +897,7 @@ absl::StatusOr<size_t> SqlStore::PruneHistory(common::Clock::time_point cutoff) 
                                  "DELETE FROM drift_events WHERE observed_ms < " + ms,
                                  "DELETE FROM scans WHERE received_ms < " + ms +
                                      " AND scan_id NOT IN (SELECT last_scan_id FROM nodes)"}) {
-    auto n = writer_->Exec(sql);
+    auto n = w.conn->Exec(sql);
     if (!n.ok()) return n.status();
     removed += static_cast<size_t>(*n);
   }

@@ -17,11 +17,18 @@ std::vector<Connection> WrapAll(std::vector<Db> dbs, const std::string& path) {
   return out;
 }
 
+// One writer: sqlite takes one write transaction at a time.
+std::vector<Connection> OneWriter(Db writer, const std::string& path) {
+  std::vector<Connection> out;
+  out.push_back(sql::WrapSqlite(std::move(writer), path));
+  return out;
+}
+
 }  // namespace
 
 SqliteStore::SqliteStore(std::string path, Db writer, std::vector<Db> readers)
-    : SqlStore(path, sql::WrapSqlite(std::move(writer), path), WrapAll(std::move(readers), path)),
-      raw_writer_(sql::RawSqlite(*writer_)) {}
+    : SqlStore(path, OneWriter(std::move(writer), path), WrapAll(std::move(readers), path)),
+      raw_writer_(sql::RawSqlite(*primary().conn)) {}
 
 StoreSpace SqliteStore::Space() const {
   std::lock_guard lock(space_mu_);

@@ -229,6 +229,10 @@ class Store {
     return true;
   }
 
+  // How many batches of reports CommitBatch may commit at once, from as many threads (reports
+  // of one node must still be committed one batch after another, in order). sqlite: 1.
+  virtual size_t WriteConcurrency() const { return 1; }
+
   // Fleet identity.
   [[nodiscard]] virtual absl::Status AddJoinToken(const JoinToken& token,
                                                   common::Clock::time_point now) = 0;
@@ -290,7 +294,11 @@ struct PostgresOptions {
   // variables and ~/.pgpass fill what it leaves out; the password never needs to be in it.
   std::string url;
   std::string password_file;  // one line: the password (a mounted Secret)
-  int pool_size = 4;          // connections for queries, beside the one that writes
+  int pool_size = 4;          // connections for queries
+  // Connections that commit agents' reports, each a batch at a time: batches of different nodes
+  // are committed at once (the server works on each in its own process). With pool_size and one
+  // for leases, the collector's bound on connections.
+  int writers = 2;
   int connect_timeout_seconds = 5;
   // How long to keep trying to reach the server at start (it may come up after the collector).
   std::chrono::milliseconds wait{std::chrono::seconds(60)};
