@@ -106,7 +106,8 @@ int Serve(const kspm::collector::server::ServerOptions& options, const std::stri
   });
   if (!started.ok()) {
     std::cerr << "kspm-collector: " << started.message() << "\n";
-    return 1;
+    // Told to stop before it could serve (waiting for the database): a stop, not a failure.
+    return started.code() == absl::StatusCode::kCancelled ? 0 : 1;
   }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
@@ -401,6 +402,12 @@ int main(int argc, char** argv) {
   }
   options.history_retention = std::chrono::hours(24 * retention_days);
   options.postgres.wait = std::chrono::seconds(store_wait_seconds);
+  // Serve blocks these signals before the store is opened: one pending is a request to stop.
+  options.postgres.stop_waiting = [] {
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+  };
   options.postgres.pool_size = options.query_readers;
   if (auto s = kspm::common::SetUpLogging(log_level, log_format, "kspm-collector"); !s.ok()) {
     std::cerr << "kspm-collector: " << s.message() << "\n";

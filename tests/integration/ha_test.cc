@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -177,6 +178,71 @@ TEST_F(HaTest, AgentsMoveToTheOtherCollectorWhenOneIsKilledAndNothingIsLostOrDou
 
 // Two collectors with the same cluster to scan: one scans it (the lease holder), the other
 // waits; killed, the first's lease passes to the second, which scans from then on.
+// A collector whose database is not reachable yet (its socket directory is empty) answers the
+// probes while it retries: alive, not ready, saying why. Once the server's socket appears it
+// serves, and is ready; a second one, still waiting, stops at once when told to.
+TEST_F(HaTest, ACollectorWaitingForItsDatabaseIsAliveNotReadyAndServesOnceItComes) {
+  std::string socket;
+  for (const auto& e : std::filesystem::directory_iterator(pg_->dir())) {
+    if (e.path().filename().string().rfind(".s.PGSQL.", 0) == 0 &&
+        e.path().extension() != ".lock") {
+      socket = e.path().string();
+    }
+  }
+  ASSERT_FALSE(socket.empty()) << "no socket in " << pg_->dir();
+  const std::string later = dir_.path() + "/later";
+  ASSERT_EQ(mkdir(later.c_str(), 0755), 0);
+  const std::string url = "postgresql://kspm@/" + db_ + "?host=" + later;
+  const int health = kspm::testing::FreeLoopbackPort();
+  const std::string port_file = dir_.path() + "/waiting.port";
+  kspm::testing::Process collector(
+      {kBin + "/kspm-collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--port-file",
+       port_file, "--store", url, "--store-wait", "120", "--health-listen",
+       "127.0.0.1:" + std::to_string(health)},
+      {.log = dir_.path() + "/waiting.log"});
+  const std::string base = "http://127.0.0.1:" + std::to_string(health);
+  kspm::testing::HttpAnswer ready;
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    ready = kspm::testing::HttpGet(base + "/readyz");
+    return ready.body.find("store unreachable, retrying") != std::string::npos;
+  })) << ready.code
+      << " " << ready.body << collector.Log();
+  EXPECT_EQ(ready.code, 503);
+  EXPECT_NE(ready.body.find(later), std::string::npos) << ready.body;  // which server
+  EXPECT_EQ(kspm::testing::HttpGet(base + "/healthz").code, 200);
+  std::string text;
+  EXPECT_FALSE(kspm::testing::ReadFileText(port_file, &text).ok());  // not serving agents yet
+
+  // The server "comes up": its socket appears where the collector looks.
+  ASSERT_EQ(symlink(socket.c_str(),
+                    (later + "/" + std::filesystem::path(socket).filename().string()).c_str()),
+            0);
+  ASSERT_TRUE(kspm::testing::WaitUntil(
+      [&] { return kspm::testing::ReadFileText(port_file, &text).ok() && !text.empty(); }, 30s))
+      << collector.Log();
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    return kspm::testing::HttpGet(base + "/readyz").code == 200;
+  })) << kspm::testing::HttpGet(base + "/readyz").body;
+
+  // Another, waiting for a server that never comes, stops at once on SIGTERM: a stop, exit 0.
+  const std::string never = dir_.path() + "/never";
+  ASSERT_EQ(mkdir(never.c_str(), 0755), 0);
+  const int health2 = kspm::testing::FreeLoopbackPort();
+  kspm::testing::Process stopped(
+      {kBin + "/kspm-collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--store",
+       "postgresql://kspm@/" + db_ + "?host=" + never, "--store-wait", "120", "--health-listen",
+       "127.0.0.1:" + std::to_string(health2)},
+      {.log = dir_.path() + "/stopped.log"});
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    return kspm::testing::HttpGet("http://127.0.0.1:" + std::to_string(health2) + "/readyz").code ==
+           503;
+  })) << stopped.Log();
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_EQ(stopped.Stop(), 0) << stopped.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 5s);
+  EXPECT_NE(stopped.Log().find("stopped while waiting for"), std::string::npos) << stopped.Log();
+}
+
 TEST_F(HaTest, OneCollectorScansTheClusterAndTheOtherTakesOverWhenItDies) {
   const std::vector<std::string> scan = {
       "--cluster-name",          "prod",
@@ -205,6 +271,14 @@ TEST_F(HaTest, OneCollectorScansTheClusterAndTheOtherTakesOverWhenItDies) {
     }
     return -1.0;
   };
+  // One of the two prunes history.
+  ASSERT_TRUE(kspm::testing::WaitUntil([&] {
+    return a->Log().find("prunes history") != std::string::npos &&
+           b->Log().find("prunes history") != std::string::npos;
+  })) << a->Log()
+      << b->Log();
+  EXPECT_NE(a->Log().find("this collector prunes history") != std::string::npos,
+            b->Log().find("this collector prunes history") != std::string::npos);
   const std::string ran = "kspm_cluster_scans_total{cluster=\"prod\",outcome=\"ok\"}";
   const std::string leads = "kspm_cluster_scan_leader{cluster=\"prod\"}";
   const std::string waiting = "another collector scans it";

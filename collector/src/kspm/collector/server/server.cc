@@ -1,5 +1,8 @@
 #include "kspm/collector/server/server.h"
 
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 
 #include "grpcpp/health_check_service_interface.h"
@@ -41,6 +44,29 @@ std::string DescribeCertificate(const std::string& path) {
   return "certificate " + path + ": valid until " + common::FormatRfc3339(facts->not_after) + "\n";
 }
 
+namespace {
+
+// Why the collector is not ready yet, set by the thread that opens the store and read by the
+// health server's threads.
+class WaitingReason {
+ public:
+  explicit WaitingReason(std::string why) : why_(std::move(why)) {}
+  void Set(std::string why) {
+    std::lock_guard lock(mu_);
+    why_ = std::move(why);
+  }
+  std::string Get() {
+    std::lock_guard lock(mu_);
+    return why_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string why_;
+};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
@@ -52,7 +78,22 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   where.query_readers = options.query_readers;
   where.accept_damaged_log = options.accept_damaged_log;
   where.postgres = options.postgres;
+  // While PostgreSQL is being reached (up to --store-wait), probes are answered: alive, not
+  // ready, and why.
+  std::unique_ptr<common::HealthServer> waiting;
+  if (!options.health_listen.empty() && store::IsPostgresUrl(where.spec)) {
+    auto why = std::make_shared<WaitingReason>("connecting to " +
+                                               store::RedactPostgresUrl(where.spec) + "\n");
+    where.postgres.on_retry = [why, inner = options.postgres.on_retry](const absl::Status& s) {
+      why->Set("store unreachable, retrying: " + std::string(s.message()) + "\n");
+      if (inner) inner(s);
+    };
+    auto health = common::HealthServer::Start(options.health_listen, [why] { return why->Get(); });
+    if (!health.ok()) return health.status();
+    waiting = *std::move(health);
+  }
   auto store = store::OpenStore(where);
+  waiting.reset();  // the collector's own health server takes the port once it serves
   if (!store.ok()) return store.status();
   s->store_ = *std::move(store);
   s->metrics_ = std::make_unique<CollectorMetrics>(*s->store_, options.metrics_posture_ttl);
@@ -146,7 +187,19 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   s->retention_ = options.history_retention;
   s->maintenance_ = std::thread([raw = s.get()] {
     std::unique_lock lock(raw->maintenance_mu_);
+    std::optional<bool> pruner;
     do {
+      // One collector among those sharing a database prunes (the deletes would only repeat).
+      auto leads = raw->store_->HoldLease("prune-history");
+      if (!leads.ok()) {
+        spdlog::warn("pruning history: {}", leads.status().ToString());
+        continue;
+      }
+      if (pruner != *leads) {
+        pruner = *leads;
+        spdlog::info(*leads ? "this collector prunes history" : "another collector prunes history");
+      }
+      if (!*leads) continue;
       auto pruned = raw->store_->PruneHistory(common::Clock::now() - raw->retention_);
       if (!pruned.ok()) {
         spdlog::warn("pruning history: {}", pruned.status().ToString());

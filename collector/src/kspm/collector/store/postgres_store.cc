@@ -711,7 +711,15 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& 
       break;
     }
     spdlog::warn("{} (retrying in {} ms)", std::string(writer.status().message()), backoff.count());
-    std::this_thread::sleep_for(backoff);
+    if (options.on_retry) options.on_retry(writer.status());
+    for (auto until = std::chrono::steady_clock::now() + backoff;
+         std::chrono::steady_clock::now() < until;) {
+      if (options.stop_waiting && options.stop_waiting()) {
+        return absl::CancelledError("stopped while waiting for " + name + ": " +
+                                    std::string(writer.status().message()));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
   }
   if (!writer.ok()) return writer.status();

@@ -302,6 +302,10 @@ struct PostgresOptions {
   int connect_timeout_seconds = 5;
   // How long to keep trying to reach the server at start (it may come up after the collector).
   std::chrono::milliseconds wait{std::chrono::seconds(60)};
+  // While trying: told each failed attempt before the next (readiness shows it), and asked
+  // between attempts whether to give up (the process was told to stop).
+  std::function<void(const absl::Status&)> on_retry;
+  std::function<bool()> stop_waiting;
 };
 
 // Connects (retrying with backoff within `wait`), refuses a server that takes no writes (a
