@@ -382,15 +382,18 @@ void Postgres(const std::string& dir, const std::string& rules, int nodes, int p
   }
   auto name = [](int i) { return "node-" + std::to_string(i); };
   double first_one = 0, changed_one = 0;
-  for (int collectors : {1, 2}) {
+  // Collectors and each one's write connections (--store-writers; 2 is the default).
+  for (const auto& [collectors, writers] : {std::pair{1, 2}, std::pair{2, 2}, std::pair{2, 1}}) {
     const std::string url = pg->Url(pg->NewDatabase());
     std::vector<Collector> cs;
     std::vector<std::string> addresses;
     for (int i = 0; i < collectors; ++i) {
-      cs.push_back(StartCollector(url, dir + "/port-pg" + std::to_string(i), rules));
+      cs.push_back(StartCollector(url, dir + "/port-pg" + std::to_string(i), rules,
+                                  {"--store-writers", std::to_string(writers)}));
       addresses.push_back(cs.back().address);
     }
-    std::printf("postgres, %d collector(s) on one database:\n", collectors);
+    std::printf("postgres, %d collector(s) on one database, %d writer connection(s) each:\n",
+                collectors, writers);
     const auto first = Wave(addresses, nodes, threads,
                             [&](int i) { return MakeReport(name(i), per_node, 1, true, 0); });
     Print("wave 1: full reports, all new", first);
@@ -407,8 +410,8 @@ void Postgres(const std::string& dir, const std::string& rules, int nodes, int p
       changed_one = changed_rate;
       std::printf("  wave 1 on postgres / on sqlite: %.2f\n", first_rate / sqlite_first);
     } else {
-      std::printf("  2 collectors / 1: wave 1 %.2f, wave 3 %.2f\n", first_rate / first_one,
-                  changed_rate / changed_one);
+      std::printf("  2 collectors / 1 (%d writers / 2): wave 1 %.2f, wave 3 %.2f\n",
+                  collectors * writers, first_rate / first_one, changed_rate / changed_one);
     }
     for (const auto& c : cs) StopCollector(c);
   }

@@ -200,6 +200,13 @@ absl::StatusOr<std::vector<CopiedTable>> CopySqliteToPostgres(
   } else if (progress) {
     progress("resuming the copy of " + sqlite_path);
   }
+  // Every table read from one snapshot of the file (a read transaction, held to the end): a
+  // collector that was not stopped cannot leave a scan copied without its results.
+  if (auto s = internal::ExecOn(from->get(), sqlite_path, "BEGIN"); !s.ok()) return s;
+  struct EndRead {
+    sqlite3* db;
+    ~EndRead() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
+  } end_read{from->get()};
   std::vector<CopiedTable> out;
   for (const char* table : kTables) {
     auto copied = CopyTable(from->get(), sqlite_path, target, table, progress);
