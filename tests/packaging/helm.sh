@@ -64,15 +64,18 @@ if ((HAVE_PY)); then
   fi
   # PostgreSQL: replicas, a PDB, no PVC, the password from the Secret, egress to the port.
   if helm_template "$TMP/helm-postgres.yaml" --set store.postgres.host=kspm-db-rw.db.svc \
-    --set store.postgres.existingSecret=kspm-db-app --set collector.replicas=3; then
+    --set store.postgres.existingSecret=kspm-db-app --set collector.replicas=3 \
+    --set store.postgres.writers=3; then
     structure "helm (store.postgres.host)" kspm-system "$TMP/helm-postgres.yaml" token
-    python3 - "$TMP/helm-postgres.yaml" <<'PY' || fail "helm: store.postgres: replicas or egress"
+    python3 - "$TMP/helm-postgres.yaml" <<'PY' || fail "helm: store.postgres: replicas, egress or writers"
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kspm-collector")
 pol = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "kspm-collector")
 ports = {p["port"] for e in pol["spec"]["egress"] for p in e.get("ports", [])}
-sys.exit(0 if dep["spec"]["replicas"] == 3 and 5432 in ports else 1)
+args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+sys.exit(0 if dep["spec"]["replicas"] == 3 and 5432 in ports and "--store-writers=3" in args
+         else 1)
 PY
   else
     fail "helm: store.postgres.host: $(cat "$TMP/helm-postgres.yaml.log")"

@@ -267,6 +267,35 @@ TEST_F(PostgresStoreTest, AConnectionLostInATransactionCommitsNothingOfItAndTheN
   EXPECT_EQ(Count("SELECT COALESCE(SUM(n), 0) FROM result_counts"), 1);
 }
 
+// A report committed to the file while the copy runs (a collector that was not stopped) is
+// either wholly in the copy or not at all: every table is read from one snapshot.
+TEST_F(PostgresStoreTest, ACopyReadsTheFileInOneSnapshot) {
+  const std::string file = dir_.path() + "/kspm.db";
+  auto sqlite = OpenSqliteStore(file);
+  ASSERT_TRUE(sqlite.ok());
+  ASSERT_TRUE(
+      (*sqlite)
+          ->CommitReport(Report("early", "node-a", {Result("x", "4.2.1", v1::STATUS_FAIL)}), now_)
+          .ok());
+  PostgresOptions to;
+  to.url = pg_->Url(db_);
+  bool committed = false;
+  // After the first table (clusters) is copied, before scans and results are read.
+  auto copied = CopySqliteToPostgres(file, to, [&](const std::string&) {
+    if (committed) return;
+    committed = true;
+    auto late = (*sqlite)->CommitReport(
+        Report("late", "node-a", {Result("x", "4.2.1", v1::STATUS_PASS)}), now_ + 1s);
+    EXPECT_TRUE(late.ok()) << late.status();
+  });
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  ASSERT_TRUE(committed);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans WHERE scan_id = 'early'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans WHERE scan_id = 'late'"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM results WHERE scan_id = 'late'"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 0);
+}
+
 // The collector's writers (server::Ingest over a store with two write sessions): while one
 // node's report waits (its node lock held by another session, as another collector's commit
 // would), reports of other nodes are committed on the other session; and a node's reports are
