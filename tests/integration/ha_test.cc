@@ -176,8 +176,6 @@ TEST_F(HaTest, AgentsMoveToTheOtherCollectorWhenOneIsKilledAndNothingIsLostOrDou
   for (auto& agent : agents) agent->Stop();
 }
 
-// Two collectors with the same cluster to scan: one scans it (the lease holder), the other
-// waits; killed, the first's lease passes to the second, which scans from then on.
 // A collector whose database is not reachable yet (its socket directory is empty) answers the
 // probes while it retries: alive, not ready, saying why. Once the server's socket appears it
 // serves, and is ready; a second one, still waiting, stops at once when told to.
@@ -243,6 +241,8 @@ TEST_F(HaTest, ACollectorWaitingForItsDatabaseIsAliveNotReadyAndServesOnceItCome
   EXPECT_NE(stopped.Log().find("stopped while waiting for"), std::string::npos) << stopped.Log();
 }
 
+// Two collectors with the same cluster to scan: one scans it (the lease holder), the other
+// waits; killed, the first's lease passes to the second, which scans from then on.
 TEST_F(HaTest, OneCollectorScansTheClusterAndTheOtherTakesOverWhenItDies) {
   const std::vector<std::string> scan = {
       "--cluster-name",          "prod",

@@ -309,8 +309,14 @@ TEST_F(PostgresStoreTest, SeveralWritersCommitOtherNodesWhileOneWaitsAndKeepEach
   ASSERT_TRUE(opened.ok()) << opened.status();
   Store& store = **opened;
   ASSERT_EQ(store.WriteConcurrency(), 2u);
+  // Declared before the writers, whose callbacks use them.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, absl::Status> done;  // by scan id
   // Another connection holds node prod/held's lock in an open transaction.
-  PGconn* other = PQconnectdb(pg_->Url(db_).c_str());
+  std::unique_ptr<PGconn, void (*)(PGconn*)> connection(PQconnectdb(pg_->Url(db_).c_str()),
+                                                        PQfinish);
+  PGconn* other = connection.get();
   ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
   const std::string lock = "BEGIN; SELECT pg_advisory_xact_lock(" +
                            std::to_string(internal::Digest(std::string("prod\x1fheld"))) + ")";
@@ -320,9 +326,6 @@ TEST_F(PostgresStoreTest, SeveralWritersCommitOtherNodesWhileOneWaitsAndKeepEach
 
   server::Ingest ingest(store, /*max_batch=*/3);
   ingest.Start();
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, absl::Status> done;  // by scan id
   auto submit = [&](v1::NodeReport r) {
     const std::string scan = r.scan_id();
     ingest.Submit(std::make_shared<const v1::NodeReport>(std::move(r)),
@@ -349,7 +352,7 @@ TEST_F(PostgresStoreTest, SeveralWritersCommitOtherNodesWhileOneWaitsAndKeepEach
   }
   held = PQexec(other, "COMMIT");
   PQclear(held);
-  PQfinish(other);
+  connection.reset();
   // Then 5 nodes' reports, 30 each flipping check x, interleaved, with both writers free.
   constexpr int kNodes = 5, kFlips = 30;
   for (int i = 0; i < kFlips; ++i) {

@@ -35,7 +35,9 @@ void Ingest::Submit(std::shared_ptr<const v1::NodeReport> report, Done done) {
   {
     std::lock_guard lock(mu_);
     if (running_ && !stopping_) {
-      queue_.push_back({std::move(report), std::move(done)});
+      std::string node = NodeOf(*report);
+      ++queued_[node];
+      queue_.push_back({std::move(report), std::move(done), std::move(node)});
       cv_.notify_one();
       return;
     }
@@ -65,13 +67,13 @@ void Ingest::Run() {
       // one was skipped.
       std::set<std::string> skipped;
       for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
-        std::string node = NodeOf(*it->report);
-        if (busy_.contains(node) || skipped.contains(node)) {
-          skipped.insert(std::move(node));
+        if (busy_.contains(it->node) || skipped.contains(it->node)) {
+          skipped.insert(it->node);
           ++it;
           continue;
         }
-        nodes.insert(std::move(node));
+        if (--queued_[it->node] == 0) queued_.erase(it->node);
+        nodes.insert(it->node);
         batch.push_back(std::move(*it));
         it = queue_.erase(it);
       }
@@ -107,11 +109,10 @@ void Ingest::Run() {
 }
 
 bool Ingest::ReadyLocked() const {
-  if (busy_.empty()) return !queue_.empty();
-  for (const auto& item : queue_) {
-    if (!busy_.contains(NodeOf(*item.report))) return true;
-  }
-  return false;
+  // Some node with queued reports is not busy: more such nodes than busy ones among them.
+  size_t busy_and_queued = 0;
+  for (const auto& node : busy_) busy_and_queued += queued_.contains(node) ? 1 : 0;
+  return queued_.size() > busy_and_queued;
 }
 
 }  // namespace kspm::collector::server

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "kspm/collector/store/store.h"
@@ -55,12 +56,15 @@ class Ingest {
   struct Item {
     std::shared_ptr<const v1::NodeReport> report;
     Done done;
+    std::string node;  // NodeOf(report)
   };
   void Run();
-  // Whether a queued report's node is free (under mu_).
+  // Whether a queued report's node is free (under mu_): O(busy nodes), not O(queue).
   bool ReadyLocked() const;
+  // A node as the store keys it (no cluster is cluster `default`).
   static std::string NodeOf(const v1::NodeReport& report) {
-    return report.node().cluster() + '/' + report.node().node_name();
+    const std::string& cluster = report.node().cluster();
+    return (cluster.empty() ? "default" : cluster) + '/' + report.node().node_name();
   }
 
   store::Store& store_;
@@ -69,7 +73,8 @@ class Ingest {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
-  std::set<std::string> busy_;  // nodes in a batch being committed
+  std::set<std::string> busy_;                   // nodes in a batch being committed
+  std::unordered_map<std::string, int> queued_;  // reports in queue_ by node
   bool stopping_ = false;
   bool running_ = false;
   std::vector<std::thread> threads_;

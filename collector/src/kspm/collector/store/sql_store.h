@@ -6,6 +6,7 @@
 // tokens, node access and certificates. Nothing here is used outside store/.
 #include <sqlite3.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
@@ -212,6 +213,7 @@ class SqlStore : public Store {
   absl::StatusOr<PostureCounts> CountResults() override;
   void SetCommitListener(std::function<void(CommitNews&&)> listener) override {
     std::lock_guard lock(listener_mu_);
+    listening_ = listener != nullptr;
     listener_ = std::move(listener);
   }
   // Hands what the transaction that just ended on `w` changed to the listener if it committed,
@@ -268,9 +270,9 @@ class SqlStore : public Store {
     (void)node;
     return absl::OkStatus();
   }
-  // The key of a node's lock. Batches take their nodes' locks in its order, so that two
-  // sessions (or collectors) committing reports of the same nodes never wait for each other in
-  // a circle.
+  // The key of a node's lock. Batches take their nodes' locks in its order (and store new
+  // clusters before), so that two sessions or collectors committing reports of the same nodes
+  // do not wait for each other in a circle.
   static int64_t NodeKey(const std::string& cluster, const std::string& node) {
     return Digest(cluster + '\x1f' + node);
   }
@@ -321,6 +323,8 @@ class SqlStore : public Store {
   absl::StatusOr<std::optional<Target>> StartScan(WriteSession& w, const v1::NodeReport& report,
                                                   common::Clock::time_point now, CommitStats& stats,
                                                   bool in_parts = false);
+  // The id of cluster `cluster`, its row inserted when there is none.
+  absl::StatusOr<int64_t> FindOrAddCluster(WriteSession& w, const std::string& cluster);
   // The node's current rows (of one check when `check_id` is given) into `out`.
   absl::Status LoadCurrent(WriteSession& w, int64_t node_id, const std::string* check_id,
                            CurrentRows& out);
@@ -357,8 +361,9 @@ class SqlStore : public Store {
 
   std::string path_;  // a file, or a URL without its password
   std::mutex listener_mu_;
-  std::function<void(CommitNews&&)> listener_;  // under listener_mu_
-  std::vector<std::unique_ptr<WriteSession>> sessions_;
+  std::function<void(CommitNews&&)> listener_;           // under listener_mu_
+  std::atomic<bool> listening_{false};                   // whether there is one: news is gathered
+  std::vector<std::unique_ptr<WriteSession>> sessions_;  // the first: primary()
   // Sessions no batch of reports is using.
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;

@@ -181,24 +181,40 @@ absl::StatusOr<CommitStats> SqlStore::CommitReport(const v1::NodeReport& report,
 
 std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitBatch(
     const std::vector<const v1::NodeReport*>& reports, common::Clock::time_point now) {
-  // An idle session, the first one last: it may be busy with a fleet write or a cluster scan's
-  // part (its mu), for up to a second.
+  // An idle session, the first one only when nothing else holds it: it also takes fleet writes,
+  // pruning and the parts of cluster scans (a sliced check keeps it for a while), and a batch
+  // waiting behind those would keep its nodes' next reports waiting too.
   WriteSession* session = nullptr;
+  std::unique_lock<std::mutex> session_lock;
   {
     std::unique_lock lock(idle_mu_);
-    idle_cv_.wait(lock, [this] { return !idle_.empty(); });
-    auto it = std::find_if(idle_.begin(), idle_.end(),
-                           [this](WriteSession* w) { return w != sessions_.front().get(); });
-    if (it == idle_.end()) it = idle_.begin();
-    session = *it;
-    idle_.erase(it);
+    for (;;) {
+      idle_cv_.wait(lock, [this] { return !idle_.empty(); });
+      WriteSession* first = sessions_.front().get();
+      auto it =
+          std::find_if(idle_.begin(), idle_.end(), [first](WriteSession* w) { return w != first; });
+      if (it != idle_.end()) {
+        session = *it;
+        idle_.erase(it);
+        break;
+      }
+      if (sessions_.size() == 1) {  // sqlite: the one writer, waited for
+        session = first;
+        idle_.clear();
+        break;
+      }
+      session_lock = std::unique_lock(first->mu, std::try_to_lock);
+      if (session_lock.owns_lock()) {
+        session = first;
+        idle_.clear();
+        break;
+      }
+      idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    }
   }
-  std::vector<absl::StatusOr<CommitStats>> out;
-  {
-    WriteSession& w = *session;
-    std::lock_guard lock(w.mu);
-    out = CommitOn(w, reports, now);
-  }
+  if (!session_lock.owns_lock()) session_lock = std::unique_lock(session->mu);
+  auto out = CommitOn(*session, reports, now);
+  session_lock.unlock();
   {
     std::lock_guard lock(idle_mu_);
     idle_.push_back(session);
@@ -211,6 +227,16 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitOn(
     WriteSession& w, const std::vector<const v1::NodeReport*>& reports,
     common::Clock::time_point now) {
   std::vector<absl::StatusOr<CommitStats>> out(reports.size(), absl::InternalError("not run"));
+  // A cluster new to this session is looked up, and stored when new, in statements of their own
+  // before the transaction: a row inserted in it would be locked until its commit, and a batch
+  // of another collector inserting the same cluster while it holds a node lock this one waits
+  // for would wait for this one in turn. Found outside a transaction, the id is committed. On
+  // an error the transaction does it (StartScan).
+  for (const v1::NodeReport* r : reports) {
+    const std::string cluster = r->node().cluster().empty() ? "default" : r->node().cluster();
+    if (w.clusters.contains(cluster)) continue;
+    if (auto id = FindOrAddCluster(w, cluster); id.ok()) w.clusters.emplace(cluster, *id);
+  }
   if (auto s = w.Begin(); !s.ok()) {
     for (auto& o : out) o = s;
     return out;
@@ -243,6 +269,7 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitOn(
       w.news.changes.resize(changes_before);
       w.news.drift.resize(drift_before);
       w.clusters_seen.resize(clusters_before);  // a cluster row it inserted is undone
+      w.clusters.clear();  // looked up again: a failover may have lost a row it names
     }
     out[i] = std::move(stats);
   }
@@ -302,26 +329,14 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(WriteSession
     if (!touched.ok()) return sql::Context(touched.status(), "storing a heartbeat");
     if (changes > 0) return std::nullopt;
   }
-  // Looked up first, inserted only when new: an upsert would lock the cluster's row until the
-  // commit, and every report of the cluster would wait for the one before it.
   absl::StatusOr<int64_t> cluster_id = absl::NotFoundError("cluster " + cluster + " not stored");
   if (const auto known = w.clusters.find(cluster); known != w.clusters.end()) {
     cluster_id = known->second;
+  } else {
+    cluster_id = FindOrAddCluster(w, cluster);
+    if (!cluster_id.ok()) return cluster_id.status();
+    w.clusters_seen.emplace_back(cluster, *cluster_id);  // known once this transaction commits
   }
-  for (int attempt = 0; attempt < 2 && absl::IsNotFound(cluster_id.status()); ++attempt) {
-    BindText(w.find_cluster, 1, cluster);
-    auto found = w.find_cluster->Next();
-    if (found.ok() && *found) cluster_id = w.find_cluster->Int(0);
-    w.find_cluster->Reset();
-    if (!found.ok()) return sql::Context(found.status(), "reading cluster");
-    if (cluster_id.ok()) {
-      w.clusters_seen.emplace_back(cluster, *cluster_id);
-      break;
-    }
-    BindText(w.upsert_cluster, 1, cluster);  // ON CONFLICT DO NOTHING: another may insert it
-    if (auto st = Step(w.upsert_cluster, "storing cluster"); !st.ok()) return st;
-  }
-  if (!cluster_id.ok()) return cluster_id.status();
 
   const int64_t now_ms = common::ToUnixMillis(now);
   const std::string identity = report.node().SerializeAsString();
@@ -344,7 +359,7 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(WriteSession
   if (auto s = Step(w.insert_scan, "storing scan"); !s.ok()) return s;
   bool baseline = false;
   // Reports committed whole learn it from the node's current rows (CommitOne), without a query.
-  if (listener_ && in_parts) {
+  if (listening_ && in_parts) {
     w.node_has_results->Bind(1, *node_id);
     auto has = w.node_has_results->Next();
     w.node_has_results->Reset();
@@ -357,6 +372,22 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(WriteSession
                 .cluster = cluster,
                 .node = node_name,
                 .baseline = baseline};
+}
+
+// Looked up first, inserted only when new: an upsert would lock the cluster's row until the
+// commit, and every report of the cluster would wait for the one before it.
+absl::StatusOr<int64_t> SqlStore::FindOrAddCluster(WriteSession& w, const std::string& cluster) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    BindText(w.find_cluster, 1, cluster);
+    auto found = w.find_cluster->Next();
+    const int64_t id = found.ok() && *found ? w.find_cluster->Int(0) : 0;
+    w.find_cluster->Reset();
+    if (!found.ok()) return sql::Context(found.status(), "reading cluster");
+    if (id != 0) return id;
+    BindText(w.upsert_cluster, 1, cluster);  // ON CONFLICT DO NOTHING: another may insert it
+    if (auto st = Step(w.upsert_cluster, "storing cluster"); !st.ok()) return st;
+  }
+  return absl::NotFoundError("cluster " + cluster + " not stored");
 }
 
 void SqlStore::Publish(WriteSession& w, bool committed) {
@@ -487,7 +518,7 @@ absl::Status SqlStore::WriteResults(WriteSession& w, const Target& target,
                              SqlValue::Text(object.container)});
       ++stats.transitions;
       if (changed) changed->push_back({&r, old_status});
-      if (listener_) {
+      if (listening_) {
         w.news.changes.push_back(
             {target.cluster, target.node, target.scan_id, static_cast<v1::Status>(old_status), r});
       }
@@ -496,7 +527,7 @@ absl::Status SqlStore::WriteResults(WriteSession& w, const Target& target,
       // A new object that fails (a privileged pod just created) is a change of posture, though
       // not a transition: history starts at an object's first change.
       if (new_findings && changed) changed->push_back({&r, 0});
-      if (listener_ && !target.baseline) {
+      if (listening_ && !target.baseline) {
         w.news.changes.push_back(
             {target.cluster, target.node, target.scan_id, v1::STATUS_UNSPECIFIED, r});
       }
@@ -523,7 +554,7 @@ absl::Status SqlStore::InsertDrift(WriteSession& w, const Target& target,
   w.insert_drift->Reset();
   if (!inserted.ok()) return sql::Context(inserted.status(), "storing drift event");
   // ON CONFLICT DO NOTHING: an event delivered again (same id) is no news.
-  if (listener_ && changes > 0) {
+  if (listening_ && changes > 0) {
     auto& record = w.news.drift.emplace_back();
     record.set_cluster(target.cluster);
     *record.mutable_event() = event;
