@@ -296,6 +296,48 @@ TEST_F(PostgresStoreTest, ACopyReadsTheFileInOneSnapshot) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM transitions"), 0);
 }
 
+// A batch whose cluster is new, waiting for a node's lock that another collector holds, does
+// not hold the new cluster's row: the other collector, storing the same cluster, goes on (no
+// wait in a circle, which PostgreSQL would break by failing one of them after a second).
+TEST_F(PostgresStoreTest, ANewClusterIsNotHeldWhileABatchWaitsForANodeLock) {
+  auto store = Open(pg_->Url(db_));
+  ASSERT_TRUE(store);
+  std::unique_ptr<PGconn, void (*)(PGconn*)> other(PQconnectdb(pg_->Url(db_).c_str()), PQfinish);
+  ASSERT_EQ(PQstatus(other.get()), CONNECTION_OK);
+  auto exec = [&](const std::string& sql) {
+    PGresult* r = PQexec(other.get(), sql.c_str());
+    const auto status = PQresultStatus(r);
+    std::string error = PQresultErrorMessage(r);
+    PQclear(r);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? std::string() : error;
+  };
+  // The other collector commits node east/c: it holds the node's lock.
+  ASSERT_EQ(exec("BEGIN; SELECT pg_advisory_xact_lock(" +
+                 std::to_string(internal::Digest(std::string("east\x1f") + "c")) + ")"),
+            "");
+  auto a = Report("a-1", "a", {Result("x", "1.1.1", v1::STATUS_FAIL)});
+  auto c = Report("c-1", "c", {Result("x", "1.1.1", v1::STATUS_FAIL)});
+  a.mutable_node()->set_cluster("east");
+  c.mutable_node()->set_cluster("east");
+  std::vector<absl::StatusOr<CommitStats>> out;
+  std::thread batch([&] { out = store->CommitBatch({&a, &c}, now_); });
+  // Until this store's batch waits for that lock.
+  EXPECT_TRUE(kspm::testing::WaitUntil([&] {
+    return pg_->Exec(db_,
+                     "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT "
+                     "granted") == "1";
+  }));
+  // The other collector stores cluster east too, and commits.
+  EXPECT_EQ(exec("SET statement_timeout = '5s'"), "");
+  EXPECT_EQ(exec("INSERT INTO clusters(name) VALUES ('east') ON CONFLICT (name) DO NOTHING"), "");
+  EXPECT_EQ(exec("COMMIT"), "");
+  batch.join();
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& o : out) EXPECT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM clusters WHERE name = 'east'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM scans"), 2);
+}
+
 // The collector's writers (server::Ingest over a store with two write sessions): while one
 // node's report waits (its node lock held by another session, as another collector's commit
 // would), reports of other nodes are committed on the other session; and a node's reports are
