@@ -235,8 +235,20 @@ class PgConnection final : public Connection {
     Broken();
   }
 
-  // Runs `stmt` (preparing it on this connection first if needed).
+  // Runs `stmt`. A query outside a transaction that finds the connection closed by the server
+  // (a restart, a failover: every idle connection of the pool is gone) is sent once more on a
+  // new connection; it changes nothing, so running it twice is harmless.
   absl::Status Execute(PgStatement& stmt) {
+    auto s = ExecuteOnce(stmt);
+    if (!s.ok() && !in_transaction_ && !lost_in_transaction_ && PQstatus(conn_) == CONNECTION_BAD &&
+        stmt.sql_.starts_with("SELECT")) {
+      s = ExecuteOnce(stmt);
+    }
+    return s;
+  }
+
+  // Runs `stmt` (preparing it on this connection first if needed).
+  absl::Status ExecuteOnce(PgStatement& stmt) {
     if (lost_in_transaction_) return LostError();
     if (auto s = Connected(); !s.ok()) return s;
     // A statement run once (most queries) is sent with its parameters, unnamed; one run again
