@@ -20,7 +20,7 @@
 
 #include "fixtures/host_builder.h"
 #include "fixtures/http.h"
-#include "fixtures/postgres.h"
+#include "fixtures/postgres_test.h"
 #include "fixtures/process.h"
 
 namespace kspm {
@@ -28,15 +28,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class HaTest : public ::testing::Test {
+class HaTest : public kspm::testing::PostgresDatabaseTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    pg_ = kspm::testing::PostgresServer::Get(&why);
-    if (pg_ == nullptr) GTEST_SKIP() << why;
-    db_ = pg_->NewDatabase();
-  }
-
   // A collector on the shared database; its gRPC port once it listens (0: it did not start).
   std::unique_ptr<kspm::testing::Process> Collector(const std::string& name, int* port,
                                                     std::vector<std::string> extra = {}) {
@@ -65,12 +58,8 @@ class HaTest : public ::testing::Test {
     return p;
   }
 
-  int Count(const std::string& sql) { return std::stoi(pg_->Exec(db_, sql)); }
-
   const std::string kBin = KSPM_BIN_DIR;
   kspm::testing::TempDir dir_;
-  kspm::testing::PostgresServer* pg_ = nullptr;
-  std::string db_;
 };
 
 // Agents stream to the first of two collectors until it is killed (SIGKILL, mid-stream); they go

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixtures/postgres_test.h"
 #include "fixtures/process.h"
 #include "kspm/collector/server/ingest.h"
 #include "kspm/collector/store/sql_store.h"
@@ -23,14 +24,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class PostgresStoreTest : public ::testing::Test {
+class PostgresStoreTest : public kspm::testing::PostgresDatabaseTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    pg_ = kspm::testing::PostgresServer::Get(&why);
-    if (pg_ == nullptr) GTEST_SKIP() << why;
-    db_ = pg_->NewDatabase();
-  }
   std::unique_ptr<Store> Open(const std::string& url) {
     PostgresOptions options;
     options.url = url;
@@ -39,11 +34,8 @@ class PostgresStoreTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
-  int Count(const std::string& sql) { return std::stoi(pg_->Exec(db_, sql)); }
 
   kspm::testing::TempDir dir_;
-  kspm::testing::PostgresServer* pg_ = nullptr;
-  std::string db_;
   common::Clock::time_point now_ = common::Clock::now();
 };
 

@@ -63,8 +63,7 @@ class Ingest {
   bool ReadyLocked() const;
   // A node as the store keys it (no cluster is cluster `default`).
   static std::string NodeOf(const v1::NodeReport& report) {
-    const std::string& cluster = report.node().cluster();
-    return (cluster.empty() ? "default" : cluster) + '/' + report.node().node_name();
+    return store::ClusterName(report.node().cluster()) + '/' + report.node().node_name();
   }
 
   store::Store& store_;

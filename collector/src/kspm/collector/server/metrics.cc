@@ -69,7 +69,7 @@ void CollectorMetrics::FillPosture(Families& out) {
       fresh.counts = *std::move(counts);
       std::set<std::string> clusters;
       for (const auto& n : *nodes) {
-        clusters.insert(n.identity().cluster().empty() ? "default" : n.identity().cluster());
+        clusters.insert(store::ClusterName(n.identity().cluster()));
       }
       for (const auto& cluster : clusters) {
         auto summary = store_.Summary(cluster, wall);

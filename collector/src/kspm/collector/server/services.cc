@@ -330,8 +330,7 @@ class ConnectReactor final
       }
     }
     // The store files an empty cluster under "default", so that is what it is checked as.
-    const std::string& cluster =
-        report.node().cluster().empty() ? std::string("default") : report.node().cluster();
+    const std::string cluster = store::ClusterName(report.node().cluster());
     if (identity_ && cluster != identity_->cluster) {
       return {grpc::StatusCode::PERMISSION_DENIED,
               "certificate of node '" + node_ + "' belongs to cluster '" + identity_->cluster +

@@ -233,7 +233,7 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitOn(
   // for would wait for this one in turn. Found outside a transaction, the id is committed. On
   // an error the transaction does it (StartScan).
   for (const v1::NodeReport* r : reports) {
-    const std::string cluster = r->node().cluster().empty() ? "default" : r->node().cluster();
+    const std::string cluster = ClusterName(r->node().cluster());
     if (w.clusters.contains(cluster)) continue;
     if (auto id = FindOrAddCluster(w, cluster); id.ok()) w.clusters.emplace(cluster, *id);
   }
@@ -248,7 +248,7 @@ std::vector<absl::StatusOr<CommitStats>> SqlStore::CommitOn(
   for (size_t i = 0; i < reports.size(); ++i) {
     order[i] = i;
     const auto& node = reports[i]->node();
-    keys[i] = NodeKey(node.cluster().empty() ? "default" : node.cluster(), node.node_name());
+    keys[i] = NodeKey(ClusterName(node.cluster()), node.node_name());
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return keys[a] < keys[b]; });
@@ -297,7 +297,7 @@ absl::StatusOr<std::optional<SqlStore::Target>> SqlStore::StartScan(WriteSession
   if (report.scan_id().empty()) return absl::InvalidArgumentError("report has no scan id");
   const std::string& node_name = report.node().node_name();
   if (node_name.empty()) return absl::InvalidArgumentError("report has no node name");
-  const std::string cluster = report.node().cluster().empty() ? "default" : report.node().cluster();
+  const std::string cluster = ClusterName(report.node().cluster());
   // Before the scan id is looked up: a report sent again to another collector waits here for
   // the first copy's transaction, and then finds its scan id stored.
   if (auto s = LockNode(w, cluster, node_name); !s.ok()) return s;

@@ -76,6 +76,11 @@ struct PostureCounts {
 };
 
 // What a commit did, for logs and acks.
+// The cluster a report without one is filed under, and checked as.
+inline std::string ClusterName(const std::string& cluster) {
+  return cluster.empty() ? std::string("default") : cluster;
+}
+
 struct CommitStats {
   bool duplicate = false;  // the scan id was committed before; nothing changed
   size_t results = 0;      // results the report carried
